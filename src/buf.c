@@ -1,0 +1,113 @@
+#include "buf.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void mq_buf_release(struct mq_buf *b)
+{
+	free(b->data);
+	b->data = NULL;
+	b->len = b->cap = 0;
+	b->oom = 0;
+}
+
+static int grow(struct mq_buf *b, size_t extra)
+{
+	if (b->oom)
+		return -1;
+	if (b->len + extra + 1 <= b->cap)
+		return 0;
+	size_t cap = b->cap ? b->cap : 64;
+	while (cap < b->len + extra + 1)
+		cap *= 2;
+	char *p = realloc(b->data, cap);
+	if (!p) {
+		b->oom = 1;
+		return -1;
+	}
+	b->data = p;
+	b->cap = cap;
+	return 0;
+}
+
+void mq_buf_add(struct mq_buf *b, const void *p, size_t n)
+{
+	if (grow(b, n))
+		return;
+	memcpy(b->data + b->len, p, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+}
+
+void mq_buf_adds(struct mq_buf *b, const char *s)
+{
+	mq_buf_add(b, s, strlen(s));
+}
+
+void mq_buf_vaddf(struct mq_buf *b, const char *fmt, va_list ap)
+{
+	va_list aq;
+	va_copy(aq, ap);
+	int n = vsnprintf(NULL, 0, fmt, aq);
+	va_end(aq);
+	if (n < 0 || grow(b, (size_t)n))
+		return;
+	vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+	b->len += (size_t)n;
+}
+
+void mq_buf_addf(struct mq_buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	mq_buf_vaddf(b, fmt, ap);
+	va_end(ap);
+}
+
+void mq_buf_add_json_str(struct mq_buf *b, const char *s)
+{
+	mq_buf_add(b, "\"", 1);
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		switch (*p) {
+		case '"': mq_buf_add(b, "\\\"", 2); break;
+		case '\\': mq_buf_add(b, "\\\\", 2); break;
+		case '\n': mq_buf_add(b, "\\n", 2); break;
+		case '\r': mq_buf_add(b, "\\r", 2); break;
+		case '\t': mq_buf_add(b, "\\t", 2); break;
+		default:
+			if (*p < 0x20)
+				mq_buf_addf(b, "\\u%04x", *p);
+			else
+				mq_buf_add(b, p, 1);
+		}
+	}
+	mq_buf_add(b, "\"", 1);
+}
+
+void mq_buf_add_json_num(struct mq_buf *b, double v)
+{
+	if (isfinite(v))
+		mq_buf_addf(b, "%.9g", v);
+	else
+		mq_buf_adds(b, "null");
+}
+
+int mq_buf_ok(const struct mq_buf *b)
+{
+	return !b->oom;
+}
+
+char *mq_buf_detach(struct mq_buf *b, size_t *len)
+{
+	char *p = b->data;
+	if (len)
+		*len = b->len;
+	if (!p)
+		p = calloc(1, 1);
+	b->data = NULL;
+	b->len = b->cap = 0;
+	return p;
+}

@@ -1,0 +1,230 @@
+#include "comm.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <mpi.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TAG_RECORD 17
+
+struct mq_comm {
+	MPI_Comm comm;
+	int rank, size;
+	MPI_File fh;
+	int file_open;
+	const char *path;
+};
+
+static int mpi_fail(struct mq_error *err, int rc, const char *what)
+{
+	char s[MPI_MAX_ERROR_STRING];
+	int len = 0;
+	MPI_Error_string(rc, s, &len);
+	return mq_fail(err, MQ_ERR_INTERNAL, "%s failed: %s", what, s);
+}
+
+#define MQ_MPI_CHECK(call, what) \
+	do { \
+		int rc_ = (call); \
+		if (rc_ != MPI_SUCCESS) \
+			return mpi_fail(err, rc_, what); \
+	} while (0)
+
+static void abort_hook(void)
+{
+	MPI_Abort(MPI_COMM_WORLD, 6);
+}
+
+struct mq_comm *mq_comm_new(const void *mpi_comm)
+{
+	struct mq_comm *c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	if (MPI_Comm_dup(*(const MPI_Comm *)mpi_comm, &c->comm) != MPI_SUCCESS) {
+		free(c);
+		return NULL;
+	}
+	MPI_Comm_set_errhandler(c->comm, MPI_ERRORS_RETURN);
+	MPI_Comm_rank(c->comm, &c->rank);
+	MPI_Comm_size(c->comm, &c->size);
+	mq_set_abort_hook(abort_hook);
+	return c;
+}
+
+void mq_comm_free(struct mq_comm *c)
+{
+	if (!c)
+		return;
+	if (c->file_open)
+		MPI_File_close(&c->fh);
+	MPI_Comm_free(&c->comm);
+	free(c);
+}
+
+int mq_comm_rank(const struct mq_comm *c)
+{
+	return c->rank;
+}
+
+int mq_comm_size(const struct mq_comm *c)
+{
+	return c->size;
+}
+
+double mq_comm_time(void)
+{
+	return MPI_Wtime();
+}
+
+void mq_comm_abort_world(void)
+{
+	abort_hook();
+}
+
+int mq_comm_agree(struct mq_comm *c, struct mq_error *err)
+{
+	int mine = err->code != MQ_OK ? c->rank : INT_MAX, first;
+	if (MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, c->comm) != MPI_SUCCESS)
+		abort_hook(); /* the ranks can no longer agree on anything */
+	if (first == INT_MAX)
+		return MQ_OK;
+	struct mq_error e = *err;
+	if (MPI_Bcast(&e, (int)sizeof(e), MPI_BYTE, first, c->comm) != MPI_SUCCESS)
+		abort_hook();
+	if (c->rank != first) {
+		*err = e;
+		if (first != 0 && c->rank == 0) {
+			/* say which rank saw it first when it was not rank 0 */
+			char prefix[32];
+			int k = snprintf(prefix, sizeof(prefix), "rank %d: ", first);
+			memmove(err->msg + k, e.msg, sizeof(e.msg) - (size_t)k);
+			memcpy(err->msg, prefix, (size_t)k);
+			err->msg[sizeof(err->msg) - 1] = '\0';
+		}
+	}
+	return err->code;
+}
+
+int mq_comm_bcast_blob(struct mq_comm *c, char **blob, size_t *len, struct mq_error *err)
+{
+	uint64_t n = c->rank == 0 ? (uint64_t)*len : 0;
+	MQ_MPI_CHECK(MPI_Bcast(&n, 1, MPI_UINT64_T, 0, c->comm), "MPI_Bcast");
+	if (c->rank != 0) {
+		*blob = malloc(n ? (size_t)n : 1);
+		*len = (size_t)n;
+	}
+	int ok = *blob != NULL, all;
+	MQ_MPI_CHECK(MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, c->comm), "MPI_Allreduce");
+	if (!all)
+		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory receiving the manifest");
+	for (uint64_t off = 0; off < n;) {
+		uint64_t part = n - off > (1u << 30) ? (1u << 30) : n - off;
+		MQ_MPI_CHECK(MPI_Bcast(*blob + off, (int)part, MPI_BYTE, 0, c->comm), "MPI_Bcast");
+		off += part;
+	}
+	return 0;
+}
+
+int mq_comm_send_record(struct mq_comm *c, const void *rec, size_t len, struct mq_error *err)
+{
+	MQ_MPI_CHECK(MPI_Send(rec, (int)len, MPI_BYTE, 0, TAG_RECORD, c->comm), "MPI_Send");
+	return 0;
+}
+
+void *mq_comm_recv_record(struct mq_comm *c, int blocking, size_t *len, struct mq_error *err)
+{
+	MPI_Status st;
+	int flag = 1, n;
+	int rc = blocking ? MPI_Probe(MPI_ANY_SOURCE, TAG_RECORD, c->comm, &st)
+			  : MPI_Iprobe(MPI_ANY_SOURCE, TAG_RECORD, c->comm, &flag, &st);
+	if (rc != MPI_SUCCESS) {
+		mpi_fail(err, rc, "MPI_Probe");
+		return NULL;
+	}
+	if (!flag)
+		return NULL;
+	MPI_Get_count(&st, MPI_BYTE, &n);
+	void *buf = malloc(n > 0 ? (size_t)n : 1);
+	if (!buf) {
+		mq_fail(err, MQ_ERR_INTERNAL, "out of memory receiving a record");
+		return NULL;
+	}
+	rc = MPI_Recv(buf, n, MPI_BYTE, st.MPI_SOURCE, TAG_RECORD, c->comm, MPI_STATUS_IGNORE);
+	if (rc != MPI_SUCCESS) {
+		free(buf);
+		mpi_fail(err, rc, "MPI_Recv");
+		return NULL;
+	}
+	*len = (size_t)n;
+	return buf;
+}
+
+int mq_comm_gather(struct mq_comm *c, const double *mine, int n, double *all, struct mq_error *err)
+{
+	MQ_MPI_CHECK(MPI_Gather(mine, n, MPI_DOUBLE, all, n, MPI_DOUBLE, 0, c->comm), "MPI_Gather");
+	return 0;
+}
+
+static int file_fail(struct mq_comm *c, struct mq_error *err, int rc, const char *what)
+{
+	char s[MPI_MAX_ERROR_STRING];
+	int len = 0, cls = 0;
+	MPI_Error_string(rc, s, &len);
+	MPI_Error_class(rc, &cls);
+	if (cls == MPI_ERR_NO_SPACE || cls == MPI_ERR_QUOTA)
+		return mq_fail(err, MQ_ERR_OUTPUT, "'%s': no space left on device while writing the output (%s)",
+			       c->path, s);
+	return mq_fail(err, MQ_ERR_OUTPUT, "'%s': %s failed: %s", c->path, what, s);
+}
+
+int mq_comm_file_open(struct mq_comm *c, const char *path, struct mq_error *err)
+{
+	c->path = path;
+	int rc = MPI_File_open(c->comm, path, MPI_MODE_WRONLY, MPI_INFO_NULL, &c->fh);
+	if (rc != MPI_SUCCESS)
+		return file_fail(c, err, rc, "opening the output");
+	MPI_File_set_errhandler(c->fh, MPI_ERRORS_RETURN);
+	c->file_open = 1;
+	return 0;
+}
+
+int mq_comm_file_write(struct mq_comm *c, uint64_t offset, const void *p, size_t n, struct mq_error *err)
+{
+	const char *b = p;
+	while (n) {
+		int part = n > (1u << 30) ? (1 << 30) : (int)n;
+		MPI_Status st;
+		int rc = MPI_File_write_at(c->fh, (MPI_Offset)offset, b, part, MPI_BYTE, &st);
+		if (rc != MPI_SUCCESS)
+			return file_fail(c, err, rc, "writing");
+		int done = 0;
+		MPI_Get_count(&st, MPI_BYTE, &done);
+		if (done <= 0)
+			return mq_fail(err, MQ_ERR_OUTPUT,
+				"'%s': short write at offset %llu (disk full?)", c->path, (unsigned long long)offset);
+		b += done;
+		n -= (size_t)done;
+		offset += (uint64_t)done;
+	}
+	return 0;
+}
+
+int mq_comm_file_sync(struct mq_comm *c, struct mq_error *err)
+{
+	int rc = MPI_File_sync(c->fh);
+	if (rc != MPI_SUCCESS)
+		return file_fail(c, err, rc, "flushing");
+	return 0;
+}
+
+int mq_comm_file_close(struct mq_comm *c, struct mq_error *err)
+{
+	if (!c->file_open)
+		return 0;
+	c->file_open = 0;
+	int rc = MPI_File_close(&c->fh);
+	if (rc != MPI_SUCCESS)
+		return file_fail(c, err, rc, "closing");
+	return 0;
+}

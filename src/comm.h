@@ -1,0 +1,49 @@
+/*
+ * comm: everything MPI. The only module that includes mpi.h.
+ *
+ * Collectives here must be called by every rank in the same order. Status
+ * agreement (mq_comm_agree) is an Allreduce of the lowest failing rank,
+ * followed by a broadcast of that rank's error, so that every rank holds the
+ * same error afterwards and takes the same branch.
+ */
+#ifndef MQ_COMM_H
+#define MQ_COMM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "status.h"
+
+struct mq_comm; /* opaque: a duplicated communicator and the output file */
+
+/* Wraps a duplicate of the MPI_Comm behind `mpi_comm` (a pointer to MPI_Comm). */
+struct mq_comm *mq_comm_new(const void *mpi_comm);
+void mq_comm_free(struct mq_comm *c);
+int mq_comm_rank(const struct mq_comm *c);
+int mq_comm_size(const struct mq_comm *c);
+double mq_comm_time(void);
+
+/* Collective: every rank ends with the error of the lowest failing rank. Returns its code. */
+int mq_comm_agree(struct mq_comm *c, struct mq_error *err);
+
+/* Collective: rank 0's blob (malloc'd) reaches every rank (*blob malloc'd on the others). */
+int mq_comm_bcast_blob(struct mq_comm *c, char **blob, size_t *len, struct mq_error *err);
+
+/* Point to point, work records from ranks to rank 0. */
+int mq_comm_send_record(struct mq_comm *c, const void *rec, size_t len, struct mq_error *err);
+/* Rank 0: a pending record (malloc'd) if one arrived, else NULL. blocking=1 waits for one. */
+void *mq_comm_recv_record(struct mq_comm *c, int blocking, size_t *len, struct mq_error *err);
+
+/* Collective over doubles: rank 0 receives n values from each rank into all (n * size). */
+int mq_comm_gather(struct mq_comm *c, const double *mine, int n, double *all, struct mq_error *err);
+
+/* The output file (collective open/sync/close; independent writes). */
+int mq_comm_file_open(struct mq_comm *c, const char *path, struct mq_error *err);
+int mq_comm_file_write(struct mq_comm *c, uint64_t offset, const void *p, size_t n, struct mq_error *err);
+int mq_comm_file_sync(struct mq_comm *c, struct mq_error *err);
+int mq_comm_file_close(struct mq_comm *c, struct mq_error *err);
+
+/* Aborts every rank; only for broken invariants. */
+void mq_comm_abort_world(void);
+
+#endif

@@ -1,0 +1,421 @@
+#include "manifest.h"
+
+#include "buf.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int ends_with(const char *s, const char *suffix)
+{
+	size_t a = strlen(s), b = strlen(suffix);
+	return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+static char *dup_str(const char *s)
+{
+	size_t n = strlen(s) + 1;
+	char *p = malloc(n);
+	if (p)
+		memcpy(p, s, n);
+	return p;
+}
+
+static char *dir_of(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	if (!slash)
+		return dup_str(".");
+	size_t n = (size_t)(slash - path);
+	if (n == 0)
+		n = 1;
+	char *d = malloc(n + 1);
+	if (d) {
+		memcpy(d, path, n);
+		d[n] = '\0';
+	}
+	return d;
+}
+
+static const char *base_of(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	return slash ? slash + 1 : path;
+}
+
+/* Opens one safetensors file and reads its raw header into f. */
+static int read_source(struct mq_source_file *f, struct mq_error *err)
+{
+	int fd = open(f->path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return mq_fail(err, MQ_ERR_INPUT, "cannot open '%s': %s", f->path, strerror(errno));
+	struct stat st;
+	int rc = 0;
+	if (fstat(fd, &st) != 0)
+		rc = mq_fail(err, MQ_ERR_INPUT, "cannot stat '%s': %s", f->path, strerror(errno));
+	else if (!S_ISREG(st.st_mode))
+		rc = mq_fail(err, MQ_ERR_INPUT, "'%s' is not a regular file", f->path);
+	if (!rc) {
+		f->size = (uint64_t)st.st_size;
+		rc = mq_st_read_raw(f->path, fd, f->size, &f->json, &f->header_len, err);
+	}
+	close(fd);
+	return rc;
+}
+
+static int add_file(struct mq_manifest *m, const char *dir, const char *name, struct mq_error *err)
+{
+	struct mq_source_file *files = realloc(m->files, (size_t)(m->n_files + 1) * sizeof(*files));
+	if (!files)
+		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+	m->files = files;
+	struct mq_source_file *f = &files[m->n_files++];
+	memset(f, 0, sizeof(*f));
+	size_t n = strlen(dir) + strlen(name) + 2;
+	f->path = malloc(n);
+	f->name = dup_str(name);
+	if (!f->path || !f->name)
+		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+	snprintf(f->path, n, "%s/%s", dir, name);
+	return 0;
+}
+
+static int cmp_tensor_name(const void *a, const void *b)
+{
+	return strcmp(((const struct mq_tensor *)a)->name, ((const struct mq_tensor *)b)->name);
+}
+
+/* Parses every file's header into the tensor table (pure; any rank). */
+static int build_table(struct mq_manifest *m, struct mq_error *err)
+{
+	for (int fi = 0; fi < m->n_files; fi++) {
+		struct mq_source_file *f = &m->files[fi];
+		struct mq_st_header h;
+		int rc = mq_st_parse(f->path, f->json, f->header_len, f->size, &h, err);
+		if (rc)
+			return rc;
+		struct mq_tensor *t = realloc(m->tensors, (size_t)(m->n_tensors + h.n_tensors + 1) * sizeof(*t));
+		if (!t) {
+			mq_st_header_release(&h);
+			return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+		}
+		m->tensors = t;
+		for (int i = 0; i < h.n_tensors; i++) {
+			struct mq_st_tensor *s = &h.tensors[i];
+			struct mq_tensor *d = &m->tensors[m->n_tensors++];
+			d->name = s->name;
+			s->name = NULL; /* moved */
+			d->dtype = s->dtype;
+			d->ndim = s->ndim;
+			memcpy(d->shape, s->shape, sizeof(d->shape));
+			d->file = fi;
+			d->offset = h.data_start + s->begin;
+			d->nbytes = s->end - s->begin;
+		}
+		mq_st_header_release(&h);
+	}
+	qsort(m->tensors, (size_t)m->n_tensors, sizeof(*m->tensors), cmp_tensor_name);
+	for (int i = 1; i < m->n_tensors; i++) {
+		if (strcmp(m->tensors[i - 1].name, m->tensors[i].name) == 0)
+			return mq_fail(err, MQ_ERR_INPUT, "tensor '%s' is stored in both '%s' and '%s'",
+				       m->tensors[i].name, m->files[m->tensors[i - 1].file].path,
+				       m->files[m->tensors[i].file].path);
+	}
+	return 0;
+}
+
+static int cmp_str_ptr(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Reads the index, checks shard names, and registers the shards in name order. */
+static int load_index(const char *path, struct mq_manifest *m, cJSON **map_out, struct mq_error *err)
+{
+	FILE *fp = fopen(path, "rb");
+	if (!fp)
+		return mq_fail(err, MQ_ERR_INPUT, "cannot open '%s': %s", path, strerror(errno));
+	char *text = NULL;
+	size_t len = 0, cap = 0;
+	int rc = 0;
+	for (;;) {
+		if (len + 65536 + 1 > cap) {
+			cap = cap ? cap * 2 : 131072;
+			if (cap > 512u << 20) {
+				rc = mq_fail(err, MQ_ERR_INPUT, "'%s': index file larger than 512 MiB", path);
+				break;
+			}
+			char *t = realloc(text, cap);
+			if (!t) {
+				rc = mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+				break;
+			}
+			text = t;
+		}
+		size_t r = fread(text + len, 1, 65536, fp);
+		len += r;
+		if (r < 65536)
+			break;
+	}
+	if (!rc && ferror(fp))
+		rc = mq_fail(err, MQ_ERR_INPUT, "cannot read '%s': %s", path, strerror(errno));
+	fclose(fp);
+	if (rc) {
+		free(text);
+		return rc;
+	}
+	text[len] = '\0';
+	cJSON *root = cJSON_ParseWithLength(text, len);
+	free(text);
+	if (!root || !cJSON_IsObject(root)) {
+		cJSON_Delete(root);
+		return mq_fail(err, MQ_ERR_INPUT, "'%s': not a valid JSON object (expected a Hugging Face shard index)", path);
+	}
+	cJSON *map = cJSON_DetachItemFromObjectCaseSensitive(root, "weight_map");
+	cJSON_Delete(root);
+	if (!cJSON_IsObject(map)) {
+		cJSON_Delete(map);
+		return mq_fail(err, MQ_ERR_INPUT, "'%s': no \"weight_map\" object (expected a Hugging Face shard index)", path);
+	}
+	int n = cJSON_GetArraySize(map);
+	char **names = calloc((size_t)n + 1, sizeof(*names));
+	if (!names) {
+		cJSON_Delete(map);
+		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+	}
+	int k = 0;
+	cJSON *it;
+	cJSON_ArrayForEach(it, map) {
+		const char *v = cJSON_GetStringValue(it);
+		if (!v) {
+			rc = mq_fail(err, MQ_ERR_INPUT, "'%s': weight_map entry '%s' is not a file name", path, it->string);
+			break;
+		}
+		if (strchr(v, '/') || strchr(v, '\\') || strcmp(v, ".") == 0 || strcmp(v, "..") == 0 || !*v) {
+			rc = mq_fail(err, MQ_ERR_INPUT,
+				"'%s': shard '%s' (for tensor '%s') is not a file in the index's folder; shards must sit beside the index",
+				path, v, it->string);
+			break;
+		}
+		names[k++] = (char *)v;
+	}
+	if (!rc) {
+		qsort(names, (size_t)k, sizeof(*names), cmp_str_ptr);
+		char *dir = dir_of(path);
+		if (!dir)
+			rc = mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+		for (int i = 0; i < k && !rc; i++)
+			if (i == 0 || strcmp(names[i], names[i - 1]) != 0)
+				rc = add_file(m, dir, names[i], err);
+		free(dir);
+		if (!rc && m->n_files == 0)
+			rc = mq_fail(err, MQ_ERR_INPUT, "'%s': weight_map is empty", path);
+	}
+	free(names);
+	if (rc)
+		cJSON_Delete(map);
+	else
+		*map_out = map;
+	return rc;
+}
+
+/* Every weight_map entry must name a tensor of that shard, and every tensor must be mapped. */
+static int check_index(const char *path, const struct mq_manifest *m, cJSON *map, struct mq_error *err)
+{
+	cJSON *it;
+	int n_mapped = 0;
+	cJSON_ArrayForEach(it, map) {
+		n_mapped++;
+		int t = mq_manifest_find(m, it->string);
+		const char *shard = cJSON_GetStringValue(it);
+		if (t < 0)
+			return mq_fail(err, MQ_ERR_INPUT, "'%s': tensor '%s' is mapped to '%s' but that shard does not hold it",
+				       path, it->string, shard);
+		if (strcmp(m->files[m->tensors[t].file].name, shard) != 0)
+			return mq_fail(err, MQ_ERR_INPUT, "'%s': tensor '%s' is mapped to '%s' but is stored in '%s'",
+				       path, it->string, shard, m->files[m->tensors[t].file].name);
+	}
+	if (n_mapped != m->n_tensors) {
+		for (int i = 0; i < m->n_tensors; i++)
+			if (!cJSON_GetObjectItemCaseSensitive(map, m->tensors[i].name))
+				return mq_fail(err, MQ_ERR_INPUT, "'%s': shard '%s' holds tensor '%s', which weight_map does not list",
+					       path, m->files[m->tensors[i].file].name, m->tensors[i].name);
+		return mq_fail(err, MQ_ERR_INPUT, "'%s': weight_map has duplicate tensor names", path);
+	}
+	return 0;
+}
+
+int mq_manifest_load(const char *path, struct mq_manifest *m, struct mq_error *err)
+{
+	memset(m, 0, sizeof(*m));
+	int rc = 0;
+	cJSON *map = NULL;
+	m->model_path = dup_str(path);
+	if (!m->model_path)
+		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+	if (ends_with(path, ".pt") || ends_with(path, ".pth") || ends_with(path, ".bin"))
+		return mq_fail(err, MQ_ERR_INPUT,
+			"'%s': PyTorch pickle checkpoints are not supported yet; convert to .safetensors first", path);
+	if (ends_with(path, ".json")) {
+		m->index_name = dup_str(base_of(path));
+		if (!m->index_name)
+			return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+		rc = load_index(path, m, &map, err);
+	} else {
+		char *dir = dir_of(path);
+		rc = dir ? add_file(m, dir, base_of(path), err) : mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+		free(dir);
+		if (!rc) { /* keep the user's spelling of the path in messages */
+			free(m->files[0].path);
+			m->files[0].path = dup_str(path);
+			if (!m->files[0].path)
+				rc = mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+		}
+	}
+	for (int i = 0; i < m->n_files && !rc; i++)
+		rc = read_source(&m->files[i], err);
+	if (!rc)
+		rc = build_table(m, err);
+	if (!rc && map)
+		rc = check_index(path, m, map, err);
+	cJSON_Delete(map);
+	return rc;
+}
+
+void mq_manifest_release(struct mq_manifest *m)
+{
+	for (int i = 0; i < m->n_files; i++) {
+		free(m->files[i].path);
+		free(m->files[i].name);
+		free(m->files[i].json);
+	}
+	free(m->files);
+	for (int i = 0; i < m->n_tensors; i++)
+		free(m->tensors[i].name);
+	free(m->tensors);
+	free(m->model_path);
+	free(m->index_name);
+	memset(m, 0, sizeof(*m));
+}
+
+int mq_manifest_find(const struct mq_manifest *m, const char *name)
+{
+	int lo = 0, hi = m->n_tensors - 1;
+	while (lo <= hi) {
+		int mid = lo + (hi - lo) / 2;
+		int c = strcmp(m->tensors[mid].name, name);
+		if (c == 0)
+			return mid;
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid - 1;
+	}
+	return -1;
+}
+
+uint64_t mq_manifest_data_bytes(const struct mq_manifest *m)
+{
+	uint64_t s = 0;
+	for (int i = 0; i < m->n_tensors; i++)
+		s += m->tensors[i].nbytes;
+	return s;
+}
+
+/* ---- pack / unpack: u64 counts and lengths, then the bytes ---- */
+
+static void put_u64(struct mq_buf *b, uint64_t v)
+{
+	mq_buf_add(b, &v, sizeof(v));
+}
+
+static void put_str(struct mq_buf *b, const char *s, uint64_t n)
+{
+	put_u64(b, n);
+	mq_buf_add(b, s, (size_t)n);
+}
+
+int mq_manifest_pack(const struct mq_manifest *m, char **blob, size_t *len, struct mq_error *err)
+{
+	struct mq_buf b = MQ_BUF_INIT;
+	put_str(&b, m->model_path, strlen(m->model_path));
+	put_str(&b, m->index_name ? m->index_name : "", m->index_name ? strlen(m->index_name) : 0);
+	put_u64(&b, (uint64_t)m->n_files);
+	for (int i = 0; i < m->n_files; i++) {
+		const struct mq_source_file *f = &m->files[i];
+		put_str(&b, f->path, strlen(f->path));
+		put_str(&b, f->name, strlen(f->name));
+		put_u64(&b, f->size);
+		put_str(&b, f->json, f->header_len);
+	}
+	if (!mq_buf_ok(&b)) {
+		mq_buf_release(&b);
+		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory packing the manifest");
+	}
+	*blob = mq_buf_detach(&b, len);
+	return 0;
+}
+
+struct reader {
+	const char *p;
+	size_t left;
+};
+
+static int get_u64(struct reader *r, uint64_t *v)
+{
+	if (r->left < 8)
+		return -1;
+	memcpy(v, r->p, 8);
+	r->p += 8;
+	r->left -= 8;
+	return 0;
+}
+
+static int get_str(struct reader *r, char **s, uint64_t *n_out)
+{
+	uint64_t n;
+	if (get_u64(r, &n) || n > r->left)
+		return -1;
+	*s = malloc((size_t)n + 1);
+	if (!*s)
+		return -1;
+	memcpy(*s, r->p, (size_t)n);
+	(*s)[n] = '\0';
+	r->p += n;
+	r->left -= (size_t)n;
+	if (n_out)
+		*n_out = n;
+	return 0;
+}
+
+int mq_manifest_unpack(const char *blob, size_t len, struct mq_manifest *m, struct mq_error *err)
+{
+	memset(m, 0, sizeof(*m));
+	struct reader r = { blob, len };
+	uint64_t n_files, n;
+	if (get_str(&r, &m->model_path, NULL) || get_str(&r, &m->index_name, &n) || get_u64(&r, &n_files) ||
+	    n_files > len)
+		goto bad;
+	if (n == 0) {
+		free(m->index_name);
+		m->index_name = NULL;
+	}
+	m->files = calloc((size_t)n_files + 1, sizeof(*m->files));
+	if (!m->files)
+		goto bad;
+	for (uint64_t i = 0; i < n_files; i++) {
+		struct mq_source_file *f = &m->files[i];
+		m->n_files++;
+		if (get_str(&r, &f->path, NULL) || get_str(&r, &f->name, NULL) || get_u64(&r, &f->size) ||
+		    get_str(&r, &f->json, &f->header_len))
+			goto bad;
+	}
+	return build_table(m, err);
+bad:
+	return mq_fail(err, MQ_ERR_INTERNAL, "corrupt manifest broadcast");
+}

@@ -1,0 +1,249 @@
+#include "metadata.h"
+
+#include <math.h>
+#include <string.h>
+
+#define NUM_WIDTH 16 /* widest %.9g of a double: -1.23456789e-308 */
+
+double mq_sqnr_db(double signal, double noise)
+{
+	if (noise <= 0.0)
+		return INFINITY;
+	return 10.0 * log10(signal / noise);
+}
+
+double mq_metadata_aggregate_sqnr(const struct mq_plan *p, const struct mq_tensor_result *res)
+{
+	double s = 0.0, n = 0.0;
+	for (int i = 0; i < p->n_tensors; i++) {
+		if (p->tensors[i].action != MQ_ACT_QUANT)
+			continue;
+		s += res[i].signal;
+		n += res[i].noise;
+	}
+	return p->n_quantized ? mq_sqnr_db(s, n) : (double)NAN;
+}
+
+void mq_metadata_source_digest(const struct mq_plan *p, const struct mq_tensor_result *res,
+			       uint8_t out[MQ_SHA256_LEN])
+{
+	struct mq_sha256 h;
+	if (mq_sha256_init(&h)) {
+		memset(out, 0, MQ_SHA256_LEN);
+		return;
+	}
+	for (int i = 0; i < p->n_tensors; i++)
+		mq_sha256_update(&h, res[i].sha256, MQ_SHA256_LEN);
+	mq_sha256_final(&h, out);
+}
+
+static void num(struct mq_buf *b, const struct mq_tensor_result *res, double v)
+{
+	if (!res) {
+		for (int i = 0; i < NUM_WIDTH; i++)
+			mq_buf_add(b, "0", 1);
+	} else {
+		mq_buf_add_json_num(b, v);
+	}
+}
+
+static void shape_json(struct mq_buf *b, const uint64_t *shape, int ndim)
+{
+	mq_buf_adds(b, "[");
+	for (int d = 0; d < ndim; d++)
+		mq_buf_addf(b, d ? ",%llu" : "%llu", (unsigned long long)shape[d]);
+	mq_buf_adds(b, "]");
+}
+
+static void digest_json(struct mq_buf *b, const uint8_t *d)
+{
+	char hex[2 * MQ_SHA256_LEN + 1];
+	if (d)
+		mq_hex(d, MQ_SHA256_LEN, hex);
+	else
+		memset(hex, '0', 2 * MQ_SHA256_LEN), hex[2 * MQ_SHA256_LEN] = '\0';
+	mq_buf_add_json_str(b, hex);
+}
+
+/* The per-tensor records: {"name": {...}, ...} in name order. */
+static void layers_json(const struct mq_manifest *m, const struct mq_plan *p,
+			const struct mq_tensor_result *res, struct mq_buf *b)
+{
+	const struct mq_scheme_info *si = mq_scheme_get(p->scheme);
+	mq_buf_adds(b, "{");
+	for (int i = 0; i < p->n_tensors; i++) {
+		const struct mq_tensor *t = &m->tensors[i];
+		const struct mq_plan_tensor *pt = &p->tensors[i];
+		int q = pt->action == MQ_ACT_QUANT;
+		if (i)
+			mq_buf_adds(b, ",");
+		mq_buf_add_json_str(b, t->name);
+		mq_buf_addf(b, ":{\"action\":\"%s\",\"reason\":", q ? "quantized" : "kept");
+		mq_buf_add_json_str(b, pt->reason);
+		mq_buf_addf(b, ",\"dtype_in\":\"%s\",\"dtype_out\":\"%s\",\"shape\":", mq_dtype_name(t->dtype),
+			    mq_dtype_name(q ? si->out_dtype : t->dtype));
+		shape_json(b, t->shape, t->ndim);
+		mq_buf_addf(b, ",\"bytes_in\":%llu,\"bytes_out\":%llu,\"sqnr_db\":", (unsigned long long)t->nbytes,
+			    (unsigned long long)pt->bytes_out);
+		if (q) {
+			const struct mq_tensor_result *r = res ? &res[i] : NULL;
+			uint64_t numel = t->nbytes / mq_dtype_size(t->dtype);
+			num(b, res, r ? mq_sqnr_db(r->signal, r->noise) : 0);
+			mq_buf_adds(b, ",\"mse\":");
+			num(b, res, r ? r->noise / (double)numel : 0);
+			mq_buf_adds(b, ",\"max_abs_err\":");
+			num(b, res, r ? r->max_abs : 0);
+		} else {
+			mq_buf_adds(b, "null,\"mse\":null,\"max_abs_err\":null");
+		}
+		mq_buf_adds(b, ",\"sha256\":");
+		digest_json(b, res ? res[i].sha256 : NULL);
+		mq_buf_adds(b, "}");
+	}
+	mq_buf_adds(b, "}");
+}
+
+static void provenance_json(const struct mq_manifest *m, const struct mq_plan *p, const struct mq_options *o,
+			    const struct mq_tensor_result *res, struct mq_buf *b)
+{
+	mq_buf_adds(b, "{\"tool\":\"mq-dist\",\"version\":\"" MQ_VERSION "\",\"inputs\":[");
+	if (m->index_name) {
+		mq_buf_adds(b, "{\"file\":");
+		mq_buf_add_json_str(b, m->index_name);
+		mq_buf_adds(b, ",\"role\":\"index\"},");
+	}
+	for (int f = 0; f < m->n_files; f++) {
+		mq_buf_adds(b, f ? ",{\"file\":" : "{\"file\":");
+		mq_buf_add_json_str(b, m->files[f].name);
+		mq_buf_addf(b, ",\"bytes\":%llu}", (unsigned long long)m->files[f].size);
+	}
+	mq_buf_addf(b, "],\"source_sha256\":");
+	uint8_t d[MQ_SHA256_LEN];
+	if (res)
+		mq_metadata_source_digest(p, res, d);
+	digest_json(b, res ? d : NULL);
+	mq_buf_addf(b, ",\"chunk_bytes\":%u,\"options\":", MQ_CHUNK_BYTES);
+	mq_options_json(o, b);
+	mq_buf_adds(b, "}");
+}
+
+static void selected_json(const struct mq_manifest *m, const struct mq_plan *p, struct mq_buf *b)
+{
+	mq_buf_adds(b, "[");
+	int k = 0;
+	for (int i = 0; i < p->n_tensors; i++) {
+		if (p->tensors[i].action != MQ_ACT_QUANT)
+			continue;
+		if (k++)
+			mq_buf_adds(b, ",");
+		mq_buf_add_json_str(b, m->tensors[i].name);
+	}
+	mq_buf_adds(b, "]");
+}
+
+/* Adds "key":"value" where value is the JSON text of inner, escaped as a string. */
+static void kv_json(struct mq_buf *b, const char *key, struct mq_buf *inner)
+{
+	mq_buf_add_json_str(b, key);
+	mq_buf_adds(b, ":");
+	mq_buf_add_json_str(b, inner->data ? inner->data : "");
+	mq_buf_release(inner);
+}
+
+static void kv(struct mq_buf *b, const char *key, const char *value)
+{
+	mq_buf_add_json_str(b, key);
+	mq_buf_adds(b, ":");
+	mq_buf_add_json_str(b, value);
+}
+
+static void metadata_json(const struct mq_manifest *m, const struct mq_plan *p, const struct mq_options *o,
+			  const struct mq_tensor_result *res, struct mq_buf *b)
+{
+	const struct mq_scheme_info *si = mq_scheme_get(p->scheme);
+	char v[64];
+	mq_buf_adds(b, "\"__metadata__\":{");
+	kv(b, "format", "pt");
+	mq_buf_adds(b, ",");
+	kv(b, "quantization_dtype", si->quant_dtype);
+	mq_buf_adds(b, ",");
+	kv(b, "scheme", si->name);
+	mq_buf_adds(b, ",");
+	kv(b, "symmetric", si->symmetric ? "true" : "false");
+	mq_buf_adds(b, ",");
+	kv(b, "per_channel", !si->is_cast && !p->per_tensor ? "true" : "false");
+	mq_buf_adds(b, ",");
+	struct mq_buf inner = MQ_BUF_INIT;
+	selected_json(m, p, &inner);
+	kv_json(b, "selected_layers", &inner);
+	mq_buf_adds(b, ",");
+	kv(b, "calibration_samples", "0");
+	mq_buf_adds(b, ",");
+	kv(b, "mq_dist_version", MQ_VERSION);
+	mq_buf_adds(b, ",");
+	snprintf(v, sizeof(v), "%llu", (unsigned long long)p->bytes_in);
+	kv(b, "original_size_bytes", v);
+	mq_buf_adds(b, ",");
+	snprintf(v, sizeof(v), "%llu", (unsigned long long)p->bytes_out);
+	kv(b, "quantized_size_bytes", v);
+	mq_buf_adds(b, ",");
+	snprintf(v, sizeof(v), "%.3f", (double)p->bytes_in / 1048576.0);
+	kv(b, "original_size_mb", v);
+	mq_buf_adds(b, ",");
+	snprintf(v, sizeof(v), "%.3f", (double)p->bytes_out / 1048576.0);
+	kv(b, "quantized_size_mb", v);
+	mq_buf_adds(b, ",");
+	snprintf(v, sizeof(v), "%.4f", p->bytes_out ? (double)p->bytes_in / (double)p->bytes_out : 1.0);
+	kv(b, "compression_ratio", v);
+	mq_buf_adds(b, ",\"sqnr_db\":\"");
+	num(b, res, res ? mq_metadata_aggregate_sqnr(p, res) : 0);
+	mq_buf_adds(b, "\",");
+	layers_json(m, p, res, &inner);
+	kv_json(b, "layers", &inner);
+	mq_buf_adds(b, ",");
+	provenance_json(m, p, o, res, &inner);
+	kv_json(b, "provenance", &inner);
+	mq_buf_adds(b, "}");
+}
+
+int mq_metadata_header(const struct mq_manifest *m, const struct mq_plan *p, const struct mq_options *o,
+		       const struct mq_tensor_result *res, uint64_t pad_to, struct mq_buf *b,
+		       struct mq_error *err)
+{
+	mq_buf_adds(b, "{");
+	metadata_json(m, p, o, res, b);
+	for (int k = 0; k < p->n_out; k++) {
+		const struct mq_out_tensor *t = &p->out[k];
+		mq_buf_adds(b, ",");
+		mq_buf_add_json_str(b, t->name);
+		mq_buf_addf(b, ":{\"dtype\":\"%s\",\"shape\":", mq_dtype_name(t->dtype));
+		shape_json(b, t->shape, t->ndim);
+		mq_buf_addf(b, ",\"data_offsets\":[%llu,%llu]}", (unsigned long long)t->begin,
+			    (unsigned long long)t->end);
+	}
+	mq_buf_adds(b, "}");
+	if (!mq_buf_ok(b))
+		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory building the header");
+	if (pad_to) {
+		if (b->len > pad_to)
+			return mq_fail(err, MQ_ERR_INTERNAL, "header of %zu bytes exceeds its reservation of %llu",
+				       b->len, (unsigned long long)pad_to);
+		while (b->len < pad_to)
+			mq_buf_add(b, " ", 1);
+		if (!mq_buf_ok(b))
+			return mq_fail(err, MQ_ERR_INTERNAL, "out of memory building the header");
+	}
+	return 0;
+}
+
+int mq_metadata_reserve(const struct mq_manifest *m, const struct mq_plan *p, const struct mq_options *o,
+			uint64_t *len, struct mq_error *err)
+{
+	struct mq_buf b = MQ_BUF_INIT;
+	int rc = mq_metadata_header(m, p, o, NULL, 0, &b, err);
+	*len = (b.len + 7) & ~(uint64_t)7;
+	mq_buf_release(&b);
+	if (!rc && *len > MQ_ST_MAX_HEADER)
+		return mq_fail(err, MQ_ERR_INPUT, "the output header would exceed the 100000000-byte safetensors limit");
+	return rc;
+}

@@ -1,0 +1,53 @@
+/*
+ * metadata: per-tensor results, aggregate metrics, and the output header
+ * (tensor entries plus __metadata__) as JSON text.
+ *
+ * The header must be sized before any tensor data is placed, because
+ * safetensors offsets count from its end. mq_metadata_header() therefore has
+ * a reservation form (results == NULL) in which every figure that is only
+ * known after the run takes its widest printed form (16 characters for a
+ * %.9g double); the final header is never longer, and is padded with spaces
+ * to the reserved length, itself a multiple of 8. Both forms depend only on
+ * the manifest, the plan and the options, never on the rank count.
+ */
+#ifndef MQ_METADATA_H
+#define MQ_METADATA_H
+
+#include <stdint.h>
+
+#include "buf.h"
+#include "digest.h"
+#include "manifest.h"
+#include "options.h"
+#include "plan.h"
+
+struct mq_tensor_result {
+	double signal;    /* sum x^2 over the tensor */
+	double noise;     /* sum (x - dequant)^2 */
+	double max_abs;   /* max |x - dequant| */
+	uint8_t sha256[MQ_SHA256_LEN]; /* tree digest of the source data */
+};
+
+/* 10 log10(signal / noise); +Inf when noise is 0 (printed as null). */
+double mq_sqnr_db(double signal, double noise);
+
+/* Aggregate SQNR over the quantized tensors. */
+double mq_metadata_aggregate_sqnr(const struct mq_plan *p, const struct mq_tensor_result *res);
+
+/* SHA-256 over the tensor digests in name order. */
+void mq_metadata_source_digest(const struct mq_plan *p, const struct mq_tensor_result *res,
+			       uint8_t out[MQ_SHA256_LEN]);
+
+/*
+ * The header JSON. res == NULL builds the reservation form. pad_to > 0 pads
+ * the result with spaces to exactly that length (fails if it is longer).
+ */
+int mq_metadata_header(const struct mq_manifest *m, const struct mq_plan *p, const struct mq_options *o,
+		       const struct mq_tensor_result *res, uint64_t pad_to, struct mq_buf *out,
+		       struct mq_error *err);
+
+/* Length of the reserved header: the reservation form rounded up to a multiple of 8. */
+int mq_metadata_reserve(const struct mq_manifest *m, const struct mq_plan *p, const struct mq_options *o,
+			uint64_t *len, struct mq_error *err);
+
+#endif

@@ -1,0 +1,280 @@
+#include "options.h"
+
+#include <regex.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+
+const char *const mq_default_excludes[] = {
+	"embed",                      /* token, position and patch embeddings */
+	"(^|\\.)lm_head\\.",          /* output projection */
+	"(^|\\.)(wte|wpe)\\.",        /* GPT-2 style embeddings */
+	"(^|\\.)(mlp\\.gate|router)\\.", /* mixture-of-experts routers */
+};
+const int mq_n_default_excludes = sizeof(mq_default_excludes) / sizeof(mq_default_excludes[0]);
+
+enum opt_id {
+	OPT_OUTPUT, OPT_SCHEME, OPT_GRANULARITY, OPT_INCLUDE, OPT_EXCLUDE, OPT_NO_DEFAULT_EXCLUDES,
+	OPT_FORCE, OPT_DRY_RUN, OPT_REPORT, OPT_BUDGET, OPT_NO_SYNC, OPT_QUIET, OPT_HELP, OPT_VERSION,
+};
+
+static const struct opt {
+	enum opt_id id;
+	char short_name;
+	const char *long_name;
+	const char *arg;  /* NULL: a flag */
+	const char *help;
+} opts[] = {
+	{ OPT_OUTPUT, 'o', "output", "PATH",
+	  "output file (default: beside the input, MODEL.SCHEME.safetensors)" },
+	{ OPT_SCHEME, 's', "scheme", "NAME",
+	  "int8 (symmetric, default), uint8 (asymmetric), fp16 or bf16 (casts)" },
+	{ OPT_GRANULARITY, 'g', "granularity", "G",
+	  "channel (one scale per output channel, default) or tensor" },
+	{ OPT_INCLUDE, 'i', "include", "REGEX",
+	  "quantize only weights whose name matches (repeatable; overrides the default exclusions)" },
+	{ OPT_EXCLUDE, 'x', "exclude", "REGEX",
+	  "keep weights whose name matches unchanged (repeatable; adds to the default exclusions)" },
+	{ OPT_NO_DEFAULT_EXCLUDES, 0, "no-default-excludes", NULL,
+	  "do not apply the default exclusions listed below" },
+	{ OPT_FORCE, 'f', "force", NULL, "overwrite an existing output file" },
+	{ OPT_DRY_RUN, 'n', "dry-run", NULL, "print the plan (ranks, bytes, memory, sizes) and write nothing" },
+	{ OPT_REPORT, 'r', "report", "FILE.json", "write the run report (timings, bytes, memory per rank)" },
+	{ OPT_BUDGET, 'm', "memory-budget", "MIB",
+	  "tensor buffer budget per rank in MiB (default 256, 4 to 1024)" },
+	{ OPT_NO_SYNC, 0, "no-sync", NULL, "do not flush the output to stable storage before renaming it" },
+	{ OPT_QUIET, 'q', "quiet", NULL, "print errors only" },
+	{ OPT_HELP, 'h', "help", NULL, "show this help" },
+	{ OPT_VERSION, 'V', "version", NULL, "show the version" },
+};
+#define N_OPTS ((int)(sizeof(opts) / sizeof(opts[0])))
+
+void mq_options_print_help(FILE *fp)
+{
+	fprintf(fp,
+		"usage: mpirun -n N mq-dist [options] MODEL\n"
+		"       mq-dist inspect FILE\n"
+		"\n"
+		"Quantizes the weights of a safetensors model (MODEL is a .safetensors file or a\n"
+		"sharded model's model.safetensors.index.json) across the MPI ranks and writes\n"
+		"one .safetensors file with the scales, per-layer metrics and provenance.\n"
+		"\noptions:\n");
+	for (int i = 0; i < N_OPTS; i++) {
+		char left[64];
+		if (opts[i].short_name)
+			snprintf(left, sizeof(left), "-%c, --%s%s%s", opts[i].short_name, opts[i].long_name,
+				 opts[i].arg ? " " : "", opts[i].arg ? opts[i].arg : "");
+		else
+			snprintf(left, sizeof(left), "    --%s%s%s", opts[i].long_name, opts[i].arg ? " " : "",
+				 opts[i].arg ? opts[i].arg : "");
+		fprintf(fp, "  %-28s %s\n", left, opts[i].help);
+	}
+	fprintf(fp, "\nQuantized by default: 2-D [out, in] and 4-D [out, in, kh, kw] F32/F16/BF16\n"
+		    "tensors whose name ends in \".weight\". Kept unchanged: everything else, and\n"
+		    "names matching a default exclusion (POSIX extended regex, searched anywhere):\n");
+	for (int i = 0; i < mq_n_default_excludes; i++)
+		fprintf(fp, "  %s\n", mq_default_excludes[i]);
+	fprintf(fp, "\nexit codes: 0 success, 2 usage error, 3 bad input file, 4 bad tensor data\n"
+		    "(NaN, Inf, overflow), 5 output problem, 6 internal or MPI error\n");
+}
+
+static int check_regex(const char *re, const char *opt, struct mq_error *err)
+{
+	regex_t r;
+	int rc = regcomp(&r, re, REG_EXTENDED | REG_NOSUB);
+	if (rc) {
+		char msg[256];
+		regerror(rc, &r, msg, sizeof(msg));
+		return mq_fail(err, MQ_ERR_USAGE, "--%s '%s': invalid regular expression: %s", opt, re, msg);
+	}
+	regfree(&r);
+	return 0;
+}
+
+static int push(const char ***arr, int *n, const char *v, struct mq_error *err)
+{
+	const char **a = realloc(*arr, (size_t)(*n + 1) * sizeof(*a));
+	if (!a)
+		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+	a[(*n)++] = v;
+	*arr = a;
+	return 0;
+}
+
+static int apply(struct mq_options *o, const struct opt *op, const char *val, struct mq_error *err)
+{
+	switch (op->id) {
+	case OPT_OUTPUT:
+		free(o->output);
+		o->output = malloc(strlen(val) + 1);
+		if (!o->output)
+			return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+		strcpy(o->output, val);
+		if (!*val)
+			return mq_fail(err, MQ_ERR_USAGE, "--output: empty path");
+		return 0;
+	case OPT_SCHEME:
+		if (mq_scheme_parse(val, &o->scheme))
+			return mq_fail(err, MQ_ERR_USAGE, "--scheme '%s': unknown scheme (use int8, uint8, fp16 or bf16)", val);
+		return 0;
+	case OPT_GRANULARITY:
+		if (strcmp(val, "channel") == 0)
+			o->per_tensor = 0;
+		else if (strcmp(val, "tensor") == 0)
+			o->per_tensor = 1;
+		else
+			return mq_fail(err, MQ_ERR_USAGE, "--granularity '%s': use channel or tensor", val);
+		return 0;
+	case OPT_INCLUDE:
+		return check_regex(val, "include", err) ? err->code : push(&o->includes, &o->n_includes, val, err);
+	case OPT_EXCLUDE:
+		return check_regex(val, "exclude", err) ? err->code : push(&o->excludes, &o->n_excludes, val, err);
+	case OPT_NO_DEFAULT_EXCLUDES: o->no_default_excludes = 1; return 0;
+	case OPT_FORCE: o->force = 1; return 0;
+	case OPT_DRY_RUN: o->dry_run = 1; return 0;
+	case OPT_REPORT: o->report = val; return 0;
+	case OPT_BUDGET: {
+		char *end;
+		unsigned long long v = strtoull(val, &end, 10);
+		if (!*val || *end || v < 4 || v > 1024)
+			return mq_fail(err, MQ_ERR_USAGE, "--memory-budget '%s': give a whole number of MiB from 4 to 1024", val);
+		o->memory_budget = (uint64_t)v << 20;
+		return 0;
+	}
+	case OPT_NO_SYNC: o->no_sync = 1; return 0;
+	case OPT_QUIET: o->quiet = 1; return 0;
+	case OPT_HELP: o->command = MQ_CMD_HELP; return 0;
+	case OPT_VERSION: o->command = MQ_CMD_VERSION; return 0;
+	}
+	return 0;
+}
+
+int mq_options_parse(int argc, char **argv, struct mq_options *o, struct mq_error *err)
+{
+	memset(o, 0, sizeof(*o));
+	o->scheme = MQ_SCHEME_INT8;
+	o->memory_budget = 256ull << 20;
+	o->command = MQ_CMD_RUN;
+	int i = 1, no_more_opts = 0;
+	if (argc > 1 && strcmp(argv[1], "inspect") == 0) {
+		o->command = MQ_CMD_INSPECT;
+		i = 2;
+	}
+	for (; i < argc; i++) {
+		const char *a = argv[i];
+		if (no_more_opts || a[0] != '-' || a[1] == '\0') {
+			if (o->input)
+				return mq_fail(err, MQ_ERR_USAGE, "more than one model given ('%s' and '%s')", o->input, a);
+			o->input = a;
+			continue;
+		}
+		if (strcmp(a, "--") == 0) {
+			no_more_opts = 1;
+			continue;
+		}
+		const struct opt *op = NULL;
+		const char *val = NULL;
+		if (a[1] == '-') {
+			const char *name = a + 2, *eq = strchr(name, '=');
+			size_t len = eq ? (size_t)(eq - name) : strlen(name);
+			for (int k = 0; k < N_OPTS && !op; k++)
+				if (strlen(opts[k].long_name) == len && strncmp(opts[k].long_name, name, len) == 0)
+					op = &opts[k];
+			if (!op)
+				return mq_fail(err, MQ_ERR_USAGE, "unknown option '%s' (see --help)", a);
+			if (eq) {
+				if (!op->arg)
+					return mq_fail(err, MQ_ERR_USAGE, "option '--%s' takes no value", op->long_name);
+				val = eq + 1;
+			}
+		} else {
+			for (int k = 0; k < N_OPTS && !op; k++)
+				if (opts[k].short_name == a[1])
+					op = &opts[k];
+			if (!op || (a[2] && !op->arg))
+				return mq_fail(err, MQ_ERR_USAGE, "unknown option '%s' (see --help)", a);
+			if (a[2])
+				val = a + 2;
+		}
+		if (op->arg && !val) {
+			if (i + 1 >= argc)
+				return mq_fail(err, MQ_ERR_USAGE, "option '--%s' needs a value (%s)", op->long_name, op->arg);
+			val = argv[++i];
+		}
+		int rc = apply(o, op, val, err);
+		if (rc)
+			return rc;
+	}
+	if (o->command == MQ_CMD_HELP || o->command == MQ_CMD_VERSION)
+		return 0;
+	if (!o->input)
+		return mq_fail(err, MQ_ERR_USAGE, o->command == MQ_CMD_INSPECT ? "inspect: no file given"
+									     : "no model given (see --help)");
+	if (mq_scheme_get(o->scheme)->is_cast && o->per_tensor)
+		return mq_fail(err, MQ_ERR_USAGE, "--granularity does not apply to the %s cast scheme",
+			       mq_scheme_get(o->scheme)->name);
+	return 0;
+}
+
+void mq_options_release(struct mq_options *o)
+{
+	free(o->output);
+	free(o->includes);
+	free(o->excludes);
+	memset(o, 0, sizeof(*o));
+}
+
+static int has_suffix(const char *s, size_t n, const char *suf)
+{
+	size_t k = strlen(suf);
+	return n >= k && memcmp(s + n - k, suf, k) == 0;
+}
+
+char *mq_options_default_output(const struct mq_options *o)
+{
+	const char *in = o->input;
+	size_t n = strlen(in);
+	static const char *const sufs[] = { ".safetensors.index.json", ".index.json", ".safetensors", ".json" };
+	for (size_t k = 0; k < sizeof(sufs) / sizeof(sufs[0]); k++) {
+		if (has_suffix(in, n, sufs[k]) && n > strlen(sufs[k])) {
+			n -= strlen(sufs[k]);
+			break;
+		}
+	}
+	const struct mq_scheme_info *si = mq_scheme_get(o->scheme);
+	struct mq_buf b = MQ_BUF_INIT;
+	mq_buf_add(&b, in, n);
+	mq_buf_addf(&b, ".%s%s.safetensors", si->name, o->per_tensor ? "-per-tensor" : "");
+	if (!mq_buf_ok(&b)) {
+		mq_buf_release(&b);
+		return NULL;
+	}
+	return mq_buf_detach(&b, NULL);
+}
+
+static void json_str_array(struct mq_buf *b, const char *const *a, int n)
+{
+	mq_buf_adds(b, "[");
+	for (int i = 0; i < n; i++) {
+		if (i)
+			mq_buf_adds(b, ",");
+		mq_buf_add_json_str(b, a[i]);
+	}
+	mq_buf_adds(b, "]");
+}
+
+void mq_options_json(const struct mq_options *o, struct mq_buf *b)
+{
+	const struct mq_scheme_info *si = mq_scheme_get(o->scheme);
+	mq_buf_adds(b, "{\"scheme\":");
+	mq_buf_add_json_str(b, si->name);
+	mq_buf_addf(b, ",\"granularity\":\"%s\",\"include\":",
+		    si->is_cast ? "none" : o->per_tensor ? "tensor" : "channel");
+	json_str_array(b, o->includes, o->n_includes);
+	mq_buf_adds(b, ",\"exclude\":");
+	json_str_array(b, o->excludes, o->n_excludes);
+	mq_buf_adds(b, ",\"default_excludes\":");
+	json_str_array(b, mq_default_excludes, o->no_default_excludes ? 0 : mq_n_default_excludes);
+	mq_buf_adds(b, "}");
+}

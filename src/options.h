@@ -1,0 +1,58 @@
+/*
+ * options: argv into a validated struct mq_options, from one table that also
+ * prints --help. No MPI, no I/O beyond printing help and version. Every rank
+ * parses the same argv and reaches the same result.
+ */
+#ifndef MQ_OPTIONS_H
+#define MQ_OPTIONS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "buf.h"
+#include "quant.h"
+#include "status.h"
+
+#define MQ_VERSION "0.1.0"
+
+enum mq_command {
+	MQ_CMD_RUN,
+	MQ_CMD_INSPECT,
+	MQ_CMD_HELP,
+	MQ_CMD_VERSION,
+};
+
+struct mq_options {
+	enum mq_command command;
+	const char *input;       /* model path (argv storage) */
+	char *output;            /* owned; NULL until resolved (mq_options_default_output) */
+	enum mq_scheme scheme;
+	int per_tensor;          /* 0: per output channel */
+	int n_includes, n_excludes;
+	const char **includes, **excludes; /* owned arrays of argv strings */
+	int no_default_excludes;
+	int force, dry_run, quiet, no_sync;
+	const char *report;      /* run report path, or NULL */
+	uint64_t memory_budget;  /* bytes of tensor buffers per rank */
+};
+
+/* Default exclusion patterns (POSIX extended regular expressions). */
+extern const char *const mq_default_excludes[];
+extern const int mq_n_default_excludes;
+
+/* Parses argv. On a usage error returns MQ_ERR_USAGE with a message. */
+int mq_options_parse(int argc, char **argv, struct mq_options *o, struct mq_error *err);
+void mq_options_release(struct mq_options *o);
+void mq_options_print_help(FILE *fp);
+
+/*
+ * The default output path for an input: beside it, the stem plus the scheme,
+ * e.g. "dir/model.int8.safetensors". Malloc'd.
+ */
+char *mq_options_default_output(const struct mq_options *o);
+
+/* The options that shape the output, as a JSON object (for provenance). */
+void mq_options_json(const struct mq_options *o, struct mq_buf *b);
+
+#endif

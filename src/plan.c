@@ -1,0 +1,365 @@
+#include "plan.h"
+
+#include <regex.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+
+static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
+static char *fmt(const char *f, ...)
+{
+	struct mq_buf s = MQ_BUF_INIT;
+	va_list ap;
+	va_start(ap, f);
+	mq_buf_vaddf(&s, f, ap);
+	va_end(ap);
+	return mq_buf_ok(&s) ? mq_buf_detach(&s, NULL) : NULL;
+}
+
+static int matches(const char *re, const char *name)
+{
+	regex_t r;
+	if (regcomp(&r, re, REG_EXTENDED | REG_NOSUB))
+		return 0; /* options.c validated every pattern */
+	int hit = regexec(&r, name, 0, NULL, 0) == 0;
+	regfree(&r);
+	return hit;
+}
+
+static int ends_with_weight(const char *n)
+{
+	size_t l = strlen(n);
+	return l > 7 && strcmp(n + l - 7, ".weight") == 0;
+}
+
+/* Decides one tensor's fate; the first rule that applies wins (README, "Selection"). */
+static char *select_tensor(const struct mq_tensor *t, const struct mq_options *o, enum mq_action *act)
+{
+	*act = MQ_ACT_KEEP;
+	if (!mq_dtype_is_float(t->dtype))
+		return fmt("dtype %s is not quantized", mq_dtype_name(t->dtype));
+	if (t->ndim != 2 && t->ndim != 4)
+		return fmt("%d-D tensor", t->ndim);
+	if (!ends_with_weight(t->name))
+		return fmt("name does not end in .weight");
+	if (t->nbytes == 0)
+		return fmt("empty tensor");
+	for (int i = 0; i < o->n_excludes; i++)
+		if (matches(o->excludes[i], t->name))
+			return fmt("--exclude '%s'", o->excludes[i]);
+	if (o->n_includes) {
+		for (int i = 0; i < o->n_includes; i++) {
+			if (matches(o->includes[i], t->name)) {
+				*act = MQ_ACT_QUANT;
+				return fmt("--include '%s'", o->includes[i]);
+			}
+		}
+		return fmt("no --include matches");
+	}
+	if (!o->no_default_excludes)
+		for (int i = 0; i < mq_n_default_excludes; i++)
+			if (matches(mq_default_excludes[i], t->name))
+				return fmt("default exclusion '%s'", mq_default_excludes[i]);
+	*act = MQ_ACT_QUANT;
+	return fmt("Linear or Conv weight");
+}
+
+static void chunking(const struct mq_tensor *t, struct mq_plan_tensor *pt)
+{
+	uint64_t esz = mq_dtype_size(t->dtype);
+	if (t->ndim == 0) {
+		pt->n_rows = 1;
+		pt->row_elems = 1;
+	} else {
+		pt->n_rows = t->shape[0];
+		pt->row_elems = 1;
+		for (int d = 1; d < t->ndim; d++)
+			pt->row_elems *= t->shape[d];
+	}
+	pt->row_bytes = pt->row_elems * esz;
+	if (t->nbytes == 0 || pt->row_bytes == 0) {
+		pt->n_chunks = 0;
+		pt->chunk_rows = 1;
+		return;
+	}
+	pt->chunk_rows = MQ_CHUNK_BYTES / pt->row_bytes;
+	if (pt->chunk_rows == 0)
+		pt->chunk_rows = 1;
+	pt->n_chunks = (pt->n_rows + pt->chunk_rows - 1) / pt->chunk_rows;
+}
+
+static int add_out(struct mq_plan *p, int *cap, const char *name, const char *suffix, enum mq_dtype dt,
+		   int ndim, const uint64_t *shape, int tensor, enum mq_role role, struct mq_error *err)
+{
+	if (p->n_out == *cap) {
+		*cap = *cap ? *cap * 2 : 64;
+		struct mq_out_tensor *o = realloc(p->out, (size_t)*cap * sizeof(*o));
+		if (!o)
+			return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+		p->out = o;
+	}
+	struct mq_out_tensor *o = &p->out[p->n_out];
+	memset(o, 0, sizeof(*o));
+	size_t n = strlen(name);
+	o->name = malloc(n + strlen(suffix) + 1);
+	if (!o->name)
+		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+	memcpy(o->name, name, n);
+	strcpy(o->name + n, suffix);
+	o->dtype = dt;
+	o->ndim = ndim;
+	memcpy(o->shape, shape, (size_t)ndim * sizeof(*shape));
+	o->tensor = tensor;
+	o->role = role;
+	p->n_out++;
+	return 0;
+}
+
+static int cmp_layout(const void *a, const void *b)
+{
+	const struct mq_out_tensor *x = a, *y = b;
+	size_t sx = mq_dtype_size(x->dtype), sy = mq_dtype_size(y->dtype);
+	if (sx != sy)
+		return sx > sy ? -1 : 1;
+	return strcmp(x->name, y->name);
+}
+
+/* Output tensors for one input tensor: the tensor itself, or weight + scale (+ zero point). */
+static int plan_outputs(struct mq_plan *p, const struct mq_manifest *m, int i, int *cap, struct mq_error *err)
+{
+	const struct mq_tensor *t = &m->tensors[i];
+	const struct mq_plan_tensor *pt = &p->tensors[i];
+	const struct mq_scheme_info *si = mq_scheme_get(p->scheme);
+	if (pt->action == MQ_ACT_KEEP)
+		return add_out(p, cap, t->name, "", t->dtype, t->ndim, t->shape, i, MQ_ROLE_COPY, err);
+	int rc = add_out(p, cap, t->name, "", si->out_dtype, t->ndim, t->shape, i, MQ_ROLE_WEIGHT, err);
+	if (rc || si->is_cast)
+		return rc;
+	uint64_t sshape[2] = { t->shape[0], 1 };
+	int sdim = p->per_tensor ? 1 : 2;
+	if (p->per_tensor)
+		sshape[0] = 1;
+	size_t stem = strlen(t->name) - strlen("weight");
+	char *base = malloc(stem + 1);
+	if (!base)
+		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+	memcpy(base, t->name, stem);
+	base[stem] = '\0';
+	rc = add_out(p, cap, base, "weight_scale", MQ_DTYPE_F32, sdim, sshape, i, MQ_ROLE_SCALE, err);
+	if (!rc && !si->symmetric)
+		rc = add_out(p, cap, base, "weight_zero_point", si->out_dtype, sdim, sshape, i, MQ_ROLE_ZERO_POINT, err);
+	free(base);
+	return rc;
+}
+
+static int layout(struct mq_plan *p, const struct mq_manifest *m, struct mq_error *err)
+{
+	qsort(p->out, (size_t)p->n_out, sizeof(*p->out), cmp_layout);
+	uint64_t off = 0;
+	for (int k = 0; k < p->n_out; k++) {
+		struct mq_out_tensor *o = &p->out[k];
+		int ovf;
+		uint64_t numel = mq_shape_numel(o->shape, o->ndim, &ovf);
+		o->begin = off;
+		o->end = off + numel * mq_dtype_size(o->dtype);
+		off = o->end;
+		struct mq_plan_tensor *pt = &p->tensors[o->tensor];
+		pt->bytes_out += o->end - o->begin;
+		switch (o->role) {
+		case MQ_ROLE_COPY:
+		case MQ_ROLE_WEIGHT: pt->out_data = k; break;
+		case MQ_ROLE_SCALE: pt->out_scale = k; break;
+		case MQ_ROLE_ZERO_POINT: pt->out_zero_point = k; break;
+		}
+	}
+	p->bytes_out = off;
+	/* Scale and zero-point names must not shadow an input tensor. */
+	for (int k = 0; k < p->n_out; k++) {
+		const struct mq_out_tensor *o = &p->out[k];
+		if (o->role == MQ_ROLE_SCALE || o->role == MQ_ROLE_ZERO_POINT) {
+			int j = mq_manifest_find(m, o->name);
+			if (j >= 0)
+				return mq_fail(err, MQ_ERR_INPUT,
+					"input tensor '%s' has the name of the %s of '%s'; is the model already quantized? (exclude one of them with --exclude)",
+					o->name, o->role == MQ_ROLE_SCALE ? "scale" : "zero point",
+					m->tensors[o->tensor].name);
+		}
+	}
+	return 0;
+}
+
+struct lpt_item {
+	int unit;
+	uint64_t cost;
+	const char *name;
+	uint64_t chunk;
+};
+
+static int cmp_lpt(const void *a, const void *b)
+{
+	const struct lpt_item *x = a, *y = b;
+	if (x->cost != y->cost)
+		return x->cost > y->cost ? -1 : 1;
+	int c = strcmp(x->name, y->name);
+	if (c)
+		return c;
+	return x->chunk < y->chunk ? -1 : x->chunk > y->chunk;
+}
+
+static int make_units(struct mq_plan *p, struct mq_error *err)
+{
+	uint64_t total = 0;
+	for (int i = 0; i < p->n_tensors; i++) {
+		const struct mq_plan_tensor *pt = &p->tensors[i];
+		int whole = pt->action == MQ_ACT_QUANT && p->per_tensor;
+		total += whole ? (pt->n_chunks ? 1 : 0) : pt->n_chunks;
+	}
+	if (total > 100000000u)
+		return mq_fail(err, MQ_ERR_INPUT, "model too large to plan (%llu units)", (unsigned long long)total);
+	p->units = calloc((size_t)total + 1, sizeof(*p->units));
+	if (!p->units)
+		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+	for (int i = 0; i < p->n_tensors; i++) {
+		struct mq_plan_tensor *pt = &p->tensors[i];
+		int whole = pt->action == MQ_ACT_QUANT && p->per_tensor;
+		uint64_t step = whole ? pt->n_chunks : 1;
+		pt->first_unit = p->n_units;
+		for (uint64_t c = 0; c < pt->n_chunks; c += step) {
+			struct mq_unit *u = &p->units[p->n_units++];
+			u->tensor = i;
+			u->chunk_begin = c;
+			u->chunk_end = c + step;
+			u->row_begin = c * pt->chunk_rows;
+			u->row_end = u->chunk_end * pt->chunk_rows;
+			if (u->row_end > pt->n_rows)
+				u->row_end = pt->n_rows;
+			uint64_t bytes = (u->row_end - u->row_begin) * pt->row_bytes;
+			u->cost = pt->action == MQ_ACT_QUANT ? 3 * bytes : bytes;
+		}
+		pt->n_units = p->n_units - pt->first_unit;
+	}
+	return 0;
+}
+
+static int assign(struct mq_plan *p, const struct mq_manifest *m, struct mq_error *err)
+{
+	p->ranks = calloc((size_t)p->n_ranks, sizeof(*p->ranks));
+	struct lpt_item *items = calloc((size_t)p->n_units + 1, sizeof(*items));
+	if (!p->ranks || !items) {
+		free(items);
+		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+	}
+	for (int u = 0; u < p->n_units; u++) {
+		items[u].unit = u;
+		items[u].cost = p->units[u].cost;
+		items[u].name = m->tensors[p->units[u].tensor].name;
+		items[u].chunk = p->units[u].chunk_begin;
+	}
+	qsort(items, (size_t)p->n_units, sizeof(*items), cmp_lpt);
+	for (int k = 0; k < p->n_units; k++) {
+		int best = 0;
+		for (int r = 1; r < p->n_ranks; r++)
+			if (p->ranks[r].cost < p->ranks[best].cost)
+				best = r;
+		struct mq_unit *u = &p->units[items[k].unit];
+		const struct mq_plan_tensor *pt = &p->tensors[u->tensor];
+		u->rank = best;
+		struct mq_rank_load *l = &p->ranks[best];
+		l->n_units++;
+		l->cost += u->cost ? u->cost : 1;
+		uint64_t rows = u->row_end - u->row_begin;
+		l->bytes_in += rows * pt->row_bytes;
+		l->bytes_out += pt->n_rows ? pt->bytes_out * rows / pt->n_rows : pt->bytes_out;
+	}
+	free(items);
+	return 0;
+}
+
+/* Block sizes within the budget, and the per-rank buffers they need. */
+static int size_buffers(struct mq_plan *p, const struct mq_manifest *m, uint64_t budget, struct mq_error *err)
+{
+	const struct mq_scheme_info *si = mq_scheme_get(p->scheme);
+	uint64_t out_esz = mq_dtype_size(si->out_dtype);
+	p->arena_bytes = 0;
+	for (int i = 0; i < p->n_tensors; i++) {
+		struct mq_plan_tensor *pt = &p->tensors[i];
+		const struct mq_tensor *t = &m->tensors[i];
+		if (pt->n_chunks == 0)
+			continue;
+		if (pt->action == MQ_ACT_KEEP) {
+			/* copies stream raw bytes through the arena, a block at a time */
+			uint64_t b = pt->chunk_rows * pt->row_bytes;
+			b = b < t->nbytes ? b : t->nbytes;
+			b = b < MQ_BLOCK_BYTES ? b : MQ_BLOCK_BYTES;
+			pt->block_rows = 0;
+			p->arena_bytes = b > p->arena_bytes ? b : p->arena_bytes;
+			continue;
+		}
+		/* source rows, their float32 widening, the quantized rows, scale and zero point */
+		uint64_t per_row = pt->row_bytes + 4 * pt->row_elems + out_esz * pt->row_elems + 8 + 3 * 64;
+		if (per_row > budget)
+			return mq_fail(err, MQ_ERR_USAGE,
+				"tensor '%s': one row needs %llu bytes of buffers, more than the memory budget of %llu MiB; raise --memory-budget",
+				t->name, (unsigned long long)per_row, (unsigned long long)(budget >> 20));
+		uint64_t rows = budget / per_row;
+		uint64_t target = MQ_BLOCK_BYTES / pt->row_bytes; /* cache-sized blocks */
+		rows = rows < target ? rows : target;
+		rows = rows ? rows : 1;
+		rows = rows < pt->chunk_rows ? rows : pt->chunk_rows; /* a block never spans two chunks */
+		pt->block_rows = rows;
+		p->arena_bytes = rows * per_row > p->arena_bytes ? rows * per_row : p->arena_bytes;
+	}
+	return 0;
+}
+
+int mq_plan_build(const struct mq_manifest *m, const struct mq_options *o, int n_ranks,
+		  struct mq_plan *p, struct mq_error *err)
+{
+	memset(p, 0, sizeof(*p));
+	MQ_ASSERT(n_ranks > 0);
+	p->n_ranks = n_ranks;
+	p->scheme = o->scheme;
+	p->per_tensor = mq_scheme_get(o->scheme)->is_cast ? 0 : o->per_tensor;
+	p->n_tensors = m->n_tensors;
+	p->tensors = calloc((size_t)m->n_tensors + 1, sizeof(*p->tensors));
+	if (!p->tensors)
+		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+	int cap = 0, rc = 0;
+	for (int i = 0; i < m->n_tensors && !rc; i++) {
+		struct mq_plan_tensor *pt = &p->tensors[i];
+		pt->src = i;
+		pt->out_data = pt->out_scale = pt->out_zero_point = -1;
+		pt->reason = select_tensor(&m->tensors[i], o, &pt->action);
+		if (!pt->reason)
+			return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+		p->n_quantized += pt->action == MQ_ACT_QUANT;
+		chunking(&m->tensors[i], pt);
+		p->bytes_in += m->tensors[i].nbytes;
+		rc = plan_outputs(p, m, i, &cap, err);
+	}
+	if (!rc)
+		rc = layout(p, m, err);
+	if (!rc)
+		rc = size_buffers(p, m, o->memory_budget, err);
+	if (!rc)
+		rc = make_units(p, err);
+	if (!rc)
+		rc = assign(p, m, err);
+	return rc;
+}
+
+void mq_plan_release(struct mq_plan *p)
+{
+	for (int i = 0; i < p->n_tensors; i++)
+		free(p->tensors[i].reason);
+	free(p->tensors);
+	for (int k = 0; k < p->n_out; k++)
+		free(p->out[k].name);
+	free(p->out);
+	free(p->units);
+	free(p->ranks);
+	memset(p, 0, sizeof(*p));
+}

@@ -1,0 +1,87 @@
+/*
+ * plan: a pure, deterministic function from (manifest, options, n_ranks) to
+ * what happens to every tensor, the output layout, and who does what.
+ *
+ * Work is cut into units that do not depend on the rank count: a unit is one
+ * chunk of rows (MQ_CHUNK_BYTES of source data, whole rows) for copied and
+ * per-channel tensors, and the whole tensor for per-tensor scales. Every
+ * number a unit produces (quantized bytes, error sums, chunk digests) is a
+ * function of its own rows only, and rank 0 combines units in unit order, so
+ * the output is byte-identical whatever n_ranks is. Units are assigned
+ * longest-processing-time first, ties broken by name, so the assignment is
+ * deterministic too. Every rank builds the same plan from the same manifest.
+ */
+#ifndef MQ_PLAN_H
+#define MQ_PLAN_H
+
+#include <stdint.h>
+
+#include "manifest.h"
+#include "options.h"
+#include "status.h"
+
+#define MQ_CHUNK_BYTES (16u << 20) /* rows per chunk = max(1, this / row bytes) */
+#define MQ_BLOCK_BYTES (2u << 20)  /* source bytes read at a time: stays in cache */
+
+enum mq_action { MQ_ACT_KEEP, MQ_ACT_QUANT };
+enum mq_role { MQ_ROLE_COPY, MQ_ROLE_WEIGHT, MQ_ROLE_SCALE, MQ_ROLE_ZERO_POINT };
+
+struct mq_plan_tensor {
+	int src;                /* index in the manifest (tensors are in name order) */
+	enum mq_action action;
+	char *reason;           /* owned, e.g. "default exclusion 'embed'" */
+	uint64_t n_rows;        /* rows of the chunking: shape[0], or 1 for a scalar */
+	uint64_t row_bytes;     /* source bytes per row */
+	uint64_t row_elems;     /* elements per row */
+	uint64_t chunk_rows;    /* rows per chunk */
+	uint64_t n_chunks;      /* 0 for an empty tensor */
+	uint64_t block_rows;    /* rows per read block (quantized tensors), within the budget */
+	int out_data, out_scale, out_zero_point; /* indices in out[], -1 if none */
+	uint64_t bytes_out;     /* all output bytes that stem from this tensor */
+	int first_unit, n_units;
+};
+
+struct mq_out_tensor {
+	char *name;             /* owned */
+	enum mq_dtype dtype;
+	int ndim;
+	uint64_t shape[MQ_MAX_DIMS];
+	uint64_t begin, end;    /* relative to the data start */
+	int tensor;             /* plan tensor it stems from */
+	enum mq_role role;
+};
+
+struct mq_unit {
+	int tensor;             /* plan tensor */
+	uint64_t chunk_begin, chunk_end; /* chunks [begin, end) */
+	uint64_t row_begin, row_end;     /* rows [begin, end) */
+	uint64_t cost;          /* weighted bytes */
+	int rank;
+};
+
+struct mq_rank_load {
+	int n_units;
+	uint64_t bytes_in, bytes_out, cost;
+};
+
+struct mq_plan {
+	int n_ranks;
+	enum mq_scheme scheme;
+	int per_tensor;
+	int n_tensors;                   /* = manifest tensors */
+	struct mq_plan_tensor *tensors;
+	int n_out;
+	struct mq_out_tensor *out;       /* layout order: dtype size desc, then name */
+	int n_units;
+	struct mq_unit *units;           /* in (tensor, chunk) order: the unit id */
+	struct mq_rank_load *ranks;      /* n_ranks entries */
+	int n_quantized;
+	uint64_t bytes_in, bytes_out;    /* all tensor data, input and output */
+	uint64_t arena_bytes;            /* tensor buffers per rank, within the budget */
+};
+
+int mq_plan_build(const struct mq_manifest *m, const struct mq_options *o, int n_ranks,
+		  struct mq_plan *p, struct mq_error *err);
+void mq_plan_release(struct mq_plan *p);
+
+#endif

@@ -1,0 +1,233 @@
+#include "report.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "buf.h"
+#include "status.h"
+
+static const char *const stat_names[MQ_STAT_COUNT] = {
+	[MQ_STAT_T_TOTAL] = "total_s",
+	[MQ_STAT_T_MANIFEST] = "manifest_s",
+	[MQ_STAT_T_PLAN] = "plan_s",
+	[MQ_STAT_T_WORK] = "work_s",
+	[MQ_STAT_T_READ] = "read_s",
+	[MQ_STAT_T_HASH] = "hash_s",
+	[MQ_STAT_T_QUANT] = "quantize_s",
+	[MQ_STAT_T_WRITE] = "write_s",
+	[MQ_STAT_T_WAIT] = "wait_s",
+	[MQ_STAT_T_FINISH] = "finish_s",
+	[MQ_STAT_BYTES_READ] = "bytes_read",
+	[MQ_STAT_BYTES_WRITTEN] = "bytes_written",
+	[MQ_STAT_PEAK_RSS] = "peak_rss_bytes",
+	[MQ_STAT_UNITS] = "units",
+};
+
+double mq_report_peak_rss(void)
+{
+	struct rusage ru;
+	if (getrusage(RUSAGE_SELF, &ru) != 0)
+		return 0;
+	return (double)ru.ru_maxrss * 1024.0;
+}
+
+static void shape_str(char *s, size_t n, const uint64_t *shape, int ndim)
+{
+	size_t k = (size_t)snprintf(s, n, "[");
+	for (int d = 0; d < ndim && k < n; d++)
+		k += (size_t)snprintf(s + k, n - k, d ? ", %llu" : "%llu", (unsigned long long)shape[d]);
+	if (k < n)
+		snprintf(s + k, n - k, "]");
+}
+
+static double mib(uint64_t b)
+{
+	return (double)b / 1048576.0;
+}
+
+void mq_report_progress(const struct mq_manifest *m, const struct mq_plan *p, int i, int done,
+			const struct mq_tensor_result *r)
+{
+	const struct mq_tensor *t = &m->tensors[i];
+	const struct mq_plan_tensor *pt = &p->tensors[i];
+	char shape[128];
+	shape_str(shape, sizeof(shape), t->shape, t->ndim);
+	int w = snprintf(NULL, 0, "%d", p->n_tensors);
+	if (pt->action == MQ_ACT_QUANT) {
+		double s = mq_sqnr_db(r->signal, r->noise);
+		char sq[32];
+		if (isfinite(s))
+			snprintf(sq, sizeof(sq), "%7.2f dB", s);
+		else
+			snprintf(sq, sizeof(sq), "  exact   ");
+		mq_info("[%*d/%d] %s %s %s -> %s  sqnr %s  %.2f -> %.2f MiB\n", w, done, p->n_tensors, t->name, shape,
+			mq_dtype_name(t->dtype), mq_dtype_name(mq_scheme_get(p->scheme)->out_dtype), sq,
+			mib(t->nbytes), mib(pt->bytes_out));
+	} else {
+		mq_info("[%*d/%d] %s %s %s  kept (%s)  %.2f MiB\n", w, done, p->n_tensors, t->name, shape,
+			mq_dtype_name(t->dtype), pt->reason, mib(t->nbytes));
+	}
+}
+
+void mq_report_plan(const struct mq_manifest *m, const struct mq_plan *p, const struct mq_options *o,
+		    uint64_t header_len, const char *output)
+{
+	const struct mq_scheme_info *si = mq_scheme_get(p->scheme);
+	uint64_t out_size = 8 + header_len + p->bytes_out;
+	printf("plan for %s -> %s (dry run: nothing written)\n", o->input, output);
+	printf("  scheme %s%s, %d tensors: %d quantized, %d kept; %d work units over %d ranks\n", si->name,
+	       si->is_cast ? "" : p->per_tensor ? " per tensor" : " per channel", p->n_tensors, p->n_quantized,
+	       p->n_tensors - p->n_quantized, p->n_units, p->n_ranks);
+	printf("  tensor data %.3f MiB -> %.3f MiB, compression %.3fx; output file %llu bytes (header %llu)\n",
+	       mib(p->bytes_in), mib(p->bytes_out), p->bytes_out ? (double)p->bytes_in / (double)p->bytes_out : 1.0,
+	       (unsigned long long)out_size, (unsigned long long)header_len);
+	/* buffers, the largest header copy (rank 0), record tables (rank 0), and the manifest */
+	uint64_t manifest = 0;
+	for (int f = 0; f < m->n_files; f++)
+		manifest += m->files[f].header_len;
+	uint64_t chunks = 0;
+	for (int t = 0; t < p->n_tensors; t++)
+		chunks += p->tensors[t].n_chunks;
+	uint64_t rank0_extra = 2 * header_len + chunks * 32 + (uint64_t)p->n_units * 24;
+	printf("  %-6s %8s %12s %12s %14s\n", "rank", "units", "read MiB", "write MiB", "peak est. MiB");
+	uint64_t max_cost = 0, sum_cost = 0;
+	for (int r = 0; r < p->n_ranks; r++) {
+		const struct mq_rank_load *l = &p->ranks[r];
+		uint64_t est = p->arena_bytes + 2 * manifest + (r == 0 ? rank0_extra : 0);
+		printf("  %-6d %8d %12.3f %12.3f %14.1f\n", r, l->n_units, mib(l->bytes_in), mib(l->bytes_out),
+		       mib(est) + 40.0);
+		max_cost = l->cost > max_cost ? l->cost : max_cost;
+		sum_cost += l->cost;
+	}
+	printf("  (peak estimate = tensor buffers %.1f MiB + headers + about 40 MiB of MPI and libraries)\n",
+	       mib(p->arena_bytes));
+	if (sum_cost)
+		printf("  load imbalance (max/mean work): %.3f\n",
+		       (double)max_cost * p->n_ranks / (double)sum_cost);
+	for (int i = 0; i < p->n_tensors; i++) {
+		const struct mq_tensor *t = &m->tensors[i];
+		const struct mq_plan_tensor *pt = &p->tensors[i];
+		printf("  %-9s %-60s %s\n", pt->action == MQ_ACT_QUANT ? "quantize" : "keep", t->name, pt->reason);
+	}
+}
+
+struct worst {
+	double sqnr;
+	int tensor;
+};
+
+static int cmp_worst(const void *a, const void *b)
+{
+	const struct worst *x = a, *y = b;
+	if (x->sqnr != y->sqnr)
+		return x->sqnr < y->sqnr ? -1 : 1;
+	return x->tensor - y->tensor;
+}
+
+static double max_over(const double *stats, int n, int k, double *sum)
+{
+	double mx = 0;
+	*sum = 0;
+	for (int r = 0; r < n; r++) {
+		double v = stats[r * MQ_STAT_COUNT + k];
+		mx = v > mx ? v : mx;
+		*sum += v;
+	}
+	return mx;
+}
+
+void mq_report_summary(const struct mq_manifest *m, const struct mq_plan *p, const struct mq_tensor_result *res,
+		       const double *stats, const char *output)
+{
+	const struct mq_scheme_info *si = mq_scheme_get(p->scheme);
+	double total = stats[MQ_STAT_T_TOTAL], sum;
+	double rss = max_over(stats, p->n_ranks, MQ_STAT_PEAK_RSS, &sum);
+	mq_info("\nwrote %s\n", output);
+	mq_info("  %d tensors: %d quantized (%s%s), %d kept, on %d rank%s\n", p->n_tensors, p->n_quantized,
+		si->name, si->is_cast ? "" : p->per_tensor ? " per tensor" : " per channel",
+		p->n_tensors - p->n_quantized, p->n_ranks, p->n_ranks == 1 ? "" : "s");
+	mq_info("  size %.3f MiB -> %.3f MiB, compression %.3fx\n", mib(p->bytes_in), mib(p->bytes_out),
+		p->bytes_out ? (double)p->bytes_in / (double)p->bytes_out : 1.0);
+	double agg = mq_metadata_aggregate_sqnr(p, res);
+	if (p->n_quantized)
+		mq_info("  aggregate SQNR %.2f dB\n", agg);
+	struct worst *w = malloc(((size_t)p->n_quantized + 1) * sizeof(*w));
+	int n = 0;
+	for (int i = 0; w && i < p->n_tensors; i++)
+		if (p->tensors[i].action == MQ_ACT_QUANT)
+			w[n++] = (struct worst){ mq_sqnr_db(res[i].signal, res[i].noise), i };
+	if (w && n) {
+		qsort(w, (size_t)n, sizeof(*w), cmp_worst);
+		mq_info("  worst layers:\n");
+		for (int k = 0; k < n && k < 5; k++)
+			mq_info("    %8.2f dB  %s\n", w[k].sqnr, m->tensors[w[k].tensor].name);
+	}
+	free(w);
+	mq_info("  time %.3f s, %.3f GB/s of input; peak RSS %.1f MiB (largest rank)\n", total,
+		total > 0 ? (double)p->bytes_in / total / 1e9 : 0.0, rss / 1048576.0);
+}
+
+int mq_report_write(const char *path, const struct mq_manifest *m, const struct mq_plan *p,
+		    const struct mq_options *o, const struct mq_tensor_result *res, const double *stats,
+		    const char *output, struct mq_error *err)
+{
+	(void)m;
+	(void)res;
+	struct mq_buf b = MQ_BUF_INIT;
+	double total = stats[MQ_STAT_T_TOTAL], sum;
+	double work_max = max_over(stats, p->n_ranks, MQ_STAT_T_WORK, &sum);
+	double work_mean = sum / p->n_ranks;
+	mq_buf_adds(&b, "{\n  \"tool\": \"mq-dist\",\n  \"version\": \"" MQ_VERSION "\",\n  \"input\": ");
+	mq_buf_add_json_str(&b, o->input);
+	mq_buf_adds(&b, ",\n  \"output\": ");
+	mq_buf_add_json_str(&b, output);
+	mq_buf_addf(&b, ",\n  \"ranks\": %d,\n  \"tensors\": %d,\n  \"quantized\": %d,\n  \"units\": %d,\n",
+		    p->n_ranks, p->n_tensors, p->n_quantized, p->n_units);
+	mq_buf_addf(&b, "  \"bytes_in\": %llu,\n  \"bytes_out\": %llu,\n  \"total_s\": %.6f,\n",
+		    (unsigned long long)p->bytes_in, (unsigned long long)p->bytes_out, total);
+	mq_buf_addf(&b, "  \"input_gb_per_s\": %.6f,\n  \"load_imbalance\": %.6f,\n",
+		    total > 0 ? (double)p->bytes_in / total / 1e9 : 0.0, work_mean > 0 ? work_max / work_mean : 1.0);
+	double rss = max_over(stats, p->n_ranks, MQ_STAT_PEAK_RSS, &sum);
+	mq_buf_addf(&b, "  \"peak_rss_bytes_max\": %.0f,\n  \"per_rank\": [\n", rss);
+	for (int r = 0; r < p->n_ranks; r++) {
+		const double *s = stats + r * MQ_STAT_COUNT;
+		mq_buf_addf(&b, "    {\"rank\": %d", r);
+		for (int k = 0; k < MQ_STAT_COUNT; k++) {
+			if (k >= MQ_STAT_BYTES_READ)
+				mq_buf_addf(&b, ", \"%s\": %.0f", stat_names[k], s[k]);
+			else
+				mq_buf_addf(&b, ", \"%s\": %.6f", stat_names[k], s[k]);
+		}
+		double t = s[MQ_STAT_T_WORK];
+		mq_buf_addf(&b, ", \"read_gb_per_s\": %.6f}%s\n", t > 0 ? s[MQ_STAT_BYTES_READ] / t / 1e9 : 0.0,
+			    r + 1 < p->n_ranks ? "," : "");
+	}
+	mq_buf_adds(&b, "  ]\n}\n");
+	if (!mq_buf_ok(&b)) {
+		mq_buf_release(&b);
+		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory writing the report");
+	}
+	size_t n = strlen(path) + 16;
+	char *tmp = malloc(n);
+	FILE *fp = NULL;
+	int rc = 0;
+	if (tmp) {
+		snprintf(tmp, n, "%s.tmp", path);
+		fp = fopen(tmp, "wb");
+	}
+	if (!fp || fwrite(b.data, 1, b.len, fp) != b.len) {
+		rc = mq_fail(err, MQ_ERR_OUTPUT, "cannot write the report '%s'", path);
+	}
+	if (fp && fclose(fp) != 0 && !rc)
+		rc = mq_fail(err, MQ_ERR_OUTPUT, "cannot write the report '%s'", path);
+	if (!rc && rename(tmp, path) != 0)
+		rc = mq_fail(err, MQ_ERR_OUTPUT, "cannot rename the report to '%s'", path);
+	if (rc && tmp)
+		remove(tmp);
+	free(tmp);
+	mq_buf_release(&b);
+	return rc;
+}

@@ -1,0 +1,49 @@
+/*
+ * report: what rank 0 tells people. The progress line per tensor, the plan of
+ * a dry run, the closing summary, and the run report (JSON). Run-dependent
+ * figures (times, ranks, memory) live here and never in the model file.
+ */
+#ifndef MQ_REPORT_H
+#define MQ_REPORT_H
+
+#include <stdint.h>
+
+#include "manifest.h"
+#include "metadata.h"
+#include "options.h"
+#include "plan.h"
+
+/* Per-rank figures, gathered to rank 0 as doubles (keep in sync with names in report.c). */
+enum mq_stat {
+	MQ_STAT_T_TOTAL,
+	MQ_STAT_T_MANIFEST,
+	MQ_STAT_T_PLAN,
+	MQ_STAT_T_WORK,
+	MQ_STAT_T_READ,
+	MQ_STAT_T_HASH,
+	MQ_STAT_T_QUANT,
+	MQ_STAT_T_WRITE,
+	MQ_STAT_T_WAIT,
+	MQ_STAT_T_FINISH,
+	MQ_STAT_BYTES_READ,
+	MQ_STAT_BYTES_WRITTEN,
+	MQ_STAT_PEAK_RSS,
+	MQ_STAT_UNITS,
+	MQ_STAT_COUNT
+};
+
+/* Peak resident set size of this process, in bytes. */
+double mq_report_peak_rss(void);
+
+void mq_report_progress(const struct mq_manifest *m, const struct mq_plan *p, int i, int done,
+			const struct mq_tensor_result *r);
+void mq_report_plan(const struct mq_manifest *m, const struct mq_plan *p, const struct mq_options *o,
+		    uint64_t header_len, const char *output);
+void mq_report_summary(const struct mq_manifest *m, const struct mq_plan *p, const struct mq_tensor_result *res,
+		       const double *stats, const char *output);
+/* Writes the run report (to a temporary name, then renamed). */
+int mq_report_write(const char *path, const struct mq_manifest *m, const struct mq_plan *p,
+		    const struct mq_options *o, const struct mq_tensor_result *res, const double *stats,
+		    const char *output, struct mq_error *err);
+
+#endif

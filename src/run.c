@@ -1,0 +1,703 @@
+#include "run.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "inspect.h"
+#include "metadata.h"
+#include "options.h"
+#include "plan.h"
+#include "report.h"
+
+/* A unit's result as sent to rank 0; followed by n_digests SHA-256 digests. */
+struct unit_record {
+	int32_t unit;
+	int32_t failed;      /* 1: failed or skipped; the error travels by agreement */
+	double signal, noise, max_abs;
+	uint32_t n_digests;
+	uint32_t reserved;
+};
+
+struct run {
+	struct mq_comm *comm;
+	int rank, size;
+	struct mq_options opt;
+	struct mq_manifest man;
+	struct mq_plan plan;
+	uint64_t data_start;          /* 8 + reserved header length */
+	char *output, *tmp;           /* final and temporary output paths (all ranks) */
+	int *fds;                     /* per input file, opened on first use */
+	unsigned char *arena;         /* tensor buffers, plan.arena_bytes */
+	uint8_t *digests;             /* this unit's chunk digests, then the record */
+	/* rank 0: what has come in */
+	struct mq_tensor_result *res; /* per tensor */
+	double *u_signal, *u_noise, *u_max; /* per unit */
+	uint8_t *chunk_digests;       /* 32 bytes per chunk of every tensor */
+	uint64_t *chunk_base;         /* per tensor: index of its first chunk */
+	int *units_left;              /* per tensor */
+	int tensors_done, records_left;
+	double stats[MQ_STAT_COUNT];
+	struct mq_error err;
+};
+
+/* ---- rank 0: records and progress ---- */
+
+static void finish_tensor(struct run *r, int t)
+{
+	const struct mq_plan_tensor *pt = &r->plan.tensors[t];
+	struct mq_tensor_result *res = &r->res[t];
+	for (int k = 0; k < pt->n_units; k++) {
+		int u = pt->first_unit + k;
+		res->signal += r->u_signal[u];
+		res->noise += r->u_noise[u];
+		res->max_abs = r->u_max[u] > res->max_abs ? r->u_max[u] : res->max_abs;
+	}
+	mq_sha256(r->chunk_digests + r->chunk_base[t] * MQ_SHA256_LEN, pt->n_chunks * MQ_SHA256_LEN, res->sha256);
+	mq_report_progress(&r->man, &r->plan, t, ++r->tensors_done, res);
+}
+
+static void take_record(struct run *r, const struct unit_record *rec, size_t len)
+{
+	if (len < sizeof(*rec) || rec->unit < 0 || rec->unit >= r->plan.n_units)
+		MQ_ASSERT(!"malformed unit record");
+	if (rec->failed)
+		return;
+	const struct mq_unit *u = &r->plan.units[rec->unit];
+	MQ_ASSERT(len == sizeof(*rec) + rec->n_digests * (size_t)MQ_SHA256_LEN &&
+		  rec->n_digests == u->chunk_end - u->chunk_begin);
+	r->u_signal[rec->unit] = rec->signal;
+	r->u_noise[rec->unit] = rec->noise;
+	r->u_max[rec->unit] = rec->max_abs;
+	memcpy(r->chunk_digests + (r->chunk_base[u->tensor] + u->chunk_begin) * MQ_SHA256_LEN, rec + 1,
+	       rec->n_digests * (size_t)MQ_SHA256_LEN);
+	if (--r->units_left[u->tensor] == 0)
+		finish_tensor(r, u->tensor);
+}
+
+/* Rank 0 takes whatever records have arrived (blocking: at least one). */
+static void poll_records(struct run *r, int blocking)
+{
+	if (r->rank != 0)
+		return;
+	while (r->records_left > 0) {
+		size_t len;
+		struct mq_error e = { 0 };
+		void *rec = mq_comm_recv_record(r->comm, blocking, &len, &e);
+		if (!rec) {
+			if (e.code)
+				MQ_ASSERT(!"cannot receive a unit record");
+			return;
+		}
+		r->records_left--;
+		take_record(r, rec, len);
+		free(rec);
+		blocking = 0;
+	}
+}
+
+static int setup_collect(struct run *r)
+{
+	const struct mq_plan *p = &r->plan;
+	r->res = calloc((size_t)p->n_tensors + 1, sizeof(*r->res));
+	r->chunk_base = calloc((size_t)p->n_tensors + 1, sizeof(*r->chunk_base));
+	r->units_left = calloc((size_t)p->n_tensors + 1, sizeof(*r->units_left));
+	r->u_signal = calloc((size_t)p->n_units + 1, sizeof(double));
+	r->u_noise = calloc((size_t)p->n_units + 1, sizeof(double));
+	r->u_max = calloc((size_t)p->n_units + 1, sizeof(double));
+	uint64_t chunks = 0;
+	for (int t = 0; t < p->n_tensors; t++) {
+		r->chunk_base[t] = chunks;
+		chunks += p->tensors[t].n_chunks;
+		r->units_left[t] = p->tensors[t].n_units;
+	}
+	r->chunk_digests = malloc((size_t)chunks * MQ_SHA256_LEN + 1);
+	if (!r->res || !r->chunk_base || !r->units_left || !r->u_signal || !r->u_noise || !r->u_max ||
+	    !r->chunk_digests)
+		return mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
+	for (int u = 0; u < p->n_units; u++)
+		r->records_left += p->units[u].rank != 0;
+	for (int t = 0; t < p->n_tensors; t++)
+		if (p->tensors[t].n_units == 0)
+			finish_tensor(r, t);
+	return 0;
+}
+
+/* ---- reading ---- */
+
+static int input_fd(struct run *r, int file)
+{
+	if (r->fds[file] < 0) {
+		const char *path = r->man.files[file].path;
+		r->fds[file] = open(path, O_RDONLY | O_CLOEXEC);
+		if (r->fds[file] < 0)
+			return mq_fail(&r->err, MQ_ERR_INPUT, "cannot open '%s': %s", path, strerror(errno));
+	}
+	return r->fds[file];
+}
+
+static int read_at(struct run *r, const struct mq_tensor *t, uint64_t off, void *buf, size_t n)
+{
+	double t0 = mq_comm_time();
+	int fd = input_fd(r, t->file);
+	if (fd < 0)
+		return r->err.code;
+	char *p = buf;
+	uint64_t pos = t->offset + off;
+	while (n) {
+		ssize_t k = pread(fd, p, n, (off_t)pos);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			return mq_fail(&r->err, MQ_ERR_INPUT, "'%s': tensor '%s': cannot read bytes at %llu: %s",
+				       r->man.files[t->file].path, t->name, (unsigned long long)pos,
+				       k == 0 ? "unexpected end of file (was the file truncated?)" : strerror(errno));
+		p += k;
+		n -= (size_t)k;
+		pos += (uint64_t)k;
+		r->stats[MQ_STAT_BYTES_READ] += (double)k;
+	}
+	r->stats[MQ_STAT_T_READ] += mq_comm_time() - t0;
+	return 0;
+}
+
+static int write_at(struct run *r, uint64_t off, const void *buf, size_t n)
+{
+	double t0 = mq_comm_time();
+	int rc = mq_comm_file_write(r->comm, r->data_start + off, buf, n, &r->err);
+	r->stats[MQ_STAT_T_WRITE] += mq_comm_time() - t0;
+	r->stats[MQ_STAT_BYTES_WRITTEN] += (double)n;
+	return rc;
+}
+
+/* Hashes one block and closes the chunk digest when the block ends its chunk. */
+struct chunk_hasher {
+	struct mq_sha256 h;
+	int open;
+	uint8_t *out;     /* digests of the unit's chunks */
+	int next;         /* index of the chunk being hashed */
+};
+
+static int hash_block(struct run *r, struct chunk_hasher *ch, const void *p, size_t n, int ends_chunk)
+{
+	double t0 = mq_comm_time();
+	if (!ch->open) {
+		if (mq_sha256_init(&ch->h))
+			return mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
+		ch->open = 1;
+	}
+	mq_sha256_update(&ch->h, p, n);
+	if (ends_chunk) {
+		mq_sha256_final(&ch->h, ch->out + (size_t)ch->next++ * MQ_SHA256_LEN);
+		ch->open = 0;
+	}
+	r->stats[MQ_STAT_T_HASH] += mq_comm_time() - t0;
+	return 0;
+}
+
+/* ---- the work on one unit ---- */
+
+static int copy_unit(struct run *r, const struct mq_unit *u, struct chunk_hasher *ch)
+{
+	const struct mq_tensor *t = &r->man.tensors[u->tensor];
+	const struct mq_plan_tensor *pt = &r->plan.tensors[u->tensor];
+	const struct mq_out_tensor *o = &r->plan.out[pt->out_data];
+	uint64_t begin = u->row_begin * pt->row_bytes, end = u->row_end * pt->row_bytes;
+	for (uint64_t off = begin; off < end;) {
+		size_t n = (size_t)(end - off < r->plan.arena_bytes ? end - off : r->plan.arena_bytes);
+		if (read_at(r, t, off, r->arena, n) || hash_block(r, ch, r->arena, n, off + n == end) ||
+		    write_at(r, o->begin + off, r->arena, n))
+			return r->err.code;
+		off += n;
+		poll_records(r, 0);
+	}
+	return 0;
+}
+
+struct blocks {
+	void *src;         /* source rows as stored */
+	float *x;          /* the same rows as float32 (aliases src for F32) */
+	void *q;           /* quantized rows */
+	float *scale;      /* per row */
+	uint8_t *zp;       /* per row */
+};
+
+static struct blocks carve(struct run *r, const struct mq_plan_tensor *pt, enum mq_dtype dt)
+{
+	struct blocks b;
+	uint64_t rows = pt->block_rows;
+	unsigned char *p = r->arena;
+	size_t src = (size_t)(rows * pt->row_bytes + 63) & ~(size_t)63;
+	size_t f32 = (size_t)(rows * pt->row_elems * 4 + 63) & ~(size_t)63;
+	size_t q = (size_t)(rows * pt->row_elems * mq_dtype_size(mq_scheme_get(r->plan.scheme)->out_dtype) + 63) &
+		   ~(size_t)63;
+	b.src = p;
+	b.x = dt == MQ_DTYPE_F32 ? (float *)(void *)p : (float *)(void *)(p + src);
+	b.q = p + src + f32;
+	b.scale = (float *)(void *)(p + src + f32 + q);
+	b.zp = (uint8_t *)(b.scale + rows);
+	return b;
+}
+
+static int data_error(struct run *r, const struct mq_tensor *t, uint64_t row, const float *x, size_t col)
+{
+	const char *what = x[col] != x[col] ? "NaN" : "Inf";
+	if ((mq_f32_bits(x[col]) & 0x7fffffffu) < 0x7f800000u)
+		what = "a value beyond the float16 range (|x| >= 65520)";
+	return mq_fail(&r->err, MQ_ERR_DATA,
+		"'%s': tensor '%s': %s at row %llu, element %zu; repair the checkpoint, or keep the tensor unquantized with --exclude '%s'",
+		r->man.files[t->file].path, t->name, what, (unsigned long long)row, col, t->name);
+}
+
+/* Range of one row with the NaN/Inf (and fp16 overflow) checks. */
+static int row_range(struct run *r, const struct mq_tensor *t, const struct mq_plan_tensor *pt, uint64_t row,
+		     const float *x, struct mq_range *rg)
+{
+	size_t bad;
+	if (mq_range_update(rg, x, (size_t)pt->row_elems, &bad))
+		return data_error(r, t, row, x, bad);
+	float limit = mq_scheme_limit(r->plan.scheme);
+	if (mq_f32_from_bits(rg->absmax_bits) > limit) {
+		for (size_t k = 0; k < pt->row_elems; k++)
+			if (x[k] > limit || x[k] < -limit)
+				return data_error(r, t, row, x, k);
+	}
+	return 0;
+}
+
+static int load_block(struct run *r, const struct mq_tensor *t, const struct mq_plan_tensor *pt,
+		      const struct blocks *b, uint64_t row, uint64_t n, struct chunk_hasher *ch)
+{
+	size_t bytes = (size_t)(n * pt->row_bytes);
+	if (read_at(r, t, row * pt->row_bytes, b->src, bytes))
+		return r->err.code;
+	if (ch) {
+		uint64_t chunk_end = (row / pt->chunk_rows + 1) * pt->chunk_rows;
+		if (hash_block(r, ch, b->src, bytes, row + n == chunk_end || row + n == pt->n_rows))
+			return r->err.code;
+	}
+	double t0 = mq_comm_time();
+	if (t->dtype != MQ_DTYPE_F32)
+		mq_dtype_widen(t->dtype, b->src, b->x, (size_t)(n * pt->row_elems));
+	r->stats[MQ_STAT_T_QUANT] += mq_comm_time() - t0;
+	return 0;
+}
+
+static int quant_unit(struct run *r, const struct mq_unit *u, struct chunk_hasher *ch, struct mq_err_acc *acc)
+{
+	const struct mq_tensor *t = &r->man.tensors[u->tensor];
+	const struct mq_plan_tensor *pt = &r->plan.tensors[u->tensor];
+	const struct mq_plan *p = &r->plan;
+	const struct mq_scheme_info *si = mq_scheme_get(p->scheme);
+	size_t out_row = (size_t)pt->row_elems * mq_dtype_size(si->out_dtype);
+	struct blocks b = carve(r, pt, t->dtype);
+	struct mq_range whole;
+	mq_range_init(&whole);
+	if (p->per_tensor) { /* pass 1: the exact range of the whole tensor (and the digests) */
+		for (uint64_t row = u->row_begin; row < u->row_end;) {
+			uint64_t n = u->row_end - row < pt->block_rows ? u->row_end - row : pt->block_rows;
+			if (load_block(r, t, pt, &b, row, n, ch))
+				return r->err.code;
+			for (uint64_t k = 0; k < n; k++)
+				if (row_range(r, t, pt, row + k, b.x + k * pt->row_elems, &whole))
+					return r->err.code;
+			row += n;
+			poll_records(r, 0);
+		}
+	}
+	struct mq_qparams tensor_qp = mq_quant_params(p->scheme, &whole);
+	for (uint64_t row = u->row_begin; row < u->row_end;) {
+		uint64_t n = u->row_end - row < pt->block_rows ? u->row_end - row : pt->block_rows;
+		if (load_block(r, t, pt, &b, row, n, p->per_tensor ? NULL : ch))
+			return r->err.code;
+		double t0 = mq_comm_time();
+		for (uint64_t k = 0; k < n; k++) {
+			const float *x = b.x + k * pt->row_elems;
+			struct mq_qparams qp = tensor_qp;
+			if (!p->per_tensor) {
+				struct mq_range rg;
+				mq_range_init(&rg);
+				if (row_range(r, t, pt, row + k, x, &rg))
+					return r->err.code;
+				qp = mq_quant_params(p->scheme, &rg);
+			}
+			mq_quant_row(p->scheme, x, (size_t)pt->row_elems, qp, (char *)b.q + k * out_row, acc);
+			b.scale[k] = qp.scale;
+			b.zp[k] = (uint8_t)qp.zero_point;
+		}
+		r->stats[MQ_STAT_T_QUANT] += mq_comm_time() - t0;
+		if (write_at(r, p->out[pt->out_data].begin + row * out_row, b.q, n * out_row))
+			return r->err.code;
+		if (!p->per_tensor && pt->out_scale >= 0 &&
+		    write_at(r, p->out[pt->out_scale].begin + row * 4, b.scale, n * 4))
+			return r->err.code;
+		if (!p->per_tensor && pt->out_zero_point >= 0 &&
+		    write_at(r, p->out[pt->out_zero_point].begin + row, b.zp, n))
+			return r->err.code;
+		row += n;
+		poll_records(r, 0);
+	}
+	if (p->per_tensor) {
+		uint8_t zp = (uint8_t)tensor_qp.zero_point;
+		if (write_at(r, p->out[pt->out_scale].begin, &tensor_qp.scale, 4) ||
+		    (pt->out_zero_point >= 0 && write_at(r, p->out[pt->out_zero_point].begin, &zp, 1)))
+			return r->err.code;
+	}
+	return 0;
+}
+
+static int do_unit(struct run *r, int id, struct unit_record *rec)
+{
+	const struct mq_unit *u = &r->plan.units[id];
+	struct chunk_hasher ch = { .out = (uint8_t *)(rec + 1) };
+	struct mq_err_acc acc = { 0, 0, 0 };
+	memset(rec, 0, sizeof(*rec));
+	rec->unit = id;
+	rec->n_digests = (uint32_t)(u->chunk_end - u->chunk_begin);
+	int rc = r->plan.tensors[u->tensor].action == MQ_ACT_QUANT ? quant_unit(r, u, &ch, &acc)
+								    : copy_unit(r, u, &ch);
+	if (ch.open)
+		mq_sha256_release(&ch.h);
+	rec->failed = rc != 0;
+	rec->signal = acc.signal;
+	rec->noise = acc.noise;
+	rec->max_abs = acc.max_abs;
+	return rc;
+}
+
+static int work(struct run *r)
+{
+	const struct mq_plan *p = &r->plan;
+	uint64_t max_digests = 0;
+	for (int u = 0; u < p->n_units; u++)
+		if (p->units[u].chunk_end - p->units[u].chunk_begin > max_digests)
+			max_digests = p->units[u].chunk_end - p->units[u].chunk_begin;
+	size_t rec_len = sizeof(struct unit_record) + (size_t)max_digests * MQ_SHA256_LEN;
+	struct unit_record *rec = malloc(rec_len);
+	r->arena = malloc((size_t)p->arena_bytes + 4 * 64);
+	if (!rec || !r->arena) {
+		free(rec);
+		return mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory for %llu bytes of buffers",
+			       (unsigned long long)p->arena_bytes);
+	}
+	int failed = 0;
+	for (int id = 0; id < p->n_units; id++) {
+		if (p->units[id].rank != r->rank)
+			continue;
+		if (!failed) {
+			failed = do_unit(r, id, rec) != 0;
+			r->stats[MQ_STAT_UNITS]++;
+		} else { /* after a failure, the remaining units are only reported as skipped */
+			memset(rec, 0, sizeof(*rec));
+			rec->unit = id;
+			rec->failed = 1;
+		}
+		size_t len = sizeof(*rec) + (rec->failed ? 0 : rec->n_digests * (size_t)MQ_SHA256_LEN);
+		if (rec->failed)
+			rec->n_digests = 0;
+		if (r->rank == 0) {
+			take_record(r, rec, len);
+		} else {
+			struct mq_error e = { 0 };
+			if (mq_comm_send_record(r->comm, rec, len, &e))
+				MQ_ASSERT(!"cannot send a unit record");
+		}
+	}
+	free(rec);
+	double t0 = mq_comm_time();
+	poll_records(r, 1);
+	r->stats[MQ_STAT_T_WAIT] += mq_comm_time() - t0;
+	return r->err.code;
+}
+
+/* ---- the output file ---- */
+
+static int same_file(const char *a, const char *b)
+{
+	struct stat x, y;
+	return stat(a, &x) == 0 && stat(b, &y) == 0 && x.st_dev == y.st_dev && x.st_ino == y.st_ino;
+}
+
+/* Rank 0: refuse to overwrite the input or, without --force, an existing file. */
+static int check_output(struct run *r)
+{
+	const char *out = r->output;
+	for (int f = 0; f < r->man.n_files; f++)
+		if (same_file(out, r->man.files[f].path))
+			return mq_fail(&r->err, MQ_ERR_OUTPUT, "output '%s' is the input file '%s'; choose another -o",
+				       out, r->man.files[f].path);
+	if (same_file(out, r->opt.input))
+		return mq_fail(&r->err, MQ_ERR_OUTPUT, "output '%s' is the input; choose another -o", out);
+	struct stat st;
+	if (stat(out, &st) == 0) {
+		if (S_ISDIR(st.st_mode))
+			return mq_fail(&r->err, MQ_ERR_OUTPUT, "output '%s' is a folder; give a file name", out);
+		if (!r->opt.force && !r->opt.dry_run)
+			return mq_fail(&r->err, MQ_ERR_OUTPUT, "output '%s' exists; use --force to overwrite it", out);
+	}
+	return 0;
+}
+
+/* Rank 0: creates the temporary file beside the output and reserves its size. */
+static int create_tmp(struct run *r, uint64_t size)
+{
+	char *copy = strdup(r->output);
+	if (!copy)
+		return mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
+	const char *dir = dirname(copy);
+	size_t n = strlen(dir) + strlen(r->output) + 32;
+	r->tmp = malloc(n);
+	char *base = strdup(r->output);
+	if (!r->tmp || !base) {
+		free(copy);
+		free(base);
+		return mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
+	}
+	snprintf(r->tmp, n, "%s/.%s.tmp-XXXXXX", dir, basename(base));
+	free(base);
+	int fd = mkstemp(r->tmp);
+	if (fd < 0) {
+		mq_fail(&r->err, MQ_ERR_OUTPUT, "cannot create the output in folder '%s': %s", dir, strerror(errno));
+		free(copy);
+		free(r->tmp);
+		r->tmp = NULL;
+		return r->err.code;
+	}
+	free(copy);
+	mode_t mask = umask(0);
+	umask(mask);
+	fchmod(fd, 0666 & ~mask);
+	int rc = size ? posix_fallocate(fd, 0, (off_t)size) : 0;
+	close(fd);
+	if (rc == ENOSPC || rc == EDQUOT)
+		return mq_fail(&r->err, MQ_ERR_OUTPUT, "'%s': no space left on device for the %llu-byte output",
+			       r->output, (unsigned long long)size);
+	if (rc && rc != EOPNOTSUPP && rc != EINVAL)
+		return mq_fail(&r->err, MQ_ERR_OUTPUT, "'%s': cannot reserve %llu bytes: %s", r->output,
+			       (unsigned long long)size, strerror(rc));
+	return 0;
+}
+
+static int write_header(struct run *r, uint64_t header_len)
+{
+	struct mq_buf b = MQ_BUF_INIT;
+	unsigned char prefix[8];
+	for (int i = 0; i < 8; i++)
+		prefix[i] = (unsigned char)(header_len >> (8 * i));
+	mq_buf_add(&b, prefix, 8);
+	int rc = mq_metadata_header(&r->man, &r->plan, &r->opt, r->res, 0, &b, &r->err);
+	if (!rc && b.len - 8 > header_len)
+		rc = mq_fail(&r->err, MQ_ERR_INTERNAL, "header exceeds its reservation");
+	while (!rc && b.len - 8 < header_len)
+		mq_buf_add(&b, " ", 1);
+	if (!rc)
+		rc = mq_comm_file_write(r->comm, 0, b.data, b.len, &r->err);
+	mq_buf_release(&b);
+	return rc;
+}
+
+static void sync_dir(const char *path)
+{
+	char *copy = strdup(path);
+	if (!copy)
+		return;
+	int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0) {
+		fsync(fd);
+		close(fd);
+	}
+	free(copy);
+}
+
+/* ---- phases ---- */
+
+static int phase_manifest(struct run *r)
+{
+	double t0 = mq_comm_time();
+	char *blob = NULL;
+	size_t len = 0;
+	if (r->rank == 0 && !mq_manifest_load(r->opt.input, &r->man, &r->err))
+		mq_manifest_pack(&r->man, &blob, &len, &r->err);
+	if (mq_comm_agree(r->comm, &r->err))
+		goto out;
+	if (mq_comm_bcast_blob(r->comm, &blob, &len, &r->err) == 0 && r->rank != 0)
+		mq_manifest_unpack(blob, len, &r->man, &r->err);
+	mq_comm_agree(r->comm, &r->err);
+out:
+	free(blob);
+	r->stats[MQ_STAT_T_MANIFEST] = mq_comm_time() - t0;
+	return r->err.code;
+}
+
+static int phase_plan(struct run *r, uint64_t *header_len)
+{
+	double t0 = mq_comm_time();
+	r->output = r->opt.output ? strdup(r->opt.output) : mq_options_default_output(&r->opt);
+	if (!r->output)
+		mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
+	if (!r->err.code && r->rank == 0)
+		check_output(r);
+	if (!r->err.code && !mq_plan_build(&r->man, &r->opt, r->size, &r->plan, &r->err))
+		mq_metadata_reserve(&r->man, &r->plan, &r->opt, header_len, &r->err);
+	r->data_start = 8 + *header_len;
+	r->stats[MQ_STAT_T_PLAN] = mq_comm_time() - t0;
+	return mq_comm_agree(r->comm, &r->err);
+}
+
+static int phase_open(struct run *r)
+{
+	char *name = NULL;
+	size_t len = 0;
+	if (r->rank == 0 && !create_tmp(r, r->data_start + r->plan.bytes_out)) {
+		name = strdup(r->tmp);
+		len = strlen(name) + 1;
+	}
+	if (mq_comm_agree(r->comm, &r->err))
+		return r->err.code;
+	if (!mq_comm_bcast_blob(r->comm, &name, &len, &r->err) && r->rank != 0)
+		r->tmp = name;
+	else
+		free(name);
+	if (mq_comm_agree(r->comm, &r->err))
+		return r->err.code;
+	mq_comm_file_open(r->comm, r->tmp, &r->err);
+	return mq_comm_agree(r->comm, &r->err);
+}
+
+static int phase_finish(struct run *r, uint64_t header_len)
+{
+	double t0 = mq_comm_time();
+	if (r->rank == 0)
+		write_header(r, header_len);
+	mq_comm_agree(r->comm, &r->err);
+	if (!r->err.code && !r->opt.no_sync)
+		mq_comm_file_sync(r->comm, &r->err);
+	mq_comm_file_close(r->comm, &r->err);
+	if (!mq_comm_agree(r->comm, &r->err) && r->rank == 0) {
+		if (rename(r->tmp, r->output) != 0)
+			mq_fail(&r->err, MQ_ERR_OUTPUT, "cannot rename '%s' to '%s': %s", r->tmp, r->output,
+				strerror(errno));
+		else if (!r->opt.no_sync)
+			sync_dir(r->output);
+	}
+	r->stats[MQ_STAT_T_FINISH] = mq_comm_time() - t0;
+	return mq_comm_agree(r->comm, &r->err);
+}
+
+static void report(struct run *r)
+{
+	r->stats[MQ_STAT_PEAK_RSS] = mq_report_peak_rss();
+	double *all = r->rank == 0 ? calloc((size_t)r->size * MQ_STAT_COUNT, sizeof(double)) : NULL;
+	struct mq_error e = { 0 };
+	if (mq_comm_gather(r->comm, r->stats, MQ_STAT_COUNT, all, &e) == 0 && r->rank == 0 && all) {
+		mq_report_summary(&r->man, &r->plan, r->res, all, r->output);
+		if (r->opt.report && mq_report_write(r->opt.report, &r->man, &r->plan, &r->opt, r->res, all,
+						     r->output, &e))
+			fprintf(stderr, "mq-dist: warning: %s\n", e.msg);
+	}
+	free(all);
+}
+
+static void release(struct run *r)
+{
+	if (r->fds)
+		for (int f = 0; f < r->man.n_files; f++)
+			if (r->fds[f] >= 0)
+				close(r->fds[f]);
+	free(r->fds);
+	free(r->arena);
+	free(r->res);
+	free(r->u_signal);
+	free(r->u_noise);
+	free(r->u_max);
+	free(r->chunk_digests);
+	free(r->chunk_base);
+	free(r->units_left);
+	free(r->output);
+	free(r->tmp);
+	mq_plan_release(&r->plan);
+	mq_manifest_release(&r->man);
+	mq_options_release(&r->opt);
+}
+
+static int quantize(struct run *r)
+{
+	double t_start = mq_comm_time();
+	uint64_t header_len = 0;
+	if (phase_manifest(r) || phase_plan(r, &header_len))
+		return r->err.code;
+	if (r->opt.dry_run) {
+		if (r->rank == 0)
+			mq_report_plan(&r->man, &r->plan, &r->opt, header_len, r->output);
+		return 0;
+	}
+	r->fds = malloc((size_t)r->man.n_files * sizeof(int) + 1);
+	if (!r->fds || !mq_f16_table())
+		mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
+	for (int f = 0; r->fds && f < r->man.n_files; f++)
+		r->fds[f] = -1;
+	if (!r->err.code && r->rank == 0)
+		setup_collect(r);
+	if (mq_comm_agree(r->comm, &r->err) || phase_open(r))
+		goto fail;
+	double t0 = mq_comm_time();
+	work(r);
+	r->stats[MQ_STAT_T_WORK] = mq_comm_time() - t0;
+	if (mq_comm_agree(r->comm, &r->err))
+		goto fail;
+	if (phase_finish(r, header_len))
+		goto fail;
+	r->stats[MQ_STAT_T_TOTAL] = mq_comm_time() - t_start;
+	report(r);
+	return 0;
+fail:
+	mq_comm_file_close(r->comm, &(struct mq_error){ 0 });
+	if (r->rank == 0 && r->tmp)
+		unlink(r->tmp);
+	return r->err.code;
+}
+
+int mq_run(struct mq_comm *c, int argc, char **argv)
+{
+	struct run r;
+	memset(&r, 0, sizeof(r));
+	r.comm = c;
+	r.rank = mq_comm_rank(c);
+	r.size = mq_comm_size(c);
+	mq_log_init(r.rank, 0);
+	/* Every rank parses the same argv, so every rank reaches the same verdict. */
+	if (mq_options_parse(argc, argv, &r.opt, &r.err) == 0) {
+		mq_log_init(r.rank, r.opt.quiet);
+		switch (r.opt.command) {
+		case MQ_CMD_HELP:
+			if (r.rank == 0)
+				mq_options_print_help(stdout);
+			break;
+		case MQ_CMD_VERSION:
+			if (r.rank == 0)
+				printf("mq-dist " MQ_VERSION "\n");
+			break;
+		case MQ_CMD_INSPECT:
+			if (r.rank == 0)
+				mq_inspect(r.opt.input, stdout, &r.err);
+			mq_comm_agree(c, &r.err);
+			break;
+		case MQ_CMD_RUN:
+			quantize(&r);
+			break;
+		}
+	}
+	int code = r.err.code;
+	if (code && r.rank == 0) {
+		fprintf(stderr, "mq-dist: error: %s\n", r.err.msg);
+		if (code == MQ_ERR_USAGE)
+			fprintf(stderr, "run 'mq-dist --help' for the options\n");
+	}
+	release(&r);
+	return mq_status_exit_code(code);
+}

@@ -1,0 +1,705 @@
+#include "safetensors.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---- a strict JSON reader for exactly the safetensors header schema ---- */
+
+struct jp {
+	const char *s;
+	size_t n, i;
+	const char *file;
+	struct mq_error *err;
+};
+
+static int jfail(struct jp *p, const char *what)
+{
+	return mq_fail(p->err, MQ_ERR_INPUT,
+		"'%s': malformed safetensors header at byte %zu of the JSON: %s (the file is not a valid safetensors file; re-export or re-download it)",
+		p->file, p->i, what);
+}
+
+static void skip_ws(struct jp *p)
+{
+	while (p->i < p->n && (p->s[p->i] == ' ' || p->s[p->i] == '\t' ||
+			       p->s[p->i] == '\n' || p->s[p->i] == '\r'))
+		p->i++;
+}
+
+static int peek(struct jp *p)
+{
+	skip_ws(p);
+	return p->i < p->n ? (unsigned char)p->s[p->i] : -1;
+}
+
+static int expect(struct jp *p, char c)
+{
+	if (peek(p) != (unsigned char)c) {
+		char what[32];
+		snprintf(what, sizeof(what), "expected '%c'", c);
+		return jfail(p, what);
+	}
+	p->i++;
+	return 0;
+}
+
+static int hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+static int read_hex4(struct jp *p, unsigned *out)
+{
+	if (p->i + 4 > p->n)
+		return jfail(p, "truncated \\u escape");
+	unsigned v = 0;
+	for (int k = 0; k < 4; k++) {
+		int h = hexval((unsigned char)p->s[p->i++]);
+		if (h < 0)
+			return jfail(p, "bad \\u escape");
+		v = v * 16 + (unsigned)h;
+	}
+	*out = v;
+	return 0;
+}
+
+static void put_utf8(char *o, size_t *k, unsigned cp)
+{
+	if (cp < 0x80) {
+		o[(*k)++] = (char)cp;
+	} else if (cp < 0x800) {
+		o[(*k)++] = (char)(0xc0 | (cp >> 6));
+		o[(*k)++] = (char)(0x80 | (cp & 0x3f));
+	} else if (cp < 0x10000) {
+		o[(*k)++] = (char)(0xe0 | (cp >> 12));
+		o[(*k)++] = (char)(0x80 | ((cp >> 6) & 0x3f));
+		o[(*k)++] = (char)(0x80 | (cp & 0x3f));
+	} else {
+		o[(*k)++] = (char)(0xf0 | (cp >> 18));
+		o[(*k)++] = (char)(0x80 | ((cp >> 12) & 0x3f));
+		o[(*k)++] = (char)(0x80 | ((cp >> 6) & 0x3f));
+		o[(*k)++] = (char)(0x80 | (cp & 0x3f));
+	}
+}
+
+/* Parses a string literal into a malloc'd, NUL-free UTF-8 string. */
+static int parse_string(struct jp *p, char **out)
+{
+	*out = NULL;
+	if (expect(p, '"'))
+		return p->err->code;
+	size_t start = p->i;
+	/* The decoded string is never longer than the literal. */
+	size_t end = start;
+	while (end < p->n && p->s[end] != '"') {
+		if (p->s[end] == '\\')
+			end++;
+		end++;
+	}
+	if (end >= p->n)
+		return jfail(p, "unterminated string");
+	char *o = malloc(end - start + 1);
+	if (!o)
+		return mq_fail(p->err, MQ_ERR_INTERNAL, "out of memory reading '%s'", p->file);
+	size_t k = 0;
+	while (p->s[p->i] != '"') {
+		unsigned char c = (unsigned char)p->s[p->i++];
+		if (c < 0x20) {
+			free(o);
+			return jfail(p, "control character in string");
+		}
+		if (c != '\\') {
+			o[k++] = (char)c;
+			continue;
+		}
+		char e = p->s[p->i++];
+		unsigned cp;
+		switch (e) {
+		case '"': o[k++] = '"'; break;
+		case '\\': o[k++] = '\\'; break;
+		case '/': o[k++] = '/'; break;
+		case 'b': o[k++] = '\b'; break;
+		case 'f': o[k++] = '\f'; break;
+		case 'n': o[k++] = '\n'; break;
+		case 'r': o[k++] = '\r'; break;
+		case 't': o[k++] = '\t'; break;
+		case 'u':
+			if (read_hex4(p, &cp))
+				goto bad;
+			if (cp >= 0xd800 && cp < 0xdc00) {
+				unsigned lo;
+				if (p->i + 2 > p->n || p->s[p->i] != '\\' || p->s[p->i + 1] != 'u') {
+					jfail(p, "unpaired surrogate in \\u escape");
+					goto bad;
+				}
+				p->i += 2;
+				if (read_hex4(p, &lo))
+					goto bad;
+				if (lo < 0xdc00 || lo >= 0xe000) {
+					jfail(p, "unpaired surrogate in \\u escape");
+					goto bad;
+				}
+				cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+			} else if (cp >= 0xdc00 && cp < 0xe000) {
+				jfail(p, "unpaired surrogate in \\u escape");
+				goto bad;
+			}
+			if (cp == 0) {
+				jfail(p, "NUL character (\\u0000) in string");
+				goto bad;
+			}
+			put_utf8(o, &k, cp);
+			break;
+		default:
+			jfail(p, "bad escape in string");
+			goto bad;
+		}
+	}
+	p->i++; /* closing quote */
+	o[k] = '\0';
+	*out = o;
+	return 0;
+bad:
+	free(o);
+	return p->err->code;
+}
+
+/* A non-negative integer without sign, fraction, exponent or leading zero. */
+static int parse_u64(struct jp *p, uint64_t *out)
+{
+	int c = peek(p);
+	if (c < '0' || c > '9')
+		return jfail(p, c == '-' ? "negative number where a size or offset belongs"
+					  : "expected a non-negative integer");
+	uint64_t v = 0;
+	size_t start = p->i;
+	while (p->i < p->n && p->s[p->i] >= '0' && p->s[p->i] <= '9') {
+		unsigned d = (unsigned)(p->s[p->i] - '0');
+		if (v > (UINT64_MAX - d) / 10)
+			return jfail(p, "integer too large");
+		v = v * 10 + d;
+		p->i++;
+	}
+	if (p->s[start] == '0' && p->i - start > 1)
+		return jfail(p, "integer with a leading zero");
+	if (p->i < p->n && (p->s[p->i] == '.' || p->s[p->i] == 'e' || p->s[p->i] == 'E'))
+		return jfail(p, "fraction or exponent where an integer belongs");
+	*out = v;
+	return 0;
+}
+
+static int skip_value(struct jp *p, int depth);
+
+static int skip_container(struct jp *p, char close, int depth)
+{
+	p->i++;
+	if (peek(p) == (unsigned char)close) {
+		p->i++;
+		return 0;
+	}
+	for (;;) {
+		if (close == '}') {
+			char *k;
+			if (parse_string(p, &k))
+				return p->err->code;
+			free(k);
+			if (expect(p, ':'))
+				return p->err->code;
+		}
+		if (skip_value(p, depth + 1))
+			return p->err->code;
+		int c = peek(p);
+		p->i++;
+		if (c == (unsigned char)close)
+			return 0;
+		if (c != ',')
+			return jfail(p, "expected ',' or end of container");
+	}
+}
+
+static int skip_value(struct jp *p, int depth)
+{
+	if (depth > 64)
+		return jfail(p, "nesting too deep");
+	int c = peek(p);
+	if (c == '"') {
+		char *s;
+		if (parse_string(p, &s))
+			return p->err->code;
+		free(s);
+		return 0;
+	}
+	if (c == '{')
+		return skip_container(p, '}', depth);
+	if (c == '[')
+		return skip_container(p, ']', depth);
+	static const char *lits[] = { "true", "false", "null" };
+	for (int k = 0; k < 3; k++) {
+		size_t l = strlen(lits[k]);
+		if (p->i + l <= p->n && memcmp(p->s + p->i, lits[k], l) == 0) {
+			p->i += l;
+			return 0;
+		}
+	}
+	if (c == '-' || (c >= '0' && c <= '9')) {
+		p->i++;
+		while (p->i < p->n && strchr("0123456789.eE+-", p->s[p->i]))
+			p->i++;
+		return 0;
+	}
+	return jfail(p, "unexpected character");
+}
+
+/* [u64, u64, ...] into arr (at most max entries). */
+static int parse_u64_array(struct jp *p, uint64_t *arr, int max, int *count, const char *what)
+{
+	*count = 0;
+	if (expect(p, '['))
+		return p->err->code;
+	if (peek(p) == ']') {
+		p->i++;
+		return 0;
+	}
+	for (;;) {
+		uint64_t v = 0;
+		if (parse_u64(p, &v))
+			return p->err->code;
+		if (*count >= max) {
+			char m[96];
+			snprintf(m, sizeof(m), "%s has more than %d entries", what, max);
+			return jfail(p, m);
+		}
+		arr[(*count)++] = v;
+		int c = peek(p);
+		p->i++;
+		if (c == ']')
+			return 0;
+		if (c != ',')
+			return jfail(p, "expected ',' or ']'");
+	}
+}
+
+static int parse_metadata(struct jp *p, struct mq_st_header *h)
+{
+	if (h->meta)
+		return jfail(p, "duplicate __metadata__");
+	if (peek(p) != '{')
+		return jfail(p, "__metadata__ is not an object of strings");
+	p->i++;
+	int cap = 0;
+	h->meta = calloc(1, sizeof(*h->meta)); /* non-NULL marks "seen" */
+	if (!h->meta)
+		return mq_fail(p->err, MQ_ERR_INTERNAL, "out of memory");
+	cap = 1;
+	if (peek(p) == '}') {
+		p->i++;
+		return 0;
+	}
+	for (;;) {
+		char *k = NULL, *v = NULL;
+		if (parse_string(p, &k) || expect(p, ':')) {
+			free(k);
+			return p->err->code;
+		}
+		if (peek(p) != '"') {
+			mq_fail(p->err, MQ_ERR_INPUT,
+				"'%s': __metadata__ value of key '%s' is not a string (safetensors allows strings only; store nested data as a JSON string)",
+				p->file, k);
+			free(k);
+			return p->err->code;
+		}
+		if (parse_string(p, &v)) {
+			free(k);
+			return p->err->code;
+		}
+		for (int j = 0; j < h->n_meta; j++) {
+			if (strcmp(h->meta[j].key, k) == 0) {
+				mq_fail(p->err, MQ_ERR_INPUT, "'%s': duplicate __metadata__ key '%s'", p->file, k);
+				free(k);
+				free(v);
+				return p->err->code;
+			}
+		}
+		if (h->n_meta == cap) {
+			cap *= 2;
+			struct mq_st_kv *m = realloc(h->meta, (size_t)cap * sizeof(*m));
+			if (!m) {
+				free(k);
+				free(v);
+				return mq_fail(p->err, MQ_ERR_INTERNAL, "out of memory");
+			}
+			h->meta = m;
+		}
+		h->meta[h->n_meta].key = k;
+		h->meta[h->n_meta].value = v;
+		h->n_meta++;
+		int c = peek(p);
+		p->i++;
+		if (c == '}')
+			return 0;
+		if (c != ',')
+			return jfail(p, "expected ',' or '}' in __metadata__");
+	}
+}
+
+static int parse_tensor(struct jp *p, struct mq_st_tensor *t)
+{
+	int have_dtype = 0, have_shape = 0, have_offsets = 0;
+	if (peek(p) != '{')
+		return mq_fail(p->err, MQ_ERR_INPUT, "'%s': tensor '%s': entry is not an object", p->file, t->name);
+	p->i++;
+	if (peek(p) == '}')
+		goto missing;
+	for (;;) {
+		char *k;
+		if (parse_string(p, &k) || expect(p, ':'))
+			return p->err->code;
+		int dup = 0;
+		if (strcmp(k, "dtype") == 0) {
+			dup = have_dtype++;
+			char *d;
+			if (!dup) {
+				if (peek(p) != '"') {
+					free(k);
+					return mq_fail(p->err, MQ_ERR_INPUT, "'%s': tensor '%s': dtype is not a string", p->file, t->name);
+				}
+				if (parse_string(p, &d)) {
+					free(k);
+					return p->err->code;
+				}
+				if (mq_dtype_parse(d, strlen(d), &t->dtype)) {
+					mq_fail(p->err, MQ_ERR_INPUT,
+						"'%s': tensor '%s': unknown dtype '%s' (known: BOOL U8 I8 F8_E5M2 F8_E4M3 F8_E8M0 I16 U16 F16 BF16 I32 U32 F32 F64 I64 U64 C64)",
+						p->file, t->name, d);
+					free(d);
+					free(k);
+					return p->err->code;
+				}
+				free(d);
+			}
+		} else if (strcmp(k, "shape") == 0) {
+			dup = have_shape++;
+			if (!dup && parse_u64_array(p, t->shape, MQ_MAX_DIMS, &t->ndim, "shape")) {
+				free(k);
+				return p->err->code;
+			}
+		} else if (strcmp(k, "data_offsets") == 0) {
+			dup = have_offsets++;
+			uint64_t off[2];
+			int n = 0;
+			if (!dup) {
+				if (parse_u64_array(p, off, 2, &n, "data_offsets")) {
+					free(k);
+					return p->err->code;
+				}
+				if (n != 2) {
+					free(k);
+					return mq_fail(p->err, MQ_ERR_INPUT,
+						"'%s': tensor '%s': data_offsets must hold exactly [begin, end]", p->file, t->name);
+				}
+				t->begin = off[0];
+				t->end = off[1];
+			}
+		} else if (skip_value(p, 1)) { /* unknown keys are ignored, as the reference reader does */
+			free(k);
+			return p->err->code;
+		}
+		if (dup) {
+			mq_fail(p->err, MQ_ERR_INPUT, "'%s': tensor '%s': duplicate key '%s'", p->file, t->name, k);
+			free(k);
+			return p->err->code;
+		}
+		free(k);
+		int c = peek(p);
+		p->i++;
+		if (c == '}')
+			break;
+		if (c != ',')
+			return jfail(p, "expected ',' or '}' in tensor entry");
+	}
+	if (have_dtype && have_shape && have_offsets)
+		return 0;
+missing:
+	return mq_fail(p->err, MQ_ERR_INPUT, "'%s': tensor '%s': entry needs dtype, shape and data_offsets",
+		       p->file, t->name);
+}
+
+uint64_t mq_shape_numel(const uint64_t *shape, int ndim, int *overflow)
+{
+	uint64_t n = 1;
+	*overflow = 0;
+	for (int i = 0; i < ndim; i++) {
+		if (shape[i] != 0 && n > UINT64_MAX / shape[i]) {
+			*overflow = 1;
+			return 0;
+		}
+		n *= shape[i];
+	}
+	return n;
+}
+
+static int cmp_by_offset(const void *a, const void *b)
+{
+	const struct mq_st_tensor *x = a, *y = b;
+	if (x->begin != y->begin)
+		return x->begin < y->begin ? -1 : 1;
+	if (x->end != y->end)
+		return x->end < y->end ? -1 : 1;
+	return strcmp(x->name, y->name);
+}
+
+static int cmp_name_ptr(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int validate_utf8(const unsigned char *s, size_t n, size_t *bad)
+{
+	size_t i = 0;
+	while (i < n) {
+		unsigned c = s[i];
+		size_t len;
+		unsigned cp;
+		if (c < 0x80) {
+			i++;
+			continue;
+		} else if ((c & 0xe0) == 0xc0) {
+			len = 2;
+			cp = c & 0x1f;
+		} else if ((c & 0xf0) == 0xe0) {
+			len = 3;
+			cp = c & 0x0f;
+		} else if ((c & 0xf8) == 0xf0) {
+			len = 4;
+			cp = c & 0x07;
+		} else {
+			goto fail;
+		}
+		if (i + len > n)
+			goto fail;
+		for (size_t k = 1; k < len; k++) {
+			if ((s[i + k] & 0xc0) != 0x80)
+				goto fail;
+			cp = (cp << 6) | (s[i + k] & 0x3f);
+		}
+		if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+		    cp > 0x10ffff || (cp >= 0xd800 && cp < 0xe000))
+			goto fail;
+		i += len;
+	}
+	return 0;
+fail:
+	*bad = i;
+	return -1;
+}
+
+static int check_layout(const char *file, struct mq_st_header *h, struct mq_error *err)
+{
+	qsort(h->tensors, (size_t)h->n_tensors, sizeof(*h->tensors), cmp_by_offset);
+	uint64_t expect_begin = 0;
+	for (int i = 0; i < h->n_tensors; i++) {
+		struct mq_st_tensor *t = &h->tensors[i];
+		int ovf;
+		uint64_t numel = mq_shape_numel(t->shape, t->ndim, &ovf);
+		uint64_t size = mq_dtype_size(t->dtype);
+		if (ovf || (numel && size > UINT64_MAX / numel))
+			return mq_fail(err, MQ_ERR_INPUT, "'%s': tensor '%s': shape overflows", file, t->name);
+		if (t->end < t->begin)
+			return mq_fail(err, MQ_ERR_INPUT, "'%s': tensor '%s': data_offsets end %llu is before begin %llu",
+				       file, t->name, (unsigned long long)t->end, (unsigned long long)t->begin);
+		if (t->begin != expect_begin)
+			return mq_fail(err, MQ_ERR_INPUT,
+				"'%s': tensor '%s': data begins at %llu but the previous tensor ends at %llu (%s; the file is corrupt)",
+				file, t->name, (unsigned long long)t->begin, (unsigned long long)expect_begin,
+				t->begin > expect_begin ? "a hole" : "an overlap");
+		if (t->end - t->begin != numel * size)
+			return mq_fail(err, MQ_ERR_INPUT,
+				"'%s': tensor '%s': data_offsets span %llu bytes but shape and dtype %s need %llu (shape mismatch)",
+				file, t->name, (unsigned long long)(t->end - t->begin), mq_dtype_name(t->dtype),
+				(unsigned long long)(numel * size));
+		expect_begin = t->end;
+	}
+	if (h->file_size - h->data_start != expect_begin) {
+		if (h->file_size - h->data_start < expect_begin)
+			return mq_fail(err, MQ_ERR_INPUT,
+				"'%s': file is truncated: the header needs %llu bytes of tensor data but only %llu follow it (re-download or re-copy the file)",
+				file, (unsigned long long)expect_begin, (unsigned long long)(h->file_size - h->data_start));
+		return mq_fail(err, MQ_ERR_INPUT,
+			"'%s': %llu unexpected bytes after the last tensor (the reference reader refuses such files)",
+			file, (unsigned long long)(h->file_size - h->data_start - expect_begin));
+	}
+	/* duplicate names */
+	if (h->n_tensors > 1) {
+		char **names = malloc((size_t)h->n_tensors * sizeof(*names));
+		if (!names)
+			return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+		for (int i = 0; i < h->n_tensors; i++)
+			names[i] = h->tensors[i].name;
+		qsort(names, (size_t)h->n_tensors, sizeof(*names), cmp_name_ptr);
+		for (int i = 1; i < h->n_tensors; i++) {
+			if (strcmp(names[i - 1], names[i]) == 0) {
+				mq_fail(err, MQ_ERR_INPUT, "'%s': tensor '%s' appears twice in the header", file, names[i]);
+				free(names);
+				return err ? err->code : MQ_ERR_INPUT;
+			}
+		}
+		free(names);
+	}
+	return 0;
+}
+
+int mq_st_parse(const char *file, const char *json, uint64_t header_len, uint64_t file_size,
+		struct mq_st_header *out, struct mq_error *err)
+{
+	struct mq_error local = { 0 };
+	if (!err)
+		err = &local;
+	memset(out, 0, sizeof(*out));
+	out->header_len = header_len;
+	out->data_start = 8 + header_len;
+	out->file_size = file_size;
+	size_t bad;
+	if (validate_utf8((const unsigned char *)json, header_len, &bad))
+		return mq_fail(err, MQ_ERR_INPUT, "'%s': header is not valid UTF-8 (at byte %zu of the JSON)", file, bad);
+	struct jp p = { json, header_len, 0, file, err };
+	int cap = 0;
+	if (expect(&p, '{'))
+		goto fail;
+	if (peek(&p) == '}') {
+		p.i++;
+		goto done;
+	}
+	for (;;) {
+		char *name;
+		if (parse_string(&p, &name))
+			goto fail;
+		if (expect(&p, ':')) {
+			free(name);
+			goto fail;
+		}
+		if (strcmp(name, "__metadata__") == 0) {
+			free(name);
+			if (parse_metadata(&p, out))
+				goto fail;
+		} else {
+			if (out->n_tensors == cap) {
+				cap = cap ? cap * 2 : 16;
+				struct mq_st_tensor *t = realloc(out->tensors, (size_t)cap * sizeof(*t));
+				if (!t) {
+					free(name);
+					mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+					goto fail;
+				}
+				out->tensors = t;
+			}
+			struct mq_st_tensor *t = &out->tensors[out->n_tensors++];
+			memset(t, 0, sizeof(*t));
+			t->name = name;
+			if (parse_tensor(&p, t))
+				goto fail;
+		}
+		int c = peek(&p);
+		p.i++;
+		if (c == '}')
+			break;
+		if (c != ',') {
+			p.i--;
+			jfail(&p, "expected ',' or '}' after an entry");
+			goto fail;
+		}
+	}
+done:
+	if (peek(&p) != -1) {
+		jfail(&p, "unexpected bytes after the JSON object");
+		goto fail;
+	}
+	if (check_layout(file, out, err))
+		goto fail;
+	return 0;
+fail:
+	mq_st_header_release(out);
+	return err->code ? err->code : MQ_ERR_INPUT;
+}
+
+void mq_st_header_release(struct mq_st_header *h)
+{
+	for (int i = 0; i < h->n_tensors; i++)
+		free(h->tensors[i].name);
+	free(h->tensors);
+	if (h->meta) {
+		for (int i = 0; i < h->n_meta; i++) {
+			free(h->meta[i].key);
+			free(h->meta[i].value);
+		}
+		free(h->meta);
+	}
+	memset(h, 0, sizeof(*h));
+}
+
+const char *mq_st_meta_get(const struct mq_st_header *h, const char *key)
+{
+	for (int i = 0; i < h->n_meta; i++)
+		if (strcmp(h->meta[i].key, key) == 0)
+			return h->meta[i].value;
+	return NULL;
+}
+
+static int read_full(int fd, void *buf, size_t n, uint64_t off)
+{
+	char *p = buf;
+	while (n) {
+		ssize_t r = pread(fd, p, n, (off_t)off);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -1;
+		p += r;
+		n -= (size_t)r;
+		off += (uint64_t)r;
+	}
+	return 0;
+}
+
+int mq_st_read_raw(const char *file, int fd, uint64_t file_size, char **json,
+		   uint64_t *header_len, struct mq_error *err)
+{
+	*json = NULL;
+	unsigned char pre[8];
+	if (file_size < 8)
+		return mq_fail(err, MQ_ERR_INPUT,
+			"'%s': file is %llu bytes, too small for a safetensors header (needs at least 8)",
+			file, (unsigned long long)file_size);
+	if (read_full(fd, pre, 8, 0))
+		return mq_fail(err, MQ_ERR_INPUT, "'%s': cannot read: %s", file, strerror(errno));
+	uint64_t n = 0;
+	for (int i = 7; i >= 0; i--)
+		n = (n << 8) | pre[i];
+	if (n > MQ_ST_MAX_HEADER)
+		return mq_fail(err, MQ_ERR_INPUT,
+			"'%s': header length %llu exceeds the 100000000-byte limit of safetensors (not a safetensors file?)",
+			file, (unsigned long long)n);
+	if (n > file_size - 8)
+		return mq_fail(err, MQ_ERR_INPUT,
+			"'%s': header length %llu runs past the end of the %llu-byte file (truncated, or not a safetensors file)",
+			file, (unsigned long long)n, (unsigned long long)file_size);
+	char *buf = malloc((size_t)n + 1);
+	if (!buf)
+		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory reading the header of '%s'", file);
+	if (read_full(fd, buf, (size_t)n, 8)) {
+		free(buf);
+		return mq_fail(err, MQ_ERR_INPUT, "'%s': cannot read the header: %s", file, strerror(errno));
+	}
+	buf[n] = '\0';
+	*json = buf;
+	*header_len = n;
+	return 0;
+}

@@ -1,0 +1,97 @@
+#include "status.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+static int log_rank;
+static int log_quiet;
+static void (*abort_hook)(void);
+
+int mq_fail(struct mq_error *err, int code, const char *fmt, ...)
+{
+	if (!err || err->code != MQ_OK)
+		return code;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+	va_end(ap);
+	err->code = code;
+	return code;
+}
+
+int mq_status_exit_code(int code)
+{
+	switch (code) {
+	case MQ_OK: return 0;
+	case MQ_ERR_USAGE: return 2;
+	case MQ_ERR_INPUT: return 3;
+	case MQ_ERR_DATA: return 4;
+	case MQ_ERR_OUTPUT: return 5;
+	default: return 6;
+	}
+}
+
+const char *mq_status_name(int code)
+{
+	switch (code) {
+	case MQ_OK: return "ok";
+	case MQ_ERR_USAGE: return "usage";
+	case MQ_ERR_INPUT: return "input";
+	case MQ_ERR_DATA: return "data";
+	case MQ_ERR_OUTPUT: return "output";
+	default: return "internal";
+	}
+}
+
+void mq_log_init(int rank, int quiet)
+{
+	log_rank = rank;
+	log_quiet = quiet;
+}
+
+int mq_log_rank(void)
+{
+	return log_rank;
+}
+
+int mq_log_quiet(void)
+{
+	return log_quiet;
+}
+
+void mq_info(const char *fmt, ...)
+{
+	if (log_rank != 0 || log_quiet)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	vfprintf(stdout, fmt, ap);
+	va_end(ap);
+	fflush(stdout);
+}
+
+void mq_warn(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fprintf(stderr, "mq-dist: warning: ");
+	if (log_rank != 0)
+		fprintf(stderr, "rank %d: ", log_rank);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+}
+
+void mq_set_abort_hook(void (*hook)(void))
+{
+	abort_hook = hook;
+}
+
+void mq_assert_fail(const char *file, int line, const char *expr)
+{
+	fprintf(stderr, "mq-dist: BUG: %s:%d: assertion failed: %s\n", file, line, expr);
+	fflush(stderr);
+	if (abort_hook)
+		abort_hook();
+	abort();
+}
