@@ -516,6 +516,10 @@ static int check_layout(const char *file, struct mq_st_header *h, struct mq_erro
 		if (t->end < t->begin)
 			return mq_fail(err, MQ_ERR_INPUT, "'%s': tensor '%s': data_offsets end %llu is before begin %llu",
 				       file, t->name, (unsigned long long)t->end, (unsigned long long)t->begin);
+		if (i == 0 && t->begin != 0)
+			return mq_fail(err, MQ_ERR_INPUT,
+				"'%s': tensor '%s': the first tensor's data begins at %llu, not at 0 (the file is corrupt)",
+				file, t->name, (unsigned long long)t->begin);
 		if (t->begin != expect_begin)
 			return mq_fail(err, MQ_ERR_INPUT,
 				"'%s': tensor '%s': data begins at %llu but the previous tensor ends at %llu (%s; the file is corrupt)",

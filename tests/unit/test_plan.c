@@ -1,0 +1,231 @@
+/* Planning: selection, layout, rank-count independence of units, balance, determinism. */
+#include "test_util.h"
+
+#include "plan.h"
+
+static const struct spec model[] = {
+	{ "model.embed_tokens.weight", MQ_DTYPE_F32, 2, { 1000, 64 } },
+	{ "model.layers.0.mlp.down_proj.weight", MQ_DTYPE_F32, 2, { 64, 256 } },
+	{ "model.layers.0.mlp.up_proj.weight", MQ_DTYPE_BF16, 2, { 256, 64 } },
+	{ "model.layers.0.mlp.gate.weight", MQ_DTYPE_F32, 2, { 8, 64 } },
+	{ "model.layers.0.input_layernorm.weight", MQ_DTYPE_F32, 1, { 64 } },
+	{ "model.layers.0.self_attn.q_proj.bias", MQ_DTYPE_F32, 1, { 64 } },
+	{ "model.layers.0.self_attn.q_proj.weight", MQ_DTYPE_F16, 2, { 64, 64 } },
+	{ "model.conv.weight", MQ_DTYPE_F32, 4, { 8, 4, 3, 3 } },
+	{ "model.position_ids", MQ_DTYPE_I64, 1, { 16 } },
+	{ "model.big.weight", MQ_DTYPE_F32, 2, { 20000, 1024 } }, /* 78 MiB: five chunks */
+	{ "model.empty.weight", MQ_DTYPE_F32, 2, { 0, 16 } },
+	{ "lm_head.weight", MQ_DTYPE_F32, 2, { 1000, 64 } },
+};
+#define N_MODEL ((int)(sizeof(model) / sizeof(model[0])))
+
+static void default_options(struct mq_options *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->scheme = MQ_SCHEME_INT8;
+	o->memory_budget = 256u << 20;
+	o->input = "model.safetensors";
+}
+
+static const struct mq_plan_tensor *find(const struct mq_manifest *m, const struct mq_plan *p, const char *name)
+{
+	int i = mq_manifest_find(m, name);
+	assert_true(i >= 0);
+	return &p->tensors[i];
+}
+
+static void test_plan_selection_follows_the_rules(void **state)
+{
+	(void)state;
+	struct mq_manifest m;
+	struct mq_options o;
+	struct mq_plan p;
+	struct mq_error e = { 0 };
+	make_manifest(&m, model, N_MODEL);
+	default_options(&o);
+	assert_int_equal(mq_plan_build(&m, &o, 1, &p, &e), 0);
+	assert_int_equal(find(&m, &p, "model.layers.0.mlp.down_proj.weight")->action, MQ_ACT_QUANT);
+	assert_int_equal(find(&m, &p, "model.layers.0.mlp.up_proj.weight")->action, MQ_ACT_QUANT);
+	assert_int_equal(find(&m, &p, "model.conv.weight")->action, MQ_ACT_QUANT);
+	assert_string_equal(find(&m, &p, "model.embed_tokens.weight")->reason, "default exclusion 'embed'");
+	assert_string_equal(find(&m, &p, "lm_head.weight")->reason, "default exclusion '(^|\\.)lm_head\\.'");
+	assert_int_equal(find(&m, &p, "model.layers.0.mlp.gate.weight")->action, MQ_ACT_KEEP);
+	assert_string_equal(find(&m, &p, "model.layers.0.input_layernorm.weight")->reason, "1-D tensor");
+	assert_string_equal(find(&m, &p, "model.position_ids")->reason, "dtype I64 is not quantized");
+	assert_string_equal(find(&m, &p, "model.empty.weight")->reason, "empty tensor");
+	assert_int_equal(p.n_quantized, 5);
+	mq_plan_release(&p);
+
+	/* --include overrides the default exclusions, --exclude beats --include */
+	const char *inc[] = { "lm_head", "proj" };
+	const char *exc[] = { "down_proj" };
+	o.includes = inc;
+	o.n_includes = 2;
+	o.excludes = exc;
+	o.n_excludes = 1;
+	assert_int_equal(mq_plan_build(&m, &o, 1, &p, &e), 0);
+	assert_int_equal(find(&m, &p, "lm_head.weight")->action, MQ_ACT_QUANT);
+	assert_string_equal(find(&m, &p, "model.layers.0.mlp.down_proj.weight")->reason, "--exclude 'down_proj'");
+	assert_string_equal(find(&m, &p, "model.conv.weight")->reason, "no --include matches");
+	mq_plan_release(&p);
+	mq_manifest_release(&m);
+}
+
+static void test_plan_layout_is_contiguous_and_sorted(void **state)
+{
+	(void)state;
+	struct mq_manifest m;
+	struct mq_options o;
+	struct mq_plan p;
+	struct mq_error e = { 0 };
+	make_manifest(&m, model, N_MODEL);
+	default_options(&o);
+	o.scheme = MQ_SCHEME_UINT8;
+	assert_int_equal(mq_plan_build(&m, &o, 3, &p, &e), 0);
+	uint64_t off = 0;
+	for (int k = 0; k < p.n_out; k++) {
+		assert_int_equal(p.out[k].begin, off);
+		off = p.out[k].end;
+		if (k)
+			assert_true(mq_dtype_size(p.out[k - 1].dtype) >= mq_dtype_size(p.out[k].dtype));
+	}
+	assert_int_equal(off, p.bytes_out);
+	/* a quantized weight has I8/U8 data, F32 scale [out,1] and a zero point */
+	const struct mq_plan_tensor *t = find(&m, &p, "model.layers.0.mlp.down_proj.weight");
+	assert_string_equal(p.out[t->out_scale].name, "model.layers.0.mlp.down_proj.weight_scale");
+	assert_int_equal(p.out[t->out_scale].dtype, MQ_DTYPE_F32);
+	assert_int_equal(p.out[t->out_scale].shape[0], 64);
+	assert_int_equal(p.out[t->out_scale].shape[1], 1);
+	assert_string_equal(p.out[t->out_zero_point].name, "model.layers.0.mlp.down_proj.weight_zero_point");
+	assert_int_equal(p.out[t->out_data].dtype, MQ_DTYPE_U8);
+	assert_int_equal(t->bytes_out, 64 * 256 + 64 * 4 + 64);
+	mq_plan_release(&p);
+	mq_manifest_release(&m);
+}
+
+/* Units are the same whatever the rank count; only their owners change. */
+static void test_plan_units_do_not_depend_on_rank_count(void **state)
+{
+	(void)state;
+	struct mq_manifest m;
+	struct mq_options o;
+	struct mq_plan p1, p4;
+	struct mq_error e = { 0 };
+	make_manifest(&m, model, N_MODEL);
+	default_options(&o);
+	assert_int_equal(mq_plan_build(&m, &o, 1, &p1, &e), 0);
+	assert_int_equal(mq_plan_build(&m, &o, 4, &p4, &e), 0);
+	assert_int_equal(p1.n_units, p4.n_units);
+	for (int u = 0; u < p1.n_units; u++) {
+		assert_int_equal(p1.units[u].tensor, p4.units[u].tensor);
+		assert_int_equal(p1.units[u].row_begin, p4.units[u].row_begin);
+		assert_int_equal(p1.units[u].row_end, p4.units[u].row_end);
+		assert_int_equal(p1.units[u].rank, 0);
+	}
+	assert_int_equal(p1.n_out, p4.n_out);
+	for (int k = 0; k < p1.n_out; k++)
+		assert_int_equal(p1.out[k].begin, p4.out[k].begin);
+	/* the big tensor is split into 16 MiB chunks of whole rows */
+	const struct mq_plan_tensor *big = find(&m, &p4, "model.big.weight");
+	assert_int_equal(big->chunk_rows, 4096);
+	assert_int_equal(big->n_units, 5);
+	assert_int_equal(p4.units[big->first_unit + 4].row_end, 20000);
+	mq_plan_release(&p1);
+	mq_plan_release(&p4);
+	mq_manifest_release(&m);
+}
+
+static void test_plan_is_deterministic_and_balanced(void **state)
+{
+	(void)state;
+	struct spec many[40];
+	char names[40][32];
+	for (int i = 0; i < 40; i++) {
+		snprintf(names[i], sizeof(names[i]), "l%02d.weight", i);
+		many[i] = (struct spec){ names[i], MQ_DTYPE_F32, 2, { (uint64_t)(512 + 64 * (i % 7)), 1024 } };
+	}
+	struct mq_manifest m;
+	struct mq_options o;
+	struct mq_plan a, b;
+	struct mq_error e = { 0 };
+	make_manifest(&m, many, 40);
+	default_options(&o);
+	assert_int_equal(mq_plan_build(&m, &o, 4, &a, &e), 0);
+	assert_int_equal(mq_plan_build(&m, &o, 4, &b, &e), 0);
+	for (int u = 0; u < a.n_units; u++)
+		assert_int_equal(a.units[u].rank, b.units[u].rank);
+	uint64_t mx = 0, sum = 0, largest = 0;
+	for (int r = 0; r < 4; r++) {
+		mx = a.ranks[r].cost > mx ? a.ranks[r].cost : mx;
+		sum += a.ranks[r].cost;
+		assert_true(a.ranks[r].n_units > 0);
+	}
+	for (int u = 0; u < a.n_units; u++)
+		largest = a.units[u].cost > largest ? a.units[u].cost : largest;
+	/* LPT: no rank exceeds the mean by more than one unit */
+	assert_true(mx <= sum / 4 + largest);
+	mq_plan_release(&a);
+	mq_plan_release(&b);
+	mq_manifest_release(&m);
+}
+
+static void test_plan_per_tensor_keeps_tensors_whole(void **state)
+{
+	(void)state;
+	struct mq_manifest m;
+	struct mq_options o;
+	struct mq_plan p;
+	struct mq_error e = { 0 };
+	make_manifest(&m, model, N_MODEL);
+	default_options(&o);
+	o.per_tensor = 1;
+	assert_int_equal(mq_plan_build(&m, &o, 2, &p, &e), 0);
+	const struct mq_plan_tensor *big = find(&m, &p, "model.big.weight");
+	assert_int_equal(big->n_units, 1);
+	assert_int_equal(p.units[big->first_unit].chunk_end, 5);
+	assert_int_equal(p.out[big->out_scale].ndim, 1);
+	assert_int_equal(p.out[big->out_scale].shape[0], 1);
+	/* memory stays within the budget however large the tensor */
+	assert_true(p.arena_bytes <= o.memory_budget);
+	mq_plan_release(&p);
+	mq_manifest_release(&m);
+}
+
+static void test_plan_refuses_rows_over_budget_and_name_clashes(void **state)
+{
+	(void)state;
+	struct spec wide[] = { { "w.weight", MQ_DTYPE_F32, 2, { 2, 1u << 20 } } };
+	struct mq_manifest m;
+	struct mq_options o;
+	struct mq_plan p;
+	struct mq_error e = { 0 };
+	make_manifest(&m, wide, 1);
+	default_options(&o);
+	o.memory_budget = 4u << 20;
+	assert_int_equal(mq_plan_build(&m, &o, 1, &p, &e), MQ_ERR_USAGE);
+	assert_non_null(strstr(e.msg, "raise --memory-budget"));
+	mq_plan_release(&p);
+	mq_manifest_release(&m);
+
+	struct spec clash[] = { { "a.weight", MQ_DTYPE_F32, 2, { 4, 4 } }, { "a.weight_scale", MQ_DTYPE_F32, 2, { 4, 1 } } };
+	make_manifest(&m, clash, 2);
+	default_options(&o);
+	memset(&e, 0, sizeof(e));
+	assert_int_equal(mq_plan_build(&m, &o, 1, &p, &e), MQ_ERR_INPUT);
+	assert_non_null(strstr(e.msg, "already quantized"));
+	mq_plan_release(&p);
+	mq_manifest_release(&m);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_plan_selection_follows_the_rules),
+		cmocka_unit_test(test_plan_layout_is_contiguous_and_sorted),
+		cmocka_unit_test(test_plan_units_do_not_depend_on_rank_count),
+		cmocka_unit_test(test_plan_is_deterministic_and_balanced),
+		cmocka_unit_test(test_plan_per_tensor_keeps_tensors_whole),
+		cmocka_unit_test(test_plan_refuses_rows_over_budget_and_name_clashes),
+	};
+	return cmocka_run_group_tests_name("plan", tests, NULL, NULL);
+}
