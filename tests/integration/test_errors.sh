@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# Every error end to end: the exit code, one clear message naming the file or
+# tensor, nothing left behind in the output folder, and no hang.
+. "$(dirname "$0")/lib.sh"
+
+OUT="$WORK/out"
+mkdir -p "$OUT"
+
+# expect_error NAME CODE NEEDLE N ARGS...: runs on N ranks and checks the failure.
+expect_error() {
+    local name=$1 code=$2 needle=$3 n=$4
+    shift 4
+    mq "$n" "$@"
+    local rc=$?
+    local left
+    left=$(ls -A "$OUT")
+    if [ "$rc" -ne "$code" ]; then
+        fail "$name (-n $n): exit $rc, expected $code: $(head -c 400 "$WORK/last.err")"
+    elif ! grep -qF -- "$needle" "$WORK/last.err"; then
+        fail "$name (-n $n): message lacks '$needle': $(head -c 400 "$WORK/last.err")"
+    elif [ "$(grep -c 'mq-dist: error' "$WORK/last.err")" -ne 1 ]; then
+        fail "$name (-n $n): expected exactly one error line, got: $(cat "$WORK/last.err")"
+    elif [ -n "$left" ]; then
+        fail "$name (-n $n): left behind: $left"
+    else
+        pass "$name (-n $n): exit $code, '$needle'"
+    fi
+    rm -rf "${OUT:?}"/* "$OUT"/.[!.]* 2>/dev/null
+}
+
+make_model "$WORK/good.safetensors" --seed 7
+
+expect_error missing-file 3 "cannot open '$WORK/nope.safetensors'" 2 "$WORK/nope.safetensors" -o "$OUT/o.safetensors"
+
+# Malformed files: each names the file and what is wrong.
+while read -r kind code needle; do
+    make_model "$WORK/bad-$kind.safetensors" --corrupt "$kind" --seed 8
+    for n in 1 3; do
+        expect_error "corrupt-$kind" "$code" "$needle" "$n" "$WORK/bad-$kind.safetensors" -o "$OUT/o.safetensors"
+    done
+done <<'KINDS'
+truncated 3 truncated
+short 3 too small
+header-too-large 3 exceeds the 100000000-byte limit
+header-past-eof 3 past the end
+bad-json 3 malformed safetensors header
+bad-utf8 3 not valid UTF-8
+overlap 3 an overlap
+hole 3 a hole
+trailing 3 unexpected bytes after the last tensor
+unknown-dtype 3 unknown dtype 'Q7'
+size-mismatch 3 shape mismatch
+negative-shape 3 negative number
+float-offset 3 fraction or exponent
+duplicate-name 3 appears twice
+metadata-not-string 3 is not a string
+not-first-zero 3 not at 0
+nan 4 NaN at row
+inf 4 Inf at row
+KINDS
+
+# The bad value sits in one tensor: whichever rank owns it, every rank exits 4.
+make_model "$WORK/nan.safetensors" --corrupt nan --seed 9
+for n in 2 4; do
+    expect_error nan-any-rank 4 "tensor '" "$n" "$WORK/nan.safetensors" -o "$OUT/o.safetensors"
+done
+
+# fp16 cast of a value past 65504
+make_model "$WORK/outliers.safetensors" --outliers --seed 10 --dtype F32
+"$MQ_PYTHON" - "$WORK/outliers.safetensors" <<'PY'
+import json, struct, sys
+import numpy as np
+p = sys.argv[1]
+b = bytearray(open(p, "rb").read())
+n = struct.unpack("<Q", b[:8])[0]
+h = json.loads(b[8:8 + n])
+t = h["model.layers.0.mlp.up_proj.weight"]
+off = 8 + n + t["data_offsets"][0]
+b[off:off + 4] = np.float32(1e6).tobytes()
+open(p, "wb").write(bytes(b))
+PY
+expect_error fp16-overflow 4 "beyond the float16 range" 3 "$WORK/outliers.safetensors" --scheme fp16 -o "$OUT/o.safetensors"
+
+# Shards: a shard outside the index's folder, a tensor missing from its shard.
+mkdir -p "$WORK/shard"
+make_model "$WORK/shard/model.safetensors.index.json" --shards 2 --seed 11
+sed 's/"model-00001-of-00002.safetensors"/"..\/model-00001-of-00002.safetensors"/' \
+    "$WORK/shard/model.safetensors.index.json" >"$WORK/shard/outside.index.json"
+expect_error shard-outside 3 "not a file in the index's folder" 2 "$WORK/shard/outside.index.json" -o "$OUT/o.safetensors"
+"$MQ_PYTHON" - "$WORK/shard/model.safetensors.index.json" "$WORK/shard/ghost.index.json" <<'PY'
+import json, sys
+ix = json.load(open(sys.argv[1]))
+first = sorted(ix["weight_map"].values())[0]
+ix["weight_map"]["model.ghost.weight"] = first
+json.dump(ix, open(sys.argv[2], "w"))
+PY
+expect_error shard-missing-tensor 3 "model.ghost.weight" 3 "$WORK/shard/ghost.index.json" -o "$OUT/o.safetensors"
+
+# Output problems.
+expect_error no-folder 5 "cannot create the output in folder" 2 "$WORK/good.safetensors" -o "$OUT/missing/o.safetensors"
+cp "$WORK/good.safetensors" "$OUT/exists.safetensors"
+mq 2 "$WORK/good.safetensors" -o "$OUT/exists.safetensors"
+rc=$?
+if [ $rc -eq 5 ] && grep -q "use --force" "$WORK/last.err" && cmp -s "$WORK/good.safetensors" "$OUT/exists.safetensors"; then
+    pass "existing output refused without --force, left untouched"
+else
+    fail "existing output: exit $rc $(cat "$WORK/last.err")"
+fi
+mq 2 "$WORK/good.safetensors" -o "$OUT/exists.safetensors" --force
+[ $? -eq 0 ] && ! cmp -s "$WORK/good.safetensors" "$OUT/exists.safetensors" && pass "--force overwrites" || fail "--force"
+rm -f "$OUT/exists.safetensors"
+cp "$WORK/good.safetensors" "$OUT/in.safetensors"
+sum=$(sha256sum "$OUT/in.safetensors")
+mq 2 "$OUT/in.safetensors" -o "$OUT/../out/in.safetensors" --force
+rc=$?
+if [ $rc -eq 5 ] && grep -q "is the input" "$WORK/last.err" && [ "$sum" = "$(sha256sum "$OUT/in.safetensors")" ]; then
+    pass "output equal to the input refused, even with --force"
+else
+    fail "output equal to input: exit $rc $(cat "$WORK/last.err")"
+fi
+rm -f "$OUT/in.safetensors"
+
+# A read-only folder and a full disk need mounts (root); skipped elsewhere.
+if mkdir -p "$WORK/ro" "$WORK/full" && mount -t tmpfs -o size=64k tmpfs "$WORK/full" 2>/dev/null; then
+    mount -t tmpfs -o ro,size=64k tmpfs "$WORK/ro"
+    mq 2 "$WORK/good.safetensors" -o "$WORK/ro/o.safetensors"
+    rc=$?
+    if [ $rc -eq 5 ] && grep -q "Read-only file system" "$WORK/last.err"; then
+        pass "read-only folder: exit 5"
+    else
+        fail "read-only folder: exit $rc $(cat "$WORK/last.err")"
+    fi
+    mq 3 "$WORK/good.safetensors" -o "$WORK/full/o.safetensors"
+    rc=$?
+    if [ $rc -eq 5 ] && grep -q "no space left" "$WORK/last.err" && [ -z "$(ls -A "$WORK/full")" ]; then
+        pass "full disk: exit 5, nothing left behind"
+    else
+        fail "full disk: exit $rc $(cat "$WORK/last.err"); left: $(ls -A "$WORK/full")"
+    fi
+    umount "$WORK/full" "$WORK/ro"
+else
+    echo "skip - read-only and full-disk cases need tmpfs mounts (run as root)"
+fi
+
+finish
