@@ -55,9 +55,13 @@ static void shape_json(struct mq_buf *b, const uint64_t *shape, int ndim)
 	mq_buf_adds(b, "]");
 }
 
-static void digest_json(struct mq_buf *b, const uint8_t *d)
+static void digest_json(struct mq_buf *b, const struct mq_options *o, const uint8_t *d)
 {
 	char hex[2 * MQ_SHA256_LEN + 1];
+	if (o->no_checksum) {
+		mq_buf_adds(b, "null");
+		return;
+	}
 	if (d)
 		mq_hex(d, MQ_SHA256_LEN, hex);
 	else
@@ -66,7 +70,7 @@ static void digest_json(struct mq_buf *b, const uint8_t *d)
 }
 
 /* The per-tensor records: {"name": {...}, ...} in name order. */
-static void layers_json(const struct mq_manifest *m, const struct mq_plan *p,
+static void layers_json(const struct mq_manifest *m, const struct mq_plan *p, const struct mq_options *o,
 			const struct mq_tensor_result *res, struct mq_buf *b)
 {
 	const struct mq_scheme_info *si = mq_scheme_get(p->scheme);
@@ -97,7 +101,7 @@ static void layers_json(const struct mq_manifest *m, const struct mq_plan *p,
 			mq_buf_adds(b, "null,\"mse\":null,\"max_abs_err\":null");
 		}
 		mq_buf_adds(b, ",\"sha256\":");
-		digest_json(b, res ? res[i].sha256 : NULL);
+		digest_json(b, o, res ? res[i].sha256 : NULL);
 		mq_buf_adds(b, "}");
 	}
 	mq_buf_adds(b, "}");
@@ -121,7 +125,7 @@ static void provenance_json(const struct mq_manifest *m, const struct mq_plan *p
 	uint8_t d[MQ_SHA256_LEN];
 	if (res)
 		mq_metadata_source_digest(p, res, d);
-	digest_json(b, res ? d : NULL);
+	digest_json(b, o, res ? d : NULL);
 	mq_buf_addf(b, ",\"chunk_bytes\":%u,\"options\":", MQ_CHUNK_BYTES);
 	mq_options_json(o, b);
 	mq_buf_adds(b, "}");
@@ -198,7 +202,7 @@ static void metadata_json(const struct mq_manifest *m, const struct mq_plan *p, 
 	mq_buf_adds(b, ",\"sqnr_db\":\"");
 	num(b, res, res ? mq_metadata_aggregate_sqnr(p, res) : 0);
 	mq_buf_adds(b, "\",");
-	layers_json(m, p, res, &inner);
+	layers_json(m, p, o, res, &inner);
 	kv_json(b, "layers", &inner);
 	mq_buf_adds(b, ",");
 	provenance_json(m, p, o, res, &inner);

@@ -16,7 +16,7 @@ const int mq_n_default_excludes = sizeof(mq_default_excludes) / sizeof(mq_defaul
 
 enum opt_id {
 	OPT_OUTPUT, OPT_SCHEME, OPT_GRANULARITY, OPT_INCLUDE, OPT_EXCLUDE, OPT_NO_DEFAULT_EXCLUDES,
-	OPT_FORCE, OPT_DRY_RUN, OPT_REPORT, OPT_BUDGET, OPT_NO_SYNC, OPT_QUIET, OPT_HELP, OPT_VERSION,
+	OPT_FORCE, OPT_DRY_RUN, OPT_REPORT, OPT_BUDGET, OPT_NO_SYNC, OPT_NO_CHECKSUM, OPT_QUIET, OPT_HELP, OPT_VERSION,
 };
 
 static const struct opt {
@@ -44,6 +44,8 @@ static const struct opt {
 	{ OPT_BUDGET, 'm', "memory-budget", "MIB",
 	  "tensor buffer budget per rank in MiB (default 256, 4 to 1024)" },
 	{ OPT_NO_SYNC, 0, "no-sync", NULL, "do not flush the output to stable storage before renaming it" },
+	{ OPT_NO_CHECKSUM, 0, "no-checksum", NULL,
+	  "skip the SHA-256 of the source tensors (faster; provenance then has none)" },
 	{ OPT_QUIET, 'q', "quiet", NULL, "print errors only" },
 	{ OPT_HELP, 'h', "help", NULL, "show this help" },
 	{ OPT_VERSION, 'V', "version", NULL, "show the version" },
@@ -143,6 +145,7 @@ static int apply(struct mq_options *o, const struct opt *op, const char *val, st
 		return 0;
 	}
 	case OPT_NO_SYNC: o->no_sync = 1; return 0;
+	case OPT_NO_CHECKSUM: o->no_checksum = 1; return 0;
 	case OPT_QUIET: o->quiet = 1; return 0;
 	case OPT_HELP: o->command = MQ_CMD_HELP; return 0;
 	case OPT_VERSION: o->command = MQ_CMD_VERSION; return 0;
@@ -276,5 +279,5 @@ void mq_options_json(const struct mq_options *o, struct mq_buf *b)
 	json_str_array(b, o->excludes, o->n_excludes);
 	mq_buf_adds(b, ",\"default_excludes\":");
 	json_str_array(b, mq_default_excludes, o->no_default_excludes ? 0 : mq_n_default_excludes);
-	mq_buf_adds(b, "}");
+	mq_buf_addf(b, ",\"checksum\":\"%s\"}", o->no_checksum ? "none" : "sha256");
 }

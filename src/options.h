@@ -33,6 +33,7 @@ struct mq_options {
 	const char **includes, **excludes; /* owned arrays of argv strings */
 	int no_default_excludes;
 	int force, dry_run, quiet, no_sync;
+	int no_checksum;         /* skip the SHA-256 of the source data */
 	const char *report;      /* run report path, or NULL */
 	uint64_t memory_budget;  /* bytes of tensor buffers per rank */
 };

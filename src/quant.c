@@ -2,6 +2,7 @@
 
 #include <float.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const struct mq_scheme_info schemes[MQ_SCHEME_COUNT] = {
@@ -27,6 +28,12 @@ int mq_scheme_parse(const char *name, enum mq_scheme *out)
 	return -1;
 }
 
+static int use_avx2(void);
+#if defined(__x86_64__) && defined(__GNUC__)
+static int range_avx2(struct mq_range *r, const float *x, size_t n);
+#define MQ_HAVE_AVX2_KERNELS 1
+#endif
+
 void mq_range_init(struct mq_range *r)
 {
 	r->absmax_bits = 0;
@@ -40,9 +47,14 @@ int mq_range_update(struct mq_range *r, const float *x, size_t n, size_t *bad)
 	if (n == 0)
 		return 0;
 	const uint32_t *u = (const uint32_t *)(const void *)x;
+	size_t i0 = 0;
+#ifdef MQ_HAVE_AVX2_KERNELS
+	if (use_avx2())
+		i0 = (size_t)range_avx2(r, x, n);
+#endif
 	uint32_t amax = r->absmax_bits;
 	int32_t mn = r->min_key, mx = r->max_key;
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = i0; i < n; i++) {
 		uint32_t a = u[i] & 0x7fffffffu;
 		amax = a > amax ? a : amax;
 		int32_t k = (int32_t)(u[i] ^ ((uint32_t)((int32_t)u[i] >> 31) & 0x7fffffffu));
@@ -96,120 +108,62 @@ float mq_scheme_limit(enum mq_scheme s)
 	return FLT_MAX;
 }
 
-/* ---- shared pieces: the fixed summation order ---- */
+/* ---- the error sums, in one fixed order ----
+ *
+ * Element i of a row goes to lane i % 8. Within each run of 64 elements a
+ * lane sums in float32 (x*x and e*e, e = x - dequant(q) in float32, in
+ * element order); at the end of each run, and of the row, the lane sums are
+ * added to float64 lane totals. The row's totals are the lanes added
+ * pairwise ((0+1)+(2+3))+((4+5)+(6+7)). Both kernels follow this order, so
+ * they agree bit for bit, and the vector kernel needs no float64 per element.
+ */
 
 #define LANES 8
+#define RUN 64
 
-static inline void lanes_fold(const double sig[LANES], const double noi[LANES], const double mx[LANES],
-			      struct mq_err_acc *acc)
+struct lanes {
+	float ps[LANES], pe[LANES], pm[LANES]; /* run sums and lane max |e| */
+	double s[LANES], e[LANES];             /* totals */
+};
+
+static void lanes_flush(struct lanes *L)
 {
-	double s = ((sig[0] + sig[1]) + (sig[2] + sig[3])) + ((sig[4] + sig[5]) + (sig[6] + sig[7]));
-	double e = ((noi[0] + noi[1]) + (noi[2] + noi[3])) + ((noi[4] + noi[5]) + (noi[6] + noi[7]));
+	for (int l = 0; l < LANES; l++) {
+		L->s[l] += (double)L->ps[l];
+		L->e[l] += (double)L->pe[l];
+		L->ps[l] = L->pe[l] = 0.0f;
+	}
+}
+
+static void lanes_fold(const struct lanes *L, struct mq_err_acc *acc)
+{
+	const double *s = L->s, *e = L->e;
+	acc->signal += ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+	acc->noise += ((e[0] + e[1]) + (e[2] + e[3])) + ((e[4] + e[5]) + (e[6] + e[7]));
 	double m = acc->max_abs;
 	for (int l = 0; l < LANES; l++)
-		m = mx[l] > m ? mx[l] : m;
-	acc->signal += s;
-	acc->noise += e;
+		m = (double)L->pm[l] > m ? (double)L->pm[l] : m;
 	acc->max_abs = m;
 }
 
-/* ---- fast kernels: branch-free, written so the compiler can vectorise them ---- */
-
-/* Rounds |y| < 2^22 to nearest even: adding 1.5*2^23 leaves no fraction bits. */
-static inline float rne_small(float y)
+static inline void lanes_add(struct lanes *L, size_t i, float x, float d)
 {
-	const float magic = 12582912.0f;
-	return (y + magic) - magic;
+	int l = (int)(i % LANES);
+	float e = x - d;
+	float ae = fabsf(e);
+	L->ps[l] += x * x;
+	L->pe[l] += e * e;
+	L->pm[l] = ae > L->pm[l] ? ae : L->pm[l];
 }
 
-static size_t quant_int_fast(const float *x, size_t n, struct mq_qparams p, int qmin, int qmax,
-			     void *out, struct mq_err_acc *acc, int is_signed)
-{
-	const float inv = 1.0f / p.scale;
-	const float zp = (float)p.zero_point, lo = (float)qmin, hi = (float)qmax;
-	int8_t *o8 = out;
-	uint8_t *u8 = out;
-	double sig[LANES] = { 0 }, noi[LANES] = { 0 }, mx[LANES] = { 0 };
-	size_t i = 0;
-	for (; i + LANES <= n; i += LANES) {
-		for (int l = 0; l < LANES; l++) {
-			float xv = x[i + l];
-			float q = rne_small(xv * inv) + zp;
-			q = q < lo ? lo : q;
-			q = q > hi ? hi : q;
-			int32_t qi = (int32_t)q;
-			if (is_signed)
-				o8[i + l] = (int8_t)qi;
-			else
-				u8[i + l] = (uint8_t)qi;
-			float d = (q - zp) * p.scale;
-			double e = (double)xv - (double)d;
-			sig[l] += (double)xv * (double)xv;
-			noi[l] += e * e;
-			double ae = fabs(e);
-			mx[l] = ae > mx[l] ? ae : mx[l];
-		}
-	}
-	for (int l = 0; i < n; i++, l++) {
-		float xv = x[i];
-		float q = rne_small(xv * inv) + zp;
-		q = q < lo ? lo : q;
-		q = q > hi ? hi : q;
-		if (is_signed)
-			o8[i] = (int8_t)(int32_t)q;
-		else
-			u8[i] = (uint8_t)(int32_t)q;
-		float d = (q - zp) * p.scale;
-		double e = (double)xv - (double)d;
-		sig[l] += (double)xv * (double)xv;
-		noi[l] += e * e;
-		double ae = fabs(e);
-		mx[l] = ae > mx[l] ? ae : mx[l];
-	}
-	lanes_fold(sig, noi, mx, acc);
-	return n;
-}
+/* ---- the reference: one value at a time, library rounding ---- */
 
-static size_t cast_fast(enum mq_scheme s, const float *x, size_t n, void *out, struct mq_err_acc *acc)
-{
-	uint16_t *o = out;
-	const float *f16 = mq_f16_table();
-	double sig[LANES] = { 0 }, noi[LANES] = { 0 }, mx[LANES] = { 0 };
-	for (size_t i = 0; i < n; i++) {
-		int l = (int)(i % LANES);
-		float xv = x[i];
-		uint16_t h = s == MQ_SCHEME_FP16 ? mq_f32_to_f16(xv) : mq_f32_to_bf16(xv);
-		o[i] = h;
-		float d = s == MQ_SCHEME_FP16 ? f16[h] : mq_bf16_to_f32(h);
-		double e = (double)xv - (double)d;
-		sig[l] += (double)xv * (double)xv;
-		noi[l] += e * e;
-		double ae = fabs(e);
-		mx[l] = ae > mx[l] ? ae : mx[l];
-	}
-	lanes_fold(sig, noi, mx, acc);
-	return 2 * n;
-}
-
-size_t mq_quant_row(enum mq_scheme s, const float *x, size_t n, struct mq_qparams p, void *out,
-		    struct mq_err_acc *acc)
-{
-	switch (s) {
-	case MQ_SCHEME_INT8: return quant_int_fast(x, n, p, -128, 127, out, acc, 1);
-	case MQ_SCHEME_UINT8: return quant_int_fast(x, n, p, 0, 255, out, acc, 0);
-	default: return cast_fast(s, x, n, out, acc);
-	}
-}
-
-/* ---- the reference: one value at a time, library rounding, the same sum order ---- */
-
-size_t mq_quant_row_ref(enum mq_scheme s, const float *x, size_t n, struct mq_qparams p, void *out,
-			struct mq_err_acc *acc)
+static size_t row_ref(enum mq_scheme s, const float *x, size_t n, struct mq_qparams p, void *out,
+		      struct lanes *L, size_t i0)
 {
 	const struct mq_scheme_info *si = &schemes[s];
-	double sig[LANES] = { 0 }, noi[LANES] = { 0 }, mx[LANES] = { 0 };
-	float inv = 1.0f / p.scale;
-	for (size_t i = 0; i < n; i++) {
+	const float inv = 1.0f / p.scale;
+	for (size_t i = i0; i < n; i++) {
 		float d;
 		if (si->is_cast) {
 			uint16_t h = s == MQ_SCHEME_FP16 ? mq_f32_to_f16(x[i]) : mq_f32_to_bf16(x[i]);
@@ -217,21 +171,164 @@ size_t mq_quant_row_ref(enum mq_scheme s, const float *x, size_t n, struct mq_qp
 			d = s == MQ_SCHEME_FP16 ? mq_f16_to_f32(h) : mq_bf16_to_f32(h);
 		} else {
 			long q = lrintf(x[i] * inv) + p.zero_point;
-			if (q < si->qmin)
-				q = si->qmin;
-			if (q > si->qmax)
-				q = si->qmax;
+			q = q < si->qmin ? si->qmin : q > si->qmax ? si->qmax : q;
 			if (s == MQ_SCHEME_INT8)
 				((int8_t *)out)[i] = (int8_t)q;
 			else
 				((uint8_t *)out)[i] = (uint8_t)q;
 			d = mq_dequant(p, (int32_t)q);
 		}
-		double e = (double)x[i] - (double)d;
-		sig[i % LANES] += (double)x[i] * (double)x[i];
-		noi[i % LANES] += e * e;
-		mx[i % LANES] = fmax(mx[i % LANES], fabs(e));
+		lanes_add(L, i, x[i], d);
+		if (i % RUN == RUN - 1)
+			lanes_flush(L);
 	}
-	lanes_fold(sig, noi, mx, acc);
+	lanes_flush(L);
 	return si->is_cast ? 2 * n : n;
+}
+
+size_t mq_quant_row_ref(enum mq_scheme s, const float *x, size_t n, struct mq_qparams p, void *out,
+			struct mq_err_acc *acc)
+{
+	struct lanes L;
+	memset(&L, 0, sizeof(L));
+	size_t b = row_ref(s, x, n, p, out, &L, 0);
+	lanes_fold(&L, acc);
+	return b;
+}
+
+/* ---- the AVX2 kernels (x86-64, chosen at run time) ---- */
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define AVX2 __attribute__((target("avx2,f16c")))
+
+/* Quantizes 8 values; returns them dequantized, stores the integers. */
+AVX2 static inline __m256 q8_int(__m256 x, __m256 inv, __m256 zp, __m256 lo, __m256 hi, __m256 scale,
+				 void *out, int is_signed)
+{
+	__m256 q = _mm256_round_ps(_mm256_mul_ps(x, inv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+	q = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(q, zp), lo), hi);
+	__m256i qi = _mm256_cvtps_epi32(q);
+	__m128i w = _mm_packs_epi32(_mm256_castsi256_si128(qi), _mm256_extracti128_si256(qi, 1));
+	__m128i b = is_signed ? _mm_packs_epi16(w, w) : _mm_packus_epi16(w, w);
+	_mm_storel_epi64((__m128i *)out, b);
+	return _mm256_mul_ps(_mm256_sub_ps(q, zp), scale);
+}
+
+AVX2 static inline __m256 q8_cast(__m256 x, enum mq_scheme s, void *out)
+{
+	if (s == MQ_SCHEME_FP16) {
+		__m128i h = _mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT);
+		_mm_storeu_si128((__m128i *)out, h);
+		return _mm256_cvtph_ps(h);
+	}
+	__m256i u = _mm256_castps_si256(x);
+	__m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+	__m256i r = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7fff)), lsb), 16);
+	__m128i h = _mm_packus_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
+	_mm_storeu_si128((__m128i *)out, h);
+	return _mm256_castsi256_ps(_mm256_slli_epi32(r, 16));
+}
+
+AVX2 static size_t row_avx2(enum mq_scheme s, const float *x, size_t n, struct mq_qparams p, void *out,
+			    struct mq_err_acc *acc)
+{
+	const struct mq_scheme_info *si = &schemes[s];
+	const __m256 inv = _mm256_set1_ps(1.0f / p.scale), scale = _mm256_set1_ps(p.scale);
+	const __m256 zp = _mm256_set1_ps((float)p.zero_point);
+	const __m256 lo = _mm256_set1_ps((float)si->qmin), hi = _mm256_set1_ps((float)si->qmax);
+	const __m256 sign = _mm256_set1_ps(-0.0f);
+	const size_t esz = si->is_cast ? 2 : 1, n8 = n - n % LANES;
+	__m256d s_lo = _mm256_setzero_pd(), s_hi = s_lo, e_lo = s_lo, e_hi = s_lo;
+	__m256 ps = _mm256_setzero_ps(), pe = ps, pm = ps;
+	size_t i = 0;
+	while (i < n8) {
+		ps = pe = _mm256_setzero_ps();
+		size_t end = i + RUN < n8 ? i + RUN : n8;
+		for (; i < end; i += LANES) {
+			__m256 xv = _mm256_loadu_ps(x + i);
+			__m256 d = si->is_cast ? q8_cast(xv, s, (char *)out + i * esz)
+					       : q8_int(xv, inv, zp, lo, hi, scale, (char *)out + i, s == MQ_SCHEME_INT8);
+			__m256 e = _mm256_sub_ps(xv, d);
+			ps = _mm256_add_ps(ps, _mm256_mul_ps(xv, xv));
+			pe = _mm256_add_ps(pe, _mm256_mul_ps(e, e));
+			pm = _mm256_max_ps(pm, _mm256_andnot_ps(sign, e));
+		}
+		if (i % RUN != 0)
+			break; /* a run left open at the row's end: the scalar tail continues it */
+		s_lo = _mm256_add_pd(s_lo, _mm256_cvtps_pd(_mm256_castps256_ps128(ps)));
+		s_hi = _mm256_add_pd(s_hi, _mm256_cvtps_pd(_mm256_extractf128_ps(ps, 1)));
+		e_lo = _mm256_add_pd(e_lo, _mm256_cvtps_pd(_mm256_castps256_ps128(pe)));
+		e_hi = _mm256_add_pd(e_hi, _mm256_cvtps_pd(_mm256_extractf128_ps(pe, 1)));
+		ps = pe = _mm256_setzero_ps();
+	}
+	struct lanes L;
+	_mm256_storeu_ps(L.ps, ps);
+	_mm256_storeu_ps(L.pe, pe);
+	_mm256_storeu_ps(L.pm, pm);
+	_mm256_storeu_pd(L.s, s_lo);
+	_mm256_storeu_pd(L.s + 4, s_hi);
+	_mm256_storeu_pd(L.e, e_lo);
+	_mm256_storeu_pd(L.e + 4, e_hi);
+	row_ref(s, x, n, p, out, &L, i); /* the last n % 8 values, then the final flush */
+	lanes_fold(&L, acc);
+	return n * esz;
+}
+
+AVX2 static int range_avx2(struct mq_range *r, const float *x, size_t n)
+{
+	const __m256i abs_mask = _mm256_set1_epi32(0x7fffffff);
+	__m256i amax = _mm256_set1_epi32((int)r->absmax_bits);
+	__m256i mn = _mm256_set1_epi32(r->min_key), mx = _mm256_set1_epi32(r->max_key);
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		__m256i u = _mm256_loadu_si256((const __m256i *)(const void *)(x + i));
+		amax = _mm256_max_epu32(amax, _mm256_and_si256(u, abs_mask));
+		__m256i k = _mm256_xor_si256(u, _mm256_and_si256(_mm256_srai_epi32(u, 31), abs_mask));
+		mn = _mm256_min_epi32(mn, k);
+		mx = _mm256_max_epi32(mx, k);
+	}
+	uint32_t a[8];
+	int32_t b[8], c[8];
+	_mm256_storeu_si256((__m256i *)(void *)a, amax);
+	_mm256_storeu_si256((__m256i *)(void *)b, mn);
+	_mm256_storeu_si256((__m256i *)(void *)c, mx);
+	for (int l = 0; l < 8; l++) {
+		r->absmax_bits = a[l] > r->absmax_bits ? a[l] : r->absmax_bits;
+		r->min_key = b[l] < r->min_key ? b[l] : r->min_key;
+		r->max_key = c[l] > r->max_key ? c[l] : r->max_key;
+	}
+	return (int)i;
+}
+
+static int use_avx2(void)
+{
+	static int have = -1;
+	if (have < 0) {
+		__builtin_cpu_init();
+		have = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c") &&
+		       !getenv("MQ_NO_SIMD");
+	}
+	return have;
+}
+#else
+static int use_avx2(void)
+{
+	return 0;
+}
+#endif
+
+const char *mq_quant_kernel_name(void)
+{
+	return use_avx2() ? "avx2" : "scalar";
+}
+
+size_t mq_quant_row(enum mq_scheme s, const float *x, size_t n, struct mq_qparams p, void *out,
+		    struct mq_err_acc *acc)
+{
+#ifdef MQ_HAVE_AVX2_KERNELS
+	if (use_avx2())
+		return row_avx2(s, x, n, p, out, acc);
+#endif
+	return mq_quant_row_ref(s, x, n, p, out, acc);
 }

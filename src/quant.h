@@ -55,7 +55,7 @@ struct mq_qparams {
 	int32_t zero_point;
 };
 
-/* Error sums of a row, in a fixed order (8 lanes, combined pairwise). */
+/* Error sums of rows, in the fixed order described in quant.c. */
 struct mq_err_acc {
 	double signal;   /* sum x^2 */
 	double noise;    /* sum (x - dequant(q))^2 */
@@ -98,6 +98,9 @@ size_t mq_quant_row(enum mq_scheme s, const float *x, size_t n, struct mq_qparam
 		    struct mq_err_acc *acc);
 size_t mq_quant_row_ref(enum mq_scheme s, const float *x, size_t n, struct mq_qparams p, void *out,
 			struct mq_err_acc *acc);
+
+/* "avx2" or "scalar": the kernel mq_quant_row uses on this CPU (MQ_NO_SIMD=1 forces scalar). */
+const char *mq_quant_kernel_name(void);
 
 /* Dequantizes one value of an integer scheme. */
 static inline float mq_dequant(struct mq_qparams p, int32_t q)
