@@ -170,6 +170,7 @@ static int load_index(const char *path, struct mq_manifest *m, cJSON **map_out, 
 		return rc;
 	}
 	text[len] = '\0';
+	m->index_size = len;
 	cJSON *root = cJSON_ParseWithLength(text, len);
 	free(text);
 	if (!root || !cJSON_IsObject(root)) {
@@ -345,6 +346,7 @@ int mq_manifest_pack(const struct mq_manifest *m, char **blob, size_t *len, stru
 	struct mq_buf b = MQ_BUF_INIT;
 	put_str(&b, m->model_path, strlen(m->model_path));
 	put_str(&b, m->index_name ? m->index_name : "", m->index_name ? strlen(m->index_name) : 0);
+	put_u64(&b, m->index_size);
 	put_u64(&b, (uint64_t)m->n_files);
 	for (int i = 0; i < m->n_files; i++) {
 		const struct mq_source_file *f = &m->files[i];
@@ -398,7 +400,8 @@ int mq_manifest_unpack(const char *blob, size_t len, struct mq_manifest *m, stru
 	memset(m, 0, sizeof(*m));
 	struct reader r = { blob, len };
 	uint64_t n_files, n;
-	if (get_str(&r, &m->model_path, NULL) || get_str(&r, &m->index_name, &n) || get_u64(&r, &n_files) ||
+	if (get_str(&r, &m->model_path, NULL) || get_str(&r, &m->index_name, &n) || get_u64(&r, &m->index_size) ||
+	    get_u64(&r, &n_files) ||
 	    n_files > len)
 		goto bad;
 	if (n == 0) {

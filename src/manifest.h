@@ -38,6 +38,7 @@ struct mq_tensor {
 struct mq_manifest {
 	char *model_path;    /* the path the user gave */
 	char *index_name;    /* base name of the shard index, or NULL */
+	uint64_t index_size; /* its size in bytes */
 	int n_files;
 	struct mq_source_file *files;
 	int n_tensors;

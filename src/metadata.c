@@ -114,7 +114,7 @@ static void provenance_json(const struct mq_manifest *m, const struct mq_plan *p
 	if (m->index_name) {
 		mq_buf_adds(b, "{\"file\":");
 		mq_buf_add_json_str(b, m->index_name);
-		mq_buf_adds(b, ",\"role\":\"index\"},");
+		mq_buf_addf(b, ",\"role\":\"index\",\"bytes\":%llu},", (unsigned long long)m->index_size);
 	}
 	for (int f = 0; f < m->n_files; f++) {
 		mq_buf_adds(b, f ? ",{\"file\":" : "{\"file\":");

@@ -82,7 +82,7 @@ static void take_record(struct run *r, const struct unit_record *rec, size_t len
 		finish_tensor(r, u->tensor);
 }
 
-/* Rank 0 takes whatever records have arrived (blocking: at least one). */
+/* Rank 0 takes the records that have arrived (blocking: waits for all of them). */
 static void poll_records(struct run *r, int blocking)
 {
 	if (r->rank != 0)
@@ -99,7 +99,6 @@ static void poll_records(struct run *r, int blocking)
 		r->records_left--;
 		take_record(r, rec, len);
 		free(rec);
-		blocking = 0;
 	}
 }
 

@@ -22,7 +22,7 @@ fail() { N_FAIL=$((N_FAIL + 1)); echo "not ok - $*"; }
 mq() {
     local n=$1
     shift
-    timeout -k 5 180 "$MQ_MPIEXEC" -n "$n" "$MQ_DIST" "$@" >"$WORK/last.out" 2>"$WORK/last.err"
+    timeout -k 5 180 "$MQ_MPIEXEC" -n "$n" "$MQ_DIST" "$@" </dev/null >"$WORK/last.out" 2>"$WORK/last.err"
 }
 
 make_model() { "$MQ_PYTHON" "$MAKE_MODEL" "$@"; }
