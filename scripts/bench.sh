@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Speed and memory benchmark. Makes synthetic models (F32 and BF16, with outliers, 2 GiB each by
+# default), then for -n 1 and -n 2 prints the end-to-end input GB/s (page-cache-hot input, output
+# written and flushed), the peak RSS per rank and the output SHA-256, next to the single-core
+# memory-copy bandwidth and the kernel's own GB/s.
+# Usage: scripts/bench.sh [SIZE_MIB]      (env MQ_BENCH_DIR: where the models go)
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+SIZE=${1:-2048}
+DIR=${MQ_BENCH_DIR:-$ROOT/build-bench/data}
+PY=/usr/bin/python3
+export OPENBLAS_NUM_THREADS=1
+if [ "$(id -u)" -eq 0 ]; then
+    export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+fi
+export OMPI_MCA_rmaps_base_oversubscribe=1
+
+cmake -S "$ROOT" -B "$ROOT/build-bench" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$ROOT/build-bench" -j "$(nproc)" --target mq-dist bench_kernel >/dev/null
+BIN=$ROOT/build-bench/mq-dist
+mkdir -p "$DIR"
+
+echo "# machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+"$ROOT/build-bench/tests/bench_kernel" 512 | tee "$DIR/kernel.txt" | sed 's/^/# /'
+COPY=$(awk '$1 == "memcpy_gbps" {print $2}' "$DIR/kernel.txt")
+ratio() { awk -v a="$1" -v b="$COPY" 'BEGIN { printf "%.3f", a / b }'; }
+for k in int8_f32_gbps int8_bf16_gbps uint8_f32_gbps; do
+    v=$(awk -v k=$k '$1 == k {print $2}' "$DIR/kernel.txt")
+    echo "kernel $k: $v GB/s = $(ratio "$v") x copy bandwidth"
+done
+
+printf '%-6s %-3s %-12s %10s %8s %12s  %s\n' model n mode "GB/s" "x copy" "peak RSS MiB" "output sha256"
+for dtype in F32 BF16; do
+    model="$DIR/bench-$dtype.safetensors"
+    [ -f "$model" ] || "$PY" "$ROOT/scripts/make_model.py" "$model" --dtype "$dtype" --size-mib "$SIZE" \
+        --hidden 4096 --outliers --seed 42
+    cat "$model" >/dev/null # page-cache hot
+    for n in 1 2; do
+        for mode in default no-checksum; do
+            extra=()
+            [ $mode = no-checksum ] && extra=(--no-checksum)
+            best=0
+            for rep in 1 2; do
+                mpirun -n $n "$BIN" "$model" -o "$DIR/out-$dtype-$n-$mode.safetensors" --force -q \
+                    --report "$DIR/report.json" "${extra[@]}"
+                read -r gbps rss < <("$PY" -c 'import json, sys
+r = json.load(open(sys.argv[1]))
+print(r["input_gb_per_s"], max(p["peak_rss_bytes"] for p in r["per_rank"]) / 2**20)' "$DIR/report.json")
+                best=$(awk -v a="$gbps" -v b="$best" 'BEGIN { print (a > b) ? a : b }')
+            done
+            sum=$(sha256sum "$DIR/out-$dtype-$n-$mode.safetensors" | cut -c1-16)
+            printf '%-6s %-3s %-12s %10.3f %8s %12.1f  %s\n' "$dtype" "$n" "$mode" "$best" "$(ratio "$best")" "$rss" "$sum"
+            rm -f "$DIR/out-$dtype-$n-$mode.safetensors.tmp"
+        done
+    done
+    for mode in default no-checksum; do
+        if cmp -s "$DIR/out-$dtype-1-$mode.safetensors" "$DIR/out-$dtype-2-$mode.safetensors"; then
+            echo "$dtype $mode: -n 1 and -n 2 outputs identical"
+        else
+            echo "$dtype $mode: OUTPUTS DIFFER between -n 1 and -n 2"
+        fi
+    done
+    rm -f "$DIR"/out-"$dtype"-*.safetensors
+done
+echo "# figures: best of 2 runs; OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset} (no BLAS in this path)"

@@ -1,0 +1,102 @@
+/*
+ * bench_kernel: the quantization kernel alone, and the memory-copy bandwidth
+ * it is compared with. Prints one "name value" line per figure (GB/s of input).
+ *   bench_kernel [MiB]     (default 512 MiB of float32 input, beyond any cache)
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "dtype.h"
+#include "quant.h"
+
+static double now(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* Best of several passes of memcpy over n bytes: the single-core copy bandwidth (bytes copied / s). */
+static double copy_bandwidth(size_t n)
+{
+	char *a = malloc(n), *b = malloc(n);
+	if (!a || !b)
+		return 0;
+	memset(a, 1, n);
+	memset(b, 2, n);
+	double best = 1e30;
+	for (int r = 0; r < 5; r++) {
+		double t0 = now();
+		memcpy(b, a, n);
+		double t = now() - t0;
+		best = t < best ? t : best;
+	}
+	volatile char sink = b[n / 2];
+	(void)sink;
+	free(a);
+	free(b);
+	return (double)n / best;
+}
+
+/* Range + quantize per row, as the pipeline does, over rows x cols float32 values. */
+static double kernel_bandwidth(enum mq_scheme s, enum mq_dtype in, size_t rows, size_t cols)
+{
+	size_t esz = mq_dtype_size(in), n = rows * cols;
+	unsigned char *src = malloc(n * esz);
+	float *x = malloc(cols * sizeof(float) * 64);
+	unsigned char *out = malloc(n * 2);
+	if (!src || !x || !out)
+		return 0;
+	uint32_t seed = 1;
+	for (size_t i = 0; i < n; i++) {
+		seed = seed * 1664525u + 1013904223u;
+		float v = ((float)(seed >> 8) / 16777216.0f - 0.5f) * 0.04f;
+		if (seed % 1000 == 0)
+			v *= 30.0f;
+		if (in == MQ_DTYPE_F32)
+			memcpy(src + i * 4, &v, 4);
+		else {
+			uint16_t h = mq_f32_to_bf16(v);
+			memcpy(src + i * 2, &h, 2);
+		}
+	}
+	double best = 1e30;
+	size_t out_esz = mq_dtype_size(mq_scheme_get(s)->out_dtype);
+	for (int r = 0; r < 3; r++) {
+		struct mq_err_acc acc = { 0, 0, 0 };
+		double t0 = now();
+		for (size_t row = 0; row < rows; row++) {
+			const float *xr = (const float *)(const void *)(src + row * cols * esz);
+			if (in != MQ_DTYPE_F32) {
+				mq_dtype_widen(in, src + row * cols * esz, x, cols);
+				xr = x;
+			}
+			struct mq_range rg;
+			size_t bad;
+			mq_range_init(&rg);
+			mq_range_update(&rg, xr, cols, &bad);
+			mq_quant_row(s, xr, cols, mq_quant_params(s, &rg), out + row * cols * out_esz, &acc);
+		}
+		double t = now() - t0;
+		best = t < best ? t : best;
+	}
+	free(src);
+	free(x);
+	free(out);
+	return (double)(n * esz) / best;
+}
+
+int main(int argc, char **argv)
+{
+	size_t mib = argc > 1 ? (size_t)atoi(argv[1]) : 512;
+	size_t cols = 4096, rows = (mib << 20) / 4 / cols;
+	mq_f16_table();
+	printf("kernel %s\n", mq_quant_kernel_name());
+	printf("memcpy_gbps %.3f\n", copy_bandwidth(mib << 20) / 1e9);
+	printf("int8_f32_gbps %.3f\n", kernel_bandwidth(MQ_SCHEME_INT8, MQ_DTYPE_F32, rows, cols) / 1e9);
+	printf("int8_bf16_gbps %.3f\n", kernel_bandwidth(MQ_SCHEME_INT8, MQ_DTYPE_BF16, rows, cols) / 1e9);
+	printf("uint8_f32_gbps %.3f\n", kernel_bandwidth(MQ_SCHEME_UINT8, MQ_DTYPE_F32, rows, cols) / 1e9);
+	return 0;
+}
