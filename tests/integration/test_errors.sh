@@ -65,6 +65,13 @@ for n in 2 4; do
     expect_error nan-any-rank 4 "tensor '" "$n" "$WORK/nan.safetensors" -o "$OUT/o.safetensors"
 done
 
+# Every rank, not just mpirun, exits with the same code.
+rm -f "$WORK"/rc.*
+timeout -k 5 180 "$MQ_MPIEXEC" -n 3 sh -c '"$0" "$@"; echo $? >"'"$WORK"'/rc.$OMPI_COMM_WORLD_RANK"' \
+    "$MQ_DIST" "$WORK/nan.safetensors" -o "$OUT/o.safetensors" </dev/null >/dev/null 2>&1
+codes=$(cat "$WORK"/rc.* 2>/dev/null | sort | uniq -c | awk '{print $1 "x" $2}')
+[ "$codes" = "3x4" ] && pass "all 3 ranks exit 4" || fail "per-rank exit codes: '$codes'"
+
 # fp16 cast of a value past 65504
 make_model "$WORK/outliers.safetensors" --outliers --seed 10 --dtype F32
 "$MQ_PYTHON" - "$WORK/outliers.safetensors" <<'PY'

@@ -54,7 +54,8 @@ roundtrip f32-fp16 "$WORK/f32.safetensors" --scheme=fp16
 roundtrip f32-bf16 "$WORK/f32.safetensors" --scheme=bf16
 
 # A tensor larger than one 16 MiB chunk, split across ranks, with a tiny memory budget.
-make_model "$WORK/big.safetensors" --dtype F32 --size-mib 80 --layers 1 --seed 5 --outliers
+# down_proj is [1536, 3072] F32: 18 MiB, two chunks.
+make_model "$WORK/big.safetensors" --dtype F32 --hidden 1536 --layers 1 --seed 5 --outliers
 roundtrip big-split "$WORK/big.safetensors" --memory-budget=4
 mq 2 "$WORK/big.safetensors" -o "$WORK/big.default.safetensors" -q
 if cmp -s "$WORK/big.default.safetensors" "$WORK/big-split.n1.safetensors"; then
