@@ -7,6 +7,7 @@
 #include <string.h>
 
 #define TAG_RECORD 17
+#define TAG_CANCEL 18
 
 struct mq_comm {
 	MPI_Comm comm;
@@ -158,6 +159,34 @@ void *mq_comm_recv_record(struct mq_comm *c, int blocking, size_t *len, struct m
 	}
 	*len = (size_t)n;
 	return buf;
+}
+
+void mq_comm_cancel_send(struct mq_comm *c)
+{
+	static const int one = 1;
+	for (int r = 1; r < c->size; r++)
+		if (MPI_Send(&one, 1, MPI_INT, r, TAG_CANCEL, c->comm) != MPI_SUCCESS)
+			abort_hook();
+}
+
+int mq_comm_cancel_poll(struct mq_comm *c)
+{
+	int flag = 0, v;
+	if (MPI_Iprobe(0, TAG_CANCEL, c->comm, &flag, MPI_STATUS_IGNORE) != MPI_SUCCESS)
+		abort_hook();
+	if (flag && MPI_Recv(&v, 1, MPI_INT, 0, TAG_CANCEL, c->comm, MPI_STATUS_IGNORE) != MPI_SUCCESS)
+		abort_hook();
+	return flag;
+}
+
+void mq_comm_cancel_drain(struct mq_comm *c, int sent, int taken)
+{
+	int v;
+	if (MPI_Bcast(&sent, 1, MPI_INT, 0, c->comm) != MPI_SUCCESS)
+		abort_hook();
+	if (c->rank != 0 && sent && !taken &&
+	    MPI_Recv(&v, 1, MPI_INT, 0, TAG_CANCEL, c->comm, MPI_STATUS_IGNORE) != MPI_SUCCESS)
+		abort_hook();
 }
 
 int mq_comm_gather(struct mq_comm *c, const double *mine, int n, double *all, struct mq_error *err)

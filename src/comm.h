@@ -34,6 +34,17 @@ int mq_comm_send_record(struct mq_comm *c, const void *rec, size_t len, struct m
 /* Rank 0: a pending record (malloc'd) if one arrived, else NULL. blocking=1 waits for one. */
 void *mq_comm_recv_record(struct mq_comm *c, int blocking, size_t *len, struct mq_error *err);
 
+/*
+ * Cancellation: rank 0 tells the other ranks to stop early after a failure.
+ * mq_comm_cancel_poll() takes a pending cancel (1) or returns 0. After the
+ * failed phase, every rank calls mq_comm_cancel_drain() so that no message is
+ * left unreceived: rank 0 says whether it sent any, and ranks that have not
+ * yet taken theirs wait for it.
+ */
+void mq_comm_cancel_send(struct mq_comm *c);
+int mq_comm_cancel_poll(struct mq_comm *c);
+void mq_comm_cancel_drain(struct mq_comm *c, int sent, int taken);
+
 /* Collective over doubles: rank 0 receives n values from each rank into all (n * size). */
 int mq_comm_gather(struct mq_comm *c, const double *mine, int n, double *all, struct mq_error *err);
 

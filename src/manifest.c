@@ -119,7 +119,8 @@ static int build_table(struct mq_manifest *m, struct mq_error *err)
 		}
 		mq_st_header_release(&h);
 	}
-	qsort(m->tensors, (size_t)m->n_tensors, sizeof(*m->tensors), cmp_tensor_name);
+	if (m->n_tensors > 1)
+		qsort(m->tensors, (size_t)m->n_tensors, sizeof(*m->tensors), cmp_tensor_name);
 	for (int i = 1; i < m->n_tensors; i++) {
 		if (strcmp(m->tensors[i - 1].name, m->tensors[i].name) == 0)
 			return mq_fail(err, MQ_ERR_INPUT, "tensor '%s' is stored in both '%s' and '%s'",

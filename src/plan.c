@@ -157,7 +157,8 @@ static int plan_outputs(struct mq_plan *p, const struct mq_manifest *m, int i, i
 
 static int layout(struct mq_plan *p, const struct mq_manifest *m, struct mq_error *err)
 {
-	qsort(p->out, (size_t)p->n_out, sizeof(*p->out), cmp_layout);
+	if (p->n_out > 1)
+		qsort(p->out, (size_t)p->n_out, sizeof(*p->out), cmp_layout);
 	uint64_t off = 0;
 	for (int k = 0; k < p->n_out; k++) {
 		struct mq_out_tensor *o = &p->out[k];

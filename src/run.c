@@ -42,6 +42,8 @@ struct run {
 	uint64_t *chunk_base;         /* per tensor: index of its first chunk */
 	int *units_left;              /* per tensor */
 	int tensors_done, records_left;
+	int cancel_sent;              /* rank 0: told the others to stop */
+	int cancelled;                /* stop working: a unit failed somewhere */
 	double stats[MQ_STAT_COUNT];
 	struct mq_error err;
 };
@@ -64,12 +66,24 @@ static void finish_tensor(struct run *r, int t)
 	mq_report_progress(&r->man, &r->plan, t, ++r->tensors_done, res);
 }
 
+/* Rank 0, after the first failed unit: stop everyone early. */
+static void cancel_all(struct run *r)
+{
+	r->cancelled = 1;
+	if (r->rank == 0 && !r->cancel_sent && r->size > 1) {
+		mq_comm_cancel_send(r->comm);
+		r->cancel_sent = 1;
+	}
+}
+
 static void take_record(struct run *r, const struct unit_record *rec, size_t len)
 {
 	if (len < sizeof(*rec) || rec->unit < 0 || rec->unit >= r->plan.n_units)
 		MQ_ASSERT(!"malformed unit record");
-	if (rec->failed)
+	if (rec->failed) {
+		cancel_all(r);
 		return;
+	}
 	const struct mq_unit *u = &r->plan.units[rec->unit];
 	MQ_ASSERT(len == sizeof(*rec) + rec->n_digests * (size_t)MQ_SHA256_LEN &&
 		  rec->n_digests == (r->opt.no_checksum ? 0 : u->chunk_end - u->chunk_begin));
@@ -82,11 +96,17 @@ static void take_record(struct run *r, const struct unit_record *rec, size_t len
 		finish_tensor(r, u->tensor);
 }
 
-/* Rank 0 takes the records that have arrived (blocking: waits for all of them). */
+/*
+ * Between blocks: rank 0 takes the records that have arrived (blocking: waits
+ * for all of them); the other ranks look for a cancel.
+ */
 static void poll_records(struct run *r, int blocking)
 {
-	if (r->rank != 0)
+	if (r->rank != 0) {
+		if (!r->cancelled && mq_comm_cancel_poll(r->comm))
+			r->cancelled = 1;
 		return;
+	}
 	while (r->records_left > 0) {
 		size_t len;
 		struct mq_error e = { 0 };
@@ -218,6 +238,8 @@ static int copy_unit(struct run *r, const struct mq_unit *u, struct chunk_hasher
 			return r->err.code;
 		off += n;
 		poll_records(r, 0);
+		if (r->cancelled)
+			return MQ_ERR_INTERNAL; /* stopped: someone else failed */
 	}
 	return 0;
 }
@@ -311,6 +333,8 @@ static int quant_unit(struct run *r, const struct mq_unit *u, struct chunk_hashe
 					return r->err.code;
 			row += n;
 			poll_records(r, 0);
+			if (r->cancelled)
+				return MQ_ERR_INTERNAL;
 		}
 	}
 	struct mq_qparams tensor_qp = mq_quant_params(p->scheme, &whole);
@@ -344,6 +368,8 @@ static int quant_unit(struct run *r, const struct mq_unit *u, struct chunk_hashe
 			return r->err.code;
 		row += n;
 		poll_records(r, 0);
+		if (r->cancelled)
+			return MQ_ERR_INTERNAL;
 	}
 	if (p->per_tensor) {
 		uint8_t zp = (uint8_t)tensor_qp.zero_point;
@@ -381,28 +407,31 @@ static int work(struct run *r)
 		if (p->units[u].chunk_end - p->units[u].chunk_begin > max_digests)
 			max_digests = p->units[u].chunk_end - p->units[u].chunk_begin;
 	size_t rec_len = sizeof(struct unit_record) + (size_t)max_digests * MQ_SHA256_LEN;
-	struct unit_record *rec = malloc(rec_len);
+	struct unit_record *full = malloc(rec_len), skip;
 	r->arena = malloc((size_t)p->arena_bytes + 4 * 64);
-	if (!rec || !r->arena) {
-		free(rec);
-		return mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory for %llu bytes of buffers",
-			       (unsigned long long)p->arena_bytes);
-	}
+	/* Without buffers this rank still reports every unit (as skipped), or rank 0 would wait forever. */
 	int failed = 0;
+	if (!full || !r->arena)
+		failed = mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory for %llu bytes of buffers",
+				 (unsigned long long)p->arena_bytes) != 0;
 	for (int id = 0; id < p->n_units; id++) {
 		if (p->units[id].rank != r->rank)
 			continue;
-		if (!failed) {
+		struct unit_record *rec = &skip;
+		if (!failed && !r->cancelled) {
+			rec = full;
 			failed = do_unit(r, id, rec) != 0;
 			r->stats[MQ_STAT_UNITS]++;
-		} else { /* after a failure, the remaining units are only reported as skipped */
+			if (failed && r->rank == 0)
+				cancel_all(r);
+		} else { /* after a failure anywhere, the remaining units are only reported as skipped */
 			memset(rec, 0, sizeof(*rec));
 			rec->unit = id;
 			rec->failed = 1;
 		}
-		size_t len = sizeof(*rec) + (rec->failed ? 0 : rec->n_digests * (size_t)MQ_SHA256_LEN);
 		if (rec->failed)
 			rec->n_digests = 0;
+		size_t len = sizeof(*rec) + rec->n_digests * (size_t)MQ_SHA256_LEN;
 		if (r->rank == 0) {
 			take_record(r, rec, len);
 		} else {
@@ -411,7 +440,7 @@ static int work(struct run *r)
 				MQ_ASSERT(!"cannot send a unit record");
 		}
 	}
-	free(rec);
+	free(full);
 	double t0 = mq_comm_time();
 	poll_records(r, 1);
 	r->stats[MQ_STAT_T_WAIT] += mq_comm_time() - t0;
@@ -651,8 +680,10 @@ static int quantize(struct run *r)
 	double t0 = mq_comm_time();
 	work(r);
 	r->stats[MQ_STAT_T_WORK] = mq_comm_time() - t0;
-	if (mq_comm_agree(r->comm, &r->err))
+	if (mq_comm_agree(r->comm, &r->err)) {
+		mq_comm_cancel_drain(r->comm, r->cancel_sent, r->cancelled);
 		goto fail;
+	}
 	if (phase_finish(r, header_len))
 		goto fail;
 	r->stats[MQ_STAT_T_TOTAL] = mq_comm_time() - t_start;

@@ -504,7 +504,8 @@ fail:
 
 static int check_layout(const char *file, struct mq_st_header *h, struct mq_error *err)
 {
-	qsort(h->tensors, (size_t)h->n_tensors, sizeof(*h->tensors), cmp_by_offset);
+	if (h->n_tensors > 1)
+		qsort(h->tensors, (size_t)h->n_tensors, sizeof(*h->tensors), cmp_by_offset);
 	uint64_t expect_begin = 0;
 	for (int i = 0; i < h->n_tensors; i++) {
 		struct mq_st_tensor *t = &h->tensors[i];
