@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -449,6 +450,35 @@ static int work(struct run *r)
 
 /* ---- the output file ---- */
 
+/*
+ * Rank 0 removes the temporary output when the job is interrupted (mpirun
+ * forwards SIGINT/SIGTERM to the ranks); unlink() is async-signal-safe.
+ */
+static char tmp_on_signal[4096];
+static const int cleanup_signals[] = { SIGINT, SIGTERM, SIGHUP };
+
+static void remove_tmp_and_die(int sig)
+{
+	if (tmp_on_signal[0])
+		unlink(tmp_on_signal);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+static void guard_tmp(const char *path)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = path ? remove_tmp_and_die : SIG_DFL;
+	sigemptyset(&sa.sa_mask);
+	if (path && strlen(path) < sizeof(tmp_on_signal))
+		memcpy(tmp_on_signal, path, strlen(path) + 1);
+	for (size_t i = 0; i < sizeof(cleanup_signals) / sizeof(cleanup_signals[0]); i++)
+		sigaction(cleanup_signals[i], &sa, NULL);
+	if (!path)
+		tmp_on_signal[0] = '\0';
+}
+
 static int same_file(const char *a, const char *b)
 {
 	struct stat x, y;
@@ -493,6 +523,8 @@ static int create_tmp(struct run *r, uint64_t size)
 	snprintf(r->tmp, n, "%s/.%s.tmp-XXXXXX", dir, basename(base));
 	free(base);
 	int fd = mkstemp(r->tmp);
+	if (fd >= 0)
+		guard_tmp(r->tmp);
 	if (fd < 0) {
 		mq_fail(&r->err, MQ_ERR_OUTPUT, "cannot create the output in folder '%s': %s", dir, strerror(errno));
 		free(copy);
@@ -616,6 +648,8 @@ static int phase_finish(struct run *r, uint64_t header_len)
 				strerror(errno));
 		else if (!r->opt.no_sync)
 			sync_dir(r->output);
+		if (!r->err.code)
+			guard_tmp(NULL);
 	}
 	r->stats[MQ_STAT_T_FINISH] = mq_comm_time() - t0;
 	return mq_comm_agree(r->comm, &r->err);
@@ -691,8 +725,10 @@ static int quantize(struct run *r)
 	return 0;
 fail:
 	mq_comm_file_close(r->comm, &(struct mq_error){ 0 });
-	if (r->rank == 0 && r->tmp)
+	if (r->rank == 0 && r->tmp) {
 		unlink(r->tmp);
+		guard_tmp(NULL);
+	}
 	return r->err.code;
 }
 

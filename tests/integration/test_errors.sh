@@ -127,6 +127,26 @@ else
 fi
 rm -f "$OUT/in.safetensors"
 
+# Terminated (as scancel signals every task): the temporary output goes too.
+make_model "$WORK/slow.safetensors" --dtype F32 --size-mib 300 --hidden 1024 --seed 12
+"$MQ_MPIEXEC" -n 2 "$MQ_DIST" "$WORK/slow.safetensors" -o "$OUT/o.safetensors" -q </dev/null >/dev/null 2>&1 &
+mpid=$!
+for _ in $(seq 1 400); do
+    ls -A "$OUT" | grep -q '^\.o\.safetensors\.tmp' && break
+    sleep 0.02
+done
+pkill -TERM -f "^$MQ_DIST $WORK/slow.safetensors"
+wait $mpid
+rc=$?
+if [ -e "$OUT/o.safetensors" ]; then
+    echo "skip - the run finished before the signal arrived"
+elif [ $rc -ne 0 ] && [ -z "$(ls -A "$OUT")" ]; then
+    pass "terminated run: exit $rc, nothing left behind"
+else
+    fail "terminated run: exit $rc, left: $(ls -A "$OUT")"
+fi
+rm -rf "${OUT:?}"/* "$OUT"/.[!.]* 2>/dev/null
+
 # A read-only folder and a full disk need mounts (root); skipped elsewhere.
 if mkdir -p "$WORK/ro" "$WORK/full" && mount -t tmpfs -o size=64k tmpfs "$WORK/full" 2>/dev/null; then
     mount -t tmpfs -o ro,size=64k tmpfs "$WORK/ro"
