@@ -16,7 +16,7 @@ const int mq_n_default_excludes = sizeof(mq_default_excludes) / sizeof(mq_defaul
 
 enum opt_id {
 	OPT_OUTPUT, OPT_SCHEME, OPT_GRANULARITY, OPT_INCLUDE, OPT_EXCLUDE, OPT_NO_DEFAULT_EXCLUDES,
-	OPT_FORCE, OPT_DRY_RUN, OPT_REPORT, OPT_BUDGET, OPT_NO_SYNC, OPT_NO_CHECKSUM, OPT_QUIET, OPT_HELP, OPT_VERSION,
+	OPT_FORCE, OPT_DRY_RUN, OPT_REPORT, OPT_BUDGET, OPT_NO_SYNC, OPT_NO_CHECKSUM, OPT_OBSERVER, OPT_ACT, OPT_CALIB_SAMPLES, OPT_QUIET, OPT_HELP, OPT_VERSION,
 };
 
 static const struct opt {
@@ -46,6 +46,10 @@ static const struct opt {
 	{ OPT_NO_SYNC, 0, "no-sync", NULL, "do not flush the output to stable storage before renaming it" },
 	{ OPT_NO_CHECKSUM, 0, "no-checksum", NULL,
 	  "skip the SHA-256 of the source tensors (faster; provenance then has none)" },
+	{ OPT_OBSERVER, 0, "observer", "NAME",
+	  "activation observer: minmax, percentile[:P] (default, P 99.99), mse or entropy (inspect FILE.h5)" },
+	{ OPT_ACT, 0, "act", "TYPE", "activation quantization: int8 (default) or uint8 (inspect FILE.h5)" },
+	{ OPT_CALIB_SAMPLES, 0, "calib-samples", "N", "use at most N calibration rows per layer (inspect FILE.h5)" },
 	{ OPT_QUIET, 'q', "quiet", NULL, "print errors only" },
 	{ OPT_HELP, 'h', "help", NULL, "show this help" },
 	{ OPT_VERSION, 'V', "version", NULL, "show the version" },
@@ -146,6 +150,30 @@ static int apply(struct mq_options *o, const struct opt *op, const char *val, st
 	}
 	case OPT_NO_SYNC: o->no_sync = 1; return 0;
 	case OPT_NO_CHECKSUM: o->no_checksum = 1; return 0;
+	case OPT_OBSERVER:
+		o->calib_options = 1;
+		if (mq_observer_parse(val, &o->observer))
+			return mq_fail(err, MQ_ERR_USAGE,
+				"--observer '%s': use minmax, percentile, percentile:P with 0 < P <= 100, mse or entropy", val);
+		return 0;
+	case OPT_ACT:
+		o->calib_options = 1;
+		if (strcmp(val, "int8") == 0)
+			o->act_asymmetric = 0;
+		else if (strcmp(val, "uint8") == 0)
+			o->act_asymmetric = 1;
+		else
+			return mq_fail(err, MQ_ERR_USAGE, "--act '%s': use int8 or uint8", val);
+		return 0;
+	case OPT_CALIB_SAMPLES: {
+		char *end;
+		o->calib_options = 1;
+		unsigned long long v = strtoull(val, &end, 10);
+		if (!*val || *end || v == 0 || val[0] == '-')
+			return mq_fail(err, MQ_ERR_USAGE, "--calib-samples '%s': give a positive whole number", val);
+		o->calib_samples = v;
+		return 0;
+	}
 	case OPT_QUIET: o->quiet = 1; return 0;
 	case OPT_HELP: o->command = MQ_CMD_HELP; return 0;
 	case OPT_VERSION: o->command = MQ_CMD_VERSION; return 0;
@@ -159,6 +187,7 @@ int mq_options_parse(int argc, char **argv, struct mq_options *o, struct mq_erro
 	o->scheme = MQ_SCHEME_INT8;
 	o->memory_budget = 256ull << 20;
 	o->command = MQ_CMD_RUN;
+	mq_observer_parse("percentile", &o->observer);
 	int i = 1, no_more_opts = 0;
 	if (argc > 1 && strcmp(argv[1], "inspect") == 0) {
 		o->command = MQ_CMD_INSPECT;
@@ -214,6 +243,11 @@ int mq_options_parse(int argc, char **argv, struct mq_options *o, struct mq_erro
 	if (!o->input)
 		return mq_fail(err, MQ_ERR_USAGE, o->command == MQ_CMD_INSPECT ? "inspect: no file given"
 									     : "no model given (see --help)");
+	if (o->calib_options && o->command == MQ_CMD_RUN)
+		return mq_fail(err, MQ_ERR_USAGE,
+			"--observer, --act and --calib-samples apply to calibration, which quantization does not use yet; use them with 'mq-dist inspect FILE.h5'");
+	if (o->act_asymmetric && (o->observer.kind == MQ_OBS_MSE || o->observer.kind == MQ_OBS_ENTROPY))
+		return mq_fail(err, MQ_ERR_USAGE, "--act uint8 works with the minmax and percentile observers only");
 	if (mq_scheme_get(o->scheme)->is_cast && o->per_tensor)
 		return mq_fail(err, MQ_ERR_USAGE, "--granularity does not apply to the %s cast scheme",
 			       mq_scheme_get(o->scheme)->name);

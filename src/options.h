@@ -11,6 +11,7 @@
 #include <stdio.h>
 
 #include "buf.h"
+#include "observe.h"
 #include "quant.h"
 #include "status.h"
 
@@ -34,6 +35,11 @@ struct mq_options {
 	int no_default_excludes;
 	int force, dry_run, quiet, no_sync;
 	int no_checksum;         /* skip the SHA-256 of the source data */
+	/* calibration statistics (used by inspect of a calibration file for now) */
+	struct mq_observer observer;  /* default percentile:99.99 */
+	int act_asymmetric;      /* --act uint8 */
+	int calib_options;       /* any of the three below was given */
+	uint64_t calib_samples;  /* cap on calibration rows, 0: all */
 	const char *report;      /* run report path, or NULL */
 	uint64_t memory_budget;  /* bytes of tensor buffers per rank */
 };

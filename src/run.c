@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "calib.h"
 #include "inspect.h"
 #include "metadata.h"
 #include "options.h"
@@ -753,7 +754,10 @@ int mq_run(struct mq_comm *c, int argc, char **argv)
 				printf("mq-dist " MQ_VERSION "\n");
 			break;
 		case MQ_CMD_INSPECT:
-			if (r.rank == 0)
+			if (r.rank == 0 && mq_calib_is_hdf5(r.opt.input))
+				mq_calib_inspect(r.opt.input, &r.opt.observer, !r.opt.act_asymmetric, r.opt.calib_samples,
+						 stdout, &r.err);
+			else if (r.rank == 0)
 				mq_inspect(r.opt.input, stdout, &r.err);
 			mq_comm_agree(c, &r.err);
 			break;

@@ -1,0 +1,389 @@
+#include "calib.h"
+
+#include <errno.h>
+#include <hdf5.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dtype.h"
+
+#define BLOCK_BYTES (4u << 20) /* activations read at a time, rounded to whole chunks */
+
+struct mq_calib {
+	hid_t file;
+	char *path;
+};
+
+struct mq_calib_layer {
+	struct mq_calib *c;
+	char *name;
+	hid_t dset, space, mem_type;
+	struct mq_calib_shape shape;
+	uint16_t *half;       /* staging for float16 rows */
+	size_t half_cap;      /* values */
+};
+
+static char *dup_str(const char *s)
+{
+	size_t n = strlen(s) + 1;
+	char *p = malloc(n);
+	if (p)
+		memcpy(p, s, n);
+	return p;
+}
+
+int mq_calib_is_hdf5(const char *path)
+{
+	static const unsigned char sig[8] = { 0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n' };
+	unsigned char b[8];
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return 0;
+	size_t n = fread(b, 1, 8, f);
+	fclose(f);
+	return n == 8 && memcmp(b, sig, 8) == 0;
+}
+
+int mq_calib_open(const char *path, struct mq_calib **out, struct mq_error *err)
+{
+	*out = NULL;
+	H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* errors are reported by us, once */
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return mq_fail(err, MQ_ERR_INPUT, "cannot open calibration file '%s': %s", path, strerror(errno));
+	fclose(f);
+	if (!mq_calib_is_hdf5(path))
+		return mq_fail(err, MQ_ERR_INPUT, "'%s' is not an HDF5 file (make one with scripts/capture_calibration.py)",
+			       path);
+	struct mq_calib *c = calloc(1, sizeof(*c));
+	if (!c || !(c->path = dup_str(path))) {
+		free(c);
+		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+	}
+	c->file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+	if (c->file < 0) {
+		mq_fail(err, MQ_ERR_INPUT, "cannot open '%s' as HDF5 (damaged file?)", path);
+		free(c->path);
+		free(c);
+		return err ? err->code : MQ_ERR_INPUT;
+	}
+	*out = c;
+	return 0;
+}
+
+void mq_calib_close(struct mq_calib *c)
+{
+	if (!c)
+		return;
+	H5Fclose(c->file);
+	free(c->path);
+	free(c);
+}
+
+struct name_list {
+	char **names;
+	int n, cap;
+	hid_t file;
+};
+
+static herr_t collect(hid_t group, const char *name, const H5L_info_t *info, void *data)
+{
+	(void)info;
+	struct name_list *l = data;
+	if (!H5Lexists(group, name, H5P_DEFAULT))
+		return 0;
+	H5O_info_t oi;
+	if (H5Oget_info_by_name(group, name, &oi, H5P_DEFAULT) < 0 || oi.type != H5O_TYPE_GROUP)
+		return 0;
+	if (l->n == l->cap) {
+		l->cap = l->cap ? 2 * l->cap : 32;
+		char **p = realloc(l->names, (size_t)l->cap * sizeof(*p));
+		if (!p)
+			return -1;
+		l->names = p;
+	}
+	if (!(l->names[l->n] = dup_str(name)))
+		return -1;
+	l->n++;
+	return 0;
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int mq_calib_layers(struct mq_calib *c, char ***names, int *n, struct mq_error *err)
+{
+	struct name_list l = { NULL, 0, 0, c->file };
+	if (H5Literate(c->file, H5_INDEX_NAME, H5_ITER_INC, NULL, collect, &l) < 0) {
+		mq_calib_free_names(l.names, l.n);
+		return mq_fail(err, MQ_ERR_INPUT, "'%s': cannot list the layer groups", c->path);
+	}
+	if (l.n > 1)
+		qsort(l.names, (size_t)l.n, sizeof(*l.names), cmp_names);
+	*names = l.names;
+	*n = l.n;
+	return 0;
+}
+
+void mq_calib_free_names(char **names, int n)
+{
+	for (int i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+}
+
+static int layer_fail(struct mq_calib *c, const char *layer, struct mq_error *err, const char *what)
+{
+	return mq_fail(err, MQ_ERR_INPUT, "'%s': layer '%s': %s", c->path, layer, what);
+}
+
+int mq_calib_layer_open(struct mq_calib *c, const char *layer, struct mq_calib_layer **out,
+			struct mq_calib_shape *sh, struct mq_error *err)
+{
+	*out = NULL;
+	memset(sh, 0, sizeof(*sh));
+	size_t n = strlen(layer) + 16;
+	char *path = malloc(n);
+	if (!path)
+		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+	snprintf(path, n, "/%s/inputs", layer);
+	/* the group name may hold dots but no slashes: look it up link by link */
+	htri_t has_group = strchr(layer, '/') ? 0 : H5Lexists(c->file, layer, H5P_DEFAULT);
+	htri_t has = has_group > 0 ? H5Lexists(c->file, path, H5P_DEFAULT) : 0;
+	if (has <= 0) {
+		free(path);
+		return layer_fail(c, layer, err, has_group > 0 ? "no dataset 'inputs' in the group"
+							       : "no calibration group for this layer");
+	}
+	struct mq_calib_layer *l = calloc(1, sizeof(*l));
+	if (!l || !(l->name = dup_str(layer))) {
+		free(l);
+		free(path);
+		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+	}
+	l->c = c;
+	l->dset = H5Dopen2(c->file, path, H5P_DEFAULT);
+	free(path);
+	l->space = l->dset >= 0 ? H5Dget_space(l->dset) : -1;
+	hid_t type = l->dset >= 0 ? H5Dget_type(l->dset) : -1;
+	int rc = 0;
+	if (l->dset < 0 || l->space < 0 || type < 0) {
+		rc = layer_fail(c, layer, err, "cannot open dataset 'inputs'");
+		goto out;
+	}
+	int ndim = H5Sget_simple_extent_ndims(l->space);
+	hsize_t dims[4] = { 0 };
+	if (ndim != 2 && ndim != 4) {
+		rc = layer_fail(c, layer, err, "'inputs' must be 2-D [rows, in] or 4-D [n, in, h, w]");
+		goto out;
+	}
+	H5Sget_simple_extent_dims(l->space, dims, NULL);
+	size_t tsize = H5Tget_size(type);
+	if (H5Tget_class(type) != H5T_FLOAT || (tsize != 4 && tsize != 2)) {
+		rc = layer_fail(c, layer, err, "'inputs' must hold float32 or float16 values");
+		goto out;
+	}
+	sh->ndim = ndim;
+	sh->row_elems = 1;
+	for (int d = 0; d < ndim; d++) {
+		sh->shape[d] = dims[d];
+		if (d)
+			sh->row_elems *= dims[d];
+	}
+	sh->f16 = tsize == 2;
+	sh->chunk_rows = 1;
+	hid_t dcpl = H5Dget_create_plist(l->dset);
+	if (dcpl >= 0 && H5Pget_layout(dcpl) == H5D_CHUNKED) {
+		hsize_t cd[4] = { 0 };
+		if (H5Pget_chunk(dcpl, 4, cd) == ndim && cd[0] > 0)
+			sh->chunk_rows = cd[0];
+	}
+	if (dcpl >= 0)
+		H5Pclose(dcpl);
+	/* float32 through HDF5's exact conversion; float16 as its raw bits (the file's own type), widened by us */
+	l->mem_type = sh->f16 ? H5Tcopy(type) : H5Tcopy(H5T_NATIVE_FLOAT);
+	if (sh->f16 && (H5Tget_order(type) != H5T_ORDER_LE)) {
+		rc = layer_fail(c, layer, err, "big-endian float16 is not supported");
+		goto out;
+	}
+	l->shape = *sh;
+out:
+	if (type >= 0)
+		H5Tclose(type);
+	if (rc) {
+		mq_calib_layer_close(l);
+		return rc;
+	}
+	*out = l;
+	return 0;
+}
+
+void mq_calib_layer_close(struct mq_calib_layer *l)
+{
+	if (!l)
+		return;
+	if (l->mem_type > 0)
+		H5Tclose(l->mem_type);
+	if (l->space >= 0)
+		H5Sclose(l->space);
+	if (l->dset >= 0)
+		H5Dclose(l->dset);
+	free(l->half);
+	free(l->name);
+	free(l);
+}
+
+int mq_calib_layer_read(struct mq_calib_layer *l, uint64_t r0, uint64_t n, float *out, struct mq_error *err)
+{
+	const struct mq_calib_shape *sh = &l->shape;
+	hsize_t start[4] = { r0, 0, 0, 0 }, count[4] = { n, sh->shape[1], sh->shape[2], sh->shape[3] };
+	size_t values = (size_t)(n * sh->row_elems);
+	void *dst = out;
+	if (sh->f16) {
+		if (values > l->half_cap) {
+			uint16_t *h = realloc(l->half, values * sizeof(uint16_t));
+			if (!h)
+				return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+			l->half = h;
+			l->half_cap = values;
+		}
+		dst = l->half;
+	}
+	hid_t mem = H5Screate_simple(sh->ndim, count, NULL);
+	herr_t rc = mem < 0 ? -1 : H5Sselect_hyperslab(l->space, H5S_SELECT_SET, start, NULL, count, NULL);
+	if (rc >= 0)
+		rc = H5Dread(l->dset, l->mem_type, mem, l->space, H5P_DEFAULT, dst);
+	if (mem >= 0)
+		H5Sclose(mem);
+	if (rc < 0)
+		return mq_fail(err, MQ_ERR_INPUT, "'%s': layer '%s': cannot read rows %llu..%llu of 'inputs'",
+			       l->c->path, l->name, (unsigned long long)r0, (unsigned long long)(r0 + n));
+	if (sh->f16)
+		mq_dtype_widen(MQ_DTYPE_F16, l->half, out, values);
+	return 0;
+}
+
+int mq_calib_observe(struct mq_calib *c, const char *layer, const struct mq_observer *obs, int symmetric,
+		     uint64_t max_rows, struct mq_obs_result *res, uint64_t *rows_used, struct mq_error *err)
+{
+	struct mq_calib_layer *l;
+	struct mq_calib_shape sh;
+	int rc = mq_calib_layer_open(c, layer, &l, &sh, err);
+	if (rc)
+		return rc;
+	uint64_t rows = max_rows && max_rows < sh.shape[0] ? max_rows : sh.shape[0];
+	uint64_t row_bytes = sh.row_elems ? sh.row_elems * 4 : 1;
+	uint64_t block = BLOCK_BYTES / row_bytes / sh.chunk_rows * sh.chunk_rows;
+	block = block ? block : (sh.chunk_rows ? sh.chunk_rows : 1);
+	float *buf = malloc((size_t)(block * sh.row_elems) * sizeof(float) + 1);
+	struct mq_obs_state st;
+	if (!buf || mq_obs_init(&st, obs, symmetric, rows * sh.row_elems)) {
+		free(buf);
+		mq_calib_layer_close(l);
+		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+	}
+	int passes = mq_obs_passes(&st);
+	for (int pass = 0; pass < passes && !rc; pass++) {
+		for (uint64_t r = 0; r < rows && !rc; r += block) {
+			uint64_t n = rows - r < block ? rows - r : block;
+			size_t bad;
+			rc = mq_calib_layer_read(l, r, n, buf, err);
+			if (!rc && mq_obs_feed(&st, buf, (size_t)(n * sh.row_elems), &bad))
+				rc = mq_fail(err, MQ_ERR_DATA,
+					"'%s': layer '%s': %s in the activations at row %llu, element %llu; recapture the calibration data",
+					c->path, layer, buf[bad] != buf[bad] ? "NaN" : "Inf",
+					(unsigned long long)(r + bad / sh.row_elems),
+					(unsigned long long)(bad % sh.row_elems));
+		}
+		mq_obs_end_pass(&st);
+	}
+	if (!rc)
+		mq_obs_result(&st, res);
+	*rows_used = rows;
+	mq_obs_release(&st);
+	free(buf);
+	mq_calib_layer_close(l);
+	return rc;
+}
+
+static void print_attr(hid_t file, const char *name, FILE *out)
+{
+	if (H5Aexists(file, name) <= 0)
+		return;
+	hid_t a = H5Aopen(file, name, H5P_DEFAULT);
+	hid_t t = a >= 0 ? H5Aget_type(a) : -1;
+	if (t >= 0 && H5Tget_class(t) == H5T_INTEGER) {
+		long long v = 0;
+		if (H5Aread(a, H5T_NATIVE_LLONG, &v) >= 0)
+			fprintf(out, "  %s: %lld\n", name, v);
+	} else if (t >= 0 && H5Tget_class(t) == H5T_STRING) {
+		if (H5Tis_variable_str(t) > 0) {
+			char *s = NULL;
+			hid_t mt = H5Tcopy(H5T_C_S1);
+			H5Tset_size(mt, H5T_VARIABLE);
+			if (H5Aread(a, mt, &s) >= 0 && s) {
+				fprintf(out, "  %s: %s\n", name, s);
+				H5free_memory(s);
+			}
+			H5Tclose(mt);
+		} else {
+			size_t n = H5Tget_size(t);
+			char *s = calloc(1, n + 1);
+			if (s && H5Aread(a, t, s) >= 0)
+				fprintf(out, "  %s: %s\n", name, s);
+			free(s);
+		}
+	}
+	if (t >= 0)
+		H5Tclose(t);
+	if (a >= 0)
+		H5Aclose(a);
+}
+
+int mq_calib_inspect(const char *path, const struct mq_observer *obs, int symmetric, uint64_t max_rows,
+		     FILE *out, struct mq_error *err)
+{
+	struct mq_calib *c;
+	int rc = mq_calib_open(path, &c, err);
+	if (rc)
+		return rc;
+	char **names = NULL;
+	int n = 0;
+	char oname[48];
+	mq_observer_name(obs, oname, sizeof(oname));
+	rc = mq_calib_layers(c, &names, &n, err);
+	if (!rc) {
+		fprintf(out, "calibration file %s: %d layers\n", path, n);
+		static const char *const attrs[] = { "model", "dataset", "num_samples", "mq_calib_version" };
+		for (size_t k = 0; k < sizeof(attrs) / sizeof(attrs[0]); k++)
+			print_attr(c->file, attrs[k], out);
+	}
+	for (int i = 0; i < n && !rc; i++) {
+		struct mq_obs_result r;
+		uint64_t rows = 0;
+		struct mq_calib_layer *l;
+		struct mq_calib_shape sh;
+		rc = mq_calib_layer_open(c, names[i], &l, &sh, err);
+		if (rc)
+			break;
+		mq_calib_layer_close(l);
+		rc = mq_calib_observe(c, names[i], obs, symmetric, max_rows, &r, &rows, err);
+		if (rc)
+			break;
+		fprintf(out, "layer %s rows %llu cols %llu dtype %s shape [", names[i], (unsigned long long)rows,
+			(unsigned long long)sh.row_elems, sh.f16 ? "F16" : "F32");
+		for (int d = 0; d < sh.ndim; d++)
+			fprintf(out, d ? ", %llu" : "%llu", (unsigned long long)sh.shape[d]);
+		fprintf(out, "] min %.9g max %.9g ", (double)r.min, (double)r.max);
+		if (symmetric)
+			fprintf(out, "threshold %.9g", (double)r.threshold);
+		else
+			fprintf(out, "lo %.9g hi %.9g", (double)r.lo, (double)r.hi);
+		fprintf(out, " scale %.9g zero_point %d observer %s\n", (double)r.qp.scale, (int)r.qp.zero_point, oname);
+	}
+	mq_calib_free_names(names, n);
+	mq_calib_close(c);
+	return rc;
+}
