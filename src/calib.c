@@ -71,6 +71,52 @@ int mq_calib_open(const char *path, struct mq_calib **out, struct mq_error *err)
 	return 0;
 }
 
+const char *mq_calib_path(const struct mq_calib *c)
+{
+	return c->path;
+}
+
+static void read_pair(hid_t group, const char *name, int64_t out[2])
+{
+	if (H5Aexists(group, name) <= 0)
+		return;
+	hid_t a = H5Aopen(group, name, H5P_DEFAULT);
+	hid_t sp = a >= 0 ? H5Aget_space(a) : -1;
+	if (sp >= 0 && H5Sget_simple_extent_npoints(sp) == 2)
+		H5Aread(a, H5T_NATIVE_INT64, out);
+	else if (sp >= 0 && H5Sget_simple_extent_npoints(sp) == 1 && H5Aread(a, H5T_NATIVE_INT64, out) >= 0)
+		out[1] = out[0];
+	if (sp >= 0)
+		H5Sclose(sp);
+	if (a >= 0)
+		H5Aclose(a);
+}
+
+int mq_calib_describe(struct mq_calib *c, const char *layer, struct mq_calib_info *info, struct mq_error *err)
+{
+	memset(info, 0, sizeof(*info));
+	info->stride[0] = info->stride[1] = info->dilation[0] = info->dilation[1] = info->groups = 1;
+	if (strchr(layer, '/') || H5Lexists(c->file, layer, H5P_DEFAULT) <= 0)
+		return 0;
+	struct mq_calib_layer *l;
+	int rc = mq_calib_layer_open(c, layer, &l, &info->shape, err);
+	if (rc)
+		return rc;
+	mq_calib_layer_close(l);
+	info->present = 1;
+	hid_t g = H5Gopen2(c->file, layer, H5P_DEFAULT);
+	if (g >= 0) {
+		int64_t groups[2] = { 1, 1 };
+		read_pair(g, "stride", info->stride);
+		read_pair(g, "padding", info->padding);
+		read_pair(g, "dilation", info->dilation);
+		read_pair(g, "groups", groups);
+		info->groups = groups[0];
+		H5Gclose(g);
+	}
+	return 0;
+}
+
 void mq_calib_close(struct mq_calib *c)
 {
 	if (!c)

@@ -31,7 +31,17 @@ struct mq_calib_shape {
 	uint64_t row_elems;    /* values per row: prod(shape[1:]) */
 };
 
+/* What the file holds for one layer (plan time): shape, and the Conv attributes. */
+struct mq_calib_info {
+	int present;               /* 0: the file has no group for this layer */
+	struct mq_calib_shape shape;
+	int64_t stride[2], padding[2], dilation[2], groups; /* Conv; defaults 1, 0, 1, 1 */
+};
+
 int mq_calib_open(const char *path, struct mq_calib **c, struct mq_error *err);
+/* Fills info; a missing group is not an error (present = 0), a malformed one is. */
+int mq_calib_describe(struct mq_calib *c, const char *layer, struct mq_calib_info *info, struct mq_error *err);
+const char *mq_calib_path(const struct mq_calib *c);
 void mq_calib_close(struct mq_calib *c);
 
 /* The groups of the file that hold "inputs", sorted by name (malloc'd array of malloc'd names). */

@@ -189,6 +189,12 @@ void mq_comm_cancel_drain(struct mq_comm *c, int sent, int taken)
 		abort_hook();
 }
 
+int mq_comm_allreduce_sum(struct mq_comm *c, const double *in, double *out, int n, struct mq_error *err)
+{
+	MQ_MPI_CHECK(MPI_Allreduce(in, out, n, MPI_DOUBLE, MPI_SUM, c->comm), "MPI_Allreduce");
+	return 0;
+}
+
 int mq_comm_gather(struct mq_comm *c, const double *mine, int n, double *all, struct mq_error *err)
 {
 	MQ_MPI_CHECK(MPI_Gather(mine, n, MPI_DOUBLE, all, n, MPI_DOUBLE, 0, c->comm), "MPI_Gather");

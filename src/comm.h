@@ -45,6 +45,9 @@ void mq_comm_cancel_send(struct mq_comm *c);
 int mq_comm_cancel_poll(struct mq_comm *c);
 void mq_comm_cancel_drain(struct mq_comm *c, int sent, int taken);
 
+/* Collective: out = the element-wise sum of every rank's in (n doubles). */
+int mq_comm_allreduce_sum(struct mq_comm *c, const double *in, double *out, int n, struct mq_error *err);
+
 /* Collective over doubles: rank 0 receives n values from each rank into all (n * size). */
 int mq_comm_gather(struct mq_comm *c, const double *mine, int n, double *all, struct mq_error *err);
 

@@ -24,6 +24,18 @@ double mq_metadata_aggregate_sqnr(const struct mq_plan *p, const struct mq_tenso
 	return p->n_quantized ? mq_sqnr_db(s, n) : (double)NAN;
 }
 
+double mq_metadata_output_sqnr(const struct mq_plan *p, const struct mq_tensor_result *res, int with_act)
+{
+	double s = 0.0, n = 0.0;
+	for (int i = 0; i < p->n_tensors; i++) {
+		if (p->tensors[i].calib != MQ_CALIB_STATIC)
+			continue;
+		s += res[i].out_signal;
+		n += with_act ? res[i].out_noise_wa : res[i].out_noise_w;
+	}
+	return p->n_calibrated ? mq_sqnr_db(s, n) : (double)NAN;
+}
+
 void mq_metadata_source_digest(const struct mq_plan *p, const struct mq_tensor_result *res,
 			       uint8_t out[MQ_SHA256_LEN])
 {
@@ -69,6 +81,32 @@ static void digest_json(struct mq_buf *b, const struct mq_options *o, const uint
 	mq_buf_add_json_str(b, hex);
 }
 
+/* A calibrated layer's additions to its record. */
+static void calib_record_json(const struct mq_plan *p, int i, const struct mq_tensor_result *res, struct mq_buf *b)
+{
+	const struct mq_plan_tensor *pt = &p->tensors[i];
+	const struct mq_tensor_result *r = res ? &res[i] : NULL;
+	if (pt->calib != MQ_CALIB_STATIC) {
+		mq_buf_adds(b, ",\"calibration\":\"missing: weights only\"");
+		return;
+	}
+	mq_buf_addf(b, ",\"calibration\":\"static\",\"calib_rows\":%llu,\"output_sqnr_db_w\":",
+		    (unsigned long long)pt->calib_rows);
+	num(b, res, r ? mq_sqnr_db(r->out_signal, r->out_noise_w) : 0);
+	if (pt->act_rank < 0)
+		return;
+	mq_buf_adds(b, ",\"output_sqnr_db_wa\":");
+	num(b, res, r ? mq_sqnr_db(r->out_signal, r->out_noise_wa) : 0);
+	mq_buf_adds(b, ",\"act_threshold\":");
+	num(b, res, r ? r->act_threshold : 0);
+	mq_buf_adds(b, ",\"input_scale\":");
+	num(b, res, r ? r->act_scale : 0);
+	if (p->act_asymmetric) {
+		mq_buf_adds(b, ",\"input_zero_point\":");
+		num(b, res, r ? r->act_zero_point : 0);
+	}
+}
+
 /* The per-tensor records: {"name": {...}, ...} in name order. */
 static void layers_json(const struct mq_manifest *m, const struct mq_plan *p, const struct mq_options *o,
 			const struct mq_tensor_result *res, struct mq_buf *b)
@@ -102,6 +140,8 @@ static void layers_json(const struct mq_manifest *m, const struct mq_plan *p, co
 		}
 		mq_buf_adds(b, ",\"sha256\":");
 		digest_json(b, o, res ? res[i].sha256 : NULL);
+		if (o->calib && q)
+			calib_record_json(p, i, res, b);
 		mq_buf_adds(b, "}");
 	}
 	mq_buf_adds(b, "}");
@@ -161,8 +201,37 @@ static void kv(struct mq_buf *b, const char *key, const char *value)
 	mq_buf_add_json_str(b, value);
 }
 
+/* Calibration keys of __metadata__: the file, its digest, the observer, the aggregates. */
+static void calib_keys(const struct mq_plan *p, const struct mq_options *o, const struct mq_tensor_result *res,
+		       const char *calib_digest, struct mq_buf *b)
+{
+	const char *base = strrchr(o->calib, '/');
+	char v[64];
+	kv(b, "calibration_file", base ? base + 1 : o->calib);
+	mq_buf_adds(b, ",\"calibration_sha256\":");
+	if (o->no_checksum)
+		mq_buf_adds(b, "\"none\"");
+	else if (calib_digest && res)
+		mq_buf_add_json_str(b, calib_digest);
+	else
+		mq_buf_adds(b, "\"0000000000000000000000000000000000000000000000000000000000000000\"");
+	mq_observer_name(&o->observer, v, sizeof(v));
+	mq_buf_adds(b, ",");
+	kv(b, "observer", v);
+	mq_buf_adds(b, ",");
+	kv(b, "activation_dtype", o->act_none ? "none" : o->act_asymmetric ? "uint8" : "int8");
+	mq_buf_adds(b, ",\"output_sqnr_db_w\":\"");
+	num(b, res, res ? mq_metadata_output_sqnr(p, res, 0) : 0);
+	mq_buf_adds(b, "\",\"output_sqnr_db_wa\":\"");
+	num(b, res, res && !o->act_none ? mq_metadata_output_sqnr(p, res, 1) : (double)NAN);
+	snprintf(v, sizeof(v), "%d", p->n_weights_only);
+	mq_buf_adds(b, "\",");
+	kv(b, "weights_only_layers", v);
+	mq_buf_adds(b, ",");
+}
+
 static void metadata_json(const struct mq_manifest *m, const struct mq_plan *p, const struct mq_options *o,
-			  const struct mq_tensor_result *res, struct mq_buf *b)
+			  const struct mq_tensor_result *res, const char *calib_digest, struct mq_buf *b)
 {
 	const struct mq_scheme_info *si = mq_scheme_get(p->scheme);
 	char v[64];
@@ -181,7 +250,11 @@ static void metadata_json(const struct mq_manifest *m, const struct mq_plan *p, 
 	selected_json(m, p, &inner);
 	kv_json(b, "selected_layers", &inner);
 	mq_buf_adds(b, ",");
-	kv(b, "calibration_samples", "0");
+	uint64_t rows = 0;
+	for (int i = 0; i < p->n_tensors; i++)
+		rows = p->tensors[i].calib_rows > rows ? p->tensors[i].calib_rows : rows;
+	snprintf(v, sizeof(v), "%llu", (unsigned long long)rows);
+	kv(b, "calibration_samples", v);
 	mq_buf_adds(b, ",");
 	kv(b, "mq_dist_version", MQ_VERSION);
 	mq_buf_adds(b, ",");
@@ -202,6 +275,8 @@ static void metadata_json(const struct mq_manifest *m, const struct mq_plan *p, 
 	mq_buf_adds(b, ",\"sqnr_db\":\"");
 	num(b, res, res ? mq_metadata_aggregate_sqnr(p, res) : 0);
 	mq_buf_adds(b, "\",");
+	if (o->calib)
+		calib_keys(p, o, res, calib_digest, b);
 	layers_json(m, p, o, res, &inner);
 	kv_json(b, "layers", &inner);
 	mq_buf_adds(b, ",");
@@ -211,11 +286,11 @@ static void metadata_json(const struct mq_manifest *m, const struct mq_plan *p, 
 }
 
 int mq_metadata_header(const struct mq_manifest *m, const struct mq_plan *p, const struct mq_options *o,
-		       const struct mq_tensor_result *res, uint64_t pad_to, struct mq_buf *b,
-		       struct mq_error *err)
+		       const struct mq_tensor_result *res, const char *calib_digest, uint64_t pad_to,
+		       struct mq_buf *b, struct mq_error *err)
 {
 	mq_buf_adds(b, "{");
-	metadata_json(m, p, o, res, b);
+	metadata_json(m, p, o, res, calib_digest, b);
 	for (int k = 0; k < p->n_out; k++) {
 		const struct mq_out_tensor *t = &p->out[k];
 		mq_buf_adds(b, ",");
@@ -244,7 +319,7 @@ int mq_metadata_reserve(const struct mq_manifest *m, const struct mq_plan *p, co
 			uint64_t *len, struct mq_error *err)
 {
 	struct mq_buf b = MQ_BUF_INIT;
-	int rc = mq_metadata_header(m, p, o, NULL, 0, &b, err);
+	int rc = mq_metadata_header(m, p, o, NULL, NULL, 0, &b, err);
 	*len = (b.len + 7) & ~(uint64_t)7;
 	mq_buf_release(&b);
 	if (!rc && *len > MQ_ST_MAX_HEADER)

@@ -26,6 +26,11 @@ struct mq_tensor_result {
 	double noise;     /* sum (x - dequant)^2 */
 	double max_abs;   /* max |x - dequant| */
 	uint8_t sha256[MQ_SHA256_LEN]; /* tree digest of the source data */
+	/* calibrated layers: output-space sums over the calibration rows, Y = X W^T */
+	double out_signal;  /* sum Y^2 */
+	double out_noise_w; /* sum (Y - X What^T)^2: weights quantized */
+	double out_noise_wa; /* sum (Y - Xhat What^T)^2: weights and activations quantized */
+	double act_threshold, act_scale, act_zero_point; /* the observer's result */
 };
 
 /* 10 log10(signal / noise); +Inf when noise is 0 (printed as null). */
@@ -42,9 +47,13 @@ void mq_metadata_source_digest(const struct mq_plan *p, const struct mq_tensor_r
  * The header JSON. res == NULL builds the reservation form. pad_to > 0 pads
  * the result with spaces to exactly that length (fails if it is longer).
  */
+/* calib_digest: hex SHA-256 of the calibration file (NULL: unknown yet, or not computed). */
 int mq_metadata_header(const struct mq_manifest *m, const struct mq_plan *p, const struct mq_options *o,
-		       const struct mq_tensor_result *res, uint64_t pad_to, struct mq_buf *out,
-		       struct mq_error *err);
+		       const struct mq_tensor_result *res, const char *calib_digest, uint64_t pad_to,
+		       struct mq_buf *out, struct mq_error *err);
+
+/* Aggregate output-space SQNR over calibrated layers (weights only, or weights and activations). */
+double mq_metadata_output_sqnr(const struct mq_plan *p, const struct mq_tensor_result *res, int with_act);
 
 /* Length of the reserved header: the reservation form rounded up to a multiple of 8. */
 int mq_metadata_reserve(const struct mq_manifest *m, const struct mq_plan *p, const struct mq_options *o,

@@ -16,7 +16,7 @@ const int mq_n_default_excludes = sizeof(mq_default_excludes) / sizeof(mq_defaul
 
 enum opt_id {
 	OPT_OUTPUT, OPT_SCHEME, OPT_GRANULARITY, OPT_INCLUDE, OPT_EXCLUDE, OPT_NO_DEFAULT_EXCLUDES,
-	OPT_FORCE, OPT_DRY_RUN, OPT_REPORT, OPT_BUDGET, OPT_NO_SYNC, OPT_NO_CHECKSUM, OPT_OBSERVER, OPT_ACT, OPT_CALIB_SAMPLES, OPT_QUIET, OPT_HELP, OPT_VERSION,
+	OPT_FORCE, OPT_DRY_RUN, OPT_REPORT, OPT_BUDGET, OPT_NO_SYNC, OPT_NO_CHECKSUM, OPT_OBSERVER, OPT_ACT, OPT_CALIB_SAMPLES, OPT_CALIB, OPT_CALIB_MISSING, OPT_QUIET, OPT_HELP, OPT_VERSION,
 };
 
 static const struct opt {
@@ -46,10 +46,14 @@ static const struct opt {
 	{ OPT_NO_SYNC, 0, "no-sync", NULL, "do not flush the output to stable storage before renaming it" },
 	{ OPT_NO_CHECKSUM, 0, "no-checksum", NULL,
 	  "skip the SHA-256 of the source tensors (faster; provenance then has none)" },
+	{ OPT_CALIB, 'c', "calib", "FILE.h5",
+	  "calibration activations: static input scales and output-space SQNR per layer" },
+	{ OPT_CALIB_SAMPLES, 0, "calib-samples", "N", "use at most N calibration rows per layer" },
 	{ OPT_OBSERVER, 0, "observer", "NAME",
-	  "activation observer: minmax, percentile[:P] (default, P 99.99), mse or entropy (inspect FILE.h5)" },
-	{ OPT_ACT, 0, "act", "TYPE", "activation quantization: int8 (default) or uint8 (inspect FILE.h5)" },
-	{ OPT_CALIB_SAMPLES, 0, "calib-samples", "N", "use at most N calibration rows per layer (inspect FILE.h5)" },
+	  "activation observer: minmax, percentile[:P] (default, P 99.99), mse or entropy" },
+	{ OPT_ACT, 0, "act", "TYPE", "activation quantization: int8 (default), uint8 or none" },
+	{ OPT_CALIB_MISSING, 0, "calib-missing", "WHAT",
+	  "error (default): a selected layer without calibration is an error; weights-only: quantize it without" },
 	{ OPT_QUIET, 'q', "quiet", NULL, "print errors only" },
 	{ OPT_HELP, 'h', "help", NULL, "show this help" },
 	{ OPT_VERSION, 'V', "version", NULL, "show the version" },
@@ -158,12 +162,23 @@ static int apply(struct mq_options *o, const struct opt *op, const char *val, st
 		return 0;
 	case OPT_ACT:
 		o->calib_options = 1;
-		if (strcmp(val, "int8") == 0)
-			o->act_asymmetric = 0;
-		else if (strcmp(val, "uint8") == 0)
+		o->act_asymmetric = o->act_none = 0;
+		if (strcmp(val, "uint8") == 0)
 			o->act_asymmetric = 1;
+		else if (strcmp(val, "none") == 0)
+			o->act_none = 1;
+		else if (strcmp(val, "int8") != 0)
+			return mq_fail(err, MQ_ERR_USAGE, "--act '%s': use int8, uint8 or none", val);
+		return 0;
+	case OPT_CALIB: o->calib = val; return 0;
+	case OPT_CALIB_MISSING:
+		o->calib_options = 1;
+		if (strcmp(val, "weights-only") == 0)
+			o->calib_weights_only = 1;
+		else if (strcmp(val, "error") == 0)
+			o->calib_weights_only = 0;
 		else
-			return mq_fail(err, MQ_ERR_USAGE, "--act '%s': use int8 or uint8", val);
+			return mq_fail(err, MQ_ERR_USAGE, "--calib-missing '%s': use error or weights-only", val);
 		return 0;
 	case OPT_CALIB_SAMPLES: {
 		char *end;
@@ -243,9 +258,11 @@ int mq_options_parse(int argc, char **argv, struct mq_options *o, struct mq_erro
 	if (!o->input)
 		return mq_fail(err, MQ_ERR_USAGE, o->command == MQ_CMD_INSPECT ? "inspect: no file given"
 									     : "no model given (see --help)");
-	if (o->calib_options && o->command == MQ_CMD_RUN)
-		return mq_fail(err, MQ_ERR_USAGE,
-			"--observer, --act and --calib-samples apply to calibration, which quantization does not use yet; use them with 'mq-dist inspect FILE.h5'");
+	if (o->calib_options && o->command == MQ_CMD_RUN && !o->calib)
+		return mq_fail(err, MQ_ERR_USAGE, "--observer, --act, --calib-samples and --calib-missing need --calib FILE.h5");
+	if (o->calib && mq_scheme_get(o->scheme)->is_cast)
+		return mq_fail(err, MQ_ERR_USAGE, "--calib applies to the int8 and uint8 schemes, not to %s casts",
+			       mq_scheme_get(o->scheme)->name);
 	if (o->act_asymmetric && (o->observer.kind == MQ_OBS_MSE || o->observer.kind == MQ_OBS_ENTROPY))
 		return mq_fail(err, MQ_ERR_USAGE, "--act uint8 works with the minmax and percentile observers only");
 	if (mq_scheme_get(o->scheme)->is_cast && o->per_tensor)
@@ -313,5 +330,13 @@ void mq_options_json(const struct mq_options *o, struct mq_buf *b)
 	json_str_array(b, o->excludes, o->n_excludes);
 	mq_buf_adds(b, ",\"default_excludes\":");
 	json_str_array(b, mq_default_excludes, o->no_default_excludes ? 0 : mq_n_default_excludes);
-	mq_buf_addf(b, ",\"checksum\":\"%s\"}", o->no_checksum ? "none" : "sha256");
+	mq_buf_addf(b, ",\"checksum\":\"%s\"", o->no_checksum ? "none" : "sha256");
+	if (o->calib) {
+		char obs[48];
+		mq_observer_name(&o->observer, obs, sizeof(obs));
+		mq_buf_addf(b, ",\"observer\":\"%s\",\"act\":\"%s\",\"calib_samples\":%llu,\"calib_missing\":\"%s\"", obs,
+			    o->act_none ? "none" : o->act_asymmetric ? "uint8" : "int8",
+			    (unsigned long long)o->calib_samples, o->calib_weights_only ? "weights-only" : "error");
+	}
+	mq_buf_adds(b, "}");
 }

@@ -35,10 +35,13 @@ struct mq_options {
 	int no_default_excludes;
 	int force, dry_run, quiet, no_sync;
 	int no_checksum;         /* skip the SHA-256 of the source data */
-	/* calibration statistics (used by inspect of a calibration file for now) */
+	/* calibration (--calib), and the statistics inspect shows for a calibration file */
+	const char *calib;       /* HDF5 calibration file, or NULL */
+	int calib_weights_only;  /* --calib-missing=weights-only */
 	struct mq_observer observer;  /* default percentile:99.99 */
 	int act_asymmetric;      /* --act uint8 */
-	int calib_options;       /* any of the three below was given */
+	int act_none;            /* --act none: no activation scales */
+	int calib_options;       /* --observer, --act, --calib-samples or --calib-missing given */
 	uint64_t calib_samples;  /* cap on calibration rows, 0: all */
 	const char *report;      /* run report path, or NULL */
 	uint64_t memory_budget;  /* bytes of tensor buffers per rank */

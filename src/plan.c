@@ -91,6 +91,19 @@ static void chunking(const struct mq_tensor *t, struct mq_plan_tensor *pt)
 	pt->n_chunks = (pt->n_rows + pt->chunk_rows - 1) / pt->chunk_rows;
 }
 
+char *mq_plan_layer_name(const char *weight)
+{
+	size_t n = strlen(weight);
+	if (n > 7 && strcmp(weight + n - 7, ".weight") == 0)
+		n -= 7;
+	char *s = malloc(n + 1);
+	if (s) {
+		memcpy(s, weight, n);
+		s[n] = '\0';
+	}
+	return s;
+}
+
 static int add_out(struct mq_plan *p, int *cap, const char *name, const char *suffix, enum mq_dtype dt,
 		   int ndim, const uint64_t *shape, int tensor, enum mq_role role, struct mq_error *err)
 {
@@ -151,6 +164,13 @@ static int plan_outputs(struct mq_plan *p, const struct mq_manifest *m, int i, i
 	rc = add_out(p, cap, base, "weight_scale", MQ_DTYPE_F32, sdim, sshape, i, MQ_ROLE_SCALE, err);
 	if (!rc && !si->symmetric)
 		rc = add_out(p, cap, base, "weight_zero_point", si->out_dtype, sdim, sshape, i, MQ_ROLE_ZERO_POINT, err);
+	uint64_t one = 1;
+	if (!rc && pt->calib == MQ_CALIB_STATIC && pt->act_rank >= 0) {
+		rc = add_out(p, cap, base, "input_scale", MQ_DTYPE_F32, 1, &one, i, MQ_ROLE_INPUT_SCALE, err);
+		if (!rc && p->act_asymmetric)
+			rc = add_out(p, cap, base, "input_zero_point", MQ_DTYPE_U8, 1, &one, i, MQ_ROLE_INPUT_ZERO_POINT,
+				     err);
+	}
 	free(base);
 	return rc;
 }
@@ -174,18 +194,21 @@ static int layout(struct mq_plan *p, const struct mq_manifest *m, struct mq_erro
 		case MQ_ROLE_WEIGHT: pt->out_data = k; break;
 		case MQ_ROLE_SCALE: pt->out_scale = k; break;
 		case MQ_ROLE_ZERO_POINT: pt->out_zero_point = k; break;
+		case MQ_ROLE_INPUT_SCALE: pt->out_input_scale = k; break;
+		case MQ_ROLE_INPUT_ZERO_POINT: pt->out_input_zero_point = k; break;
 		}
 	}
 	p->bytes_out = off;
 	/* Scale and zero-point names must not shadow an input tensor. */
 	for (int k = 0; k < p->n_out; k++) {
 		const struct mq_out_tensor *o = &p->out[k];
-		if (o->role == MQ_ROLE_SCALE || o->role == MQ_ROLE_ZERO_POINT) {
+		if (o->role != MQ_ROLE_COPY && o->role != MQ_ROLE_WEIGHT) {
 			int j = mq_manifest_find(m, o->name);
 			if (j >= 0)
 				return mq_fail(err, MQ_ERR_INPUT,
 					"input tensor '%s' has the name of the %s of '%s'; is the model already quantized? (exclude one of them with --exclude)",
-					o->name, o->role == MQ_ROLE_SCALE ? "scale" : "zero point",
+					o->name, o->role == MQ_ROLE_SCALE ? "scale" : o->role == MQ_ROLE_ZERO_POINT ? "zero point"
+						: "activation parameters",
 					m->tensors[o->tensor].name);
 		}
 	}
@@ -305,6 +328,19 @@ static int size_buffers(struct mq_plan *p, const struct mq_manifest *m, uint64_t
 			return mq_fail(err, MQ_ERR_USAGE,
 				"tensor '%s': one row needs %llu bytes of buffers, more than the memory budget of %llu MiB; raise --memory-budget",
 				t->name, (unsigned long long)per_row, (unsigned long long)(budget >> 20));
+		if (pt->calib == MQ_CALIB_STATIC) {
+			/* output-space error needs a whole chunk of rows, and its dequantized copy, at once */
+			per_row += 4 * pt->row_elems;
+			uint64_t need = per_row * pt->chunk_rows;
+			if (need > budget)
+				return mq_fail(err, MQ_ERR_USAGE,
+					"calibrated layer '%s' needs %llu MiB of buffers, more than the memory budget of %llu MiB; raise --memory-budget",
+					t->name, (unsigned long long)((need + (1u << 20) - 1) >> 20),
+					(unsigned long long)(budget >> 20));
+			pt->block_rows = pt->chunk_rows;
+			p->arena_bytes = need > p->arena_bytes ? need : p->arena_bytes;
+			continue;
+		}
 		uint64_t rows = budget / per_row;
 		uint64_t target = MQ_BLOCK_BYTES / pt->row_bytes; /* cache-sized blocks */
 		rows = rows < target ? rows : target;
@@ -316,14 +352,113 @@ static int size_buffers(struct mq_plan *p, const struct mq_manifest *m, uint64_t
 	return 0;
 }
 
+/* Calibration of one selected layer: its state, and the shape checks against the weight. */
+static int plan_calib(struct mq_plan *p, const struct mq_manifest *m, const struct mq_options *o, int i,
+		      const struct mq_calib_info *ci, struct mq_error *err)
+{
+	const struct mq_tensor *t = &m->tensors[i];
+	struct mq_plan_tensor *pt = &p->tensors[i];
+	if (!ci->present) {
+		pt->calib = MQ_CALIB_MISSING;
+		p->n_weights_only++;
+		return 0;
+	}
+	const struct mq_calib_shape *cs = &ci->shape;
+	int ok = cs->ndim == t->ndim && cs->shape[1] == t->shape[1];
+	if (ok && t->ndim == 4) {
+		ok = ci->groups == 1 && ci->stride[0] > 0 && ci->stride[1] > 0 && ci->dilation[0] > 0 &&
+		     ci->dilation[1] > 0 && ci->padding[0] >= 0 && ci->padding[1] >= 0 &&
+		     (int64_t)cs->shape[2] + 2 * ci->padding[0] >= ci->dilation[0] * ((int64_t)t->shape[2] - 1) + 1 &&
+		     (int64_t)cs->shape[3] + 2 * ci->padding[1] >= ci->dilation[1] * ((int64_t)t->shape[3] - 1) + 1;
+	}
+	if (!ok) {
+		char ws[96], as[96];
+		int k = snprintf(ws, sizeof(ws), "[");
+		for (int d = 0; d < t->ndim; d++)
+			k += snprintf(ws + k, sizeof(ws) - (size_t)k, d ? ", %llu" : "%llu", (unsigned long long)t->shape[d]);
+		snprintf(ws + k, sizeof(ws) - (size_t)k, "]");
+		k = snprintf(as, sizeof(as), "[");
+		for (int d = 0; d < cs->ndim; d++)
+			k += snprintf(as + k, sizeof(as) - (size_t)k, d ? ", %llu" : "%llu", (unsigned long long)cs->shape[d]);
+		snprintf(as + k, sizeof(as) - (size_t)k, "]");
+		return mq_fail(err, MQ_ERR_INPUT,
+			"tensor '%s' has shape %s but its calibration activations have shape %s%s (recapture them from this model)",
+			t->name, ws, as, t->ndim == 4 && ci->groups != 1 ? " and grouped convolution is not supported" : "");
+	}
+	pt->calib = MQ_CALIB_STATIC;
+	pt->cinfo = *ci;
+	pt->calib_rows = o->calib_samples && o->calib_samples < cs->shape[0] ? o->calib_samples : cs->shape[0];
+	pt->act_rank = o->act_none ? -1 : 0; /* owner assigned below */
+	p->n_calibrated++;
+	return 0;
+}
+
+/* A layer without calibration is an error listing them all, unless --calib-missing=weights-only. */
+static int check_missing(const struct mq_plan *p, const struct mq_manifest *m, const struct mq_options *o,
+			 struct mq_error *err)
+{
+	if (!p->n_weights_only || o->calib_weights_only)
+		return 0;
+	struct mq_buf b = MQ_BUF_INIT;
+	int shown = 0;
+	for (int i = 0; i < p->n_tensors; i++) {
+		if (p->tensors[i].calib != MQ_CALIB_MISSING)
+			continue;
+		if (shown++ < 8) {
+			char *layer = mq_plan_layer_name(m->tensors[i].name);
+			mq_buf_addf(&b, "%s'%s'", shown > 1 ? ", " : "", layer ? layer : "?");
+			free(layer);
+		}
+	}
+	if (shown > 8)
+		mq_buf_addf(&b, " and %d more", shown - 8);
+	mq_fail(err, MQ_ERR_INPUT,
+		"'%s' has no calibration for %d selected layer%s: %s; capture them, exclude them with --exclude, or pass --calib-missing=weights-only",
+		o->calib, shown, shown == 1 ? "" : "s", b.data ? b.data : "");
+	mq_buf_release(&b);
+	return err ? err->code : MQ_ERR_INPUT;
+}
+
+/* Activation observers: one per calibrated layer, longest first, ties by name. */
+static int assign_act(struct mq_plan *p, const struct mq_manifest *m, struct mq_error *err)
+{
+	struct lpt_item *items = calloc((size_t)p->n_tensors + 1, sizeof(*items));
+	uint64_t *load = calloc((size_t)p->n_ranks, sizeof(*load));
+	if (!items || !load) {
+		free(items);
+		free(load);
+		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+	}
+	int n = 0;
+	for (int i = 0; i < p->n_tensors; i++) {
+		const struct mq_plan_tensor *pt = &p->tensors[i];
+		if (pt->calib == MQ_CALIB_STATIC && pt->act_rank >= 0)
+			items[n++] = (struct lpt_item){ i, pt->calib_rows * pt->cinfo.shape.row_elems * 4 + 1,
+							m->tensors[i].name, 0 };
+	}
+	qsort(items, (size_t)n, sizeof(*items), cmp_lpt);
+	for (int k = 0; k < n; k++) {
+		int best = 0;
+		for (int r = 1; r < p->n_ranks; r++)
+			if (load[r] < load[best])
+				best = r;
+		p->tensors[items[k].unit].act_rank = best;
+		load[best] += items[k].cost;
+	}
+	free(items);
+	free(load);
+	return 0;
+}
+
 int mq_plan_build(const struct mq_manifest *m, const struct mq_options *o, int n_ranks,
-		  struct mq_plan *p, struct mq_error *err)
+		  const struct mq_calib_info *calib, struct mq_plan *p, struct mq_error *err)
 {
 	memset(p, 0, sizeof(*p));
 	MQ_ASSERT(n_ranks > 0);
 	p->n_ranks = n_ranks;
 	p->scheme = o->scheme;
 	p->per_tensor = mq_scheme_get(o->scheme)->is_cast ? 0 : o->per_tensor;
+	p->act_asymmetric = o->act_asymmetric;
 	p->n_tensors = m->n_tensors;
 	p->tensors = calloc((size_t)m->n_tensors + 1, sizeof(*p->tensors));
 	if (!p->tensors)
@@ -333,14 +468,23 @@ int mq_plan_build(const struct mq_manifest *m, const struct mq_options *o, int n
 		struct mq_plan_tensor *pt = &p->tensors[i];
 		pt->src = i;
 		pt->out_data = pt->out_scale = pt->out_zero_point = -1;
+		pt->out_input_scale = pt->out_input_zero_point = -1;
+		pt->act_rank = -1;
 		pt->reason = select_tensor(&m->tensors[i], o, &pt->action);
 		if (!pt->reason)
 			return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
 		p->n_quantized += pt->action == MQ_ACT_QUANT;
 		chunking(&m->tensors[i], pt);
 		p->bytes_in += m->tensors[i].nbytes;
-		rc = plan_outputs(p, m, i, &cap, err);
+		if (calib && pt->action == MQ_ACT_QUANT)
+			rc = plan_calib(p, m, o, i, &calib[i], err);
+		if (!rc)
+			rc = plan_outputs(p, m, i, &cap, err);
 	}
+	if (!rc && calib)
+		rc = check_missing(p, m, o, err);
+	if (!rc && calib)
+		rc = assign_act(p, m, err);
 	if (!rc)
 		rc = layout(p, m, err);
 	if (!rc)

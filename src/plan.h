@@ -16,6 +16,7 @@
 
 #include <stdint.h>
 
+#include "calib.h"
 #include "manifest.h"
 #include "options.h"
 #include "status.h"
@@ -24,7 +25,10 @@
 #define MQ_BLOCK_BYTES (2u << 20)  /* source bytes read at a time: stays in cache */
 
 enum mq_action { MQ_ACT_KEEP, MQ_ACT_QUANT };
-enum mq_role { MQ_ROLE_COPY, MQ_ROLE_WEIGHT, MQ_ROLE_SCALE, MQ_ROLE_ZERO_POINT };
+enum mq_role {
+	MQ_ROLE_COPY, MQ_ROLE_WEIGHT, MQ_ROLE_SCALE, MQ_ROLE_ZERO_POINT, MQ_ROLE_INPUT_SCALE, MQ_ROLE_INPUT_ZERO_POINT
+};
+enum mq_calib_state { MQ_CALIB_NONE, MQ_CALIB_STATIC, MQ_CALIB_MISSING };
 
 struct mq_plan_tensor {
 	int src;                /* index in the manifest (tensors are in name order) */
@@ -37,6 +41,11 @@ struct mq_plan_tensor {
 	uint64_t n_chunks;      /* 0 for an empty tensor */
 	uint64_t block_rows;    /* rows per read block (quantized tensors), within the budget */
 	int out_data, out_scale, out_zero_point; /* indices in out[], -1 if none */
+	int out_input_scale, out_input_zero_point;
+	enum mq_calib_state calib;
+	struct mq_calib_info cinfo; /* what the calibration file holds for this layer */
+	uint64_t calib_rows;    /* calibration rows used */
+	int act_rank;           /* rank that runs this layer's activation observer, -1 if none */
 	uint64_t bytes_out;     /* all output bytes that stem from this tensor */
 	int first_unit, n_units;
 };
@@ -68,6 +77,7 @@ struct mq_plan {
 	int n_ranks;
 	enum mq_scheme scheme;
 	int per_tensor;
+	int act_asymmetric;              /* input zero points (--act uint8) */
 	int n_tensors;                   /* = manifest tensors */
 	struct mq_plan_tensor *tensors;
 	int n_out;
@@ -76,12 +86,17 @@ struct mq_plan {
 	struct mq_unit *units;           /* in (tensor, chunk) order: the unit id */
 	struct mq_rank_load *ranks;      /* n_ranks entries */
 	int n_quantized;
+	int n_calibrated, n_weights_only; /* layers with static calibration, and without (allowed) */
 	uint64_t bytes_in, bytes_out;    /* all tensor data, input and output */
 	uint64_t arena_bytes;            /* tensor buffers per rank, within the budget */
 };
 
+/* calib: per manifest tensor, what the calibration file holds (NULL without --calib). */
 int mq_plan_build(const struct mq_manifest *m, const struct mq_options *o, int n_ranks,
-		  struct mq_plan *p, struct mq_error *err);
+		  const struct mq_calib_info *calib, struct mq_plan *p, struct mq_error *err);
+
+/* The layer name of a weight (its name without ".weight"), malloc'd. */
+char *mq_plan_layer_name(const char *weight);
 void mq_plan_release(struct mq_plan *p);
 
 #endif

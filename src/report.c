@@ -19,6 +19,7 @@ static const char *const stat_names[MQ_STAT_COUNT] = {
 	[MQ_STAT_T_QUANT] = "quantize_s",
 	[MQ_STAT_T_WRITE] = "write_s",
 	[MQ_STAT_T_WAIT] = "wait_s",
+	[MQ_STAT_T_CALIB] = "calibrate_s",
 	[MQ_STAT_T_FINISH] = "finish_s",
 	[MQ_STAT_BYTES_READ] = "bytes_read",
 	[MQ_STAT_BYTES_WRITTEN] = "bytes_written",
@@ -63,8 +64,16 @@ void mq_report_progress(const struct mq_manifest *m, const struct mq_plan *p, in
 			snprintf(sq, sizeof(sq), "%7.2f dB", s);
 		else
 			snprintf(sq, sizeof(sq), "  exact   ");
-		mq_info("[%*d/%d] %s %s %s -> %s  sqnr %s  %.2f -> %.2f MiB\n", w, done, p->n_tensors, t->name, shape,
-			mq_dtype_name(t->dtype), mq_dtype_name(mq_scheme_get(p->scheme)->out_dtype), sq,
+		char cal[96] = "";
+		if (pt->calib == MQ_CALIB_STATIC && pt->act_rank >= 0)
+			snprintf(cal, sizeof(cal), "  output %.2f dB (W8A8 %.2f dB)", mq_sqnr_db(r->out_signal, r->out_noise_w),
+				 mq_sqnr_db(r->out_signal, r->out_noise_wa));
+		else if (pt->calib == MQ_CALIB_STATIC)
+			snprintf(cal, sizeof(cal), "  output %.2f dB", mq_sqnr_db(r->out_signal, r->out_noise_w));
+		else if (pt->calib == MQ_CALIB_MISSING)
+			snprintf(cal, sizeof(cal), "  no calibration: weights only");
+		mq_info("[%*d/%d] %s %s %s -> %s  sqnr %s%s  %.2f -> %.2f MiB\n", w, done, p->n_tensors, t->name, shape,
+			mq_dtype_name(t->dtype), mq_dtype_name(mq_scheme_get(p->scheme)->out_dtype), sq, cal,
 			mib(t->nbytes), mib(pt->bytes_out));
 	} else {
 		mq_info("[%*d/%d] %s %s %s  kept (%s)  %.2f MiB\n", w, done, p->n_tensors, t->name, shape,
@@ -154,6 +163,23 @@ void mq_report_summary(const struct mq_manifest *m, const struct mq_plan *p, con
 	double agg = mq_metadata_aggregate_sqnr(p, res);
 	if (p->n_quantized)
 		mq_info("  aggregate SQNR %.2f dB\n", agg);
+	int with_act = 0;
+	for (int i = 0; i < p->n_tensors; i++)
+		with_act |= p->tensors[i].calib == MQ_CALIB_STATIC && p->tensors[i].act_rank >= 0;
+	if (p->n_calibrated && with_act)
+		mq_info("  output-space SQNR on %d calibrated layers: %.2f dB with weights quantized, %.2f dB with activations too\n",
+			p->n_calibrated, mq_metadata_output_sqnr(p, res, 0), mq_metadata_output_sqnr(p, res, 1));
+	else if (p->n_calibrated)
+		mq_info("  output-space SQNR on %d calibrated layers: %.2f dB with weights quantized\n", p->n_calibrated,
+			mq_metadata_output_sqnr(p, res, 0));
+	if (p->n_weights_only) {
+		mq_info("  %d layer%s without calibration, quantized weights only:", p->n_weights_only,
+			p->n_weights_only == 1 ? "" : "s");
+		for (int i = 0, k = 0; i < p->n_tensors && k < 10; i++)
+			if (p->tensors[i].calib == MQ_CALIB_MISSING)
+				mq_info("%s %s", k++ ? "," : "", m->tensors[i].name);
+		mq_info("%s\n", p->n_weights_only > 10 ? ", ..." : "");
+	}
 	struct worst *w = malloc(((size_t)p->n_quantized + 1) * sizeof(*w));
 	int n = 0;
 	for (int i = 0; w && i < p->n_tensors; i++)

@@ -3,12 +3,15 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <cblas.h>
 
 #include "calib.h"
 #include "inspect.h"
@@ -22,8 +25,14 @@ struct unit_record {
 	int32_t unit;
 	int32_t failed;      /* 1: failed or skipped; the error travels by agreement */
 	double signal, noise, max_abs;
+	double out_signal, out_noise_w, out_noise_wa; /* calibrated layers */
 	uint32_t n_digests;
 	uint32_t reserved;
+};
+
+/* Output-space sums of a calibrated layer's unit. */
+struct out_acc {
+	double signal, noise_w, noise_wa;
 };
 
 struct run {
@@ -40,6 +49,7 @@ struct run {
 	/* rank 0: what has come in */
 	struct mq_tensor_result *res; /* per tensor */
 	double *u_signal, *u_noise, *u_max; /* per unit */
+	double *u_out;                /* per unit: output-space sums (3), with --calib */
 	uint8_t *chunk_digests;       /* 32 bytes per chunk of every tensor */
 	uint64_t *chunk_base;         /* per tensor: index of its first chunk */
 	int *units_left;              /* per tensor */
@@ -47,6 +57,11 @@ struct run {
 	int cancel_sent;              /* rank 0: told the others to stop */
 	int cancelled;                /* stop working: a unit failed somewhere */
 	double stats[MQ_STAT_COUNT];
+	/* calibration */
+	struct mq_calib *calib;       /* open on every rank with --calib */
+	struct mq_calib_info *cinfo;  /* per manifest tensor */
+	double *act;                  /* per tensor: threshold, scale, zero point (after the observers) */
+	char calib_digest[2 * MQ_SHA256_LEN + 1]; /* rank 0 */
 	struct mq_error err;
 };
 
@@ -61,6 +76,16 @@ static void finish_tensor(struct run *r, int t)
 		res->signal += r->u_signal[u];
 		res->noise += r->u_noise[u];
 		res->max_abs = r->u_max[u] > res->max_abs ? r->u_max[u] : res->max_abs;
+		if (r->u_out) {
+			res->out_signal += r->u_out[3 * u];
+			res->out_noise_w += r->u_out[3 * u + 1];
+			res->out_noise_wa += r->u_out[3 * u + 2];
+		}
+	}
+	if (r->act) {
+		res->act_threshold = r->act[3 * t];
+		res->act_scale = r->act[3 * t + 1];
+		res->act_zero_point = r->act[3 * t + 2];
 	}
 	if (!r->opt.no_checksum)
 		mq_sha256(r->chunk_digests + r->chunk_base[t] * MQ_SHA256_LEN, pt->n_chunks * MQ_SHA256_LEN,
@@ -92,6 +117,11 @@ static void take_record(struct run *r, const struct unit_record *rec, size_t len
 	r->u_signal[rec->unit] = rec->signal;
 	r->u_noise[rec->unit] = rec->noise;
 	r->u_max[rec->unit] = rec->max_abs;
+	if (r->u_out) {
+		r->u_out[3 * rec->unit] = rec->out_signal;
+		r->u_out[3 * rec->unit + 1] = rec->out_noise_w;
+		r->u_out[3 * rec->unit + 2] = rec->out_noise_wa;
+	}
 	memcpy(r->chunk_digests + (r->chunk_base[u->tensor] + u->chunk_begin) * MQ_SHA256_LEN, rec + 1,
 	       rec->n_digests * (size_t)MQ_SHA256_LEN);
 	if (--r->units_left[u->tensor] == 0)
@@ -140,6 +170,8 @@ static int setup_collect(struct run *r)
 		r->units_left[t] = p->tensors[t].n_units;
 	}
 	r->chunk_digests = malloc((size_t)chunks * MQ_SHA256_LEN + 1);
+	if (r->opt.calib && !(r->u_out = calloc(3 * (size_t)p->n_units + 1, sizeof(double))))
+		return mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
 	if (!r->res || !r->chunk_base || !r->units_left || !r->u_signal || !r->u_noise || !r->u_max ||
 	    !r->chunk_digests)
 		return mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
@@ -252,6 +284,7 @@ struct blocks {
 	void *q;           /* quantized rows */
 	float *scale;      /* per row */
 	uint8_t *zp;       /* per row */
+	float *what;       /* calibrated layers: the rows dequantized */
 };
 
 static struct blocks carve(struct run *r, const struct mq_plan_tensor *pt, enum mq_dtype dt)
@@ -268,6 +301,7 @@ static struct blocks carve(struct run *r, const struct mq_plan_tensor *pt, enum 
 	b.q = p + src + f32;
 	b.scale = (float *)(void *)(p + src + f32 + q);
 	b.zp = (uint8_t *)(b.scale + rows);
+	b.what = (float *)(void *)(p + src + f32 + q + ((rows * 5 + 63) & ~(uint64_t)63));
 	return b;
 }
 
@@ -315,7 +349,133 @@ static int load_block(struct run *r, const struct mq_tensor *t, const struct mq_
 	return 0;
 }
 
-static int quant_unit(struct run *r, const struct mq_unit *u, struct chunk_hasher *ch, struct mq_err_acc *acc)
+/* ---- output-space error of calibrated layers ---- */
+
+/* x -> dequant(quant(x)) with the layer's static activation parameters. */
+static void fake_quant(const struct run *r, int t, const float *x, float *out, size_t n)
+{
+	float s = (float)r->act[3 * t + 1], inv = 1.0f / s, zp = (float)r->act[3 * t + 2];
+	float lo = r->plan.act_asymmetric ? 0.0f : -128.0f, hi = r->plan.act_asymmetric ? 255.0f : 127.0f;
+	for (size_t i = 0; i < n; i++) {
+		float q = nearbyintf(x[i] * inv) + zp;
+		q = q < lo ? lo : q > hi ? hi : q;
+		out[i] = (q - zp) * s;
+	}
+}
+
+/* Conv input [c, h, w] to rows of patches [oh * ow, c * kh * kw], zero padding. */
+static void im2col(const float *x, const struct mq_calib_info *ci, const struct mq_tensor *t, uint64_t oh,
+		   uint64_t ow, float *out)
+{
+	uint64_t c_in = t->shape[1], kh = t->shape[2], kw = t->shape[3];
+	int64_t h = (int64_t)ci->shape.shape[2], w = (int64_t)ci->shape.shape[3];
+	uint64_t k_len = c_in * kh * kw;
+	for (uint64_t oy = 0; oy < oh; oy++)
+		for (uint64_t ox = 0; ox < ow; ox++) {
+			float *row = out + (oy * ow + ox) * k_len;
+			for (uint64_t c = 0; c < c_in; c++)
+				for (uint64_t ki = 0; ki < kh; ki++)
+					for (uint64_t kj = 0; kj < kw; kj++) {
+						int64_t iy = (int64_t)oy * ci->stride[0] - ci->padding[0] + (int64_t)ki * ci->dilation[0];
+						int64_t ix = (int64_t)ox * ci->stride[1] - ci->padding[1] + (int64_t)kj * ci->dilation[1];
+						*row++ = iy >= 0 && iy < h && ix >= 0 && ix < w ? x[(c * (uint64_t)h + (uint64_t)iy) * (uint64_t)w + (uint64_t)ix] : 0.0f;
+					}
+		}
+}
+
+/* Y = X W^T for m rows of X (k wide) and n rows of W: sums of Y^2 and of the errors, in order. */
+static void gemm_sums(const float *x, const float *xh, const float *w, const float *wh, uint64_t m, uint64_t n,
+		      uint64_t k, float *y, float *yw, float *ywa, struct out_acc *acc)
+{
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)n, (int)k, 1.0f, x, (int)k, w, (int)k, 0.0f,
+		    y, (int)n);
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)n, (int)k, 1.0f, x, (int)k, wh, (int)k, 0.0f,
+		    yw, (int)n);
+	if (xh)
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)n, (int)k, 1.0f, xh, (int)k, wh, (int)k,
+			    0.0f, ywa, (int)n);
+	for (uint64_t i = 0; i < m * n; i++) {
+		double v = y[i], e1 = v - (double)yw[i], e2 = xh ? v - (double)ywa[i] : 0.0;
+		acc->signal += v * v;
+		acc->noise_w += e1 * e1;
+		acc->noise_wa += e2 * e2;
+	}
+}
+
+/*
+ * Output-space sums of n weight rows (w, and wh dequantized) over the layer's
+ * calibration rows, read in fixed blocks: 1 MiB of Linear rows, or one Conv
+ * sample. The order of the sums depends on the shapes only.
+ */
+static int output_space(struct run *r, int t, const float *w, const float *wh, uint64_t n, struct out_acc *acc)
+{
+	const struct mq_tensor *tt = &r->man.tensors[t];
+	const struct mq_plan_tensor *pt = &r->plan.tensors[t];
+	const struct mq_calib_info *ci = &pt->cinfo;
+	int conv = tt->ndim == 4, act = pt->act_rank >= 0;
+	uint64_t k = pt->row_elems, in_row = ci->shape.row_elems, xb, m_rows, oh = 1, ow = 1;
+	if (conv) {
+		oh = (uint64_t)(((int64_t)ci->shape.shape[2] + 2 * ci->padding[0] - ci->dilation[0] * ((int64_t)tt->shape[2] - 1) - 1) / ci->stride[0] + 1);
+		ow = (uint64_t)(((int64_t)ci->shape.shape[3] + 2 * ci->padding[1] - ci->dilation[1] * ((int64_t)tt->shape[3] - 1) - 1) / ci->stride[1] + 1);
+		xb = 1;
+		m_rows = oh * ow;
+	} else {
+		xb = (1u << 20) / (k * 4);
+		xb = xb ? xb : 1;
+		m_rows = xb;
+	}
+	char *layer = mq_plan_layer_name(tt->name);
+	struct mq_calib_layer *l = NULL;
+	struct mq_calib_shape sh;
+	float *x = malloc(xb * in_row * sizeof(float)), *xh = malloc(xb * in_row * sizeof(float));
+	float *xc = conv ? malloc(m_rows * k * sizeof(float)) : NULL, *xhc = conv ? malloc(m_rows * k * sizeof(float)) : NULL;
+	float *y = malloc(m_rows * n * sizeof(float) * 3);
+	int rc = 0;
+	if (!layer || !x || !xh || !y || (conv && (!xc || !xhc)))
+		rc = mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory for the output-space error of '%s'", tt->name);
+	if (!rc)
+		rc = mq_calib_layer_open(r->calib, layer, &l, &sh, &r->err);
+	for (uint64_t row = 0; !rc && row < pt->calib_rows; row += xb) {
+		uint64_t nx = pt->calib_rows - row < xb ? pt->calib_rows - row : xb;
+		size_t bad;
+		struct mq_range rg;
+		mq_range_init(&rg);
+		double t0 = mq_comm_time();
+		if ((rc = mq_calib_layer_read(l, row, nx, x, &r->err)))
+			break;
+		r->stats[MQ_STAT_T_READ] += mq_comm_time() - t0;
+		if (mq_range_update(&rg, x, (size_t)(nx * in_row), &bad)) {
+			rc = mq_fail(&r->err, MQ_ERR_DATA, "'%s': layer '%s': %s in the activations at row %llu; recapture the calibration data",
+				     r->opt.calib, layer, x[bad] != x[bad] ? "NaN" : "Inf",
+				     (unsigned long long)(row + bad / in_row));
+			break;
+		}
+		t0 = mq_comm_time();
+		if (act)
+			fake_quant(r, t, x, xh, (size_t)(nx * in_row));
+		if (conv) {
+			im2col(x, ci, tt, oh, ow, xc);
+			if (act)
+				im2col(xh, ci, tt, oh, ow, xhc);
+			gemm_sums(xc, act ? xhc : NULL, w, wh, m_rows, n, k, y, y + m_rows * n, y + 2 * m_rows * n, acc);
+		} else {
+			gemm_sums(x, act ? xh : NULL, w, wh, nx, n, k, y, y + nx * n, y + 2 * nx * n, acc);
+		}
+		r->stats[MQ_STAT_T_CALIB] += mq_comm_time() - t0;
+		poll_records(r, 0);
+	}
+	mq_calib_layer_close(l);
+	free(layer);
+	free(x);
+	free(xh);
+	free(xc);
+	free(xhc);
+	free(y);
+	return rc;
+}
+
+static int quant_unit(struct run *r, const struct mq_unit *u, struct chunk_hasher *ch, struct mq_err_acc *acc,
+		      struct out_acc *oacc)
 {
 	const struct mq_tensor *t = &r->man.tensors[u->tensor];
 	const struct mq_plan_tensor *pt = &r->plan.tensors[u->tensor];
@@ -362,6 +522,18 @@ static int quant_unit(struct run *r, const struct mq_unit *u, struct chunk_hashe
 		r->stats[MQ_STAT_T_QUANT] += mq_comm_time() - t0;
 		if (write_at(r, p->out[pt->out_data].begin + row * out_row, b.q, n * out_row))
 			return r->err.code;
+		if (pt->calib == MQ_CALIB_STATIC) {
+			for (uint64_t k = 0; k < n; k++) {
+				const struct mq_qparams qp = { b.scale[k], b.zp[k] };
+				const void *q = (const char *)b.q + k * out_row;
+				float *wh = b.what + k * pt->row_elems;
+				for (uint64_t j = 0; j < pt->row_elems; j++)
+					wh[j] = mq_dequant(qp, p->scheme == MQ_SCHEME_INT8 ? ((const int8_t *)q)[j]
+											: ((const uint8_t *)q)[j]);
+			}
+			if (output_space(r, u->tensor, b.x, b.what, n, oacc))
+				return r->err.code;
+		}
 		if (!p->per_tensor && pt->out_scale >= 0 &&
 		    write_at(r, p->out[pt->out_scale].begin + row * 4, b.scale, n * 4))
 			return r->err.code;
@@ -387,10 +559,11 @@ static int do_unit(struct run *r, int id, struct unit_record *rec)
 	const struct mq_unit *u = &r->plan.units[id];
 	struct chunk_hasher ch = { .out = r->opt.no_checksum ? NULL : (uint8_t *)(rec + 1) };
 	struct mq_err_acc acc = { 0, 0, 0 };
+	struct out_acc oacc = { 0, 0, 0 };
 	memset(rec, 0, sizeof(*rec));
 	rec->unit = id;
 	rec->n_digests = r->opt.no_checksum ? 0 : (uint32_t)(u->chunk_end - u->chunk_begin);
-	int rc = r->plan.tensors[u->tensor].action == MQ_ACT_QUANT ? quant_unit(r, u, &ch, &acc)
+	int rc = r->plan.tensors[u->tensor].action == MQ_ACT_QUANT ? quant_unit(r, u, &ch, &acc, &oacc)
 								    : copy_unit(r, u, &ch);
 	if (ch.open)
 		mq_sha256_release(&ch.h);
@@ -398,6 +571,9 @@ static int do_unit(struct run *r, int id, struct unit_record *rec)
 	rec->signal = acc.signal;
 	rec->noise = acc.noise;
 	rec->max_abs = acc.max_abs;
+	rec->out_signal = oacc.signal;
+	rec->out_noise_w = oacc.noise_w;
+	rec->out_noise_wa = oacc.noise_wa;
 	return rc;
 }
 
@@ -555,7 +731,8 @@ static int write_header(struct run *r, uint64_t header_len)
 	for (int i = 0; i < 8; i++)
 		prefix[i] = (unsigned char)(header_len >> (8 * i));
 	mq_buf_add(&b, prefix, 8);
-	int rc = mq_metadata_header(&r->man, &r->plan, &r->opt, r->res, 0, &b, &r->err);
+	int rc = mq_metadata_header(&r->man, &r->plan, &r->opt, r->res, r->calib_digest[0] ? r->calib_digest : NULL,
+				    0, &b, &r->err);
 	if (!rc && b.len - 8 > header_len)
 		rc = mq_fail(&r->err, MQ_ERR_INTERNAL, "header exceeds its reservation");
 	while (!rc && b.len - 8 < header_len)
@@ -563,6 +740,16 @@ static int write_header(struct run *r, uint64_t header_len)
 	if (!rc)
 		rc = mq_comm_file_write(r->comm, 0, b.data, b.len, &r->err);
 	mq_buf_release(&b);
+	/* the static activation parameters: a few bytes per layer, known to rank 0 */
+	for (int t = 0; !rc && r->act && t < r->plan.n_tensors; t++) {
+		const struct mq_plan_tensor *pt = &r->plan.tensors[t];
+		float s = (float)r->act[3 * t + 1];
+		uint8_t zp = (uint8_t)r->act[3 * t + 2];
+		if (pt->out_input_scale >= 0)
+			rc = write_at(r, r->plan.out[pt->out_input_scale].begin, &s, 4);
+		if (!rc && pt->out_input_zero_point >= 0)
+			rc = write_at(r, r->plan.out[pt->out_input_zero_point].begin, &zp, 1);
+	}
 	return rc;
 }
 
@@ -577,6 +764,30 @@ static void sync_dir(const char *path)
 		close(fd);
 	}
 	free(copy);
+}
+
+/* Rank 0: SHA-256 of a whole file (the calibration file), 4 MiB at a time. */
+static int hash_file(struct run *r, const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	struct mq_sha256 h;
+	char *buf = malloc(4u << 20);
+	if (!f || !buf || mq_sha256_init(&h)) {
+		if (f)
+			fclose(f);
+		free(buf);
+		return mq_fail(&r->err, MQ_ERR_INPUT, "cannot read '%s' to checksum it", path);
+	}
+	size_t n;
+	while ((n = fread(buf, 1, 4u << 20, f)) > 0)
+		mq_sha256_update(&h, buf, n);
+	uint8_t d[MQ_SHA256_LEN];
+	mq_sha256_final(&h, d);
+	mq_hex(d, MQ_SHA256_LEN, r->calib_digest);
+	int bad = ferror(f);
+	fclose(f);
+	free(buf);
+	return bad ? mq_fail(&r->err, MQ_ERR_INPUT, "cannot read '%s'", path) : 0;
 }
 
 /* ---- phases ---- */
@@ -599,6 +810,71 @@ out:
 	return r->err.code;
 }
 
+/* Every rank: what the calibration file holds for each weight; rank 0: the file's digest. */
+static int phase_calib(struct run *r)
+{
+	if (!r->opt.calib)
+		return 0;
+	double t0 = mq_comm_time();
+	openblas_set_num_threads(1); /* one thread per rank, and the same sums every time */
+	r->cinfo = calloc((size_t)r->man.n_tensors + 1, sizeof(*r->cinfo));
+	if (!r->cinfo)
+		mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
+	else if (!mq_calib_open(r->opt.calib, &r->calib, &r->err)) {
+		for (int i = 0; i < r->man.n_tensors && !r->err.code; i++) {
+			const struct mq_tensor *t = &r->man.tensors[i];
+			if (!mq_dtype_is_float(t->dtype) || (t->ndim != 2 && t->ndim != 4))
+				continue;
+			char *layer = mq_plan_layer_name(t->name);
+			if (!layer)
+				mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
+			else
+				mq_calib_describe(r->calib, layer, &r->cinfo[i], &r->err);
+			free(layer);
+		}
+	}
+	if (!r->err.code && r->rank == 0 && !r->opt.no_checksum)
+		hash_file(r, r->opt.calib);
+	r->stats[MQ_STAT_T_CALIB] += mq_comm_time() - t0;
+	return mq_comm_agree(r->comm, &r->err);
+}
+
+/* The activation observers, each layer on the rank the plan chose; every rank gets every result. */
+static int phase_act(struct run *r)
+{
+	if (!r->opt.calib)
+		return 0;
+	double t0 = mq_comm_time();
+	size_t n = 3 * (size_t)r->plan.n_tensors;
+	double *mine = calloc(n + 1, sizeof(double));
+	r->act = calloc(n + 1, sizeof(double));
+	if (!mine || !r->act)
+		mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
+	for (int i = 0; i < r->plan.n_tensors && !r->err.code; i++) {
+		const struct mq_plan_tensor *pt = &r->plan.tensors[i];
+		if (pt->act_rank != r->rank || pt->calib != MQ_CALIB_STATIC)
+			continue;
+		char *layer = mq_plan_layer_name(r->man.tensors[i].name);
+		struct mq_obs_result res;
+		uint64_t rows;
+		if (!layer) {
+			mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
+		} else if (!mq_calib_observe(r->calib, layer, &r->opt.observer, !r->opt.act_asymmetric, pt->calib_rows,
+					     &res, &rows, &r->err)) {
+			mine[3 * i] = r->opt.act_asymmetric ? (double)(res.hi - res.lo) : (double)res.threshold;
+			mine[3 * i + 1] = (double)res.qp.scale;
+			mine[3 * i + 2] = (double)res.qp.zero_point;
+		}
+		free(layer);
+	}
+	/* one rank holds each value and the others zero, so the sum is exact */
+	if (!mq_comm_agree(r->comm, &r->err))
+		mq_comm_allreduce_sum(r->comm, mine, r->act, (int)n, &r->err);
+	free(mine);
+	r->stats[MQ_STAT_T_CALIB] += mq_comm_time() - t0;
+	return mq_comm_agree(r->comm, &r->err);
+}
+
 static int phase_plan(struct run *r, uint64_t *header_len)
 {
 	double t0 = mq_comm_time();
@@ -607,7 +883,7 @@ static int phase_plan(struct run *r, uint64_t *header_len)
 		mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
 	if (!r->err.code && r->rank == 0)
 		check_output(r);
-	if (!r->err.code && !mq_plan_build(&r->man, &r->opt, r->size, &r->plan, &r->err))
+	if (!r->err.code && !mq_plan_build(&r->man, &r->opt, r->size, r->cinfo, &r->plan, &r->err))
 		mq_metadata_reserve(&r->man, &r->plan, &r->opt, header_len, &r->err);
 	r->data_start = 8 + *header_len;
 	r->stats[MQ_STAT_T_PLAN] = mq_comm_time() - t0;
@@ -672,6 +948,10 @@ static void report(struct run *r)
 
 static void release(struct run *r)
 {
+	mq_calib_close(r->calib);
+	free(r->cinfo);
+	free(r->act);
+	free(r->u_out);
 	if (r->fds)
 		for (int f = 0; f < r->man.n_files; f++)
 			if (r->fds[f] >= 0)
@@ -696,13 +976,15 @@ static int quantize(struct run *r)
 {
 	double t_start = mq_comm_time();
 	uint64_t header_len = 0;
-	if (phase_manifest(r) || phase_plan(r, &header_len))
+	if (phase_manifest(r) || phase_calib(r) || phase_plan(r, &header_len))
 		return r->err.code;
 	if (r->opt.dry_run) {
 		if (r->rank == 0)
 			mq_report_plan(&r->man, &r->plan, &r->opt, header_len, r->output);
 		return 0;
 	}
+	if (phase_act(r))
+		return r->err.code;
 	r->fds = malloc((size_t)r->man.n_files * sizeof(int) + 1);
 	if (!r->fds || !mq_f16_table())
 		mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");

@@ -28,7 +28,7 @@ static int setup(void **state)
 	f->o.scheme = MQ_SCHEME_UINT8;
 	f->o.memory_budget = 64u << 20;
 	f->o.input = "model.safetensors";
-	if (mq_plan_build(&f->m, &f->o, 2, &f->p, &e))
+	if (mq_plan_build(&f->m, &f->o, 2, NULL, &f->p, &e))
 		return -1;
 	*state = f;
 	return 0;
@@ -48,7 +48,7 @@ static void check_header(struct fixture *f, uint64_t reserved, struct mq_st_head
 {
 	struct mq_buf b = MQ_BUF_INIT;
 	struct mq_error e = { 0 };
-	assert_int_equal(mq_metadata_header(&f->m, &f->p, &f->o, f->res, reserved, &b, &e), 0);
+	assert_int_equal(mq_metadata_header(&f->m, &f->p, &f->o, f->res, NULL, reserved, &b, &e), 0);
 	assert_int_equal(b.len, reserved);
 	assert_int_equal(b.len % 8, 0);
 	assert_int_equal(b.data[0], '{');
@@ -88,7 +88,7 @@ static void test_metadata_keys_and_records(void **state)
 	struct mq_error e = { 0 };
 	assert_int_equal(mq_metadata_reserve(&f->m, &f->p, &f->o, &reserved, &e), 0);
 	for (int i = 0; i < 4; i++) {
-		f->res[i] = (struct mq_tensor_result){ 100.0, 1.0, 0.5, { 0 } };
+		f->res[i] = (struct mq_tensor_result){ .signal = 100.0, .noise = 1.0, .max_abs = 0.5 };
 		f->res[i].sha256[0] = (uint8_t)i;
 	}
 	struct mq_st_header h;

@@ -43,7 +43,7 @@ static void test_plan_selection_follows_the_rules(void **state)
 	struct mq_error e = { 0 };
 	make_manifest(&m, model, N_MODEL);
 	default_options(&o);
-	assert_int_equal(mq_plan_build(&m, &o, 1, &p, &e), 0);
+	assert_int_equal(mq_plan_build(&m, &o, 1, NULL, &p, &e), 0);
 	assert_int_equal(find(&m, &p, "model.layers.0.mlp.down_proj.weight")->action, MQ_ACT_QUANT);
 	assert_int_equal(find(&m, &p, "model.layers.0.mlp.up_proj.weight")->action, MQ_ACT_QUANT);
 	assert_int_equal(find(&m, &p, "model.conv.weight")->action, MQ_ACT_QUANT);
@@ -63,7 +63,7 @@ static void test_plan_selection_follows_the_rules(void **state)
 	o.n_includes = 2;
 	o.excludes = exc;
 	o.n_excludes = 1;
-	assert_int_equal(mq_plan_build(&m, &o, 1, &p, &e), 0);
+	assert_int_equal(mq_plan_build(&m, &o, 1, NULL, &p, &e), 0);
 	assert_int_equal(find(&m, &p, "lm_head.weight")->action, MQ_ACT_QUANT);
 	assert_string_equal(find(&m, &p, "model.layers.0.mlp.down_proj.weight")->reason, "--exclude 'down_proj'");
 	assert_string_equal(find(&m, &p, "model.conv.weight")->reason, "no --include matches");
@@ -81,7 +81,7 @@ static void test_plan_layout_is_contiguous_and_sorted(void **state)
 	make_manifest(&m, model, N_MODEL);
 	default_options(&o);
 	o.scheme = MQ_SCHEME_UINT8;
-	assert_int_equal(mq_plan_build(&m, &o, 3, &p, &e), 0);
+	assert_int_equal(mq_plan_build(&m, &o, 3, NULL, &p, &e), 0);
 	uint64_t off = 0;
 	for (int k = 0; k < p.n_out; k++) {
 		assert_int_equal(p.out[k].begin, off);
@@ -113,8 +113,8 @@ static void test_plan_units_do_not_depend_on_rank_count(void **state)
 	struct mq_error e = { 0 };
 	make_manifest(&m, model, N_MODEL);
 	default_options(&o);
-	assert_int_equal(mq_plan_build(&m, &o, 1, &p1, &e), 0);
-	assert_int_equal(mq_plan_build(&m, &o, 4, &p4, &e), 0);
+	assert_int_equal(mq_plan_build(&m, &o, 1, NULL, &p1, &e), 0);
+	assert_int_equal(mq_plan_build(&m, &o, 4, NULL, &p4, &e), 0);
 	assert_int_equal(p1.n_units, p4.n_units);
 	for (int u = 0; u < p1.n_units; u++) {
 		assert_int_equal(p1.units[u].tensor, p4.units[u].tensor);
@@ -150,8 +150,8 @@ static void test_plan_is_deterministic_and_balanced(void **state)
 	struct mq_error e = { 0 };
 	make_manifest(&m, many, 40);
 	default_options(&o);
-	assert_int_equal(mq_plan_build(&m, &o, 4, &a, &e), 0);
-	assert_int_equal(mq_plan_build(&m, &o, 4, &b, &e), 0);
+	assert_int_equal(mq_plan_build(&m, &o, 4, NULL, &a, &e), 0);
+	assert_int_equal(mq_plan_build(&m, &o, 4, NULL, &b, &e), 0);
 	for (int u = 0; u < a.n_units; u++)
 		assert_int_equal(a.units[u].rank, b.units[u].rank);
 	uint64_t mx = 0, sum = 0, largest = 0;
@@ -179,7 +179,7 @@ static void test_plan_per_tensor_keeps_tensors_whole(void **state)
 	make_manifest(&m, model, N_MODEL);
 	default_options(&o);
 	o.per_tensor = 1;
-	assert_int_equal(mq_plan_build(&m, &o, 2, &p, &e), 0);
+	assert_int_equal(mq_plan_build(&m, &o, 2, NULL, &p, &e), 0);
 	const struct mq_plan_tensor *big = find(&m, &p, "model.big.weight");
 	assert_int_equal(big->n_units, 1);
 	assert_int_equal(p.units[big->first_unit].chunk_end, 5);
@@ -202,7 +202,7 @@ static void test_plan_refuses_rows_over_budget_and_name_clashes(void **state)
 	make_manifest(&m, wide, 1);
 	default_options(&o);
 	o.memory_budget = 4u << 20;
-	assert_int_equal(mq_plan_build(&m, &o, 1, &p, &e), MQ_ERR_USAGE);
+	assert_int_equal(mq_plan_build(&m, &o, 1, NULL, &p, &e), MQ_ERR_USAGE);
 	assert_non_null(strstr(e.msg, "raise --memory-budget"));
 	mq_plan_release(&p);
 	mq_manifest_release(&m);
@@ -211,7 +211,7 @@ static void test_plan_refuses_rows_over_budget_and_name_clashes(void **state)
 	make_manifest(&m, clash, 2);
 	default_options(&o);
 	memset(&e, 0, sizeof(e));
-	assert_int_equal(mq_plan_build(&m, &o, 1, &p, &e), MQ_ERR_INPUT);
+	assert_int_equal(mq_plan_build(&m, &o, 1, NULL, &p, &e), MQ_ERR_INPUT);
 	assert_non_null(strstr(e.msg, "already quantized"));
 	mq_plan_release(&p);
 	mq_manifest_release(&m);
