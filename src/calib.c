@@ -369,6 +369,7 @@ static void print_attr(hid_t file, const char *name, FILE *out)
 			char *s = NULL;
 			hid_t mt = H5Tcopy(H5T_C_S1);
 			H5Tset_size(mt, H5T_VARIABLE);
+			H5Tset_cset(mt, H5Tget_cset(t)); /* h5py writes UTF-8 */
 			if (H5Aread(a, mt, &s) >= 0 && s) {
 				fprintf(out, "  %s: %s\n", name, s);
 				H5free_memory(s);

@@ -194,6 +194,21 @@ int mq_obs_mse_choice(const uint64_t *hist, double w)
 	return best;
 }
 
+/* Replaces zeros by eps and takes as much from the non-zero entries (MXNet's smoothing). 0: all zero. */
+static int smooth(double *v, int n)
+{
+	const double eps = 1e-4;
+	int zeros = 0;
+	for (int b = 0; b < n; b++)
+		zeros += v[b] == 0.0;
+	if (zeros == n)
+		return 0;
+	double take = eps * (double)zeros / (double)(n - zeros);
+	for (int b = 0; b < n; b++)
+		v[b] = v[b] == 0.0 ? eps : v[b] - take;
+	return 1;
+}
+
 int mq_obs_entropy_choice(const uint64_t *hist)
 {
 	double P[MQ_OBS_BINS], Q[MQ_OBS_BINS], suffix[MQ_OBS_BINS + 1];
@@ -203,14 +218,10 @@ int mq_obs_entropy_choice(const uint64_t *hist)
 	int best = MQ_OBS_BINS;
 	double best_kl = INFINITY;
 	for (int i = MQ_OBS_LEVELS; i <= MQ_OBS_BINS; i++) {
-		double sum_p = 0.0, sum_q = 0.0;
 		for (int b = 0; b < i; b++)
 			P[b] = (double)hist[b];
-		P[i - 1] += suffix[i];
-		for (int b = 0; b < i; b++)
-			sum_p += P[b];
-		if (sum_p == 0.0)
-			continue;
+		P[i - 1] += suffix[i]; /* the clipped values land in the last kept bin */
+		/* Q: the unclipped bins merged into 128 levels, spread over P's non-empty bins */
 		for (int j = 0; j < MQ_OBS_LEVELS; j++) {
 			int b0 = j * i / MQ_OBS_LEVELS, b1 = (j + 1) * i / MQ_OBS_LEVELS, nz = 0;
 			double total = 0.0;
@@ -221,16 +232,14 @@ int mq_obs_entropy_choice(const uint64_t *hist)
 			for (int b = b0; b < b1; b++)
 				Q[b] = P[b] > 0.0 ? total / nz : 0.0;
 		}
-		for (int b = 0; b < i; b++)
-			sum_q += Q[b];
-		double kl = 0.0;
+		if (!smooth(P, i) || !smooth(Q, i))
+			continue;
+		double sum_p = 0.0, sum_q = 0.0, kl = 0.0;
 		for (int b = 0; b < i; b++) {
-			if (P[b] <= 0.0)
-				continue;
-			if (Q[b] <= 0.0 || sum_q <= 0.0) {
-				kl = INFINITY;
-				break;
-			}
+			sum_p += P[b];
+			sum_q += Q[b];
+		}
+		for (int b = 0; b < i; b++) {
 			double p = P[b] / sum_p, q = Q[b] / sum_q;
 			kl += p * log(p / q);
 		}

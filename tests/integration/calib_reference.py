@@ -3,6 +3,7 @@
 of `mq-dist inspect FILE.h5` output against it.
 
     calib_reference.py check FILE.h5 OUTPUT --observer NAME --act int8|uint8 [--calib-samples N]
+    calib_reference.py attrs FILE.h5 OUTPUT
     calib_reference.py show FILE.h5 --observer NAME --act int8|uint8 [--calib-samples N]
     calib_reference.py selftest
 
@@ -15,9 +16,10 @@ each layer's `inputs` (all rows without --calib-samples), widened to float32.
 recomputes every layer and compares: min, max, thresholds and ranges of minmax
 and percentile exactly (float32 equality), the mse and entropy thresholds to
 1e-6 relative (which singles out one histogram bin), scales and zero points
-exactly, and rows, cols, dtype, shape and the layer order.  It prints one line
-per failed comparison and a final "calib_reference: N checks passed, M failed",
-and exits 1 if any comparison failed.
+exactly, and rows, cols, dtype, shape and the layer order.  `attrs` checks that
+every root attribute of FILE.h5 is printed with its value on a non-layer line.
+Both print one line per failed comparison and a final
+"calib_reference: N checks passed, M failed", and exit 1 if any comparison failed.
 
 `show` prints the reference lines in the inspect format (for debugging).
 `selftest` checks this module against numpy.percentile and slow, literal
@@ -109,17 +111,24 @@ def mse_choice(hist, w):
     return int(np.argmin(err)), err
 
 
+def smooth(v, eps=1e-4):
+    """Zeros become eps, and the non-zero entries give up as much (MXNet's smoothing); None if all zero."""
+    zeros = v == 0.0
+    nz = int(v.size - zeros.sum())
+    if nz == 0:
+        return None
+    take = eps * float(zeros.sum()) / float(nz)
+    return np.where(zeros, eps, v - take)
+
+
 def entropy_kls(hist):
-    """KL divergence for every kept-bin count i in 128..2048 (inf where undefined)."""
+    """KL divergence for every kept-bin count i in 128..2048."""
     hist = np.asarray(hist, dtype=np.int64)
     kls = {}
     for i in range(LEVELS, BINS + 1):
         p = hist[:i].astype(np.float64)
         p[i - 1] += float(hist[i:].sum())
-        psum = float(np.sum(p))
-        if psum == 0.0:
-            continue
-        # group j covers bins [j*i//128, (j+1)*i//128); totals of the raw counts, nz of the folded P
+        # group j covers bins [j*i//128, (j+1)*i//128); totals of the raw counts, spread over P's non-zero bins
         starts = np.arange(LEVELS + 1, dtype=np.int64) * i // LEVELS
         group = np.repeat(np.arange(LEVELS), np.diff(starts))
         pos = p > 0
@@ -127,11 +136,11 @@ def entropy_kls(hist):
         nz = np.bincount(group, weights=pos.astype(np.float64), minlength=LEVELS)
         q = np.zeros(i, dtype=np.float64)
         q[pos] = total[group[pos]] / nz[group[pos]]
-        if np.any(q[pos] == 0.0):
-            kls[i] = math.inf
+        ps, qs = smooth(p), smooth(q)
+        if ps is None or qs is None:
             continue
-        pn = p[pos] / psum
-        qn = q[pos] / float(np.sum(q))
+        pn = ps / float(np.cumsum(ps)[-1])
+        qn = qs / float(np.cumsum(qs)[-1])
         kls[i] = float(np.cumsum(pn * np.log(pn / qn))[-1])   # sequential sum
     return kls
 
@@ -287,13 +296,6 @@ def check(args):
     c = Checker()
     tag = f"[{args.observer} {args.act}{' --calib-samples %d' % args.calib_samples if args.calib_samples else ''}]"
 
-    # the root attributes: each printed on a line with its value
-    other = [ln for ln in text.splitlines() if not ln.startswith("layer ")]
-    for key, val in attrs.items():
-        sval = val.decode() if isinstance(val, bytes) else str(val.item() if hasattr(val, "item") else val)
-        c.ok(f"{tag} root attribute {key}={sval!r} printed",
-             any(key in ln and sval in ln for ln in other), "no line with its name and value")
-
     c.eq(f"{tag} layer lines", [g.get("name", g.get("bad")) for g in got], [ly[0] for ly in layers])
     by_name = {g["name"]: g for g in got if "name" in g}
     for name, code, shape, r, cols, vals in layers:
@@ -329,6 +331,20 @@ def check(args):
                     c.eq(f"{w} threshold", t, ref["threshold"])
         c.eq(f"{w} scale", f32(g["scale"]), ref["scale"])
         c.eq(f"{w} zero_point", int(g["zp"]), ref["zero_point"])
+    print(f"calib_reference: {c.passed} checks passed, {c.failed} failed")
+    return 1 if c.failed else 0
+
+
+def check_attrs(args):
+    """Every root attribute of FILE printed on a (non-layer) line of OUTPUT with its value."""
+    _, attrs = read_layers(args.file, 1)
+    text = open(args.output, encoding="utf-8", errors="replace").read()
+    other = [ln for ln in text.splitlines() if not ln.startswith("layer ")]
+    c = Checker()
+    for key, val in sorted(attrs.items()):
+        sval = val.decode() if isinstance(val, bytes) else str(val.item() if hasattr(val, "item") else val)
+        c.ok(f"root attribute {key}={sval!r}", any(key in ln and sval in ln for ln in other),
+             "no line of the output holds its name and value")
     print(f"calib_reference: {c.passed} checks passed, {c.failed} failed")
     return 1 if c.failed else 0
 
@@ -384,11 +400,17 @@ def slow_entropy_choice(hist, candidates=None):
     hist = [int(h) for h in hist]
     best_i, best = None, None
     kls = {}
+
+    def smooth_list(v, eps=1e-4):
+        zeros = sum(1 for x in v if x == 0.0)
+        if zeros == len(v):
+            return None
+        take = eps * zeros / (len(v) - zeros)
+        return [eps if x == 0.0 else x - take for x in v]
+
     for i in (candidates or range(LEVELS, BINS + 1)):
         p = [float(h) for h in hist[:i]]
         p[i - 1] += float(sum(hist[i:]))
-        if sum(p) == 0:
-            continue
         q = [0.0] * i
         for j in range(LEVELS):
             b0, b1 = j * i // LEVELS, (j + 1) * i // LEVELS
@@ -397,14 +419,13 @@ def slow_entropy_choice(hist, candidates=None):
             for b in range(b0, b1):
                 if p[b] > 0:
                     q[b] = total / nz
-        if any(p[b] > 0 and q[b] == 0 for b in range(i)):
-            kl = math.inf
-        else:
-            ps, qs = sum(p), sum(q)
-            kl = 0.0
-            for b in range(i):
-                if p[b] > 0:
-                    kl += (p[b] / ps) * math.log((p[b] / ps) / (q[b] / qs))
+        p, q = smooth_list(p), smooth_list(q)
+        if p is None or q is None:
+            continue
+        ps, qs = sum(p), sum(q)
+        kl = 0.0
+        for b in range(i):
+            kl += (p[b] / ps) * math.log((p[b] / ps) / (q[b] / qs))
         kls[i] = kl
         if best is None or kl < best:
             best_i, best = i, kl
@@ -478,10 +499,10 @@ def selftest():
         finite = [k for k in kls if math.isfinite(kls[k])]
         print(f"selftest: case {idx}: mse i={i_fast}, entropy i={i_e} "
               f"(KL {kls[i_e]:.6g}, {len(finite)} finite candidates)")
-    # constant layer: only i = 2048 is finite, T = amax
+    # constant layer: keeping every bin loses nothing, T = amax
     h, w = histogram(np.full(10, 0.75, dtype=np.float32), np.float32(0.75))
     i_e, kls = entropy_choice(h)
-    assert i_e == BINS and kls[BINS] == 0.0 and all(math.isinf(kls[k]) for k in kls if k != BINS)
+    assert i_e == BINS and abs(kls[BINS]) < 1e-12, (i_e, kls[BINS])
 
     # quantization parameters
     s, z = qparams_int8(np.float32(127.5))
@@ -518,8 +539,13 @@ def main(argv=None):
         sp.add_argument("--observer", default="minmax")
         sp.add_argument("--act", default="int8", choices=("int8", "uint8"))
         sp.add_argument("--calib-samples", type=int, default=None)
+    sp = sub.add_parser("attrs")
+    sp.add_argument("file")
+    sp.add_argument("output")
     sub.add_parser("selftest")
     args = ap.parse_args(argv)
+    if args.cmd == "attrs":
+        return check_attrs(args)
     if args.cmd == "check":
         return check(args)
     if args.cmd == "show":

@@ -1,0 +1,356 @@
+#!/usr/bin/env bash
+# Calibration end to end: capture_calibration.py's HDF5 layout (library and
+# command line), every observer of `mq-dist inspect FILE.h5` on awkward data
+# against an independent numpy reference (calib_reference.py), and the inspect
+# error paths (exit code, file and layer named).
+. "$(dirname "$0")/lib.sh"
+
+CAPTURE="$MQ_SCRIPTS/capture_calibration.py"
+REF="$HERE/calib_reference.py"
+
+# inspect FILE ARGS...: mq-dist inspect (one process, no MPI launcher), output in $WORK/last.out/.err.
+inspect() {
+    timeout -k 5 180 "$MQ_DIST" inspect "$@" </dev/null >"$WORK/last.out" 2>"$WORK/last.err"
+}
+
+# inspect_check LABEL FILE ARGS...: runs inspect and compares every layer line with the reference.
+inspect_check() {
+    local label=$1 file=$2
+    shift 2
+    inspect "$file" "$@"
+    local rc=$?
+    if [ $rc -ne 0 ]; then
+        fail "$label: inspect exited $rc: $(head -c 400 "$WORK/last.err")"
+    elif "$MQ_PYTHON" "$REF" check "$file" "$WORK/last.out" "$@" >"$WORK/ref.log" 2>&1; then
+        pass "$label ($(tail -n 1 "$WORK/ref.log"))"
+    else
+        fail "$label"
+        head -n 40 "$WORK/ref.log"
+    fi
+}
+
+# attrs_check LABEL FILE: inspect prints every root attribute of FILE with its value.
+attrs_check() {
+    local label=$1 file=$2
+    inspect "$file" --observer minmax --act int8
+    local rc=$?
+    if [ $rc -ne 0 ]; then
+        fail "$label: inspect exited $rc: $(head -c 400 "$WORK/last.err")"
+    elif "$MQ_PYTHON" "$REF" attrs "$file" "$WORK/last.out" >"$WORK/ref.log" 2>&1; then
+        pass "$label ($(tail -n 1 "$WORK/ref.log"))"
+    else
+        fail "$label"
+        cat "$WORK/ref.log"
+        sed -n '/^layer /!p' "$WORK/last.out"
+    fi
+}
+
+# ---- a. capture_calibration.py: library and command line -------------------------------------
+
+cat >"$WORK/calib_model.py" <<'PY'
+import torch
+
+
+class Net(torch.nn.Module):
+    """Conv2d(3, 8, 3, padding=1) -> ReLU -> flatten -> Linear -> ReLU -> Linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU())
+        self.head = torch.nn.Sequential(torch.nn.Linear(8 * 8 * 8, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
+
+    def forward(self, x):
+        return self.head(torch.flatten(self.features(x), 1))
+
+
+def build():
+    torch.manual_seed(1234)
+    return Net()
+
+
+def inputs():
+    g = torch.Generator().manual_seed(99)
+    return torch.randn(10, 3, 8, 8, generator=g)
+PY
+"$MQ_PYTHON" - "$WORK" <<'PY' || fail "could not write the model inputs"
+import sys, torch
+sys.path.insert(0, sys.argv[1])
+import calib_model
+torch.save(calib_model.inputs(), sys.argv[1] + "/calib_inputs.pt")
+PY
+
+# Library use: three batches of 4, 3 and 3 samples.
+if "$MQ_PYTHON" - "$WORK" "$MQ_SCRIPTS" <<'PY'; then
+import sys
+work, scripts = sys.argv[1], sys.argv[2]
+sys.path[:0] = [work, scripts]
+import torch
+import calib_model
+from capture_calibration import capture
+
+model = calib_model.build()
+x = calib_model.inputs()
+s = capture(model, iter([x[:4], x[4:7], x[7:]]), work + "/calib.h5", model_name="calib-net", dataset="randn-10")
+assert s["num_samples"] == 10, s
+
+
+# Linear inputs with leading dimensions [batch, tokens, in] become rows.
+class Tok(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.proj = torch.nn.Linear(16, 4)
+
+    def forward(self, t):
+        return self.proj(t)
+
+
+torch.manual_seed(5)
+t = torch.randn(2, 5, 16)
+capture(Tok(), [t, t[:1]], work + "/tok.h5", dtype="float16")
+PY
+    pass "capture() as a library"
+else
+    fail "capture() as a library"
+fi
+
+# The layout, exactly as the spec gives it.
+"$MQ_PYTHON" - "$WORK" <<'PY' && pass "calib.h5 layout: groups, shapes, dtype, chunks, attributes, values" || fail "calib.h5 layout"
+import sys
+import h5py
+import numpy as np
+import torch
+work = sys.argv[1]
+sys.path.insert(0, work)
+import calib_model
+
+MIB = 1 << 20
+
+
+def check_inputs(ds, shape, dtype, first_rows):
+    assert ds.shape == shape, (ds.name, ds.shape, shape)
+    assert ds.dtype == np.dtype(dtype), (ds.name, ds.dtype)
+    row_bytes = int(np.prod(shape[1:])) * ds.dtype.itemsize
+    chunks = (min(first_rows, max(1, MIB // row_bytes)),) + shape[1:]
+    assert ds.chunks == chunks, (ds.name, ds.chunks, chunks)
+    assert ds.maxshape == (None,) + shape[1:], (ds.name, ds.maxshape)
+
+
+with h5py.File(work + "/calib.h5", "r") as f:
+    assert set(f.attrs) == {"model", "dataset", "num_samples", "mq_calib_version"}, dict(f.attrs)
+    assert f.attrs["model"] == "calib-net" and f.attrs["dataset"] == "randn-10", dict(f.attrs)
+    for k in ("num_samples", "mq_calib_version"):
+        assert f.attrs[k].dtype == np.int64, (k, f.attrs[k].dtype)
+    assert f.attrs["num_samples"] == 10 and f.attrs["mq_calib_version"] == 1
+    assert sorted(f) == ["features.0", "head.0", "head.2"], list(f)        # direct children, dotted names
+    for name in f:
+        assert isinstance(f[name], h5py.Group) and list(f[name]) == ["inputs"], (name, list(f[name]))
+    check_inputs(f["features.0/inputs"], (10, 3, 8, 8), "float32", 4)
+    check_inputs(f["head.0/inputs"], (10, 512), "float32", 4)
+    check_inputs(f["head.2/inputs"], (10, 32), "float32", 4)
+    conv = f["features.0"].attrs
+    assert set(conv) == {"stride", "padding", "dilation", "groups"}, dict(conv)
+    for k, want in (("stride", [1, 1]), ("padding", [1, 1]), ("dilation", [1, 1])):
+        assert conv[k].dtype == np.int64 and conv[k].shape == (2,) and list(conv[k]) == want, (k, conv[k])
+    assert conv["groups"].dtype == np.int64 and conv["groups"] == 1
+    assert len(f["head.0"].attrs) == 0 and len(f["head.2"].attrs) == 0
+    # the values are the layers' inputs
+    model, x = calib_model.build().eval(), calib_model.inputs()
+    with torch.no_grad():
+        h0 = torch.flatten(model.features(x), 1)
+        h2 = torch.relu(model.head[0](h0))
+    assert np.array_equal(f["features.0/inputs"][:], x.numpy())
+    assert np.allclose(f["head.0/inputs"][:], h0.numpy(), rtol=1e-6, atol=1e-7)
+    assert np.allclose(f["head.2/inputs"][:], h2.numpy(), rtol=1e-6, atol=1e-7)
+
+with h5py.File(work + "/tok.h5", "r") as f:
+    assert sorted(f) == ["proj"] and f.attrs["num_samples"] == 3
+    check_inputs(f["proj/inputs"], (15, 16), "float16", 10)
+    torch.manual_seed(5)
+    t = torch.randn(2, 5, 16)
+    want = torch.cat([t.reshape(10, 16), t[:1].reshape(5, 16)]).numpy().astype(np.float16)
+    assert np.array_equal(f["proj/inputs"][:], want)
+PY
+
+# Command line: batches of 3 (3, 3, 3, 1), then float16 and a --layers subset.
+if "$MQ_PYTHON" "$CAPTURE" --model-module "$WORK/calib_model.py" --model-fn build --inputs "$WORK/calib_inputs.pt" \
+    --out "$WORK/calib-cli.h5" --batch-size 3 >"$WORK/cli.out" 2>&1 \
+    && "$MQ_PYTHON" "$CAPTURE" --model-module "$WORK/calib_model.py" --model-fn build \
+        --inputs "$WORK/calib_inputs.pt" --out "$WORK/calib-cli16.h5" --dtype float16 --layers '^head\.' \
+        --model-name net16 --dataset d16 >>"$WORK/cli.out" 2>&1; then
+    pass "capture_calibration.py on the command line"
+else
+    fail "capture_calibration.py on the command line: $(cat "$WORK/cli.out")"
+fi
+"$MQ_PYTHON" - "$WORK" <<'PY' && pass "command-line files match the library's" || fail "command-line files"
+import sys
+import h5py
+import numpy as np
+work = sys.argv[1]
+with h5py.File(work + "/calib.h5", "r") as lib, h5py.File(work + "/calib-cli.h5", "r") as cli, \
+        h5py.File(work + "/calib-cli16.h5", "r") as c16:
+    assert sorted(cli) == sorted(lib) and cli.attrs["num_samples"] == 10 and cli.attrs["mq_calib_version"] == 1
+    assert isinstance(cli.attrs["model"], str) and isinstance(cli.attrs["dataset"], str)
+    for name in lib:
+        a, b = lib[name + "/inputs"], cli[name + "/inputs"]
+        assert a.shape == b.shape and b.dtype == np.float32 and b.chunks == (3,) + b.shape[1:], (name, b.chunks)
+        assert np.allclose(a[:], b[:], rtol=1e-6, atol=1e-7), name
+        assert dict(lib[name].attrs).keys() == dict(cli[name].attrs).keys()
+    assert sorted(c16) == ["head.0", "head.2"], list(c16)
+    assert c16.attrs["model"] == "net16" and c16.attrs["dataset"] == "d16" and c16.attrs["num_samples"] == 10
+    for name in c16:                     # the default --batch-size (32): one batch of 10
+        b = c16[name + "/inputs"]
+        assert b.dtype == np.float16 and b.chunks == (10,) + b.shape[1:], (name, b.dtype, b.chunks)
+        assert np.allclose(b[:].astype(np.float32), lib[name + "/inputs"][:].astype(np.float16).astype(np.float32),
+                           rtol=1e-3, atol=1e-6), name
+PY
+
+# mq-dist reads what the script wrote.
+inspect_check "inspect calib.h5 minmax int8" "$WORK/calib.h5" --observer minmax --act int8
+inspect_check "inspect calib-cli16.h5 percentile uint8" "$WORK/calib-cli16.h5" --observer percentile --act uint8
+inspect_check "inspect tok.h5 entropy int8" "$WORK/tok.h5" --observer entropy --act int8
+attrs_check "inspect calib.h5 prints the root attributes" "$WORK/calib.h5"
+attrs_check "inspect calib-cli16.h5 prints the root attributes" "$WORK/calib-cli16.h5"
+
+# ---- b. awkward data: every observer against the reference ------------------------------------
+
+"$MQ_PYTHON" - "$WORK/awkward.h5" <<'PY' || fail "could not write awkward.h5"
+import sys
+import h5py
+import numpy as np
+
+MIB = 1 << 20
+rng = np.random.default_rng(20240611)
+
+
+def put(f, name, a, conv=None):
+    a = np.ascontiguousarray(a)
+    row_bytes = int(np.prod(a.shape[1:])) * a.itemsize
+    g = f.create_group(name)
+    g.create_dataset("inputs", data=a, chunks=(min(a.shape[0], max(1, MIB // row_bytes)),) + a.shape[1:],
+                     maxshape=(None,) + a.shape[1:])
+    if conv:
+        for k in ("stride", "padding", "dilation"):
+            g.attrs[k] = np.array(conv[k], dtype=np.int64)
+        g.attrs["groups"] = np.int64(conv["groups"])
+
+
+with h5py.File(sys.argv[1], "w") as f:
+    f.attrs["model"] = "awkward-model"
+    f.attrs["dataset"] = "synthetic-awkward"
+    f.attrs["num_samples"] = np.int64(128)
+    f.attrs["mq_calib_version"] = np.int64(1)
+    # heavy tails: Student t with 1.1 degrees of freedom
+    put(f, "awk.heavy", rng.standard_t(1.1, (128, 512)).astype(np.float32))
+    # one large outlier and one negative one in a normal layer
+    a = (rng.standard_normal((128, 256)) * 0.5).astype(np.float32)
+    a[77, 13] = 3000.0
+    a[5, 5] = -41.5
+    put(f, "awk.outlier", a)
+    # constant (negative) and all-zero layers (with some -0.0)
+    put(f, "awk.const", np.full((64, 32), -0.375, dtype=np.float32))
+    z = np.zeros((16, 64), dtype=np.float32)
+    z[3, ::3] = -0.0
+    put(f, "awk.zero", z)
+    # float16 storage: the extremes of the format, subnormals, zeros
+    h = (rng.standard_normal((128, 384)) * 8).astype(np.float16)
+    h[0, 0], h[1, 1], h[2, 2] = 65504.0, -65504.0, 60000.0
+    h[3, :10] = np.float16(6e-8)
+    h[4, :10] = 0
+    put(f, "awk.f16", h)
+    # a ReLU-like conv input, with conv attributes
+    c = np.maximum(rng.standard_normal((40, 4, 6, 6)), 0).astype(np.float32)
+    c[::2] *= 3
+    put(f, "awk.conv", c, {"stride": [2, 2], "padding": [1, 1], "dilation": [1, 1], "groups": 1})
+    # rows past 100 hold huge values: --calib-samples 100 must leave them out
+    late = rng.standard_normal((128, 64)).astype(np.float32)
+    late[100:] *= 1000.0
+    put(f, "awk.late", late)
+    # N = 1000 values, all distinct: P = 99.9 hits the float64 rounding of P/100 * N (999.0000000000001)
+    e = rng.permutation(np.arange(1, 1001, dtype=np.float32) * np.float32(0.01) - np.float32(4.0))
+    put(f, "awk.edge", e.reshape(20, 50))
+    # float32 subnormals only
+    put(f, "awk.tiny", (rng.standard_normal((32, 32)) * 1e-39).astype(np.float32))
+    # mostly zeros, a few exponential spikes
+    s = np.zeros((128, 128), dtype=np.float32)
+    m = rng.random((128, 128)) < 0.05
+    s[m] = rng.exponential(2.0, int(m.sum())).astype(np.float32)
+    put(f, "awk.sparse", s)
+PY
+
+attrs_check "inspect awkward.h5 prints the root attributes" "$WORK/awkward.h5"
+for obs in minmax percentile percentile:99.9 percentile:100 mse entropy; do
+    inspect_check "awkward $obs int8" "$WORK/awkward.h5" --observer "$obs" --act int8
+    inspect_check "awkward $obs int8, 100 samples" "$WORK/awkward.h5" --observer "$obs" --act int8 --calib-samples 100
+done
+for obs in minmax percentile percentile:99.9 percentile:100; do
+    inspect_check "awkward $obs uint8" "$WORK/awkward.h5" --observer "$obs" --act uint8
+    inspect_check "awkward $obs uint8, 37 samples" "$WORK/awkward.h5" --observer "$obs" --act uint8 --calib-samples 37
+done
+
+# ---- c. errors ---------------------------------------------------------------------------------
+
+"$MQ_PYTHON" - "$WORK" <<'PY' || fail "could not write the bad files"
+import sys
+import h5py
+import numpy as np
+w = sys.argv[1]
+
+
+def calib(path, layers):
+    with h5py.File(path, "w") as f:
+        f.attrs["model"] = "bad"
+        f.attrs["dataset"] = "bad"
+        f.attrs["num_samples"] = np.int64(4)
+        f.attrs["mq_calib_version"] = np.int64(1)
+        for name, data in layers:
+            g = f.create_group(name)
+            if data is not None:
+                g.create_dataset("inputs", data=data, chunks=data.shape, maxshape=(None,) + data.shape[1:])
+
+
+ok = np.ones((4, 8), dtype=np.float32)
+open(w + "/not-hdf5.h5", "w").write("this is not an HDF5 file\n" * 40)
+calib(w + "/no-inputs.h5", [("layer.ok", ok), ("layer.empty", None)])
+with h5py.File(w + "/no-inputs.h5", "a") as f:
+    f["layer.empty"].create_dataset("other", data=ok)
+calib(w + "/int32.h5", [("layer.ok", ok), ("layer.int32", np.ones((4, 8), dtype=np.int32))])
+calib(w + "/rank1.h5", [("layer.rank1", np.ones(16, dtype=np.float32))])
+calib(w + "/rank3.h5", [("layer.ok", ok), ("layer.rank3", np.ones((4, 2, 8), dtype=np.float32))])
+nan = np.ones((4, 8), dtype=np.float32)
+nan[1, 3] = np.nan
+calib(w + "/nan.h5", [("layer.ok", ok), ("layer.nan", nan)])
+inf = np.ones((4, 8), dtype=np.float16)
+inf[2, 0] = np.inf
+calib(w + "/inf16.h5", [("layer.inf", inf), ("layer.ok", ok)])
+PY
+
+# expect_inspect_error NAME CODE FILE NEEDLES ARGS...: NEEDLES is a '|'-separated list that stderr must contain.
+expect_inspect_error() {
+    local name=$1 code=$2 file=$3 needle missing="" needles
+    IFS='|' read -r -a needles <<<"$4"
+    shift 4
+    inspect "$file" "$@"
+    local rc=$?
+    for needle in "${needles[@]}"; do
+        grep -qF -- "$needle" "$WORK/last.err" || missing="$missing '$needle'"
+    done
+    if [ $rc -ne "$code" ]; then
+        fail "$name: exit $rc, expected $code: $(head -c 400 "$WORK/last.err")"
+    elif [ -n "$missing" ]; then
+        fail "$name: message lacks$missing: $(head -c 400 "$WORK/last.err")"
+    else
+        pass "$name: exit $code, names$(printf " '%s'" "${needles[@]}")"
+    fi
+}
+
+expect_inspect_error missing-file 3 "$WORK/missing.h5" "missing.h5" --observer minmax --act int8
+expect_inspect_error not-hdf5 3 "$WORK/not-hdf5.h5" "not-hdf5.h5" --observer minmax --act int8
+expect_inspect_error no-inputs 3 "$WORK/no-inputs.h5" "no-inputs.h5|layer.empty" --observer minmax --act int8
+expect_inspect_error int32-inputs 3 "$WORK/int32.h5" "int32.h5|layer.int32" --observer minmax --act int8
+expect_inspect_error rank1-inputs 3 "$WORK/rank1.h5" "rank1.h5|layer.rank1" --observer minmax --act int8
+expect_inspect_error rank3-inputs 3 "$WORK/rank3.h5" "rank3.h5|layer.rank3" --observer percentile --act uint8
+expect_inspect_error nan 4 "$WORK/nan.h5" "nan.h5|layer.nan" --observer minmax --act int8
+expect_inspect_error nan-entropy 4 "$WORK/nan.h5" "nan.h5|layer.nan" --observer entropy --act int8
+expect_inspect_error inf-float16 4 "$WORK/inf16.h5" "inf16.h5|layer.inf" --observer mse --act int8
+
+finish
