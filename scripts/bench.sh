@@ -76,4 +76,33 @@ print("%.1f" % rss, "read %.2f hash %.2f quant %.2f write %.2f sync+close %.2f o
     done
     rm -f "$DIR"/out-"$dtype"-*.safetensors
 done
-echo "# figures: best of 3 runs; OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset} (no BLAS in this path)"
+# Calibration: activations of at least 1 GiB for a model's Linear layers, at two row counts; peak
+# RSS must not grow with the rows.
+cmodel="$DIR/calib-model.safetensors"
+[ -f "$cmodel" ] || "$PY" "$ROOT/scripts/make_model.py" "$cmodel" --dtype F32 --hidden 1024 --layers 2 --seed 7
+printf '%-8s %-3s %8s %10s %12s %12s %12s\n' rows n "GiB act" "calib s" "act GB/s" "s per layer" "peak RSS MiB"
+for rows in 8192 16384; do
+    calib="$DIR/calib-$rows.h5"
+    [ -f "$calib" ] || "$PY" "$ROOT/scripts/make_calibration.py" "$cmodel" "$calib" --rows "$rows"
+    cat "$calib" >/dev/null
+    for n in 1 2; do
+        rm -f "$DIR/calib-out.safetensors"
+        sync
+        mpirun -n $n "$BIN" "$cmodel" --calib "$calib" -o "$DIR/calib-out.safetensors" -q --report "$DIR/calib-report.json"
+        sum=$(sha256sum "$DIR/calib-out.safetensors" | cut -c1-16)
+        "$PY" - "$DIR/calib-report.json" "$calib" "$rows" "$n" "$sum" <<'PY'
+import json, os, sys
+r = json.load(open(sys.argv[1]))
+ranks = r["per_rank"]
+slow = max(ranks, key=lambda p: p["calibrate_s"])
+act = sum(p["calib_bytes_read"] for p in ranks)
+layers = r["quantized"]
+rss = max(p["peak_rss_bytes"] for p in ranks) / 2**20
+print("%-8s %-3s %8.2f %10.2f %12.3f %12.3f %12.1f  file %.2f GiB, output %s" % (sys.argv[3], sys.argv[4],
+      act / 2**30, slow["calibrate_s"], act / max(sum(p["calibrate_s"] for p in ranks), 1e-9) / 1e9,
+      sum(p["calibrate_s"] for p in ranks) / layers, rss, os.path.getsize(sys.argv[2]) / 2**30, sys.argv[5]))
+PY
+    done
+done
+
+echo "# figures: best of 3 runs (calibration: one run each); OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset} (OpenBLAS serial, one thread per rank, used by the calibration's output-space SQNR)"

@@ -260,8 +260,11 @@ static int make_units(struct mq_plan *p, struct mq_error *err)
 			u->row_end = u->chunk_end * pt->chunk_rows;
 			if (u->row_end > pt->n_rows)
 				u->row_end = pt->n_rows;
-			uint64_t bytes = (u->row_end - u->row_begin) * pt->row_bytes;
+			uint64_t rows = u->row_end - u->row_begin, bytes = rows * pt->row_bytes;
 			u->cost = pt->action == MQ_ACT_QUANT ? 3 * bytes : bytes;
+			if (pt->calib == MQ_CALIB_STATIC) /* activations read, and three GEMMs (~16 flops a byte) */
+				u->cost += pt->calib_rows * pt->cinfo.shape.row_elems * 4 +
+					   6 * pt->calib_rows * rows * pt->row_elems / 16;
 		}
 		pt->n_units = p->n_units - pt->first_unit;
 	}

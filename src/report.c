@@ -23,6 +23,7 @@ static const char *const stat_names[MQ_STAT_COUNT] = {
 	[MQ_STAT_T_FINISH] = "finish_s",
 	[MQ_STAT_BYTES_READ] = "bytes_read",
 	[MQ_STAT_BYTES_WRITTEN] = "bytes_written",
+	[MQ_STAT_CALIB_BYTES] = "calib_bytes_read",
 	[MQ_STAT_PEAK_RSS] = "peak_rss_bytes",
 	[MQ_STAT_UNITS] = "units",
 };
@@ -119,7 +120,15 @@ void mq_report_plan(const struct mq_manifest *m, const struct mq_plan *p, const 
 	for (int i = 0; i < p->n_tensors; i++) {
 		const struct mq_tensor *t = &m->tensors[i];
 		const struct mq_plan_tensor *pt = &p->tensors[i];
-		printf("  %-9s %-60s %s\n", pt->action == MQ_ACT_QUANT ? "quantize" : "keep", t->name, pt->reason);
+		char cal[64] = "";
+		if (pt->calib == MQ_CALIB_STATIC && pt->act_rank >= 0)
+			snprintf(cal, sizeof(cal), "; calibrated, %llu rows, observer on rank %d",
+				 (unsigned long long)pt->calib_rows, pt->act_rank);
+		else if (pt->calib == MQ_CALIB_STATIC)
+			snprintf(cal, sizeof(cal), "; calibrated, %llu rows", (unsigned long long)pt->calib_rows);
+		else if (pt->calib == MQ_CALIB_MISSING)
+			snprintf(cal, sizeof(cal), "; no calibration: weights only");
+		printf("  %-9s %-60s %s%s\n", pt->action == MQ_ACT_QUANT ? "quantize" : "keep", t->name, pt->reason, cal);
 	}
 }
 

@@ -444,6 +444,7 @@ static int output_space(struct run *r, int t, const float *w, const float *wh, u
 		if ((rc = mq_calib_layer_read(l, row, nx, x, &r->err)))
 			break;
 		r->stats[MQ_STAT_T_READ] += mq_comm_time() - t0;
+		r->stats[MQ_STAT_CALIB_BYTES] += (double)(nx * in_row * (sh.f16 ? 2 : 4));
 		if (mq_range_update(&rg, x, (size_t)(nx * in_row), &bad)) {
 			rc = mq_fail(&r->err, MQ_ERR_DATA, "'%s': layer '%s': %s in the activations at row %llu; recapture the calibration data",
 				     r->opt.calib, layer, x[bad] != x[bad] ? "NaN" : "Inf",
@@ -833,7 +834,7 @@ static int phase_calib(struct run *r)
 			free(layer);
 		}
 	}
-	if (!r->err.code && r->rank == 0 && !r->opt.no_checksum)
+	if (!r->err.code && r->rank == 0 && !r->opt.no_checksum && !r->opt.dry_run)
 		hash_file(r, r->opt.calib);
 	r->stats[MQ_STAT_T_CALIB] += mq_comm_time() - t0;
 	return mq_comm_agree(r->comm, &r->err);
@@ -861,6 +862,10 @@ static int phase_act(struct run *r)
 			mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
 		} else if (!mq_calib_observe(r->calib, layer, &r->opt.observer, !r->opt.act_asymmetric, pt->calib_rows,
 					     &res, &rows, &r->err)) {
+			const struct mq_calib_shape *cs = &pt->cinfo.shape;
+			struct mq_obs_state probe = { .obs = r->opt.observer };
+			r->stats[MQ_STAT_CALIB_BYTES] += (double)(rows * cs->row_elems * (cs->f16 ? 2 : 4)) *
+							 mq_obs_passes(&probe);
 			mine[3 * i] = r->opt.act_asymmetric ? (double)(res.hi - res.lo) : (double)res.threshold;
 			mine[3 * i + 1] = (double)res.qp.scale;
 			mine[3 * i + 2] = (double)res.qp.zero_point;
