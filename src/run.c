@@ -420,8 +420,12 @@ static int output_space(struct run *r, int t, const float *w, const float *wh, u
 		xb = 1;
 		m_rows = oh * ow;
 	} else {
-		xb = (1u << 20) / (k * 4);
-		xb = xb ? xb : 1;
+		uint64_t chunk = ci->shape.chunk_rows ? ci->shape.chunk_rows : 1;
+		xb = (1u << 20) / (k * 4) / chunk * chunk; /* whole HDF5 chunks of rows */
+		xb = xb ? xb : chunk;
+		uint64_t y_cap = (8u << 20) / (n * 12); /* and at most 8 MiB of outputs */
+		y_cap = y_cap ? y_cap : 1;
+		xb = xb < y_cap ? xb : y_cap;
 		m_rows = xb;
 	}
 	char *layer = mq_plan_layer_name(tt->name);
