@@ -5,7 +5,8 @@
 # bandwidth and the kernel's own GB/s. Two modes: "durable" is the default command (SHA-256 of
 # the source, output flushed to disk before the rename); "fast" adds --no-checksum --no-sync.
 # Dirty pages are flushed (sync) before every run, so runs do not pay for each other's writes.
-# Usage: scripts/bench.sh [SIZE_MIB]      (env MQ_BENCH_DIR: where the models go)
+# Usage: scripts/bench.sh [SIZE_MIB]      (env MQ_BENCH_DIR: where the models go;
+#                                          MQ_BENCH_PARTS: "weights calib", the default, or one of them)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SIZE=${1:-2048}
@@ -31,9 +32,11 @@ for k in int8_f32_gbps int8_bf16_gbps uint8_f32_gbps; do
     echo "kernel $k: $v GB/s = $(ratio "$v") x copy bandwidth"
 done
 
+PARTS=${MQ_BENCH_PARTS:-weights calib}
+case " $PARTS " in *" weights "*) ;; *) DTYPES="" ;; esac
 printf '%-6s %-3s %-8s %8s %8s %12s  %-16s  %s\n' model n mode "GB/s" "x copy" "peak RSS MiB" "output sha256" \
     "time split (slowest rank)"
-for dtype in F32 BF16; do
+for dtype in ${DTYPES-F32 BF16}; do
     model="$DIR/bench-$dtype.safetensors"
     [ -f "$model" ] || "$PY" "$ROOT/scripts/make_model.py" "$model" --dtype "$dtype" --size-mib "$SIZE" \
         --hidden 4096 --outliers --seed 42
@@ -78,9 +81,10 @@ print("%.1f" % rss, "read %.2f hash %.2f quant %.2f write %.2f sync+close %.2f o
 done
 # Calibration: activations of at least 1 GiB for a model's Linear layers, at two row counts; peak
 # RSS must not grow with the rows.
+case " $PARTS " in *" calib "*) ;; *) exit 0 ;; esac
 cmodel="$DIR/calib-model.safetensors"
 [ -f "$cmodel" ] || "$PY" "$ROOT/scripts/make_model.py" "$cmodel" --dtype F32 --hidden 1024 --layers 2 --seed 7
-printf '%-8s %-3s %8s %10s %12s %12s %12s\n' rows n "GiB act" "calib s" "act GB/s" "s per layer" "peak RSS MiB"
+printf '%-8s %-3s %8s %10s %12s %12s %12s\n' rows n "GiB read" "calib s" "read GB/s" "s per layer" "peak RSS MiB"
 for rows in 8192 16384; do
     calib="$DIR/calib-$rows.h5"
     [ -f "$calib" ] || "$PY" "$ROOT/scripts/make_calibration.py" "$cmodel" "$calib" --rows "$rows"
@@ -88,7 +92,8 @@ for rows in 8192 16384; do
     for n in 1 2; do
         rm -f "$DIR/calib-out.safetensors"
         sync
-        mpirun -n $n "$BIN" "$cmodel" --calib "$calib" -o "$DIR/calib-out.safetensors" -q --report "$DIR/calib-report.json"
+        mpirun -n $n "$BIN" "$cmodel" --calib "$calib" --exclude 'model\.conv' -o "$DIR/calib-out.safetensors" -q \
+            --report "$DIR/calib-report.json"
         sum=$(sha256sum "$DIR/calib-out.safetensors" | cut -c1-16)
         "$PY" - "$DIR/calib-report.json" "$calib" "$rows" "$n" "$sum" <<'PY'
 import json, os, sys
@@ -98,8 +103,9 @@ slow = max(ranks, key=lambda p: p["calibrate_s"])
 act = sum(p["calib_bytes_read"] for p in ranks)
 layers = r["quantized"]
 rss = max(p["peak_rss_bytes"] for p in ranks) / 2**20
+read_s = sum(p["calib_read_s"] for p in ranks)
 print("%-8s %-3s %8.2f %10.2f %12.3f %12.3f %12.1f  file %.2f GiB, output %s" % (sys.argv[3], sys.argv[4],
-      act / 2**30, slow["calibrate_s"], act / max(sum(p["calibrate_s"] for p in ranks), 1e-9) / 1e9,
+      act / 2**30, slow["calibrate_s"], act / max(read_s, 1e-9) / 1e9,
       sum(p["calibrate_s"] for p in ranks) / layers, rss, os.path.getsize(sys.argv[2]) / 2**30, sys.argv[5]))
 PY
     done

@@ -4,14 +4,23 @@
 #include <hdf5.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "dtype.h"
+
+static double now(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
 
 #define BLOCK_BYTES (4u << 20) /* activations read at a time, rounded to whole chunks */
 
 struct mq_calib {
 	hid_t file;
 	char *path;
+	double bytes_read, read_s; /* activations read, and the time it took */
 };
 
 struct mq_calib_layer {
@@ -74,6 +83,12 @@ int mq_calib_open(const char *path, struct mq_calib **out, struct mq_error *err)
 const char *mq_calib_path(const struct mq_calib *c)
 {
 	return c->path;
+}
+
+void mq_calib_io(const struct mq_calib *c, double *bytes, double *seconds)
+{
+	*bytes = c ? c->bytes_read : 0.0;
+	*seconds = c ? c->read_s : 0.0;
 }
 
 static void read_pair(hid_t group, const char *name, int64_t out[2])
@@ -297,6 +312,7 @@ int mq_calib_layer_read(struct mq_calib_layer *l, uint64_t r0, uint64_t n, float
 		}
 		dst = l->half;
 	}
+	double t0 = now();
 	hid_t mem = H5Screate_simple(sh->ndim, count, NULL);
 	herr_t rc = mem < 0 ? -1 : H5Sselect_hyperslab(l->space, H5S_SELECT_SET, start, NULL, count, NULL);
 	if (rc >= 0)
@@ -306,6 +322,8 @@ int mq_calib_layer_read(struct mq_calib_layer *l, uint64_t r0, uint64_t n, float
 	if (rc < 0)
 		return mq_fail(err, MQ_ERR_INPUT, "'%s': layer '%s': cannot read rows %llu..%llu of 'inputs'",
 			       l->c->path, l->name, (unsigned long long)r0, (unsigned long long)(r0 + n));
+	l->c->read_s += now() - t0;
+	l->c->bytes_read += (double)values * (sh->f16 ? 2.0 : 4.0);
 	if (sh->f16)
 		mq_dtype_widen(MQ_DTYPE_F16, l->half, out, values);
 	return 0;

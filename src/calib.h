@@ -42,6 +42,8 @@ int mq_calib_open(const char *path, struct mq_calib **c, struct mq_error *err);
 /* Fills info; a missing group is not an error (present = 0), a malformed one is. */
 int mq_calib_describe(struct mq_calib *c, const char *layer, struct mq_calib_info *info, struct mq_error *err);
 const char *mq_calib_path(const struct mq_calib *c);
+/* Bytes of activations read through this handle (as stored), and the seconds spent reading them. */
+void mq_calib_io(const struct mq_calib *c, double *bytes, double *seconds);
 void mq_calib_close(struct mq_calib *c);
 
 /* The groups of the file that hold "inputs", sorted by name (malloc'd array of malloc'd names). */

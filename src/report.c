@@ -20,6 +20,7 @@ static const char *const stat_names[MQ_STAT_COUNT] = {
 	[MQ_STAT_T_WRITE] = "write_s",
 	[MQ_STAT_T_WAIT] = "wait_s",
 	[MQ_STAT_T_CALIB] = "calibrate_s",
+	[MQ_STAT_T_CALIB_READ] = "calib_read_s",
 	[MQ_STAT_T_FINISH] = "finish_s",
 	[MQ_STAT_BYTES_READ] = "bytes_read",
 	[MQ_STAT_BYTES_WRITTEN] = "bytes_written",

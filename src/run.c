@@ -448,7 +448,6 @@ static int output_space(struct run *r, int t, const float *w, const float *wh, u
 		if ((rc = mq_calib_layer_read(l, row, nx, x, &r->err)))
 			break;
 		r->stats[MQ_STAT_T_READ] += mq_comm_time() - t0;
-		r->stats[MQ_STAT_CALIB_BYTES] += (double)(nx * in_row * (sh.f16 ? 2 : 4));
 		if (mq_range_update(&rg, x, (size_t)(nx * in_row), &bad)) {
 			rc = mq_fail(&r->err, MQ_ERR_DATA, "'%s': layer '%s': %s in the activations at row %llu; recapture the calibration data",
 				     r->opt.calib, layer, x[bad] != x[bad] ? "NaN" : "Inf",
@@ -866,10 +865,6 @@ static int phase_act(struct run *r)
 			mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
 		} else if (!mq_calib_observe(r->calib, layer, &r->opt.observer, !r->opt.act_asymmetric, pt->calib_rows,
 					     &res, &rows, &r->err)) {
-			const struct mq_calib_shape *cs = &pt->cinfo.shape;
-			struct mq_obs_state probe = { .obs = r->opt.observer };
-			r->stats[MQ_STAT_CALIB_BYTES] += (double)(rows * cs->row_elems * (cs->f16 ? 2 : 4)) *
-							 mq_obs_passes(&probe);
 			mine[3 * i] = r->opt.act_asymmetric ? (double)(res.hi - res.lo) : (double)res.threshold;
 			mine[3 * i + 1] = (double)res.qp.scale;
 			mine[3 * i + 2] = (double)res.qp.zero_point;
@@ -944,6 +939,7 @@ static int phase_finish(struct run *r, uint64_t header_len)
 static void report(struct run *r)
 {
 	r->stats[MQ_STAT_PEAK_RSS] = mq_report_peak_rss();
+	mq_calib_io(r->calib, &r->stats[MQ_STAT_CALIB_BYTES], &r->stats[MQ_STAT_T_CALIB_READ]);
 	double *all = r->rank == 0 ? calloc((size_t)r->size * MQ_STAT_COUNT, sizeof(double)) : NULL;
 	struct mq_error e = { 0 };
 	if (mq_comm_gather(r->comm, r->stats, MQ_STAT_COUNT, all, &e) == 0 && r->rank == 0 && all) {
