@@ -32,15 +32,6 @@ struct mq_calib_layer {
 	size_t half_cap;      /* values */
 };
 
-static char *dup_str(const char *s)
-{
-	size_t n = strlen(s) + 1;
-	char *p = malloc(n);
-	if (p)
-		memcpy(p, s, n);
-	return p;
-}
-
 int mq_calib_is_hdf5(const char *path)
 {
 	static const unsigned char sig[8] = { 0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n' };
@@ -65,7 +56,7 @@ int mq_calib_open(const char *path, struct mq_calib **out, struct mq_error *err)
 		return mq_fail(err, MQ_ERR_INPUT, "'%s' is not an HDF5 file (make one with scripts/capture_calibration.py)",
 			       path);
 	struct mq_calib *c = calloc(1, sizeof(*c));
-	if (!c || !(c->path = dup_str(path))) {
+	if (!c || !(c->path = strdup(path))) {
 		free(c);
 		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
 	}
@@ -163,7 +154,7 @@ static herr_t collect(hid_t group, const char *name, const H5L_info_t *info, voi
 			return -1;
 		l->names = p;
 	}
-	if (!(l->names[l->n] = dup_str(name)))
+	if (!(l->names[l->n] = strdup(name)))
 		return -1;
 	l->n++;
 	return 0;
@@ -219,7 +210,7 @@ int mq_calib_layer_open(struct mq_calib *c, const char *layer, struct mq_calib_l
 							       : "no calibration group for this layer");
 	}
 	struct mq_calib_layer *l = calloc(1, sizeof(*l));
-	if (!l || !(l->name = dup_str(layer))) {
+	if (!l || !(l->name = strdup(layer))) {
 		free(l);
 		free(path);
 		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");

@@ -17,20 +17,11 @@ static int ends_with(const char *s, const char *suffix)
 	return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
-static char *dup_str(const char *s)
-{
-	size_t n = strlen(s) + 1;
-	char *p = malloc(n);
-	if (p)
-		memcpy(p, s, n);
-	return p;
-}
-
 static char *dir_of(const char *path)
 {
 	const char *slash = strrchr(path, '/');
 	if (!slash)
-		return dup_str(".");
+		return strdup(".");
 	size_t n = (size_t)(slash - path);
 	if (n == 0)
 		n = 1;
@@ -78,7 +69,7 @@ static int add_file(struct mq_manifest *m, const char *dir, const char *name, st
 	memset(f, 0, sizeof(*f));
 	size_t n = strlen(dir) + strlen(name) + 2;
 	f->path = malloc(n);
-	f->name = dup_str(name);
+	f->name = strdup(name);
 	if (!f->path || !f->name)
 		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
 	snprintf(f->path, n, "%s/%s", dir, name);
@@ -257,14 +248,14 @@ int mq_manifest_load(const char *path, struct mq_manifest *m, struct mq_error *e
 	memset(m, 0, sizeof(*m));
 	int rc = 0;
 	cJSON *map = NULL;
-	m->model_path = dup_str(path);
+	m->model_path = strdup(path);
 	if (!m->model_path)
 		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
 	if (ends_with(path, ".pt") || ends_with(path, ".pth") || ends_with(path, ".bin"))
 		return mq_fail(err, MQ_ERR_INPUT,
 			"'%s': PyTorch pickle checkpoints are not supported yet; convert to .safetensors first", path);
 	if (ends_with(path, ".json")) {
-		m->index_name = dup_str(base_of(path));
+		m->index_name = strdup(base_of(path));
 		if (!m->index_name)
 			return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
 		rc = load_index(path, m, &map, err);
@@ -274,7 +265,7 @@ int mq_manifest_load(const char *path, struct mq_manifest *m, struct mq_error *e
 		free(dir);
 		if (!rc) { /* keep the user's spelling of the path in messages */
 			free(m->files[0].path);
-			m->files[0].path = dup_str(path);
+			m->files[0].path = strdup(path);
 			if (!m->files[0].path)
 				rc = mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
 		}
