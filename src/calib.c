@@ -320,6 +320,16 @@ int mq_calib_layer_read(struct mq_calib_layer *l, uint64_t r0, uint64_t n, float
 	return 0;
 }
 
+int mq_calib_layer_nonfinite(const struct mq_calib_layer *l, uint64_t r0, const float *x, size_t bad,
+			     struct mq_error *err)
+{
+	uint64_t row_elems = l->shape.row_elems ? l->shape.row_elems : 1;
+	return mq_fail(err, MQ_ERR_DATA,
+		"'%s': layer '%s': %s in the activations at row %llu, element %llu; recapture the calibration data",
+		l->c->path, l->name, x[bad] != x[bad] ? "NaN" : "Inf", (unsigned long long)(r0 + bad / row_elems),
+		(unsigned long long)(bad % row_elems));
+}
+
 int mq_calib_observe(struct mq_calib *c, const char *layer, const struct mq_observer *obs, int symmetric,
 		     uint64_t max_rows, struct mq_obs_result *res, uint64_t *rows_used, struct mq_error *err)
 {
@@ -346,11 +356,7 @@ int mq_calib_observe(struct mq_calib *c, const char *layer, const struct mq_obse
 			size_t bad;
 			rc = mq_calib_layer_read(l, r, n, buf, err);
 			if (!rc && mq_obs_feed(&st, buf, (size_t)(n * sh.row_elems), &bad))
-				rc = mq_fail(err, MQ_ERR_DATA,
-					"'%s': layer '%s': %s in the activations at row %llu, element %llu; recapture the calibration data",
-					c->path, layer, buf[bad] != buf[bad] ? "NaN" : "Inf",
-					(unsigned long long)(r + bad / sh.row_elems),
-					(unsigned long long)(bad % sh.row_elems));
+				rc = mq_calib_layer_nonfinite(l, r, buf, bad, err);
 		}
 		mq_obs_end_pass(&st);
 	}

@@ -55,6 +55,12 @@ int mq_calib_layer_open(struct mq_calib *c, const char *layer, struct mq_calib_l
 /* Reads rows [r0, r0 + n) as float32 into out (n * row_elems values). */
 int mq_calib_layer_read(struct mq_calib_layer *l, uint64_t r0, uint64_t n, float *out, struct mq_error *err);
 void mq_calib_layer_close(struct mq_calib_layer *l);
+/*
+ * The error for a NaN or Inf found at index bad of rows read from row r0 on:
+ * names the file, the layer and the position. Returns MQ_ERR_DATA.
+ */
+int mq_calib_layer_nonfinite(const struct mq_calib_layer *l, uint64_t r0, const float *x, size_t bad,
+			     struct mq_error *err);
 
 /*
  * Runs an observer over the first min(rows, max_rows) rows of a layer

@@ -1,5 +1,6 @@
 #include "options.h"
 
+#include <errno.h>
 #include <regex.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,6 +113,17 @@ static int push(const char ***arr, int *n, const char *v, struct mq_error *err)
 	return 0;
 }
 
+/* A whole decimal number, no sign or spaces. 0, or -1. */
+static int parse_whole(const char *val, unsigned long long *v)
+{
+	char *end;
+	if (*val < '0' || *val > '9')
+		return -1;
+	errno = 0;
+	*v = strtoull(val, &end, 10);
+	return *end || errno ? -1 : 0;
+}
+
 static int apply(struct mq_options *o, const struct opt *op, const char *val, struct mq_error *err)
 {
 	switch (op->id) {
@@ -145,9 +157,8 @@ static int apply(struct mq_options *o, const struct opt *op, const char *val, st
 	case OPT_DRY_RUN: o->dry_run = 1; return 0;
 	case OPT_REPORT: o->report = val; return 0;
 	case OPT_BUDGET: {
-		char *end;
-		unsigned long long v = strtoull(val, &end, 10);
-		if (!*val || *end || v < 4 || v > 1024)
+		unsigned long long v;
+		if (parse_whole(val, &v) || v < 4 || v > 1024)
 			return mq_fail(err, MQ_ERR_USAGE, "--memory-budget '%s': give a whole number of MiB from 4 to 1024", val);
 		o->memory_budget = (uint64_t)v << 20;
 		return 0;
@@ -181,10 +192,9 @@ static int apply(struct mq_options *o, const struct opt *op, const char *val, st
 			return mq_fail(err, MQ_ERR_USAGE, "--calib-missing '%s': use error or weights-only", val);
 		return 0;
 	case OPT_CALIB_SAMPLES: {
-		char *end;
+		unsigned long long v;
 		o->calib_options = 1;
-		unsigned long long v = strtoull(val, &end, 10);
-		if (!*val || *end || v == 0 || val[0] == '-')
+		if (parse_whole(val, &v) || v == 0)
 			return mq_fail(err, MQ_ERR_USAGE, "--calib-samples '%s': give a positive whole number", val);
 		o->calib_samples = v;
 		return 0;

@@ -449,9 +449,7 @@ static int output_space(struct run *r, int t, const float *w, const float *wh, u
 			break;
 		r->stats[MQ_STAT_T_READ] += mq_comm_time() - t0;
 		if (mq_range_update(&rg, x, (size_t)(nx * in_row), &bad)) {
-			rc = mq_fail(&r->err, MQ_ERR_DATA, "'%s': layer '%s': %s in the activations at row %llu; recapture the calibration data",
-				     r->opt.calib, layer, x[bad] != x[bad] ? "NaN" : "Inf",
-				     (unsigned long long)(row + bad / in_row));
+			rc = mq_calib_layer_nonfinite(l, row, x, bad, &r->err);
 			break;
 		}
 		t0 = mq_comm_time();
