@@ -49,7 +49,7 @@ size_t mq_dtype_size(enum mq_dtype d)
 
 int mq_dtype_is_float(enum mq_dtype d)
 {
-	return d == MQ_DTYPE_F32 || d == MQ_DTYPE_F16 || d == MQ_DTYPE_BF16;
+	return d == MQ_DTYPE_F32 || d == MQ_DTYPE_F16 || d == MQ_DTYPE_BF16 || d == MQ_DTYPE_F64;
 }
 
 float mq_f16_to_f32(uint16_t h)
@@ -133,6 +133,10 @@ void mq_dtype_widen(enum mq_dtype d, const void *src, float *dst, size_t n)
 {
 	if (d == MQ_DTYPE_F32) {
 		memcpy(dst, src, n * sizeof(float));
+	} else if (d == MQ_DTYPE_F64) { /* rounded to nearest; beyond the float32 range becomes Inf */
+		const double *s = src;
+		for (size_t i = 0; i < n; i++)
+			dst[i] = (float)s[i];
 	} else if (d == MQ_DTYPE_BF16) {
 		const uint16_t *s = src;
 		uint32_t *o = (uint32_t *)(void *)dst;

@@ -36,7 +36,7 @@ enum mq_dtype {
 int mq_dtype_parse(const char *name, size_t len, enum mq_dtype *out);
 const char *mq_dtype_name(enum mq_dtype d);
 size_t mq_dtype_size(enum mq_dtype d); /* bytes per element */
-int mq_dtype_is_float(enum mq_dtype d); /* F32, F16 or BF16: the quantizable inputs */
+int mq_dtype_is_float(enum mq_dtype d); /* F32, F16, BF16 or F64: the quantizable inputs */
 
 /* Exact widening: every f16/bf16 value is representable in f32. */
 float mq_f16_to_f32(uint16_t h);
@@ -52,7 +52,7 @@ uint16_t mq_f32_to_bf16(float f);
 /* A 65536-entry table f16 bits -> f32, built on first use (not thread-safe). */
 const float *mq_f16_table(void);
 
-/* Widen n elements of a float dtype (F32, F16, BF16) into dst. */
+/* Widen n elements of a float dtype (F32, F16, BF16; F64 narrowed, to nearest) into dst. */
 void mq_dtype_widen(enum mq_dtype d, const void *src, float *dst, size_t n);
 
 static inline uint32_t mq_f32_bits(float f)

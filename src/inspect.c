@@ -1,10 +1,14 @@
 #include "inspect.h"
 
 #include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "manifest.h"
+#include "torch.h"
 
 static void print_shape(FILE *out, const uint64_t *shape, int ndim)
 {
@@ -43,14 +47,74 @@ static void print_meta_value(FILE *out, const char *v)
 	free(pretty);
 }
 
+/* The metadata record of a .pt written by mq-dist: a JSON object of strings, printed like safetensors metadata. */
+static int print_torch_metadata(const char *path, const struct mq_torch_header *h, FILE *out, struct mq_error *err)
+{
+	if (h->meta_size > MQ_ST_MAX_HEADER)
+		return mq_fail(err, MQ_ERR_INPUT, "'%s': the metadata record is larger than 100 MB", path);
+	char *text = malloc((size_t)h->meta_size + 1);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t got = text && fd >= 0 ? pread(fd, text, (size_t)h->meta_size, (off_t)h->meta_offset) : -1;
+	if (fd >= 0)
+		close(fd);
+	if (got != (ssize_t)h->meta_size) {
+		free(text);
+		return mq_fail(err, MQ_ERR_INPUT, "'%s': cannot read its metadata record: %s", path,
+			       got < 0 ? strerror(errno) : "short read");
+	}
+	text[h->meta_size] = '\0';
+	cJSON *j = cJSON_ParseWithLength(text, (size_t)h->meta_size);
+	free(text);
+	if (!cJSON_IsObject(j)) {
+		cJSON_Delete(j);
+		return mq_fail(err, MQ_ERR_INPUT, "'%s': archive/" MQ_TORCH_META_RECORD " is not a JSON object", path);
+	}
+	fprintf(out, "metadata:\n");
+	const cJSON *it;
+	cJSON_ArrayForEach(it, j) {
+		fprintf(out, "  %s: ", it->string);
+		if (cJSON_IsString(it)) {
+			print_meta_value(out, it->valuestring);
+		} else {
+			char *v = cJSON_PrintUnformatted(it);
+			fprintf(out, "%s\n", v ? v : "?");
+			free(v);
+		}
+	}
+	cJSON_Delete(j);
+	return 0;
+}
+
+static int print_torch_file(const struct mq_source_file *f, FILE *out, struct mq_error *err)
+{
+	struct mq_torch_header h;
+	int rc = mq_torch_parse(f->path, f->raw, f->raw_len, f->size, &h, err);
+	if (rc)
+		return rc;
+	fprintf(out, "file %s: %llu bytes, torch.save archive '%s/' with %d records, %d tensors", f->path,
+		(unsigned long long)f->size, h.archive, h.n_records, h.n_tensors);
+	if (h.state_dict_key)
+		fprintf(out, " (the state dict under key '%s')", h.state_dict_key);
+	fputc('\n', out);
+	if (h.n_ignored)
+		fprintf(out, "entries that are not tensors of the state dict: %d (first: '%s')\n", h.n_ignored,
+			h.ignored ? h.ignored : "?");
+	if (h.has_meta)
+		rc = print_torch_metadata(f->path, &h, out, err);
+	mq_torch_header_release(&h);
+	return rc;
+}
+
 static int print_file_metadata(const struct mq_source_file *f, FILE *out, struct mq_error *err)
 {
+	if (f->kind == MQ_SOURCE_TORCH)
+		return print_torch_file(f, out, err);
 	struct mq_st_header h;
-	int rc = mq_st_parse(f->path, f->json, f->header_len, f->size, &h, err);
+	int rc = mq_st_parse(f->path, f->raw, f->raw_len, f->size, &h, err);
 	if (rc)
 		return rc;
 	fprintf(out, "file %s: %llu bytes, header %llu bytes, %d tensors\n", f->path, (unsigned long long)f->size,
-		(unsigned long long)f->header_len, h.n_tensors);
+		(unsigned long long)f->raw_len, h.n_tensors);
 	if (h.n_meta)
 		fprintf(out, "metadata:\n");
 	for (int i = 0; i < h.n_meta; i++) {
@@ -83,6 +147,8 @@ int mq_inspect(const char *path, FILE *out, struct mq_error *err)
 			fprintf(out, " %12llu  %s", (unsigned long long)t->nbytes, t->name);
 			if (m.n_files > 1)
 				fprintf(out, "  (%s)", m.files[t->file].name);
+			if (!t->contiguous)
+				fprintf(out, "  (a strided view)");
 			fputc('\n', out);
 		}
 	}

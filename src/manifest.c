@@ -1,6 +1,7 @@
 #include "manifest.h"
 
 #include "buf.h"
+#include "torch.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -39,7 +40,7 @@ static const char *base_of(const char *path)
 	return slash ? slash + 1 : path;
 }
 
-/* Opens one safetensors file and reads its raw header into f. */
+/* Opens one model file, tells its format from its first bytes, and reads its raw header into f. */
 static int read_source(struct mq_source_file *f, struct mq_error *err)
 {
 	int fd = open(f->path, O_RDONLY | O_CLOEXEC);
@@ -51,9 +52,23 @@ static int read_source(struct mq_source_file *f, struct mq_error *err)
 		rc = mq_fail(err, MQ_ERR_INPUT, "cannot stat '%s': %s", f->path, strerror(errno));
 	else if (!S_ISREG(st.st_mode))
 		rc = mq_fail(err, MQ_ERR_INPUT, "'%s' is not a regular file", f->path);
+	unsigned char head[8] = { 0 };
+	ssize_t got = 0;
 	if (!rc) {
 		f->size = (uint64_t)st.st_size;
-		rc = mq_st_read_raw(f->path, fd, f->size, &f->json, &f->header_len, err);
+		got = pread(fd, head, sizeof(head), 0);
+	}
+	enum mq_torch_sniff kind = mq_torch_sniff(head, got > 0 ? (uint64_t)got : 0);
+	if (!rc && kind == MQ_TORCH_LEGACY)
+		rc = mq_fail(err, MQ_ERR_INPUT,
+			"'%s': a legacy torch.save file (before torch 1.6, or _use_new_zipfile_serialization=False); load it in torch and save it again with torch.save, which writes the zip format",
+			f->path);
+	else if (!rc && kind == MQ_TORCH_ZIP) {
+		f->kind = MQ_SOURCE_TORCH;
+		rc = mq_torch_read_raw(f->path, fd, f->size, &f->raw, &f->raw_len, err);
+	} else if (!rc) {
+		f->kind = MQ_SOURCE_SAFETENSORS;
+		rc = mq_st_read_raw(f->path, fd, f->size, &f->raw, &f->raw_len, err);
 	}
 	close(fd);
 	return rc;
@@ -81,13 +96,70 @@ static int cmp_tensor_name(const void *a, const void *b)
 	return strcmp(((const struct mq_tensor *)a)->name, ((const struct mq_tensor *)b)->name);
 }
 
+static void row_major_strides(struct mq_tensor *t)
+{
+	uint64_t s = 1;
+	for (int d = t->ndim - 1; d >= 0; d--) {
+		t->stride[d] = s;
+		s *= t->shape[d];
+	}
+	t->contiguous = 1;
+}
+
+/* The tensors of a torch checkpoint, appended to the table. */
+static int add_torch_file(struct mq_manifest *m, int fi, struct mq_error *err)
+{
+	struct mq_source_file *f = &m->files[fi];
+	struct mq_torch_header h;
+	int rc = mq_torch_parse(f->path, f->raw, f->raw_len, f->size, &h, err);
+	if (rc)
+		return rc;
+	struct mq_tensor *t = realloc(m->tensors, (size_t)(m->n_tensors + h.n_tensors + 1) * sizeof(*t));
+	if (!t) {
+		mq_torch_header_release(&h);
+		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+	}
+	m->tensors = t;
+	for (int i = 0; i < h.n_tensors; i++) {
+		struct mq_torch_tensor *s = &h.tensors[i];
+		struct mq_tensor *d = &m->tensors[m->n_tensors++];
+		memset(d, 0, sizeof(*d));
+		d->name = s->name;
+		s->name = NULL; /* moved */
+		d->dtype = s->dtype;
+		d->ndim = s->ndim;
+		memcpy(d->shape, s->shape, sizeof(d->shape));
+		d->file = fi;
+		d->offset = s->offset;
+		d->nbytes = s->nbytes;
+		if (s->contiguous)
+			row_major_strides(d);
+		else
+			memcpy(d->stride, s->stride, sizeof(d->stride));
+	}
+	if (h.state_dict_key)
+		mq_info("%s: using the state dict under key '%s'; %d other entr%s ignored\n", f->name, h.state_dict_key,
+			h.n_ignored, h.n_ignored == 1 ? "y" : "ies");
+	else if (h.n_ignored)
+		mq_info("%s: %d entr%s of the state dict that %s not tensors ignored (first: '%s')\n", f->name, h.n_ignored,
+			h.n_ignored == 1 ? "y" : "ies", h.n_ignored == 1 ? "is" : "are", h.ignored ? h.ignored : "?");
+	mq_torch_header_release(&h);
+	return 0;
+}
+
 /* Parses every file's header into the tensor table (pure; any rank). */
 static int build_table(struct mq_manifest *m, struct mq_error *err)
 {
 	for (int fi = 0; fi < m->n_files; fi++) {
 		struct mq_source_file *f = &m->files[fi];
+		if (f->kind == MQ_SOURCE_TORCH) {
+			int rc = add_torch_file(m, fi, err);
+			if (rc)
+				return rc;
+			continue;
+		}
 		struct mq_st_header h;
-		int rc = mq_st_parse(f->path, f->json, f->header_len, f->size, &h, err);
+		int rc = mq_st_parse(f->path, f->raw, f->raw_len, f->size, &h, err);
 		if (rc)
 			return rc;
 		struct mq_tensor *t = realloc(m->tensors, (size_t)(m->n_tensors + h.n_tensors + 1) * sizeof(*t));
@@ -107,12 +179,16 @@ static int build_table(struct mq_manifest *m, struct mq_error *err)
 			d->file = fi;
 			d->offset = h.data_start + s->begin;
 			d->nbytes = s->end - s->begin;
+			row_major_strides(d);
 		}
 		mq_st_header_release(&h);
 	}
 	if (m->n_tensors > 1)
 		qsort(m->tensors, (size_t)m->n_tensors, sizeof(*m->tensors), cmp_tensor_name);
 	for (int i = 1; i < m->n_tensors; i++) {
+		if (strcmp(m->tensors[i - 1].name, m->tensors[i].name) == 0 && m->tensors[i - 1].file == m->tensors[i].file)
+			return mq_fail(err, MQ_ERR_INPUT, "'%s': two entries of the state dict are both named '%s'",
+				       m->files[m->tensors[i].file].path, m->tensors[i].name);
 		if (strcmp(m->tensors[i - 1].name, m->tensors[i].name) == 0)
 			return mq_fail(err, MQ_ERR_INPUT, "tensor '%s' is stored in both '%s' and '%s'",
 				       m->tensors[i].name, m->files[m->tensors[i - 1].file].path,
@@ -251,9 +327,6 @@ int mq_manifest_load(const char *path, struct mq_manifest *m, struct mq_error *e
 	m->model_path = strdup(path);
 	if (!m->model_path)
 		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
-	if (ends_with(path, ".pt") || ends_with(path, ".pth") || ends_with(path, ".bin"))
-		return mq_fail(err, MQ_ERR_INPUT,
-			"'%s': PyTorch pickle checkpoints are not supported yet; convert to .safetensors first", path);
 	if (ends_with(path, ".json")) {
 		m->index_name = strdup(base_of(path));
 		if (!m->index_name)
@@ -285,7 +358,7 @@ void mq_manifest_release(struct mq_manifest *m)
 	for (int i = 0; i < m->n_files; i++) {
 		free(m->files[i].path);
 		free(m->files[i].name);
-		free(m->files[i].json);
+		free(m->files[i].raw);
 	}
 	free(m->files);
 	for (int i = 0; i < m->n_tensors; i++)
@@ -344,8 +417,9 @@ int mq_manifest_pack(const struct mq_manifest *m, char **blob, size_t *len, stru
 		const struct mq_source_file *f = &m->files[i];
 		put_str(&b, f->path, strlen(f->path));
 		put_str(&b, f->name, strlen(f->name));
+		put_u64(&b, (uint64_t)f->kind);
 		put_u64(&b, f->size);
-		put_str(&b, f->json, f->header_len);
+		put_str(&b, f->raw, f->raw_len);
 	}
 	if (!mq_buf_ok(&b)) {
 		mq_buf_release(&b);
@@ -405,10 +479,12 @@ int mq_manifest_unpack(const char *blob, size_t len, struct mq_manifest *m, stru
 		goto bad;
 	for (uint64_t i = 0; i < n_files; i++) {
 		struct mq_source_file *f = &m->files[i];
+		uint64_t kind;
 		m->n_files++;
-		if (get_str(&r, &f->path, NULL) || get_str(&r, &f->name, NULL) || get_u64(&r, &f->size) ||
-		    get_str(&r, &f->json, &f->header_len))
+		if (get_str(&r, &f->path, NULL) || get_str(&r, &f->name, NULL) || get_u64(&r, &kind) ||
+		    get_u64(&r, &f->size) || get_str(&r, &f->raw, &f->raw_len) || kind > MQ_SOURCE_TORCH)
 			goto bad;
+		f->kind = (enum mq_source_kind)kind;
 	}
 	return build_table(m, err);
 bad:

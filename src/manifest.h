@@ -1,6 +1,8 @@
 /*
- * manifest: one table of every input tensor, from a single .safetensors file
- * or a sharded model's model.safetensors.index.json.
+ * manifest: one table of every input tensor, from a single .safetensors file,
+ * a sharded model's model.safetensors.index.json, or a torch.save checkpoint
+ * (.pt, .pth, .bin; shards of an index may be any of these). A file's format
+ * is told by its first bytes.
  *
  * Rank 0 calls mq_manifest_load(), which opens the files, reads and checks
  * every header (and the index against the shards). It then packs the raw
@@ -17,12 +19,16 @@
 #include "safetensors.h"
 #include "status.h"
 
+enum mq_source_kind { MQ_SOURCE_SAFETENSORS, MQ_SOURCE_TORCH };
+
 struct mq_source_file {
 	char *path;          /* as opened: the folder of the model + name */
 	char *name;          /* base name, as recorded in the output's provenance */
+	enum mq_source_kind kind; /* from the first bytes of the file, not its name */
 	uint64_t size;       /* bytes */
-	uint64_t header_len; /* N */
-	char *json;          /* header text, N bytes + NUL */
+	uint64_t raw_len;
+	char *raw;           /* the raw header, raw_len bytes + NUL: the safetensors JSON text,
+	                        or the torch record table and pickle (torch.h) */
 };
 
 struct mq_tensor {
@@ -31,8 +37,10 @@ struct mq_tensor {
 	int ndim;
 	uint64_t shape[MQ_MAX_DIMS];
 	int file;            /* index into files[] */
-	uint64_t offset;     /* absolute byte offset of the data in that file */
-	uint64_t nbytes;
+	uint64_t offset;     /* absolute byte offset of the data (element 0) in that file */
+	uint64_t nbytes;     /* numel x element size */
+	int contiguous;      /* row-major without gaps; otherwise a view read through stride[] */
+	uint64_t stride[MQ_MAX_DIMS]; /* elements */
 };
 
 struct mq_manifest {

@@ -230,12 +230,12 @@ static void calib_keys(const struct mq_plan *p, const struct mq_options *o, cons
 	mq_buf_adds(b, ",");
 }
 
-static void metadata_json(const struct mq_manifest *m, const struct mq_plan *p, const struct mq_options *o,
-			  const struct mq_tensor_result *res, const char *calib_digest, struct mq_buf *b)
+static void metadata_object(const struct mq_manifest *m, const struct mq_plan *p, const struct mq_options *o,
+			    const struct mq_tensor_result *res, const char *calib_digest, struct mq_buf *b)
 {
 	const struct mq_scheme_info *si = mq_scheme_get(p->scheme);
 	char v[64];
-	mq_buf_adds(b, "\"__metadata__\":{");
+	mq_buf_adds(b, "{");
 	kv(b, "format", "pt");
 	mq_buf_adds(b, ",");
 	kv(b, "quantization_dtype", si->quant_dtype);
@@ -285,12 +285,14 @@ static void metadata_json(const struct mq_manifest *m, const struct mq_plan *p, 
 	mq_buf_adds(b, "}");
 }
 
+static int pad(struct mq_buf *b, uint64_t pad_to, struct mq_error *err);
+
 int mq_metadata_header(const struct mq_manifest *m, const struct mq_plan *p, const struct mq_options *o,
 		       const struct mq_tensor_result *res, const char *calib_digest, uint64_t pad_to,
 		       struct mq_buf *b, struct mq_error *err)
 {
-	mq_buf_adds(b, "{");
-	metadata_json(m, p, o, res, calib_digest, b);
+	mq_buf_adds(b, "{\"__metadata__\":");
+	metadata_object(m, p, o, res, calib_digest, b);
 	for (int k = 0; k < p->n_out; k++) {
 		const struct mq_out_tensor *t = &p->out[k];
 		mq_buf_adds(b, ",");
@@ -301,6 +303,19 @@ int mq_metadata_header(const struct mq_manifest *m, const struct mq_plan *p, con
 			    (unsigned long long)t->end);
 	}
 	mq_buf_adds(b, "}");
+	return pad(b, pad_to, err);
+}
+
+int mq_metadata_object(const struct mq_manifest *m, const struct mq_plan *p, const struct mq_options *o,
+		       const struct mq_tensor_result *res, const char *calib_digest, uint64_t pad_to,
+		       struct mq_buf *b, struct mq_error *err)
+{
+	metadata_object(m, p, o, res, calib_digest, b);
+	return pad(b, pad_to, err);
+}
+
+static int pad(struct mq_buf *b, uint64_t pad_to, struct mq_error *err)
+{
 	if (!mq_buf_ok(b))
 		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory building the header");
 	if (pad_to) {
@@ -316,10 +331,11 @@ int mq_metadata_header(const struct mq_manifest *m, const struct mq_plan *p, con
 }
 
 int mq_metadata_reserve(const struct mq_manifest *m, const struct mq_plan *p, const struct mq_options *o,
-			uint64_t *len, struct mq_error *err)
+			int object_only, uint64_t *len, struct mq_error *err)
 {
 	struct mq_buf b = MQ_BUF_INIT;
-	int rc = mq_metadata_header(m, p, o, NULL, NULL, 0, &b, err);
+	int rc = object_only ? mq_metadata_object(m, p, o, NULL, NULL, 0, &b, err)
+			     : mq_metadata_header(m, p, o, NULL, NULL, 0, &b, err);
 	*len = (b.len + 7) & ~(uint64_t)7;
 	mq_buf_release(&b);
 	if (!rc && *len > MQ_ST_MAX_HEADER)

@@ -52,11 +52,19 @@ int mq_metadata_header(const struct mq_manifest *m, const struct mq_plan *p, con
 		       const struct mq_tensor_result *res, const char *calib_digest, uint64_t pad_to,
 		       struct mq_buf *out, struct mq_error *err);
 
+/* The __metadata__ object alone ({"key": "string", ...}): the metadata record of a .pt output. */
+int mq_metadata_object(const struct mq_manifest *m, const struct mq_plan *p, const struct mq_options *o,
+		       const struct mq_tensor_result *res, const char *calib_digest, uint64_t pad_to,
+		       struct mq_buf *out, struct mq_error *err);
+
 /* Aggregate output-space SQNR over calibrated layers (weights only, or weights and activations). */
 double mq_metadata_output_sqnr(const struct mq_plan *p, const struct mq_tensor_result *res, int with_act);
 
-/* Length of the reserved header: the reservation form rounded up to a multiple of 8. */
+/*
+ * Length of the reserved header (object_only: of the metadata object alone):
+ * the reservation form rounded up to a multiple of 8.
+ */
 int mq_metadata_reserve(const struct mq_manifest *m, const struct mq_plan *p, const struct mq_options *o,
-			uint64_t *len, struct mq_error *err);
+			int object_only, uint64_t *len, struct mq_error *err);
 
 #endif

@@ -295,21 +295,25 @@ static int has_suffix(const char *s, size_t n, const char *suf)
 	return n >= k && memcmp(s + n - k, suf, k) == 0;
 }
 
-char *mq_options_default_output(const struct mq_options *o)
+char *mq_options_default_output(const struct mq_options *o, int torch_input)
 {
 	const char *in = o->input;
 	size_t n = strlen(in);
-	static const char *const sufs[] = { ".safetensors.index.json", ".index.json", ".safetensors", ".json" };
+	static const char *const sufs[] = { ".safetensors.index.json", ".index.json", ".safetensors", ".json",
+					    ".pth", ".pt", ".bin" };
+	const char *ext = ".safetensors";
 	for (size_t k = 0; k < sizeof(sufs) / sizeof(sufs[0]); k++) {
 		if (has_suffix(in, n, sufs[k]) && n > strlen(sufs[k])) {
 			n -= strlen(sufs[k]);
 			break;
 		}
 	}
+	if (torch_input) /* keep the user's format: .pth stays .pth, other torch files become .pt */
+		ext = has_suffix(in, strlen(in), ".pth") ? ".pth" : ".pt";
 	const struct mq_scheme_info *si = mq_scheme_get(o->scheme);
 	struct mq_buf b = MQ_BUF_INIT;
 	mq_buf_add(&b, in, n);
-	mq_buf_addf(&b, ".%s%s.safetensors", si->name, o->per_tensor ? "-per-tensor" : "");
+	mq_buf_addf(&b, ".%s%s%s", si->name, o->per_tensor ? "-per-tensor" : "", ext);
 	if (!mq_buf_ok(&b)) {
 		mq_buf_release(&b);
 		return NULL;

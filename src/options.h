@@ -60,7 +60,12 @@ void mq_options_print_help(FILE *fp);
  * The default output path for an input: beside it, the stem plus the scheme,
  * e.g. "dir/model.int8.safetensors". Malloc'd.
  */
-char *mq_options_default_output(const struct mq_options *o);
+/*
+ * The output path when -o is not given: beside the input, STEM.SCHEME.EXT,
+ * where EXT is .safetensors, or for a torch checkpoint input .pt (.pth for a
+ * .pth input).
+ */
+char *mq_options_default_output(const struct mq_options *o, int torch_input);
 
 /* The options that shape the output, as a JSON object (for provenance). */
 void mq_options_json(const struct mq_options *o, struct mq_buf *b);

@@ -84,21 +84,21 @@ void mq_report_progress(const struct mq_manifest *m, const struct mq_plan *p, in
 }
 
 void mq_report_plan(const struct mq_manifest *m, const struct mq_plan *p, const struct mq_options *o,
-		    uint64_t header_len, const char *output)
+		    uint64_t out_size, const char *output)
 {
 	const struct mq_scheme_info *si = mq_scheme_get(p->scheme);
-	uint64_t out_size = 8 + header_len + p->bytes_out;
+	uint64_t header_len = out_size - p->bytes_out; /* headers, metadata, and for .pt the archive's records */
 	printf("plan for %s -> %s (dry run: nothing written)\n", o->input, output);
 	printf("  scheme %s%s, %d tensors: %d quantized, %d kept; %d work units over %d ranks\n", si->name,
 	       si->is_cast ? "" : p->per_tensor ? " per tensor" : " per channel", p->n_tensors, p->n_quantized,
 	       p->n_tensors - p->n_quantized, p->n_units, p->n_ranks);
-	printf("  tensor data %.3f MiB -> %.3f MiB, compression %.3fx; output file %llu bytes (header %llu)\n",
+	printf("  tensor data %.3f MiB -> %.3f MiB, compression %.3fx; output file %llu bytes (headers and metadata %llu)\n",
 	       mib(p->bytes_in), mib(p->bytes_out), p->bytes_out ? (double)p->bytes_in / (double)p->bytes_out : 1.0,
 	       (unsigned long long)out_size, (unsigned long long)header_len);
 	/* buffers, the largest header copy (rank 0), record tables (rank 0), and the manifest */
 	uint64_t manifest = 0;
 	for (int f = 0; f < m->n_files; f++)
-		manifest += m->files[f].header_len;
+		manifest += m->files[f].raw_len;
 	uint64_t chunks = 0;
 	for (int t = 0; t < p->n_tensors; t++)
 		chunks += p->tensors[t].n_chunks;

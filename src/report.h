@@ -41,7 +41,7 @@ double mq_report_peak_rss(void);
 void mq_report_progress(const struct mq_manifest *m, const struct mq_plan *p, int i, int done,
 			const struct mq_tensor_result *r);
 void mq_report_plan(const struct mq_manifest *m, const struct mq_plan *p, const struct mq_options *o,
-		    uint64_t header_len, const char *output);
+		    uint64_t out_size, const char *output);
 void mq_report_summary(const struct mq_manifest *m, const struct mq_plan *p, const struct mq_tensor_result *res,
 		       const double *stats, const char *output);
 /* Writes the run report (to a temporary name, then renamed). */

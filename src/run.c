@@ -12,13 +12,16 @@
 #include <unistd.h>
 
 #include <cblas.h>
+#include <zlib.h>
 
 #include "calib.h"
+#include "gather.h"
 #include "inspect.h"
 #include "metadata.h"
 #include "options.h"
 #include "plan.h"
 #include "report.h"
+#include "torch.h"
 
 /* A unit's result as sent to rank 0; followed by n_digests SHA-256 digests. */
 struct unit_record {
@@ -26,8 +29,9 @@ struct unit_record {
 	int32_t failed;      /* 1: failed or skipped; the error travels by agreement */
 	double signal, noise, max_abs;
 	double out_signal, out_noise_w, out_noise_wa; /* calibrated layers */
+	uint64_t crc_len[3];  /* .pt output: bytes written to the data, scale and zero-point tensors */
+	uint32_t crc[3];      /* and their CRC-32 */
 	uint32_t n_digests;
-	uint32_t reserved;
 };
 
 /* Output-space sums of a calibrated layer's unit. */
@@ -41,15 +45,26 @@ struct run {
 	struct mq_options opt;
 	struct mq_manifest man;
 	struct mq_plan plan;
-	uint64_t data_start;          /* 8 + reserved header length */
+	uint64_t header_len;          /* reserved: the safetensors header, or the .pt metadata record */
+	int pt;                       /* the output is a torch .pt archive */
+	struct mq_torch_out tout;     /* its layout */
+	uint64_t *out_pos;            /* per output tensor: file offset of its first byte */
+	uint64_t out_size;            /* of the whole output file */
 	char *output, *tmp;           /* final and temporary output paths (all ranks) */
 	int *fds;                     /* per input file, opened on first use */
+	struct mq_gather *gather;     /* reads of strided views */
+	uint32_t ucrc[3];             /* .pt: the unit in progress, per data/scale/zero-point tensor */
+	uint64_t ucrc_len[3];
+	int ucrc_out[3];              /* its output tensors, -1 if none */
 	unsigned char *arena;         /* tensor buffers, plan.arena_bytes */
 	uint8_t *digests;             /* this unit's chunk digests, then the record */
 	/* rank 0: what has come in */
 	struct mq_tensor_result *res; /* per tensor */
 	double *u_signal, *u_noise, *u_max; /* per unit */
 	double *u_out;                /* per unit: output-space sums (3), with --calib */
+	uint32_t *u_crc;              /* per unit: CRC-32 of its data, scale, zero-point bytes (.pt) */
+	uint64_t *u_crc_len;          /* and their lengths */
+	uint32_t *out_crc;            /* per output tensor (.pt) */
 	uint8_t *chunk_digests;       /* 32 bytes per chunk of every tensor */
 	uint64_t *chunk_base;         /* per tensor: index of its first chunk */
 	int *units_left;              /* per tensor */
@@ -90,6 +105,17 @@ static void finish_tensor(struct run *r, int t)
 	if (!r->opt.no_checksum)
 		mq_sha256(r->chunk_digests + r->chunk_base[t] * MQ_SHA256_LEN, pt->n_chunks * MQ_SHA256_LEN,
 			  res->sha256);
+	const int outs[3] = { pt->out_data, pt->out_scale, pt->out_zero_point };
+	for (int k = 0; r->pt && k < 3; k++) { /* the units' CRCs joined in unit order */
+		if (outs[k] < 0)
+			continue;
+		uLong crc = crc32(0L, Z_NULL, 0);
+		for (int i = 0; i < pt->n_units; i++) {
+			int u = pt->first_unit + i;
+			crc = crc32_combine(crc, r->u_crc[3 * u + k], (z_off_t)r->u_crc_len[3 * u + k]);
+		}
+		r->out_crc[outs[k]] = (uint32_t)crc;
+	}
 	mq_report_progress(&r->man, &r->plan, t, ++r->tensors_done, res);
 }
 
@@ -124,6 +150,10 @@ static void take_record(struct run *r, const struct unit_record *rec, size_t len
 	}
 	memcpy(r->chunk_digests + (r->chunk_base[u->tensor] + u->chunk_begin) * MQ_SHA256_LEN, rec + 1,
 	       rec->n_digests * (size_t)MQ_SHA256_LEN);
+	if (r->u_crc) {
+		memcpy(r->u_crc + 3 * rec->unit, rec->crc, sizeof(rec->crc));
+		memcpy(r->u_crc_len + 3 * rec->unit, rec->crc_len, sizeof(rec->crc_len));
+	}
 	if (--r->units_left[u->tensor] == 0)
 		finish_tensor(r, u->tensor);
 }
@@ -172,6 +202,10 @@ static int setup_collect(struct run *r)
 	r->chunk_digests = malloc((size_t)chunks * MQ_SHA256_LEN + 1);
 	if (r->opt.calib && !(r->u_out = calloc(3 * (size_t)p->n_units + 1, sizeof(double))))
 		return mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
+	if (r->pt && (!(r->u_crc = calloc(3 * (size_t)p->n_units + 1, sizeof(uint32_t))) ||
+		      !(r->u_crc_len = calloc(3 * (size_t)p->n_units + 1, sizeof(uint64_t))) ||
+		      !(r->out_crc = calloc((size_t)p->n_out + 1, sizeof(uint32_t)))))
+		return mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
 	if (!r->res || !r->chunk_base || !r->units_left || !r->u_signal || !r->u_noise || !r->u_max ||
 	    !r->chunk_digests)
 		return mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
@@ -196,38 +230,68 @@ static int input_fd(struct run *r, int file)
 	return r->fds[file];
 }
 
-static int read_at(struct run *r, const struct mq_tensor *t, uint64_t off, void *buf, size_t n)
+struct reading {
+	struct run *r;
+	const struct mq_tensor *t;
+	int fd;
+};
+
+/* n bytes at file position pos of the tensor's file (the gather module's reader too). */
+static int read_file_at(void *ctx, void *buf, size_t n, uint64_t pos)
 {
-	double t0 = mq_comm_time();
-	int fd = input_fd(r, t->file);
-	if (fd < 0)
-		return r->err.code;
+	struct reading *rd = ctx;
+	struct run *r = rd->r;
 	char *p = buf;
-	uint64_t pos = t->offset + off;
 	while (n) {
-		ssize_t k = pread(fd, p, n, (off_t)pos);
+		ssize_t k = pread(rd->fd, p, n, (off_t)pos);
 		if (k < 0 && errno == EINTR)
 			continue;
 		if (k <= 0)
 			return mq_fail(&r->err, MQ_ERR_INPUT, "'%s': tensor '%s': cannot read bytes at %llu: %s",
-				       r->man.files[t->file].path, t->name, (unsigned long long)pos,
+				       r->man.files[rd->t->file].path, rd->t->name, (unsigned long long)pos,
 				       k == 0 ? "unexpected end of file (was the file truncated?)" : strerror(errno));
 		p += k;
 		n -= (size_t)k;
 		pos += (uint64_t)k;
 		r->stats[MQ_STAT_BYTES_READ] += (double)k;
 	}
-	r->stats[MQ_STAT_T_READ] += mq_comm_time() - t0;
 	return 0;
 }
 
-static int write_at(struct run *r, uint64_t off, const void *buf, size_t n)
+/* Bytes [off, off + n) of the tensor in row-major order: one read, or a gather of a strided view. */
+static int read_at(struct run *r, const struct mq_tensor *t, uint64_t off, void *buf, size_t n)
 {
 	double t0 = mq_comm_time();
-	int rc = mq_comm_file_write(r->comm, r->data_start + off, buf, n, &r->err);
+	struct reading rd = { r, t, input_fd(r, t->file) };
+	if (rd.fd < 0)
+		return r->err.code;
+	int rc = t->contiguous ? read_file_at(&rd, buf, n, t->offset + off)
+			       : mq_gather_read(&r->gather, t, off, buf, n, read_file_at, &rd);
+	if (rc && !r->err.code)
+		mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory reading tensor '%s'", t->name);
+	r->stats[MQ_STAT_T_READ] += mq_comm_time() - t0;
+	return r->err.code;
+}
+
+/* n bytes at absolute offset pos of the output file. */
+static int write_at(struct run *r, uint64_t pos, const void *buf, size_t n)
+{
+	double t0 = mq_comm_time();
+	int rc = mq_comm_file_write(r->comm, pos, buf, n, &r->err);
 	r->stats[MQ_STAT_T_WRITE] += mq_comm_time() - t0;
 	r->stats[MQ_STAT_BYTES_WRITTEN] += (double)n;
 	return rc;
+}
+
+/* Bytes of output tensor o from its byte off on, in order within a unit (the unit's CRC follows them). */
+static int write_out(struct run *r, int o, uint64_t off, const void *buf, size_t n)
+{
+	for (int k = 0; r->pt && k < 3; k++)
+		if (r->ucrc_out[k] == o) {
+			r->ucrc[k] = (uint32_t)crc32(r->ucrc[k], buf, (uInt)n);
+			r->ucrc_len[k] += n;
+		}
+	return write_at(r, r->out_pos[o] + off, buf, n);
 }
 
 /* Hashes one block and closes the chunk digest when the block ends its chunk. */
@@ -263,12 +327,12 @@ static int copy_unit(struct run *r, const struct mq_unit *u, struct chunk_hasher
 {
 	const struct mq_tensor *t = &r->man.tensors[u->tensor];
 	const struct mq_plan_tensor *pt = &r->plan.tensors[u->tensor];
-	const struct mq_out_tensor *o = &r->plan.out[pt->out_data];
 	uint64_t begin = u->row_begin * pt->row_bytes, end = u->row_end * pt->row_bytes;
 	for (uint64_t off = begin; off < end;) {
 		size_t n = (size_t)(end - off < r->plan.arena_bytes ? end - off : r->plan.arena_bytes);
+		n -= n % mq_dtype_size(t->dtype); /* whole elements, for strided views */
 		if (read_at(r, t, off, r->arena, n) || hash_block(r, ch, r->arena, n, off + n == end) ||
-		    write_at(r, o->begin + off, r->arena, n))
+		    write_out(r, pt->out_data, off, r->arena, n))
 			return r->err.code;
 		off += n;
 		poll_records(r, 0);
@@ -522,7 +586,7 @@ static int quant_unit(struct run *r, const struct mq_unit *u, struct chunk_hashe
 			b.zp[k] = (uint8_t)qp.zero_point;
 		}
 		r->stats[MQ_STAT_T_QUANT] += mq_comm_time() - t0;
-		if (write_at(r, p->out[pt->out_data].begin + row * out_row, b.q, n * out_row))
+		if (write_out(r, pt->out_data, row * out_row, b.q, n * out_row))
 			return r->err.code;
 		if (pt->calib == MQ_CALIB_STATIC) {
 			for (uint64_t k = 0; k < n; k++) {
@@ -536,11 +600,9 @@ static int quant_unit(struct run *r, const struct mq_unit *u, struct chunk_hashe
 			if (output_space(r, u->tensor, b.x, b.what, n, oacc))
 				return r->err.code;
 		}
-		if (!p->per_tensor && pt->out_scale >= 0 &&
-		    write_at(r, p->out[pt->out_scale].begin + row * 4, b.scale, n * 4))
+		if (!p->per_tensor && pt->out_scale >= 0 && write_out(r, pt->out_scale, row * 4, b.scale, n * 4))
 			return r->err.code;
-		if (!p->per_tensor && pt->out_zero_point >= 0 &&
-		    write_at(r, p->out[pt->out_zero_point].begin + row, b.zp, n))
+		if (!p->per_tensor && pt->out_zero_point >= 0 && write_out(r, pt->out_zero_point, row, b.zp, n))
 			return r->err.code;
 		row += n;
 		poll_records(r, 0);
@@ -549,8 +611,8 @@ static int quant_unit(struct run *r, const struct mq_unit *u, struct chunk_hashe
 	}
 	if (p->per_tensor) {
 		uint8_t zp = (uint8_t)tensor_qp.zero_point;
-		if (write_at(r, p->out[pt->out_scale].begin, &tensor_qp.scale, 4) ||
-		    (pt->out_zero_point >= 0 && write_at(r, p->out[pt->out_zero_point].begin, &zp, 1)))
+		if (write_out(r, pt->out_scale, 0, &tensor_qp.scale, 4) ||
+		    (pt->out_zero_point >= 0 && write_out(r, pt->out_zero_point, 0, &zp, 1)))
 			return r->err.code;
 	}
 	return 0;
@@ -565,6 +627,14 @@ static int do_unit(struct run *r, int id, struct unit_record *rec)
 	memset(rec, 0, sizeof(*rec));
 	rec->unit = id;
 	rec->n_digests = r->opt.no_checksum ? 0 : (uint32_t)(u->chunk_end - u->chunk_begin);
+	const struct mq_plan_tensor *pt = &r->plan.tensors[u->tensor];
+	r->ucrc_out[0] = pt->out_data;
+	r->ucrc_out[1] = pt->out_scale;
+	r->ucrc_out[2] = pt->out_zero_point;
+	for (int k = 0; k < 3; k++) {
+		r->ucrc[k] = (uint32_t)crc32(0L, Z_NULL, 0);
+		r->ucrc_len[k] = 0;
+	}
 	int rc = r->plan.tensors[u->tensor].action == MQ_ACT_QUANT ? quant_unit(r, u, &ch, &acc, &oacc)
 								    : copy_unit(r, u, &ch);
 	if (ch.open)
@@ -576,6 +646,10 @@ static int do_unit(struct run *r, int id, struct unit_record *rec)
 	rec->out_signal = oacc.signal;
 	rec->out_noise_w = oacc.noise_w;
 	rec->out_noise_wa = oacc.noise_wa;
+	memcpy(rec->crc, r->ucrc, sizeof(rec->crc));
+	memcpy(rec->crc_len, r->ucrc_len, sizeof(rec->crc_len));
+	for (int k = 0; k < 3; k++)
+		r->ucrc_out[k] = -1;
 	return rc;
 }
 
@@ -726,33 +800,91 @@ static int create_tmp(struct run *r, uint64_t size)
 	return 0;
 }
 
-static int write_header(struct run *r, uint64_t header_len)
+/* Rank 0: the static activation parameters, a few bytes per layer. */
+static int write_act_params(struct run *r)
+{
+	for (int t = 0; r->act && t < r->plan.n_tensors; t++) {
+		const struct mq_plan_tensor *pt = &r->plan.tensors[t];
+		float s = (float)r->act[3 * t + 1];
+		uint8_t zp = (uint8_t)r->act[3 * t + 2];
+		if (pt->out_input_scale >= 0) {
+			if (r->pt)
+				r->out_crc[pt->out_input_scale] = (uint32_t)crc32(0L, (const Bytef *)&s, 4);
+			if (write_at(r, r->out_pos[pt->out_input_scale], &s, 4))
+				return r->err.code;
+		}
+		if (pt->out_input_zero_point >= 0) {
+			if (r->pt)
+				r->out_crc[pt->out_input_zero_point] = (uint32_t)crc32(0L, &zp, 1);
+			if (write_at(r, r->out_pos[pt->out_input_zero_point], &zp, 1))
+				return r->err.code;
+		}
+	}
+	return 0;
+}
+
+/* Rank 0: the safetensors header, padded with spaces to its reserved length. */
+static int write_st_header(struct run *r)
 {
 	struct mq_buf b = MQ_BUF_INIT;
 	unsigned char prefix[8];
 	for (int i = 0; i < 8; i++)
-		prefix[i] = (unsigned char)(header_len >> (8 * i));
+		prefix[i] = (unsigned char)(r->header_len >> (8 * i));
 	mq_buf_add(&b, prefix, 8);
 	int rc = mq_metadata_header(&r->man, &r->plan, &r->opt, r->res, r->calib_digest[0] ? r->calib_digest : NULL,
 				    0, &b, &r->err);
-	if (!rc && b.len - 8 > header_len)
+	if (!rc && b.len - 8 > r->header_len)
 		rc = mq_fail(&r->err, MQ_ERR_INTERNAL, "header exceeds its reservation");
-	while (!rc && b.len - 8 < header_len)
+	while (!rc && b.len - 8 < r->header_len)
 		mq_buf_add(&b, " ", 1);
 	if (!rc)
-		rc = mq_comm_file_write(r->comm, 0, b.data, b.len, &r->err);
+		rc = write_at(r, 0, b.data, b.len);
 	mq_buf_release(&b);
-	/* the static activation parameters: a few bytes per layer, known to rank 0 */
-	for (int t = 0; !rc && r->act && t < r->plan.n_tensors; t++) {
-		const struct mq_plan_tensor *pt = &r->plan.tensors[t];
-		float s = (float)r->act[3 * t + 1];
-		uint8_t zp = (uint8_t)r->act[3 * t + 2];
-		if (pt->out_input_scale >= 0)
-			rc = write_at(r, r->plan.out[pt->out_input_scale].begin, &s, 4);
-		if (!rc && pt->out_input_zero_point >= 0)
-			rc = write_at(r, r->plan.out[pt->out_input_zero_point].begin, &zp, 1);
-	}
 	return rc;
+}
+
+/*
+ * Rank 0: the rest of a .pt archive once every CRC is known: the local
+ * headers, data.pkl, version, the metadata record and the directory.
+ */
+static int write_pt_archive(struct run *r)
+{
+	struct mq_torch_out *t = &r->tout;
+	struct mq_buf meta = MQ_BUF_INIT, b = MQ_BUF_INIT;
+	int rc = mq_metadata_object(&r->man, &r->plan, &r->opt, r->res, r->calib_digest[0] ? r->calib_digest : NULL,
+				    r->header_len, &meta, &r->err);
+	const void *payload[3] = { t->pickle.data, "3\n", meta.data };
+	int fixed[3] = { 0, t->n_entries - 2, t->meta_entry };
+	for (int k = 0; !rc && k < 3; k++)
+		t->entries[fixed[k]].crc = (uint32_t)crc32(0L, payload[k], (uInt)t->entries[fixed[k]].size);
+	for (int o = 0; !rc && o < r->plan.n_out; o++)
+		t->entries[t->entry_of_out[o]].crc = r->out_crc[o];
+	for (int i = 0; !rc && i < t->n_entries; i++) {
+		const struct mq_zip_entry *e = &t->entries[i];
+		b.len = 0;
+		mq_zip_local_header(e, &b);
+		for (int k = 0; k < 3; k++)
+			if (fixed[k] == i)
+				mq_buf_add(&b, payload[k], (size_t)e->size);
+		rc = mq_buf_ok(&b) ? write_at(r, e->header_offset, b.data, b.len)
+				   : mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
+	}
+	if (!rc) {
+		b.len = 0;
+		mq_zip_directory(t->entries, t->n_entries, t->directory_offset, &b);
+		rc = mq_buf_ok(&b) ? write_at(r, t->directory_offset, b.data, b.len)
+				   : mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
+	}
+	mq_buf_release(&meta);
+	mq_buf_release(&b);
+	return rc;
+}
+
+static int write_header(struct run *r)
+{
+	if (write_act_params(r))
+		return r->err.code;
+	return r->pt ? write_pt_archive(r) : write_st_header(r);
 }
 
 static void sync_dir(const char *path)
@@ -877,17 +1009,36 @@ static int phase_act(struct run *r)
 	return mq_comm_agree(r->comm, &r->err);
 }
 
-static int phase_plan(struct run *r, uint64_t *header_len)
+/* Where every output tensor goes: after the safetensors header, or in its .pt record. */
+static int place_outputs(struct run *r)
+{
+	const struct mq_plan *p = &r->plan;
+	if (mq_metadata_reserve(&r->man, p, &r->opt, r->pt, &r->header_len, &r->err))
+		return r->err.code;
+	if (r->pt && mq_torch_out_plan(p, r->header_len, &r->tout, &r->err))
+		return r->err.code;
+	if (!(r->out_pos = malloc(((size_t)p->n_out + 1) * sizeof(uint64_t))))
+		return mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
+	for (int o = 0; o < p->n_out; o++)
+		r->out_pos[o] = r->pt ? r->tout.entries[r->tout.entry_of_out[o]].data_offset
+				      : 8 + r->header_len + p->out[o].begin;
+	r->out_size = r->pt ? r->tout.file_size : 8 + r->header_len + p->bytes_out;
+	return 0;
+}
+
+static int phase_plan(struct run *r)
 {
 	double t0 = mq_comm_time();
-	r->output = r->opt.output ? strdup(r->opt.output) : mq_options_default_output(&r->opt);
+	r->output = r->opt.output ? strdup(r->opt.output) : mq_options_default_output(&r->opt, r->man.n_files &&
+						r->man.files[0].kind == MQ_SOURCE_TORCH && !r->man.index_name);
 	if (!r->output)
 		mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
+	else
+		r->pt = mq_torch_is_output_name(r->output);
 	if (!r->err.code && r->rank == 0)
 		check_output(r);
 	if (!r->err.code && !mq_plan_build(&r->man, &r->opt, r->size, r->cinfo, &r->plan, &r->err))
-		mq_metadata_reserve(&r->man, &r->plan, &r->opt, header_len, &r->err);
-	r->data_start = 8 + *header_len;
+		place_outputs(r);
 	r->stats[MQ_STAT_T_PLAN] = mq_comm_time() - t0;
 	return mq_comm_agree(r->comm, &r->err);
 }
@@ -896,7 +1047,7 @@ static int phase_open(struct run *r)
 {
 	char *name = NULL;
 	size_t len = 0;
-	if (r->rank == 0 && !create_tmp(r, r->data_start + r->plan.bytes_out)) {
+	if (r->rank == 0 && !create_tmp(r, r->out_size)) {
 		name = strdup(r->tmp);
 		len = strlen(name) + 1;
 	}
@@ -912,11 +1063,11 @@ static int phase_open(struct run *r)
 	return mq_comm_agree(r->comm, &r->err);
 }
 
-static int phase_finish(struct run *r, uint64_t header_len)
+static int phase_finish(struct run *r)
 {
 	double t0 = mq_comm_time();
 	if (r->rank == 0)
-		write_header(r, header_len);
+		write_header(r);
 	mq_comm_agree(r->comm, &r->err);
 	if (!r->err.code && !r->opt.no_sync)
 		mq_comm_file_sync(r->comm, &r->err);
@@ -955,6 +1106,12 @@ static void release(struct run *r)
 	free(r->cinfo);
 	free(r->act);
 	free(r->u_out);
+	free(r->u_crc);
+	free(r->u_crc_len);
+	free(r->out_crc);
+	free(r->out_pos);
+	mq_torch_out_release(&r->tout);
+	mq_gather_free(r->gather);
 	if (r->fds)
 		for (int f = 0; f < r->man.n_files; f++)
 			if (r->fds[f] >= 0)
@@ -978,12 +1135,11 @@ static void release(struct run *r)
 static int quantize(struct run *r)
 {
 	double t_start = mq_comm_time();
-	uint64_t header_len = 0;
-	if (phase_manifest(r) || phase_calib(r) || phase_plan(r, &header_len))
+	if (phase_manifest(r) || phase_calib(r) || phase_plan(r))
 		return r->err.code;
 	if (r->opt.dry_run) {
 		if (r->rank == 0)
-			mq_report_plan(&r->man, &r->plan, &r->opt, header_len, r->output);
+			mq_report_plan(&r->man, &r->plan, &r->opt, r->out_size, r->output);
 		return 0;
 	}
 	if (phase_act(r))
@@ -1004,7 +1160,7 @@ static int quantize(struct run *r)
 		mq_comm_cancel_drain(r->comm, r->cancel_sent, r->cancelled);
 		goto fail;
 	}
-	if (phase_finish(r, header_len))
+	if (phase_finish(r))
 		goto fail;
 	r->stats[MQ_STAT_T_TOTAL] = mq_comm_time() - t_start;
 	report(r);
@@ -1025,6 +1181,7 @@ int mq_run(struct mq_comm *c, int argc, char **argv)
 	r.comm = c;
 	r.rank = mq_comm_rank(c);
 	r.size = mq_comm_size(c);
+	r.ucrc_out[0] = r.ucrc_out[1] = r.ucrc_out[2] = -1;
 	mq_log_init(r.rank, 0);
 	/* Every rank parses the same argv, so every rank reaches the same verdict. */
 	if (mq_options_parse(argc, argv, &r.opt, &r.err) == 0) {

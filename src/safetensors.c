@@ -462,7 +462,7 @@ static int cmp_name_ptr(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static int validate_utf8(const unsigned char *s, size_t n, size_t *bad)
+int mq_utf8_check(const unsigned char *s, size_t n, size_t *bad)
 {
 	size_t i = 0;
 	while (i < n) {
@@ -573,7 +573,7 @@ int mq_st_parse(const char *file, const char *json, uint64_t header_len, uint64_
 	out->data_start = 8 + header_len;
 	out->file_size = file_size;
 	size_t bad;
-	if (validate_utf8((const unsigned char *)json, header_len, &bad))
+	if (mq_utf8_check((const unsigned char *)json, header_len, &bad))
 		return mq_fail(err, MQ_ERR_INPUT, "'%s': header is not valid UTF-8 (at byte %zu of the JSON)", file, bad);
 	struct jp p = { json, header_len, 0, file, err };
 	int cap = 0;

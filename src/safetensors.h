@@ -69,6 +69,9 @@ int mq_st_read_raw(const char *file, int fd, uint64_t file_size, char **json,
 /* Number of elements (product of dims); 0 and sets *overflow on overflow. */
 uint64_t mq_shape_numel(const uint64_t *shape, int ndim, int *overflow);
 
+/* 0 if s[0..n) is valid UTF-8; otherwise -1 and *bad is the offset of the first bad byte. */
+int mq_utf8_check(const unsigned char *s, size_t n, size_t *bad);
+
 /* Looks up a metadata value by key, or NULL. */
 const char *mq_st_meta_get(const struct mq_st_header *h, const char *key);
 

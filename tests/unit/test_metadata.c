@@ -61,7 +61,7 @@ static void test_metadata_extreme_values_fit_the_reservation(void **state)
 	struct fixture *f = *state;
 	uint64_t reserved;
 	struct mq_error e = { 0 };
-	assert_int_equal(mq_metadata_reserve(&f->m, &f->p, &f->o, &reserved, &e), 0);
+	assert_int_equal(mq_metadata_reserve(&f->m, &f->p, &f->o, 0, &reserved, &e), 0);
 	double extremes[][3] = {
 		{ 1.0, 0.0, 0.0 },                        /* exact: sqnr is null */
 		{ -1.23456789e-308, 9.87654321e-300, 1e300 }, /* widest exponents */
@@ -86,7 +86,7 @@ static void test_metadata_keys_and_records(void **state)
 	struct fixture *f = *state;
 	uint64_t reserved;
 	struct mq_error e = { 0 };
-	assert_int_equal(mq_metadata_reserve(&f->m, &f->p, &f->o, &reserved, &e), 0);
+	assert_int_equal(mq_metadata_reserve(&f->m, &f->p, &f->o, 0, &reserved, &e), 0);
 	for (int i = 0; i < 4; i++) {
 		f->res[i] = (struct mq_tensor_result){ .signal = 100.0, .noise = 1.0, .max_abs = 0.5 };
 		f->res[i].sha256[0] = (uint8_t)i;

@@ -20,7 +20,7 @@ static void test_options_defaults_and_values(void **state)
 	assert_int_equal(o.scheme, MQ_SCHEME_INT8);
 	assert_int_equal(o.per_tensor, 0);
 	assert_int_equal(o.memory_budget, 256u << 20);
-	char *out = mq_options_default_output(&o);
+	char *out = mq_options_default_output(&o, 0);
 	assert_string_equal(out, "m.int8.safetensors");
 	free(out);
 	mq_options_release(&o);
@@ -36,7 +36,7 @@ static void test_options_defaults_and_values(void **state)
 	assert_string_equal(o.excludes[1], "c");
 	assert_true(o.force && o.dry_run);
 	assert_int_equal(o.memory_budget, 16u << 20);
-	out = mq_options_default_output(&o);
+	out = mq_options_default_output(&o, 0);
 	assert_string_equal(out, "dir/model.uint8-per-tensor.safetensors");
 	free(out);
 	mq_options_release(&o);

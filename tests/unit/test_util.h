@@ -29,7 +29,7 @@ static inline void make_manifest(struct mq_manifest *m, const struct spec *s, in
 	m->files = calloc(1, sizeof(*m->files));
 	m->files[0].path = strdup("model.safetensors");
 	m->files[0].name = strdup("model.safetensors");
-	m->files[0].json = strdup("{}");
+	m->files[0].raw = strdup("{}");
 	m->n_tensors = n;
 	m->tensors = calloc((size_t)n, sizeof(*m->tensors));
 	uint64_t off = 8;
@@ -45,6 +45,9 @@ static inline void make_manifest(struct mq_manifest *m, const struct spec *s, in
 		}
 		t->nbytes = numel * mq_dtype_size(t->dtype);
 		t->offset = off;
+		t->contiguous = 1;
+		for (int d = s[i].ndim - 1, st = 1; d >= 0; st *= (int)s[i].shape[d], d--)
+			t->stride[d] = (uint64_t)st;
 		off += t->nbytes;
 	}
 	/* insertion sort by name, as mq_manifest_load leaves them */

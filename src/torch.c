@@ -1,0 +1,576 @@
+#include "torch.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pickle.h"
+
+#define RAW_MAGIC "MQT1"
+#define MAX_NESTING 16
+
+/* The keys under which checkpoints commonly keep their state dict, looked up in this order. */
+static const char *const state_dict_keys[] = { "state_dict", "model_state_dict", "model", "module" };
+
+enum mq_torch_sniff mq_torch_sniff(const unsigned char *head, uint64_t n)
+{
+	if (n >= 4 && memcmp(head, "PK\x03\x04", 4) == 0)
+		return MQ_TORCH_ZIP;
+	/* the legacy format starts with a protocol-2 pickle of a LONG1 magic number */
+	if (n >= 4 && head[0] == 0x80 && head[1] == 0x02 && head[2] == 0x8a && head[3] == 0x0a)
+		return MQ_TORCH_LEGACY;
+	return MQ_TORCH_NOT;
+}
+
+int mq_torch_is_output_name(const char *path)
+{
+	size_t n = strlen(path);
+	return (n > 3 && strcmp(path + n - 3, ".pt") == 0) || (n > 4 && strcmp(path + n - 4, ".pth") == 0);
+}
+
+/* ---- reading: the raw header blob ---- */
+
+static void put_u64(struct mq_buf *b, uint64_t v)
+{
+	mq_buf_add(b, &v, 8);
+}
+
+static int has_prefix(const char *s, const char *prefix, size_t n)
+{
+	return strncmp(s, prefix, n) == 0;
+}
+
+int mq_torch_read_raw(const char *path, int fd, uint64_t file_size, char **raw, uint64_t *raw_len,
+		      struct mq_error *err)
+{
+	struct mq_zip_entry *e;
+	int n, rc = mq_zip_read(path, fd, file_size, &e, &n, err);
+	if (rc)
+		return rc;
+	const char *slash = n ? strchr(e[0].name, '/') : NULL;
+	size_t dir_len = slash ? (size_t)(slash - e[0].name) + 1 : 0;
+	int pkl = -1;
+	if (n == 0)
+		rc = mq_fail(err, MQ_ERR_INPUT, "'%s': an empty ZIP archive, not a torch.save checkpoint", path);
+	else if (!slash || dir_len == 1)
+		rc = mq_fail(err, MQ_ERR_INPUT, "'%s': record '%s' is not in a folder; a torch.save archive keeps its records in one folder",
+			     path, e[0].name);
+	for (int i = 0; !rc && i < n; i++) {
+		const char *rest = e[i].name + dir_len;
+		if (!has_prefix(e[i].name, e[0].name, dir_len))
+			rc = mq_fail(err, MQ_ERR_INPUT, "'%s': record '%s' is outside the archive folder '%.*s'; torch.load refuses such files too",
+				     path, e[i].name, (int)dir_len, e[0].name);
+		else if (strcmp(rest, "constants.pkl") == 0)
+			rc = mq_fail(err, MQ_ERR_INPUT,
+				"'%s': a TorchScript archive (torch.jit.save), not a state dict; load it in torch and save model.state_dict() with torch.save",
+				path);
+		else if (strcmp(rest, "data.pkl") == 0)
+			pkl = i;
+		for (int j = 0; !rc && j < i; j++)
+			if (strcmp(e[i].name, e[j].name) == 0)
+				rc = mq_fail(err, MQ_ERR_INPUT, "'%s': record '%s' appears twice", path, e[i].name);
+	}
+	if (!rc && pkl < 0)
+		rc = mq_fail(err, MQ_ERR_INPUT, "'%s': no '%.*sdata.pkl' record; not a torch.save checkpoint", path,
+			     (int)dir_len, e[0].name);
+	if (!rc && e[pkl].method != 0)
+		rc = mq_fail(err, MQ_ERR_INPUT, "'%s': record '%s' is compressed (method %u); torch.save stores records uncompressed: re-save the file with torch.save",
+			     path, e[pkl].name, e[pkl].method);
+	if (!rc && e[pkl].size > MQ_TORCH_MAX_PICKLE)
+		rc = mq_fail(err, MQ_ERR_INPUT, "'%s': data.pkl is larger than 1 GiB", path);
+	struct mq_buf b = MQ_BUF_INIT;
+	if (!rc) {
+		mq_buf_add(&b, RAW_MAGIC, 4);
+		put_u64(&b, (uint64_t)n);
+		for (int i = 0; i < n; i++) {
+			put_u64(&b, e[i].data_offset);
+			put_u64(&b, e[i].size);
+			put_u64(&b, e[i].method);
+			put_u64(&b, strlen(e[i].name));
+			mq_buf_add(&b, e[i].name, strlen(e[i].name));
+		}
+		put_u64(&b, e[pkl].size);
+		char *tmp = calloc(1, (size_t)e[pkl].size + 1);
+		if (!tmp) {
+			rc = mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+		} else {
+			uint64_t got = 0;
+			while (got < e[pkl].size) {
+				ssize_t k = pread(fd, tmp + got, (size_t)(e[pkl].size - got), (off_t)(e[pkl].data_offset + got));
+				if (k < 0 && errno == EINTR)
+					continue;
+				if (k <= 0) {
+					rc = mq_fail(err, MQ_ERR_INPUT, "'%s': cannot read data.pkl: %s", path,
+						     k == 0 ? "unexpected end of file" : strerror(errno));
+					break;
+				}
+				got += (uint64_t)k;
+			}
+			mq_buf_add(&b, tmp, (size_t)e[pkl].size);
+			free(tmp);
+		}
+		if (!rc && !mq_buf_ok(&b))
+			rc = mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+	}
+	mq_zip_entries_free(e, n);
+	if (rc) {
+		mq_buf_release(&b);
+		return rc;
+	}
+	size_t len;
+	*raw = mq_buf_detach(&b, &len);
+	*raw_len = len;
+	return 0;
+}
+
+/* ---- parsing the blob ---- */
+
+struct record {
+	const char *name; /* points into the blob (not NUL-terminated) */
+	uint64_t name_len, offset, size, method;
+};
+
+struct blob {
+	const char *p;
+	uint64_t left;
+};
+
+static int take_u64(struct blob *b, uint64_t *v)
+{
+	if (b->left < 8)
+		return -1;
+	memcpy(v, b->p, 8);
+	b->p += 8;
+	b->left -= 8;
+	return 0;
+}
+
+static int cmp_record(const void *a, const void *b)
+{
+	const struct record *x = a, *y = b;
+	uint64_t n = x->name_len < y->name_len ? x->name_len : y->name_len;
+	int c = memcmp(x->name, y->name, (size_t)n);
+	return c ? c : (x->name_len > y->name_len) - (x->name_len < y->name_len);
+}
+
+struct parse {
+	const char *path;
+	struct mq_pickle pk;
+	struct record *rec;
+	uint64_t n_rec;
+	const char *dir;      /* archive folder with its '/' */
+	size_t dir_len;
+	struct mq_torch_header *h;
+	int cap;
+	struct mq_error *err;
+};
+
+static const struct record *find_record(const struct parse *s, const char *name, size_t len)
+{
+	struct record key = { name, len, 0, 0, 0 };
+	return bsearch(&key, s->rec, (size_t)s->n_rec, sizeof(*s->rec), cmp_record);
+}
+
+static int str_is(const struct parse *s, const struct mq_pk_obj *o, const char *v)
+{
+	return o->kind == MQ_PK_STR && o->len == strlen(v) && memcmp(s->pk.data + o->str, v, o->len) == 0;
+}
+
+/* The value of a dict's string key, or -1. */
+static int dict_get(const struct parse *s, const struct mq_pk_obj *d, const char *key)
+{
+	for (int i = 0; i + 1 < d->n_items; i += 2)
+		if (str_is(s, &s->pk.obj[d->items[i]], key))
+			return d->items[i + 1];
+	return -1;
+}
+
+static int dict_has_tensor(const struct parse *s, const struct mq_pk_obj *d)
+{
+	for (int i = 1; i < d->n_items; i += 2)
+		if (s->pk.obj[d->items[i]].kind == MQ_PK_TENSOR)
+			return 1;
+	return 0;
+}
+
+static void note_ignored(struct parse *s, const char *name)
+{
+	if (s->h->n_ignored++ == 0)
+		s->h->ignored = strdup(name);
+}
+
+static int add_tensor(struct parse *s, const char *name, const struct mq_pk_tensor *pt)
+{
+	const struct mq_pk_obj *st = &s->pk.obj[pt->storage];
+	struct mq_torch_header *h = s->h;
+	size_t es = mq_dtype_size(st->dtype);
+	/* the storage record: <archive>/data/<key> */
+	size_t klen = st->len, rlen = s->dir_len + 5 + klen;
+	char *rname = malloc(rlen + 1);
+	if (!rname)
+		return mq_fail(s->err, MQ_ERR_INTERNAL, "out of memory");
+	memcpy(rname, s->dir, s->dir_len);
+	memcpy(rname + s->dir_len, "data/", 5);
+	memcpy(rname + s->dir_len + 5, s->pk.data + st->str, klen);
+	rname[rlen] = '\0';
+	const struct record *r = find_record(s, rname, rlen);
+	int rc = 0;
+	int overflow = 0;
+	uint64_t numel = mq_shape_numel(pt->shape, pt->ndim, &overflow);
+	uint64_t storage_bytes = (uint64_t)st->i * es;
+	if (strlen(rname) != rlen)
+		rc = mq_fail(s->err, MQ_ERR_INPUT, "'%s': tensor '%s': its storage key holds a NUL byte", s->path, name);
+	else if (!r)
+		rc = mq_fail(s->err, MQ_ERR_INPUT, "'%s': tensor '%s': its storage record '%s' is missing", s->path, name,
+			     rname);
+	else if (r->method != 0)
+		rc = mq_fail(s->err, MQ_ERR_INPUT, "'%s': record '%s' is compressed; torch.save stores records uncompressed: re-save the file with torch.save",
+			     s->path, rname);
+	else if ((uint64_t)st->i > UINT64_MAX / es || storage_bytes != r->size)
+		rc = mq_fail(s->err, MQ_ERR_INPUT,
+			"'%s': tensor '%s': record '%s' holds %llu bytes, but its storage of %lld %s elements needs %llu; the file is truncated or corrupt",
+			s->path, name, rname, (unsigned long long)r->size, (long long)st->i, mq_dtype_name(st->dtype),
+			(unsigned long long)((uint64_t)st->i * es));
+	else if (overflow || numel > UINT64_MAX / es)
+		rc = mq_fail(s->err, MQ_ERR_INPUT, "'%s': tensor '%s': its shape overflows", s->path, name);
+	uint64_t last = pt->offset;
+	for (int d = 0; !rc && numel && d < pt->ndim; d++) {
+		uint64_t span = pt->shape[d] - 1;
+		if (pt->stride[d] && span > (UINT64_MAX - last) / pt->stride[d]) {
+			last = UINT64_MAX;
+			break;
+		}
+		last += span * pt->stride[d];
+	}
+	if (!rc && numel && last >= (uint64_t)st->i)
+		rc = mq_fail(s->err, MQ_ERR_INPUT,
+			"'%s': tensor '%s': its view (storage offset %llu, with its sizes and strides) reads past the end of record '%s' (%lld elements); the file is corrupt",
+			s->path, name, (unsigned long long)pt->offset, rname, (long long)st->i);
+	if (!rc && !numel && pt->offset > (uint64_t)st->i)
+		rc = mq_fail(s->err, MQ_ERR_INPUT, "'%s': tensor '%s': its storage offset lies past the end of record '%s'",
+			     s->path, name, rname);
+	if (rc) {
+		free(rname);
+		return rc;
+	}
+	if (h->n_tensors + 1 > s->cap) {
+		int cap = s->cap ? 2 * s->cap : 64;
+		struct mq_torch_tensor *t = realloc(h->tensors, (size_t)cap * sizeof(*t));
+		if (!t) {
+			free(rname);
+			return mq_fail(s->err, MQ_ERR_INTERNAL, "out of memory");
+		}
+		h->tensors = t;
+		s->cap = cap;
+	}
+	struct mq_torch_tensor *t = &h->tensors[h->n_tensors++];
+	memset(t, 0, sizeof(*t));
+	t->name = strdup(name);
+	t->record = rname;
+	t->dtype = st->dtype;
+	t->ndim = pt->ndim;
+	memcpy(t->shape, pt->shape, sizeof(t->shape));
+	memcpy(t->stride, pt->stride, sizeof(t->stride));
+	t->offset = r->offset + pt->offset * es;
+	t->nbytes = numel * es;
+	uint64_t expect = 1;
+	t->contiguous = 1;
+	for (int d = pt->ndim - 1; d >= 0; d--) {
+		if (pt->shape[d] > 1 && pt->stride[d] != expect)
+			t->contiguous = 0;
+		expect *= pt->shape[d];
+	}
+	if (numel <= 1)
+		t->contiguous = 1;
+	return t->name ? 0 : mq_fail(s->err, MQ_ERR_INTERNAL, "out of memory");
+}
+
+/* Adds the tensors of a dict (nested dicts join their keys with '.'). */
+static int flatten(struct parse *s, int dict, const char *prefix, int depth)
+{
+	const struct mq_pk_obj *d = &s->pk.obj[dict];
+	if (depth > MAX_NESTING)
+		return mq_fail(s->err, MQ_ERR_INPUT, "'%s': the state dict nests deeper than %d levels at '%s'", s->path,
+			       MAX_NESTING, prefix);
+	for (int i = 0; i + 1 < d->n_items; i += 2) {
+		const struct mq_pk_obj *k = &s->pk.obj[d->items[i]], *v = &s->pk.obj[d->items[i + 1]];
+		if (k->kind != MQ_PK_STR) {
+			note_ignored(s, prefix[0] ? prefix : "(a key that is not a string)");
+			continue;
+		}
+		size_t pl = strlen(prefix), n = pl + (pl ? 1 : 0) + k->len;
+		char *name = malloc(n + 1);
+		if (!name)
+			return mq_fail(s->err, MQ_ERR_INTERNAL, "out of memory");
+		snprintf(name, n + 1, "%s%s", prefix, pl ? "." : "");
+		memcpy(name + n - k->len, s->pk.data + k->str, k->len);
+		name[n] = '\0';
+		size_t bad;
+		int rc = 0;
+		if (strlen(name) != n || mq_utf8_check((const unsigned char *)name, n, &bad))
+			rc = mq_fail(s->err, MQ_ERR_INPUT, "'%s': a state dict key near '%s' is not valid UTF-8 text",
+				     s->path, prefix[0] ? prefix : "(top level)");
+		else if (v->kind == MQ_PK_TENSOR)
+			rc = add_tensor(s, name, &s->pk.tensors[v->i]);
+		else if (v->kind == MQ_PK_DICT)
+			rc = flatten(s, d->items[i + 1], name, depth + 1);
+		else
+			note_ignored(s, name);
+		free(name);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+int mq_torch_parse(const char *path, const char *raw, uint64_t raw_len, uint64_t file_size,
+		   struct mq_torch_header *h, struct mq_error *err)
+{
+	memset(h, 0, sizeof(*h));
+	struct parse s = { .path = path, .h = h, .err = err };
+	struct blob b = { raw, raw_len };
+	uint64_t n = 0, pkl_len = 0;
+	int rc = 0;
+	if (raw_len < 4 || memcmp(raw, RAW_MAGIC, 4) != 0)
+		return mq_fail(err, MQ_ERR_INTERNAL, "'%s': corrupt torch header broadcast", path);
+	b.p += 4;
+	b.left -= 4;
+	if (take_u64(&b, &n) || n == 0 || n > b.left / 32)
+		return mq_fail(err, MQ_ERR_INTERNAL, "'%s': corrupt torch header broadcast", path);
+	s.rec = calloc((size_t)n, sizeof(*s.rec));
+	if (!s.rec)
+		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+	s.n_rec = n;
+	for (uint64_t i = 0; i < n && !rc; i++) {
+		struct record *r = &s.rec[i];
+		if (take_u64(&b, &r->offset) || take_u64(&b, &r->size) || take_u64(&b, &r->method) ||
+		    take_u64(&b, &r->name_len) || r->name_len > b.left || r->offset > file_size ||
+		    r->size > file_size - r->offset) {
+			rc = mq_fail(err, MQ_ERR_INTERNAL, "'%s': corrupt torch header broadcast", path);
+			break;
+		}
+		r->name = b.p;
+		b.p += r->name_len;
+		b.left -= r->name_len;
+	}
+	if (!rc && (take_u64(&b, &pkl_len) || pkl_len != b.left))
+		rc = mq_fail(err, MQ_ERR_INTERNAL, "'%s': corrupt torch header broadcast", path);
+	if (rc) {
+		free(s.rec);
+		return rc;
+	}
+	/* the folder: the first record's name up to its '/', as torch takes it */
+	const char *slash = memchr(s.rec[0].name, '/', (size_t)s.rec[0].name_len);
+	s.dir = s.rec[0].name;
+	s.dir_len = slash ? (size_t)(slash - s.dir) + 1 : 0;
+	h->archive = malloc(s.dir_len + 1);
+	h->n_records = (int)n;
+	if (h->archive) {
+		memcpy(h->archive, s.dir, s.dir_len);
+		h->archive[s.dir_len ? s.dir_len - 1 : 0] = '\0';
+	}
+	for (uint64_t i = 0; i < n; i++) {
+		const struct record *r = &s.rec[i];
+		size_t ml = strlen(MQ_TORCH_META_RECORD);
+		if (r->name_len == s.dir_len + ml && memcmp(r->name + s.dir_len, MQ_TORCH_META_RECORD, ml) == 0 &&
+		    r->method == 0) {
+			h->has_meta = 1;
+			h->meta_offset = r->offset;
+			h->meta_size = r->size;
+		}
+	}
+	qsort(s.rec, (size_t)n, sizeof(*s.rec), cmp_record);
+	char what[600];
+	snprintf(what, sizeof(what), "'%s': data.pkl", path);
+	rc = h->archive ? mq_pickle_load(what, (const unsigned char *)b.p, (size_t)pkl_len, &s.pk, err)
+			: mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+	int root = rc ? -1 : s.pk.root;
+	/* a checkpoint that keeps its state dict under a well-known key: descend into it */
+	for (int level = 0; !rc && level < 4; level++) {
+		const struct mq_pk_obj *d = &s.pk.obj[root];
+		if (d->kind != MQ_PK_DICT || dict_has_tensor(&s, d))
+			break;
+		int next = -1;
+		const char *key = NULL;
+		for (size_t k = 0; next < 0 && k < sizeof(state_dict_keys) / sizeof(state_dict_keys[0]); k++) {
+			int v = dict_get(&s, d, state_dict_keys[k]);
+			if (v >= 0 && s.pk.obj[v].kind == MQ_PK_DICT) {
+				next = v;
+				key = state_dict_keys[k];
+			}
+		}
+		if (next < 0)
+			break;
+		/* the entries beside the state dict (epoch, optimizer, ...) are not model weights */
+		for (int i = 0; i + 1 < d->n_items; i += 2) {
+			const struct mq_pk_obj *k = &s.pk.obj[d->items[i]];
+			if (d->items[i + 1] == next)
+				continue;
+			if (h->n_ignored++ == 0 && k->kind == MQ_PK_STR && !h->ignored)
+				h->ignored = strndup((const char *)s.pk.data + k->str, k->len);
+		}
+		free(h->state_dict_key);
+		h->state_dict_key = strdup(key);
+		root = next;
+	}
+	if (!rc && s.pk.obj[root].kind != MQ_PK_DICT)
+		rc = mq_fail(err, MQ_ERR_INPUT, "'%s': data.pkl holds a %s, not a state dict (a dict of tensors); save model.state_dict() with torch.save",
+			     path, mq_pickle_kind_name(s.pk.obj[root].kind));
+	if (!rc)
+		rc = flatten(&s, root, "", 0);
+	if (!rc && h->n_tensors == 0 && h->n_ignored)
+		rc = mq_fail(err, MQ_ERR_INPUT, "'%s': the checkpoint holds no tensors where a state dict is expected (first entry: '%s'); save model.state_dict() with torch.save",
+			     path, h->ignored ? h->ignored : "?");
+	mq_pickle_release(&s.pk);
+	free(s.rec);
+	if (rc)
+		mq_torch_header_release(h);
+	return rc;
+}
+
+void mq_torch_header_release(struct mq_torch_header *h)
+{
+	for (int i = 0; i < h->n_tensors; i++) {
+		free(h->tensors[i].name);
+		free(h->tensors[i].record);
+	}
+	free(h->tensors);
+	free(h->archive);
+	free(h->ignored);
+	free(h->state_dict_key);
+	memset(h, 0, sizeof(*h));
+}
+
+/* ---- writing ---- */
+
+static void put_tuple(struct mq_buf *b, const uint64_t *v, int n)
+{
+	if (n == 0) {
+		mq_buf_add(b, ")", 1);
+		return;
+	}
+	if (n > 3)
+		mq_buf_add(b, "(", 1);
+	for (int i = 0; i < n; i++)
+		mq_pickle_put_int(b, (int64_t)v[i]);
+	static const char tuple_n[] = { 0, (char)0x85, (char)0x86, (char)0x87 };
+	mq_buf_add(b, n > 3 ? "t" : &tuple_n[n], 1);
+}
+
+struct named {
+	const char *name;
+	int index;
+};
+
+static int cmp_named(const void *a, const void *b)
+{
+	return strcmp(((const struct named *)a)->name, ((const struct named *)b)->name);
+}
+
+/* data.pkl: OrderedDict of name -> _rebuild_tensor_v2(storage, 0, size, stride, False, OrderedDict()) */
+static int build_pickle(const struct mq_plan *p, const int *order, struct mq_buf *b, struct mq_error *err)
+{
+	mq_buf_add(b, "\x80\x02", 2);
+	mq_pickle_put_global(b, "collections", "OrderedDict");
+	mq_buf_add(b, ")R", 2);
+	for (int i = 0; i < p->n_out; i++) {
+		const struct mq_out_tensor *o = &p->out[order[i]];
+		const char *cls = mq_pickle_storage_class(o->dtype);
+		if (!cls)
+			return mq_fail(err, MQ_ERR_USAGE,
+				"tensor '%s' has dtype %s, which a .pt file cannot hold for torch 1.13; write a .safetensors output instead",
+				o->name, mq_dtype_name(o->dtype));
+		if (i % 1000 == 0) /* SETITEMS in batches, as pickle does */
+			mq_buf_add(b, i ? "u(" : "(", i ? 2 : 1);
+		uint64_t stride[MQ_MAX_DIMS], numel = 1;
+		for (int d = o->ndim - 1; d >= 0; d--) {
+			stride[d] = numel;
+			numel *= o->shape[d];
+		}
+		char key[24];
+		snprintf(key, sizeof(key), "%d", i);
+		mq_pickle_put_str(b, o->name);
+		mq_pickle_put_global(b, "torch._utils", "_rebuild_tensor_v2");
+		mq_buf_add(b, "((", 2);
+		mq_pickle_put_str(b, "storage");
+		mq_pickle_put_global(b, "torch", cls);
+		mq_pickle_put_str(b, key);
+		mq_pickle_put_str(b, "cpu");
+		mq_pickle_put_int(b, (int64_t)numel);
+		mq_buf_add(b, "tQ", 2);
+		mq_pickle_put_int(b, 0);
+		put_tuple(b, o->shape, o->ndim);
+		put_tuple(b, stride, o->ndim);
+		mq_buf_add(b, "\x89", 1);
+		mq_pickle_put_global(b, "collections", "OrderedDict");
+		mq_buf_add(b, ")RtR", 4);
+	}
+	if (p->n_out)
+		mq_buf_add(b, "u", 1);
+	mq_buf_add(b, ".", 1);
+	return mq_buf_ok(b) ? 0 : mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+}
+
+int mq_torch_out_plan(const struct mq_plan *p, uint64_t meta_len, struct mq_torch_out *t, struct mq_error *err)
+{
+	memset(t, 0, sizeof(*t));
+	int n = p->n_out + 3;
+	int *order = malloc(((size_t)p->n_out + 1) * sizeof(int));
+	t->entries = calloc((size_t)n, sizeof(*t->entries));
+	t->entry_of_out = malloc(((size_t)p->n_out + 1) * sizeof(int));
+	if (!order || !t->entries || !t->entry_of_out) {
+		free(order);
+		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+	}
+	t->n_entries = n;
+	struct named *byname = malloc(((size_t)p->n_out + 1) * sizeof(*byname));
+	if (!byname) {
+		free(order);
+		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+	}
+	for (int i = 0; i < p->n_out; i++)
+		byname[i] = (struct named){ p->out[i].name, i };
+	qsort(byname, (size_t)p->n_out, sizeof(*byname), cmp_named);
+	for (int i = 0; i < p->n_out; i++)
+		order[i] = byname[i].index;
+	free(byname);
+	int rc = build_pickle(p, order, &t->pickle, err);
+	for (int i = 0; !rc && i < n; i++) {
+		char name[64];
+		struct mq_zip_entry *e = &t->entries[i];
+		if (i == 0) {
+			snprintf(name, sizeof(name), "archive/data.pkl");
+			e->size = t->pickle.len;
+		} else if (i <= p->n_out) { /* storage key = position in name order */
+			const struct mq_out_tensor *o = &p->out[order[i - 1]];
+			snprintf(name, sizeof(name), "archive/data/%d", i - 1);
+			e->size = o->end - o->begin;
+			t->entry_of_out[order[i - 1]] = i;
+		} else if (i == p->n_out + 1) {
+			snprintf(name, sizeof(name), "archive/version");
+			e->size = 2;
+		} else {
+			snprintf(name, sizeof(name), "archive/" MQ_TORCH_META_RECORD);
+			e->size = meta_len;
+			t->meta_entry = i;
+		}
+		if (!(e->name = strdup(name)))
+			rc = mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+	}
+	free(order);
+	if (!rc)
+		mq_zip_layout(t->entries, n, &t->directory_offset, &t->file_size);
+	else
+		mq_torch_out_release(t);
+	return rc;
+}
+
+void mq_torch_out_release(struct mq_torch_out *t)
+{
+	mq_buf_release(&t->pickle);
+	mq_zip_entries_free(t->entries, t->n_entries);
+	free(t->entry_of_out);
+	memset(t, 0, sizeof(*t));
+}
