@@ -222,7 +222,7 @@ static int op_global(struct vm *m, size_t *adv)
 	}
 	if (id < 0 && !m->err->code) {
 		return fail(m,
-			"names the global '%s.%s', which a state dict of tensors does not need; mq-dist refuses it and runs nothing from the file",
+			"names the global '%s.%s', which a state dict of tensors does not need (for a whole pickled model, save model.state_dict() instead); mq-dist refuses it and runs nothing from the file",
 			mod, name);
 	}
 	return push(m, id);

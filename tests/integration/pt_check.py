@@ -310,10 +310,13 @@ def cmd_f64check(rep, args):
 
 
 def shapes_in(line):
-    """Every bracketed or parenthesised integer list on a line, as tuples."""
+    """Every bracketed or parenthesised integer list on a line ([2, 3], (2, 3), (5,), []),
+    and every AxB word, as tuples."""
     found = []
     for m in re.finditer(r"[\[(]\s*((?:\d+\s*,\s*)*\d*)\s*,?\s*[\])]", line):
         found.append(tuple(int(v) for v in re.findall(r"\d+", m.group(1))))
+    for m in re.finditer(r"(?<![\w.])\d+(?:x\d+)+(?![\w.])", line):
+        found.append(tuple(int(v) for v in m.group(0).split("x")))
     return found
 
 

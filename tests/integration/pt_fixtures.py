@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Write PyTorch .pt fixtures for the mq-dist .pt tests.
 
-    pt_fixtures.py KIND OUT [KIND OUT ...] [--seed S] [--marker PATH] [--from FILE]
+    pt_fixtures.py KIND OUT [KIND OUT ...] [--seed S] [--marker PREFIX] [--from FILE]
 
 Benign kinds are written by torch.save (zip format).  Each also writes a
 companion OUT-stem.safetensors holding the same tensors (contiguous copies) with
@@ -21,7 +21,7 @@ Hand-built kinds: a zip written with Python's zipfile (ZIP_STORED, data padded t
 is used, so the bytes are exactly the ones written here:
 
   control          a valid two-tensor state dict (with companion .safetensors)
-  os-system        a state dict whose second value is os.system('touch MARKER')
+  os-system        a state dict whose third value is os.system('touch MARKER')
   posix-system     the same through posix.system
   builtins-eval    builtins.eval("__import__('os').system('touch MARKER')")
   subprocess-popen subprocess.Popen(['touch', MARKER])
@@ -39,13 +39,13 @@ is used, so the bytes are exactly the ones written here:
                    mq-dist output as the .pt mq-dist is meant to write (archive/
                    folder, archive/mq_metadata.json); a reference for pt_check.
 
-The exec kinds need --marker: the file a successful attack would create.
+The exec kinds need --marker PREFIX: an executed pickle of kind KIND would create the
+file MARKER = PREFIX-KIND (each attack really runs under a naive pickle.load).
 """
 
 import argparse
 import collections
 import json
-import os
 import shlex
 import struct
 import sys
@@ -208,7 +208,7 @@ def hand_built(kind, out, seed, marker):
     if kind in EXEC_KINDS:
         if not marker:
             raise SystemExit("kind %s needs --marker PATH" % kind)
-        evil = ("pwn", exec_call(kind, marker))
+        evil = ("pwn", exec_call(kind, "%s-%s" % (marker, kind)))
     if kind == "short-storage":
         data0 = data0[:-4]
     if kind == "stride-past-end":
@@ -387,7 +387,8 @@ def main(argv):
     ap = argparse.ArgumentParser(description="Write .pt fixtures for the mq-dist tests.")
     ap.add_argument("pairs", nargs="+", metavar="KIND OUT", help="kind and output path, repeated")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--marker", help="file an executed attack would create (exec kinds)")
+    ap.add_argument("--marker", metavar="PREFIX",
+                    help="an executed attack of kind KIND creates PREFIX-KIND (exec kinds)")
     ap.add_argument("--from", dest="src", help="input .safetensors (convert)")
     args = ap.parse_args(argv)
     if len(args.pairs) % 2:

@@ -17,7 +17,13 @@ static void test_dtype_names_and_sizes(void **state)
 	assert_int_equal(mq_dtype_parse("F3", 2, &d), -1);
 	assert_string_equal(mq_dtype_name(MQ_DTYPE_I64), "I64");
 	assert_true(mq_dtype_is_float(MQ_DTYPE_F16));
-	assert_false(mq_dtype_is_float(MQ_DTYPE_F64));
+	assert_true(mq_dtype_is_float(MQ_DTYPE_F64));
+	assert_false(mq_dtype_is_float(MQ_DTYPE_I64));
+	/* float64 weights are narrowed to float32, to nearest */
+	const double src[4] = { 1.0, 0.1, -3.0e38, 1.0 + 1.0 / (1 << 25) };
+	float dst[4];
+	mq_dtype_widen(MQ_DTYPE_F64, src, dst, 4);
+	assert_true(dst[0] == 1.0f && dst[1] == 0.1f && dst[2] == -3.0e38f && dst[3] == 1.0f);
 }
 
 static void test_dtype_f16_round_trips_every_finite_value(void **state)
