@@ -6,7 +6,7 @@
 # the source, output flushed to disk before the rename); "fast" adds --no-checksum --no-sync.
 # Dirty pages are flushed (sync) before every run, so runs do not pay for each other's writes.
 # Usage: scripts/bench.sh [SIZE_MIB]      (env MQ_BENCH_DIR: where the models go;
-#                                          MQ_BENCH_PARTS: "weights calib", the default, or one of them)
+#                                          MQ_BENCH_PARTS: "weights pt calib", the default, or some of them)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SIZE=${1:-2048}
@@ -32,7 +32,7 @@ for k in int8_f32_gbps int8_bf16_gbps uint8_f32_gbps; do
     echo "kernel $k: $v GB/s = $(ratio "$v") x copy bandwidth"
 done
 
-PARTS=${MQ_BENCH_PARTS:-weights calib}
+PARTS=${MQ_BENCH_PARTS:-weights pt calib}
 case " $PARTS " in *" weights "*) ;; *) DTYPES="" ;; esac
 printf '%-6s %-3s %-8s %8s %8s %12s  %-16s  %s\n' model n mode "GB/s" "x copy" "peak RSS MiB" "output sha256" \
     "time split (slowest rank)"
@@ -79,6 +79,41 @@ print("%.1f" % rss, "read %.2f hash %.2f quant %.2f write %.2f sync+close %.2f o
     done
     rm -f "$DIR"/out-"$dtype"-*.safetensors
 done
+# PyTorch .pt: writing one (CRC-32 per unit, joined by rank 0) and reading one (a .pt copy of the F32
+# model, made by keeping every tensor), in the fast mode.
+gbps_of() { "$PY" -c 'import json, sys; r = json.load(open(sys.argv[1]))
+print("%.3f %.1f" % (r["input_gb_per_s"], max(q["peak_rss_bytes"] for q in r["per_rank"]) / 2**20))' "$1"; }
+case " $PARTS " in
+*" pt "*)
+    model="$DIR/bench-F32.safetensors"
+    [ -f "$model" ] || "$PY" "$ROOT/scripts/make_model.py" "$model" --dtype F32 --size-mib "$SIZE" \
+        --hidden 4096 --outliers --seed 42
+    ptmodel="$DIR/bench-F32.pt"
+    [ -f "$ptmodel" ] || mpirun -n 2 "$BIN" "$model" --exclude '.*' --no-checksum -o "$ptmodel" -q
+    cat "$model" "$ptmodel" >/dev/null
+    printf '%-26s %-3s %8s %8s %12s  %s\n' "pt (fast mode)" n "GB/s" "x copy" "peak RSS MiB" "output sha256"
+    for what in "safetensors -> pt" "pt -> safetensors"; do
+        for n in 1 2; do
+            if [ "$what" = "safetensors -> pt" ]; then in=$model out="$DIR/pt-out-$n.pt"; else in=$ptmodel out="$DIR/pt-out-$n.safetensors"; fi
+            best=0 rss=0
+            for rep in 1 2 3; do
+                rm -f "$out"
+                sync
+                mpirun -n $n "$BIN" "$in" -o "$out" -q --no-checksum --no-sync --report "$DIR/pt-report.json"
+                read -r g r < <(gbps_of "$DIR/pt-report.json")
+                if awk -v a="$g" -v b="$best" 'BEGIN { exit !(a > b) }'; then best=$g rss=$r; fi
+            done
+            printf '%-26s %-3s %8.3f %8s %12s  %s\n' "$what" "$n" "$best" "$(ratio "$best")" "$rss" \
+                "$(sha256sum "$out" | cut -c1-16)"
+        done
+    done
+    for ext in pt safetensors; do
+        if cmp -s "$DIR/pt-out-1.$ext" "$DIR/pt-out-2.$ext"; then echo "pt: .$ext outputs identical for -n 1 and -n 2"
+        else echo "pt: .$ext OUTPUTS DIFFER between -n 1 and -n 2"; fi
+    done
+    rm -f "$DIR"/pt-out-*
+    ;;
+esac
 # Calibration: activations of at least 1 GiB for a model's Linear layers, at two row counts; peak
 # RSS must not grow with the rows.
 case " $PARTS " in *" calib "*) ;; *) exit 0 ;; esac
