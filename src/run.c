@@ -17,6 +17,7 @@
 #include "calib.h"
 #include "gather.h"
 #include "inspect.h"
+#include "journal.h"
 #include "metadata.h"
 #include "options.h"
 #include "plan.h"
@@ -26,7 +27,7 @@
 /* A unit's result as sent to rank 0; followed by n_digests SHA-256 digests. */
 struct unit_record {
 	int32_t unit;
-	int32_t failed;      /* 1: failed or skipped; the error travels by agreement */
+	int32_t failed;      /* 1: failed or skipped (the error travels by agreement); 2: not started, interrupted */
 	double signal, noise, max_abs;
 	double out_signal, out_noise_w, out_noise_wa; /* calibrated layers */
 	uint64_t crc_len[3];  /* .pt output: bytes written to the data, scale and zero-point tensors */
@@ -50,7 +51,14 @@ struct run {
 	struct mq_torch_out tout;     /* its layout */
 	uint64_t *out_pos;            /* per output tensor: file offset of its first byte */
 	uint64_t out_size;            /* of the whole output file */
-	char *output, *tmp;           /* final and temporary output paths (all ranks) */
+	char *output, *tmp;           /* final and partial output paths (all ranks) */
+	char *journal_path;           /* rank 0: the journal beside the partial output */
+	int journal_fd;               /* rank 0, -1 if none */
+	uint8_t identity[MQ_SHA256_LEN]; /* rank 0: what the journal must match to be resumed */
+	unsigned char *done;          /* per unit: finished by an earlier run (all ranks) */
+	int n_resumed;                /* units taken from the journal */
+	int replaying;                /* rank 0: taking journaled records (not appended again) */
+	int interrupted;              /* this rank stopped taking units on SIGUSR1 */
 	int *fds;                     /* per input file, opened on first use */
 	struct mq_gather *gather;     /* reads of strided views */
 	uint32_t ucrc[3];             /* .pt: the unit in progress, per data/scale/zero-point tensor */
@@ -79,6 +87,9 @@ struct run {
 	char calib_digest[2 * MQ_SHA256_LEN + 1]; /* rank 0 */
 	struct mq_error err;
 };
+
+/* Set by SIGUSR1 (see catch_stop): finish the unit in hand and start no other. */
+static volatile sig_atomic_t stop_requested;
 
 /* ---- rank 0: records and progress ---- */
 
@@ -134,7 +145,8 @@ static void take_record(struct run *r, const struct unit_record *rec, size_t len
 	if (len < sizeof(*rec) || rec->unit < 0 || rec->unit >= r->plan.n_units)
 		MQ_ASSERT(!"malformed unit record");
 	if (rec->failed) {
-		cancel_all(r);
+		if (rec->failed != 2) /* an interrupted rank finished its unit in hand: the others go on */
+			cancel_all(r);
 		return;
 	}
 	const struct mq_unit *u = &r->plan.units[rec->unit];
@@ -150,9 +162,13 @@ static void take_record(struct run *r, const struct unit_record *rec, size_t len
 	}
 	memcpy(r->chunk_digests + (r->chunk_base[u->tensor] + u->chunk_begin) * MQ_SHA256_LEN, rec + 1,
 	       rec->n_digests * (size_t)MQ_SHA256_LEN);
-	if (r->u_crc) {
-		memcpy(r->u_crc + 3 * rec->unit, rec->crc, sizeof(rec->crc));
-		memcpy(r->u_crc_len + 3 * rec->unit, rec->crc_len, sizeof(rec->crc_len));
+	memcpy(r->u_crc + 3 * rec->unit, rec->crc, sizeof(rec->crc));
+	memcpy(r->u_crc_len + 3 * rec->unit, rec->crc_len, sizeof(rec->crc_len));
+	if (r->journal_fd >= 0 && !r->replaying && mq_journal_append(r->journal_fd, rec, (uint32_t)len)) {
+		mq_warn("cannot write the journal '%s' (%s); this run cannot be resumed\n", r->journal_path,
+			strerror(errno));
+		close(r->journal_fd);
+		r->journal_fd = -1;
 	}
 	if (--r->units_left[u->tensor] == 0)
 		finish_tensor(r, u->tensor);
@@ -202,9 +218,9 @@ static int setup_collect(struct run *r)
 	r->chunk_digests = malloc((size_t)chunks * MQ_SHA256_LEN + 1);
 	if (r->opt.calib && !(r->u_out = calloc(3 * (size_t)p->n_units + 1, sizeof(double))))
 		return mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
-	if (r->pt && (!(r->u_crc = calloc(3 * (size_t)p->n_units + 1, sizeof(uint32_t))) ||
-		      !(r->u_crc_len = calloc(3 * (size_t)p->n_units + 1, sizeof(uint64_t))) ||
-		      !(r->out_crc = calloc((size_t)p->n_out + 1, sizeof(uint32_t)))))
+	if (!(r->u_crc = calloc(3 * (size_t)p->n_units + 1, sizeof(uint32_t))) ||
+	    !(r->u_crc_len = calloc(3 * (size_t)p->n_units + 1, sizeof(uint64_t))) ||
+	    !(r->out_crc = calloc((size_t)p->n_out + 1, sizeof(uint32_t))))
 		return mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
 	if (!r->res || !r->chunk_base || !r->units_left || !r->u_signal || !r->u_noise || !r->u_max ||
 	    !r->chunk_digests)
@@ -286,7 +302,7 @@ static int write_at(struct run *r, uint64_t pos, const void *buf, size_t n)
 /* Bytes of output tensor o from its byte off on, in order within a unit (the unit's CRC follows them). */
 static int write_out(struct run *r, int o, uint64_t off, const void *buf, size_t n)
 {
-	for (int k = 0; r->pt && k < 3; k++)
+	for (int k = 0; k < 3; k++)
 		if (r->ucrc_out[k] == o) {
 			r->ucrc[k] = (uint32_t)crc32(r->ucrc[k], buf, (uInt)n);
 			r->ucrc_len[k] += n;
@@ -669,10 +685,14 @@ static int work(struct run *r)
 		failed = mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory for %llu bytes of buffers",
 				 (unsigned long long)p->arena_bytes) != 0;
 	for (int id = 0; id < p->n_units; id++) {
-		if (p->units[id].rank != r->rank)
+		if (p->units[id].rank != r->rank || r->done[id])
 			continue;
 		struct unit_record *rec = &skip;
-		if (!failed && !r->cancelled) {
+		if (stop_requested && !r->interrupted) { /* finish the unit in hand, start no other */
+			r->interrupted = 1;
+			mq_info("SIGUSR1: stopping after the units in hand\n");
+		}
+		if (!failed && !r->cancelled && !r->interrupted) {
 			rec = full;
 			failed = do_unit(r, id, rec) != 0;
 			r->stats[MQ_STAT_UNITS]++;
@@ -681,7 +701,7 @@ static int work(struct run *r)
 		} else { /* after a failure anywhere, the remaining units are only reported as skipped */
 			memset(rec, 0, sizeof(*rec));
 			rec->unit = id;
-			rec->failed = 1;
+			rec->failed = failed || r->cancelled ? 1 : 2;
 		}
 		if (rec->failed)
 			rec->n_digests = 0;
@@ -698,6 +718,10 @@ static int work(struct run *r)
 	double t0 = mq_comm_time();
 	poll_records(r, 1);
 	r->stats[MQ_STAT_T_WAIT] += mq_comm_time() - t0;
+	if (r->interrupted)
+		mq_fail(&r->err, MQ_ERR_INTERRUPTED,
+			"interrupted by SIGUSR1; the finished work units are kept in '%s' with their journal: run the same command again to resume",
+			r->tmp);
 	return r->err.code;
 }
 
@@ -707,29 +731,53 @@ static int work(struct run *r)
  * Rank 0 removes the temporary output when the job is interrupted (mpirun
  * forwards SIGINT/SIGTERM to the ranks); unlink() is async-signal-safe.
  */
-static char tmp_on_signal[4096];
+static char tmp_on_signal[4096], journal_on_signal[4096];
 static const int cleanup_signals[] = { SIGINT, SIGTERM, SIGHUP };
 
 static void remove_tmp_and_die(int sig)
 {
 	if (tmp_on_signal[0])
 		unlink(tmp_on_signal);
+	if (journal_on_signal[0])
+		unlink(journal_on_signal);
 	signal(sig, SIG_DFL);
 	raise(sig);
 }
 
-static void guard_tmp(const char *path)
+static void guard_tmp(const char *path, const char *journal)
 {
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = path ? remove_tmp_and_die : SIG_DFL;
 	sigemptyset(&sa.sa_mask);
-	if (path && strlen(path) < sizeof(tmp_on_signal))
+	if (path && strlen(path) < sizeof(tmp_on_signal) && strlen(journal) < sizeof(journal_on_signal)) {
 		memcpy(tmp_on_signal, path, strlen(path) + 1);
+		memcpy(journal_on_signal, journal, strlen(journal) + 1);
+	}
 	for (size_t i = 0; i < sizeof(cleanup_signals) / sizeof(cleanup_signals[0]); i++)
 		sigaction(cleanup_signals[i], &sa, NULL);
 	if (!path)
-		tmp_on_signal[0] = '\0';
+		tmp_on_signal[0] = journal_on_signal[0] = '\0';
+}
+
+/*
+ * SIGUSR1 (what a Slurm script forwards before a time limit or preemption):
+ * every rank finishes the unit in hand and starts no other; the partial
+ * output and the journal stay for a resume.
+ */
+static void request_stop(int sig)
+{
+	(void)sig;
+	stop_requested = 1;
+}
+
+static void catch_stop(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = request_stop;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGUSR1, &sa, NULL);
 }
 
 static int same_file(const char *a, const char *b)
@@ -758,46 +806,180 @@ static int check_output(struct run *r)
 	return 0;
 }
 
-/* Rank 0: creates the temporary file beside the output and reserves its size. */
-static int create_tmp(struct run *r, uint64_t size)
+/* Rank 0: SHA-256 of everything that decides the output bytes; a journal must match it to be resumed. */
+static void compute_identity(struct run *r)
 {
-	char *copy = strdup(r->output);
-	if (!copy)
-		return mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
-	const char *dir = dirname(copy);
-	size_t n = strlen(dir) + strlen(r->output) + 32;
-	r->tmp = malloc(n);
-	char *base = strdup(r->output);
-	if (!r->tmp || !base) {
+	struct mq_sha256 h;
+	struct mq_buf b = MQ_BUF_INIT;
+	mq_buf_addf(&b, "mq-dist partial 1\nversion %s\nformat %s\nunits %d\nsize %llu\noptions ", MQ_VERSION,
+		    r->pt ? "pt" : "safetensors", r->plan.n_units, (unsigned long long)r->out_size);
+	mq_options_json(&r->opt, &b);
+	for (int f = 0; f < r->man.n_files; f++) {
+		struct stat st;
+		memset(&st, 0, sizeof(st));
+		stat(r->man.files[f].path, &st);
+		mq_buf_addf(&b, "\nfile %s %llu %lld.%09ld ", r->man.files[f].name, (unsigned long long)r->man.files[f].size,
+			    (long long)st.st_mtim.tv_sec, (long)st.st_mtim.tv_nsec);
+		mq_buf_add(&b, r->man.files[f].raw, (size_t)r->man.files[f].raw_len);
+	}
+	if (r->opt.calib) {
+		struct stat st;
+		memset(&st, 0, sizeof(st));
+		stat(r->opt.calib, &st);
+		mq_buf_addf(&b, "\ncalibration %s %llu %lld.%09ld", r->opt.calib, (unsigned long long)st.st_size,
+			    (long long)st.st_mtim.tv_sec, (long)st.st_mtim.tv_nsec);
+	}
+	memset(r->identity, 0, sizeof(r->identity));
+	if (mq_buf_ok(&b) && mq_sha256_init(&h) == 0) {
+		mq_sha256_update(&h, b.data, b.len);
+		mq_sha256_final(&h, r->identity);
+	}
+	mq_buf_release(&b);
+}
+
+/* Where unit u's bytes of its k-th output (data, scale, zero point) start within that tensor. */
+static uint64_t slot_offset(const struct run *r, const struct mq_unit *u, int k)
+{
+	const struct mq_plan_tensor *pt = &r->plan.tensors[u->tensor];
+	if (k == 0)
+		return u->row_begin * (r->plan.out[pt->out_data].end - r->plan.out[pt->out_data].begin) /
+		       (pt->n_rows ? pt->n_rows : 1);
+	return r->plan.per_tensor ? 0 : u->row_begin * (k == 1 ? 4 : 1);
+}
+
+/* Rank 0: a journaled unit is trusted only if its output bytes still have the CRCs it recorded. */
+static int verify_unit(struct run *r, int fd, const struct unit_record *rec, size_t len, unsigned char *buf)
+{
+	const struct mq_plan *p = &r->plan;
+	if (len < sizeof(*rec) || rec->unit < 0 || rec->unit >= p->n_units || rec->failed || r->done[rec->unit])
+		return 0;
+	const struct mq_unit *u = &p->units[rec->unit];
+	const struct mq_plan_tensor *pt = &p->tensors[u->tensor];
+	if (rec->n_digests != (r->opt.no_checksum ? 0 : u->chunk_end - u->chunk_begin) ||
+	    len != sizeof(*rec) + rec->n_digests * (size_t)MQ_SHA256_LEN)
+		return 0;
+	const int outs[3] = { pt->out_data, pt->out_scale, pt->out_zero_point };
+	for (int k = 0; k < 3; k++) {
+		if (outs[k] < 0) {
+			if (rec->crc_len[k])
+				return 0;
+			continue;
+		}
+		const struct mq_out_tensor *o = &p->out[outs[k]];
+		uint64_t off = slot_offset(r, u, k), n = rec->crc_len[k];
+		if (off > o->end - o->begin || n > o->end - o->begin - off)
+			return 0;
+		uLong crc = crc32(0L, Z_NULL, 0);
+		for (uint64_t done = 0; done < n;) {
+			size_t step = (size_t)(n - done < (1u << 20) ? n - done : (1u << 20));
+			if (pread(fd, buf, step, (off_t)(r->out_pos[outs[k]] + off + done)) != (ssize_t)step)
+				return 0;
+			crc = crc32(crc, buf, (uInt)step);
+			done += step;
+		}
+		if ((uint32_t)crc != rec->crc[k])
+			return 0;
+	}
+	return 1;
+}
+
+/* Rank 0: takes the verified units of an interrupted run's journal. Returns how many. */
+static int resume_units(struct run *r, const struct mq_journal_load *jl)
+{
+	int fd = open(r->tmp, O_RDONLY | O_CLOEXEC), n = 0;
+	unsigned char *buf = malloc(1u << 20);
+	for (int i = 0; fd >= 0 && buf && i < jl->n; i++) {
+		const struct unit_record *rec = jl->entries[i].rec;
+		struct unit_record copy; /* the entry may be unaligned in the file's buffer */
+		if (jl->entries[i].len < sizeof(copy))
+			continue;
+		memcpy(&copy, rec, sizeof(copy));
+		void *whole = malloc(jl->entries[i].len);
+		if (!whole)
+			break;
+		memcpy(whole, rec, jl->entries[i].len);
+		if (verify_unit(r, fd, whole, jl->entries[i].len, buf)) {
+			r->done[copy.unit] = 1;
+			r->records_left -= r->plan.units[copy.unit].rank != 0;
+			r->replaying = 1;
+			take_record(r, whole, jl->entries[i].len);
+			r->replaying = 0;
+			n++;
+		}
+		free(whole);
+	}
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	return n;
+}
+
+/*
+ * Rank 0: the partial output beside the output (".NAME.tmp") and its journal.
+ * An interrupted run's pair is resumed when the journal's identity matches;
+ * otherwise it is discarded and a new partial file is created and reserved.
+ */
+static int open_partial(struct run *r)
+{
+	char *copy = strdup(r->output), *copy2 = strdup(r->output);
+	if (!copy || !copy2) {
 		free(copy);
-		free(base);
+		free(copy2);
 		return mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
 	}
-	snprintf(r->tmp, n, "%s/.%s.tmp-XXXXXX", dir, basename(base));
-	free(base);
-	int fd = mkstemp(r->tmp);
-	if (fd >= 0)
-		guard_tmp(r->tmp);
+	const char *dir = dirname(copy), *base = basename(copy2);
+	size_t n = strlen(dir) + strlen(base) + 32;
+	r->tmp = malloc(n);
+	r->journal_path = malloc(n + 8);
+	if (r->tmp && r->journal_path) {
+		snprintf(r->tmp, n, "%s/.%s.tmp", dir, base);
+		snprintf(r->journal_path, n + 8, "%s.journal", r->tmp);
+	}
+	free(copy2);
+	if (!r->tmp || !r->journal_path) {
+		free(copy);
+		return mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
+	}
+	compute_identity(r);
+	struct stat st;
+	struct mq_journal_load jl;
+	int had = stat(r->tmp, &st) == 0;
+	int resume = had && S_ISREG(st.st_mode) && (uint64_t)st.st_size == r->out_size &&
+		     mq_journal_read(r->journal_path, r->identity, (uint64_t)r->plan.n_units, &jl) == 0;
+	if (resume) {
+		int k = resume_units(r, &jl);
+		r->n_resumed = k;
+		mq_info("resuming an interrupted run: %d of %d work units verified in '%s'\n", k, r->plan.n_units, r->tmp);
+	} else {
+		if (had || access(r->journal_path, F_OK) == 0)
+			mq_info("discarding '%s' (left by a run with other inputs or options, or without a journal)\n", r->tmp);
+		unlink(r->tmp);
+		unlink(r->journal_path);
+	}
+	int fd = open(r->tmp, O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
 	if (fd < 0) {
 		mq_fail(&r->err, MQ_ERR_OUTPUT, "cannot create the output in folder '%s': %s", dir, strerror(errno));
 		free(copy);
-		free(r->tmp);
-		r->tmp = NULL;
+		if (resume)
+			mq_journal_load_release(&jl);
 		return r->err.code;
 	}
 	free(copy);
-	mode_t mask = umask(0);
-	umask(mask);
-	fchmod(fd, 0666 & ~mask);
-	int rc = size ? posix_fallocate(fd, 0, (off_t)size) : 0;
+	guard_tmp(r->tmp, r->journal_path);
+	int rc = r->out_size ? posix_fallocate(fd, 0, (off_t)r->out_size) : 0;
 	close(fd);
 	if (rc == ENOSPC || rc == EDQUOT)
-		return mq_fail(&r->err, MQ_ERR_OUTPUT, "'%s': no space left on device for the %llu-byte output",
-			       r->output, (unsigned long long)size);
-	if (rc && rc != EOPNOTSUPP && rc != EINVAL)
-		return mq_fail(&r->err, MQ_ERR_OUTPUT, "'%s': cannot reserve %llu bytes: %s", r->output,
-			       (unsigned long long)size, strerror(rc));
-	return 0;
+		mq_fail(&r->err, MQ_ERR_OUTPUT, "'%s': no space left on device for the %llu-byte output", r->output,
+			(unsigned long long)r->out_size);
+	else if (rc && rc != EOPNOTSUPP && rc != EINVAL)
+		mq_fail(&r->err, MQ_ERR_OUTPUT, "'%s': cannot reserve %llu bytes: %s", r->output,
+			(unsigned long long)r->out_size, strerror(rc));
+	else
+		r->journal_fd = mq_journal_start(r->journal_path, r->identity, (uint64_t)r->plan.n_units,
+						 resume ? jl.valid_len : 0, &r->err);
+	if (resume)
+		mq_journal_load_release(&jl);
+	return r->err.code;
 }
 
 /* Rank 0: the static activation parameters, a few bytes per layer. */
@@ -1045,22 +1227,52 @@ static int phase_plan(struct run *r)
 
 static int phase_open(struct run *r)
 {
-	char *name = NULL;
-	size_t len = 0;
-	if (r->rank == 0 && !create_tmp(r, r->out_size)) {
+	char *name = NULL, *done = NULL;
+	size_t len = 0, done_len = 0;
+	r->done = calloc((size_t)r->plan.n_units + 1, 1);
+	if (!r->done)
+		mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
+	else if (r->rank == 0 && !open_partial(r)) {
 		name = strdup(r->tmp);
 		len = strlen(name) + 1;
+		done = malloc((size_t)r->plan.n_units + 1);
+		if (done)
+			memcpy(done, r->done, (size_t)r->plan.n_units + 1);
+		done_len = (size_t)r->plan.n_units + 1;
 	}
-	if (mq_comm_agree(r->comm, &r->err))
+	if (mq_comm_agree(r->comm, &r->err)) {
+		free(name);
+		free(done);
 		return r->err.code;
+	}
 	if (!mq_comm_bcast_blob(r->comm, &name, &len, &r->err) && r->rank != 0)
 		r->tmp = name;
 	else
 		free(name);
+	if (!mq_comm_bcast_blob(r->comm, &done, &done_len, &r->err) && r->rank != 0 &&
+	    done_len == (size_t)r->plan.n_units + 1)
+		memcpy(r->done, done, done_len);
+	free(done);
 	if (mq_comm_agree(r->comm, &r->err))
 		return r->err.code;
 	mq_comm_file_open(r->comm, r->tmp, &r->err);
 	return mq_comm_agree(r->comm, &r->err);
+}
+
+/* After SIGUSR1: the finished units' bytes reach the disk and the journal stays, for a resume. */
+static void keep_partial(struct run *r)
+{
+	struct mq_error e = { 0 };
+	mq_comm_file_sync(r->comm, &e);
+	mq_comm_file_close(r->comm, &e);
+	if (r->rank != 0)
+		return;
+	if (r->journal_fd >= 0) {
+		fsync(r->journal_fd);
+		close(r->journal_fd);
+		r->journal_fd = -1;
+	}
+	guard_tmp(NULL, NULL);
 }
 
 static int phase_finish(struct run *r)
@@ -1078,8 +1290,12 @@ static int phase_finish(struct run *r)
 				strerror(errno));
 		else if (!r->opt.no_sync)
 			sync_dir(r->output);
-		if (!r->err.code)
-			guard_tmp(NULL);
+		if (!r->err.code) {
+			guard_tmp(NULL, NULL);
+			close(r->journal_fd);
+			r->journal_fd = -1;
+			unlink(r->journal_path);
+		}
 	}
 	r->stats[MQ_STAT_T_FINISH] = mq_comm_time() - t0;
 	return mq_comm_agree(r->comm, &r->err);
@@ -1127,6 +1343,10 @@ static void release(struct run *r)
 	free(r->units_left);
 	free(r->output);
 	free(r->tmp);
+	free(r->journal_path);
+	free(r->done);
+	if (r->journal_fd >= 0)
+		close(r->journal_fd);
 	mq_plan_release(&r->plan);
 	mq_manifest_release(&r->man);
 	mq_options_release(&r->opt);
@@ -1135,6 +1355,7 @@ static void release(struct run *r)
 static int quantize(struct run *r)
 {
 	double t_start = mq_comm_time();
+	catch_stop();
 	if (phase_manifest(r) || phase_calib(r) || phase_plan(r))
 		return r->err.code;
 	if (r->opt.dry_run) {
@@ -1158,6 +1379,10 @@ static int quantize(struct run *r)
 	r->stats[MQ_STAT_T_WORK] = mq_comm_time() - t0;
 	if (mq_comm_agree(r->comm, &r->err)) {
 		mq_comm_cancel_drain(r->comm, r->cancel_sent, r->cancelled);
+		if (r->err.code == MQ_ERR_INTERRUPTED) {
+			keep_partial(r);
+			return r->err.code;
+		}
 		goto fail;
 	}
 	if (phase_finish(r))
@@ -1169,7 +1394,9 @@ fail:
 	mq_comm_file_close(r->comm, &(struct mq_error){ 0 });
 	if (r->rank == 0 && r->tmp) {
 		unlink(r->tmp);
-		guard_tmp(NULL);
+		if (r->journal_path)
+			unlink(r->journal_path);
+		guard_tmp(NULL, NULL);
 	}
 	return r->err.code;
 }
@@ -1182,6 +1409,7 @@ int mq_run(struct mq_comm *c, int argc, char **argv)
 	r.rank = mq_comm_rank(c);
 	r.size = mq_comm_size(c);
 	r.ucrc_out[0] = r.ucrc_out[1] = r.ucrc_out[2] = -1;
+	r.journal_fd = -1;
 	mq_log_init(r.rank, 0);
 	/* Every rank parses the same argv, so every rank reaches the same verdict. */
 	if (mq_options_parse(argc, argv, &r.opt, &r.err) == 0) {

@@ -27,6 +27,8 @@ int mq_status_exit_code(int code)
 	case MQ_ERR_INPUT: return 3;
 	case MQ_ERR_DATA: return 4;
 	case MQ_ERR_OUTPUT: return 5;
+	case MQ_ERR_INTERRUPTED: return 7;
+	case MQ_ERR_MODELS: return 8;
 	default: return 6;
 	}
 }
@@ -39,6 +41,8 @@ const char *mq_status_name(int code)
 	case MQ_ERR_INPUT: return "input";
 	case MQ_ERR_DATA: return "data";
 	case MQ_ERR_OUTPUT: return "output";
+	case MQ_ERR_INTERRUPTED: return "interrupted";
+	case MQ_ERR_MODELS: return "models failed";
 	default: return "internal";
 	}
 }

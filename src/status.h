@@ -18,6 +18,8 @@ enum mq_status {
 	MQ_ERR_DATA = -4,     /* values that cannot be quantized (NaN, Inf, overflow) */
 	MQ_ERR_OUTPUT = -5,   /* output exists, same as input, unwritable, disk full */
 	MQ_ERR_INTERNAL = -6, /* MPI failure, out of memory, broken invariant */
+	MQ_ERR_INTERRUPTED = -7, /* stopped by SIGUSR1 (preemption); the partial output can be resumed */
+	MQ_ERR_MODELS = -8,   /* job: at least one model failed (the others ran) */
 };
 
 #define MQ_ERROR_MAX 1024
@@ -31,7 +33,7 @@ struct mq_error {
 int mq_fail(struct mq_error *err, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-/* Process exit code for a status: 0, 2, 3, 4, 5 or 6 (see README). */
+/* Process exit code for a status: 0, 2, 3, 4, 5, 6, 7 or 8 (see README). */
 int mq_status_exit_code(int code);
 
 /* Short name of a status ("usage", "input", ...). */
