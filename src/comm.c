@@ -195,6 +195,23 @@ int mq_comm_allreduce_sum(struct mq_comm *c, const double *in, double *out, int 
 	return 0;
 }
 
+int mq_comm_allreduce_max_bytes(struct mq_comm *c, const unsigned char *in, unsigned char *out, size_t n,
+				struct mq_error *err)
+{
+	MQ_MPI_CHECK(MPI_Allreduce(in, out, (int)n, MPI_UNSIGNED_CHAR, MPI_MAX, c->comm), "MPI_Allreduce");
+	return 0;
+}
+
+struct mq_comm *mq_comm_split(struct mq_comm *c, int color)
+{
+	MPI_Comm sub;
+	if (MPI_Comm_split(c->comm, color, c->rank, &sub) != MPI_SUCCESS)
+		return NULL;
+	struct mq_comm *g = mq_comm_new(&sub);
+	MPI_Comm_free(&sub);
+	return g;
+}
+
 int mq_comm_gather(struct mq_comm *c, const double *mine, int n, double *all, struct mq_error *err)
 {
 	MQ_MPI_CHECK(MPI_Gather(mine, n, MPI_DOUBLE, all, n, MPI_DOUBLE, 0, c->comm), "MPI_Gather");

@@ -48,6 +48,13 @@ void mq_comm_cancel_drain(struct mq_comm *c, int sent, int taken);
 /* Collective: out = the element-wise sum of every rank's in (n doubles). */
 int mq_comm_allreduce_sum(struct mq_comm *c, const double *in, double *out, int n, struct mq_error *err);
 
+/* Collective: the element-wise maximum of n bytes (a value set by one rank, zeros elsewhere, reaches all). */
+int mq_comm_allreduce_max_bytes(struct mq_comm *c, const unsigned char *in, unsigned char *out, size_t n,
+				struct mq_error *err);
+
+/* Collective: a communicator of the ranks with the same color, ordered by rank (NULL on failure). */
+struct mq_comm *mq_comm_split(struct mq_comm *c, int color);
+
 /* Collective over doubles: rank 0 receives n values from each rank into all (n * size). */
 int mq_comm_gather(struct mq_comm *c, const double *mine, int n, double *all, struct mq_error *err);
 

@@ -17,7 +17,7 @@ const int mq_n_default_excludes = sizeof(mq_default_excludes) / sizeof(mq_defaul
 
 enum opt_id {
 	OPT_OUTPUT, OPT_SCHEME, OPT_GRANULARITY, OPT_INCLUDE, OPT_EXCLUDE, OPT_NO_DEFAULT_EXCLUDES,
-	OPT_FORCE, OPT_DRY_RUN, OPT_REPORT, OPT_BUDGET, OPT_NO_SYNC, OPT_NO_CHECKSUM, OPT_OBSERVER, OPT_ACT, OPT_CALIB_SAMPLES, OPT_CALIB, OPT_CALIB_MISSING, OPT_QUIET, OPT_HELP, OPT_VERSION,
+	OPT_FORCE, OPT_DRY_RUN, OPT_REPORT, OPT_BUDGET, OPT_NO_SYNC, OPT_NO_CHECKSUM, OPT_OBSERVER, OPT_ACT, OPT_CALIB_SAMPLES, OPT_CALIB, OPT_CALIB_MISSING, OPT_JOB, OPT_GROUPS, OPT_QUIET, OPT_HELP, OPT_VERSION,
 };
 
 static const struct opt {
@@ -55,6 +55,9 @@ static const struct opt {
 	{ OPT_ACT, 0, "act", "TYPE", "activation quantization: int8 (default), uint8 or none" },
 	{ OPT_CALIB_MISSING, 0, "calib-missing", "WHAT",
 	  "error (default): a selected layer without calibration is an error; weights-only: quantize it without" },
+	{ OPT_JOB, 'j', "job", "FILE.json",
+	  "run the models of a job file one after another (see README, \"Job files\"); options given here apply to all" },
+	{ OPT_GROUPS, 0, "groups", "K", "with --job: split the ranks into K groups that take models side by side" },
 	{ OPT_QUIET, 'q', "quiet", NULL, "print errors only" },
 	{ OPT_HELP, 'h', "help", NULL, "show this help" },
 	{ OPT_VERSION, 'V', "version", NULL, "show the version" },
@@ -65,6 +68,7 @@ void mq_options_print_help(FILE *fp)
 {
 	fprintf(fp,
 		"usage: mpirun -n N mq-dist [options] MODEL\n"
+		"       mpirun -n N mq-dist [options] --job JOB.json [--groups K]\n"
 		"       mq-dist inspect FILE\n"
 		"\n"
 		"Quantizes the weights of a safetensors model (MODEL is a .safetensors file or a\n"
@@ -199,6 +203,14 @@ static int apply(struct mq_options *o, const struct opt *op, const char *val, st
 		o->calib_samples = v;
 		return 0;
 	}
+	case OPT_JOB: o->job = val; return 0;
+	case OPT_GROUPS: {
+		unsigned long long v;
+		if (parse_whole(val, &v) || v == 0 || v > 100000)
+			return mq_fail(err, MQ_ERR_USAGE, "--groups '%s': give a positive whole number", val);
+		o->groups = (int)v;
+		return 0;
+	}
 	case OPT_QUIET: o->quiet = 1; return 0;
 	case OPT_HELP: o->command = MQ_CMD_HELP; return 0;
 	case OPT_VERSION: o->command = MQ_CMD_VERSION; return 0;
@@ -265,6 +277,17 @@ int mq_options_parse(int argc, char **argv, struct mq_options *o, struct mq_erro
 	}
 	if (o->command == MQ_CMD_HELP || o->command == MQ_CMD_VERSION)
 		return 0;
+	if (o->groups && !o->job)
+		return mq_fail(err, MQ_ERR_USAGE, "--groups needs --job FILE.json");
+	if (o->job) {
+		if (o->command != MQ_CMD_RUN)
+			return mq_fail(err, MQ_ERR_USAGE, "inspect does not take --job");
+		if (o->input)
+			return mq_fail(err, MQ_ERR_USAGE, "give either a model or --job, not both ('%s')", o->input);
+		if (o->output || o->calib)
+			return mq_fail(err, MQ_ERR_USAGE, "--output and --calib belong in the job file's model entries");
+		return 0;
+	}
 	if (!o->input)
 		return mq_fail(err, MQ_ERR_USAGE, o->command == MQ_CMD_INSPECT ? "inspect: no file given"
 									     : "no model given (see --help)");
@@ -279,6 +302,74 @@ int mq_options_parse(int argc, char **argv, struct mq_options *o, struct mq_erro
 		return mq_fail(err, MQ_ERR_USAGE, "--granularity does not apply to the %s cast scheme",
 			       mq_scheme_get(o->scheme)->name);
 	return 0;
+}
+
+int mq_options_split(int argc, char **argv, int first, struct mq_optarg **out, int *n, struct mq_error *err)
+{
+	struct mq_optarg *a = calloc((size_t)argc + 1, sizeof(*a));
+	int k = 0, no_more_opts = 0;
+	if (!a)
+		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+	for (int i = first; i < argc; i++) {
+		const char *s = argv[i];
+		if (no_more_opts || s[0] != '-' || s[1] == '\0') {
+			a[k++] = (struct mq_optarg){ NULL, s };
+			continue;
+		}
+		if (strcmp(s, "--") == 0) {
+			no_more_opts = 1;
+			continue;
+		}
+		const struct opt *op = NULL;
+		const char *val = NULL;
+		if (s[1] == '-') {
+			const char *name = s + 2, *eq = strchr(name, '=');
+			size_t len = eq ? (size_t)(eq - name) : strlen(name);
+			for (int j = 0; j < N_OPTS && !op; j++)
+				if (strlen(opts[j].long_name) == len && strncmp(opts[j].long_name, name, len) == 0)
+					op = &opts[j];
+			if (op && eq)
+				val = eq + 1;
+		} else {
+			for (int j = 0; j < N_OPTS && !op; j++)
+				if (opts[j].short_name == s[1])
+					op = &opts[j];
+			if (op && s[2])
+				val = s + 2;
+		}
+		if (!op) {
+			free(a);
+			return mq_fail(err, MQ_ERR_USAGE, "unknown option '%s' (see --help)", s);
+		}
+		if (op->arg && !val) {
+			if (i + 1 >= argc) {
+				free(a);
+				return mq_fail(err, MQ_ERR_USAGE, "option '--%s' needs a value (%s)", op->long_name, op->arg);
+			}
+			val = argv[++i];
+		}
+		a[k++] = (struct mq_optarg){ op->long_name, val };
+	}
+	*out = a;
+	*n = k;
+	return 0;
+}
+
+int mq_options_lookup(const char *long_name, int *takes_value, int *repeatable)
+{
+	for (int j = 0; j < N_OPTS; j++) {
+		if (strcmp(opts[j].long_name, long_name) != 0)
+			continue;
+		*takes_value = opts[j].arg != NULL;
+		*repeatable = opts[j].id == OPT_INCLUDE || opts[j].id == OPT_EXCLUDE;
+		return 0;
+	}
+	return -1;
+}
+
+const char *mq_options_name(int i)
+{
+	return i >= 0 && i < N_OPTS ? opts[i].long_name : NULL;
 }
 
 void mq_options_release(struct mq_options *o)

@@ -44,6 +44,9 @@ struct mq_options {
 	int calib_options;       /* --observer, --act, --calib-samples or --calib-missing given */
 	uint64_t calib_samples;  /* cap on calibration rows, 0: all */
 	const char *report;      /* run report path, or NULL */
+	const char *job;         /* --job FILE.json, or NULL */
+	int groups;              /* --groups K (0: not given) */
+	int job_mode;            /* set by the job runner: an up-to-date output is skipped, a stale one replaced */
 	uint64_t memory_budget;  /* bytes of tensor buffers per rank */
 };
 
@@ -57,15 +60,24 @@ void mq_options_release(struct mq_options *o);
 void mq_options_print_help(FILE *fp);
 
 /*
- * The default output path for an input: beside it, the stem plus the scheme,
- * e.g. "dir/model.int8.safetensors". Malloc'd.
- */
-/*
  * The output path when -o is not given: beside the input, STEM.SCHEME.EXT,
  * where EXT is .safetensors, or for a torch checkpoint input .pt (.pth for a
  * .pth input).
  */
 char *mq_options_default_output(const struct mq_options *o, int torch_input);
+
+/* One command-line argument: an option (long name, value or NULL) or a positional (name NULL). */
+struct mq_optarg {
+	const char *name;
+	const char *value;
+};
+
+/* Splits argv[first..] into options and positionals, without applying them (*out malloc'd). */
+int mq_options_split(int argc, char **argv, int first, struct mq_optarg **out, int *n, struct mq_error *err);
+/* Whether a long option exists (0), takes a value, and may be repeated. */
+int mq_options_lookup(const char *long_name, int *takes_value, int *repeatable);
+/* The i-th option's long name in table order, or NULL past the end. */
+const char *mq_options_name(int i);
 
 /* The options that shape the output, as a JSON object (for provenance). */
 void mq_options_json(const struct mq_options *o, struct mq_buf *b);
