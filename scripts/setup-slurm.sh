@@ -58,6 +58,11 @@ SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
+# A requeued job waits cred_expire+1 s (default 120) before it may start again, and then for the
+# next scheduler pass (sched_interval, default 60 s): keep both short on a one-node test cluster.
+AuthInfo=cred_expire=10
+SchedulerParameters=sched_interval=5
+MailProg=/bin/true
 MpiDefault=none
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none

@@ -1,6 +1,7 @@
 #include "metadata.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #define NUM_WIDTH 16 /* widest %.9g of a double: -1.23456789e-308 */
@@ -230,6 +231,32 @@ static void calib_keys(const struct mq_plan *p, const struct mq_options *o, cons
 	mq_buf_adds(b, ",");
 }
 
+void mq_metadata_fingerprint(const struct mq_plan *p, const struct mq_options *o, const struct mq_tensor_result *res,
+			     const char *calib_digest, char hex[2 * MQ_SHA256_LEN + 1])
+{
+	if (o->no_checksum) {
+		snprintf(hex, 2 * MQ_SHA256_LEN + 1, "none");
+		return;
+	}
+	memset(hex, '0', 2 * MQ_SHA256_LEN);
+	hex[2 * MQ_SHA256_LEN] = '\0';
+	if (!res)
+		return; /* the reservation form */
+	uint8_t d[MQ_SHA256_LEN];
+	char src[2 * MQ_SHA256_LEN + 1];
+	mq_metadata_source_digest(p, res, d);
+	mq_hex(d, MQ_SHA256_LEN, src);
+	struct mq_buf b = MQ_BUF_INIT;
+	mq_buf_addf(&b, "mq-dist fingerprint 1\nversion %s\nformat %s\nchunk_bytes %u\noptions ", MQ_VERSION,
+		    o->pt_output ? "pt" : "safetensors", MQ_CHUNK_BYTES);
+	mq_options_json(o, &b);
+	mq_buf_addf(&b, "\ncalibration_sha256 %s\nsource_sha256 %s\n",
+		    o->calib ? (calib_digest ? calib_digest : "unknown") : "none", src);
+	if (mq_buf_ok(&b) && mq_sha256(b.data, b.len, d) == 0)
+		mq_hex(d, MQ_SHA256_LEN, hex);
+	mq_buf_release(&b);
+}
+
 static void metadata_object(const struct mq_manifest *m, const struct mq_plan *p, const struct mq_options *o,
 			    const struct mq_tensor_result *res, const char *calib_digest, struct mq_buf *b)
 {
@@ -275,6 +302,10 @@ static void metadata_object(const struct mq_manifest *m, const struct mq_plan *p
 	mq_buf_adds(b, ",\"sqnr_db\":\"");
 	num(b, res, res ? mq_metadata_aggregate_sqnr(p, res) : 0);
 	mq_buf_adds(b, "\",");
+	char fp[2 * MQ_SHA256_LEN + 1];
+	mq_metadata_fingerprint(p, o, res, calib_digest, fp);
+	kv(b, "fingerprint", fp);
+	mq_buf_adds(b, ",");
 	if (o->calib)
 		calib_keys(p, o, res, calib_digest, b);
 	layers_json(m, p, o, res, &inner);

@@ -52,6 +52,16 @@ int mq_metadata_header(const struct mq_manifest *m, const struct mq_plan *p, con
 		       const struct mq_tensor_result *res, const char *calib_digest, uint64_t pad_to,
 		       struct mq_buf *out, struct mq_error *err);
 
+/*
+ * The fingerprint of a run's inputs: SHA-256 over the tool version, the
+ * output format, the options that shape the output, the calibration file's
+ * SHA-256 and the source data's (source_sha256). "none" with --no-checksum;
+ * 64 zeros in the reservation form (res == NULL). A job skips a model whose
+ * output records the fingerprint its inputs have now.
+ */
+void mq_metadata_fingerprint(const struct mq_plan *p, const struct mq_options *o, const struct mq_tensor_result *res,
+			     const char *calib_digest, char hex[2 * MQ_SHA256_LEN + 1]);
+
 /* The __metadata__ object alone ({"key": "string", ...}): the metadata record of a .pt output. */
 int mq_metadata_object(const struct mq_manifest *m, const struct mq_plan *p, const struct mq_options *o,
 		       const struct mq_tensor_result *res, const char *calib_digest, uint64_t pad_to,

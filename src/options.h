@@ -47,6 +47,7 @@ struct mq_options {
 	const char *job;         /* --job FILE.json, or NULL */
 	int groups;              /* --groups K (0: not given) */
 	int job_mode;            /* set by the job runner: an up-to-date output is skipped, a stale one replaced */
+	int pt_output;           /* set once the output path is known: a .pt archive */
 	uint64_t memory_budget;  /* bytes of tensor buffers per rank */
 };
 

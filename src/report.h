@@ -49,4 +49,21 @@ int mq_report_write(const char *path, const struct mq_manifest *m, const struct 
 		    const struct mq_options *o, const struct mq_tensor_result *res, const double *stats,
 		    const char *output, struct mq_error *err);
 
+/* One model of a job, for the zoo report. */
+struct mq_zoo_entry {
+	const char *name, *input, *output;
+	int code;          /* enum mq_status of its run */
+	int skipped;       /* up to date */
+	double seconds;
+	const char *message; /* the error, "" if none */
+};
+
+/*
+ * Rank 0 of a job: PREFIX.json and PREFIX.md, one row per model (status,
+ * scheme, sizes, compression, aggregate SQNR, worst layer, time). The figures
+ * come from each output's own metadata, so skipped models have them too.
+ */
+int mq_report_zoo(const char *prefix, const char *job_file, const struct mq_zoo_entry *z, int n,
+		  struct mq_error *err);
+
 #endif

@@ -12,11 +12,13 @@
 #include <unistd.h>
 
 #include <cblas.h>
+#include <cjson/cJSON.h>
 #include <zlib.h>
 
 #include "calib.h"
 #include "gather.h"
 #include "inspect.h"
+#include "job.h"
 #include "journal.h"
 #include "metadata.h"
 #include "options.h"
@@ -59,6 +61,9 @@ struct run {
 	int n_resumed;                /* units taken from the journal */
 	int replaying;                /* rank 0: taking journaled records (not appended again) */
 	int interrupted;              /* this rank stopped taking units on SIGUSR1 */
+	int hash_only;                /* the up-to-date check: read and hash the sources, write nothing */
+	char existing_fp[2 * MQ_SHA256_LEN + 1]; /* rank 0, job mode: the existing output's fingerprint */
+	int skipped;                  /* job mode: the output was up to date */
 	int *fds;                     /* per input file, opened on first use */
 	struct mq_gather *gather;     /* reads of strided views */
 	uint32_t ucrc[3];             /* .pt: the unit in progress, per data/scale/zero-point tensor */
@@ -127,7 +132,9 @@ static void finish_tensor(struct run *r, int t)
 		}
 		r->out_crc[outs[k]] = (uint32_t)crc;
 	}
-	mq_report_progress(&r->man, &r->plan, t, ++r->tensors_done, res);
+	++r->tensors_done;
+	if (!r->hash_only)
+		mq_report_progress(&r->man, &r->plan, t, r->tensors_done, res);
 }
 
 /* Rank 0, after the first failed unit: stop everyone early. */
@@ -198,6 +205,29 @@ static void poll_records(struct run *r, int blocking)
 		take_record(r, rec, len);
 		free(rec);
 	}
+}
+
+static void release_collect(struct run *r)
+{
+	free(r->res);
+	free(r->chunk_base);
+	free(r->units_left);
+	free(r->u_signal);
+	free(r->u_noise);
+	free(r->u_max);
+	free(r->chunk_digests);
+	free(r->u_out);
+	free(r->u_crc);
+	free(r->u_crc_len);
+	free(r->out_crc);
+	r->res = NULL;
+	r->chunk_base = NULL;
+	r->units_left = NULL;
+	r->u_signal = r->u_noise = r->u_max = r->u_out = NULL;
+	r->chunk_digests = NULL;
+	r->u_crc = r->out_crc = NULL;
+	r->u_crc_len = NULL;
+	r->tensors_done = r->records_left = 0;
 }
 
 static int setup_collect(struct run *r)
@@ -634,6 +664,29 @@ static int quant_unit(struct run *r, const struct mq_unit *u, struct chunk_hashe
 	return 0;
 }
 
+/* The up-to-date check's work on one unit: its source chunks' digests, nothing written. */
+static int hash_unit(struct run *r, const struct mq_unit *u, struct chunk_hasher *ch)
+{
+	const struct mq_tensor *t = &r->man.tensors[u->tensor];
+	const struct mq_plan_tensor *pt = &r->plan.tensors[u->tensor];
+	size_t es = mq_dtype_size(t->dtype);
+	for (uint64_t c = u->chunk_begin; c < u->chunk_end; c++) {
+		uint64_t r1 = (c + 1) * pt->chunk_rows < pt->n_rows ? (c + 1) * pt->chunk_rows : pt->n_rows;
+		uint64_t end = r1 * pt->row_bytes;
+		for (uint64_t off = c * pt->chunk_rows * pt->row_bytes; off < end;) {
+			size_t n = (size_t)(end - off < r->plan.arena_bytes ? end - off : r->plan.arena_bytes);
+			n -= n % es;
+			if (read_at(r, t, off, r->arena, n) || hash_block(r, ch, r->arena, n, off + n == end))
+				return r->err.code;
+			off += n;
+			poll_records(r, 0);
+			if (r->cancelled)
+				return MQ_ERR_INTERNAL;
+		}
+	}
+	return 0;
+}
+
 static int do_unit(struct run *r, int id, struct unit_record *rec)
 {
 	const struct mq_unit *u = &r->plan.units[id];
@@ -651,8 +704,9 @@ static int do_unit(struct run *r, int id, struct unit_record *rec)
 		r->ucrc[k] = (uint32_t)crc32(0L, Z_NULL, 0);
 		r->ucrc_len[k] = 0;
 	}
-	int rc = r->plan.tensors[u->tensor].action == MQ_ACT_QUANT ? quant_unit(r, u, &ch, &acc, &oacc)
-								    : copy_unit(r, u, &ch);
+	int rc = r->hash_only ? hash_unit(r, u, &ch)
+		 : r->plan.tensors[u->tensor].action == MQ_ACT_QUANT ? quant_unit(r, u, &ch, &acc, &oacc)
+								      : copy_unit(r, u, &ch);
 	if (ch.open)
 		mq_sha256_release(&ch.h);
 	rec->failed = rc != 0;
@@ -678,6 +732,7 @@ static int work(struct run *r)
 			max_digests = p->units[u].chunk_end - p->units[u].chunk_begin;
 	size_t rec_len = sizeof(struct unit_record) + (size_t)max_digests * MQ_SHA256_LEN;
 	struct unit_record *full = malloc(rec_len), skip;
+	free(r->arena);
 	r->arena = malloc((size_t)p->arena_bytes + 4 * 64);
 	/* Without buffers this rank still reports every unit (as skipped), or rank 0 would wait forever. */
 	int failed = 0;
@@ -718,7 +773,10 @@ static int work(struct run *r)
 	double t0 = mq_comm_time();
 	poll_records(r, 1);
 	r->stats[MQ_STAT_T_WAIT] += mq_comm_time() - t0;
-	if (r->interrupted)
+	if (r->interrupted && r->hash_only)
+		mq_fail(&r->err, MQ_ERR_INTERRUPTED, "interrupted by SIGUSR1 while checking whether '%s' is up to date",
+			r->output);
+	else if (r->interrupted)
 		mq_fail(&r->err, MQ_ERR_INTERRUPTED,
 			"interrupted by SIGUSR1; the finished work units are kept in '%s' with their journal: run the same command again to resume",
 			r->tmp);
@@ -786,6 +844,27 @@ static int same_file(const char *a, const char *b)
 	return stat(a, &x) == 0 && stat(b, &y) == 0 && x.st_dev == y.st_dev && x.st_ino == y.st_ino;
 }
 
+/*
+ * Rank 0, job mode: an existing output written by mq-dist is replaced unless
+ * its fingerprint shows it up to date (checked later); any other file needs --force.
+ */
+static int existing_output(struct run *r)
+{
+	cJSON *meta = NULL;
+	struct mq_error e = { 0 };
+	mq_inspect_metadata(r->output, &meta, &e);
+	const char *fp = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(meta, "fingerprint"));
+	int ours = fp != NULL;
+	if (fp && strlen(fp) == 2 * MQ_SHA256_LEN && !r->opt.force)
+		memcpy(r->existing_fp, fp, 2 * MQ_SHA256_LEN + 1);
+	cJSON_Delete(meta);
+	if (!ours && !r->opt.force)
+		return mq_fail(&r->err, MQ_ERR_OUTPUT,
+			"output '%s' exists and was not written by mq-dist (no fingerprint in its metadata); use --force to replace it",
+			r->output);
+	return 0;
+}
+
 /* Rank 0: refuse to overwrite the input or, without --force, an existing file. */
 static int check_output(struct run *r)
 {
@@ -800,6 +879,8 @@ static int check_output(struct run *r)
 	if (stat(out, &st) == 0) {
 		if (S_ISDIR(st.st_mode))
 			return mq_fail(&r->err, MQ_ERR_OUTPUT, "output '%s' is a folder; give a file name", out);
+		if (r->opt.job_mode && !r->opt.dry_run)
+			return existing_output(r);
 		if (!r->opt.force && !r->opt.dry_run)
 			return mq_fail(&r->err, MQ_ERR_OUTPUT, "output '%s' exists; use --force to overwrite it", out);
 	}
@@ -1216,7 +1297,7 @@ static int phase_plan(struct run *r)
 	if (!r->output)
 		mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
 	else
-		r->pt = mq_torch_is_output_name(r->output);
+		r->pt = r->opt.pt_output = mq_torch_is_output_name(r->output);
 	if (!r->err.code && r->rank == 0)
 		check_output(r);
 	if (!r->err.code && !mq_plan_build(&r->man, &r->opt, r->size, r->cinfo, &r->plan, &r->err))
@@ -1352,6 +1433,63 @@ static void release(struct run *r)
 	mq_options_release(&r->opt);
 }
 
+/* Every rank: a one-byte decision of rank 0. */
+static int bcast_flag(struct run *r, int *flag)
+{
+	char *b = NULL;
+	size_t len = 0;
+	if (r->rank == 0 && (b = malloc(1))) {
+		b[0] = (char)*flag;
+		len = 1;
+	}
+	if (mq_comm_bcast_blob(r->comm, &b, &len, &r->err) == 0 && len == 1)
+		*flag = b[0];
+	free(b);
+	return r->err.code;
+}
+
+/*
+ * Job mode: whether the existing output is up to date. The sources are read
+ * and hashed by all ranks (no output is written), and rank 0 compares the
+ * fingerprint they give with the one the output records.
+ */
+static int up_to_date(struct run *r, int *yes)
+{
+	int check = r->rank == 0 && r->existing_fp[0];
+	*yes = 0;
+	if (bcast_flag(r, &check) || !check)
+		return r->err.code;
+	double t0 = mq_comm_time();
+	r->hash_only = 1;
+	r->done = calloc((size_t)r->plan.n_units + 1, 1);
+	if (!r->done)
+		mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
+	if (!r->err.code && r->rank == 0)
+		setup_collect(r);
+	if (!mq_comm_agree(r->comm, &r->err)) {
+		work(r);
+		if (mq_comm_agree(r->comm, &r->err))
+			mq_comm_cancel_drain(r->comm, r->cancel_sent, r->cancelled);
+	}
+	if (!r->err.code && r->rank == 0) {
+		char fp[2 * MQ_SHA256_LEN + 1];
+		mq_metadata_fingerprint(&r->plan, &r->opt, r->res, r->calib_digest[0] ? r->calib_digest : NULL, fp);
+		*yes = strcmp(fp, r->existing_fp) == 0;
+		mq_info("%s: %s (checked in %.2f s)\n", r->output,
+			*yes ? "up to date, skipped" : "out of date (the inputs, options or tool changed), redoing it",
+			mq_comm_time() - t0);
+	}
+	if (r->rank == 0)
+		release_collect(r);
+	free(r->done);
+	r->done = NULL;
+	r->hash_only = 0;
+	r->cancelled = r->cancel_sent = 0;
+	if (r->err.code)
+		return r->err.code;
+	return bcast_flag(r, yes);
+}
+
 static int quantize(struct run *r)
 {
 	double t_start = mq_comm_time();
@@ -1363,13 +1501,20 @@ static int quantize(struct run *r)
 			mq_report_plan(&r->man, &r->plan, &r->opt, r->out_size, r->output);
 		return 0;
 	}
-	if (phase_act(r))
-		return r->err.code;
 	r->fds = malloc((size_t)r->man.n_files * sizeof(int) + 1);
 	if (!r->fds || !mq_f16_table())
 		mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
 	for (int f = 0; r->fds && f < r->man.n_files; f++)
 		r->fds[f] = -1;
+	int skip = 0;
+	if (mq_comm_agree(r->comm, &r->err) || (r->opt.job_mode && up_to_date(r, &skip)))
+		return r->err.code;
+	if (skip) {
+		r->skipped = 1;
+		return 0;
+	}
+	if (phase_act(r))
+		return r->err.code;
 	if (!r->err.code && r->rank == 0)
 		setup_collect(r);
 	if (mq_comm_agree(r->comm, &r->err) || phase_open(r))
@@ -1401,7 +1546,16 @@ fail:
 	return r->err.code;
 }
 
-int mq_run(struct mq_comm *c, int argc, char **argv)
+/* What the job runner learns of one model's run. */
+struct model_outcome {
+	int code;
+	int skipped;
+	double seconds;
+	char msg[MQ_ERROR_MAX];
+};
+
+/* One command line on the communicator; prints the error on rank 0 (prefixed with the model's name in a job). */
+static int run_command(struct mq_comm *c, int argc, char **argv, const char *model, struct model_outcome *out)
 {
 	struct run r;
 	memset(&r, 0, sizeof(r));
@@ -1410,10 +1564,11 @@ int mq_run(struct mq_comm *c, int argc, char **argv)
 	r.size = mq_comm_size(c);
 	r.ucrc_out[0] = r.ucrc_out[1] = r.ucrc_out[2] = -1;
 	r.journal_fd = -1;
-	mq_log_init(r.rank, 0);
+	double t0 = mq_comm_time();
 	/* Every rank parses the same argv, so every rank reaches the same verdict. */
 	if (mq_options_parse(argc, argv, &r.opt, &r.err) == 0) {
 		mq_log_init(r.rank, r.opt.quiet);
+		r.opt.job_mode = model != NULL;
 		switch (r.opt.command) {
 		case MQ_CMD_HELP:
 			if (r.rank == 0)
@@ -1438,10 +1593,214 @@ int mq_run(struct mq_comm *c, int argc, char **argv)
 	}
 	int code = r.err.code;
 	if (code && r.rank == 0) {
-		fprintf(stderr, "mq-dist: error: %s\n", r.err.msg);
-		if (code == MQ_ERR_USAGE)
+		fprintf(stderr, "mq-dist: error: %s%s%s%s\n", model ? "[" : "", model ? model : "", model ? "] " : "",
+			r.err.msg);
+		if (code == MQ_ERR_USAGE && !model)
 			fprintf(stderr, "run 'mq-dist --help' for the options\n");
 	}
+	if (out) {
+		out->code = code;
+		out->skipped = r.skipped;
+		out->seconds = mq_comm_time() - t0;
+		snprintf(out->msg, sizeof(out->msg), "%s", code ? r.err.msg : "");
+	}
 	release(&r);
+	return code;
+}
+
+/* Rank 0: a whole small file (the job file), NUL-terminated. */
+static char *read_small_file(const char *path, size_t *len, struct mq_error *err)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f) {
+		mq_fail(err, MQ_ERR_USAGE, "cannot open the job file '%s': %s", path, strerror(errno));
+		return NULL;
+	}
+	struct mq_buf b = MQ_BUF_INIT;
+	char chunk[65536];
+	size_t n;
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0 && b.len < (64u << 20))
+		mq_buf_add(&b, chunk, n);
+	int bad = ferror(f);
+	fclose(f);
+	if (bad || !mq_buf_ok(&b) || b.len >= (64u << 20)) {
+		mq_buf_release(&b);
+		mq_fail(err, MQ_ERR_USAGE, "cannot read the job file '%s' (or it is larger than 64 MiB)", path);
+		return NULL;
+	}
+	mq_buf_add(&b, "", 1);
+	char *s = mq_buf_detach(&b, len);
+	(*len)--;
+	return s;
+}
+
+/* Models to groups: longest input first, each to the group with the least bytes so far. */
+static void assign_groups(const double *bytes, int n, int groups, int *group_of)
+{
+	double *load = calloc((size_t)groups, sizeof(double));
+	int *order = malloc((size_t)n * sizeof(int));
+	if (!load || !order) { /* round robin will do */
+		for (int i = 0; i < n; i++)
+			group_of[i] = i % groups;
+		free(load);
+		free(order);
+		return;
+	}
+	for (int i = 0; i < n; i++)
+		order[i] = i;
+	for (int i = 1; i < n; i++) /* stable insertion sort, largest first */
+		for (int j = i; j > 0 && bytes[order[j - 1]] < bytes[order[j]]; j--) {
+			int t = order[j];
+			order[j] = order[j - 1];
+			order[j - 1] = t;
+		}
+	for (int k = 0; k < n; k++) {
+		int best = 0;
+		for (int g = 1; g < groups; g++)
+			if (load[g] < load[best])
+				best = g;
+		group_of[order[k]] = best;
+		load[best] += bytes[order[k]];
+	}
+	free(load);
+	free(order);
+}
+
+static int run_job(struct mq_comm *world, int argc, char **argv, const struct mq_options *cli)
+{
+	int rank = mq_comm_rank(world), size = mq_comm_size(world);
+	struct mq_error err = { 0 };
+	struct mq_job job;
+	memset(&job, 0, sizeof(job));
+	char *text = NULL;
+	size_t len = 0;
+	if (rank == 0)
+		text = read_small_file(cli->job, &len, &err);
+	if (!mq_comm_agree(world, &err) && !mq_comm_bcast_blob(world, &text, &len, &err))
+		mq_job_parse(cli->job, text, len, argc, argv, &job, &err);
+	free(text);
+	if (mq_comm_agree(world, &err)) {
+		if (rank == 0)
+			fprintf(stderr, "mq-dist: error: %s\n", err.msg);
+		return mq_status_exit_code(err.code);
+	}
+	int n = job.n_models, groups = cli->groups ? cli->groups : 1;
+	if (groups > size) {
+		if (rank == 0)
+			mq_info("--groups %d is more than the %d ranks: using %d groups of one rank\n", groups, size, size);
+		groups = size;
+	}
+	double *bytes = calloc((size_t)n + 1, sizeof(double)), *mine = calloc(4 * (size_t)n + 1, sizeof(double));
+	double *all = calloc(4 * (size_t)n + 1, sizeof(double));
+	unsigned char *msg_mine = calloc((size_t)n * MQ_ERROR_MAX + 1, 1), *msgs = calloc((size_t)n * MQ_ERROR_MAX + 1, 1);
+	int *group_of = calloc((size_t)n + 1, sizeof(int));
+	if (!bytes || !mine || !all || !msg_mine || !msgs || !group_of)
+		mq_fail(&err, MQ_ERR_INTERNAL, "out of memory");
+	for (int i = 0; rank == 0 && bytes && i < n; i++) {
+		struct stat st;
+		bytes[i] = stat(job.models[i].input, &st) == 0 ? (double)st.st_size : 0.0;
+	}
+	if (!mq_comm_agree(world, &err))
+		mq_comm_allreduce_sum(world, bytes, all, n, &err); /* only rank 0 holds sizes: the sum is theirs */
+	struct mq_comm *group = NULL;
+	int color = rank * groups / size;
+	if (!mq_comm_agree(world, &err)) {
+		assign_groups(all, n, groups, group_of);
+		memset(all, 0, 4 * (size_t)n * sizeof(double));
+		if (!(group = mq_comm_split(world, color)))
+			mq_fail(&err, MQ_ERR_INTERNAL, "cannot split the ranks into %d groups", groups);
+	}
+	if (mq_comm_agree(world, &err)) {
+		if (rank == 0)
+			fprintf(stderr, "mq-dist: error: %s\n", err.msg);
+		mq_comm_free(group);
+		mq_job_release(&job);
+		free(bytes), free(mine), free(all), free(msg_mine), free(msgs), free(group_of);
+		return mq_status_exit_code(err.code);
+	}
+	int leader = mq_comm_rank(group) == 0, stopped = 0;
+	if (rank == 0)
+		mq_info("job %s: %d models on %d ranks in %d group%s\n", cli->job, n, size, groups, groups > 1 ? "s" : "");
+	for (int i = 0; i < n; i++) {
+		if (group_of[i] != color)
+			continue;
+		struct model_outcome o;
+		memset(&o, 0, sizeof(o));
+		if (stopped) {
+			o.code = MQ_ERR_INTERRUPTED;
+			snprintf(o.msg, sizeof(o.msg), "not started: the job was interrupted");
+		} else {
+			if (leader)
+				mq_info("== %s: %s -> %s\n", job.models[i].name, job.models[i].input, job.models[i].output);
+			run_command(group, job.models[i].argc, job.models[i].argv, job.models[i].name, &o);
+			stopped = o.code == MQ_ERR_INTERRUPTED;
+		}
+		if (leader) { /* code, skipped, seconds, ran; the message */
+			mine[4 * i] = (double)-o.code;
+			mine[4 * i + 1] = o.skipped;
+			mine[4 * i + 2] = o.seconds;
+			mine[4 * i + 3] = 1;
+			memcpy(msg_mine + (size_t)i * MQ_ERROR_MAX, o.msg, strlen(o.msg));
+		}
+	}
+	mq_log_init(rank, cli->quiet);
+	mq_comm_allreduce_sum(world, mine, all, 4 * n, &err);
+	mq_comm_allreduce_max_bytes(world, msg_mine, msgs, (size_t)n * MQ_ERROR_MAX, &err);
+	int code = err.code, n_failed = 0, n_interrupted = 0;
+	for (int i = 0; !code && i < n; i++) {
+		int c = -(int)all[4 * i];
+		n_failed += c != 0 && c != MQ_ERR_INTERRUPTED;
+		n_interrupted += c == MQ_ERR_INTERRUPTED;
+	}
+	if (!code && rank == 0) {
+		struct mq_zoo_entry *z = calloc((size_t)n + 1, sizeof(*z));
+		for (int i = 0; z && i < n; i++) {
+			z[i].name = job.models[i].name;
+			z[i].input = job.models[i].input;
+			z[i].output = job.models[i].output;
+			z[i].code = -(int)all[4 * i];
+			z[i].skipped = all[4 * i + 1] != 0;
+			z[i].seconds = all[4 * i + 2];
+			z[i].message = (const char *)msgs + (size_t)i * MQ_ERROR_MAX;
+		}
+		struct mq_error e = { 0 };
+		if (!z || mq_report_zoo(job.report, cli->job, z, n, &e))
+			fprintf(stderr, "mq-dist: warning: cannot write the zoo report: %s\n", z ? e.msg : "out of memory");
+		free(z);
+	}
+	if (!code && n_interrupted)
+		code = MQ_ERR_INTERRUPTED;
+	else if (!code && n_failed)
+		code = MQ_ERR_MODELS;
+	if (rank == 0 && code == MQ_ERR_INTERRUPTED)
+		fprintf(stderr, "mq-dist: job interrupted; run it again to resume (finished models are skipped)\n");
+	else if (rank == 0 && code == MQ_ERR_MODELS)
+		fprintf(stderr, "mq-dist: error: %d of %d models failed (see %s.md)\n", n_failed, n, job.report);
+	mq_comm_free(group);
+	mq_job_release(&job);
+	free(bytes);
+	free(mine);
+	free(all);
+	free(msg_mine);
+	free(msgs);
+	free(group_of);
 	return mq_status_exit_code(code);
+}
+
+int mq_run(struct mq_comm *c, int argc, char **argv)
+{
+	int rank = mq_comm_rank(c);
+	mq_log_init(rank, 0);
+	struct mq_options o;
+	struct mq_error e = { 0 };
+	int job = mq_options_parse(argc, argv, &o, &e) == 0 && o.job && o.command == MQ_CMD_RUN;
+	int code;
+	if (job) {
+		mq_log_init(rank, o.quiet);
+		code = run_job(c, argc, argv, &o);
+	} else {
+		code = mq_status_exit_code(run_command(c, argc, argv, NULL, NULL));
+	}
+	mq_options_release(&o);
+	return code;
 }
