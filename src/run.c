@@ -1752,7 +1752,7 @@ static int run_job(struct mq_comm *world, int argc, char **argv, const struct mq
 		n_failed += c != 0 && c != MQ_ERR_INTERRUPTED;
 		n_interrupted += c == MQ_ERR_INTERRUPTED;
 	}
-	if (!code && rank == 0) {
+	if (!code && rank == 0 && !cli->dry_run) {
 		struct mq_zoo_entry *z = calloc((size_t)n + 1, sizeof(*z));
 		for (int i = 0; z && i < n; i++) {
 			z[i].name = job.models[i].name;
