@@ -28,7 +28,7 @@ static const struct opt {
 	const char *help;
 } opts[] = {
 	{ OPT_OUTPUT, 'o', "output", "PATH",
-	  "output file (default: beside the input, MODEL.SCHEME.safetensors)" },
+	  "output file, .safetensors or .pt/.pth (default: beside the input, MODEL.SCHEME.safetensors, or .pt for a .pt input)" },
 	{ OPT_SCHEME, 's', "scheme", "NAME",
 	  "int8 (symmetric, default), uint8 (asymmetric), fp16 or bf16 (casts)" },
 	{ OPT_GRANULARITY, 'g', "granularity", "G",
@@ -71,9 +71,10 @@ void mq_options_print_help(FILE *fp)
 		"       mpirun -n N mq-dist [options] --job JOB.json [--groups K]\n"
 		"       mq-dist inspect FILE\n"
 		"\n"
-		"Quantizes the weights of a safetensors model (MODEL is a .safetensors file or a\n"
-		"sharded model's model.safetensors.index.json) across the MPI ranks and writes\n"
-		"one .safetensors file with the scales, per-layer metrics and provenance.\n"
+		"Quantizes the weights of a model (MODEL is a .safetensors file, a sharded model's\n"
+		"model.safetensors.index.json, or a torch.save checkpoint .pt/.pth/.bin, read\n"
+		"without running any code from it) across the MPI ranks and writes one\n"
+		".safetensors or .pt file with the scales, per-layer metrics and provenance.\n"
 		"\noptions:\n");
 	for (int i = 0; i < N_OPTS; i++) {
 		char left[64];
@@ -91,7 +92,8 @@ void mq_options_print_help(FILE *fp)
 	for (int i = 0; i < mq_n_default_excludes; i++)
 		fprintf(fp, "  %s\n", mq_default_excludes[i]);
 	fprintf(fp, "\nexit codes: 0 success, 2 usage error, 3 bad input file, 4 bad tensor data\n"
-		    "(NaN, Inf, overflow), 5 output problem, 6 internal or MPI error\n");
+		    "(NaN, Inf, overflow), 5 output problem, 6 internal or MPI error, 7 interrupted by\n"
+		    "SIGUSR1 (rerun to resume), 8 some models of a job failed\n");
 }
 
 static int check_regex(const char *re, const char *opt, struct mq_error *err)
