@@ -8,6 +8,8 @@ set -euo pipefail
 
 say() { echo "setup-slurm: $*"; }
 die() { echo "setup-slurm: ERROR: $*" >&2; exit 1; }
+# Slurm client commands get a timeout: when a name does not resolve, each call can hang for 10 s.
+q() { timeout 10 "$@" 2>/dev/null; }
 
 CONF=/etc/slurm/slurm.conf
 STATE_DIR=/var/lib/slurm/slurmctld
@@ -110,7 +112,7 @@ install -d -o munge -g munge -m 0755 /run/munge
 if munge -n 2>/dev/null | unmunge >/dev/null 2>&1; then
     say "munged already running"
 else
-    runuser -u munge -- munged
+    runuser -u munge -- munged </dev/null
     for _ in $(seq 20); do
         munge -n 2>/dev/null | unmunge >/dev/null 2>&1 && break
         sleep 0.5
@@ -121,17 +123,23 @@ else
 fi
 
 # --- slurmctld and slurmd -------------------------------------------------------------------
-running_pid() { # prints the pid of the daemon named $1 if it runs (from its pid file)
+alive() { # is process $1 alive? A zombie is not (in a container, pid 1 may never reap it)
+    local stat
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    stat=${stat##*) }
+    [ "${stat:0:1}" != Z ] && [ "${stat:0:1}" != X ]
+}
+running_pid() { # prints the pid of daemon $1 if it runs (from its pid file)
     local pid
     pid=$(cat "/run/$1.pid" 2>/dev/null) || return 1
-    [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$1" ] && echo "$pid"
+    [ -n "$pid" ] && alive "$pid" && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$1" ] && echo "$pid"
 }
 stop_daemon() {
     local pid
     pid=$(running_pid "$1") || return 0
     kill "$pid"
     for _ in $(seq 40); do
-        [ -d "/proc/$pid" ] || return 0
+        alive "$pid" || return 0
         sleep 0.5
     done
     die "$1 (pid $pid) did not stop"
@@ -143,10 +151,8 @@ start_daemon() {
     fi
     if pid=$(running_pid "$1"); then
         say "$1 already running (pid $pid)"
-    elif pgrep -x "$1" >/dev/null; then
-        die "a $1 not started with $CONF runs (pid $(pgrep -x "$1" | head -n 1)); stop it first"
     else
-        "$1" || die "$1 failed to start; see $LOG_DIR/$1.log"
+        "$1" </dev/null || die "$1 failed to start; see $LOG_DIR/$1.log"
         say "started $1"
     fi
 }
@@ -156,15 +162,16 @@ start_daemon slurmd
 # --- wait for the node ----------------------------------------------------------------------
 resumed=0
 state=""
-for ((i = 0; i < WAIT_SECONDS * 2; i++)); do
-    state=$(sinfo -h -N -n "$NODE" -o %T 2>/dev/null | head -n 1) || state=""
+deadline=$((SECONDS + WAIT_SECONDS))
+while [ $SECONDS -lt $deadline ]; do
+    state=$(q sinfo -h -N -n "$NODE" -o %T | head -n 1) || state=""
     case "$state" in
     idle | mixed | allocated | completing) break ;;
     down | drained | draining | fail | failing)
         # Left over from an earlier run (e.g. slurmd was killed): the node answers, so resume it.
         if [ $resumed -eq 0 ]; then
-            reason=$(sinfo -h -N -n "$NODE" -o %E 2>/dev/null | head -n 1)
-            scontrol update nodename="$NODE" state=resume
+            reason=$(q sinfo -h -N -n "$NODE" -o %E | head -n 1) || reason=""
+            q scontrol update nodename="$NODE" state=resume || true
             say "resumed $NODE (was $state: ${reason:-no reason})"
             resumed=1
         fi
@@ -177,7 +184,7 @@ idle) say "node $NODE is idle: ready (sbatch, srun --mpi=pmix)" ;;
 mixed | allocated | completing) say "node $NODE is up and running jobs ($state)" ;;
 *)
     echo "setup-slurm: ERROR: node $NODE is not idle after ${WAIT_SECONDS}s (state: ${state:-no answer from slurmctld})" >&2
-    scontrol show node "$NODE" 2>&1 | grep -E 'State=|Reason=' >&2 || true
+    q scontrol show node "$NODE" | grep -E 'State=|Reason=' >&2 || true
     for f in slurmctld slurmd; do
         echo "--- last lines of $LOG_DIR/$f.log" >&2
         tail -n 5 "$LOG_DIR/$f.log" >&2 2>/dev/null || true
@@ -185,4 +192,5 @@ mixed | allocated | completing) say "node $NODE is up and running jobs ($state)"
     exit 1
     ;;
 esac
-srun --mpi=list 2>&1 | grep -qw pmix || die "srun has no PMIx plugin (srun --mpi=list)"
+compgen -G "/usr/lib/*/pmix2/lib/libpmix.so" >/dev/null \
+    || die "libpmix.so (package libpmix-dev) is missing: srun --mpi=pmix would fail"

@@ -220,8 +220,14 @@ static int build_model(struct ctx *c, int index, const cJSON *m, const cJSON *de
 		return mq_fail(c->err, MQ_ERR_USAGE, "'%s': %s: a model entry must be a JSON object", c->path, c->where);
 	if (name && (!cJSON_IsString(name) || !*name->valuestring))
 		return mq_fail(c->err, MQ_ERR_USAGE, "'%s': %s: 'name' must be a non-empty string", c->path, c->where);
-	if (name)
+	if (name) {
 		snprintf(c->where, sizeof(c->where), "models[%d] ('%s')", index, name->valuestring);
+	} else if (cJSON_IsString(input)) { /* the name it will get: the input's stem */
+		char *stem = stem_of(input->valuestring);
+		if (stem)
+			snprintf(c->where, sizeof(c->where), "models[%d] ('%s')", index, stem);
+		free(stem);
+	}
 	if (check_keys(c, m, keys, 5))
 		return c->err->code;
 	if (!cJSON_IsString(input) || !*input->valuestring)

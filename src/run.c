@@ -59,6 +59,8 @@ struct run {
 	uint8_t identity[MQ_SHA256_LEN]; /* rank 0: what the journal must match to be resumed */
 	unsigned char *done;          /* per unit: finished by an earlier run (all ranks) */
 	int n_resumed;                /* units taken from the journal */
+	void **pending;               /* rank 0, per unit: a journaled record whose output bytes check out */
+	size_t *pending_len;
 	int replaying;                /* rank 0: taking journaled records (not appended again) */
 	int interrupted;              /* this rank stopped taking units on SIGUSR1 */
 	int hash_only;                /* the up-to-date check: read and hash the sources, write nothing */
@@ -964,11 +966,17 @@ static int verify_unit(struct run *r, int fd, const struct unit_record *rec, siz
 	return 1;
 }
 
-/* Rank 0: takes the verified units of an interrupted run's journal. Returns how many. */
+/* Rank 0: the journaled units whose output bytes still match their CRCs (r->done, r->pending). */
 static int resume_units(struct run *r, const struct mq_journal_load *jl)
 {
 	int fd = open(r->tmp, O_RDONLY | O_CLOEXEC), n = 0;
 	unsigned char *buf = malloc(1u << 20);
+	r->pending = calloc((size_t)r->plan.n_units + 1, sizeof(void *));
+	r->pending_len = calloc((size_t)r->plan.n_units + 1, sizeof(size_t));
+	if (!r->pending || !r->pending_len) {
+		free(buf);
+		buf = NULL;
+	}
 	for (int i = 0; fd >= 0 && buf && i < jl->n; i++) {
 		const struct unit_record *rec = jl->entries[i].rec;
 		struct unit_record copy; /* the entry may be unaligned in the file's buffer */
@@ -981,10 +989,9 @@ static int resume_units(struct run *r, const struct mq_journal_load *jl)
 		memcpy(whole, rec, jl->entries[i].len);
 		if (verify_unit(r, fd, whole, jl->entries[i].len, buf)) {
 			r->done[copy.unit] = 1;
-			r->records_left -= r->plan.units[copy.unit].rank != 0;
-			r->replaying = 1;
-			take_record(r, whole, jl->entries[i].len);
-			r->replaying = 0;
+			r->pending[copy.unit] = whole;
+			r->pending_len[copy.unit] = jl->entries[i].len;
+			whole = NULL;
 			n++;
 		}
 		free(whole);
@@ -1028,9 +1035,7 @@ static int open_partial(struct run *r)
 	int resume = had && S_ISREG(st.st_mode) && (uint64_t)st.st_size == r->out_size &&
 		     mq_journal_read(r->journal_path, r->identity, (uint64_t)r->plan.n_units, &jl) == 0;
 	if (resume) {
-		int k = resume_units(r, &jl);
-		r->n_resumed = k;
-		mq_info("resuming an interrupted run: %d of %d work units verified in '%s'\n", k, r->plan.n_units, r->tmp);
+		r->n_resumed = resume_units(r, &jl);
 	} else {
 		if (had || access(r->journal_path, F_OK) == 0)
 			mq_info("discarding '%s' (left by a run with other inputs or options, or without a journal)\n", r->tmp);
@@ -1306,6 +1311,102 @@ static int phase_plan(struct run *r)
 	return mq_comm_agree(r->comm, &r->err);
 }
 
+/*
+ * Every rank: the resumed units' sources must still be what the journal
+ * hashed. Each rank re-hashes the sources of the resumed units the plan gives
+ * it (the journaled chunk digests come from rank 0); a unit whose source
+ * changed is redone. Then rank 0 takes the records of the units that stay done.
+ * Without checksums (--no-checksum) the journal's identity (sizes,
+ * modification times, headers) is all there is to go by.
+ */
+static int confirm_resumed(struct run *r)
+{
+	const struct mq_plan *p = &r->plan;
+	int any = 0;
+	for (int u = 0; u < p->n_units; u++)
+		any |= r->done[u];
+	if (!any)
+		return 0;
+	char *dig = NULL;
+	size_t len = 0;
+	unsigned char *bad = calloc((size_t)p->n_units + 1, 1), *all_bad = calloc((size_t)p->n_units + 1, 1);
+	if (!bad || !all_bad)
+		mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
+	if (!r->opt.no_checksum && r->rank == 0 && bad) { /* the digests of the resumed units, in unit order */
+		struct mq_buf b = MQ_BUF_INIT;
+		for (int u = 0; u < p->n_units; u++)
+			if (r->done[u]) {
+				const struct unit_record *rec = r->pending[u];
+				mq_buf_add(&b, rec + 1, rec->n_digests * (size_t)MQ_SHA256_LEN);
+			}
+		mq_buf_add(&b, "", 1);
+		if (!mq_buf_ok(&b))
+			mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
+		dig = mq_buf_detach(&b, &len);
+	}
+	if (!mq_comm_agree(r->comm, &r->err) && !r->opt.no_checksum &&
+	    !mq_comm_bcast_blob(r->comm, &dig, &len, &r->err)) {
+		double t0 = mq_comm_time();
+		size_t max = 0;
+		for (int u = 0; u < p->n_units; u++)
+			max = (size_t)(p->units[u].chunk_end - p->units[u].chunk_begin) > max
+				      ? (size_t)(p->units[u].chunk_end - p->units[u].chunk_begin) : max;
+		uint8_t *mine = malloc(max * MQ_SHA256_LEN + 1);
+		free(r->arena);
+		r->arena = malloc((size_t)p->arena_bytes + 4 * 64);
+		if (!mine || !r->arena)
+			mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
+		size_t at = 0;
+		for (int u = 0; u < p->n_units && !r->err.code; u++) {
+			if (!r->done[u])
+				continue;
+			size_t n = (size_t)(p->units[u].chunk_end - p->units[u].chunk_begin) * MQ_SHA256_LEN;
+			if (at + n > len) {
+				mq_fail(&r->err, MQ_ERR_INTERNAL, "corrupt resume digests");
+				break;
+			}
+			if (p->units[u].rank == r->rank) {
+				struct chunk_hasher ch = { .out = mine };
+				if (hash_unit(r, &p->units[u], &ch) == 0)
+					bad[u] = memcmp(mine, dig + at, n) != 0;
+				if (ch.open)
+					mq_sha256_release(&ch.h);
+			}
+			at += n;
+		}
+		free(mine);
+		r->stats[MQ_STAT_T_HASH] += mq_comm_time() - t0;
+	}
+	free(dig);
+	if (!mq_comm_agree(r->comm, &r->err))
+		mq_comm_allreduce_max_bytes(r->comm, bad, all_bad, (size_t)p->n_units, &r->err);
+	int kept = 0, changed = 0;
+	for (int u = 0; !r->err.code && u < p->n_units; u++) {
+		if (!r->done[u])
+			continue;
+		if (all_bad[u]) {
+			r->done[u] = 0;
+			changed++;
+			continue;
+		}
+		kept++;
+		if (r->rank == 0) {
+			r->records_left -= p->units[u].rank != 0;
+			r->replaying = 1;
+			take_record(r, r->pending[u], r->pending_len[u]);
+			r->replaying = 0;
+		}
+	}
+	if (!r->err.code && r->rank == 0) {
+		mq_info("resuming an interrupted run: %d of %d work units verified in '%s'\n", kept, p->n_units, r->tmp);
+		if (changed)
+			mq_info("  %d more were journaled, but their source data changed since: redoing them\n", changed);
+	}
+	free(bad);
+	free(all_bad);
+	return mq_comm_agree(r->comm, &r->err);
+}
+
 static int phase_open(struct run *r)
 {
 	char *name = NULL, *done = NULL;
@@ -1334,7 +1435,7 @@ static int phase_open(struct run *r)
 	    done_len == (size_t)r->plan.n_units + 1)
 		memcpy(r->done, done, done_len);
 	free(done);
-	if (mq_comm_agree(r->comm, &r->err))
+	if (mq_comm_agree(r->comm, &r->err) || confirm_resumed(r))
 		return r->err.code;
 	mq_comm_file_open(r->comm, r->tmp, &r->err);
 	return mq_comm_agree(r->comm, &r->err);
@@ -1426,6 +1527,10 @@ static void release(struct run *r)
 	free(r->tmp);
 	free(r->journal_path);
 	free(r->done);
+	for (int u = 0; r->pending && u < r->plan.n_units; u++)
+		free(r->pending[u]);
+	free(r->pending);
+	free(r->pending_len);
 	if (r->journal_fd >= 0)
 		close(r->journal_fd);
 	mq_plan_release(&r->plan);
@@ -1730,8 +1835,10 @@ static int run_job(struct mq_comm *world, int argc, char **argv, const struct mq
 			o.code = MQ_ERR_INTERRUPTED;
 			snprintf(o.msg, sizeof(o.msg), "not started: the job was interrupted");
 		} else {
-			if (leader)
-				mq_info("== %s: %s -> %s\n", job.models[i].name, job.models[i].input, job.models[i].output);
+			if (leader && !cli->quiet) { /* every group's leader: its models' lines follow */
+				printf("== %s: %s -> %s\n", job.models[i].name, job.models[i].input, job.models[i].output);
+				fflush(stdout);
+			}
 			run_command(group, job.models[i].argc, job.models[i].argv, job.models[i].name, &o);
 			stopped = o.code == MQ_ERR_INTERRUPTED;
 		}
@@ -1746,7 +1853,7 @@ static int run_job(struct mq_comm *world, int argc, char **argv, const struct mq
 	mq_log_init(rank, cli->quiet);
 	mq_comm_allreduce_sum(world, mine, all, 4 * n, &err);
 	mq_comm_allreduce_max_bytes(world, msg_mine, msgs, (size_t)n * MQ_ERROR_MAX, &err);
-	int code = err.code, n_failed = 0, n_interrupted = 0;
+	int code = err.code, n_failed = 0, n_interrupted = 0, report_written = !cli->dry_run;
 	for (int i = 0; !code && i < n; i++) {
 		int c = -(int)all[4 * i];
 		n_failed += c != 0 && c != MQ_ERR_INTERRUPTED;
@@ -1764,8 +1871,10 @@ static int run_job(struct mq_comm *world, int argc, char **argv, const struct mq
 			z[i].message = (const char *)msgs + (size_t)i * MQ_ERROR_MAX;
 		}
 		struct mq_error e = { 0 };
-		if (!z || mq_report_zoo(job.report, cli->job, z, n, &e))
+		if (!z || mq_report_zoo(job.report, cli->job, z, n, &e)) {
 			fprintf(stderr, "mq-dist: warning: cannot write the zoo report: %s\n", z ? e.msg : "out of memory");
+			report_written = 0;
+		}
 		free(z);
 	}
 	if (!code && n_interrupted)
@@ -1775,7 +1884,8 @@ static int run_job(struct mq_comm *world, int argc, char **argv, const struct mq
 	if (rank == 0 && code == MQ_ERR_INTERRUPTED)
 		fprintf(stderr, "mq-dist: job interrupted; run it again to resume (finished models are skipped)\n");
 	else if (rank == 0 && code == MQ_ERR_MODELS)
-		fprintf(stderr, "mq-dist: error: %d of %d models failed (see %s.md)\n", n_failed, n, job.report);
+		fprintf(stderr, "mq-dist: error: %d of %d models failed%s%s%s\n", n_failed, n, report_written ? " (see " : "",
+			report_written ? job.report : "", report_written ? ".md)" : "");
 	mq_comm_free(group);
 	mq_job_release(&job);
 	free(bytes);
