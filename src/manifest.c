@@ -106,6 +106,36 @@ static void row_major_strides(struct mq_tensor *t)
 	t->contiguous = 1;
 }
 
+/* Room for n more tensors in the table. */
+static int reserve_tensors(struct mq_manifest *m, int n, struct mq_error *err)
+{
+	struct mq_tensor *t = realloc(m->tensors, (size_t)(m->n_tensors + n + 1) * sizeof(*t));
+	if (!t)
+		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+	m->tensors = t;
+	return 0;
+}
+
+/* Appends a tensor (room reserved), taking its name; stride NULL means row-major. */
+static void append_tensor(struct mq_manifest *m, int file, char **name, enum mq_dtype dtype, int ndim,
+			  const uint64_t *shape, const uint64_t *stride, uint64_t offset, uint64_t nbytes)
+{
+	struct mq_tensor *d = &m->tensors[m->n_tensors++];
+	memset(d, 0, sizeof(*d));
+	d->name = *name;
+	*name = NULL; /* moved */
+	d->dtype = dtype;
+	d->ndim = ndim;
+	memcpy(d->shape, shape, sizeof(d->shape));
+	d->file = file;
+	d->offset = offset;
+	d->nbytes = nbytes;
+	if (stride)
+		memcpy(d->stride, stride, sizeof(d->stride));
+	else
+		row_major_strides(d);
+}
+
 /* The tensors of a torch checkpoint, appended to the table. */
 static int add_torch_file(struct mq_manifest *m, int fi, struct mq_error *err)
 {
@@ -114,28 +144,14 @@ static int add_torch_file(struct mq_manifest *m, int fi, struct mq_error *err)
 	int rc = mq_torch_parse(f->path, f->raw, f->raw_len, f->size, &h, err);
 	if (rc)
 		return rc;
-	struct mq_tensor *t = realloc(m->tensors, (size_t)(m->n_tensors + h.n_tensors + 1) * sizeof(*t));
-	if (!t) {
+	if (reserve_tensors(m, h.n_tensors, err)) {
 		mq_torch_header_release(&h);
-		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+		return err->code;
 	}
-	m->tensors = t;
 	for (int i = 0; i < h.n_tensors; i++) {
 		struct mq_torch_tensor *s = &h.tensors[i];
-		struct mq_tensor *d = &m->tensors[m->n_tensors++];
-		memset(d, 0, sizeof(*d));
-		d->name = s->name;
-		s->name = NULL; /* moved */
-		d->dtype = s->dtype;
-		d->ndim = s->ndim;
-		memcpy(d->shape, s->shape, sizeof(d->shape));
-		d->file = fi;
-		d->offset = s->offset;
-		d->nbytes = s->nbytes;
-		if (s->contiguous)
-			row_major_strides(d);
-		else
-			memcpy(d->stride, s->stride, sizeof(d->stride));
+		append_tensor(m, fi, &s->name, s->dtype, s->ndim, s->shape, s->contiguous ? NULL : s->stride, s->offset,
+			      s->nbytes);
 	}
 	if (h.state_dict_key)
 		mq_info("%s: using the state dict under key '%s'; %d other entr%s ignored\n", f->name, h.state_dict_key,
@@ -162,24 +178,14 @@ static int build_table(struct mq_manifest *m, struct mq_error *err)
 		int rc = mq_st_parse(f->path, f->raw, f->raw_len, f->size, &h, err);
 		if (rc)
 			return rc;
-		struct mq_tensor *t = realloc(m->tensors, (size_t)(m->n_tensors + h.n_tensors + 1) * sizeof(*t));
-		if (!t) {
+		if (reserve_tensors(m, h.n_tensors, err)) {
 			mq_st_header_release(&h);
-			return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+			return err->code;
 		}
-		m->tensors = t;
 		for (int i = 0; i < h.n_tensors; i++) {
 			struct mq_st_tensor *s = &h.tensors[i];
-			struct mq_tensor *d = &m->tensors[m->n_tensors++];
-			d->name = s->name;
-			s->name = NULL; /* moved */
-			d->dtype = s->dtype;
-			d->ndim = s->ndim;
-			memcpy(d->shape, s->shape, sizeof(d->shape));
-			d->file = fi;
-			d->offset = h.data_start + s->begin;
-			d->nbytes = s->end - s->begin;
-			row_major_strides(d);
+			append_tensor(m, fi, &s->name, s->dtype, s->ndim, s->shape, NULL, h.data_start + s->begin,
+				      s->end - s->begin);
 		}
 		mq_st_header_release(&h);
 	}

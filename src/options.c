@@ -220,6 +220,14 @@ static int apply(struct mq_options *o, const struct opt *op, const char *val, st
 	return 0;
 }
 
+static const struct opt *find_long(const char *name, size_t len)
+{
+	for (int j = 0; j < N_OPTS; j++)
+		if (strlen(opts[j].long_name) == len && strncmp(opts[j].long_name, name, len) == 0)
+			return &opts[j];
+	return NULL;
+}
+
 int mq_options_parse(int argc, char **argv, struct mq_options *o, struct mq_error *err)
 {
 	memset(o, 0, sizeof(*o));
@@ -227,56 +235,26 @@ int mq_options_parse(int argc, char **argv, struct mq_options *o, struct mq_erro
 	o->memory_budget = 256ull << 20;
 	o->command = MQ_CMD_RUN;
 	mq_observer_parse("percentile", &o->observer);
-	int i = 1, no_more_opts = 0;
+	int first = 1, n = 0, rc = 0;
 	if (argc > 1 && strcmp(argv[1], "inspect") == 0) {
 		o->command = MQ_CMD_INSPECT;
-		i = 2;
+		first = 2;
 	}
-	for (; i < argc; i++) {
-		const char *a = argv[i];
-		if (no_more_opts || a[0] != '-' || a[1] == '\0') {
+	struct mq_optarg *a = NULL;
+	if ((rc = mq_options_split(argc, argv, first, &a, &n, err)))
+		return rc;
+	for (int k = 0; k < n && !rc; k++) {
+		if (!a[k].name) {
 			if (o->input)
-				return mq_fail(err, MQ_ERR_USAGE, "more than one model given ('%s' and '%s')", o->input, a);
-			o->input = a;
+				rc = mq_fail(err, MQ_ERR_USAGE, "more than one model given ('%s' and '%s')", o->input, a[k].value);
+			o->input = a[k].value;
 			continue;
 		}
-		if (strcmp(a, "--") == 0) {
-			no_more_opts = 1;
-			continue;
-		}
-		const struct opt *op = NULL;
-		const char *val = NULL;
-		if (a[1] == '-') {
-			const char *name = a + 2, *eq = strchr(name, '=');
-			size_t len = eq ? (size_t)(eq - name) : strlen(name);
-			for (int k = 0; k < N_OPTS && !op; k++)
-				if (strlen(opts[k].long_name) == len && strncmp(opts[k].long_name, name, len) == 0)
-					op = &opts[k];
-			if (!op)
-				return mq_fail(err, MQ_ERR_USAGE, "unknown option '%s' (see --help)", a);
-			if (eq) {
-				if (!op->arg)
-					return mq_fail(err, MQ_ERR_USAGE, "option '--%s' takes no value", op->long_name);
-				val = eq + 1;
-			}
-		} else {
-			for (int k = 0; k < N_OPTS && !op; k++)
-				if (opts[k].short_name == a[1])
-					op = &opts[k];
-			if (!op || (a[2] && !op->arg))
-				return mq_fail(err, MQ_ERR_USAGE, "unknown option '%s' (see --help)", a);
-			if (a[2])
-				val = a + 2;
-		}
-		if (op->arg && !val) {
-			if (i + 1 >= argc)
-				return mq_fail(err, MQ_ERR_USAGE, "option '--%s' needs a value (%s)", op->long_name, op->arg);
-			val = argv[++i];
-		}
-		int rc = apply(o, op, val, err);
-		if (rc)
-			return rc;
+		rc = apply(o, find_long(a[k].name, strlen(a[k].name)), a[k].value, err);
 	}
+	free(a);
+	if (rc)
+		return rc;
 	if (o->command == MQ_CMD_HELP || o->command == MQ_CMD_VERSION)
 		return 0;
 	if (o->groups && !o->job)
@@ -309,10 +287,10 @@ int mq_options_parse(int argc, char **argv, struct mq_options *o, struct mq_erro
 int mq_options_split(int argc, char **argv, int first, struct mq_optarg **out, int *n, struct mq_error *err)
 {
 	struct mq_optarg *a = calloc((size_t)argc + 1, sizeof(*a));
-	int k = 0, no_more_opts = 0;
+	int k = 0, no_more_opts = 0, rc = 0;
 	if (!a)
 		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
-	for (int i = first; i < argc; i++) {
+	for (int i = first; i < argc && !rc; i++) {
 		const char *s = argv[i];
 		if (no_more_opts || s[0] != '-' || s[1] == '\0') {
 			a[k++] = (struct mq_optarg){ NULL, s };
@@ -326,31 +304,32 @@ int mq_options_split(int argc, char **argv, int first, struct mq_optarg **out, i
 		const char *val = NULL;
 		if (s[1] == '-') {
 			const char *name = s + 2, *eq = strchr(name, '=');
-			size_t len = eq ? (size_t)(eq - name) : strlen(name);
-			for (int j = 0; j < N_OPTS && !op; j++)
-				if (strlen(opts[j].long_name) == len && strncmp(opts[j].long_name, name, len) == 0)
-					op = &opts[j];
+			op = find_long(name, eq ? (size_t)(eq - name) : strlen(name));
+			if (op && eq && !op->arg) {
+				rc = mq_fail(err, MQ_ERR_USAGE, "option '--%s' takes no value", op->long_name);
+				break;
+			}
 			if (op && eq)
 				val = eq + 1;
 		} else {
 			for (int j = 0; j < N_OPTS && !op; j++)
 				if (opts[j].short_name == s[1])
 					op = &opts[j];
+			if (op && s[2] && !op->arg)
+				op = NULL; /* "-fx": no such option */
 			if (op && s[2])
 				val = s + 2;
 		}
-		if (!op) {
-			free(a);
-			return mq_fail(err, MQ_ERR_USAGE, "unknown option '%s' (see --help)", s);
-		}
-		if (op->arg && !val) {
-			if (i + 1 >= argc) {
-				free(a);
-				return mq_fail(err, MQ_ERR_USAGE, "option '--%s' needs a value (%s)", op->long_name, op->arg);
-			}
-			val = argv[++i];
-		}
-		a[k++] = (struct mq_optarg){ op->long_name, val };
+		if (!op)
+			rc = mq_fail(err, MQ_ERR_USAGE, "unknown option '%s' (see --help)", s);
+		else if (op->arg && !val && i + 1 >= argc)
+			rc = mq_fail(err, MQ_ERR_USAGE, "option '--%s' needs a value (%s)", op->long_name, op->arg);
+		else
+			a[k++] = (struct mq_optarg){ op->long_name, op->arg && !val ? argv[++i] : val };
+	}
+	if (rc) {
+		free(a);
+		return rc;
 	}
 	*out = a;
 	*n = k;

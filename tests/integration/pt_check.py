@@ -40,6 +40,8 @@ import zipfile
 
 import numpy as np
 
+from check_output import Report  # one check counter for the integration clients
+
 FOLDER = "archive/"
 ALIGN = 64
 FLT_EPS = float(np.finfo(np.float32).eps)
@@ -48,20 +50,6 @@ ELEM = {"F64": 8, "I64": 8, "U64": 8, "F32": 4, "I32": 4, "U32": 4, "F16": 2, "B
 TORCH_DTYPE = {"I8": "int8", "U8": "uint8", "F32": "float32", "F16": "float16",
                "BF16": "bfloat16", "I64": "int64", "F64": "float64", "I32": "int32",
                "I16": "int16", "BOOL": "bool"}
-
-
-class Report:
-    def __init__(self):
-        self.passed = 0
-        self.failed = 0
-
-    def check(self, ok, msg):
-        if ok:
-            self.passed += 1
-        else:
-            self.failed += 1
-            print("FAIL: " + msg)
-        return bool(ok)
 
 
 def strict_json(text):
