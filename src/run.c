@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -63,6 +64,7 @@ struct run {
 	size_t *pending_len;
 	int replaying;                /* rank 0: taking journaled records (not appended again) */
 	int interrupted;              /* this rank stopped taking units on SIGUSR1 */
+	int lock_fd;                  /* rank 0: holds the journal's flock for the run */
 	int hash_only;                /* the up-to-date check: read and hash the sources, write nothing */
 	char existing_fp[2 * MQ_SHA256_LEN + 1]; /* rank 0, job mode: the existing output's fingerprint */
 	int skipped;                  /* job mode: the output was up to date */
@@ -1029,6 +1031,20 @@ static int open_partial(struct run *r)
 		return mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
 	}
 	compute_identity(r);
+	/* one run at a time per output: the journal's lock is held until the run ends */
+	int had_journal = access(r->journal_path, F_OK) == 0;
+	r->lock_fd = open(r->journal_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (r->lock_fd >= 0 && flock(r->lock_fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK) {
+		free(copy);
+		close(r->lock_fd);
+		r->lock_fd = -1;
+		mq_fail(&r->err, MQ_ERR_OUTPUT, "another mq-dist run is writing '%s' (its journal '%s' is locked)", r->output,
+			r->journal_path);
+		free(r->tmp); /* not ours: the failure path must leave them alone */
+		free(r->journal_path);
+		r->tmp = r->journal_path = NULL;
+		return r->err.code;
+	}
 	struct stat st;
 	struct mq_journal_load jl;
 	int had = stat(r->tmp, &st) == 0;
@@ -1037,10 +1053,9 @@ static int open_partial(struct run *r)
 	if (resume) {
 		r->n_resumed = resume_units(r, &jl);
 	} else {
-		if (had || access(r->journal_path, F_OK) == 0)
+		if (had || had_journal)
 			mq_info("discarding '%s' (left by a run with other inputs or options, or without a journal)\n", r->tmp);
-		unlink(r->tmp);
-		unlink(r->journal_path);
+		unlink(r->tmp); /* the journal is truncated in place, keeping its lock */
 	}
 	int fd = open(r->tmp, O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
 	if (fd < 0) {
@@ -1533,6 +1548,8 @@ static void release(struct run *r)
 	free(r->pending_len);
 	if (r->journal_fd >= 0)
 		close(r->journal_fd);
+	if (r->lock_fd >= 0)
+		close(r->lock_fd);
 	mq_plan_release(&r->plan);
 	mq_manifest_release(&r->man);
 	mq_options_release(&r->opt);
@@ -1668,7 +1685,7 @@ static int run_command(struct mq_comm *c, int argc, char **argv, const char *mod
 	r.rank = mq_comm_rank(c);
 	r.size = mq_comm_size(c);
 	r.ucrc_out[0] = r.ucrc_out[1] = r.ucrc_out[2] = -1;
-	r.journal_fd = -1;
+	r.journal_fd = r.lock_fd = -1;
 	double t0 = mq_comm_time();
 	/* Every rank parses the same argv, so every rank reaches the same verdict. */
 	if (mq_options_parse(argc, argv, &r.opt, &r.err) == 0) {
