@@ -86,6 +86,7 @@ struct run {
 	uint64_t *chunk_base;         /* per tensor: index of its first chunk */
 	int *units_left;              /* per tensor */
 	int tensors_done, records_left;
+	int units_taken;              /* rank 0: finished units whose records arrived (or were resumed) */
 	int cancel_sent;              /* rank 0: told the others to stop */
 	int cancelled;                /* stop working: a unit failed somewhere */
 	double stats[MQ_STAT_COUNT];
@@ -173,6 +174,7 @@ static void take_record(struct run *r, const struct unit_record *rec, size_t len
 	}
 	memcpy(r->chunk_digests + (r->chunk_base[u->tensor] + u->chunk_begin) * MQ_SHA256_LEN, rec + 1,
 	       rec->n_digests * (size_t)MQ_SHA256_LEN);
+	r->units_taken++;
 	memcpy(r->u_crc + 3 * rec->unit, rec->crc, sizeof(rec->crc));
 	memcpy(r->u_crc_len + 3 * rec->unit, rec->crc_len, sizeof(rec->crc_len));
 	if (r->journal_fd >= 0 && !r->replaying && mq_journal_append(r->journal_fd, rec, (uint32_t)len)) {
@@ -231,7 +233,7 @@ static void release_collect(struct run *r)
 	r->chunk_digests = NULL;
 	r->u_crc = r->out_crc = NULL;
 	r->u_crc_len = NULL;
-	r->tensors_done = r->records_left = 0;
+	r->tensors_done = r->records_left = r->units_taken = 0;
 }
 
 static int setup_collect(struct run *r)
@@ -1470,6 +1472,7 @@ static void keep_partial(struct run *r)
 		r->journal_fd = -1;
 	}
 	guard_tmp(NULL, NULL);
+	mq_info("%d of %d work units are finished and journaled in '%s'\n", r->units_taken, r->plan.n_units, r->tmp);
 }
 
 static int phase_finish(struct run *r)
