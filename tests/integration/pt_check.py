@@ -194,9 +194,15 @@ def cmd_compare(rep, args):
     meta = zip_checks(rep, args.pt)
     st = SafeTensors(args.safetensors)
     if meta is not None:
-        rep.check(meta == st.metadata, "mq_metadata.json differs from __metadata__ in keys %s"
-                  % sorted(k for k in set(meta) | set(st.metadata)
-                           if meta.get(k) != st.metadata.get(k))[:8])
+        # The fingerprint covers the output format, so it is the one key that may differ;
+        # both must be SHA-256 digests (or "none" in both, without checksums).
+        fa, fb = meta.get("fingerprint", ""), st.metadata.get("fingerprint", "")
+        rep.check((fa == fb == "none") or bool(re.fullmatch("[0-9a-f]{64}", fa) and re.fullmatch("[0-9a-f]{64}", fb)),
+                  "fingerprints %r (.pt) and %r (.safetensors): expected two SHA-256 digests" % (fa, fb))
+        rest_a = {k: v for k, v in meta.items() if k != "fingerprint"}
+        rest_b = {k: v for k, v in st.metadata.items() if k != "fingerprint"}
+        rep.check(rest_a == rest_b, "mq_metadata.json differs from __metadata__ in keys %s"
+                  % sorted(k for k in set(rest_a) | set(rest_b) if rest_a.get(k) != rest_b.get(k))[:8])
     got = torch_tensors(rep, torch, args.pt)
     if got is not None:
         compare_tensors(rep, got, st.tensors, "%s vs %s" % (args.pt, args.safetensors))
