@@ -60,6 +60,7 @@ struct run {
 	uint8_t identity[MQ_SHA256_LEN]; /* rank 0: what the journal must match to be resumed */
 	unsigned char *done;          /* per unit: finished by an earlier run (all ranks) */
 	int n_resumed;                /* units taken from the journal */
+	int resuming;                 /* rank 0: an interrupted run's journal matched */
 	void **pending;               /* rank 0, per unit: a journaled record whose output bytes check out */
 	size_t *pending_len;
 	int replaying;                /* rank 0: taking journaled records (not appended again) */
@@ -1054,6 +1055,7 @@ static int open_partial(struct run *r)
 		     mq_journal_read(r->journal_path, r->identity, (uint64_t)r->plan.n_units, &jl) == 0;
 	if (resume) {
 		r->n_resumed = resume_units(r, &jl);
+		r->resuming = 1;
 	} else {
 		if (had || had_journal)
 			mq_info("discarding '%s' (left by a run with other inputs or options, or without a journal)\n", r->tmp);
@@ -1342,8 +1344,11 @@ static int confirm_resumed(struct run *r)
 	int any = 0;
 	for (int u = 0; u < p->n_units; u++)
 		any |= r->done[u];
-	if (!any)
+	if (!any) {
+		if (r->resuming)
+			mq_info("resuming an interrupted run: 0 of %d work units verified in '%s'\n", p->n_units, r->tmp);
 		return 0;
+	}
 	char *dig = NULL;
 	size_t len = 0;
 	unsigned char *bad = calloc((size_t)p->n_units + 1, 1), *all_bad = calloc((size_t)p->n_units + 1, 1);
