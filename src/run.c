@@ -607,6 +607,8 @@ static int quant_unit(struct run *r, const struct mq_unit *u, struct chunk_hashe
 	if (p->per_tensor) { /* pass 1: the exact range of the whole tensor (and the digests) */
 		for (uint64_t row = u->row_begin; row < u->row_end;) {
 			uint64_t n = u->row_end - row < pt->block_rows ? u->row_end - row : pt->block_rows;
+			uint64_t to_chunk_end = (row / pt->chunk_rows + 1) * pt->chunk_rows - row;
+			n = n < to_chunk_end ? n : to_chunk_end; /* a block never straddles two chunk digests */
 			if (load_block(r, t, pt, &b, row, n, ch))
 				return r->err.code;
 			for (uint64_t k = 0; k < n; k++)
