@@ -85,11 +85,13 @@ void mq_comm_abort_world(void)
 
 int mq_comm_agree(struct mq_comm *c, struct mq_error *err)
 {
-	int mine = err->code != MQ_OK ? c->rank : INT_MAX, first;
-	if (MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, c->comm) != MPI_SUCCESS)
+	/* the lowest failing rank wins, but a real failure goes before an interruption (SIGUSR1) */
+	int mine = err->code == MQ_OK ? INT_MAX : err->code == MQ_ERR_INTERRUPTED ? c->size + c->rank : c->rank, key;
+	if (MPI_Allreduce(&mine, &key, 1, MPI_INT, MPI_MIN, c->comm) != MPI_SUCCESS)
 		abort_hook(); /* the ranks can no longer agree on anything */
-	if (first == INT_MAX)
+	if (key == INT_MAX)
 		return MQ_OK;
+	int first = key >= c->size ? key - c->size : key;
 	struct mq_error e = *err;
 	if (MPI_Bcast(&e, (int)sizeof(e), MPI_BYTE, first, c->comm) != MPI_SUCCESS)
 		abort_hook();
@@ -118,7 +120,7 @@ int mq_comm_bcast_blob(struct mq_comm *c, char **blob, size_t *len, struct mq_er
 	int ok = *blob != NULL, all;
 	MQ_MPI_CHECK(MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, c->comm), "MPI_Allreduce");
 	if (!all)
-		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory receiving the manifest");
+		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory receiving %llu bytes from rank 0", (unsigned long long)n);
 	for (uint64_t off = 0; off < n;) {
 		uint64_t part = n - off > (1u << 30) ? (1u << 30) : n - off;
 		MQ_MPI_CHECK(MPI_Bcast(*blob + off, (int)part, MPI_BYTE, 0, c->comm), "MPI_Bcast");

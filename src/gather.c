@@ -177,9 +177,11 @@ int mq_gather_read(struct mq_gather **gp, const struct mq_tensor *t, uint64_t of
 			return -1;
 		g->bounce = malloc(BOUNCE_BYTES);
 		g->runs = malloc(MAX_RUNS * sizeof(*g->runs));
-		*gp = g;
-		if (!g->bounce || !g->runs)
+		if (!g->bounce || !g->runs) {
+			mq_gather_free(g);
 			return -1;
+		}
+		*gp = g;
 	}
 	struct mq_gather *g = *gp;
 	g->es = mq_dtype_size(t->dtype);

@@ -861,17 +861,21 @@ static int existing_output(struct run *r)
 {
 	cJSON *meta = NULL;
 	struct mq_error e = { 0 };
-	mq_inspect_metadata(r->output, &meta, &e);
+	int unreadable = mq_inspect_metadata(r->output, &meta, &e) != 0;
 	const char *fp = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(meta, "fingerprint"));
 	int ours = fp != NULL;
 	if (fp && strlen(fp) == 2 * MQ_SHA256_LEN && !r->opt.force)
 		memcpy(r->existing_fp, fp, 2 * MQ_SHA256_LEN + 1);
 	cJSON_Delete(meta);
-	if (!ours && !r->opt.force)
+	if (r->opt.force || ours)
+		return 0;
+	if (unreadable)
 		return mq_fail(&r->err, MQ_ERR_OUTPUT,
-			"output '%s' exists and was not written by mq-dist (no fingerprint in its metadata); use --force to replace it",
-			r->output);
-	return 0;
+			"output '%s' exists but cannot be read as a model file (%s); use --force to replace it", r->output,
+			e.msg);
+	return mq_fail(&r->err, MQ_ERR_OUTPUT,
+		"output '%s' exists and was not written by mq-dist (no fingerprint in its metadata); use --force to replace it",
+		r->output);
 }
 
 /* Rank 0: refuse to overwrite the input or, without --force, an existing file. */
@@ -1438,8 +1442,9 @@ static int phase_open(struct run *r)
 	r->done = calloc((size_t)r->plan.n_units + 1, 1);
 	if (!r->done)
 		mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
-	else if (r->rank == 0 && !open_partial(r)) {
-		name = strdup(r->tmp);
+	else if (r->rank == 0 && !open_partial(r) && !(name = strdup(r->tmp))) {
+		mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
+	} else if (r->rank == 0 && name) {
 		len = strlen(name) + 1;
 		done = malloc((size_t)r->plan.n_units + 1);
 		if (done)

@@ -42,6 +42,11 @@ static int has_prefix(const char *s, const char *prefix, size_t n)
 	return strncmp(s, prefix, n) == 0;
 }
 
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 int mq_torch_read_raw(const char *path, int fd, uint64_t file_size, char **raw, uint64_t *raw_len,
 		      struct mq_error *err)
 {
@@ -68,10 +73,18 @@ int mq_torch_read_raw(const char *path, int fd, uint64_t file_size, char **raw, 
 				path);
 		else if (strcmp(rest, "data.pkl") == 0)
 			pkl = i;
-		for (int j = 0; !rc && j < i; j++)
-			if (strcmp(e[i].name, e[j].name) == 0)
-				rc = mq_fail(err, MQ_ERR_INPUT, "'%s': record '%s' appears twice", path, e[i].name);
 	}
+	char **names = rc ? NULL : malloc(((size_t)n + 1) * sizeof(char *));
+	if (!rc && !names)
+		rc = mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+	for (int i = 0; !rc && i < n; i++)
+		names[i] = e[i].name;
+	if (!rc)
+		qsort(names, (size_t)n, sizeof(char *), cmp_str);
+	for (int i = 1; !rc && i < n; i++)
+		if (strcmp(names[i - 1], names[i]) == 0)
+			rc = mq_fail(err, MQ_ERR_INPUT, "'%s': record '%s' appears twice", path, names[i]);
+	free(names);
 	if (!rc && pkl < 0)
 		rc = mq_fail(err, MQ_ERR_INPUT, "'%s': no '%.*sdata.pkl' record; not a torch.save checkpoint", path,
 			     (int)dir_len, e[0].name);
@@ -164,6 +177,7 @@ struct parse {
 	size_t dir_len;
 	struct mq_torch_header *h;
 	int cap;
+	unsigned char *seen;  /* per pickle object: a dict already flattened */
 	struct mq_error *err;
 };
 
@@ -291,6 +305,10 @@ static int add_tensor(struct parse *s, const char *name, const struct mq_pk_tens
 static int flatten(struct parse *s, int dict, const char *prefix, int depth)
 {
 	const struct mq_pk_obj *d = &s->pk.obj[dict];
+	if (s->seen[dict]) /* shared sub-dicts would multiply the tensors without bound */
+		return mq_fail(s->err, MQ_ERR_INPUT, "'%s': the dict at '%s' appears more than once in the state dict",
+			       s->path, prefix[0] ? prefix : "(top level)");
+	s->seen[dict] = 1;
 	if (depth > MAX_NESTING)
 		return mq_fail(s->err, MQ_ERR_INPUT, "'%s': the state dict nests deeper than %d levels at '%s'", s->path,
 			       MAX_NESTING, prefix);
@@ -418,8 +436,11 @@ int mq_torch_parse(const char *path, const char *raw, uint64_t raw_len, uint64_t
 	if (!rc && s.pk.obj[root].kind != MQ_PK_DICT)
 		rc = mq_fail(err, MQ_ERR_INPUT, "'%s': data.pkl holds a %s, not a state dict (a dict of tensors); save model.state_dict() with torch.save",
 			     path, mq_pickle_kind_name(s.pk.obj[root].kind));
+	if (!rc && !(s.seen = calloc((size_t)s.pk.n_obj + 1, 1)))
+		rc = mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
 	if (!rc)
 		rc = flatten(&s, root, "", 0);
+	free(s.seen);
 	if (!rc && h->n_tensors == 0 && h->n_ignored)
 		rc = mq_fail(err, MQ_ERR_INPUT, "'%s': the checkpoint holds no tensors where a state dict is expected (first entry: '%s'); save model.state_dict() with torch.save",
 			     path, h->ignored ? h->ignored : "?");
@@ -522,12 +543,14 @@ int mq_torch_out_plan(const struct mq_plan *p, uint64_t meta_len, struct mq_torc
 	t->entry_of_out = malloc(((size_t)p->n_out + 1) * sizeof(int));
 	if (!order || !t->entries || !t->entry_of_out) {
 		free(order);
+		mq_torch_out_release(t);
 		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
 	}
 	t->n_entries = n;
 	struct named *byname = malloc(((size_t)p->n_out + 1) * sizeof(*byname));
 	if (!byname) {
 		free(order);
+		mq_torch_out_release(t);
 		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
 	}
 	for (int i = 0; i < p->n_out; i++)

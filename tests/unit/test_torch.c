@@ -210,6 +210,18 @@ static void test_torch_hostile_archives_are_refused(void **state)
 	struct rec script[] = { { "x/data.pkl", pkl.data, pkl.len }, { "x/constants.pkl", "\x80\x02)." , 4 } };
 	write_archive(tmp_path, script, 2);
 	expect_bad(tmp_path, "TorchScript");
+	/* one sub-dict under two keys: shared dicts would multiply the tensors without bound */
+	struct mq_buf dag = MQ_BUF_INIT;
+	mq_buf_add(&dag, "\x80\x02}(", 4);
+	mq_pickle_put_str(&dag, "a");
+	mq_buf_add(&dag, pkl.data + 2, pkl.len - 3);
+	mq_buf_add(&dag, "q\x01", 2);
+	mq_pickle_put_str(&dag, "b");
+	mq_buf_add(&dag, "h\x01u.", 4);
+	struct rec shared[] = { { "x/data.pkl", dag.data, dag.len }, { "x/data/0", data, 80 } };
+	write_archive(tmp_path, shared, 2);
+	expect_bad(tmp_path, "appears more than once");
+	mq_buf_release(&dag);
 	mq_buf_release(&pkl);
 }
 
