@@ -111,3 +111,28 @@ char *mq_buf_detach(struct mq_buf *b, size_t *len)
 	b->len = b->cap = 0;
 	return p;
 }
+
+void mq_buf_add_u64(struct mq_buf *b, uint64_t v)
+{
+	mq_buf_add(b, &v, sizeof(v));
+}
+
+int mq_reader_u64(struct mq_reader *r, uint64_t *v)
+{
+	if (r->left < sizeof(*v))
+		return -1;
+	memcpy(v, r->p, sizeof(*v));
+	r->p += sizeof(*v);
+	r->left -= sizeof(*v);
+	return 0;
+}
+
+int mq_reader_bytes(struct mq_reader *r, uint64_t n, const char **p)
+{
+	if (n > r->left)
+		return -1;
+	*p = r->p;
+	r->p += n;
+	r->left -= (size_t)n;
+	return 0;
+}

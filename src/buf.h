@@ -8,6 +8,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct mq_buf {
 	char *data;  /* owned; NULL until the first append */
@@ -30,5 +31,20 @@ void mq_buf_add_json_num(struct mq_buf *b, double v);
 int mq_buf_ok(const struct mq_buf *b);
 /* Hands the string to the caller (who frees it) and resets b. */
 char *mq_buf_detach(struct mq_buf *b, size_t *len);
+
+/*
+ * Blobs that ranks of one job send each other: u64 fields in native byte
+ * order, added with mq_buf_add_u64 and read back through a reader that never
+ * runs past the end of the blob.
+ */
+void mq_buf_add_u64(struct mq_buf *b, uint64_t v);
+
+struct mq_reader {
+	const char *p;
+	size_t left;
+};
+
+int mq_reader_u64(struct mq_reader *r, uint64_t *v);        /* 0, or -1 past the end */
+int mq_reader_bytes(struct mq_reader *r, uint64_t n, const char **p); /* *p points into the blob */
 
 #endif

@@ -401,14 +401,9 @@ uint64_t mq_manifest_data_bytes(const struct mq_manifest *m)
 
 /* ---- pack / unpack: u64 counts and lengths, then the bytes ---- */
 
-static void put_u64(struct mq_buf *b, uint64_t v)
-{
-	mq_buf_add(b, &v, sizeof(v));
-}
-
 static void put_str(struct mq_buf *b, const char *s, uint64_t n)
 {
-	put_u64(b, n);
+	mq_buf_add_u64(b, n);
 	mq_buf_add(b, s, (size_t)n);
 }
 
@@ -417,14 +412,14 @@ int mq_manifest_pack(const struct mq_manifest *m, char **blob, size_t *len, stru
 	struct mq_buf b = MQ_BUF_INIT;
 	put_str(&b, m->model_path, strlen(m->model_path));
 	put_str(&b, m->index_name ? m->index_name : "", m->index_name ? strlen(m->index_name) : 0);
-	put_u64(&b, m->index_size);
-	put_u64(&b, (uint64_t)m->n_files);
+	mq_buf_add_u64(&b, m->index_size);
+	mq_buf_add_u64(&b, (uint64_t)m->n_files);
 	for (int i = 0; i < m->n_files; i++) {
 		const struct mq_source_file *f = &m->files[i];
 		put_str(&b, f->path, strlen(f->path));
 		put_str(&b, f->name, strlen(f->name));
-		put_u64(&b, (uint64_t)f->kind);
-		put_u64(&b, f->size);
+		mq_buf_add_u64(&b, (uint64_t)f->kind);
+		mq_buf_add_u64(&b, f->size);
 		put_str(&b, f->raw, f->raw_len);
 	}
 	if (!mq_buf_ok(&b)) {
@@ -435,33 +430,17 @@ int mq_manifest_pack(const struct mq_manifest *m, char **blob, size_t *len, stru
 	return 0;
 }
 
-struct reader {
-	const char *p;
-	size_t left;
-};
-
-static int get_u64(struct reader *r, uint64_t *v)
-{
-	if (r->left < 8)
-		return -1;
-	memcpy(v, r->p, 8);
-	r->p += 8;
-	r->left -= 8;
-	return 0;
-}
-
-static int get_str(struct reader *r, char **s, uint64_t *n_out)
+static int get_str(struct mq_reader *r, char **s, uint64_t *n_out)
 {
 	uint64_t n;
-	if (get_u64(r, &n) || n > r->left)
+	const char *p;
+	if (mq_reader_u64(r, &n) || mq_reader_bytes(r, n, &p))
 		return -1;
 	*s = malloc((size_t)n + 1);
 	if (!*s)
 		return -1;
-	memcpy(*s, r->p, (size_t)n);
+	memcpy(*s, p, (size_t)n);
 	(*s)[n] = '\0';
-	r->p += n;
-	r->left -= (size_t)n;
 	if (n_out)
 		*n_out = n;
 	return 0;
@@ -470,10 +449,10 @@ static int get_str(struct reader *r, char **s, uint64_t *n_out)
 int mq_manifest_unpack(const char *blob, size_t len, struct mq_manifest *m, struct mq_error *err)
 {
 	memset(m, 0, sizeof(*m));
-	struct reader r = { blob, len };
+	struct mq_reader r = { blob, len };
 	uint64_t n_files, n;
-	if (get_str(&r, &m->model_path, NULL) || get_str(&r, &m->index_name, &n) || get_u64(&r, &m->index_size) ||
-	    get_u64(&r, &n_files) ||
+	if (get_str(&r, &m->model_path, NULL) || get_str(&r, &m->index_name, &n) || mq_reader_u64(&r, &m->index_size) ||
+	    mq_reader_u64(&r, &n_files) ||
 	    n_files > len)
 		goto bad;
 	if (n == 0) {
@@ -487,8 +466,8 @@ int mq_manifest_unpack(const char *blob, size_t len, struct mq_manifest *m, stru
 		struct mq_source_file *f = &m->files[i];
 		uint64_t kind;
 		m->n_files++;
-		if (get_str(&r, &f->path, NULL) || get_str(&r, &f->name, NULL) || get_u64(&r, &kind) ||
-		    get_u64(&r, &f->size) || get_str(&r, &f->raw, &f->raw_len) || kind > MQ_SOURCE_TORCH)
+		if (get_str(&r, &f->path, NULL) || get_str(&r, &f->name, NULL) || mq_reader_u64(&r, &kind) ||
+		    mq_reader_u64(&r, &f->size) || get_str(&r, &f->raw, &f->raw_len) || kind > MQ_SOURCE_TORCH)
 			goto bad;
 		f->kind = (enum mq_source_kind)kind;
 	}

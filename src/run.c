@@ -59,7 +59,6 @@ struct run {
 	int journal_fd;               /* rank 0, -1 if none */
 	uint8_t identity[MQ_SHA256_LEN]; /* rank 0: what the journal must match to be resumed */
 	unsigned char *done;          /* per unit: finished by an earlier run (all ranks) */
-	int n_resumed;                /* units taken from the journal */
 	int resuming;                 /* rank 0: an interrupted run's journal matched */
 	void **pending;               /* rank 0, per unit: a journaled record whose output bytes check out */
 	size_t *pending_len;
@@ -978,9 +977,9 @@ static int verify_unit(struct run *r, int fd, const struct unit_record *rec, siz
 }
 
 /* Rank 0: the journaled units whose output bytes still match their CRCs (r->done, r->pending). */
-static int resume_units(struct run *r, const struct mq_journal_load *jl)
+static void resume_units(struct run *r, const struct mq_journal_load *jl)
 {
-	int fd = open(r->tmp, O_RDONLY | O_CLOEXEC), n = 0;
+	int fd = open(r->tmp, O_RDONLY | O_CLOEXEC);
 	unsigned char *buf = malloc(1u << 20);
 	r->pending = calloc((size_t)r->plan.n_units + 1, sizeof(void *));
 	r->pending_len = calloc((size_t)r->plan.n_units + 1, sizeof(size_t));
@@ -1003,14 +1002,12 @@ static int resume_units(struct run *r, const struct mq_journal_load *jl)
 			r->pending[copy.unit] = whole;
 			r->pending_len[copy.unit] = jl->entries[i].len;
 			whole = NULL;
-			n++;
 		}
 		free(whole);
 	}
 	if (fd >= 0)
 		close(fd);
 	free(buf);
-	return n;
 }
 
 /*
@@ -1060,7 +1057,7 @@ static int open_partial(struct run *r)
 	int resume = had && S_ISREG(st.st_mode) && (uint64_t)st.st_size == r->out_size &&
 		     mq_journal_read(r->journal_path, r->identity, (uint64_t)r->plan.n_units, &jl) == 0;
 	if (resume) {
-		r->n_resumed = resume_units(r, &jl);
+		resume_units(r, &jl);
 		r->resuming = 1;
 	} else {
 		if (had || had_journal)

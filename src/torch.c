@@ -32,11 +32,6 @@ int mq_torch_is_output_name(const char *path)
 
 /* ---- reading: the raw header blob ---- */
 
-static void put_u64(struct mq_buf *b, uint64_t v)
-{
-	mq_buf_add(b, &v, 8);
-}
-
 static int has_prefix(const char *s, const char *prefix, size_t n)
 {
 	return strncmp(s, prefix, n) == 0;
@@ -96,15 +91,15 @@ int mq_torch_read_raw(const char *path, int fd, uint64_t file_size, char **raw, 
 	struct mq_buf b = MQ_BUF_INIT;
 	if (!rc) {
 		mq_buf_add(&b, RAW_MAGIC, 4);
-		put_u64(&b, (uint64_t)n);
+		mq_buf_add_u64(&b, (uint64_t)n);
 		for (int i = 0; i < n; i++) {
-			put_u64(&b, e[i].data_offset);
-			put_u64(&b, e[i].size);
-			put_u64(&b, e[i].method);
-			put_u64(&b, strlen(e[i].name));
+			mq_buf_add_u64(&b, e[i].data_offset);
+			mq_buf_add_u64(&b, e[i].size);
+			mq_buf_add_u64(&b, e[i].method);
+			mq_buf_add_u64(&b, strlen(e[i].name));
 			mq_buf_add(&b, e[i].name, strlen(e[i].name));
 		}
-		put_u64(&b, e[pkl].size);
+		mq_buf_add_u64(&b, e[pkl].size);
 		char *tmp = calloc(1, (size_t)e[pkl].size + 1);
 		if (!tmp) {
 			rc = mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
@@ -144,21 +139,6 @@ struct record {
 	const char *name; /* points into the blob (not NUL-terminated) */
 	uint64_t name_len, offset, size, method;
 };
-
-struct blob {
-	const char *p;
-	uint64_t left;
-};
-
-static int take_u64(struct blob *b, uint64_t *v)
-{
-	if (b->left < 8)
-		return -1;
-	memcpy(v, b->p, 8);
-	b->p += 8;
-	b->left -= 8;
-	return 0;
-}
 
 static int cmp_record(const void *a, const void *b)
 {
@@ -348,14 +328,14 @@ int mq_torch_parse(const char *path, const char *raw, uint64_t raw_len, uint64_t
 {
 	memset(h, 0, sizeof(*h));
 	struct parse s = { .path = path, .h = h, .err = err };
-	struct blob b = { raw, raw_len };
+	struct mq_reader b = { raw, (size_t)raw_len };
 	uint64_t n = 0, pkl_len = 0;
 	int rc = 0;
 	if (raw_len < 4 || memcmp(raw, RAW_MAGIC, 4) != 0)
 		return mq_fail(err, MQ_ERR_INTERNAL, "'%s': corrupt torch header broadcast", path);
 	b.p += 4;
 	b.left -= 4;
-	if (take_u64(&b, &n) || n == 0 || n > b.left / 32)
+	if (mq_reader_u64(&b, &n) || n == 0 || n > b.left / 32)
 		return mq_fail(err, MQ_ERR_INTERNAL, "'%s': corrupt torch header broadcast", path);
 	s.rec = calloc((size_t)n, sizeof(*s.rec));
 	if (!s.rec)
@@ -363,17 +343,14 @@ int mq_torch_parse(const char *path, const char *raw, uint64_t raw_len, uint64_t
 	s.n_rec = n;
 	for (uint64_t i = 0; i < n && !rc; i++) {
 		struct record *r = &s.rec[i];
-		if (take_u64(&b, &r->offset) || take_u64(&b, &r->size) || take_u64(&b, &r->method) ||
-		    take_u64(&b, &r->name_len) || r->name_len > b.left || r->offset > file_size ||
-		    r->size > file_size - r->offset) {
+		if (mq_reader_u64(&b, &r->offset) || mq_reader_u64(&b, &r->size) || mq_reader_u64(&b, &r->method) ||
+		    mq_reader_u64(&b, &r->name_len) || mq_reader_bytes(&b, r->name_len, &r->name) ||
+		    r->offset > file_size || r->size > file_size - r->offset) {
 			rc = mq_fail(err, MQ_ERR_INTERNAL, "'%s': corrupt torch header broadcast", path);
 			break;
 		}
-		r->name = b.p;
-		b.p += r->name_len;
-		b.left -= r->name_len;
 	}
-	if (!rc && (take_u64(&b, &pkl_len) || pkl_len != b.left))
+	if (!rc && (mq_reader_u64(&b, &pkl_len) || pkl_len != b.left))
 		rc = mq_fail(err, MQ_ERR_INTERNAL, "'%s': corrupt torch header broadcast", path);
 	if (rc) {
 		free(s.rec);

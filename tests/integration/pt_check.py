@@ -40,7 +40,7 @@ import zipfile
 
 import numpy as np
 
-from check_output import Report  # one check counter for the integration clients
+from check_output import FormatError, Report, strict_json  # shared with the safetensors client
 
 FOLDER = "archive/"
 ALIGN = 64
@@ -50,18 +50,6 @@ ELEM = {"F64": 8, "I64": 8, "U64": 8, "F32": 4, "I32": 4, "U32": 4, "F16": 2, "B
 TORCH_DTYPE = {"I8": "int8", "U8": "uint8", "F32": "float32", "F16": "float16",
                "BF16": "bfloat16", "I64": "int64", "F64": "float64", "I32": "int32",
                "I16": "int16", "BOOL": "bool"}
-
-
-def strict_json(text):
-    """json.loads that rejects duplicate keys; raises ValueError."""
-    def pairs(items):
-        obj = {}
-        for k, v in items:
-            if k in obj:
-                raise ValueError("duplicate JSON key %r" % k)
-            obj[k] = v
-        return obj
-    return json.loads(text, object_pairs_hook=pairs)
 
 
 # ---------------------------------------------------------------- safetensors
@@ -146,7 +134,7 @@ def zip_checks(rep, path):
             text = zf.read(FOLDER + "mq_metadata.json").decode("utf-8", "replace")
             try:
                 meta = strict_json(text.rstrip(" "))
-            except ValueError as e:
+            except FormatError as e:
                 rep.check(False, "%s: mq_metadata.json is not JSON: %s" % (path, e))
             if meta is not None and not rep.check(
                     isinstance(meta, dict) and all(isinstance(v, str) for v in meta.values()),
@@ -216,7 +204,7 @@ def cmd_same_tensors(rep, args):
 def parsed(v):
     try:
         return strict_json(v)
-    except ValueError:
+    except FormatError:
         return v
 
 
@@ -367,7 +355,7 @@ def main(argv):
           "same-run": cmd_same_run, "f64check": cmd_f64check, "inspect": cmd_inspect}[args.cmd]
     try:
         fn(rep, args)
-    except (OSError, ValueError, KeyError, struct.error, zipfile.BadZipFile) as e:
+    except (OSError, ValueError, FormatError, KeyError, struct.error, zipfile.BadZipFile) as e:
         rep.check(False, "%s: %s: %s" % (args.cmd, type(e).__name__, e))
     print("pt_check %s: %d checks passed, %d failed" % (args.cmd, rep.passed, rep.failed))
     return 1 if rep.failed or not rep.passed else 0
