@@ -25,7 +25,6 @@ import struct
 import sys
 
 import numpy as np
-import torch
 
 MIB = 1 << 20
 MAX_HEADER = 100_000_000
@@ -331,6 +330,7 @@ def row_extremes(t, scheme):
 
 def torch_codes(x, s, zp, scheme, per_channel):
     """Integer codes from torch's quantizer, given the reference parameters."""
+    import torch  # only here: importing it costs about 2 s, and casts need none of it
     qdtype = torch.qint8 if scheme == "int8" else torch.quint8
     xt = torch.from_numpy(np.ascontiguousarray(x))
     if per_channel:

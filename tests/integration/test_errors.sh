@@ -129,7 +129,8 @@ rm -f "$OUT/in.safetensors"
 
 # Terminated (as scancel signals every task): the temporary output goes too.
 make_model "$WORK/slow.safetensors" --dtype F32 --size-mib 300 --hidden 1024 --seed 12
-"$MQ_MPIEXEC" -n 2 "$MQ_DIST" "$WORK/slow.safetensors" -o "$OUT/o.safetensors" -q </dev/null >/dev/null 2>&1 &
+env $MQ_OMPI_DEFAULT_TEARDOWN "$MQ_MPIEXEC" -n 2 "$MQ_DIST" "$WORK/slow.safetensors" -o "$OUT/o.safetensors" -q \
+    </dev/null >/dev/null 2>&1 &
 mpid=$!
 for _ in $(seq 1 400); do
     ls -A "$OUT" | grep -q '^\.o\.safetensors\.tmp' && break

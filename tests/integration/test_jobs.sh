@@ -368,6 +368,8 @@ mq 2 "$R/in.safetensors" -o "$R/ref.safetensors" -q || fail "reference run: $(he
 X="$O/x.safetensors"
 TMP="$O/.x.safetensors.tmp"
 
+# Signals and crashes: Open MPI's default teardown, as a user's mpirun has it.
+export $MQ_OMPI_DEFAULT_TEARDOWN
 # bg N ARGS...: mq-dist in the background (BG is its mpirun); output in $WORK/bg.out/.err.
 bg() {
     local n=$1
