@@ -168,7 +168,7 @@ static int plan_outputs(struct mq_plan *p, const struct mq_manifest *m, int i, i
 	if (!rc && pt->calib == MQ_CALIB_STATIC && pt->act_rank >= 0) {
 		rc = add_out(p, cap, base, "input_scale", MQ_DTYPE_F32, 1, &one, i, MQ_ROLE_INPUT_SCALE, err);
 		if (!rc && p->act_asymmetric)
-			rc = add_out(p, cap, base, "input_zero_point", MQ_DTYPE_U8, 1, &one, i, MQ_ROLE_INPUT_ZERO_POINT,
+			rc = add_out(p, cap, base, "input_zero_point", MQ_DTYPE_I8, 1, &one, i, MQ_ROLE_INPUT_ZERO_POINT,
 				     err);
 	}
 	free(base);

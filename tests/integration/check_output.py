@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Independent checker of an mq-dist output file against the model it was made from.
 
-    check_output.py INPUT OUTPUT [--scheme int8|uint8|fp16|bf16] [--granularity channel|tensor]
+    check_output.py INPUT OUTPUT [--scheme int8|int8-asym|fp16|bf16] [--granularity channel|tensor]
 
 INPUT is a .safetensors file or a model.safetensors.index.json (shards in the
 same folder).  Nothing from mq-dist is imported: both files are parsed here by
@@ -9,6 +9,11 @@ hand, every quantized value is recomputed (scales in float32 by the spec's
 formulas, integer codes by torch.quantize_per_channel / quantize_per_tensor,
 fp16 by numpy, bf16 by round-to-nearest-even on the bits), and every number in
 the output's __metadata__ is recomputed and compared.
+
+int8-asym follows compressed-tensors, which has no unsigned type: the codes and
+zero points are I8, read here with numpy as signed bytes, and must equal torch's
+quint8 codes and zero points minus 128; (q - zp) * s must equal torch's
+dequantize() of the quint8 tensor bit for bit.
 
 Prints one line per failed check and a final line
 "check_output: N checks passed, M failed"; exits 1 if any check failed.
@@ -44,7 +49,7 @@ DTYPE_BITS = {
 }
 FLOAT_DTYPES = ("F32", "F16", "BF16")
 SCHEMES = {  # scheme -> (quantization_dtype, output dtype, symmetric or None if unspecified)
-    "int8": ("int8", "I8", "true"), "uint8": ("uint8", "U8", "false"),
+    "int8": ("int8", "I8", "true"), "int8-asym": ("int8", "I8", "false"),
     "fp16": ("float16", "F16", None), "bf16": ("bfloat16", "BF16", None),
 }
 LAYER_KEYS = ("action", "reason", "dtype_in", "dtype_out", "shape", "bytes_in",
@@ -304,8 +309,12 @@ def row_blocks(t):
 
 # ---------------------------------------------------------------- quantization reference
 
+INT_SCHEMES = ("int8", "int8-asym")
+
+
 def int_params(x, scheme):
-    """Spec scales (float32) and zero points (int64) of each row of x [rows, n]."""
+    """Spec scales (float32) and unsigned zero points (int64, 0..255 for int8-asym, the
+    torch.quint8 convention) of each row of x [rows, n]."""
     if scheme == "int8":
         s = np.max(np.abs(x), axis=1) / np.float32(127.5)
         s = np.where(s < FLT_EPS, FLT_EPS, s).astype(np.float32)
@@ -330,7 +339,9 @@ def row_extremes(t, scheme):
 
 
 def torch_codes(x, s, zp, scheme, per_channel):
-    """Integer codes from torch's quantizer, given the reference parameters."""
+    """Integer codes from torch's quantizer, given the reference parameters (zp unsigned for
+    int8-asym), and torch's dequantized values.  int8-asym is quantized as torch.quint8 and
+    shifted by -128 to compressed-tensors' signed codes."""
     qdtype = torch.qint8 if scheme == "int8" else torch.quint8
     xt = torch.from_numpy(np.ascontiguousarray(x))
     if per_channel:
@@ -338,7 +349,10 @@ def torch_codes(x, s, zp, scheme, per_channel):
                                        torch.from_numpy(zp.astype(np.int64)), 0, qdtype)
     else:
         q = torch.quantize_per_tensor(xt, float(s[0]), int(zp[0]), qdtype)
-    return q.int_repr().numpy()
+    codes = q.int_repr().numpy().astype(np.int64)
+    if scheme == "int8-asym":
+        codes -= 128
+    return codes, q.dequantize().numpy()
 
 
 class Mismatch:
@@ -367,7 +381,7 @@ def check_quantized(rep, t, out, scheme, per_channel):
     wq = out.tensors.get(t.name)
     sq = out.tensors.get(prefix + "weight_scale")
     zq = out.tensors.get(prefix + "weight_zero_point")
-    int_scheme = scheme in ("int8", "uint8")
+    int_scheme = scheme in INT_SCHEMES
     dtype_out = SCHEMES[scheme][1]
     ok = rep.check(wq is not None, "%s: missing in output" % t.name)
     ok = ok and rep.equal((wq.dtype, wq.shape), (dtype_out, t.shape), t.name + ": dtype/shape")
@@ -376,10 +390,10 @@ def check_quantized(rep, t, out, scheme, per_channel):
         ok = rep.check(sq is not None, "%s: missing in output" % (prefix + "weight_scale")) and ok
         ok = ok and rep.equal((sq.dtype, sq.shape), ("F32", pshape),
                               prefix + "weight_scale: dtype/shape")
-        if scheme == "uint8":
+        if scheme == "int8-asym":
             ok = rep.check(zq is not None,
                            "%s: missing in output" % (prefix + "weight_zero_point")) and ok
-            ok = ok and rep.equal((zq.dtype, zq.shape), ("U8", pshape),
+            ok = ok and rep.equal((zq.dtype, zq.shape), ("I8", pshape),
                                   prefix + "weight_zero_point: dtype/shape")
     if not ok:
         return None
@@ -388,6 +402,7 @@ def check_quantized(rep, t, out, scheme, per_channel):
     # per tensor: parameters from the whole tensor's extremes (one extra read pass)
     whole = None if per_channel or not int_scheme else int_params(row_extremes(t, scheme), scheme)
     bad_scale, bad_zp, bad_q, bad_fp = Mismatch(), Mismatch(), Mismatch(), Mismatch()
+    bad_deq = Mismatch()
     signal = noise = 0.0
     max_err = 0.0
     for r0, r1 in row_blocks(t):
@@ -397,16 +412,16 @@ def check_quantized(rep, t, out, scheme, per_channel):
             p0, p1 = (r0, r1) if per_channel else (0, 1)
             s_got = np.frombuffer(read_rows(sq, p0, p1), "<f4")
             bad_scale.add(s_got.view(np.uint32), s_ref.view(np.uint32), p0, 1)
-            zp_got = (np.frombuffer(read_rows(zq, p0, p1), "u1").astype(np.int64)
-                      if scheme == "uint8" else np.zeros(p1 - p0, np.int64))
-            bad_zp.add(zp_got, zp_ref, p0, 1)
-            q_got = np.frombuffer(read_rows(wq, r0, r1), "i1" if scheme == "int8" else "u1")
-            q_got = q_got.reshape(r1 - r0, n)
-            bad_q.add(q_got.astype(np.int64), torch_codes(x, s_ref, zp_ref, scheme, per_channel)
-                      .astype(np.int64), r0, n)
+            zp_got = (np.frombuffer(read_rows(zq, p0, p1), "i1").astype(np.int64)
+                      if scheme == "int8-asym" else np.zeros(p1 - p0, np.int64))
+            bad_zp.add(zp_got, zp_ref - 128 if scheme == "int8-asym" else zp_ref, p0, 1)
+            q_got = np.frombuffer(read_rows(wq, r0, r1), "i1").reshape(r1 - r0, n)
+            codes, deq_torch = torch_codes(x, s_ref, zp_ref, scheme, per_channel)
+            bad_q.add(q_got.astype(np.int64), codes, r0, n)
             shape = (-1, 1) if per_channel else (1, 1)
             deq = ((q_got.astype(np.int32) - zp_got.reshape(shape).astype(np.int32))
                    .astype(np.float32) * s_got.reshape(shape))
+            bad_deq.add(deq.view(np.uint32), deq_torch.astype(np.float32).view(np.uint32), r0, n)
         else:
             got = np.frombuffer(read_rows(wq, r0, r1), "<u2").reshape(r1 - r0, n)
             with np.errstate(over="ignore"):   # overflow to Inf is what RNE gives
@@ -420,10 +435,12 @@ def check_quantized(rep, t, out, scheme, per_channel):
         max_err = max(max_err, float(np.max(np.abs(diff))))
     if int_scheme:
         bad_scale.report(rep, prefix + "weight_scale: bits differ from spec scale")
-        if scheme == "uint8":
-            bad_zp.report(rep, prefix + "weight_zero_point: differs from spec zero point")
-        bad_q.report(rep, t.name + ": codes differ from torch.quantize_per_%s"
-                     % ("channel" if per_channel else "tensor"))
+        if scheme == "int8-asym":
+            bad_zp.report(rep, prefix + "weight_zero_point: differs from spec zero point - 128")
+        bad_q.report(rep, t.name + ": codes differ from torch.quantize_per_%s%s"
+                     % ("channel" if per_channel else "tensor",
+                        " (quint8) - 128" if scheme == "int8-asym" else ""))
+        bad_deq.report(rep, t.name + ": (q - zp) * s differs from torch's dequantize()")
     else:
         bad_fp.report(rep, t.name + ": bits differ from %s round-to-nearest-even" % scheme)
     return signal, noise, max_err
@@ -512,7 +529,7 @@ def check_header_meta(rep, meta, args):
                   % meta.get("symmetric"))
     per_channel = meta.get("per_channel")
     rep.check(per_channel in ("true", "false"), "metadata per_channel %r" % per_channel)
-    if args.granularity and scheme in ("int8", "uint8"):
+    if args.granularity and scheme in INT_SCHEMES:
         rep.equal(per_channel, "true" if args.granularity == "channel" else "false",
                   "metadata per_channel")
     rep.equal(meta.get("calibration_samples"), "0", "metadata calibration_samples")
@@ -559,9 +576,9 @@ def check_tensor(rep, t, digest, rec, out, scheme, per_channel, totals, expected
         expected_out.append(name)
         return
     prefix = name[:-len("weight")]
-    if scheme in ("int8", "uint8"):
+    if scheme in INT_SCHEMES:
         outs.append(prefix + "weight_scale")
-        if scheme == "uint8":
+        if scheme == "int8-asym":
             outs.append(prefix + "weight_zero_point")
     expected_out.extend(outs)
     rep.equal(rec.get("dtype_out"), SCHEMES[scheme][1], name + ": dtype_out")
@@ -677,7 +694,7 @@ def main(argv):
     ap.add_argument("--scheme", choices=tuple(SCHEMES),
                     help="expected scheme (default: whatever the metadata says)")
     ap.add_argument("--granularity", choices=("channel", "tensor"),
-                    help="expected granularity for int8/uint8 (default: from metadata)")
+                    help="expected granularity for int8/int8-asym (default: from metadata)")
     args = ap.parse_args(argv)
     rep = run(args)
     print("check_output: %d checks passed, %d failed" % (rep.passed, rep.failed))

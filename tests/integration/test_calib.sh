@@ -206,7 +206,7 @@ PY
 
 # mq-dist reads what the script wrote.
 inspect_check "inspect calib.h5 minmax int8" "$WORK/calib.h5" --observer minmax --act int8
-inspect_check "inspect calib-cli16.h5 percentile uint8" "$WORK/calib-cli16.h5" --observer percentile --act uint8
+inspect_check "inspect calib-cli16.h5 percentile int8-asym" "$WORK/calib-cli16.h5" --observer percentile --act int8-asym
 inspect_check "inspect tok.h5 entropy int8" "$WORK/tok.h5" --observer entropy --act int8
 attrs_check "inspect calib.h5 prints the root attributes" "$WORK/calib.h5"
 attrs_check "inspect calib-cli16.h5 prints the root attributes" "$WORK/calib-cli16.h5"
@@ -283,8 +283,8 @@ for obs in minmax percentile percentile:99.9 percentile:100 mse entropy; do
     inspect_check "awkward $obs int8, 100 samples" "$WORK/awkward.h5" --observer "$obs" --act int8 --calib-samples 100
 done
 for obs in minmax percentile percentile:99.9 percentile:100; do
-    inspect_check "awkward $obs uint8" "$WORK/awkward.h5" --observer "$obs" --act uint8
-    inspect_check "awkward $obs uint8, 37 samples" "$WORK/awkward.h5" --observer "$obs" --act uint8 --calib-samples 37
+    inspect_check "awkward $obs int8-asym" "$WORK/awkward.h5" --observer "$obs" --act int8-asym
+    inspect_check "awkward $obs int8-asym, 37 samples" "$WORK/awkward.h5" --observer "$obs" --act int8-asym --calib-samples 37
 done
 
 # ---- c. errors ---------------------------------------------------------------------------------
@@ -348,7 +348,7 @@ expect_inspect_error not-hdf5 3 "$WORK/not-hdf5.h5" "not-hdf5.h5" --observer min
 expect_inspect_error no-inputs 3 "$WORK/no-inputs.h5" "no-inputs.h5|layer.empty" --observer minmax --act int8
 expect_inspect_error int32-inputs 3 "$WORK/int32.h5" "int32.h5|layer.int32" --observer minmax --act int8
 expect_inspect_error rank1-inputs 3 "$WORK/rank1.h5" "rank1.h5|layer.rank1" --observer minmax --act int8
-expect_inspect_error rank3-inputs 3 "$WORK/rank3.h5" "rank3.h5|layer.rank3" --observer percentile --act uint8
+expect_inspect_error rank3-inputs 3 "$WORK/rank3.h5" "rank3.h5|layer.rank3" --observer percentile --act int8-asym
 expect_inspect_error nan 4 "$WORK/nan.h5" "nan.h5|layer.nan" --observer minmax --act int8
 expect_inspect_error nan-entropy 4 "$WORK/nan.h5" "nan.h5|layer.nan" --observer entropy --act int8
 expect_inspect_error inf-float16 4 "$WORK/inf16.h5" "inf16.h5|layer.inf" --observer mse --act int8

@@ -72,7 +72,7 @@ write_pt() {
 }
 
 write_pt f32-int8 "$WORK/f32.safetensors" pt
-write_pt f16-uint8 "$WORK/f16.safetensors" pth -s uint8
+write_pt f16-int8-asym "$WORK/f16.safetensors" pth -s int8-asym
 write_pt bf16-int8-tensor "$WORK/bf16.safetensors" pt -g tensor
 write_pt f32-fp16 "$WORK/f32.safetensors" pt -s fp16
 write_pt f16-bf16 "$WORK/f16.safetensors" pt -s bf16
@@ -81,7 +81,7 @@ write_pt f16-bf16 "$WORK/f16.safetensors" pt -s bf16
 # pairing and a torch.save file (not mq-dist's layout) are caught.
 fixtures convert "$WORK/ref.pt" --from "$WORK/f32-int8.safetensors"
 ptcheck "checker accepts a reference .pt" compare "$WORK/ref.pt" "$WORK/f32-int8.safetensors"
-if "$MQ_PYTHON" "$PTC" compare "$WORK/ref.pt" "$WORK/f16-uint8.safetensors" >/dev/null 2>&1; then
+if "$MQ_PYTHON" "$PTC" compare "$WORK/ref.pt" "$WORK/f16-int8-asym.safetensors" >/dev/null 2>&1; then
     fail "checker missed a .pt that differs from the .safetensors"
 else
     pass "checker rejects a .pt that differs from the .safetensors"

@@ -47,9 +47,9 @@ roundtrip f32-int8 "$WORK/f32.safetensors"
 roundtrip f16-int8 "$WORK/f16.safetensors"
 roundtrip bf16-int8 "$WORK/bf16.safetensors"
 roundtrip sharded-int8 "$WORK/sharded/model.safetensors.index.json"
-roundtrip f32-uint8 "$WORK/f32.safetensors" --scheme=uint8
+roundtrip f32-int8-asym "$WORK/f32.safetensors" --scheme=int8-asym
 roundtrip bf16-int8-tensor "$WORK/bf16.safetensors" --granularity=tensor
-roundtrip f16-uint8-tensor "$WORK/f16.safetensors" --scheme=uint8 --granularity=tensor
+roundtrip f16-int8-asym-tensor "$WORK/f16.safetensors" --scheme=int8-asym --granularity=tensor
 roundtrip f32-fp16 "$WORK/f32.safetensors" --scheme=fp16
 roundtrip f32-bf16 "$WORK/f32.safetensors" --scheme=bf16
 

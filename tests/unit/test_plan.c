@@ -80,7 +80,7 @@ static void test_plan_layout_is_contiguous_and_sorted(void **state)
 	struct mq_error e = { 0 };
 	make_manifest(&m, model, N_MODEL);
 	default_options(&o);
-	o.scheme = MQ_SCHEME_UINT8;
+	o.scheme = MQ_SCHEME_INT8_ASYM;
 	assert_int_equal(mq_plan_build(&m, &o, 3, NULL, &p, &e), 0);
 	uint64_t off = 0;
 	for (int k = 0; k < p.n_out; k++) {
@@ -90,14 +90,15 @@ static void test_plan_layout_is_contiguous_and_sorted(void **state)
 			assert_true(mq_dtype_size(p.out[k - 1].dtype) >= mq_dtype_size(p.out[k].dtype));
 	}
 	assert_int_equal(off, p.bytes_out);
-	/* a quantized weight has I8/U8 data, F32 scale [out,1] and a zero point */
+	/* a quantized weight has I8 data, F32 scale [out,1] and an I8 zero point */
 	const struct mq_plan_tensor *t = find(&m, &p, "model.layers.0.mlp.down_proj.weight");
 	assert_string_equal(p.out[t->out_scale].name, "model.layers.0.mlp.down_proj.weight_scale");
 	assert_int_equal(p.out[t->out_scale].dtype, MQ_DTYPE_F32);
 	assert_int_equal(p.out[t->out_scale].shape[0], 64);
 	assert_int_equal(p.out[t->out_scale].shape[1], 1);
 	assert_string_equal(p.out[t->out_zero_point].name, "model.layers.0.mlp.down_proj.weight_zero_point");
-	assert_int_equal(p.out[t->out_data].dtype, MQ_DTYPE_U8);
+	assert_int_equal(p.out[t->out_data].dtype, MQ_DTYPE_I8);
+	assert_int_equal(p.out[t->out_zero_point].dtype, MQ_DTYPE_I8);
 	assert_int_equal(t->bytes_out, 64 * 256 + 64 * 4 + 64);
 	mq_plan_release(&p);
 	mq_manifest_release(&m);
