@@ -47,7 +47,8 @@ DTYPE_BITS = {
     "F8_E4M3": 8, "F8_E8M0": 8, "F8_E4M3FNUZ": 8, "F8_E5M2FNUZ": 8, "F4": 4,
     "F6_E2M3": 6, "F6_E3M2": 6,
 }
-FLOAT_DTYPES = ("F32", "F16", "BF16")
+FLOAT_DTYPES = ("F32", "F16", "BF16", "F64")
+CAST_SCHEMES = ("fp16", "bf16")
 SCHEMES = {  # scheme -> (quantization_dtype, output dtype, symmetric or None if unspecified)
     "int8": ("int8", "I8", "true"), "int8-asym": ("int8", "I8", "false"),
     "fp16": ("float16", "F16", None), "bf16": ("bfloat16", "BF16", None),
@@ -261,9 +262,12 @@ def read_rows(t, r0, r1):
 
 
 def to_f32(buf, dtype):
-    """Raw bytes of F32/F16/BF16 values -> float32 array (exact conversion)."""
+    """Raw bytes of F32/F16/BF16 values -> float32 array (exact conversion); F64 is rounded
+    to float32 (round to nearest even), as mq-dist and torch's .to() do."""
     if dtype == "F32":
         return np.frombuffer(buf, "<f4").astype(np.float32)
+    if dtype == "F64":
+        return np.frombuffer(buf, "<f8").astype(np.float32)
     if dtype == "F16":
         return np.frombuffer(buf, "<f2").astype(np.float32)
     if dtype == "BF16":
@@ -398,6 +402,8 @@ def check_quantized(rep, t, out, scheme, per_channel):
     if not ok:
         return None
 
+    if t.numel == 0:
+        return 0.0, 0.0, 0.0
     n = t.numel // t.rows
     # per tensor: parameters from the whole tensor's extremes (one extra read pass)
     whole = None if per_channel or not int_scheme else int_params(row_extremes(t, scheme), scheme)
@@ -443,6 +449,10 @@ def check_quantized(rep, t, out, scheme, per_channel):
         bad_deq.report(rep, t.name + ": (q - zp) * s differs from torch's dequantize()")
     else:
         bad_fp.report(rep, t.name + ": bits differ from %s round-to-nearest-even" % scheme)
+        bad_torch = Mismatch()
+        bad_torch.add(np.frombuffer(read_rows(wq, 0, t.rows), "<u2"), torch_cast_bits(t, scheme), 0, n)
+        bad_torch.report(rep, t.name + ": bits differ from torch's .to(torch.%s)"
+                         % ("float16" if scheme == "fp16" else "bfloat16"))
     return signal, noise, max_err
 
 
@@ -537,10 +547,24 @@ def check_header_meta(rep, meta, args):
     return scheme, per_channel != "false"
 
 
-def eligible(t):
-    """Selection rules 1-4: only these tensors may be quantized."""
+def eligible(t, scheme):
+    """Selection rules 1-4: only these tensors may be quantized.  A cast converts every
+    floating-point tensor (as model.to(dtype) does)."""
+    if scheme in CAST_SCHEMES:
+        return t.dtype in FLOAT_DTYPES
     return (t.dtype in FLOAT_DTYPES and len(t.shape) in (2, 4)
             and t.name.endswith(".weight") and t.numel > 0)
+
+
+def torch_cast_bits(t, scheme):
+    """The input tensor through torch's own .to(torch.float16 / torch.bfloat16), as uint16 bits."""
+    raw = read_at(t.path, t.data_start + t.begin, t.nbytes)
+    if t.dtype == "BF16":
+        src = torch.from_numpy(np.frombuffer(raw, "<i2").copy()).view(torch.bfloat16)
+    else:
+        src = torch.from_numpy(np.frombuffer(raw, {"F32": "<f4", "F16": "<f2", "F64": "<f8"}[t.dtype]).copy())
+    out = src.to(torch.float16 if scheme == "fp16" else torch.bfloat16)
+    return out.view(torch.int16).numpy().view(np.uint16)
 
 
 def check_tensor(rep, t, digest, rec, out, scheme, per_channel, totals, expected_out):
@@ -556,6 +580,11 @@ def check_tensor(rep, t, digest, rec, out, scheme, per_channel, totals, expected
     rep.check(not missing, "%s: layer record lacks %s" % (name, missing))
     action = rec.get("action")
     if action == "kept":
+        if scheme in CAST_SCHEMES and t.dtype in FLOAT_DTYPES:   # only an option keeps a float tensor
+            reason = str(rec.get("reason"))
+            rep.check(reason.startswith("--exclude") or reason == "no --include matches",
+                      "%s: %s tensor kept by a %s cast (%r); a cast converts every float tensor"
+                      % (name, t.dtype, scheme, reason))
         expected_out.append(name)
         o = out.tensors.get(name)
         if rep.check(o is not None, "%s: kept tensor missing in output" % name):
@@ -571,7 +600,7 @@ def check_tensor(rep, t, digest, rec, out, scheme, per_channel, totals, expected
         return
     totals["quantized"].append(name)
     outs = [name]
-    if not rep.check(eligible(t), "%s: quantized but rules 1-4 say keep (%s %s)"
+    if not rep.check(eligible(t, scheme), "%s: quantized but rules 1-4 say keep (%s %s)"
                      % (name, t.dtype, t.shape)):
         expected_out.append(name)
         return
@@ -587,7 +616,7 @@ def check_tensor(rep, t, digest, rec, out, scheme, per_channel, totals, expected
               "%s: bytes_out %r is neither the weight's %r nor all its tensors' %r bytes"
               % (name, rec.get("bytes_out"), out_bytes[:1], sum(out_bytes)))
     res = check_quantized(rep, t, out, scheme, per_channel)
-    if res is not None:
+    if res is not None and t.numel:
         check_metrics(rep, name, rec, t.numel, *res)
         totals["signal"] += res[0]
         totals["noise"] += res[1]

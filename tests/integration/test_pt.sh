@@ -144,6 +144,19 @@ done
 # float64 weights from a .pt are quantized like float32 ones.
 run dtypes-f64 2 "$WORK/in/dtypes.pt" -o "$WORK/dtypes.f64.safetensors" &&
     ptcheck "dtypes: float64 weights quantized" f64check "$WORK/in/dtypes.safetensors" "$WORK/dtypes.f64.safetensors"
+# Casts of the fixture's F32, F16, BF16 and F64 weights, biases and 0-d scalars (its safetensors
+# twin, which the client reads): every float tensor becomes F16/BF16, bit for bit what torch's
+# .to() gives (F64 goes through float32 first in torch too).
+for cast in fp16 bf16; do
+    run "dtypes-$cast" 2 "$WORK/in/dtypes.safetensors" -o "$WORK/dtypes.$cast.safetensors" -s "$cast" &&
+        if "$MQ_PYTHON" "$HERE/check_output.py" --scheme "$cast" "$WORK/in/dtypes.safetensors" \
+            "$WORK/dtypes.$cast.safetensors" >"$WORK/cast.log" 2>&1; then
+            pass "dtypes: -s $cast casts every float tensor as torch's .to() ($(tail -n 1 "$WORK/cast.log"))"
+        else
+            fail "dtypes: -s $cast"
+            tail -n 20 "$WORK/cast.log"
+        fi
+done
 # F16, BF16, F64 and 0-d tensors kept through .pt to .pt.
 run dtypes-pt 3 "$WORK/in/dtypes.pt" -o "$WORK/dtypes.out.pt" -x '^f64\.' &&
     ptcheck "dtypes: .pt to .pt" compare "$WORK/dtypes.out.pt" "$WORK/dtypes.from-pt.safetensors"
