@@ -91,8 +91,9 @@ void mq_options_print_help(FILE *fp)
 		    "names matching a default exclusion (POSIX extended regex, searched anywhere):\n");
 	for (int i = 0; i < mq_n_default_excludes; i++)
 		fprintf(fp, "  %s\n", mq_default_excludes[i]);
-	fprintf(fp, "The fp16 and bf16 casts convert every F32/F64/F16/BF16 tensor instead (as\n"
-		    "model.to(dtype) does), except those --exclude keeps; the default exclusions do not apply.\n");
+	fprintf(fp, "\nThe fp16 and bf16 casts instead convert every F32/F64/F16/BF16 tensor, as\n"
+		    "model.to(dtype) does, except those --exclude keeps: the default exclusions do\n"
+		    "not apply to them.\n");
 	fprintf(fp, "\nexit codes: 0 success, 2 usage error, 3 bad input file, 4 bad tensor data\n"
 		    "(NaN, Inf, overflow), 5 output problem, 6 internal or MPI error, 7 interrupted by\n"
 		    "SIGUSR1 (rerun to resume), 8 some models of a job failed\n");
