@@ -27,7 +27,7 @@ echo "# machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d:
 "$ROOT/build-bench/tests/bench_kernel" 512 | tee "$DIR/kernel.txt" | sed 's/^/# /'
 COPY=$(awk '$1 == "memcpy_gbps" {print $2}' "$DIR/kernel.txt")
 ratio() { awk -v a="$1" -v b="$COPY" 'BEGIN { printf "%.3f", a / b }'; }
-for k in int8_f32_gbps int8_bf16_gbps uint8_f32_gbps; do
+for k in int8_f32_gbps int8_bf16_gbps int8_asym_f32_gbps; do
     v=$(awk -v k=$k '$1 == k {print $2}' "$DIR/kernel.txt")
     echo "kernel $k: $v GB/s = $(ratio "$v") x copy bandwidth"
 done

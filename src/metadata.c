@@ -220,7 +220,11 @@ static void calib_keys(const struct mq_plan *p, const struct mq_options *o, cons
 	mq_buf_adds(b, ",");
 	kv(b, "observer", v);
 	mq_buf_adds(b, ",");
-	kv(b, "activation_dtype", o->act_none ? "none" : o->act_asymmetric ? "uint8" : "int8");
+	kv(b, "activation_dtype", o->act_none ? "none" : "int8");
+	if (!o->act_none) { /* compressed-tensors' input_activations "symmetric" */
+		mq_buf_adds(b, ",");
+		kv(b, "activation_symmetric", o->act_asymmetric ? "false" : "true");
+	}
 	mq_buf_adds(b, ",\"output_sqnr_db_w\":\"");
 	num(b, res, res ? mq_metadata_output_sqnr(p, res, 0) : 0);
 	mq_buf_adds(b, "\",\"output_sqnr_db_wa\":\"");

@@ -292,8 +292,6 @@ void mq_obs_result(const struct mq_obs_state *s, struct mq_obs_result *r)
 	}
 	if (r->qp.scale < FLT_EPSILON)
 		r->qp.scale = FLT_EPSILON;
-	if (!s->symmetric) {
-		float z = nearbyintf(0.0f - r->lo / r->qp.scale);
-		r->qp.zero_point = z < 0.0f ? 0 : z > 255.0f ? 255 : (int32_t)z;
-	}
+	if (!s->symmetric)
+		r->qp.zero_point = mq_asym_zero_point(r->lo, r->qp.scale);
 }

@@ -62,7 +62,7 @@ struct mq_obs_result {
 	struct mq_qparams qp; /* scale and zero point */
 };
 
-/* After the last pass: the threshold or range, and the int8 (or uint8) parameters. */
+/* After the last pass: the threshold or range, and the int8 (or int8-asym) parameters. */
 void mq_obs_result(const struct mq_obs_state *s, struct mq_obs_result *r);
 
 /* The histogram choices, exposed for tests: bin counts in, chosen bin count out. */

@@ -30,7 +30,7 @@ static const struct opt {
 	{ OPT_OUTPUT, 'o', "output", "PATH",
 	  "output file, .safetensors or .pt/.pth (default: beside the input, MODEL.SCHEME.safetensors, or .pt for a .pt input)" },
 	{ OPT_SCHEME, 's', "scheme", "NAME",
-	  "int8 (symmetric, default), uint8 (asymmetric), fp16 or bf16 (casts)" },
+	  "int8 (symmetric, default), int8-asym (with zero points), fp16 or bf16 (casts)" },
 	{ OPT_GRANULARITY, 'g', "granularity", "G",
 	  "channel (one scale per output channel, default) or tensor" },
 	{ OPT_INCLUDE, 'i', "include", "REGEX",
@@ -52,7 +52,7 @@ static const struct opt {
 	{ OPT_CALIB_SAMPLES, 0, "calib-samples", "N", "use at most N calibration rows per layer" },
 	{ OPT_OBSERVER, 0, "observer", "NAME",
 	  "activation observer: minmax, percentile[:P] (default, P 99.99), mse or entropy" },
-	{ OPT_ACT, 0, "act", "TYPE", "activation quantization: int8 (default), uint8 or none" },
+	{ OPT_ACT, 0, "act", "TYPE", "activation quantization: int8 (default), int8-asym or none" },
 	{ OPT_CALIB_MISSING, 0, "calib-missing", "WHAT",
 	  "error (default): a selected layer without calibration is an error; weights-only: quantize it without" },
 	{ OPT_JOB, 'j', "job", "FILE.json",
@@ -91,6 +91,9 @@ void mq_options_print_help(FILE *fp)
 		    "names matching a default exclusion (POSIX extended regex, searched anywhere):\n");
 	for (int i = 0; i < mq_n_default_excludes; i++)
 		fprintf(fp, "  %s\n", mq_default_excludes[i]);
+	fprintf(fp, "\nThe fp16 and bf16 casts instead convert every F32/F64/F16/BF16 tensor, as\n"
+		    "model.to(dtype) does, except those --exclude keeps: the default exclusions do\n"
+		    "not apply to them.\n");
 	fprintf(fp, "\nexit codes: 0 success, 2 usage error, 3 bad input file, 4 bad tensor data\n"
 		    "(NaN, Inf, overflow), 5 output problem, 6 internal or MPI error, 7 interrupted by\n"
 		    "SIGUSR1 (rerun to resume), 8 some models of a job failed\n");
@@ -143,8 +146,11 @@ static int apply(struct mq_options *o, const struct opt *op, const char *val, st
 			return mq_fail(err, MQ_ERR_USAGE, "--output: empty path");
 		return 0;
 	case OPT_SCHEME:
+		if (strcmp(val, "uint8") == 0)
+			return mq_fail(err, MQ_ERR_USAGE,
+				"--scheme 'uint8' is no longer accepted: it wrote unsigned (U8) codes and zero points, which compressed-tensors and vLLM read as signed; use int8-asym (the same values, as I8 codes and zero points)");
 		if (mq_scheme_parse(val, &o->scheme))
-			return mq_fail(err, MQ_ERR_USAGE, "--scheme '%s': unknown scheme (use int8, uint8, fp16 or bf16)", val);
+			return mq_fail(err, MQ_ERR_USAGE, "--scheme '%s': unknown scheme (use int8, int8-asym, fp16 or bf16)", val);
 		return 0;
 	case OPT_GRANULARITY:
 		if (strcmp(val, "channel") == 0)
@@ -180,12 +186,15 @@ static int apply(struct mq_options *o, const struct opt *op, const char *val, st
 	case OPT_ACT:
 		o->calib_options = 1;
 		o->act_asymmetric = o->act_none = 0;
-		if (strcmp(val, "uint8") == 0)
+		if (strcmp(val, "int8-asym") == 0)
 			o->act_asymmetric = 1;
 		else if (strcmp(val, "none") == 0)
 			o->act_none = 1;
+		else if (strcmp(val, "uint8") == 0)
+			return mq_fail(err, MQ_ERR_USAGE,
+				"--act 'uint8' is no longer accepted: it wrote an unsigned (U8) input_zero_point, which compressed-tensors and vLLM read as signed; use int8-asym (the same values, as an I8 zero point)");
 		else if (strcmp(val, "int8") != 0)
-			return mq_fail(err, MQ_ERR_USAGE, "--act '%s': use int8, uint8 or none", val);
+			return mq_fail(err, MQ_ERR_USAGE, "--act '%s': use int8, int8-asym or none", val);
 		return 0;
 	case OPT_CALIB: o->calib = val; return 0;
 	case OPT_CALIB_MISSING:
@@ -274,10 +283,10 @@ int mq_options_parse(int argc, char **argv, struct mq_options *o, struct mq_erro
 	if (o->calib_options && o->command == MQ_CMD_RUN && !o->calib)
 		return mq_fail(err, MQ_ERR_USAGE, "--observer, --act, --calib-samples and --calib-missing need --calib FILE.h5");
 	if (o->calib && mq_scheme_get(o->scheme)->is_cast)
-		return mq_fail(err, MQ_ERR_USAGE, "--calib applies to the int8 and uint8 schemes, not to %s casts",
+		return mq_fail(err, MQ_ERR_USAGE, "--calib applies to the int8 and int8-asym schemes, not to %s casts",
 			       mq_scheme_get(o->scheme)->name);
 	if (o->act_asymmetric && (o->observer.kind == MQ_OBS_MSE || o->observer.kind == MQ_OBS_ENTROPY))
-		return mq_fail(err, MQ_ERR_USAGE, "--act uint8 works with the minmax and percentile observers only");
+		return mq_fail(err, MQ_ERR_USAGE, "--act int8-asym works with the minmax and percentile observers only");
 	if (mq_scheme_get(o->scheme)->is_cast && o->per_tensor)
 		return mq_fail(err, MQ_ERR_USAGE, "--granularity does not apply to the %s cast scheme",
 			       mq_scheme_get(o->scheme)->name);
@@ -421,7 +430,7 @@ void mq_options_json(const struct mq_options *o, struct mq_buf *b)
 		char obs[48];
 		mq_observer_name(&o->observer, obs, sizeof(obs));
 		mq_buf_addf(b, ",\"observer\":\"%s\",\"act\":\"%s\",\"calib_samples\":%llu,\"calib_missing\":\"%s\"", obs,
-			    o->act_none ? "none" : o->act_asymmetric ? "uint8" : "int8",
+			    o->act_none ? "none" : o->act_asymmetric ? "int8-asym" : "int8",
 			    (unsigned long long)o->calib_samples, o->calib_weights_only ? "weights-only" : "error");
 	}
 	mq_buf_adds(b, "}");

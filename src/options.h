@@ -39,7 +39,7 @@ struct mq_options {
 	const char *calib;       /* HDF5 calibration file, or NULL */
 	int calib_weights_only;  /* --calib-missing=weights-only */
 	struct mq_observer observer;  /* default percentile:99.99 */
-	int act_asymmetric;      /* --act uint8 */
+	int act_asymmetric;      /* --act int8-asym */
 	int act_none;            /* --act none: no activation scales */
 	int calib_options;       /* --observer, --act, --calib-samples or --calib-missing given */
 	uint64_t calib_samples;  /* cap on calibration rows, 0: all */

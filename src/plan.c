@@ -35,9 +35,38 @@ static int ends_with_weight(const char *n)
 	return l > 7 && strcmp(n + l - 7, ".weight") == 0;
 }
 
+/*
+ * A cast's fate: like model.to(dtype), every floating-point tensor of any
+ * shape and name is cast, unless --exclude keeps it or --include does not
+ * pick it. The default exclusions (embeddings, lm_head) guard integer
+ * quantization and do not apply (README, "Selection").
+ */
+static char *select_cast(const struct mq_tensor *t, const struct mq_options *o, enum mq_action *act)
+{
+	*act = MQ_ACT_KEEP;
+	if (!mq_dtype_is_float(t->dtype))
+		return fmt("dtype %s is not a floating-point type", mq_dtype_name(t->dtype));
+	for (int i = 0; i < o->n_excludes; i++)
+		if (matches(o->excludes[i], t->name))
+			return fmt("--exclude '%s'", o->excludes[i]);
+	if (o->n_includes) {
+		for (int i = 0; i < o->n_includes; i++) {
+			if (matches(o->includes[i], t->name)) {
+				*act = MQ_ACT_QUANT;
+				return fmt("--include '%s'", o->includes[i]);
+			}
+		}
+		return fmt("no --include matches");
+	}
+	*act = MQ_ACT_QUANT;
+	return fmt("floating-point tensor (cast)");
+}
+
 /* Decides one tensor's fate; the first rule that applies wins (README, "Selection"). */
 static char *select_tensor(const struct mq_tensor *t, const struct mq_options *o, enum mq_action *act)
 {
+	if (mq_scheme_get(o->scheme)->is_cast)
+		return select_cast(t, o, act);
 	*act = MQ_ACT_KEEP;
 	if (!mq_dtype_is_float(t->dtype))
 		return fmt("dtype %s is not quantized", mq_dtype_name(t->dtype));
@@ -168,7 +197,7 @@ static int plan_outputs(struct mq_plan *p, const struct mq_manifest *m, int i, i
 	if (!rc && pt->calib == MQ_CALIB_STATIC && pt->act_rank >= 0) {
 		rc = add_out(p, cap, base, "input_scale", MQ_DTYPE_F32, 1, &one, i, MQ_ROLE_INPUT_SCALE, err);
 		if (!rc && p->act_asymmetric)
-			rc = add_out(p, cap, base, "input_zero_point", MQ_DTYPE_U8, 1, &one, i, MQ_ROLE_INPUT_ZERO_POINT,
+			rc = add_out(p, cap, base, "input_zero_point", MQ_DTYPE_I8, 1, &one, i, MQ_ROLE_INPUT_ZERO_POINT,
 				     err);
 	}
 	free(base);
@@ -345,7 +374,8 @@ static int size_buffers(struct mq_plan *p, const struct mq_manifest *m, uint64_t
 			continue;
 		}
 		uint64_t rows = budget / per_row;
-		uint64_t target = MQ_BLOCK_BYTES / pt->row_bytes; /* cache-sized blocks */
+		/* cache-sized blocks; the per-row overhead counts for the short rows of cast norms and biases */
+		uint64_t target = MQ_BLOCK_BYTES / (pt->row_bytes + 8 + 3 * 64);
 		rows = rows < target ? rows : target;
 		rows = rows ? rows : 1;
 		rows = rows < pt->chunk_rows ? rows : pt->chunk_rows; /* a block never spans two chunks */

@@ -77,7 +77,7 @@ struct mq_plan {
 	int n_ranks;
 	enum mq_scheme scheme;
 	int per_tensor;
-	int act_asymmetric;              /* input zero points (--act uint8) */
+	int act_asymmetric;              /* input zero points (--act int8-asym) */
 	int n_tensors;                   /* = manifest tensors */
 	struct mq_plan_tensor *tensors;
 	int n_out;

@@ -7,7 +7,7 @@
 
 static const struct mq_scheme_info schemes[MQ_SCHEME_COUNT] = {
 	[MQ_SCHEME_INT8] = { "int8", "int8", MQ_DTYPE_I8, 1, 0, -128, 127 },
-	[MQ_SCHEME_UINT8] = { "uint8", "uint8", MQ_DTYPE_U8, 0, 0, 0, 255 },
+	[MQ_SCHEME_INT8_ASYM] = { "int8-asym", "int8", MQ_DTYPE_I8, 0, 0, -128, 127 },
 	[MQ_SCHEME_FP16] = { "fp16", "float16", MQ_DTYPE_F16, 1, 1, 0, 0 },
 	[MQ_SCHEME_BF16] = { "bf16", "bfloat16", MQ_DTYPE_BF16, 1, 1, 0, 0 },
 };
@@ -92,11 +92,10 @@ struct mq_qparams mq_quant_params(enum mq_scheme s, const struct mq_range *r)
 	}
 	if (p.scale < FLT_EPSILON)
 		p.scale = FLT_EPSILON;
-	if (s == MQ_SCHEME_UINT8) {
+	if (s == MQ_SCHEME_INT8_ASYM) {
 		float mn = mq_key_float(r->min_key);
 		mn = mn < 0.0f ? mn : 0.0f;
-		float z = nearbyintf(0.0f - mn / p.scale);
-		p.zero_point = z < 0.0f ? 0 : z > 255.0f ? 255 : (int32_t)z;
+		p.zero_point = mq_asym_zero_point(mn, p.scale);
 	}
 	return p;
 }
@@ -172,10 +171,7 @@ static size_t row_ref(enum mq_scheme s, const float *x, size_t n, struct mq_qpar
 		} else {
 			long q = lrintf(x[i] * inv) + p.zero_point;
 			q = q < si->qmin ? si->qmin : q > si->qmax ? si->qmax : q;
-			if (s == MQ_SCHEME_INT8)
-				((int8_t *)out)[i] = (int8_t)q;
-			else
-				((uint8_t *)out)[i] = (uint8_t)q;
+			((int8_t *)out)[i] = (int8_t)q;
 			d = mq_dequant(p, (int32_t)q);
 		}
 		lanes_add(L, i, x[i], d);
@@ -204,13 +200,13 @@ size_t mq_quant_row_ref(enum mq_scheme s, const float *x, size_t n, struct mq_qp
 
 /* Quantizes 8 values; returns them dequantized, stores the integers. */
 AVX2 static inline __m256 q8_int(__m256 x, __m256 inv, __m256 zp, __m256 lo, __m256 hi, __m256 scale,
-				 void *out, int is_signed)
+				 void *out)
 {
 	__m256 q = _mm256_round_ps(_mm256_mul_ps(x, inv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
 	q = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(q, zp), lo), hi);
 	__m256i qi = _mm256_cvtps_epi32(q);
 	__m128i w = _mm_packs_epi32(_mm256_castsi256_si128(qi), _mm256_extracti128_si256(qi, 1));
-	__m128i b = is_signed ? _mm_packs_epi16(w, w) : _mm_packus_epi16(w, w);
+	__m128i b = _mm_packs_epi16(w, w);
 	_mm_storel_epi64((__m128i *)out, b);
 	return _mm256_mul_ps(_mm256_sub_ps(q, zp), scale);
 }
@@ -248,7 +244,7 @@ AVX2 static size_t row_avx2(enum mq_scheme s, const float *x, size_t n, struct m
 		for (; i < end; i += LANES) {
 			__m256 xv = _mm256_loadu_ps(x + i);
 			__m256 d = si->is_cast ? q8_cast(xv, s, (char *)out + i * esz)
-					       : q8_int(xv, inv, zp, lo, hi, scale, (char *)out + i, s == MQ_SCHEME_INT8);
+					       : q8_int(xv, inv, zp, lo, hi, scale, (char *)out + i);
 			__m256 e = _mm256_sub_ps(xv, d);
 			ps = _mm256_add_ps(ps, _mm256_mul_ps(xv, xv));
 			pe = _mm256_add_ps(pe, _mm256_mul_ps(e, e));

@@ -6,9 +6,12 @@
  * caller widens input to float32 first, then for each row (or, per tensor,
  * for all rows) takes the range, derives the parameters, and quantizes.
  * Formulas (README, "Quantization"), following compressed-tensors:
- *   int8  (symmetric):  s = max|x| / 127.5, q = clamp(rne(x * (1/s)), -128, 127)
- *   uint8 (asymmetric): s = (max(x,0) - min(x,0)) / 255,
- *                       zp = clamp(rne(-min/s), 0, 255), q = clamp(rne(x * (1/s)) + zp, 0, 255)
+ *   int8      (symmetric):  s = max|x| / 127.5, q = clamp(rne(x * (1/s)), -128, 127)
+ *   int8-asym (asymmetric): s = (max(x,0) - min(x,0)) / 255,
+ *                           zp = clamp(rne(-min/s), 0, 255) - 128,
+ *                           q = clamp(rne(x * (1/s)) + zp, -128, 127)
+ *   Both write I8 codes (and int8-asym I8 zero points), as compressed-tensors
+ *   does; it has no unsigned type.
  *   s is float32, clamped below at FLT_EPSILON; 1/s is a float32 reciprocal.
  *   fp16 / bf16: round to nearest even.
  * mq_quant_row() is the fast kernel; mq_quant_row_ref() is the plain
@@ -17,6 +20,7 @@
 #ifndef MQ_QUANT_H
 #define MQ_QUANT_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -24,14 +28,14 @@
 
 enum mq_scheme {
 	MQ_SCHEME_INT8,
-	MQ_SCHEME_UINT8,
+	MQ_SCHEME_INT8_ASYM,
 	MQ_SCHEME_FP16,
 	MQ_SCHEME_BF16,
 	MQ_SCHEME_COUNT
 };
 
 struct mq_scheme_info {
-	const char *name;        /* command-line name: "int8" */
+	const char *name;        /* command-line name: "int8", "int8-asym" */
 	const char *quant_dtype; /* metadata quantization_dtype: "int8" */
 	enum mq_dtype out_dtype; /* dtype of the quantized weight */
 	int symmetric;           /* 1: no zero point */
@@ -83,6 +87,19 @@ void mq_range_init(struct mq_range *r);
  */
 int mq_range_update(struct mq_range *r, const float *x, size_t n, size_t *bad);
 
+/*
+ * The int8-asym zero point of a range with minimum lo (<= 0) and scale s:
+ * clamp(rne(-lo/s), 0, 255) - 128, the unsigned zero point shifted by 128.
+ * compressed-tensors writes round(-128 - lo/s); the two agree except where
+ * its float32 subtraction rounds (|lo/s| < 64), where this one is the exact
+ * rounding. Shared by the weight and the activation (observe.c) parameters.
+ */
+static inline int32_t mq_asym_zero_point(float lo, float s)
+{
+	float z = nearbyintf(0.0f - lo / s);
+	return (z < 0.0f ? 0 : z > 255.0f ? 255 : (int32_t)z) - 128;
+}
+
 /* Parameters of a scheme for a range (casts: scale 1, zero point 0). */
 struct mq_qparams mq_quant_params(enum mq_scheme s, const struct mq_range *r);
 
@@ -90,7 +107,7 @@ struct mq_qparams mq_quant_params(enum mq_scheme s, const struct mq_range *r);
 float mq_scheme_limit(enum mq_scheme s);
 
 /*
- * Quantizes one row of n values into out (n bytes for int8/uint8, 2n for
+ * Quantizes one row of n values into out (n int8 codes for the integer schemes, 2n for
  * casts) and adds the row's error sums to acc (signal and noise by addition,
  * max_abs by max). Returns bytes written.
  */

@@ -399,7 +399,7 @@ struct blocks {
 	float *x;          /* the same rows as float32 (aliases src for F32) */
 	void *q;           /* quantized rows */
 	float *scale;      /* per row */
-	uint8_t *zp;       /* per row */
+	int8_t *zp;        /* per row */
 	float *what;       /* calibrated layers: the rows dequantized */
 };
 
@@ -416,7 +416,7 @@ static struct blocks carve(struct run *r, const struct mq_plan_tensor *pt, enum 
 	b.x = dt == MQ_DTYPE_F32 ? (float *)(void *)p : (float *)(void *)(p + src);
 	b.q = p + src + f32;
 	b.scale = (float *)(void *)(p + src + f32 + q);
-	b.zp = (uint8_t *)(b.scale + rows);
+	b.zp = (int8_t *)(b.scale + rows);
 	b.what = (float *)(void *)(p + src + f32 + q + ((rows * 5 + 63) & ~(uint64_t)63));
 	return b;
 }
@@ -471,10 +471,9 @@ static int load_block(struct run *r, const struct mq_tensor *t, const struct mq_
 static void fake_quant(const struct run *r, int t, const float *x, float *out, size_t n)
 {
 	float s = (float)r->act[3 * t + 1], inv = 1.0f / s, zp = (float)r->act[3 * t + 2];
-	float lo = r->plan.act_asymmetric ? 0.0f : -128.0f, hi = r->plan.act_asymmetric ? 255.0f : 127.0f;
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < n; i++) { /* int8 and int8-asym alike: codes in [-128, 127] */
 		float q = nearbyintf(x[i] * inv) + zp;
-		q = q < lo ? lo : q > hi ? hi : q;
+		q = q < -128.0f ? -128.0f : q > 127.0f ? 127.0f : q;
 		out[i] = (q - zp) * s;
 	}
 }
@@ -637,7 +636,7 @@ static int quant_unit(struct run *r, const struct mq_unit *u, struct chunk_hashe
 			}
 			mq_quant_row(p->scheme, x, (size_t)pt->row_elems, qp, (char *)b.q + k * out_row, acc);
 			b.scale[k] = qp.scale;
-			b.zp[k] = (uint8_t)qp.zero_point;
+			b.zp[k] = (int8_t)qp.zero_point;
 		}
 		r->stats[MQ_STAT_T_QUANT] += mq_comm_time() - t0;
 		if (write_out(r, pt->out_data, row * out_row, b.q, n * out_row))
@@ -648,8 +647,7 @@ static int quant_unit(struct run *r, const struct mq_unit *u, struct chunk_hashe
 				const void *q = (const char *)b.q + k * out_row;
 				float *wh = b.what + k * pt->row_elems;
 				for (uint64_t j = 0; j < pt->row_elems; j++)
-					wh[j] = mq_dequant(qp, p->scheme == MQ_SCHEME_INT8 ? ((const int8_t *)q)[j]
-											: ((const uint8_t *)q)[j]);
+					wh[j] = mq_dequant(qp, ((const int8_t *)q)[j]);
 			}
 			if (output_space(r, u->tensor, b.x, b.what, n, oacc))
 				return r->err.code;
@@ -664,7 +662,7 @@ static int quant_unit(struct run *r, const struct mq_unit *u, struct chunk_hashe
 			return MQ_ERR_INTERNAL;
 	}
 	if (p->per_tensor) {
-		uint8_t zp = (uint8_t)tensor_qp.zero_point;
+		int8_t zp = (int8_t)tensor_qp.zero_point;
 		if (write_out(r, pt->out_scale, 0, &tensor_qp.scale, 4) ||
 		    (pt->out_zero_point >= 0 && write_out(r, pt->out_zero_point, 0, &zp, 1)))
 			return r->err.code;
@@ -1096,7 +1094,7 @@ static int write_act_params(struct run *r)
 	for (int t = 0; r->act && t < r->plan.n_tensors; t++) {
 		const struct mq_plan_tensor *pt = &r->plan.tensors[t];
 		float s = (float)r->act[3 * t + 1];
-		uint8_t zp = (uint8_t)r->act[3 * t + 2];
+		int8_t zp = (int8_t)r->act[3 * t + 2];
 		if (pt->out_input_scale >= 0) {
 			if (r->pt)
 				r->out_crc[pt->out_input_scale] = (uint32_t)crc32(0L, (const Bytef *)&s, 4);
@@ -1105,7 +1103,7 @@ static int write_act_params(struct run *r)
 		}
 		if (pt->out_input_zero_point >= 0) {
 			if (r->pt)
-				r->out_crc[pt->out_input_zero_point] = (uint32_t)crc32(0L, &zp, 1);
+				r->out_crc[pt->out_input_zero_point] = (uint32_t)crc32(0L, (const Bytef *)&zp, 1);
 			if (write_at(r, r->out_pos[pt->out_input_zero_point], &zp, 1))
 				return r->err.code;
 		}

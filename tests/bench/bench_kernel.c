@@ -97,6 +97,6 @@ int main(int argc, char **argv)
 	printf("memcpy_gbps %.3f\n", copy_bandwidth(mib << 20) / 1e9);
 	printf("int8_f32_gbps %.3f\n", kernel_bandwidth(MQ_SCHEME_INT8, MQ_DTYPE_F32, rows, cols) / 1e9);
 	printf("int8_bf16_gbps %.3f\n", kernel_bandwidth(MQ_SCHEME_INT8, MQ_DTYPE_BF16, rows, cols) / 1e9);
-	printf("uint8_f32_gbps %.3f\n", kernel_bandwidth(MQ_SCHEME_UINT8, MQ_DTYPE_F32, rows, cols) / 1e9);
+	printf("int8_asym_f32_gbps %.3f\n", kernel_bandwidth(MQ_SCHEME_INT8_ASYM, MQ_DTYPE_F32, rows, cols) / 1e9);
 	return 0;
 }

@@ -102,8 +102,11 @@ def evaluate(d, quant, factor):
         if key not in q:
             continue
         scale = float(q[key][0]) * factor
-        zp = float(q[mname + ".input_zero_point"][0]) if mname + ".input_zero_point" in q else 0.0
-        lo, hi = (0.0, 255.0) if mname + ".input_zero_point" in q else (-128.0, 127.0)
+        zp = 0.0
+        if mname + ".input_zero_point" in q:   # int8-asym: an I8 zero point, codes in [-128, 127]
+            assert q[mname + ".input_zero_point"].dtype == np.int8, q[mname + ".input_zero_point"].dtype
+            zp = float(q[mname + ".input_zero_point"][0])
+        lo, hi = -128.0, 127.0
 
         def pre(module, args, scale=scale, zp=zp, lo=lo, hi=hi):
             x = args[0]
@@ -154,7 +157,7 @@ def check(d, quant, calib):
                 s = float(q[mname + ".input_scale"][0])
                 zp, lo, hi = 0.0, -128.0, 127.0
                 if mname + ".input_zero_point" in q:
-                    zp, lo, hi = float(q[mname + ".input_zero_point"][0]), 0.0, 255.0
+                    zp = float(q[mname + ".input_zero_point"][0])
                 xh = (torch.clamp(torch.round(x / s) + zp, lo, hi) - zp) * s
                 worst = max(worst, abs(rec["output_sqnr_db_wa"] - sqnr(y, op(xh, wh))))
     print("%.6f" % worst)

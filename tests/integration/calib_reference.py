@@ -2,9 +2,9 @@
 """Independent numpy reference of the mq-dist activation observers, and a checker
 of `mq-dist inspect FILE.h5` output against it.
 
-    calib_reference.py check FILE.h5 OUTPUT --observer NAME --act int8|uint8 [--calib-samples N]
+    calib_reference.py check FILE.h5 OUTPUT --observer NAME --act int8|int8-asym [--calib-samples N]
     calib_reference.py attrs FILE.h5 OUTPUT
-    calib_reference.py show FILE.h5 --observer NAME --act int8|uint8 [--calib-samples N]
+    calib_reference.py show FILE.h5 --observer NAME --act int8|int8-asym [--calib-samples N]
     calib_reference.py selftest
 
 The algorithms follow the calibration spec (observers, histogram, mse, entropy,
@@ -161,11 +161,13 @@ def qparams_int8(t):
     return np.float32(scale), 0
 
 
-def qparams_uint8(lo, hi):
+def qparams_asym(lo, hi):
+    """int8-asym: the unsigned 8-bit zero point shifted by -128 to compressed-tensors' signed
+    convention (it has no unsigned type)."""
     lo, hi = np.float32(lo), np.float32(hi)
     scale = np.float32(max(np.float32(np.float32(hi - lo) / np.float32(255.0)), FLT_EPS))
     z = np.rint(np.float32(np.float32(0.0) - np.float32(lo / scale)))
-    return scale, int(min(max(z, 0.0), 255.0))
+    return scale, int(min(max(z, 0.0), 255.0)) - 128
 
 
 def observe(v, observer, act):
@@ -179,7 +181,7 @@ def observe(v, observer, act):
     r = {"min": np.float32(v.min()), "max": np.float32(v.max())}
     a = np.abs(v)
     amax = np.float32(a.max())
-    if act == "uint8":
+    if act == "int8-asym":
         if kind == "minmax":
             lo, hi = min(r["min"], np.float32(0.0)), max(r["max"], np.float32(0.0))
         elif kind == "percentile":
@@ -187,7 +189,7 @@ def observe(v, observer, act):
         else:
             raise ValueError(f"{observer} is symmetric only")
         r["lo"], r["hi"] = np.float32(lo), np.float32(hi)
-        r["scale"], r["zero_point"] = qparams_uint8(lo, hi)
+        r["scale"], r["zero_point"] = qparams_asym(lo, hi)
         return r
     if act != "int8":
         raise ValueError(f"unknown act {act!r}")
@@ -311,7 +313,7 @@ def check(args):
         ref = observe(vals, args.observer, args.act)
         c.eq(f"{w} min", f32(g["min"]), ref["min"])
         c.eq(f"{w} max", f32(g["max"]), ref["max"])
-        if args.act == "uint8":
+        if args.act == "int8-asym":
             c.ok(f"{w} prints lo/hi", g["lo"] is not None, "no 'lo ... hi ...'")
             if g["lo"] is not None:
                 c.eq(f"{w} lo", f32(g["lo"]), ref["lo"])
@@ -370,7 +372,7 @@ def show(args):
         print(f"{k}: {v}")
     for name, code, shape, r, cols, vals in layers:
         ref = observe(vals, args.observer, args.act)
-        rng = (f"lo {fmt(ref['lo'])} hi {fmt(ref['hi'])}" if args.act == "uint8"
+        rng = (f"lo {fmt(ref['lo'])} hi {fmt(ref['hi'])}" if args.act == "int8-asym"
                else f"threshold {fmt(ref['threshold'])}")
         print(f"layer {name} rows {r} cols {cols} dtype {code} shape [{', '.join(map(str, shape))}] "
               f"min {fmt(ref['min'])} max {fmt(ref['max'])} {rng} scale {fmt(ref['scale'])} "
@@ -508,22 +510,22 @@ def selftest():
     s, z = qparams_int8(np.float32(127.5))
     assert s == np.float32(1.0) and z == 0
     assert qparams_int8(np.float32(0))[0] == FLT_EPS
-    s, z = qparams_uint8(np.float32(-1.0), np.float32(3.0))
-    assert s == np.float32(4.0) / np.float32(255.0) and z == 64, (s, z)
-    assert qparams_uint8(np.float32(0), np.float32(0)) == (FLT_EPS, 0)
-    assert qparams_uint8(np.float32(-2.0), np.float32(0))[1] == 255
+    s, z = qparams_asym(np.float32(-1.0), np.float32(3.0))
+    assert s == np.float32(4.0) / np.float32(255.0) and z == 64 - 128, (s, z)
+    assert qparams_asym(np.float32(0), np.float32(0)) == (FLT_EPS, -128)
+    assert qparams_asym(np.float32(-2.0), np.float32(0))[1] == 127
     # zero point rounds half to even: lo/scale = -0.5 exactly -> 0, -1.5 -> 2
     assert np.rint(np.float32(0.5)) == 0 and np.rint(np.float32(1.5)) == 2
     # observe() end to end, symmetric and asymmetric
     v = np.array([-3.0, -1.0, 0.0, 2.0, 5.0], dtype=np.float32)
     r = observe(v, "minmax", "int8")
     assert r["threshold"] == 5.0 and r["scale"] == np.float32(5.0) / np.float32(127.5)
-    r = observe(v, "minmax", "uint8")
+    r = observe(v, "minmax", "int8-asym")
     assert (r["lo"], r["hi"]) == (-3.0, 5.0)
     r = observe(np.zeros(8, np.float32), "entropy", "int8")
     assert r["threshold"] == 0 and r["scale"] == FLT_EPS
-    r = observe(np.full(8, 2.0, np.float32), "minmax", "uint8")
-    assert (r["lo"], r["hi"], r["zero_point"]) == (0.0, 2.0, 0)
+    r = observe(np.full(8, 2.0, np.float32), "minmax", "int8-asym")
+    assert (r["lo"], r["hi"], r["zero_point"]) == (0.0, 2.0, -128)
     print("selftest: all passed")
     return 0
 
@@ -537,7 +539,7 @@ def main(argv=None):
         if name == "check":
             sp.add_argument("output")
         sp.add_argument("--observer", default="minmax")
-        sp.add_argument("--act", default="int8", choices=("int8", "uint8"))
+        sp.add_argument("--act", default="int8", choices=("int8", "int8-asym"))
         sp.add_argument("--calib-samples", type=int, default=None)
     sp = sub.add_parser("attrs")
     sp.add_argument("file")

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Independent checker of an mq-dist output file against the model it was made from.
 
-    check_output.py INPUT OUTPUT [--scheme int8|uint8|fp16|bf16] [--granularity channel|tensor]
+    check_output.py INPUT OUTPUT [--scheme int8|int8-asym|fp16|bf16] [--granularity channel|tensor]
 
 INPUT is a .safetensors file or a model.safetensors.index.json (shards in the
 same folder).  Nothing from mq-dist is imported: both files are parsed here by
@@ -9,6 +9,11 @@ hand, every quantized value is recomputed (scales in float32 by the spec's
 formulas, integer codes by torch.quantize_per_channel / quantize_per_tensor,
 fp16 by numpy, bf16 by round-to-nearest-even on the bits), and every number in
 the output's __metadata__ is recomputed and compared.
+
+int8-asym follows compressed-tensors, which has no unsigned type: the codes and
+zero points are I8, read here with numpy as signed bytes, and must equal torch's
+quint8 codes and zero points minus 128; (q - zp) * s must equal torch's
+dequantize() of the quint8 tensor bit for bit.
 
 Prints one line per failed check and a final line
 "check_output: N checks passed, M failed"; exits 1 if any check failed.
@@ -25,6 +30,7 @@ import struct
 import sys
 
 import numpy as np
+import torch
 
 MIB = 1 << 20
 MAX_HEADER = 100_000_000
@@ -41,9 +47,10 @@ DTYPE_BITS = {
     "F8_E4M3": 8, "F8_E8M0": 8, "F8_E4M3FNUZ": 8, "F8_E5M2FNUZ": 8, "F4": 4,
     "F6_E2M3": 6, "F6_E3M2": 6,
 }
-FLOAT_DTYPES = ("F32", "F16", "BF16")
+FLOAT_DTYPES = ("F32", "F16", "BF16", "F64")
+CAST_SCHEMES = ("fp16", "bf16")
 SCHEMES = {  # scheme -> (quantization_dtype, output dtype, symmetric or None if unspecified)
-    "int8": ("int8", "I8", "true"), "uint8": ("uint8", "U8", "false"),
+    "int8": ("int8", "I8", "true"), "int8-asym": ("int8", "I8", "false"),
     "fp16": ("float16", "F16", None), "bf16": ("bfloat16", "BF16", None),
 }
 LAYER_KEYS = ("action", "reason", "dtype_in", "dtype_out", "shape", "bytes_in",
@@ -255,9 +262,12 @@ def read_rows(t, r0, r1):
 
 
 def to_f32(buf, dtype):
-    """Raw bytes of F32/F16/BF16 values -> float32 array (exact conversion)."""
+    """Raw bytes of F32/F16/BF16 values -> float32 array (exact conversion); F64 is rounded
+    to float32 (round to nearest even), as mq-dist and torch's .to() do."""
     if dtype == "F32":
         return np.frombuffer(buf, "<f4").astype(np.float32)
+    if dtype == "F64":
+        return np.frombuffer(buf, "<f8").astype(np.float32)
     if dtype == "F16":
         return np.frombuffer(buf, "<f2").astype(np.float32)
     if dtype == "BF16":
@@ -303,8 +313,12 @@ def row_blocks(t):
 
 # ---------------------------------------------------------------- quantization reference
 
+INT_SCHEMES = ("int8", "int8-asym")
+
+
 def int_params(x, scheme):
-    """Spec scales (float32) and zero points (int64) of each row of x [rows, n]."""
+    """Spec scales (float32) and unsigned zero points (int64, 0..255 for int8-asym, the
+    torch.quint8 convention) of each row of x [rows, n]."""
     if scheme == "int8":
         s = np.max(np.abs(x), axis=1) / np.float32(127.5)
         s = np.where(s < FLT_EPS, FLT_EPS, s).astype(np.float32)
@@ -329,8 +343,9 @@ def row_extremes(t, scheme):
 
 
 def torch_codes(x, s, zp, scheme, per_channel):
-    """Integer codes from torch's quantizer, given the reference parameters."""
-    import torch  # only here: importing it costs about 2 s, and casts need none of it
+    """Integer codes from torch's quantizer, given the reference parameters (zp unsigned for
+    int8-asym), and torch's dequantized values.  int8-asym is quantized as torch.quint8 and
+    shifted by -128 to compressed-tensors' signed codes."""
     qdtype = torch.qint8 if scheme == "int8" else torch.quint8
     xt = torch.from_numpy(np.ascontiguousarray(x))
     if per_channel:
@@ -338,7 +353,10 @@ def torch_codes(x, s, zp, scheme, per_channel):
                                        torch.from_numpy(zp.astype(np.int64)), 0, qdtype)
     else:
         q = torch.quantize_per_tensor(xt, float(s[0]), int(zp[0]), qdtype)
-    return q.int_repr().numpy()
+    codes = q.int_repr().numpy().astype(np.int64)
+    if scheme == "int8-asym":
+        codes -= 128
+    return codes, q.dequantize().numpy()
 
 
 class Mismatch:
@@ -367,7 +385,7 @@ def check_quantized(rep, t, out, scheme, per_channel):
     wq = out.tensors.get(t.name)
     sq = out.tensors.get(prefix + "weight_scale")
     zq = out.tensors.get(prefix + "weight_zero_point")
-    int_scheme = scheme in ("int8", "uint8")
+    int_scheme = scheme in INT_SCHEMES
     dtype_out = SCHEMES[scheme][1]
     ok = rep.check(wq is not None, "%s: missing in output" % t.name)
     ok = ok and rep.equal((wq.dtype, wq.shape), (dtype_out, t.shape), t.name + ": dtype/shape")
@@ -376,18 +394,21 @@ def check_quantized(rep, t, out, scheme, per_channel):
         ok = rep.check(sq is not None, "%s: missing in output" % (prefix + "weight_scale")) and ok
         ok = ok and rep.equal((sq.dtype, sq.shape), ("F32", pshape),
                               prefix + "weight_scale: dtype/shape")
-        if scheme == "uint8":
+        if scheme == "int8-asym":
             ok = rep.check(zq is not None,
                            "%s: missing in output" % (prefix + "weight_zero_point")) and ok
-            ok = ok and rep.equal((zq.dtype, zq.shape), ("U8", pshape),
+            ok = ok and rep.equal((zq.dtype, zq.shape), ("I8", pshape),
                                   prefix + "weight_zero_point: dtype/shape")
     if not ok:
         return None
 
+    if t.numel == 0:
+        return 0.0, 0.0, 0.0
     n = t.numel // t.rows
     # per tensor: parameters from the whole tensor's extremes (one extra read pass)
     whole = None if per_channel or not int_scheme else int_params(row_extremes(t, scheme), scheme)
     bad_scale, bad_zp, bad_q, bad_fp = Mismatch(), Mismatch(), Mismatch(), Mismatch()
+    bad_deq = Mismatch()
     signal = noise = 0.0
     max_err = 0.0
     for r0, r1 in row_blocks(t):
@@ -397,16 +418,16 @@ def check_quantized(rep, t, out, scheme, per_channel):
             p0, p1 = (r0, r1) if per_channel else (0, 1)
             s_got = np.frombuffer(read_rows(sq, p0, p1), "<f4")
             bad_scale.add(s_got.view(np.uint32), s_ref.view(np.uint32), p0, 1)
-            zp_got = (np.frombuffer(read_rows(zq, p0, p1), "u1").astype(np.int64)
-                      if scheme == "uint8" else np.zeros(p1 - p0, np.int64))
-            bad_zp.add(zp_got, zp_ref, p0, 1)
-            q_got = np.frombuffer(read_rows(wq, r0, r1), "i1" if scheme == "int8" else "u1")
-            q_got = q_got.reshape(r1 - r0, n)
-            bad_q.add(q_got.astype(np.int64), torch_codes(x, s_ref, zp_ref, scheme, per_channel)
-                      .astype(np.int64), r0, n)
+            zp_got = (np.frombuffer(read_rows(zq, p0, p1), "i1").astype(np.int64)
+                      if scheme == "int8-asym" else np.zeros(p1 - p0, np.int64))
+            bad_zp.add(zp_got, zp_ref - 128 if scheme == "int8-asym" else zp_ref, p0, 1)
+            q_got = np.frombuffer(read_rows(wq, r0, r1), "i1").reshape(r1 - r0, n)
+            codes, deq_torch = torch_codes(x, s_ref, zp_ref, scheme, per_channel)
+            bad_q.add(q_got.astype(np.int64), codes, r0, n)
             shape = (-1, 1) if per_channel else (1, 1)
             deq = ((q_got.astype(np.int32) - zp_got.reshape(shape).astype(np.int32))
                    .astype(np.float32) * s_got.reshape(shape))
+            bad_deq.add(deq.view(np.uint32), deq_torch.astype(np.float32).view(np.uint32), r0, n)
         else:
             got = np.frombuffer(read_rows(wq, r0, r1), "<u2").reshape(r1 - r0, n)
             with np.errstate(over="ignore"):   # overflow to Inf is what RNE gives
@@ -420,12 +441,18 @@ def check_quantized(rep, t, out, scheme, per_channel):
         max_err = max(max_err, float(np.max(np.abs(diff))))
     if int_scheme:
         bad_scale.report(rep, prefix + "weight_scale: bits differ from spec scale")
-        if scheme == "uint8":
-            bad_zp.report(rep, prefix + "weight_zero_point: differs from spec zero point")
-        bad_q.report(rep, t.name + ": codes differ from torch.quantize_per_%s"
-                     % ("channel" if per_channel else "tensor"))
+        if scheme == "int8-asym":
+            bad_zp.report(rep, prefix + "weight_zero_point: differs from spec zero point - 128")
+        bad_q.report(rep, t.name + ": codes differ from torch.quantize_per_%s%s"
+                     % ("channel" if per_channel else "tensor",
+                        " (quint8) - 128" if scheme == "int8-asym" else ""))
+        bad_deq.report(rep, t.name + ": (q - zp) * s differs from torch's dequantize()")
     else:
         bad_fp.report(rep, t.name + ": bits differ from %s round-to-nearest-even" % scheme)
+        bad_torch = Mismatch()
+        bad_torch.add(np.frombuffer(read_rows(wq, 0, t.rows), "<u2"), torch_cast_bits(t, scheme), 0, n)
+        bad_torch.report(rep, t.name + ": bits differ from torch's .to(torch.%s)"
+                         % ("float16" if scheme == "fp16" else "bfloat16"))
     return signal, noise, max_err
 
 
@@ -512,7 +539,7 @@ def check_header_meta(rep, meta, args):
                   % meta.get("symmetric"))
     per_channel = meta.get("per_channel")
     rep.check(per_channel in ("true", "false"), "metadata per_channel %r" % per_channel)
-    if args.granularity and scheme in ("int8", "uint8"):
+    if args.granularity and scheme in INT_SCHEMES:
         rep.equal(per_channel, "true" if args.granularity == "channel" else "false",
                   "metadata per_channel")
     rep.equal(meta.get("calibration_samples"), "0", "metadata calibration_samples")
@@ -520,10 +547,24 @@ def check_header_meta(rep, meta, args):
     return scheme, per_channel != "false"
 
 
-def eligible(t):
-    """Selection rules 1-4: only these tensors may be quantized."""
+def eligible(t, scheme):
+    """Selection rules 1-4: only these tensors may be quantized.  A cast converts every
+    floating-point tensor (as model.to(dtype) does)."""
+    if scheme in CAST_SCHEMES:
+        return t.dtype in FLOAT_DTYPES
     return (t.dtype in FLOAT_DTYPES and len(t.shape) in (2, 4)
             and t.name.endswith(".weight") and t.numel > 0)
+
+
+def torch_cast_bits(t, scheme):
+    """The input tensor through torch's own .to(torch.float16 / torch.bfloat16), as uint16 bits."""
+    raw = read_at(t.path, t.data_start + t.begin, t.nbytes)
+    if t.dtype == "BF16":
+        src = torch.from_numpy(np.frombuffer(raw, "<i2").copy()).view(torch.bfloat16)
+    else:
+        src = torch.from_numpy(np.frombuffer(raw, {"F32": "<f4", "F16": "<f2", "F64": "<f8"}[t.dtype]).copy())
+    out = src.to(torch.float16 if scheme == "fp16" else torch.bfloat16)
+    return out.view(torch.int16).numpy().view(np.uint16)
 
 
 def check_tensor(rep, t, digest, rec, out, scheme, per_channel, totals, expected_out):
@@ -539,6 +580,11 @@ def check_tensor(rep, t, digest, rec, out, scheme, per_channel, totals, expected
     rep.check(not missing, "%s: layer record lacks %s" % (name, missing))
     action = rec.get("action")
     if action == "kept":
+        if scheme in CAST_SCHEMES and t.dtype in FLOAT_DTYPES:   # only an option keeps a float tensor
+            reason = str(rec.get("reason"))
+            rep.check(reason.startswith("--exclude") or reason == "no --include matches",
+                      "%s: %s tensor kept by a %s cast (%r); a cast converts every float tensor"
+                      % (name, t.dtype, scheme, reason))
         expected_out.append(name)
         o = out.tensors.get(name)
         if rep.check(o is not None, "%s: kept tensor missing in output" % name):
@@ -554,14 +600,14 @@ def check_tensor(rep, t, digest, rec, out, scheme, per_channel, totals, expected
         return
     totals["quantized"].append(name)
     outs = [name]
-    if not rep.check(eligible(t), "%s: quantized but rules 1-4 say keep (%s %s)"
+    if not rep.check(eligible(t, scheme), "%s: quantized but rules 1-4 say keep (%s %s)"
                      % (name, t.dtype, t.shape)):
         expected_out.append(name)
         return
     prefix = name[:-len("weight")]
-    if scheme in ("int8", "uint8"):
+    if scheme in INT_SCHEMES:
         outs.append(prefix + "weight_scale")
-        if scheme == "uint8":
+        if scheme == "int8-asym":
             outs.append(prefix + "weight_zero_point")
     expected_out.extend(outs)
     rep.equal(rec.get("dtype_out"), SCHEMES[scheme][1], name + ": dtype_out")
@@ -570,7 +616,7 @@ def check_tensor(rep, t, digest, rec, out, scheme, per_channel, totals, expected
               "%s: bytes_out %r is neither the weight's %r nor all its tensors' %r bytes"
               % (name, rec.get("bytes_out"), out_bytes[:1], sum(out_bytes)))
     res = check_quantized(rep, t, out, scheme, per_channel)
-    if res is not None:
+    if res is not None and t.numel:
         check_metrics(rep, name, rec, t.numel, *res)
         totals["signal"] += res[0]
         totals["noise"] += res[1]
@@ -677,7 +723,7 @@ def main(argv):
     ap.add_argument("--scheme", choices=tuple(SCHEMES),
                     help="expected scheme (default: whatever the metadata says)")
     ap.add_argument("--granularity", choices=("channel", "tensor"),
-                    help="expected granularity for int8/uint8 (default: from metadata)")
+                    help="expected granularity for int8/int8-asym (default: from metadata)")
     args = ap.parse_args(argv)
     rep = run(args)
     print("check_output: %d checks passed, %d failed" % (rep.passed, rep.failed))

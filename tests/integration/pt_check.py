@@ -9,7 +9,8 @@
     pt_check.py compare OUT.pt OUT.safetensors
         zipcheck, then torch.load(OUT.pt, weights_only=True) must give an OrderedDict of
         plain contiguous tensors equal bit for bit to the safetensors file's tensors, and
-        archive/mq_metadata.json must equal its __metadata__.
+        archive/mq_metadata.json must equal its __metadata__.  For int8 and int8-asym, every
+        quantized weight and zero point loads as torch.int8.
     pt_check.py same-tensors A.safetensors B.safetensors
         The same tensor names, dtypes, shapes and bytes.
     pt_check.py same-run A.safetensors B.safetensors [--input-a FILE]
@@ -18,7 +19,7 @@
         (base name and size).
     pt_check.py f64check IN.safetensors OUT.safetensors
         Every F64 input weight (2-D or 4-D, named *.weight, not excluded) was quantized
-        (int8 or uint8): the codes, scale and zero point reproduce the float64 input within
+        (int8 or int8-asym): the codes, scale and zero point reproduce the float64 input within
         half a step, and the layer record's sqnr_db agrees (0.01 dB).
     pt_check.py inspect FILE.pt INSPECT.txt [--meta]
         The text printed by `mq-dist inspect FILE.pt` names every tensor (torch.load) on a
@@ -194,6 +195,24 @@ def cmd_compare(rep, args):
     got = torch_tensors(rep, torch, args.pt)
     if got is not None:
         compare_tensors(rep, got, st.tensors, "%s vs %s" % (args.pt, args.safetensors))
+    if got is not None and meta is not None:
+        int8_dtypes(rep, got, meta, args.pt)
+
+
+def int8_dtypes(rep, got, meta, path):
+    """Integer schemes (int8, int8-asym): every quantized weight and every zero point loads as
+    torch.int8, as compressed-tensors has it (it has no unsigned type)."""
+    if meta.get("scheme") not in ("int8", "int8-asym"):
+        return
+    selected = parsed(meta.get("selected_layers", "[]"))
+    names = [n for n in got if n.endswith("_zero_point")] + list(selected if isinstance(selected, list) else [])
+    if meta.get("scheme") == "int8-asym":
+        rep.check(any(n.endswith(".weight_zero_point") for n in got) or not selected,
+                  "%s: int8-asym output without weight_zero_point tensors" % path)
+    for name in names:
+        dtype = got.get(name, (None,))[0]
+        rep.check(dtype == "I8", "%s: %r loads as %s, expected torch.int8"
+                  % (path, name, TORCH_DTYPE.get(dtype, dtype)))
 
 
 def cmd_same_tensors(rep, args):
@@ -251,8 +270,8 @@ def cmd_f64check(rep, args):
         x = src.array(name, "<f8").astype(np.float64)
         rows = x.shape[0]
         x = x.reshape(rows, -1)
-        q_dtype = {"int8": ("I8", "<i1"), "uint8": ("U8", "<u1")}.get(scheme)
-        if not rep.check(q_dtype is not None, "%s: scheme %r is not int8/uint8" % (name, scheme)):
+        q_dtype = {"int8": ("I8", "<i1"), "int8-asym": ("I8", "<i1")}.get(scheme)
+        if not rep.check(q_dtype is not None, "%s: scheme %r is not int8/int8-asym" % (name, scheme)):
             continue
         prefix = name[:-len("weight")]
         q = out.tensors.get(name)
@@ -266,11 +285,11 @@ def cmd_f64check(rep, args):
         codes = out.array(name, q_dtype[1]).astype(np.float64).reshape(rows, -1)
         scale = out.array(prefix + "weight_scale", "<f4").astype(np.float64).reshape(-1, 1)
         zp = np.zeros_like(scale)
-        if scheme == "uint8":
+        if scheme == "int8-asym":
             z = out.tensors.get(prefix + "weight_zero_point")
-            if not rep.check(z is not None and z[0] == "U8", "%s: no U8 weight_zero_point" % name):
+            if not rep.check(z is not None and z[0] == "I8", "%s: no I8 weight_zero_point" % name):
                 continue
-            zp = out.array(prefix + "weight_zero_point", "<u1").astype(np.float64).reshape(-1, 1)
+            zp = out.array(prefix + "weight_zero_point", "<i1").astype(np.float64).reshape(-1, 1)
         if scheme == "int8" and scale.shape[0] == rows:
             want = np.maximum(np.abs(x).max(axis=1, keepdims=True) / 127.5, FLT_EPS)
             rep.check(np.allclose(scale, want, rtol=1e-6, atol=0),

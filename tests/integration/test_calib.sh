@@ -242,7 +242,7 @@ PY
 
 # mq-dist reads what the script wrote.
 inspect_check "inspect calib.h5 minmax int8" "$WORK/calib.h5" --observer minmax --act int8
-inspect_check "inspect calib-cli16.h5 percentile uint8" "$WORK/calib-cli16.h5" --observer percentile --act uint8
+inspect_check "inspect calib-cli16.h5 percentile int8-asym" "$WORK/calib-cli16.h5" --observer percentile --act int8-asym
 inspect_check "inspect tok.h5 entropy int8" "$WORK/tok.h5" --observer entropy --act int8
 attrs_check "inspect calib.h5 prints the root attributes" "$WORK/calib.h5"
 attrs_check "inspect calib-cli16.h5 prints the root attributes" "$WORK/calib-cli16.h5"
@@ -319,8 +319,8 @@ for obs in minmax percentile percentile:99.9 percentile:100 mse entropy; do
     inspect_check "awkward $obs int8, 100 samples" "$WORK/awkward.h5" --observer "$obs" --act int8 --calib-samples 100
 done
 for obs in minmax percentile percentile:99.9 percentile:100; do
-    inspect_check "awkward $obs uint8" "$WORK/awkward.h5" --observer "$obs" --act uint8
-    inspect_check "awkward $obs uint8, 37 samples" "$WORK/awkward.h5" --observer "$obs" --act uint8 --calib-samples 37
+    inspect_check "awkward $obs int8-asym" "$WORK/awkward.h5" --observer "$obs" --act int8-asym
+    inspect_check "awkward $obs int8-asym, 37 samples" "$WORK/awkward.h5" --observer "$obs" --act int8-asym --calib-samples 37
 done
 
 # ---- c. errors ---------------------------------------------------------------------------------
@@ -384,9 +384,56 @@ expect_inspect_error not-hdf5 3 "$WORK/not-hdf5.h5" "not-hdf5.h5" --observer min
 expect_inspect_error no-inputs 3 "$WORK/no-inputs.h5" "no-inputs.h5|layer.empty" --observer minmax --act int8
 expect_inspect_error int32-inputs 3 "$WORK/int32.h5" "int32.h5|layer.int32" --observer minmax --act int8
 expect_inspect_error rank1-inputs 3 "$WORK/rank1.h5" "rank1.h5|layer.rank1" --observer minmax --act int8
-expect_inspect_error rank3-inputs 3 "$WORK/rank3.h5" "rank3.h5|layer.rank3" --observer percentile --act uint8
+expect_inspect_error rank3-inputs 3 "$WORK/rank3.h5" "rank3.h5|layer.rank3" --observer percentile --act int8-asym
 expect_inspect_error nan 4 "$WORK/nan.h5" "nan.h5|layer.nan" --observer minmax --act int8
 expect_inspect_error nan-entropy 4 "$WORK/nan.h5" "nan.h5|layer.nan" --observer entropy --act int8
 expect_inspect_error inf-float16 4 "$WORK/inf16.h5" "inf16.h5|layer.inf" --observer mse --act int8
+
+# ---- the project's own generators fit together ------------------------------------------------
+# make_model.py writes a Conv weight (model.conv.weight [8, 4, 3, 3]) that mq-dist quantizes by
+# default; make_calibration.py must give it a Conv group ([n, in, h, w] plus stride, padding,
+# dilation and groups), so that --calib on such a model succeeds (it exited 3 when the group was
+# missing), byte-identical on 1 and 3 ranks, with the Conv layer calibrated.
+make_model "$WORK/gen.safetensors" --seed 31 --layers 1
+if "$MQ_PYTHON" "$MQ_SCRIPTS/make_calibration.py" "$WORK/gen.safetensors" "$WORK/gen.h5" --rows 48 --seed 3; then
+    "$MQ_PYTHON" - "$WORK/gen.h5" <<'PY' && pass "make_calibration.py: a Conv group as README 'Calibration' describes" \
+        || fail "make_calibration.py: Conv group layout"
+import sys
+import h5py
+import numpy as np
+with h5py.File(sys.argv[1], "r") as f:
+    g = f["model.conv"]
+    assert g["inputs"].shape == (48, 4, 8, 8) and g["inputs"].dtype == np.float32, g["inputs"].shape
+    assert g["inputs"].chunks[1:] == (4, 8, 8), g["inputs"].chunks
+    for k, want in (("stride", [1, 1]), ("padding", [1, 1]), ("dilation", [1, 1])):
+        assert list(g.attrs[k]) == want and g.attrs[k].dtype == np.int64, (k, g.attrs[k])
+    assert int(g.attrs["groups"]) == 1
+    lin = f["model.layers.0.mlp.down_proj/inputs"]
+    assert lin.ndim == 2 and lin.shape[0] == 48, lin.shape
+    assert "model.embed_tokens" not in f and "lm_head" not in f
+PY
+    ok=1
+    for n in 1 3; do
+        mq "$n" "$WORK/gen.safetensors" --calib "$WORK/gen.h5" -o "$WORK/gen.n$n.safetensors" -q \
+            || { fail "mq-dist --calib on a make_model.py model: -n $n exited $?: $(head -c 300 "$WORK/last.err")"; ok=0; }
+    done
+    if [ $ok = 1 ]; then
+        cmp -s "$WORK/gen.n1.safetensors" "$WORK/gen.n3.safetensors" \
+            && pass "mq-dist --calib on a make_model.py model with a Conv layer: exit 0, -n 1 = -n 3" \
+            || fail "mq-dist --calib on a make_model.py model: -n 1 and -n 3 differ"
+        "$MQ_PYTHON" - "$WORK/gen.n1.safetensors" <<'PY' && pass "the Conv layer is calibrated (static input scale)" \
+            || fail "the Conv layer's calibration record"
+import json, struct, sys
+with open(sys.argv[1], "rb") as f:
+    h = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
+rec = json.loads(h["__metadata__"]["layers"])["model.conv.weight"]
+assert rec["action"] == "quantized" and rec["calibration"] == "static" and rec["calib_rows"] == 48, rec
+assert h["model.conv.input_scale"]["dtype"] == "F32" and rec["input_scale"] > 0, rec
+assert h["__metadata__"]["weights_only_layers"] == "0"
+PY
+    fi
+else
+    fail "make_calibration.py on a make_model.py model"
+fi
 
 finish

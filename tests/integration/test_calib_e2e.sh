@@ -28,7 +28,7 @@ calibrate() {
 # output's norm, and smaller than with a scale 10x too small or 10x too large. The entropy observer
 # clips harder on this model's ReLU activations (half of them are exact zeros): it gets 15%, and
 # must beat only the scale that clips more than it does.
-for variant in "int8-percentile 0.03" "uint8-minmax 0.03 --act uint8 --observer minmax" \
+for variant in "int8-percentile 0.03" "int8-asym-minmax 0.03 --act int8-asym --observer minmax" \
     "int8-entropy 0.15 --observer entropy" "int8-mse 0.03 --observer mse --calib-samples 100" \
     "int8-per-tensor 0.03 --granularity tensor --observer percentile:99.9"; do
     set -- $variant
@@ -44,6 +44,27 @@ for variant in "int8-percentile 0.03" "uint8-minmax 0.03 --act uint8 --observer 
         pass "$name: output error $err < $TOL, worse with wrong scales ($err_small, $err_large)"
     else
         fail "$name: output error $err (hooks $hooks), wrong scales $err_small / $err_large"
+    fi
+    if [ "$name" = int8-asym-minmax ]; then
+        # compressed-tensors' asymmetric int8: I8 codes and zero points, and the metadata says so.
+        "$MQ_PYTHON" - "$D/q.safetensors" <<'PY' && pass "$name: I8 input zero points, activation_symmetric false" \
+            || fail "$name: dtypes or metadata"
+import json, struct, sys
+import numpy as np
+b = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", b[:8])[0]
+h = json.loads(b[8:8 + n])
+meta = h.pop("__metadata__")
+assert meta["scheme"] == "int8" and meta["activation_dtype"] == "int8", meta
+assert meta["activation_symmetric"] == "false", meta["activation_symmetric"]   # the weights stay symmetric int8
+layers = json.loads(meta["layers"])
+zps = [k for k in h if k.endswith(".input_zero_point")]
+assert zps and all(h[k]["dtype"] == "I8" and h[k]["shape"] == [1] for k in zps), zps
+for k in zps:
+    s, e = h[k]["data_offsets"]
+    zp = int(np.frombuffer(b[8 + n + s:8 + n + e], np.int8)[0])
+    assert layers[k[:-len("input_zero_point")] + "weight"]["input_zero_point"] == zp, k
+PY
     fi
     dev=$("$MQ_PYTHON" "$E2E" check "$D" "$D/q.safetensors" "$D/calib.h5")
     awk -v d="$dev" 'BEGIN { exit !(d < 0.001) }' && pass "$name: output SQNR matches torch (max diff $dev dB)" \
@@ -79,7 +100,7 @@ expect not-hdf5 3 "is not an HDF5 file" --calib "$D/model.safetensors"
 expect bad-shape 3 "has shape [128, 1024] but its calibration activations have shape [8, 64]" --calib "$D/bad-shape.h5"
 expect nan 4 "layer '7': NaN in the activations" --calib "$D/nan.h5"
 expect no-calib-option 2 "need --calib" --observer minmax
-expect entropy-uint8 2 "minmax and percentile observers only" --calib "$D/calib.h5" --act uint8 --observer entropy
+expect entropy-int8-asym 2 "minmax and percentile observers only" --calib "$D/calib.h5" --act int8-asym --observer entropy
 "$MQ_PYTHON" -c 'import h5py, sys
 with h5py.File(sys.argv[1]) as s, h5py.File(sys.argv[2], "w") as d:
     [s.copy(s[k], d, k) for k in s if k != "7"]

@@ -9,6 +9,15 @@ make_model "$WORK/m.safetensors" --seed 21 --outliers
 "$MQ_DIST" --version | grep -qE '^mq-dist [0-9]+\.[0-9]+\.[0-9]+$' && pass "--version" || fail "--version"
 mq 2 --scheme int3 "$WORK/m.safetensors"
 [ $? -eq 2 ] && grep -q "unknown scheme" "$WORK/last.err" && pass "bad option: exit 2 on every rank" || fail "bad option"
+# The old unsigned scheme wrote U8 codes and zero points; it is refused and points to int8-asym,
+# on the command line and in a job file.
+mq 2 -s uint8 "$WORK/m.safetensors"
+[ $? -eq 2 ] && grep -q "use int8-asym" "$WORK/last.err" && [ ! -e "$WORK/m.uint8.safetensors" ] \
+    && pass "-s uint8 refused, naming int8-asym" || fail "-s uint8: $(cat "$WORK/last.err")"
+printf '{"defaults": {"scheme": "uint8"}, "models": [{"input": "m.safetensors"}]}' >"$WORK/old.json"
+mq 2 --job "$WORK/old.json"
+[ $? -eq 2 ] && grep -q "use int8-asym" "$WORK/last.err" && pass "a job file's scheme uint8 refused, naming int8-asym" \
+    || fail "job file uint8: $(cat "$WORK/last.err")"
 
 # Dry run: prints the plan per rank and writes nothing.
 before=$(ls -A "$WORK")

@@ -87,6 +87,21 @@ b[off:off + 4] = np.float32(1e6).tobytes()
 open(p, "wb").write(bytes(b))
 PY
 expect_error fp16-overflow 4 "beyond the float16 range" 3 "$WORK/outliers.safetensors" --scheme fp16 -o "$OUT/o.safetensors"
+# A cast converts biases and norms too, so an overflow there is the same error, naming the tensor.
+make_model "$WORK/bias-big.safetensors" --seed 11 --dtype F32
+"$MQ_PYTHON" - "$WORK/bias-big.safetensors" <<'PY'
+import json, struct, sys
+import numpy as np
+p = sys.argv[1]
+b = bytearray(open(p, "rb").read())
+n = struct.unpack("<Q", b[:8])[0]
+t = json.loads(b[8:8 + n])["model.layers.0.self_attn.q_proj.bias"]
+off = 8 + n + t["data_offsets"][0] + 4 * 5
+b[off:off + 4] = np.float32(-7e4).tobytes()
+open(p, "wb").write(bytes(b))
+PY
+expect_error fp16-overflow-bias 4 "q_proj.bias': a value beyond the float16 range" 2 "$WORK/bias-big.safetensors" \
+    --scheme fp16 -o "$OUT/o.safetensors"
 
 # Shards: a shard outside the index's folder, a tensor missing from its shard.
 mkdir -p "$WORK/shard"

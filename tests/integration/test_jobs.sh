@@ -84,9 +84,9 @@ job_error() {
 job_error "unknown top-level key" "modls" \
     '{"modls": [], "models": [{"input": "a.safetensors"}]}'
 job_error "unknown model key" "models[1]|('x')|optons" \
-    '{"models": [{"input": "a.safetensors"}, {"name": "x", "input": "b.safetensors", "optons": {"scheme": "uint8"}}]}'
+    '{"models": [{"input": "a.safetensors"}, {"name": "x", "input": "b.safetensors", "optons": {"scheme": "int8-asym"}}]}'
 job_error "unknown option in defaults" "defaults|schem" \
-    '{"defaults": {"schem": "uint8"}, "models": [{"input": "a.safetensors"}]}'
+    '{"defaults": {"schem": "int8-asym"}, "models": [{"input": "a.safetensors"}]}'
 job_error "unknown option in a model" "models[1]|granularty" \
     '{"models": [{"input": "a.safetensors"}, {"input": "b.safetensors", "options": {"granularty": "tensor"}}]}'
 job_error "wrong scheme" "models[0]|int4" \
@@ -134,12 +134,12 @@ make_model "$Z/in/c.safetensors" --seed 13 --dtype BF16 --outliers
 make_model "$WORK/m-src.safetensors" --seed 14
 pt_convert "$Z/in/m.pt" "$WORK/m-src.safetensors"
 
-# defaults: uint8, exclude up_proj, budget 64.  a: all defaults.  bee: its own scheme, exclude
+# defaults: int8-asym, exclude up_proj, budget 64.  a: all defaults.  bee: its own scheme, exclude
 # (a string) and granularity.  cee: include (an array), "_" keys, a flag.  m: a .pt input.
 cat >"$Z/job.json" <<'EOF'
 {
   "report": "rep/zoo",
-  "defaults": {"scheme": "uint8", "exclude": ["up_proj"], "memory-budget": 64},
+  "defaults": {"scheme": "int8-asym", "exclude": ["up_proj"], "memory-budget": 64},
   "models": [
     {"input": "in/a.safetensors"},
     {"name": "bee", "input": "in/b.safetensors", "output": "out/bee.pt",
@@ -151,7 +151,7 @@ cat >"$Z/job.json" <<'EOF'
 }
 EOF
 JOB="../zoo/job.json"
-OUTS=("$Z/in/a.uint8.safetensors" "$Z/out/bee.pt" "$Z/out/cee.safetensors" "$Z/in/m.uint8.pt")
+OUTS=("$Z/in/a.int8-asym.safetensors" "$Z/out/bee.pt" "$Z/out/cee.safetensors" "$Z/in/m.int8-asym.pt")
 REP="$Z/rep/zoo"
 cd "$EL" || exit 1
 
@@ -167,13 +167,13 @@ for f in "${OUTS[@]}"; do [ -f "$f" ] || missing="$missing ${f#"$WORK"/}"; done
 report "job run" a=ok bee=ok cee=ok m=ok
 
 # The same bytes as direct runs with the options each model should get.
-mq 2 "$Z/in/a.safetensors" -o "$D/a.safetensors" -s uint8 -x up_proj -m 64 -q
-same "a (defaults only) = direct run with -s uint8 -x up_proj" "$D/a.safetensors" "${OUTS[0]}"
+mq 2 "$Z/in/a.safetensors" -o "$D/a.safetensors" -s int8-asym -x up_proj -m 64 -q
+same "a (defaults only) = direct run with -s int8-asym -x up_proj" "$D/a.safetensors" "${OUTS[0]}"
 mq 2 "$Z/in/b.safetensors" -o "$D/bee.pt" -s int8 -x down_proj -g tensor -m 64 -q
 same "bee (model options over defaults) = direct run" "$D/bee.pt" "${OUTS[1]}"
-mq 2 "$Z/in/c.safetensors" -o "$D/cee.safetensors" -s uint8 -x up_proj -i q_proj -i k_proj -m 8 --no-default-excludes -q
+mq 2 "$Z/in/c.safetensors" -o "$D/cee.safetensors" -s int8-asym -x up_proj -i q_proj -i k_proj -m 8 --no-default-excludes -q
 same "cee (include array, _ keys, flag) = direct run" "$D/cee.safetensors" "${OUTS[2]}"
-mq 2 "$Z/in/m.pt" -o "$D/m.pt" -s uint8 -x gate_proj -m 64 -q
+mq 2 "$Z/in/m.pt" -o "$D/m.pt" -s int8-asym -x gate_proj -m 64 -q
 same "m (.pt input, default .pt output) = direct run" "$D/m.pt" "${OUTS[3]}"
 
 # fates: an option is taken whole from the first source that sets it.
@@ -194,7 +194,7 @@ fates "${OUTS[2]}" self_attn.q_proj quantized self_attn.k_proj quantized self_at
 fates "${OUTS[3]}" mlp.up_proj quantized mlp.gate_proj kept
 got=""
 for f in "${OUTS[@]}"; do got="$got $(jc meta "$f" scheme)/$(jc meta "$f" per_channel)"; done
-[ "$got" = " uint8/true int8/false uint8/true uint8/true" ] && pass "schemes and granularities:$got" || fail "schemes:$got"
+[ "$got" = " int8-asym/true int8/false int8-asym/true int8-asym/true" ] && pass "schemes and granularities:$got" || fail "schemes:$got"
 fp=$(jc meta "${OUTS[0]}" fingerprint)
 [[ $fp =~ ^[0-9a-f]{64}$ ]] && pass "fingerprint in the metadata" || fail "fingerprint: '$fp'"
 
@@ -225,7 +225,7 @@ runjob -g tensor
 expect_rc "-g tensor" 0
 report "-g tensor" a=ok bee="up to date" cee=ok m=ok
 [ "$s1" = "$(stamp "${OUTS[1]}")" ] && pass "-g tensor: bee (already per tensor) untouched" || fail "-g tensor: bee touched"
-got="$(jc meta "$Z/in/a.uint8-per-tensor.safetensors" per_channel) $(jc meta "${OUTS[2]}" per_channel) $(jc meta "$Z/in/m.uint8-per-tensor.pt" per_channel)"
+got="$(jc meta "$Z/in/a.int8-asym-per-tensor.safetensors" per_channel) $(jc meta "${OUTS[2]}" per_channel) $(jc meta "$Z/in/m.int8-asym-per-tensor.pt" per_channel)"
 [ "$got" = "false false false" ] && pass "-g tensor applied to every model" || fail "-g tensor: per_channel $got"
 
 # Back to the job's own options: cee redone (it was made per tensor), the rest up to date.
@@ -278,16 +278,16 @@ else
     fail "--dry-run wrote something: $(ls "$Z/rep" "$Z/out")"
 fi
 
-# -s uint8 on the command line overrides every model's scheme: bee (int8 in its entry) is redone,
-# cee (deleted above) is made, a and m (uint8 already) are up to date.
-runjob -s uint8
-expect_rc "-s uint8" 0
-report "-s uint8" a="up to date" bee=ok cee=ok m="up to date"
+# -s int8-asym on the command line overrides every model's scheme: bee (int8 in its entry) is redone,
+# cee (deleted above) is made, a and m (int8-asym already) are up to date.
+runjob -s int8-asym
+expect_rc "-s int8-asym" 0
+report "-s int8-asym" a="up to date" bee=ok cee=ok m="up to date"
 got=""
 for f in "${OUTS[@]}"; do got="$got $(jc meta "$f" scheme)"; done
-[ "$got" = " uint8 uint8 uint8 uint8" ] && pass "-s uint8 applied to every model" || fail "-s uint8: schemes$got"
-mq 2 "$Z/in/b.safetensors" -o "$D/bee3.pt" -s uint8 -x o_proj -g tensor -m 64 -q
-same "-s uint8: bee = direct run with its other options kept" "$D/bee3.pt" "${OUTS[1]}"
+[ "$got" = " int8-asym int8-asym int8-asym int8-asym" ] && pass "-s int8-asym applied to every model" || fail "-s int8-asym: schemes$got"
+mq 2 "$Z/in/b.safetensors" -o "$D/bee3.pt" -s int8-asym -x o_proj -g tensor -m 64 -q
+same "-s int8-asym: bee = direct run with its other options kept" "$D/bee3.pt" "${OUTS[1]}"
 left=$(find "$Z" -name '.*tmp*')
 [ -z "$left" ] && pass "no partial files left in the job's folders" || fail "left: $left"
 cd "$WORK" || exit 1
@@ -308,7 +308,7 @@ cat >"$G/job.tmpl" <<'EOF'
   {"name": "g1", "input": "g1.safetensors", "output": "OUT/g1.safetensors", "calib": "g1.h5",
    "options": {"granularity": "tensor", "calib-missing": "weights-only"}},
   {"name": "bad", "input": "nan.safetensors", "output": "OUT/bad.safetensors"},
-  {"name": "g2", "input": "g2.safetensors", "output": "OUT/g2.pt", "options": {"scheme": "uint8"}},
+  {"name": "g2", "input": "g2.safetensors", "output": "OUT/g2.pt", "options": {"scheme": "int8-asym"}},
   {"name": "g3", "input": "g3.safetensors", "output": "OUT/g3.safetensors", "options": {"scheme": "bf16", "no-checksum": true}},
   {"name": "g4", "input": "g4.safetensors", "output": "OUT/g4.safetensors", "options": {"exclude": ["gate_proj", "o_proj"], "granularity": "tensor"}}
  ]}
@@ -351,7 +351,7 @@ for k in 2 3; do
 done
 mq 1 "$G/g1.safetensors" -o "$G/d/g1.safetensors" -g tensor -x v_proj -c "$G/g1.h5" --calib-missing weights-only -q
 same "g1 = direct run" "$G/d/g1.safetensors" "$G/seq/g1.safetensors"
-mq 3 "$G/g2.safetensors" -o "$G/d/g2.pt" -s uint8 -x v_proj -q
+mq 3 "$G/g2.safetensors" -o "$G/d/g2.pt" -s int8-asym -x v_proj -q
 same "g2 = direct run" "$G/d/g2.pt" "$G/seq/g2.pt"
 mq 2 "$G/g3.safetensors" -o "$G/d/g3.safetensors" -s bf16 -x v_proj --no-checksum -q
 same "g3 = direct run" "$G/d/g3.safetensors" "$G/seq/g3.safetensors"

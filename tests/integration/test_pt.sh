@@ -72,7 +72,7 @@ write_pt() {
 }
 
 write_pt f32-int8 "$WORK/f32.safetensors" pt
-write_pt f16-uint8 "$WORK/f16.safetensors" pth -s uint8
+write_pt f16-int8-asym "$WORK/f16.safetensors" pth -s int8-asym
 write_pt bf16-int8-tensor "$WORK/bf16.safetensors" pt -g tensor
 write_pt f32-fp16 "$WORK/f32.safetensors" pt -s fp16
 write_pt f16-bf16 "$WORK/f16.safetensors" pt -s bf16
@@ -81,7 +81,7 @@ write_pt f16-bf16 "$WORK/f16.safetensors" pt -s bf16
 # pairing and a torch.save file (not mq-dist's layout) are caught.
 fixtures convert "$WORK/ref.pt" --from "$WORK/f32-int8.safetensors"
 ptcheck "checker accepts a reference .pt" compare "$WORK/ref.pt" "$WORK/f32-int8.safetensors"
-if "$MQ_PYTHON" "$PTC" compare "$WORK/ref.pt" "$WORK/f16-uint8.safetensors" >/dev/null 2>&1; then
+if "$MQ_PYTHON" "$PTC" compare "$WORK/ref.pt" "$WORK/f16-int8-asym.safetensors" >/dev/null 2>&1; then
     fail "checker missed a .pt that differs from the .safetensors"
 else
     pass "checker rejects a .pt that differs from the .safetensors"
@@ -144,6 +144,19 @@ done
 # float64 weights from a .pt are quantized like float32 ones.
 run dtypes-f64 2 "$WORK/in/dtypes.pt" -o "$WORK/dtypes.f64.safetensors" &&
     ptcheck "dtypes: float64 weights quantized" f64check "$WORK/in/dtypes.safetensors" "$WORK/dtypes.f64.safetensors"
+# Casts of the fixture's F32, F16, BF16 and F64 weights, biases and 0-d scalars (its safetensors
+# twin, which the client reads): every float tensor becomes F16/BF16, bit for bit what torch's
+# .to() gives (F64 goes through float32 first in torch too).
+for cast in fp16 bf16; do
+    run "dtypes-$cast" 2 "$WORK/in/dtypes.safetensors" -o "$WORK/dtypes.$cast.safetensors" -s "$cast" &&
+        if "$MQ_PYTHON" "$HERE/check_output.py" --scheme "$cast" "$WORK/in/dtypes.safetensors" \
+            "$WORK/dtypes.$cast.safetensors" >"$WORK/cast.log" 2>&1; then
+            pass "dtypes: -s $cast casts every float tensor as torch's .to() ($(tail -n 1 "$WORK/cast.log"))"
+        else
+            fail "dtypes: -s $cast"
+            tail -n 20 "$WORK/cast.log"
+        fi
+done
 # F16, BF16, F64 and 0-d tensors kept through .pt to .pt.
 run dtypes-pt 3 "$WORK/in/dtypes.pt" -o "$WORK/dtypes.out.pt" -x '^f64\.' &&
     ptcheck "dtypes: .pt to .pt" compare "$WORK/dtypes.out.pt" "$WORK/dtypes.from-pt.safetensors"

@@ -47,11 +47,31 @@ roundtrip f32-int8 "$WORK/f32.safetensors"
 roundtrip f16-int8 "$WORK/f16.safetensors"
 roundtrip bf16-int8 "$WORK/bf16.safetensors"
 roundtrip sharded-int8 "$WORK/sharded/model.safetensors.index.json"
-roundtrip f32-uint8 "$WORK/f32.safetensors" --scheme=uint8
+roundtrip f32-int8-asym "$WORK/f32.safetensors" --scheme=int8-asym
 roundtrip bf16-int8-tensor "$WORK/bf16.safetensors" --granularity=tensor
-roundtrip f16-uint8-tensor "$WORK/f16.safetensors" --scheme=uint8 --granularity=tensor
+roundtrip f16-int8-asym-tensor "$WORK/f16.safetensors" --scheme=int8-asym --granularity=tensor
 roundtrip f32-fp16 "$WORK/f32.safetensors" --scheme=fp16
 roundtrip f32-bf16 "$WORK/f32.safetensors" --scheme=bf16
+# Casts convert every floating-point tensor (embeddings, lm_head, norms, biases too), as
+# model.to(dtype) does; the client compares each with torch's .to() bit for bit. --exclude keeps one.
+roundtrip f16-bf16 "$WORK/f16.safetensors" --scheme=bf16
+roundtrip f32-bf16-exclude "$WORK/f32.safetensors" --scheme=bf16 --exclude=lm_head --exclude=layernorm
+"$MQ_PYTHON" - "$WORK/f32-bf16.n1.safetensors" "$WORK/f32-bf16-exclude.n1.safetensors" <<'PY' \
+    && pass "casts: a pure BF16 file, and only the --exclude'd tensors stay F32" || fail "casts: dtypes"
+import json, struct, sys
+def dtypes(path):
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        h = json.loads(f.read(n))
+    h.pop("__metadata__")
+    return {k: v["dtype"] for k, v in h.items()}
+pure, part = dtypes(sys.argv[1]), dtypes(sys.argv[2])
+assert set(pure.values()) == {"BF16", "I64"}, sorted(set(pure.values()))
+assert {k for k, d in pure.items() if d == "I64"} == {"model.position_ids"}
+kept = sorted(k for k, d in part.items() if d == "F32")
+assert kept and all("lm_head" in k or "layernorm" in k for k in kept), kept
+assert "lm_head.weight" in kept and "model.embed_tokens.weight" not in kept, kept
+PY
 
 # A tensor larger than one 16 MiB chunk, split across ranks, with a tiny memory budget.
 # down_proj is [1536, 3072] F32: 18 MiB, two chunks.

@@ -22,7 +22,7 @@ static void model_options(const struct mq_job *job, int i, struct mq_options *o)
 static void test_job_priority_is_cli_then_model_then_defaults(void **state)
 {
 	(void)state;
-	const char *text = "{\"defaults\": {\"scheme\": \"uint8\", \"exclude\": [\"a\", \"b\"], \"memory_budget\": 64,"
+	const char *text = "{\"defaults\": {\"scheme\": \"int8-asym\", \"exclude\": [\"a\", \"b\"], \"memory_budget\": 64,"
 			   " \"no-checksum\": true},"
 			   " \"models\": ["
 			   "  {\"name\": \"one\", \"input\": \"m/one.safetensors\", \"options\": {\"exclude\": \"c\", \"no-checksum\": false}},"
@@ -35,7 +35,7 @@ static void test_job_priority_is_cli_then_model_then_defaults(void **state)
 	assert_int_equal(job.n_models, 2);
 	struct mq_options o;
 	model_options(&job, 0, &o);
-	assert_int_equal(o.scheme, MQ_SCHEME_UINT8);        /* from the defaults */
+	assert_int_equal(o.scheme, MQ_SCHEME_INT8_ASYM);        /* from the defaults */
 	assert_int_equal(o.n_excludes, 1);                  /* the model's list replaces the defaults' */
 	assert_string_equal(o.excludes[0], "c");
 	assert_int_equal(o.no_checksum, 0);                 /* the model turns a default flag off */
@@ -72,6 +72,8 @@ static void test_job_errors_name_the_entry_and_the_key(void **state)
 	expect_bad("{\"defaults\": {\"schem\": \"int8\"}, \"models\": [{\"input\": \"x\"}]}", "defaults", "schem");
 	expect_bad("{\"models\": [{\"input\": \"x\"}, {\"name\": \"b\", \"input\": \"y\", \"options\": {\"scheme\": \"int4\"}}]}",
 		   "models[1] ('b')", "int4");
+	/* the old unsigned scheme is refused in job files too, pointing to its signed name */
+	expect_bad("{\"defaults\": {\"scheme\": \"uint8\"}, \"models\": [{\"input\": \"x\"}]}", "models[0]", "use int8-asym");
 	expect_bad("{\"models\": [{\"input\": \"x\", \"options\": {\"force\": \"yes\"}}]}", "force", "true or false");
 	expect_bad("{\"models\": [{\"input\": \"x\", \"options\": {\"job\": \"y.json\"}}]}", "job", "cannot be set");
 	expect_bad("{\"models\": [{\"input\": \"a/m.safetensors\"}, {\"input\": \"b/m.safetensors\"}]}", "both named", "'m'");

@@ -25,7 +25,7 @@ static int setup(void **state)
 	struct fixture *f = calloc(1, sizeof(*f));
 	struct mq_error e = { 0 };
 	make_manifest(&f->m, model, 4);
-	f->o.scheme = MQ_SCHEME_UINT8;
+	f->o.scheme = MQ_SCHEME_INT8_ASYM;
 	f->o.memory_budget = 64u << 20;
 	f->o.input = "model.safetensors";
 	if (mq_plan_build(&f->m, &f->o, 2, NULL, &f->p, &e))
@@ -100,7 +100,8 @@ static void test_metadata_keys_and_records(void **state)
 		if (!mq_st_meta_get(&h, keys[k]))
 			fail_msg("missing metadata key %s", keys[k]);
 	assert_string_equal(mq_st_meta_get(&h, "format"), "pt");
-	assert_string_equal(mq_st_meta_get(&h, "quantization_dtype"), "uint8");
+	assert_string_equal(mq_st_meta_get(&h, "quantization_dtype"), "int8");
+	assert_string_equal(mq_st_meta_get(&h, "scheme"), "int8-asym");
 	assert_string_equal(mq_st_meta_get(&h, "symmetric"), "false");
 	assert_string_equal(mq_st_meta_get(&h, "sqnr_db"), "20");
 	cJSON *layers = cJSON_Parse(mq_st_meta_get(&h, "layers"));

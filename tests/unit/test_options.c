@@ -25,10 +25,10 @@ static void test_options_defaults_and_values(void **state)
 	free(out);
 	mq_options_release(&o);
 
-	const char *b[] = { "mq-dist", "--scheme=uint8", "-g", "tensor", "-o", "x.safetensors", "--include", "a.*",
+	const char *b[] = { "mq-dist", "--scheme=int8-asym", "-g", "tensor", "-o", "x.safetensors", "--include", "a.*",
 			    "-x", "b", "--exclude=c", "--force", "--dry-run", "-m", "16", "dir/model.safetensors.index.json" };
 	assert_int_equal(parse(&o, &e, 16, b), 0);
-	assert_int_equal(o.scheme, MQ_SCHEME_UINT8);
+	assert_int_equal(o.scheme, MQ_SCHEME_INT8_ASYM);
 	assert_int_equal(o.per_tensor, 1);
 	assert_string_equal(o.output, "x.safetensors");
 	assert_int_equal(o.n_includes, 1);
@@ -37,7 +37,7 @@ static void test_options_defaults_and_values(void **state)
 	assert_true(o.force && o.dry_run);
 	assert_int_equal(o.memory_budget, 16u << 20);
 	out = mq_options_default_output(&o, 0);
-	assert_string_equal(out, "dir/model.uint8-per-tensor.safetensors");
+	assert_string_equal(out, "dir/model.int8-asym-per-tensor.safetensors");
 	free(out);
 	mq_options_release(&o);
 
@@ -62,6 +62,9 @@ static void test_options_errors_name_the_option(void **state)
 	(void)state;
 	expect_usage(1, (const char *[]){ "mq-dist" }, "no model given");
 	expect_usage(3, (const char *[]){ "mq-dist", "--scheme", "int3" }, "--scheme 'int3'");
+	/* uint8 wrote U8 codes and zero points; the name is refused, pointing to int8-asym */
+	expect_usage(3, (const char *[]){ "mq-dist", "--scheme=uint8", "m" }, "use int8-asym");
+	expect_usage(5, (const char *[]){ "mq-dist", "--calib", "c.h5", "--act=uint8", "m" }, "use int8-asym");
 	expect_usage(3, (const char *[]){ "mq-dist", "--granularity=row", "m" }, "--granularity 'row'");
 	expect_usage(3, (const char *[]){ "mq-dist", "--include", "(" }, "invalid regular expression");
 	expect_usage(3, (const char *[]){ "mq-dist", "--bogus", "m" }, "unknown option '--bogus'");

@@ -71,6 +71,59 @@ static void test_plan_selection_follows_the_rules(void **state)
 	mq_manifest_release(&m);
 }
 
+/* A cast converts every floating-point tensor (model.to(dtype)): no default exclusions, any shape. */
+static void test_plan_cast_selects_every_float_tensor(void **state)
+{
+	(void)state;
+	struct mq_manifest m;
+	struct mq_options o;
+	struct mq_plan p;
+	struct mq_error e = { 0 };
+	make_manifest(&m, model, N_MODEL);
+	default_options(&o);
+	o.scheme = MQ_SCHEME_BF16;
+	assert_int_equal(mq_plan_build(&m, &o, 2, NULL, &p, &e), 0);
+	for (int i = 0; i < N_MODEL; i++) {
+		const struct mq_plan_tensor *t = find(&m, &p, model[i].name);
+		if (model[i].dtype == MQ_DTYPE_I64) {
+			assert_int_equal(t->action, MQ_ACT_KEEP);
+			assert_string_equal(t->reason, "dtype I64 is not a floating-point type");
+		} else {
+			assert_int_equal(t->action, MQ_ACT_QUANT);
+			assert_string_equal(t->reason, "floating-point tensor (cast)");
+			assert_int_equal(p.out[t->out_data].dtype, MQ_DTYPE_BF16);
+		}
+	}
+	assert_int_equal(p.n_quantized, N_MODEL - 1);
+	for (int k = 0; k < p.n_out; k++)
+		assert_true(p.out[k].role == MQ_ROLE_WEIGHT || p.out[k].role == MQ_ROLE_COPY); /* no scales */
+	/* a norm's one-element rows are read in blocks that stay small */
+	assert_true(p.arena_bytes <= 8u << 20);
+	mq_plan_release(&p);
+
+	/* --exclude keeps a tensor in its dtype; --include picks tensors, as for the integer schemes */
+	const char *exc[] = { "lm_head", "norm" };
+	o.scheme = MQ_SCHEME_FP16;
+	o.excludes = exc;
+	o.n_excludes = 2;
+	assert_int_equal(mq_plan_build(&m, &o, 1, NULL, &p, &e), 0);
+	assert_string_equal(find(&m, &p, "lm_head.weight")->reason, "--exclude 'lm_head'");
+	assert_string_equal(find(&m, &p, "model.layers.0.input_layernorm.weight")->reason, "--exclude 'norm'");
+	assert_int_equal(p.out[find(&m, &p, "lm_head.weight")->out_data].dtype, MQ_DTYPE_F32);
+	assert_int_equal(find(&m, &p, "model.embed_tokens.weight")->action, MQ_ACT_QUANT);
+	assert_int_equal(find(&m, &p, "model.layers.0.self_attn.q_proj.bias")->action, MQ_ACT_QUANT);
+	mq_plan_release(&p);
+	const char *inc[] = { "bias" };
+	o.includes = inc;
+	o.n_includes = 1;
+	o.n_excludes = 0;
+	assert_int_equal(mq_plan_build(&m, &o, 1, NULL, &p, &e), 0);
+	assert_int_equal(p.n_quantized, 1);
+	assert_string_equal(find(&m, &p, "model.conv.weight")->reason, "no --include matches");
+	mq_plan_release(&p);
+	mq_manifest_release(&m);
+}
+
 static void test_plan_layout_is_contiguous_and_sorted(void **state)
 {
 	(void)state;
@@ -80,7 +133,7 @@ static void test_plan_layout_is_contiguous_and_sorted(void **state)
 	struct mq_error e = { 0 };
 	make_manifest(&m, model, N_MODEL);
 	default_options(&o);
-	o.scheme = MQ_SCHEME_UINT8;
+	o.scheme = MQ_SCHEME_INT8_ASYM;
 	assert_int_equal(mq_plan_build(&m, &o, 3, NULL, &p, &e), 0);
 	uint64_t off = 0;
 	for (int k = 0; k < p.n_out; k++) {
@@ -90,14 +143,15 @@ static void test_plan_layout_is_contiguous_and_sorted(void **state)
 			assert_true(mq_dtype_size(p.out[k - 1].dtype) >= mq_dtype_size(p.out[k].dtype));
 	}
 	assert_int_equal(off, p.bytes_out);
-	/* a quantized weight has I8/U8 data, F32 scale [out,1] and a zero point */
+	/* a quantized weight has I8 data, F32 scale [out,1] and an I8 zero point */
 	const struct mq_plan_tensor *t = find(&m, &p, "model.layers.0.mlp.down_proj.weight");
 	assert_string_equal(p.out[t->out_scale].name, "model.layers.0.mlp.down_proj.weight_scale");
 	assert_int_equal(p.out[t->out_scale].dtype, MQ_DTYPE_F32);
 	assert_int_equal(p.out[t->out_scale].shape[0], 64);
 	assert_int_equal(p.out[t->out_scale].shape[1], 1);
 	assert_string_equal(p.out[t->out_zero_point].name, "model.layers.0.mlp.down_proj.weight_zero_point");
-	assert_int_equal(p.out[t->out_data].dtype, MQ_DTYPE_U8);
+	assert_int_equal(p.out[t->out_data].dtype, MQ_DTYPE_I8);
+	assert_int_equal(p.out[t->out_zero_point].dtype, MQ_DTYPE_I8);
 	assert_int_equal(t->bytes_out, 64 * 256 + 64 * 4 + 64);
 	mq_plan_release(&p);
 	mq_manifest_release(&m);
@@ -221,6 +275,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_plan_selection_follows_the_rules),
+		cmocka_unit_test(test_plan_cast_selects_every_float_tensor),
 		cmocka_unit_test(test_plan_layout_is_contiguous_and_sorted),
 		cmocka_unit_test(test_plan_units_do_not_depend_on_rank_count),
 		cmocka_unit_test(test_plan_is_deterministic_and_balanced),

@@ -57,15 +57,16 @@ static void test_quant_zero_row_gets_epsilon_scale(void **state)
 {
 	(void)state;
 	float x[7] = { 0 };
-	for (int s = MQ_SCHEME_INT8; s <= MQ_SCHEME_UINT8; s++) {
+	for (int s = MQ_SCHEME_INT8; s <= MQ_SCHEME_INT8_ASYM; s++) {
 		struct mq_qparams p = params_of((enum mq_scheme)s, x, 7);
+		int zp = s == MQ_SCHEME_INT8 ? 0 : -128; /* the unsigned zero point 0, shifted */
 		assert_true(p.scale == FLT_EPSILON);
-		assert_int_equal(p.zero_point, 0);
-		uint8_t q[7];
+		assert_int_equal(p.zero_point, zp);
+		int8_t q[7];
 		struct mq_err_acc acc;
 		quant_both((enum mq_scheme)s, x, 7, p, q, &acc);
 		for (int i = 0; i < 7; i++)
-			assert_int_equal(q[i], 0);
+			assert_int_equal(q[i], zp);
 		assert_true(acc.noise == 0.0 && acc.signal == 0.0);
 	}
 }
@@ -82,14 +83,14 @@ static void test_quant_constant_row(void **state)
 	quant_both(MQ_SCHEME_INT8, x, 9, p, q, &acc);
 	for (int i = 0; i < 9; i++)
 		assert_int_equal(q[i], -128); /* -127.5 rounds to even: -128 */
-	/* asymmetric: min -0.75, max forced to 0: zero point at 255 */
-	p = params_of(MQ_SCHEME_UINT8, x, 9);
+	/* asymmetric: min -0.75, max forced to 0: zero point at the top, 127 */
+	p = params_of(MQ_SCHEME_INT8_ASYM, x, 9);
 	assert_true(p.scale == 0.75f / 255.0f);
-	assert_int_equal(p.zero_point, 255);
-	uint8_t u[9];
-	quant_both(MQ_SCHEME_UINT8, x, 9, p, u, &acc);
+	assert_int_equal(p.zero_point, 127);
+	int8_t u[9];
+	quant_both(MQ_SCHEME_INT8_ASYM, x, 9, p, u, &acc);
 	for (int i = 0; i < 9; i++)
-		assert_int_equal(u[i], 0);
+		assert_int_equal(u[i], -128);
 }
 
 static void test_quant_one_outlier_dominates_scale(void **state)
@@ -124,19 +125,19 @@ static void test_quant_round_half_to_even(void **state)
 	assert_memory_equal(q, want, 8);
 }
 
-static void test_quant_uint8_asymmetric_range(void **state)
+static void test_quant_int8_asym_range(void **state)
 {
 	(void)state;
 	float x[4] = { -1.0f, 0.0f, 0.5f, 3.0f };
-	struct mq_qparams p = params_of(MQ_SCHEME_UINT8, x, 4);
+	struct mq_qparams p = params_of(MQ_SCHEME_INT8_ASYM, x, 4);
 	assert_true(p.scale == 4.0f / 255.0f);
-	assert_int_equal(p.zero_point, (int)nearbyintf(1.0f / p.scale));
-	uint8_t q[4];
+	assert_int_equal(p.zero_point, (int)nearbyintf(1.0f / p.scale) - 128);
+	int8_t q[4];
 	struct mq_err_acc acc;
-	quant_both(MQ_SCHEME_UINT8, x, 4, p, q, &acc);
-	assert_int_equal(q[0], 0);
+	quant_both(MQ_SCHEME_INT8_ASYM, x, 4, p, q, &acc);
+	assert_int_equal(q[0], -128);
 	assert_int_equal(q[1], p.zero_point);
-	assert_int_equal(q[3], 255);
+	assert_int_equal(q[3], 127);
 	/* dequantized zero is exact */
 	assert_true(mq_dequant(p, q[1]) == 0.0f);
 }
@@ -210,6 +211,47 @@ static void test_quant_fast_kernel_matches_reference_on_ties(void **state)
 	}
 }
 
+/*
+ * int8-asym is compressed-tensors' signed form of the unsigned 8-bit scheme:
+ * codes and zero points are the unsigned ones (computed here in the plain way)
+ * minus 128, so the dequantized values are the same.
+ */
+static void test_quant_int8_asym_is_unsigned_minus_128(void **state)
+{
+	(void)state;
+	uint32_t seed = 777;
+	float x[300];
+	int8_t q[300];
+	for (int trial = 0; trial < 200; trial++) {
+		size_t n = 1 + lcg(&seed) % 300;
+		float shift = (float)(lcg(&seed) % 5) * 0.25f - 0.5f; /* all-positive, mixed and all-negative rows */
+		for (size_t i = 0; i < n; i++)
+			x[i] = ((float)(lcg(&seed) >> 8) / 16777216.0f - 0.5f) + shift;
+		struct mq_qparams p = params_of(MQ_SCHEME_INT8_ASYM, x, n);
+		float lo = x[0], hi = x[0];
+		for (size_t i = 1; i < n; i++) {
+			lo = x[i] < lo ? x[i] : lo;
+			hi = x[i] > hi ? x[i] : hi;
+		}
+		lo = lo < 0.0f ? lo : 0.0f;
+		hi = hi > 0.0f ? hi : 0.0f;
+		float s = (hi - lo) / 255.0f;
+		s = s < FLT_EPSILON ? FLT_EPSILON : s;
+		long zu = lrintf(-lo / s);
+		zu = zu < 0 ? 0 : zu > 255 ? 255 : zu;
+		assert_true(p.scale == s);
+		assert_int_equal(p.zero_point, zu - 128);
+		struct mq_err_acc acc;
+		quant_both(MQ_SCHEME_INT8_ASYM, x, n, p, q, &acc);
+		for (size_t i = 0; i < n; i++) {
+			long qu = lrintf(x[i] * (1.0f / s)) + zu;
+			qu = qu < 0 ? 0 : qu > 255 ? 255 : qu;
+			assert_int_equal(q[i], qu - 128);
+			assert_true(mq_dequant(p, q[i]) == (float)(qu - zu) * s);
+		}
+	}
+}
+
 static void test_quant_casts_round_to_nearest_even(void **state)
 {
 	(void)state;
@@ -237,10 +279,11 @@ int main(void)
 		cmocka_unit_test(test_quant_constant_row),
 		cmocka_unit_test(test_quant_one_outlier_dominates_scale),
 		cmocka_unit_test(test_quant_round_half_to_even),
-		cmocka_unit_test(test_quant_uint8_asymmetric_range),
+		cmocka_unit_test(test_quant_int8_asym_range),
 		cmocka_unit_test(test_quant_range_reports_nan_and_inf),
 		cmocka_unit_test(test_quant_fast_kernel_matches_reference),
 		cmocka_unit_test(test_quant_fast_kernel_matches_reference_on_ties),
+		cmocka_unit_test(test_quant_int8_asym_is_unsigned_minus_128),
 		cmocka_unit_test(test_quant_casts_round_to_nearest_even),
 	};
 	return cmocka_run_group_tests_name("quant", tests, NULL, NULL);
