@@ -1324,7 +1324,7 @@ static int phase_plan(struct run *r)
 	if (!r->output)
 		mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
 	else
-		r->pt = r->opt.pt_output = mq_torch_is_output_name(r->output);
+		r->pt = r->opt.pt_output = mq_options_output_format(r->output) == MQ_OUT_TORCH;
 	if (!r->err.code && r->rank == 0)
 		check_output(r);
 	if (!r->err.code && !mq_plan_build(&r->man, &r->opt, r->size, r->cinfo, &r->plan, &r->err))

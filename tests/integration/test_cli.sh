@@ -49,6 +49,60 @@ mq 1 "$WORK/m.safetensors" -q
 mq 1 "$WORK/m.safetensors" -q --force
 [ $? -eq 0 ] && [ ! -s "$WORK/last.out" ] && pass "--quiet prints nothing" || fail "--quiet"
 
+# Output names: .bin (Hugging Face's torch name) writes a torch archive like .pt and .pth; a name
+# whose extension mq-dist does not write is refused before anything runs.
+mkdir -p "$WORK/hf"
+mq 2 "$WORK/m.safetensors" -o "$WORK/hf/pytorch_model.bin" -q
+rc=$?
+if [ $rc -eq 0 ] && "$MQ_PYTHON" "$HERE/pt_check.py" compare "$WORK/hf/pytorch_model.bin" "$WORK/m.int8.safetensors" \
+    >"$WORK/ptc" 2>&1; then
+    pass "-o pytorch_model.bin writes a torch archive holding the .safetensors output's tensors"
+else
+    fail "-o pytorch_model.bin: exit $rc: $(tail -n 3 "$WORK/ptc" 2>/dev/null) $(head -c 300 "$WORK/last.err")"
+fi
+"$MQ_PYTHON" - "$WORK/hf/pytorch_model.bin" <<'PY' && pass "torch.load(pytorch_model.bin, weights_only=True)" || fail "torch.load of the .bin output"
+import sys
+import torch
+sd = torch.load(sys.argv[1], weights_only=True)
+w = sd["model.layers.0.mlp.down_proj.weight"]
+assert w.dtype == torch.int8 and tuple(w.shape) == (64, 128), (w.dtype, w.shape)
+assert sd["model.layers.0.mlp.down_proj.weight_scale"].dtype == torch.float32
+PY
+# refused NAME NEEDLE ARGS...: exit 2 on 2 ranks, one error line naming --output and NEEDLE, nothing written.
+refused() {
+    local name=$1 needle=$2 before line
+    shift 2
+    before=$(ls -A "$WORK" "$WORK/hf")
+    mq 2 "$@"
+    local rc=$?
+    line=$(grep 'mq-dist: error' "$WORK/last.err")
+    if [ $rc -eq 2 ] && [ "$(printf '%s\n' "$line" | grep -c .)" -eq 1 ] && grep -qF -- "$needle" <<<"$line" \
+        && [ "$before" = "$(ls -A "$WORK" "$WORK/hf")" ]; then
+        pass "$name: exit 2, '$needle', nothing written"
+    else
+        fail "$name: exit $rc: $(head -c 300 "$WORK/last.err"); new: $(comm -13 <(echo "$before") <(ls -A "$WORK" "$WORK/hf") | tr '\n' ' ')"
+    fi
+}
+refused "-o x.gguf" "--output '$WORK/hf/x.gguf': mq-dist does not write '.gguf' files: end the name in .safetensors, or in .pt, .pth or .bin" \
+    "$WORK/m.safetensors" -o "$WORK/hf/x.gguf"
+refused "-o x.PT (case matters)" "extensions are case-sensitive: '.PT' is not '.pt'" "$WORK/m.safetensors" -o "$WORK/hf/x.PT"
+refused "-o without an extension" "--output '$WORK/hf/model': the name has no extension" "$WORK/m.safetensors" -o "$WORK/hf/model"
+refused "-n 3 (mpirun's option)" "-n is not an mq-dist option: --dry-run prints the plan; the rank count goes to mpirun -n" \
+    -n 3 "$WORK/m.safetensors"
+refused "--json on a run" "--json applies to inspect only" "$WORK/m.safetensors" --json
+
+# --help: 80 columns, and the lines that were cut or wrong say what the code does.
+width=$(awk '{ if (length($0) > m) m = length($0) } END { print m }' "$WORK/help")
+flat=$(tr -s ' \n' ' ' <"$WORK/help")
+if [ "$width" -lt 80 ] && grep -qF "weights-only (quantize its weights without activation scales)" <<<"$flat" \
+    && grep -qF "mq-dist inspect [--observer NAME] [--act TYPE] [--calib-samples N] FILE.h5" <<<"$flat" \
+    && grep -qF "mq-dist inspect [--verbose | --json] MODEL" <<<"$flat" && grep -qF "STEM.SCHEME.safetensors" <<<"$flat" \
+    && ! grep -qF -- "-n, --dry-run" <<<"$flat"; then
+    pass "--help: at most $width columns, --calib-missing in full, inspect's options in the usage"
+else
+    fail "--help: $width columns or a line missing"
+fi
+
 # inspect: any file the project reads or writes.
 "$MQ_DIST" inspect "$WORK/m.int8.safetensors" >"$WORK/inspect" 2>&1
 grep -q 'quantization_dtype: int8' "$WORK/inspect" && grep -q 'weight_scale' "$WORK/inspect" \

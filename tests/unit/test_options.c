@@ -1,6 +1,8 @@
 /* Options: parsing, validation, default output names. */
 #include "test_util.h"
 
+#include <stdio.h>
+
 #include "options.h"
 
 static int parse(struct mq_options *o, struct mq_error *e, int argc, const char **argv)
@@ -72,11 +74,141 @@ static void test_options_errors_name_the_option(void **state)
 	expect_usage(3, (const char *[]){ "mq-dist", "--force=1", "m" }, "takes no value");
 }
 
+static void test_options_output_name_picks_the_format(void **state)
+{
+	(void)state;
+	assert_int_equal(mq_options_output_format("o/m.int8.safetensors"), MQ_OUT_SAFETENSORS);
+	assert_int_equal(mq_options_output_format("m.pt"), MQ_OUT_TORCH);
+	assert_int_equal(mq_options_output_format("d.x/m.pth"), MQ_OUT_TORCH);
+	assert_int_equal(mq_options_output_format("hf/pytorch_model.bin"), MQ_OUT_TORCH);
+	assert_int_equal(mq_options_output_format("m.gguf"), -1);
+	assert_int_equal(mq_options_output_format("m.PT"), -1);            /* case matters */
+	assert_int_equal(mq_options_output_format("m.Safetensors"), -1);
+	assert_int_equal(mq_options_output_format("model"), -1);           /* no extension */
+	assert_int_equal(mq_options_output_format("d.pt/model"), -1);      /* a dot in the folder only */
+	assert_int_equal(mq_options_output_format(".pt"), -1);             /* a hidden name, no extension */
+	assert_int_equal(mq_options_output_format("m.pt.tmp"), -1);
+	/* every default name is one mq-dist writes */
+	struct mq_options o;
+	struct mq_error e;
+	const char *a[] = { "mq-dist", "-g", "tensor", "hf/pytorch_model.bin" };
+	assert_int_equal(parse(&o, &e, 4, a), 0);
+	char *out = mq_options_default_output(&o, 1);
+	assert_string_equal(out, "hf/pytorch_model.int8-per-tensor.pt");
+	assert_int_equal(mq_options_output_format(out), MQ_OUT_TORCH);
+	free(out);
+	mq_options_release(&o);
+	const char *b[] = { "mq-dist", "-o", "hf/pytorch_model.bin", "m.safetensors" };
+	assert_int_equal(parse(&o, &e, 4, b), 0);
+	assert_string_equal(o.output, "hf/pytorch_model.bin");
+	mq_options_release(&o);
+}
+
+static void test_options_unwritable_output_names_refused(void **state)
+{
+	(void)state;
+	expect_usage(4, (const char *[]){ "mq-dist", "-o", "m.gguf", "m" }, "--output 'm.gguf': mq-dist does not write '.gguf'");
+	expect_usage(4, (const char *[]){ "mq-dist", "-o", "m.gguf", "m" }, ".safetensors, or in .pt, .pth or .bin");
+	expect_usage(4, (const char *[]){ "mq-dist", "-o", "m.PT", "m" }, "case-sensitive: '.PT' is not '.pt'");
+	expect_usage(3, (const char *[]){ "mq-dist", "--output=out/model", "m" }, "--output 'out/model': the name has no extension");
+	expect_usage(4, (const char *[]){ "mq-dist", "-o", "m.Safetensors", "m" }, "'.Safetensors' is not '.safetensors'");
+}
+
+static void test_options_dash_n_explained(void **state)
+{
+	(void)state;
+	expect_usage(4, (const char *[]){ "mq-dist", "-n", "3", "m" }, "-n is not an mq-dist option: --dry-run prints the plan");
+	expect_usage(4, (const char *[]){ "mq-dist", "-n", "3", "m" }, "mpirun -n");
+	expect_usage(3, (const char *[]){ "mq-dist", "-n3", "m" }, "-n3 is not an mq-dist option");
+	struct mq_options o;
+	struct mq_error e;
+	const char *a[] = { "mq-dist", "--dry-run", "m" };
+	assert_int_equal(parse(&o, &e, 3, a), 0);
+	assert_true(o.dry_run);
+	mq_options_release(&o);
+}
+
+static void test_options_inspect_takes_its_own_options(void **state)
+{
+	(void)state;
+	struct mq_options o;
+	struct mq_error e;
+	const char *a[] = { "mq-dist", "inspect", "--json", "m.safetensors" };
+	assert_int_equal(parse(&o, &e, 4, a), 0);
+	assert_true(o.json && !o.verbose);
+	mq_options_release(&o);
+	const char *b[] = { "mq-dist", "inspect", "c.h5", "--observer", "mse", "--act", "int8", "--calib-samples", "9" };
+	assert_int_equal(parse(&o, &e, 9, b), 0);
+	assert_true(o.calib_options);
+	assert_int_equal(o.calib_samples, 9);
+	mq_options_release(&o);
+	expect_usage(5, (const char *[]){ "mq-dist", "inspect", "-s", "uint8", "m" }, "inspect does not take --scheme");
+	expect_usage(5, (const char *[]){ "mq-dist", "inspect", "-o", "x.pt", "m" }, "inspect does not take --output");
+	expect_usage(4, (const char *[]){ "mq-dist", "inspect", "--calib-missing=error", "m" }, "inspect does not take --calib-missing");
+	expect_usage(5, (const char *[]){ "mq-dist", "inspect", "--job", "j.json", "m" }, "inspect does not take --job");
+	expect_usage(5, (const char *[]){ "mq-dist", "inspect", "--verbose", "--json", "m" }, "not both");
+	expect_usage(5, (const char *[]){ "mq-dist", "inspect", "--act", "none", "c.h5" }, "inspect --act none");
+	expect_usage(2, (const char *[]){ "mq-dist", "inspect" }, "inspect: no file given");
+	expect_usage(3, (const char *[]){ "mq-dist", "--verbose", "m" }, "--verbose applies to inspect only");
+	expect_usage(3, (const char *[]){ "mq-dist", "--json", "m" }, "--json applies to inspect only");
+}
+
+/* Every line of --help fits 80 columns, and the lines the issue found wanting say what the code does. */
+static void test_options_help_fits_and_says_it_all(void **state)
+{
+	(void)state;
+	char *text = NULL;
+	size_t len = 0;
+	FILE *fp = open_memstream(&text, &len);
+	assert_non_null(fp);
+	mq_options_print_help(fp);
+	assert_int_equal(fclose(fp), 0);
+	for (const char *line = text; *line;) {
+		size_t n = strcspn(line, "\n");
+		if (n >= 80)
+			fail_msg("help line of %zu columns: '%.*s'", n, (int)n, line);
+		line += n + (line[n] == '\n');
+	}
+	/* the words, whatever the wrapping */
+	char *flat = strdup(text);
+	size_t k = 0;
+	for (size_t i = 0; flat[i]; i++) {
+		if (flat[i] == '\n' || flat[i] == ' ') {
+			if (k && flat[k - 1] != ' ')
+				flat[k++] = ' ';
+		} else {
+			flat[k++] = flat[i];
+		}
+	}
+	flat[k] = '\0';
+	static const char *const needles[] = {
+		"mq-dist inspect [--verbose | --json] MODEL",
+		"mq-dist inspect [--observer NAME] [--act TYPE] [--calib-samples N] FILE.h5",
+		"weights-only (quantize its weights without activation scales)",
+		"STEM.SCHEME.safetensors, STEM being the input's name without .safetensors",
+		"a torch input gives STEM.SCHEME.pt (.pth for a .pth input)",
+		"NAME.pt, NAME.pth or NAME.bin",
+		"--dry-run print the plan",
+		"-n belongs to mpirun",
+	};
+	for (size_t i = 0; i < sizeof(needles) / sizeof(needles[0]); i++)
+		if (!strstr(flat, needles[i]))
+			fail_msg("--help lacks '%s'", needles[i]);
+	assert_null(strstr(flat, "-n, --dry-run"));
+	free(flat);
+	free(text);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_options_defaults_and_values),
 		cmocka_unit_test(test_options_errors_name_the_option),
+		cmocka_unit_test(test_options_output_name_picks_the_format),
+		cmocka_unit_test(test_options_unwritable_output_names_refused),
+		cmocka_unit_test(test_options_dash_n_explained),
+		cmocka_unit_test(test_options_inspect_takes_its_own_options),
+		cmocka_unit_test(test_options_help_fits_and_says_it_all),
 	};
 	return cmocka_run_group_tests_name("options", tests, NULL, NULL);
 }
