@@ -1713,11 +1713,8 @@ static int run_command(struct mq_comm *c, int argc, char **argv, const char *mod
 				printf("mq-dist " MQ_VERSION "\n");
 			break;
 		case MQ_CMD_INSPECT:
-			if (r.rank == 0 && mq_calib_is_hdf5(r.opt.input))
-				mq_calib_inspect(r.opt.input, &r.opt.observer, !r.opt.act_asymmetric, r.opt.calib_samples,
-						 stdout, &r.err);
-			else if (r.rank == 0)
-				mq_inspect(r.opt.input, stdout, &r.err);
+			if (r.rank == 0)
+				mq_inspect(&r.opt, stdout, &r.err);
 			mq_comm_agree(c, &r.err);
 			break;
 		case MQ_CMD_RUN:

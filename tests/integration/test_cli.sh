@@ -105,8 +105,80 @@ fi
 
 # inspect: any file the project reads or writes.
 "$MQ_DIST" inspect "$WORK/m.int8.safetensors" >"$WORK/inspect" 2>&1
-grep -q 'quantization_dtype: int8' "$WORK/inspect" && grep -q 'weight_scale' "$WORK/inspect" \
-    && grep -q '"action"' "$WORK/inspect" && pass "inspect shows tensors and metadata" || fail "inspect: $(cat "$WORK/inspect")"
+n_lines=$(wc -l <"$WORK/inspect")
+if head -n 2 "$WORK/inspect" | grep -q '^summary:' && grep -q '^  scheme       int8 (symmetric, per channel)' "$WORK/inspect" \
+    && grep -q '^  SQNR  *[0-9.]* dB' "$WORK/inspect" && grep -q 'compression 2\.' "$WORK/inspect" \
+    && grep -q '^  dtypes .*I8 ' "$WORK/inspect" && grep -q 'quantization_dtype: int8' "$WORK/inspect" \
+    && grep -q 'weight_scale' "$WORK/inspect" && ! grep -q '"action"' "$WORK/inspect" \
+    && grep -q 'layers: (a JSON object of .* entries; --verbose shows it)' "$WORK/inspect" \
+    && [ "$(grep -n '^summary:' "$WORK/inspect" | cut -d: -f1)" -lt "$(grep -n '^tensors (' "$WORK/inspect" | cut -d: -f1)" ]; then
+    pass "inspect: the summary first, then the table, per-layer records left out ($n_lines lines)"
+else
+    fail "inspect summary: $(head -c 600 "$WORK/inspect")"
+fi
+"$MQ_DIST" inspect --verbose "$WORK/m.int8.safetensors" >"$WORK/inspect-v" 2>&1
+grep -q '"action"' "$WORK/inspect-v" && grep -q '"sqnr_db"' "$WORK/inspect-v" && grep -q '^summary:' "$WORK/inspect-v" \
+    && pass "inspect --verbose adds the per-layer records" || fail "inspect --verbose: $(head -c 300 "$WORK/inspect-v")"
+if "$MQ_DIST" inspect "$WORK/m.int8.safetensors" --json >"$WORK/inspect.json" 2>"$WORK/inspect.err"; then
+    "$MQ_PYTHON" - "$WORK/inspect.json" "$WORK/m.int8.safetensors" <<'PY' && pass "inspect --json: one valid JSON document, its figures the file's own" || fail "inspect --json"
+import json, struct, sys
+doc = json.load(open(sys.argv[1]))  # the whole stdout: one document
+raw = open(sys.argv[2], "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]
+header = json.loads(raw[8:8 + n])
+meta = header.pop("__metadata__")
+assert set(doc) == {"path", "format", "summary", "files", "tensors"}, sorted(doc)
+assert doc["format"] == "safetensors" and doc["path"] == sys.argv[2]
+s = doc["summary"]
+assert s["tensors"] == len(header) == len(doc["tensors"]), (s["tensors"], len(header))
+sizes = {k: v["data_offsets"][1] - v["data_offsets"][0] for k, v in header.items()}
+assert s["data_bytes"] == sum(sizes.values())
+assert sum(d["tensors"] for d in s["dtypes"].values()) == len(header)
+for dt, d in s["dtypes"].items():
+    assert d["bytes"] == sum(sizes[k] for k, v in header.items() if v["dtype"] == dt), dt
+q = s["mq_dist"]
+assert q["scheme"] == meta["scheme"] == "int8" and q["symmetric"] is True and q["per_channel"] is True
+assert q["sqnr_db"] == float(meta["sqnr_db"]) and q["compression_ratio"] == float(meta["compression_ratio"])
+assert q["original_bytes"] == int(meta["original_size_bytes"]) and q["calibration"] is None
+layers = json.loads(meta["layers"])
+assert q["quantized_layers"] == sum(r["action"] == "quantized" for r in layers.values())
+assert q["kept_layers"] == sum(r["action"] == "kept" for r in layers.values())
+f = doc["files"][0]
+assert f["bytes"] == len(raw) and f["header_bytes"] == n and f["metadata"]["layers"] == layers
+assert f["metadata"]["scheme"] == "int8"
+for t in doc["tensors"]:
+    h = header[t["name"]]
+    assert t["dtype"] == h["dtype"] and t["shape"] == h["shape"] and t["bytes"] == sizes[t["name"]], t
+    assert t["contiguous"] is True and t["file"] == "m.int8.safetensors"
+PY
+else
+    fail "inspect --json: exit $?: $(head -c 300 "$WORK/inspect.err")"
+fi
+"$MQ_DIST" inspect "$WORK/hf/pytorch_model.bin" --json >"$WORK/inspect-pt.json" 2>&1 && "$MQ_PYTHON" -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["format"] == "torch" and d["files"][0]["archive"] == "archive" and d["summary"]["mq_dist"]["scheme"] == "int8"
+' "$WORK/inspect-pt.json" && pass "inspect --json of a torch archive" || fail "inspect --json .bin: $(head -c 300 "$WORK/inspect-pt.json")"
+# inspect_refused NAME NEEDLE ARGS...: exit 2, one error line holding NEEDLE, nothing on stdout.
+inspect_refused() {
+    local name=$1 needle=$2
+    shift 2
+    "$MQ_DIST" inspect "$@" >"$WORK/ir.out" 2>"$WORK/ir.err"
+    local rc=$?
+    if [ $rc -eq 2 ] && [ "$(grep -c 'mq-dist: error' "$WORK/ir.err")" -eq 1 ] && grep -qF -- "$needle" "$WORK/ir.err" \
+        && [ ! -s "$WORK/ir.out" ]; then
+        pass "inspect $name: exit 2, '$needle'"
+    else
+        fail "inspect $name: exit $rc: $(head -c 300 "$WORK/ir.err")"
+    fi
+}
+inspect_refused "--observer on a model file" "--observer, --act and --calib-samples apply to HDF5 calibration files" \
+    "$WORK/m.int8.safetensors" --observer mse
+inspect_refused "--calib-samples on a model file" "apply to HDF5 calibration files" "$WORK/m.int8.safetensors" --calib-samples 5
+inspect_refused "--scheme" "inspect does not take --scheme" -s uint8 "$WORK/m.int8.safetensors"
+"$MQ_PYTHON" "$MQ_SCRIPTS/make_calibration.py" "$WORK/m.safetensors" "$WORK/c.h5" --rows 16 >/dev/null 2>&1 || fail "make_calibration"
+inspect_refused "--json on a calibration file" "--json applies to model files" "$WORK/c.h5" --json
+inspect_refused "--verbose on a calibration file" "--verbose applies to model files" --verbose "$WORK/c.h5"
 mkdir -p "$WORK/sh"
 make_model "$WORK/sh/model.safetensors.index.json" --shards 2 --seed 22
 "$MQ_DIST" inspect "$WORK/sh/model.safetensors.index.json" >"$WORK/inspect2" 2>&1 \
