@@ -90,6 +90,14 @@ refused "-o without an extension" "--output '$WORK/hf/model': the name has no ex
 refused "-n 3 (mpirun's option)" "-n is not an mq-dist option: --dry-run prints the plan; the rank count goes to mpirun -n" \
     -n 3 "$WORK/m.safetensors"
 refused "--json on a run" "--json applies to inspect only" "$WORK/m.safetensors" --json
+# A pattern that would make regcomp take gigabytes is refused before it is compiled.
+t0=$(date +%s)
+refused "--include a++++... (24 stacked +)" "--include 'a++++++++++++++++++++++++': stacked quantifiers" \
+    "$WORK/m.safetensors" --include "a$(printf '+%.0s' $(seq 24))"
+refused "--exclude with nested repeats" "more than 2048 copies" "$WORK/m.safetensors" -x '((a{1,64}){1,64})'
+refused "--include with a bound over 255" "the repetition bound 1000 is more than the limit of 255" \
+    "$WORK/m.safetensors" -i 'a{1,1000}'
+[ $(($(date +%s) - t0)) -lt 60 ] && pass "hostile patterns refused in $(($(date +%s) - t0)) s (3 runs)" || fail "hostile patterns: slow"
 
 # --help: 80 columns, and the lines that were cut or wrong say what the code does.
 width=$(awk '{ if (length($0) > m) m = length($0) } END { print m }' "$WORK/help")

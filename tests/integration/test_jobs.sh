@@ -97,6 +97,14 @@ job_error "flag given a string" "models[1]|no_checksum" \
     '{"models": [{"input": "a.safetensors"}, {"input": "b.safetensors", "options": {"no_checksum": "true"}}]}'
 job_error "flag given a string in defaults" "defaults|force" \
     '{"defaults": {"force": "yes"}, "models": [{"input": "a.safetensors"}]}'
+job_error "output name mq-dist does not write" "models[1]|('b')|--output|b.gguf|.safetensors, or in .pt, .pth or .bin" \
+    '{"models": [{"input": "a.safetensors"}, {"input": "b.safetensors", "output": "b.gguf"}]}'
+job_error "output extension in capitals" "models[0]|--output|'.PT' is not '.pt'" \
+    '{"models": [{"input": "a.safetensors", "options": {"output": "a.PT"}}]}'
+job_error "exploding include pattern" "models[1]|--include|stacked quantifiers" \
+    '{"models": [{"input": "a.safetensors"}, {"input": "b.safetensors", "options": {"include": ["q_proj", "a++++++++++++++++++++++++"]}}]}'
+job_error "exploding exclude in defaults" "models[0]|--exclude|bound 32767" \
+    '{"defaults": {"exclude": "x{1,32767}"}, "models": [{"input": "a.safetensors"}]}'
 job_error "two models, one name" "models[0]|models[1]|'m'" \
     '{"models": [{"name": "m", "input": "a.safetensors"}, {"name": "m", "input": "b.safetensors"}]}'
 job_error "two models, one output" "models[1]|same.safetensors" \

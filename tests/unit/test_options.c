@@ -2,6 +2,7 @@
 #include "test_util.h"
 
 #include <stdio.h>
+#include <time.h>
 
 #include "options.h"
 
@@ -199,6 +200,101 @@ static void test_options_help_fits_and_says_it_all(void **state)
 	free(text);
 }
 
+/* CPU seconds of one parse of "--include PATTERN m". */
+static double include_parse(const char *pattern, int *rc, char *msg, size_t cap)
+{
+	struct mq_options o;
+	struct mq_error e;
+	const char *a[] = { "mq-dist", "--include", pattern, "m" };
+	clock_t t0 = clock();
+	*rc = parse(&o, &e, 4, a);
+	double s = (double)(clock() - t0) / CLOCKS_PER_SEC;
+	snprintf(msg, cap, "%s", e.msg);
+	mq_options_release(&o);
+	return s;
+}
+
+static char *repeat(const char *head, const char *unit, int n, const char *tail)
+{
+	size_t k = strlen(head), u = strlen(unit);
+	char *p = malloc(k + u * (size_t)n + strlen(tail) + 1);
+	memcpy(p, head, k);
+	for (int i = 0; i < n; i++, k += u)
+		memcpy(p + k, unit, u);
+	strcpy(p + k, tail);
+	return p;
+}
+
+/* Patterns that make glibc's regcomp take gigabytes or seconds are refused at once, with what to change. */
+static void test_options_exploding_regex_refused_fast(void **state)
+{
+	(void)state;
+	char *open = repeat("", "(", 12, "a");
+	char *nested = repeat(open, ")+", 12, ""); /* 12 nested repeated groups: 4096 copies */
+	free(open);
+	struct {
+		char *re;
+		const char *needle;
+	} bad[] = {
+		{ repeat("a", "+", 24, ""), "stacked quantifiers ('+' right after '+')" },  /* the issue's pattern */
+		{ strdup("a**"), "stacked quantifiers ('*' right after '*')" },
+		{ strdup("x+{2}"), "stacked quantifiers ('{2}' right after '+')" },
+		{ strdup("a{1,255}{1,255}"), "stacked quantifiers" },
+		{ strdup("a{1,32767}"), "the repetition bound 32767 is more than the limit of 255" },
+		{ strdup("a{256}"), "bound 256" },
+		{ strdup("a{,32767}"), "bound 32767" },  /* glibc reads {,m} as {0,m} */
+		{ strdup("a{999999999999,}"), "more than the limit of 255" },
+		{ nested, "more than 2048 copies" },
+		{ strdup("(a{1,64}){1,64}"), "more than 2048 copies" },
+		{ strdup("(((a?){0,16}){0,16}){0,16}"), "more than 2048 copies" },
+		{ strdup("(a)\\1"), "back-references ('\\1')" },
+		{ repeat("", "a", MQ_REGEX_MAX_LEN + 1, ""), "more than the limit of 1024" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		int rc;
+		char msg[MQ_ERROR_MAX];
+		double s = include_parse(bad[i].re, &rc, msg, sizeof(msg));
+		if (rc != MQ_ERR_USAGE || !strstr(msg, bad[i].needle) || !strstr(msg, "--include"))
+			fail_msg("'%.60s': rc %d, message '%s' lacks '%s'", bad[i].re, rc, msg, bad[i].needle);
+		if (s > 0.2) /* compiled, these take from 0.1 s to many seconds of CPU */
+			fail_msg("'%.60s' took %.3f s of CPU to refuse", bad[i].re, s);
+		free(bad[i].re);
+	}
+}
+
+static void test_options_ordinary_regex_accepted(void **state)
+{
+	(void)state;
+	char *at_copies = repeat("", "a", MQ_REGEX_MAX_COPIES / 2, "");
+	char *at_len = repeat("", "b", MQ_REGEX_MAX_LEN, "");
+	char *open = repeat("", "(", 11, "a"), *nested = repeat(open, ")+", 11, ""); /* 2048 copies */
+	const char *good[] = {
+		"embed", "(^|\\.)lm_head\\.", "(^|\\.)(mlp\\.gate|router)\\.", "layers\\.[0-9]+\\.mlp",
+		"^model\\.layers\\.(1[0-9]|2[0-3])\\.", "(q|k|v)_proj", "[[:digit:]]{2,3}", "[]a]+", "[^]x]*y",
+		"a{2}", "x{0,255}", "y{,3}", "z{4,}", "(a+)+b", "(layers\\.[0-9]+\\.)+", "\\(", "a|b*|c?", "(a{1,64}){1,32}",
+		"[[:alpha:]_]+\\.weight$", at_copies, at_len, nested,
+	};
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		int rc;
+		char msg[MQ_ERROR_MAX];
+		include_parse(good[i], &rc, msg, sizeof(msg));
+		if (rc)
+			fail_msg("'%.60s' refused: %s", good[i], msg);
+	}
+	for (int i = 0; i < mq_n_default_excludes; i++) {
+		int rc;
+		char msg[MQ_ERROR_MAX];
+		include_parse(mq_default_excludes[i], &rc, msg, sizeof(msg));
+		assert_int_equal(rc, 0);
+	}
+	free(at_copies);
+	free(at_len);
+	free(open);
+	free(nested);
+	/* a bad pattern is still regcomp's to judge */
+	expect_usage(3, (const char *[]){ "mq-dist", "--exclude=[a", "m" }, "invalid regular expression");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -209,6 +305,8 @@ int main(void)
 		cmocka_unit_test(test_options_dash_n_explained),
 		cmocka_unit_test(test_options_inspect_takes_its_own_options),
 		cmocka_unit_test(test_options_help_fits_and_says_it_all),
+		cmocka_unit_test(test_options_exploding_regex_refused_fast),
+		cmocka_unit_test(test_options_ordinary_regex_accepted),
 	};
 	return cmocka_run_group_tests_name("options", tests, NULL, NULL);
 }
