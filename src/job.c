@@ -297,6 +297,98 @@ static int build_model(struct ctx *c, int index, const cJSON *m, const cJSON *de
 	return out->output ? 0 : mq_fail(c->err, MQ_ERR_INTERNAL, "out of memory");
 }
 
+/* ---- strings with an embedded NUL: cJSON decodes \u0000 but keeps no length, so C would cut them ---- */
+
+/* The strings of the JSON text in document order (keys and values), each told whether it holds a NUL. */
+struct string_scan {
+	const char *text;
+	size_t len, pos;
+};
+
+/* 1 if the next string of the text holds \u0000 (or a raw NUL byte), 0 if not, -1 past the last one. */
+static int next_string_has_nul(struct string_scan *s)
+{
+	while (s->pos < s->len && s->text[s->pos] != '"')
+		s->pos++;
+	if (s->pos >= s->len)
+		return -1;
+	int nul = 0;
+	size_t i = s->pos + 1;
+	for (; i < s->len && s->text[i] != '"'; i++) {
+		if (s->text[i] == '\0')
+			nul = 1;
+		if (s->text[i] != '\\')
+			continue;
+		if (i + 5 < s->len && memcmp(s->text + i + 1, "u0000", 5) == 0)
+			nul = 1;
+		i++; /* the escaped character; \uXXXX's digits are neither '"' nor '\\' */
+	}
+	s->pos = i + 1;
+	return nul;
+}
+
+/* "models[2] ('tiny')": the entry as errors name it (its name, or the stem of its input). */
+static void entry_where(struct ctx *c, int index, const cJSON *m)
+{
+	const cJSON *name = cJSON_GetObjectItemCaseSensitive(m, "name");
+	const cJSON *input = cJSON_GetObjectItemCaseSensitive(m, "input");
+	char *stem = !cJSON_IsString(name) && cJSON_IsString(input) ? stem_of(input->valuestring) : NULL;
+	const char *shown = cJSON_IsString(name) && *name->valuestring ? name->valuestring : stem;
+	if (shown)
+		snprintf(c->where, sizeof(c->where), "models[%d] ('%s')", index, shown);
+	else
+		snprintf(c->where, sizeof(c->where), "models[%d]", index);
+	free(stem);
+}
+
+/*
+ * Walks the tree in document order beside the scan of the text, whose strings
+ * come in the same order (a member's key, then its value's strings), so the
+ * k-th string of the text is the k-th string slot of the tree. 1 when a string
+ * holds a NUL: at is then its JSON path ("models[2].options.include[1]"), and
+ * *is_key says whether the key at that path is the string.
+ */
+static int nul_walk(struct string_scan *s, const cJSON *node, char *at, size_t n_at, int *is_key)
+{
+	const cJSON *items = cJSON_IsArray(node) || cJSON_IsObject(node) ? node : NULL, *it;
+	int i = 0;
+	cJSON_ArrayForEach(it, items) {
+		size_t k = strlen(at);
+		if (cJSON_IsObject(node)) {
+			snprintf(at + k, n_at - k, "%s%s", k ? "." : "", it->string);
+			if ((*is_key = next_string_has_nul(s) == 1))
+				return 1;
+		} else {
+			snprintf(at + k, n_at - k, "[%d]", i++);
+		}
+		if (nul_walk(s, it, at, n_at, is_key))
+			return 1;
+		at[k] = '\0';
+	}
+	return cJSON_IsString(node) && next_string_has_nul(s) == 1;
+}
+
+/* No string of the job file (key or value) may hold a NUL; the error names the entry and the key. */
+static int check_no_nul(struct ctx *c, const char *text, size_t len, const cJSON *root)
+{
+	struct string_scan s = { text, len, 0 };
+	char at[1024] = "";
+	int is_key = 0;
+	if (!nul_walk(&s, root, at, sizeof(at), &is_key))
+		return 0;
+	const char *key = at;
+	snprintf(c->where, sizeof(c->where), "top level");
+	if (strncmp(at, "models[", 7) == 0 && strchr(at, ']')) {
+		int index = atoi(at + 7);
+		entry_where(c, index, cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(root, "models"), index));
+		key = strchr(at, ']') + 1;
+		key += *key == '.';
+	}
+	return mq_fail(c->err, MQ_ERR_USAGE, "'%s': %s: %s '%s' holds \\u0000, a NUL character, which would cut %s short: "
+		       "remove it", c->path, c->where, is_key ? "the key at" : "the value of", *key ? key : "the entry",
+		       is_key ? "the key" : "the string");
+}
+
 /* ---- checks across the models, by sorting: names, outputs, and outputs that are inputs ---- */
 
 /* A model's path as the file system will take it (see norm_path). */
@@ -487,6 +579,8 @@ int mq_job_parse(const char *path, const char *text, size_t len, int argc, char 
 	if (!rc && !cJSON_IsObject(root))
 		rc = mq_fail(err, MQ_ERR_USAGE, "'%s': not a valid JSON object (near: %.40s)", path,
 			     cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() : "the start");
+	if (!rc)
+		rc = check_no_nul(&c, text, len, root);
 	/* the command line without --job and --groups: it overrides every model */
 	if (!rc && !mq_options_split(argc, argv, 1, &cli, &n_cli, err)) {
 		int k = 0;

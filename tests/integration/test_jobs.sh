@@ -135,6 +135,13 @@ job_error "a model's output is its own input" "models[0] ('a'): its output|is it
     '{"models": [{"input": "a.safetensors", "output": "./a.safetensors"}]}' --force
 [ "$s_t" = "$(stamp "$V/o/t.safetensors")" ] && pass "the earlier output is untouched" || fail "the earlier output was rewritten"
 rm -f "$V/o/t.safetensors"
+# \u0000 would cut a path short: refused, naming the entry and the key.
+job_error "NUL in an output path" "models[1] ('b')|'output' holds \\u0000" \
+    '{"models": [{"input": "a.safetensors"}, {"input": "b.safetensors", "output": "o/nul\u0000.pt"}]}'
+job_error "NUL in an include pattern" "models[0] ('a')|'options.include[1]'|NUL" \
+    '{"models": [{"input": "a.safetensors", "options": {"include": ["q_proj", "k\u0000"]}}]}'
+job_error "NUL in a key" "the key at 'out'" \
+    '{"models": [{"input": "a.safetensors", "out\u0000put": "x.pt"}]}'
 [ -z "$(ls -A "$V/o")" ] && pass "nothing written in o/" || fail "o/ holds $(ls -A "$V/o")"
 rm -rf "$V/o" "$V/lnk"
 

@@ -154,6 +154,31 @@ static void test_job_outputs_through_a_linked_folder(void **state)
 	rmdir(dir);
 }
 
+/* \u0000 in any string (value or key) is refused, naming the entry and the key; an escaped backslash is not one. */
+static void test_job_nul_in_strings_refused(void **state)
+{
+	(void)state;
+	expect_bad("{\"models\": [{\"name\": \"nul\", \"input\": \"a.safetensors\", \"output\": \"o/nul\\u0000.pt\"}]}",
+		   "models[0] ('nul'): the value of 'output' holds \\u0000", "remove it");
+	expect_bad("{\"models\": [{\"input\": \"a.safetensors\"}, {\"input\": \"b.safetensors\","
+		   " \"options\": {\"include\": [\"q\", \"k\\u0000x\"]}}]}",
+		   "models[1] ('b'): the value of 'options.include[1]'", "NUL");
+	expect_bad("{\"models\": [{\"input\": \"a\\u0000.safetensors\"}]}", "models[0] ('a')", "'input' holds");
+	expect_bad("{\"defaults\": {\"exclude\": \"x\\u0000\"}, \"models\": [{\"input\": \"a.safetensors\"}]}",
+		   "top level: the value of 'defaults.exclude'", "NUL");
+	expect_bad("{\"models\": [{\"input\": \"a.safetensors\", \"out\\u0000put\": \"x.pt\"}]}",
+		   "models[0] ('a'): the key at 'out'", "NUL");
+	expect_bad("{\"report\": \"r\\u0000\", \"models\": [{\"input\": \"a.safetensors\"}]}", "'report'", "NUL");
+	char *argv[] = { "mq-dist", "--job", "jobs/zoo.json", NULL };
+	struct mq_job job;
+	struct mq_error e;
+	const char *text = "{\"models\": [{\"input\": \"a\\\\u0000.safetensors\", \"output\": \"o/\\u0041.pt\"}]}";
+	assert_int_equal(parse(text, 3, argv, &job, &e), 0);
+	assert_string_equal(job.models[0].input, "jobs/a\\u0000.safetensors");
+	assert_string_equal(job.models[0].output, "jobs/o/A.pt");
+	mq_job_release(&job);
+}
+
 /* Many models: the cross-model checks still find a clash between the first and the last entry. */
 static void test_job_many_models(void **state)
 {
@@ -182,6 +207,7 @@ int main(void)
 		cmocka_unit_test(test_job_errors_name_the_entry_and_the_key),
 		cmocka_unit_test(test_job_outputs_compared_as_files),
 		cmocka_unit_test(test_job_outputs_through_a_linked_folder),
+		cmocka_unit_test(test_job_nul_in_strings_refused),
 		cmocka_unit_test(test_job_many_models),
 	};
 	return cmocka_run_group_tests_name("job", tests, NULL, NULL);
