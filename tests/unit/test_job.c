@@ -128,7 +128,9 @@ static void test_job_outputs_compared_as_files(void **state)
 static void test_job_outputs_through_a_linked_folder(void **state)
 {
 	(void)state;
-	char dir[] = "/tmp/mq-test-job.XXXXXX", real[64], link[64], jobpath[64];
+	char dir[512], real[600], link[600], jobpath[600];
+	const char *tmp = getenv("TMPDIR");
+	snprintf(dir, sizeof(dir), "%s/mq-test-job.XXXXXX", tmp && *tmp ? tmp : "/tmp");
 	assert_non_null(mkdtemp(dir));
 	snprintf(real, sizeof(real), "%s/real", dir);
 	snprintf(link, sizeof(link), "%s/link", dir);
