@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "buf.h"
 #include "options.h"
@@ -296,6 +297,267 @@ static int build_model(struct ctx *c, int index, const cJSON *m, const cJSON *de
 	return out->output ? 0 : mq_fail(c->err, MQ_ERR_INTERNAL, "out of memory");
 }
 
+/* ---- strings with an embedded NUL: cJSON decodes \u0000 but keeps no length, so C would cut them ---- */
+
+/* The strings of the JSON text in document order (keys and values), each told whether it holds a NUL. */
+struct string_scan {
+	const char *text;
+	size_t len, pos;
+};
+
+/* 1 if the next string of the text holds \u0000 (or a raw NUL byte), 0 if not, -1 past the last one. */
+static int next_string_has_nul(struct string_scan *s)
+{
+	while (s->pos < s->len && s->text[s->pos] != '"')
+		s->pos++;
+	if (s->pos >= s->len)
+		return -1;
+	int nul = 0;
+	size_t i = s->pos + 1;
+	for (; i < s->len && s->text[i] != '"'; i++) {
+		if (s->text[i] == '\0')
+			nul = 1;
+		if (s->text[i] != '\\')
+			continue;
+		if (i + 5 < s->len && memcmp(s->text + i + 1, "u0000", 5) == 0)
+			nul = 1;
+		i++; /* the escaped character; \uXXXX's digits are neither '"' nor '\\' */
+	}
+	s->pos = i + 1;
+	return nul;
+}
+
+/* "models[2] ('tiny')": the entry as errors name it (its name, or the stem of its input). */
+static void entry_where(struct ctx *c, int index, const cJSON *m)
+{
+	const cJSON *name = cJSON_GetObjectItemCaseSensitive(m, "name");
+	const cJSON *input = cJSON_GetObjectItemCaseSensitive(m, "input");
+	char *stem = !cJSON_IsString(name) && cJSON_IsString(input) ? stem_of(input->valuestring) : NULL;
+	const char *shown = cJSON_IsString(name) && *name->valuestring ? name->valuestring : stem;
+	if (shown)
+		snprintf(c->where, sizeof(c->where), "models[%d] ('%s')", index, shown);
+	else
+		snprintf(c->where, sizeof(c->where), "models[%d]", index);
+	free(stem);
+}
+
+/*
+ * Walks the tree in document order beside the scan of the text, whose strings
+ * come in the same order (a member's key, then its value's strings), so the
+ * k-th string of the text is the k-th string slot of the tree. 1 when a string
+ * holds a NUL: at is then its JSON path ("models[2].options.include[1]"), and
+ * *is_key says whether the key at that path is the string.
+ */
+static int nul_walk(struct string_scan *s, const cJSON *node, char *at, size_t n_at, int *is_key)
+{
+	const cJSON *items = cJSON_IsArray(node) || cJSON_IsObject(node) ? node : NULL, *it;
+	int i = 0;
+	cJSON_ArrayForEach(it, items) {
+		size_t k = strlen(at);
+		if (cJSON_IsObject(node)) {
+			snprintf(at + k, n_at - k, "%s%s", k ? "." : "", it->string);
+			if ((*is_key = next_string_has_nul(s) == 1))
+				return 1;
+		} else {
+			snprintf(at + k, n_at - k, "[%d]", i++);
+		}
+		if (nul_walk(s, it, at, n_at, is_key))
+			return 1;
+		at[k] = '\0';
+	}
+	return cJSON_IsString(node) && next_string_has_nul(s) == 1;
+}
+
+/* No string of the job file (key or value) may hold a NUL; the error names the entry and the key. */
+static int check_no_nul(struct ctx *c, const char *text, size_t len, const cJSON *root)
+{
+	struct string_scan s = { text, len, 0 };
+	char at[1024] = "";
+	int is_key = 0;
+	if (!nul_walk(&s, root, at, sizeof(at), &is_key))
+		return 0;
+	const char *key = at;
+	snprintf(c->where, sizeof(c->where), "top level");
+	if (strncmp(at, "models[", 7) == 0 && strchr(at, ']')) {
+		int index = atoi(at + 7);
+		entry_where(c, index, cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(root, "models"), index));
+		key = strchr(at, ']') + 1;
+		key += *key == '.';
+	}
+	return mq_fail(c->err, MQ_ERR_USAGE, "'%s': %s: %s '%s' holds \\u0000, a NUL character, which would cut %s short: "
+		       "remove it", c->path, c->where, is_key ? "the key at" : "the value of", *key ? key : "the entry",
+		       is_key ? "the key" : "the string");
+}
+
+/* ---- checks across the models, by sorting: names, outputs, and outputs that are inputs ---- */
+
+/* A model's path as the file system will take it (see norm_path). */
+struct path_key {
+	char *key;
+	int model;
+	int is_input;      /* 0: its output */
+};
+
+static int cmp_path_key(const void *a, const void *b)
+{
+	const struct path_key *x = a, *y = b;
+	int d = strcmp(x->key, y->key);
+	if (d)
+		return d;
+	if (x->is_input != y->is_input)
+		return x->is_input - y->is_input; /* outputs first */
+	return x->model - y->model;
+}
+
+/* Lexical normalization of an absolute path: no "", "." or ".." components (".." above '/' stays at '/'). */
+static void lexical(char *p)
+{
+	char *out = p, *in = p;
+	while (*in) {
+		while (*in == '/')
+			in++;
+		size_t n = strcspn(in, "/");
+		if (n == 0 || (n == 1 && in[0] == '.')) {
+			in += n;
+			continue;
+		}
+		if (n == 2 && in[0] == '.' && in[1] == '.') {
+			while (out > p && *--out != '/')
+				;
+			in += n;
+			continue;
+		}
+		*out++ = '/';
+		memmove(out, in, n);
+		out += n;
+		in += n;
+	}
+	if (out == p)
+		*out++ = '/';
+	*out = '\0';
+}
+
+/*
+ * The path two models would share if they name the same file: the real path
+ * of its existing folder (symbolic links, "//", "." and ".." resolved by the
+ * file system) and its base name, or, when the folder does not exist, the
+ * lexically normalized absolute path. An input that exists is resolved whole,
+ * so a link to another model's output counts as that output.
+ */
+static char *norm_path(const char *cwd, const char *path, int is_input)
+{
+	struct mq_buf b = MQ_BUF_INIT;
+	char *real = is_input ? realpath(path, NULL) : NULL;
+	if (real) {
+		mq_buf_adds(&b, real);
+		free(real);
+		return mq_buf_ok(&b) ? mq_buf_detach(&b, NULL) : NULL;
+	}
+	const char *slash = strrchr(path, '/');
+	const char *base = slash ? slash + 1 : path;
+	if (slash || *base) {
+		struct mq_buf dir = MQ_BUF_INIT;
+		if (slash == path)
+			mq_buf_adds(&dir, "/");
+		else if (slash)
+			mq_buf_add(&dir, path, (size_t)(slash - path));
+		else
+			mq_buf_adds(&dir, ".");
+		real = mq_buf_ok(&dir) && strcmp(base, ".") && strcmp(base, "..") && *base ? realpath(dir.data, NULL) : NULL;
+		mq_buf_release(&dir);
+	}
+	if (real) {
+		mq_buf_addf(&b, "%s%s%s", real, strcmp(real, "/") ? "/" : "", base);
+		free(real);
+	} else {
+		mq_buf_addf(&b, "%s%s%s", path[0] == '/' ? "" : cwd, path[0] == '/' ? "" : "/", path);
+		if (mq_buf_ok(&b))
+			lexical(b.data);
+	}
+	if (!mq_buf_ok(&b)) {
+		mq_buf_release(&b);
+		return NULL;
+	}
+	return mq_buf_detach(&b, NULL);
+}
+
+static int cmp_name(const void *a, const void *b)
+{
+	const struct mq_job_model *const *x = a, *const *y = b;
+	int d = strcmp((*x)->name, (*y)->name);
+	return d ? d : (*x < *y ? -1 : *x > *y);
+}
+
+/* Two models with one name: the pair whose second entry comes first, as a scan in file order finds it. */
+static int check_names(struct ctx *c, struct mq_job *job)
+{
+	int n = job->n_models;
+	struct mq_job_model **by = malloc(((size_t)n + 1) * sizeof(*by));
+	if (!by)
+		return mq_fail(c->err, MQ_ERR_INTERNAL, "out of memory");
+	for (int i = 0; i < n; i++)
+		by[i] = &job->models[i];
+	qsort(by, (size_t)n, sizeof(*by), cmp_name);
+	long best = -1;
+	for (int i = 1; i < n; i++)
+		if (strcmp(by[i - 1]->name, by[i]->name) == 0 && (i == 1 || strcmp(by[i - 2]->name, by[i]->name) != 0) &&
+		    (best < 0 || by[i] < by[best]))
+			best = i;
+	int rc = 0;
+	if (best >= 0)
+		rc = mq_fail(c->err, MQ_ERR_USAGE, "'%s': models[%d] and models[%d] are both named '%s'", c->path,
+			     (int)(by[best - 1] - job->models), (int)(by[best] - job->models), by[best]->name);
+	free(by);
+	return rc;
+}
+
+/*
+ * Outputs must be distinct files, and none may be an input of the same job
+ * (the second model would quantize the first one's result, or what an earlier
+ * run left there, depending on the order). O(n log n): one sort of every
+ * input and output by its normalized path.
+ */
+static int check_paths(struct ctx *c, struct mq_job *job)
+{
+	int n = job->n_models, rc = 0;
+	char *cwd = getcwd(NULL, 0);
+	struct path_key *k = calloc(2 * (size_t)n + 1, sizeof(*k));
+	if (!cwd || !k)
+		rc = mq_fail(c->err, MQ_ERR_INTERNAL, "out of memory (or the working folder is gone)");
+	for (int i = 0; !rc && i < 2 * n; i++) {
+		const struct mq_job_model *m = &job->models[i / 2];
+		k[i] = (struct path_key){ norm_path(cwd, i % 2 ? m->input : m->output, i % 2), i / 2, i % 2 };
+		if (!k[i].key)
+			rc = mq_fail(c->err, MQ_ERR_INTERNAL, "out of memory");
+	}
+	if (!rc)
+		qsort(k, 2 * (size_t)n, sizeof(*k), cmp_path_key);
+	/* the first clash in sorted order, so the message does not depend on qsort */
+	for (int i = 1; !rc && i < 2 * n; i++) {
+		const struct path_key *a = &k[i - 1], *b = &k[i];
+		if (strcmp(a->key, b->key) != 0 || a->is_input)
+			continue;
+		const struct mq_job_model *ma = &job->models[a->model], *mb = &job->models[b->model];
+		if (!b->is_input)
+			rc = mq_fail(c->err, MQ_ERR_USAGE, "'%s': models[%d] ('%s') and models[%d] ('%s') write the same output "
+				     "'%s'%s%s%s", c->path, a->model, ma->name, b->model, mb->name, mb->output,
+				     strcmp(ma->output, mb->output) ? " (also named '" : "",
+				     strcmp(ma->output, mb->output) ? ma->output : "", strcmp(ma->output, mb->output) ? "')" : "");
+		else if (a->model == b->model)
+			rc = mq_fail(c->err, MQ_ERR_USAGE, "'%s': models[%d] ('%s'): its output '%s' is its own input", c->path,
+				     a->model, ma->name, ma->output);
+		else
+			rc = mq_fail(c->err, MQ_ERR_USAGE, "'%s': models[%d] ('%s') reads '%s', which models[%d] ('%s') writes: "
+				     "a job may not quantize its own outputs (give it the original model, or run it in a "
+				     "second job)", c->path, b->model, mb->name, mb->input, a->model, ma->name);
+	}
+	for (int i = 0; k && i < 2 * n; i++)
+		free(k[i].key);
+	free(k);
+	free(cwd);
+	return rc;
+}
+
 int mq_job_parse(const char *path, const char *text, size_t len, int argc, char **argv, struct mq_job *job,
 		 struct mq_error *err)
 {
@@ -317,6 +579,8 @@ int mq_job_parse(const char *path, const char *text, size_t len, int argc, char 
 	if (!rc && !cJSON_IsObject(root))
 		rc = mq_fail(err, MQ_ERR_USAGE, "'%s': not a valid JSON object (near: %.40s)", path,
 			     cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() : "the start");
+	if (!rc)
+		rc = check_no_nul(&c, text, len, root);
 	/* the command line without --job and --groups: it overrides every model */
 	if (!rc && !mq_options_split(argc, argv, 1, &cli, &n_cli, err)) {
 		int k = 0;
@@ -346,18 +610,15 @@ int mq_job_parse(const char *path, const char *text, size_t len, int argc, char 
 		job->models = calloc((size_t)n, sizeof(*job->models));
 		if (!job->models)
 			rc = mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
-		for (int i = 0; !rc && i < n; i++) {
-			rc = build_model(&c, i, cJSON_GetArrayItem(models, i), defaults, cli, n_cli, &job->models[i]);
+		const cJSON *m = models->child; /* in turn: cJSON_GetArrayItem walks the list from its head */
+		for (int i = 0; !rc && i < n; i++, m = m->next) {
+			rc = build_model(&c, i, m, defaults, cli, n_cli, &job->models[i]);
 			job->n_models = i + 1;
-			for (int j = 0; !rc && j < i; j++) {
-				if (strcmp(job->models[j].name, job->models[i].name) == 0)
-					rc = mq_fail(err, MQ_ERR_USAGE, "'%s': models[%d] and models[%d] are both named '%s'", path, j, i,
-						     job->models[i].name);
-				else if (strcmp(job->models[j].output, job->models[i].output) == 0)
-					rc = mq_fail(err, MQ_ERR_USAGE, "'%s': models[%d] ('%s') and models[%d] ('%s') write the same output '%s'",
-						     path, j, job->models[j].name, i, job->models[i].name, job->models[i].output);
-			}
 		}
+		if (!rc)
+			rc = check_names(&c, job);
+		if (!rc)
+			rc = check_paths(&c, job);
 	}
 	if (!rc) {
 		if (report) {

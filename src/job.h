@@ -19,7 +19,12 @@
  * model's entry, the job's defaults; otherwise its built-in default applies.
  * Relative paths count from the job file's folder. Everything is validated
  * before any model runs, and an error names the file, the entry and the key.
- * mq_job_parse is pure: every rank parses the same text to the same job.
+ * Across models: names are distinct, outputs are distinct files, and no
+ * output is an input of the job; paths are compared as the file system
+ * resolves them (the real path of an existing folder, else lexically), in
+ * O(n log n). mq_job_parse reads no file, but resolves those folders
+ * (realpath), so every rank of a shared file system parses the same text to
+ * the same job (run.c agrees on the outcome anyway).
  */
 #ifndef MQ_JOB_H
 #define MQ_JOB_H

@@ -4,6 +4,7 @@
 #include <regex.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "buf.h"
 
@@ -17,65 +18,112 @@ const int mq_n_default_excludes = sizeof(mq_default_excludes) / sizeof(mq_defaul
 
 enum opt_id {
 	OPT_OUTPUT, OPT_SCHEME, OPT_GRANULARITY, OPT_INCLUDE, OPT_EXCLUDE, OPT_NO_DEFAULT_EXCLUDES,
-	OPT_FORCE, OPT_DRY_RUN, OPT_REPORT, OPT_BUDGET, OPT_NO_SYNC, OPT_NO_CHECKSUM, OPT_OBSERVER, OPT_ACT, OPT_CALIB_SAMPLES, OPT_CALIB, OPT_CALIB_MISSING, OPT_JOB, OPT_GROUPS, OPT_QUIET, OPT_HELP, OPT_VERSION,
+	OPT_FORCE, OPT_DRY_RUN, OPT_REPORT, OPT_BUDGET, OPT_NO_SYNC, OPT_NO_CHECKSUM, OPT_OBSERVER, OPT_ACT, OPT_CALIB_SAMPLES, OPT_CALIB, OPT_CALIB_MISSING, OPT_JOB, OPT_GROUPS, OPT_VERBOSE, OPT_JSON, OPT_QUIET, OPT_HELP, OPT_VERSION,
 };
+
+/* Where an option applies besides quantizing: inspect of a model file, of a calibration file. */
+enum { FOR_RUN = 1, FOR_INSPECT_MODEL = 2, FOR_INSPECT_CALIB = 4, FOR_ALL = 7 };
 
 static const struct opt {
 	enum opt_id id;
 	char short_name;
 	const char *long_name;
 	const char *arg;  /* NULL: a flag */
+	int applies;      /* FOR_* bits */
 	const char *help;
 } opts[] = {
-	{ OPT_OUTPUT, 'o', "output", "PATH",
-	  "output file, .safetensors or .pt/.pth (default: beside the input, MODEL.SCHEME.safetensors, or .pt for a .pt input)" },
-	{ OPT_SCHEME, 's', "scheme", "NAME",
+	{ OPT_OUTPUT, 'o', "output", "PATH", FOR_RUN,
+	  "output file: NAME.safetensors, or a torch archive NAME.pt, NAME.pth or NAME.bin (extensions are "
+	  "case-sensitive; others are refused). Default: beside the input, STEM.SCHEME.safetensors, STEM being "
+	  "the input's name without .safetensors, .safetensors.index.json, .index.json, .json, .pt, .pth or "
+	  ".bin, and SCHEME the scheme's name, plus -per-tensor with -g tensor; a torch input gives "
+	  "STEM.SCHEME.pt (.pth for a .pth input)" },
+	{ OPT_SCHEME, 's', "scheme", "NAME", FOR_RUN,
 	  "int8 (symmetric, default), int8-asym (with zero points), fp16 or bf16 (casts)" },
-	{ OPT_GRANULARITY, 'g', "granularity", "G",
+	{ OPT_GRANULARITY, 'g', "granularity", "G", FOR_RUN,
 	  "channel (one scale per output channel, default) or tensor" },
-	{ OPT_INCLUDE, 'i', "include", "REGEX",
+	{ OPT_INCLUDE, 'i', "include", "REGEX", FOR_RUN,
 	  "quantize only weights whose name matches (repeatable; overrides the default exclusions)" },
-	{ OPT_EXCLUDE, 'x', "exclude", "REGEX",
+	{ OPT_EXCLUDE, 'x', "exclude", "REGEX", FOR_RUN,
 	  "keep weights whose name matches unchanged (repeatable; adds to the default exclusions)" },
-	{ OPT_NO_DEFAULT_EXCLUDES, 0, "no-default-excludes", NULL,
+	{ OPT_NO_DEFAULT_EXCLUDES, 0, "no-default-excludes", NULL, FOR_RUN,
 	  "do not apply the default exclusions listed below" },
-	{ OPT_FORCE, 'f', "force", NULL, "overwrite an existing output file" },
-	{ OPT_DRY_RUN, 'n', "dry-run", NULL, "print the plan (ranks, bytes, memory, sizes) and write nothing" },
-	{ OPT_REPORT, 'r', "report", "FILE.json", "write the run report (timings, bytes, memory per rank)" },
-	{ OPT_BUDGET, 'm', "memory-budget", "MIB",
+	{ OPT_FORCE, 'f', "force", NULL, FOR_RUN, "overwrite an existing output file" },
+	{ OPT_DRY_RUN, 0, "dry-run", NULL, FOR_RUN,
+	  "print the plan (ranks, bytes, memory, sizes) and write nothing (no short form: -n belongs to mpirun)" },
+	{ OPT_REPORT, 'r', "report", "FILE.json", FOR_RUN, "write the run report (timings, bytes, memory per rank)" },
+	{ OPT_BUDGET, 'm', "memory-budget", "MIB", FOR_RUN,
 	  "tensor buffer budget per rank in MiB (default 256, 4 to 1024)" },
-	{ OPT_NO_SYNC, 0, "no-sync", NULL, "do not flush the output to stable storage before renaming it" },
-	{ OPT_NO_CHECKSUM, 0, "no-checksum", NULL,
+	{ OPT_NO_SYNC, 0, "no-sync", NULL, FOR_RUN, "do not flush the output to stable storage before renaming it" },
+	{ OPT_NO_CHECKSUM, 0, "no-checksum", NULL, FOR_RUN,
 	  "skip the SHA-256 of the source tensors (faster; provenance then has none)" },
-	{ OPT_CALIB, 'c', "calib", "FILE.h5",
+	{ OPT_CALIB, 'c', "calib", "FILE.h5", FOR_RUN,
 	  "calibration activations: static input scales and output-space SQNR per layer" },
-	{ OPT_CALIB_SAMPLES, 0, "calib-samples", "N", "use at most N calibration rows per layer" },
-	{ OPT_OBSERVER, 0, "observer", "NAME",
+	{ OPT_CALIB_SAMPLES, 0, "calib-samples", "N", FOR_RUN | FOR_INSPECT_CALIB,
+	  "use at most N calibration rows per layer" },
+	{ OPT_OBSERVER, 0, "observer", "NAME", FOR_RUN | FOR_INSPECT_CALIB,
 	  "activation observer: minmax, percentile[:P] (default, P 99.99), mse or entropy" },
-	{ OPT_ACT, 0, "act", "TYPE", "activation quantization: int8 (default), int8-asym or none" },
-	{ OPT_CALIB_MISSING, 0, "calib-missing", "WHAT",
-	  "error (default): a selected layer without calibration is an error; weights-only: quantize it without" },
-	{ OPT_JOB, 'j', "job", "FILE.json",
-	  "run the models of a job file one after another (see README, \"Job files\"); options given here apply to all" },
-	{ OPT_GROUPS, 0, "groups", "K", "with --job: split the ranks into K groups that take models side by side" },
-	{ OPT_QUIET, 'q', "quiet", NULL, "print errors only" },
-	{ OPT_HELP, 'h', "help", NULL, "show this help" },
-	{ OPT_VERSION, 'V', "version", NULL, "show the version" },
+	{ OPT_ACT, 0, "act", "TYPE", FOR_RUN | FOR_INSPECT_CALIB,
+	  "activation quantization: int8 (default), int8-asym or none (inspect: int8 or int8-asym)" },
+	{ OPT_CALIB_MISSING, 0, "calib-missing", "WHAT", FOR_RUN,
+	  "what to do with a selected layer the calibration file lacks: error (the default: the run stops "
+	  "and lists them) or weights-only (quantize its weights without activation scales)" },
+	{ OPT_JOB, 'j', "job", "FILE.json", FOR_RUN,
+	  "run the models of a job file one after another (see README, \"Job files\"); options given here "
+	  "apply to all" },
+	{ OPT_GROUPS, 0, "groups", "K", FOR_RUN, "with --job: split the ranks into K groups that take models side by side" },
+	{ OPT_VERBOSE, 0, "verbose", NULL, FOR_INSPECT_MODEL,
+	  "inspect: also print every metadata value in full (the per-layer records)" },
+	{ OPT_JSON, 0, "json", NULL, FOR_INSPECT_MODEL,
+	  "inspect: print one JSON document (summary, metadata, tensors) for scripts" },
+	{ OPT_QUIET, 'q', "quiet", NULL, FOR_ALL, "print errors only" },
+	{ OPT_HELP, 'h', "help", NULL, FOR_ALL, "show this help" },
+	{ OPT_VERSION, 'V', "version", NULL, FOR_ALL, "show the version" },
 };
 #define N_OPTS ((int)(sizeof(opts) / sizeof(opts[0])))
+
+/* --help fits a terminal of MQ_HELP_COLUMNS: option names in the first HELP_LEFT columns, wrapped text after. */
+#define MQ_HELP_COLUMNS 80
+#define HELP_LEFT 30
+
+/*
+ * Prints the words of text from column col on, wrapping before column
+ * MQ_HELP_COLUMNS to column indent; a word that starts a line at column 0 has
+ * no space before it.
+ */
+static void print_words(FILE *fp, int col, int indent, const char *text)
+{
+	const char *p = text;
+	while (*p == ' ')
+		p++;
+	while (*p) {
+		int w = (int)strcspn(p, " ");
+		if (col > indent && col + 1 + w >= MQ_HELP_COLUMNS) {
+			fprintf(fp, "\n%*s", indent, "");
+			col = indent;
+		}
+		col += fprintf(fp, "%s%.*s", col ? " " : "", w, p);
+		p += w;
+		while (*p == ' ')
+			p++;
+	}
+	fputc('\n', fp);
+}
 
 void mq_options_print_help(FILE *fp)
 {
 	fprintf(fp,
 		"usage: mpirun -n N mq-dist [options] MODEL\n"
 		"       mpirun -n N mq-dist [options] --job JOB.json [--groups K]\n"
-		"       mq-dist inspect FILE\n"
-		"\n"
-		"Quantizes the weights of a model (MODEL is a .safetensors file, a sharded model's\n"
-		"model.safetensors.index.json, or a torch.save checkpoint .pt/.pth/.bin, read\n"
-		"without running any code from it) across the MPI ranks and writes one\n"
-		".safetensors or .pt file with the scales, per-layer metrics and provenance.\n"
-		"\noptions:\n");
+		"       mq-dist inspect [--verbose | --json] MODEL\n"
+		"       mq-dist inspect [--observer NAME] [--act TYPE] [--calib-samples N]\n"
+		"                       FILE.h5\n\n");
+	print_words(fp, 0, 0, "Quantizes the weights of a model (MODEL is a .safetensors file, a sharded model's "
+		    "model.safetensors.index.json, or a torch.save checkpoint .pt/.pth/.bin, read without running any "
+		    "code from it) across the MPI ranks and writes one .safetensors file or torch archive with the "
+		    "scales, per-layer metrics and provenance. inspect lists a model file's tensors and metadata, or a "
+		    "calibration file's activation statistics.");
+	fprintf(fp, "\noptions:\n");
 	for (int i = 0; i < N_OPTS; i++) {
 		char left[64];
 		if (opts[i].short_name)
@@ -84,23 +132,148 @@ void mq_options_print_help(FILE *fp)
 		else
 			snprintf(left, sizeof(left), "    --%s%s%s", opts[i].long_name, opts[i].arg ? " " : "",
 				 opts[i].arg ? opts[i].arg : "");
-		fprintf(fp, "  %-28s %s\n", left, opts[i].help);
+		fprintf(fp, "  %-*s", HELP_LEFT - 3, left);
+		print_words(fp, HELP_LEFT - 1, HELP_LEFT - 1, opts[i].help);
 	}
-	fprintf(fp, "\nQuantized by default: 2-D [out, in] and 4-D [out, in, kh, kw] F32/F16/BF16\n"
-		    "tensors whose name ends in \".weight\". Kept unchanged: everything else, and\n"
-		    "names matching a default exclusion (POSIX extended regex, searched anywhere):\n");
+	fputc('\n', fp);
+	print_words(fp, 0, 0, "Quantized by default: 2-D [out, in] and 4-D [out, in, kh, kw] F32/F16/BF16 tensors "
+		    "whose name ends in \".weight\". Kept unchanged: everything else, and names matching a default "
+		    "exclusion (POSIX extended regex, searched anywhere):");
 	for (int i = 0; i < mq_n_default_excludes; i++)
 		fprintf(fp, "  %s\n", mq_default_excludes[i]);
-	fprintf(fp, "\nThe fp16 and bf16 casts instead convert every F32/F64/F16/BF16 tensor, as\n"
-		    "model.to(dtype) does, except those --exclude keeps: the default exclusions do\n"
-		    "not apply to them.\n");
-	fprintf(fp, "\nexit codes: 0 success, 2 usage error, 3 bad input file, 4 bad tensor data\n"
-		    "(NaN, Inf, overflow), 5 output problem, 6 internal or MPI error, 7 interrupted by\n"
-		    "SIGUSR1 (rerun to resume), 8 some models of a job failed\n");
+	fputc('\n', fp);
+	print_words(fp, 0, 0, "The fp16 and bf16 casts instead convert every F32/F64/F16/BF16 tensor, as "
+		    "model.to(dtype) does, except those --exclude keeps: the default exclusions do not apply to them.");
+	fputc('\n', fp);
+	print_words(fp, 0, 0, "exit codes: 0 success, 2 usage error, 3 bad input file, 4 bad tensor data (NaN, Inf, "
+		    "overflow), 5 output problem, 6 internal or MPI error, 7 interrupted by SIGUSR1 (rerun to resume), "
+		    "8 some models of a job failed");
+}
+
+/* The length of the atom at p: a bracket expression, an escape, or one character. */
+static size_t atom_len(const char *p)
+{
+	if (p[0] == '\\')
+		return p[1] ? 2 : 1;
+	if (p[0] != '[')
+		return 1;
+	size_t i = 1;
+	if (p[i] == '^')
+		i++;
+	if (p[i] == ']')
+		i++; /* a leading ']' is a member */
+	while (p[i] && p[i] != ']') {
+		if (p[i] == '[' && (p[i + 1] == ':' || p[i + 1] == '=' || p[i + 1] == '.')) {
+			const char *end = strchr(p + i + 2, p[i + 1]);
+			while (end && end[1] != ']')
+				end = strchr(end + 1, p[i + 1]);
+			if (!end)
+				return strlen(p); /* unterminated: regcomp says so */
+			i = (size_t)(end - p) + 2;
+		} else {
+			i++;
+		}
+	}
+	return p[i] ? i + 1 : i;
+}
+
+/*
+ * A bound {n}, {n,}, {n,m} or glibc's {,m} at p: its length, *mult (the
+ * copies regcomp makes) and *max_bound; 0 when p is not a bound.
+ */
+static size_t bound_len(const char *p, uint64_t *mult, uint64_t *max_bound)
+{
+	uint64_t v[2] = { 0, 0 };
+	int have[2] = { 0, 0 }, k = 0;
+	size_t i = 1;
+	for (; p[i]; i++) {
+		if (p[i] >= '0' && p[i] <= '9') {
+			v[k] = v[k] > 100000 ? v[k] : v[k] * 10 + (uint64_t)(p[i] - '0');
+			have[k] = 1;
+		} else if (p[i] == ',' && k == 0) {
+			k = 1;
+		} else {
+			break;
+		}
+	}
+	if (p[i] != '}' || (!have[0] && k == 0))
+		return 0;
+	uint64_t m = k == 0 ? v[0] : have[1] ? v[1] : v[0] + 1;
+	*max_bound = v[0] > v[1] ? v[0] : v[1];
+	*mult = m > 2 ? m : 2;
+	return i + 1;
+}
+
+/* The pattern's cost for regcomp (see MQ_REGEX_MAX_COPIES), or a usage error naming what would explode. */
+static int check_regex_cost(const char *re, const char *opt, struct mq_error *err)
+{
+	size_t n = strlen(re);
+	if (n > MQ_REGEX_MAX_LEN)
+		return mq_fail(err, MQ_ERR_USAGE, "--%s '%.40s...': the pattern is %zu bytes long, more than the limit of %d",
+			       opt, re, n, MQ_REGEX_MAX_LEN);
+	uint64_t last[MQ_REGEX_MAX_LEN + 2];  /* per open group: the copies of its last atom (or group) */
+	uint64_t start[MQ_REGEX_MAX_LEN + 2]; /* per open group: total at its '(' */
+	uint64_t total = 0;                   /* copies of every atom so far */
+	int depth = 0;
+	size_t prev_q = 0, prev_len = 0;     /* the quantifier just before, if any */
+	last[0] = 0;
+	for (size_t i = 0; i < n;) {
+		uint64_t mult = 0, bound = 0;
+		size_t q = strchr("*+?", re[i]) ? 1 : re[i] == '{' ? bound_len(re + i, &mult, &bound) : 0;
+		if (q == 1)
+			mult = 2;
+		if (q && prev_len)
+			return mq_fail(err, MQ_ERR_USAGE, "--%s '%s': stacked quantifiers ('%.*s' right after '%.*s'): POSIX "
+				       "leaves them undefined and regcomp's work doubles with each; use one", opt, re, (int)q,
+				       re + i, (int)prev_len, re + prev_q);
+		if (q && bound > MQ_REGEX_MAX_REPEAT)
+			return mq_fail(err, MQ_ERR_USAGE, "--%s '%s': the repetition bound %llu is more than the limit of %d",
+				       opt, re, (unsigned long long)bound, MQ_REGEX_MAX_REPEAT);
+		if (q) {
+			total += last[depth] * (mult - 1);
+			last[depth] *= mult;
+			prev_q = i;
+			prev_len = q;
+			i += q;
+		} else if (re[i] == '\\' && re[i + 1] >= '1' && re[i + 1] <= '9') {
+			return mq_fail(err, MQ_ERR_USAGE, "--%s '%s': back-references ('\\%c') are not part of POSIX extended "
+				       "regular expressions", opt, re, re[i + 1]);
+		} else {
+			prev_len = 0;
+			if (re[i] == '(') {
+				depth++;
+				last[depth] = 0;
+				start[depth] = total;
+				i++;
+				continue;
+			}
+			if (re[i] == ')' && depth > 0) { /* a quantifier after it repeats the group: its copies since '(' */
+				last[depth - 1] = total - start[depth];
+				depth--;
+				i++;
+				continue;
+			}
+			if (re[i] == '|') {
+				last[depth] = 0;
+				i++;
+				continue;
+			}
+			total++;
+			last[depth] = 1;
+			i += atom_len(re + i);
+		}
+		if (total > MQ_REGEX_MAX_COPIES)
+			return mq_fail(err, MQ_ERR_USAGE, "--%s '%s': its repetitions, written out, make more than %d copies of "
+				       "its atoms (nested repeats multiply: (a{1,64}){1,64} makes 4096); simplify it", opt, re,
+				       MQ_REGEX_MAX_COPIES);
+	}
+	return 0;
 }
 
 static int check_regex(const char *re, const char *opt, struct mq_error *err)
 {
+	if (check_regex_cost(re, opt, err))
+		return err->code;
 	regex_t r;
 	int rc = regcomp(&r, re, REG_EXTENDED | REG_NOSUB);
 	if (rc) {
@@ -133,6 +306,49 @@ static int parse_whole(const char *val, unsigned long long *v)
 	return *end || errno ? -1 : 0;
 }
 
+static const struct {
+	const char *ext;
+	enum mq_out_format format;
+} out_exts[] = {
+	{ ".safetensors", MQ_OUT_SAFETENSORS },
+	{ ".pt", MQ_OUT_TORCH },
+	{ ".pth", MQ_OUT_TORCH },
+	{ ".bin", MQ_OUT_TORCH },
+};
+#define N_OUT_EXTS ((int)(sizeof(out_exts) / sizeof(out_exts[0])))
+
+/* The extension of a path's last component, from its last '.' (not a leading one), or "". */
+static const char *extension(const char *path)
+{
+	const char *base = strrchr(path, '/');
+	base = base ? base + 1 : path;
+	const char *dot = strrchr(base, '.');
+	return dot && dot > base ? dot : "";
+}
+
+int mq_options_output_format(const char *path)
+{
+	const char *ext = extension(path);
+	for (int k = 0; k < N_OUT_EXTS; k++)
+		if (strcmp(ext, out_exts[k].ext) == 0)
+			return (int)out_exts[k].format;
+	return -1;
+}
+
+static int bad_output_name(const char *val, struct mq_error *err)
+{
+	const char *ext = extension(val);
+	if (!*ext)
+		return mq_fail(err, MQ_ERR_USAGE, "--output '%s': the name has no extension: end it in .safetensors, or in "
+			       ".pt, .pth or .bin for a torch archive", val);
+	for (int k = 0; k < N_OUT_EXTS; k++)
+		if (strcasecmp(ext, out_exts[k].ext) == 0)
+			return mq_fail(err, MQ_ERR_USAGE, "--output '%s': extensions are case-sensitive: '%s' is not '%s' "
+				       "(accepted: %s)", val, ext, out_exts[k].ext, MQ_OUT_EXTENSIONS);
+	return mq_fail(err, MQ_ERR_USAGE, "--output '%s': mq-dist does not write '%s' files: end the name in "
+		       ".safetensors, or in .pt, .pth or .bin for a torch archive", val, ext);
+}
+
 static int apply(struct mq_options *o, const struct opt *op, const char *val, struct mq_error *err)
 {
 	switch (op->id) {
@@ -144,7 +360,7 @@ static int apply(struct mq_options *o, const struct opt *op, const char *val, st
 		strcpy(o->output, val);
 		if (!*val)
 			return mq_fail(err, MQ_ERR_USAGE, "--output: empty path");
-		return 0;
+		return mq_options_output_format(val) < 0 ? bad_output_name(val, err) : 0;
 	case OPT_SCHEME:
 		if (strcmp(val, "uint8") == 0)
 			return mq_fail(err, MQ_ERR_USAGE,
@@ -222,6 +438,8 @@ static int apply(struct mq_options *o, const struct opt *op, const char *val, st
 		o->groups = (int)v;
 		return 0;
 	}
+	case OPT_VERBOSE: o->verbose = 1; return 0;
+	case OPT_JSON: o->json = 1; return 0;
 	case OPT_QUIET: o->quiet = 1; return 0;
 	case OPT_HELP: o->command = MQ_CMD_HELP; return 0;
 	case OPT_VERSION: o->command = MQ_CMD_VERSION; return 0;
@@ -259,7 +477,15 @@ int mq_options_parse(int argc, char **argv, struct mq_options *o, struct mq_erro
 			o->input = a[k].value;
 			continue;
 		}
-		rc = apply(o, find_long(a[k].name, strlen(a[k].name)), a[k].value, err);
+		const struct opt *op = find_long(a[k].name, strlen(a[k].name));
+		if (op->applies & (o->command == MQ_CMD_INSPECT ? FOR_INSPECT_MODEL | FOR_INSPECT_CALIB : FOR_RUN))
+			rc = apply(o, op, a[k].value, err);
+		else if (o->command == MQ_CMD_INSPECT)
+			rc = mq_fail(err, MQ_ERR_USAGE, "inspect does not take --%s (it takes --verbose or --json for a model "
+				     "file, and --observer, --act and --calib-samples for a calibration file)", op->long_name);
+		else
+			rc = mq_fail(err, MQ_ERR_USAGE, "--%s applies to inspect only: mq-dist inspect --%s MODEL", op->long_name,
+				     op->long_name);
 	}
 	free(a);
 	if (rc)
@@ -268,9 +494,16 @@ int mq_options_parse(int argc, char **argv, struct mq_options *o, struct mq_erro
 		return 0;
 	if (o->groups && !o->job)
 		return mq_fail(err, MQ_ERR_USAGE, "--groups needs --job FILE.json");
+	if (o->command == MQ_CMD_INSPECT) {
+		if (!o->input)
+			return mq_fail(err, MQ_ERR_USAGE, "inspect: no file given");
+		if (o->verbose && o->json)
+			return mq_fail(err, MQ_ERR_USAGE, "inspect: give --verbose or --json, not both (--json holds everything)");
+		if (o->act_none)
+			return mq_fail(err, MQ_ERR_USAGE, "inspect --act none: inspect shows int8 or int8-asym parameters; use one");
+		return 0;
+	}
 	if (o->job) {
-		if (o->command != MQ_CMD_RUN)
-			return mq_fail(err, MQ_ERR_USAGE, "inspect does not take --job");
 		if (o->input)
 			return mq_fail(err, MQ_ERR_USAGE, "give either a model or --job, not both ('%s')", o->input);
 		if (o->output || o->calib)
@@ -278,9 +511,8 @@ int mq_options_parse(int argc, char **argv, struct mq_options *o, struct mq_erro
 		return 0;
 	}
 	if (!o->input)
-		return mq_fail(err, MQ_ERR_USAGE, o->command == MQ_CMD_INSPECT ? "inspect: no file given"
-									     : "no model given (see --help)");
-	if (o->calib_options && o->command == MQ_CMD_RUN && !o->calib)
+		return mq_fail(err, MQ_ERR_USAGE, "no model given (see --help)");
+	if (o->calib_options && !o->calib)
 		return mq_fail(err, MQ_ERR_USAGE, "--observer, --act, --calib-samples and --calib-missing need --calib FILE.h5");
 	if (o->calib && mq_scheme_get(o->scheme)->is_cast)
 		return mq_fail(err, MQ_ERR_USAGE, "--calib applies to the int8 and int8-asym schemes, not to %s casts",
@@ -329,7 +561,10 @@ int mq_options_split(int argc, char **argv, int first, struct mq_optarg **out, i
 			if (op && s[2])
 				val = s + 2;
 		}
-		if (!op)
+		if (!op && s[1] == 'n')
+			rc = mq_fail(err, MQ_ERR_USAGE, "%s is not an mq-dist option: --dry-run prints the plan; the rank count "
+				     "goes to mpirun -n (mpirun -n N mq-dist MODEL)", s);
+		else if (!op)
 			rc = mq_fail(err, MQ_ERR_USAGE, "unknown option '%s' (see --help)", s);
 		else if (op->arg && !val && i + 1 >= argc)
 			rc = mq_fail(err, MQ_ERR_USAGE, "option '--%s' needs a value (%s)", op->long_name, op->arg);

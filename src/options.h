@@ -42,14 +42,45 @@ struct mq_options {
 	int act_asymmetric;      /* --act int8-asym */
 	int act_none;            /* --act none: no activation scales */
 	int calib_options;       /* --observer, --act, --calib-samples or --calib-missing given */
+	int verbose, json;       /* inspect of a model file: every metadata value in full; one JSON document */
 	uint64_t calib_samples;  /* cap on calibration rows, 0: all */
 	const char *report;      /* run report path, or NULL */
 	const char *job;         /* --job FILE.json, or NULL */
 	int groups;              /* --groups K (0: not given) */
 	int job_mode;            /* set by the job runner: an up-to-date output is skipped, a stale one replaced */
-	int pt_output;           /* set once the output path is known: a .pt archive */
+	int pt_output;           /* set once the output path is known: a torch archive (.pt, .pth, .bin) */
 	uint64_t memory_budget;  /* bytes of tensor buffers per rank */
 };
+
+/*
+ * Output formats, told by the output name's extension, case-sensitively:
+ * .safetensors, or a torch archive for .pt, .pth and .bin (Hugging Face's
+ * name for torch checkpoints, pytorch_model.bin). Any other name is refused.
+ */
+enum mq_out_format {
+	MQ_OUT_SAFETENSORS,
+	MQ_OUT_TORCH,
+};
+#define MQ_OUT_EXTENSIONS ".safetensors, .pt, .pth, .bin"
+
+/* The format an output name asks for, or -1 when mq-dist writes no file of that name's extension. */
+int mq_options_output_format(const char *path);
+
+/*
+ * Limits on --include and --exclude patterns, checked before regcomp sees
+ * them. glibc's regcomp writes a repeated subexpression out once per
+ * repetition and builds closures over the copies, so its time and memory grow
+ * with the product of nested repetitions: 'a' and 24 stacked '+' (each one
+ * doubles the copies) take gigabytes and seconds, and a{1,32767} alone 2 GiB.
+ * Refused: stacked quantifiers (a++, a*{2}: undefined in POSIX anyway),
+ * back-references (not POSIX extended), a bound above MQ_REGEX_MAX_REPEAT,
+ * a pattern longer than MQ_REGEX_MAX_LEN, and one whose repetitions, written
+ * out, exceed MQ_REGEX_MAX_COPIES atoms (an atom counts once, times 2 under
+ * each *, + or ?, times m under each {n,m}).
+ */
+#define MQ_REGEX_MAX_LEN 1024     /* bytes */
+#define MQ_REGEX_MAX_REPEAT 255   /* POSIX's smallest RE_DUP_MAX */
+#define MQ_REGEX_MAX_COPIES 2048  /* regcomp then stays within about 40 MiB and 0.05 s */
 
 /* Default exclusion patterns (POSIX extended regular expressions). */
 extern const char *const mq_default_excludes[];

@@ -1322,7 +1322,7 @@ static int phase_plan(struct run *r)
 	if (!r->output)
 		mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
 	else
-		r->pt = r->opt.pt_output = mq_torch_is_output_name(r->output);
+		r->pt = r->opt.pt_output = mq_options_output_format(r->output) == MQ_OUT_TORCH;
 	if (!r->err.code && r->rank == 0)
 		check_output(r);
 	if (!r->err.code && !mq_plan_build(&r->man, &r->opt, r->size, r->cinfo, &r->plan, &r->err))
@@ -1711,11 +1711,8 @@ static int run_command(struct mq_comm *c, int argc, char **argv, const char *mod
 				printf("mq-dist " MQ_VERSION "\n");
 			break;
 		case MQ_CMD_INSPECT:
-			if (r.rank == 0 && mq_calib_is_hdf5(r.opt.input))
-				mq_calib_inspect(r.opt.input, &r.opt.observer, !r.opt.act_asymmetric, r.opt.calib_samples,
-						 stdout, &r.err);
-			else if (r.rank == 0)
-				mq_inspect(r.opt.input, stdout, &r.err);
+			if (r.rank == 0)
+				mq_inspect(&r.opt, stdout, &r.err);
 			mq_comm_agree(c, &r.err);
 			break;
 		case MQ_CMD_RUN:

@@ -58,10 +58,144 @@ mq 1 "$WORK/m.safetensors" -q
 mq 1 "$WORK/m.safetensors" -q --force
 [ $? -eq 0 ] && [ ! -s "$WORK/last.out" ] && pass "--quiet prints nothing" || fail "--quiet"
 
+# Output names: .bin (Hugging Face's torch name) writes a torch archive like .pt and .pth; a name
+# whose extension mq-dist does not write is refused before anything runs.
+mkdir -p "$WORK/hf"
+mq 2 "$WORK/m.safetensors" -o "$WORK/hf/pytorch_model.bin" -q
+rc=$?
+if [ $rc -eq 0 ] && "$MQ_PYTHON" "$HERE/pt_check.py" compare "$WORK/hf/pytorch_model.bin" "$WORK/m.int8.safetensors" \
+    >"$WORK/ptc" 2>&1; then
+    pass "-o pytorch_model.bin writes a torch archive holding the .safetensors output's tensors"
+else
+    fail "-o pytorch_model.bin: exit $rc: $(tail -n 3 "$WORK/ptc" 2>/dev/null) $(head -c 300 "$WORK/last.err")"
+fi
+"$MQ_PYTHON" - "$WORK/hf/pytorch_model.bin" <<'PY' && pass "torch.load(pytorch_model.bin, weights_only=True)" || fail "torch.load of the .bin output"
+import sys
+import torch
+sd = torch.load(sys.argv[1], weights_only=True)
+w = sd["model.layers.0.mlp.down_proj.weight"]
+assert w.dtype == torch.int8 and tuple(w.shape) == (64, 128), (w.dtype, w.shape)
+assert sd["model.layers.0.mlp.down_proj.weight_scale"].dtype == torch.float32
+PY
+# refused NAME NEEDLE ARGS...: exit 2 on 2 ranks, one error line naming --output and NEEDLE, nothing written.
+refused() {
+    local name=$1 needle=$2 before line
+    shift 2
+    before=$(ls -A "$WORK" "$WORK/hf")
+    mq 2 "$@"
+    local rc=$?
+    line=$(grep 'mq-dist: error' "$WORK/last.err")
+    if [ $rc -eq 2 ] && [ "$(printf '%s\n' "$line" | grep -c .)" -eq 1 ] && grep -qF -- "$needle" <<<"$line" \
+        && [ "$before" = "$(ls -A "$WORK" "$WORK/hf")" ]; then
+        pass "$name: exit 2, '$needle', nothing written"
+    else
+        fail "$name: exit $rc: $(head -c 300 "$WORK/last.err"); new: $(comm -13 <(echo "$before") <(ls -A "$WORK" "$WORK/hf") | tr '\n' ' ')"
+    fi
+}
+refused "-o x.gguf" "--output '$WORK/hf/x.gguf': mq-dist does not write '.gguf' files: end the name in .safetensors, or in .pt, .pth or .bin" \
+    "$WORK/m.safetensors" -o "$WORK/hf/x.gguf"
+refused "-o x.PT (case matters)" "extensions are case-sensitive: '.PT' is not '.pt'" "$WORK/m.safetensors" -o "$WORK/hf/x.PT"
+refused "-o without an extension" "--output '$WORK/hf/model': the name has no extension" "$WORK/m.safetensors" -o "$WORK/hf/model"
+refused "-n 3 (mpirun's option)" "-n is not an mq-dist option: --dry-run prints the plan; the rank count goes to mpirun -n" \
+    -n 3 "$WORK/m.safetensors"
+refused "--json on a run" "--json applies to inspect only" "$WORK/m.safetensors" --json
+# A pattern that would make regcomp take gigabytes is refused before it is compiled.
+t0=$(date +%s)
+refused "--include a++++... (24 stacked +)" "--include 'a++++++++++++++++++++++++': stacked quantifiers" \
+    "$WORK/m.safetensors" --include "a$(printf '+%.0s' $(seq 24))"
+refused "--exclude with nested repeats" "more than 2048 copies" "$WORK/m.safetensors" -x '((a{1,64}){1,64})'
+refused "--include with a bound over 255" "the repetition bound 1000 is more than the limit of 255" \
+    "$WORK/m.safetensors" -i 'a{1,1000}'
+[ $(($(date +%s) - t0)) -lt 60 ] && pass "hostile patterns refused in $(($(date +%s) - t0)) s (3 runs)" || fail "hostile patterns: slow"
+
+# --help: 80 columns, and the lines that were cut or wrong say what the code does.
+width=$(awk '{ if (length($0) > m) m = length($0) } END { print m }' "$WORK/help")
+flat=$(tr -s ' \n' ' ' <"$WORK/help")
+if [ "$width" -lt 80 ] && grep -qF "weights-only (quantize its weights without activation scales)" <<<"$flat" \
+    && grep -qF "mq-dist inspect [--observer NAME] [--act TYPE] [--calib-samples N] FILE.h5" <<<"$flat" \
+    && grep -qF "mq-dist inspect [--verbose | --json] MODEL" <<<"$flat" && grep -qF "STEM.SCHEME.safetensors" <<<"$flat" \
+    && ! grep -qF -- "-n, --dry-run" <<<"$flat"; then
+    pass "--help: at most $width columns, --calib-missing in full, inspect's options in the usage"
+else
+    fail "--help: $width columns or a line missing"
+fi
+
 # inspect: any file the project reads or writes.
 "$MQ_DIST" inspect "$WORK/m.int8.safetensors" >"$WORK/inspect" 2>&1
-grep -q 'quantization_dtype: int8' "$WORK/inspect" && grep -q 'weight_scale' "$WORK/inspect" \
-    && grep -q '"action"' "$WORK/inspect" && pass "inspect shows tensors and metadata" || fail "inspect: $(cat "$WORK/inspect")"
+n_lines=$(wc -l <"$WORK/inspect")
+if head -n 2 "$WORK/inspect" | grep -q '^summary:' && grep -q '^  scheme       int8 (symmetric, per channel)' "$WORK/inspect" \
+    && grep -q '^  SQNR  *[0-9.]* dB' "$WORK/inspect" && grep -q 'compression 2\.' "$WORK/inspect" \
+    && grep -q '^  dtypes .*I8 ' "$WORK/inspect" && grep -q 'quantization_dtype: int8' "$WORK/inspect" \
+    && grep -q 'weight_scale' "$WORK/inspect" && ! grep -q '"action"' "$WORK/inspect" \
+    && grep -q 'layers: (a JSON object of .* entries; --verbose shows it)' "$WORK/inspect" \
+    && [ "$(grep -n '^summary:' "$WORK/inspect" | cut -d: -f1)" -lt "$(grep -n '^tensors (' "$WORK/inspect" | cut -d: -f1)" ]; then
+    pass "inspect: the summary first, then the table, per-layer records left out ($n_lines lines)"
+else
+    fail "inspect summary: $(head -c 600 "$WORK/inspect")"
+fi
+"$MQ_DIST" inspect --verbose "$WORK/m.int8.safetensors" >"$WORK/inspect-v" 2>&1
+grep -q '"action"' "$WORK/inspect-v" && grep -q '"sqnr_db"' "$WORK/inspect-v" && grep -q '^summary:' "$WORK/inspect-v" \
+    && pass "inspect --verbose adds the per-layer records" || fail "inspect --verbose: $(head -c 300 "$WORK/inspect-v")"
+if "$MQ_DIST" inspect "$WORK/m.int8.safetensors" --json >"$WORK/inspect.json" 2>"$WORK/inspect.err"; then
+    "$MQ_PYTHON" - "$WORK/inspect.json" "$WORK/m.int8.safetensors" <<'PY' && pass "inspect --json: one valid JSON document, its figures the file's own" || fail "inspect --json"
+import json, struct, sys
+doc = json.load(open(sys.argv[1]))  # the whole stdout: one document
+raw = open(sys.argv[2], "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]
+header = json.loads(raw[8:8 + n])
+meta = header.pop("__metadata__")
+assert set(doc) == {"path", "format", "summary", "files", "tensors"}, sorted(doc)
+assert doc["format"] == "safetensors" and doc["path"] == sys.argv[2]
+s = doc["summary"]
+assert s["tensors"] == len(header) == len(doc["tensors"]), (s["tensors"], len(header))
+sizes = {k: v["data_offsets"][1] - v["data_offsets"][0] for k, v in header.items()}
+assert s["data_bytes"] == sum(sizes.values())
+assert sum(d["tensors"] for d in s["dtypes"].values()) == len(header)
+for dt, d in s["dtypes"].items():
+    assert d["bytes"] == sum(sizes[k] for k, v in header.items() if v["dtype"] == dt), dt
+q = s["mq_dist"]
+assert q["scheme"] == meta["scheme"] == "int8" and q["symmetric"] is True and q["per_channel"] is True
+assert q["sqnr_db"] == float(meta["sqnr_db"]) and q["compression_ratio"] == float(meta["compression_ratio"])
+assert q["original_bytes"] == int(meta["original_size_bytes"]) and q["calibration"] is None
+layers = json.loads(meta["layers"])
+assert q["quantized_layers"] == sum(r["action"] == "quantized" for r in layers.values())
+assert q["kept_layers"] == sum(r["action"] == "kept" for r in layers.values())
+f = doc["files"][0]
+assert f["bytes"] == len(raw) and f["header_bytes"] == n and f["metadata"]["layers"] == layers
+assert f["metadata"]["scheme"] == "int8"
+for t in doc["tensors"]:
+    h = header[t["name"]]
+    assert t["dtype"] == h["dtype"] and t["shape"] == h["shape"] and t["bytes"] == sizes[t["name"]], t
+    assert t["contiguous"] is True and t["file"] == "m.int8.safetensors"
+PY
+else
+    fail "inspect --json: exit $?: $(head -c 300 "$WORK/inspect.err")"
+fi
+"$MQ_DIST" inspect "$WORK/hf/pytorch_model.bin" --json >"$WORK/inspect-pt.json" 2>&1 && "$MQ_PYTHON" -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["format"] == "torch" and d["files"][0]["archive"] == "archive" and d["summary"]["mq_dist"]["scheme"] == "int8"
+' "$WORK/inspect-pt.json" && pass "inspect --json of a torch archive" || fail "inspect --json .bin: $(head -c 300 "$WORK/inspect-pt.json")"
+# inspect_refused NAME NEEDLE ARGS...: exit 2, one error line holding NEEDLE, nothing on stdout.
+inspect_refused() {
+    local name=$1 needle=$2
+    shift 2
+    "$MQ_DIST" inspect "$@" >"$WORK/ir.out" 2>"$WORK/ir.err"
+    local rc=$?
+    if [ $rc -eq 2 ] && [ "$(grep -c 'mq-dist: error' "$WORK/ir.err")" -eq 1 ] && grep -qF -- "$needle" "$WORK/ir.err" \
+        && [ ! -s "$WORK/ir.out" ]; then
+        pass "inspect $name: exit 2, '$needle'"
+    else
+        fail "inspect $name: exit $rc: $(head -c 300 "$WORK/ir.err")"
+    fi
+}
+inspect_refused "--observer on a model file" "--observer, --act and --calib-samples apply to HDF5 calibration files" \
+    "$WORK/m.int8.safetensors" --observer mse
+inspect_refused "--calib-samples on a model file" "apply to HDF5 calibration files" "$WORK/m.int8.safetensors" --calib-samples 5
+inspect_refused "--scheme" "inspect does not take --scheme" -s int8-asym "$WORK/m.int8.safetensors"
+"$MQ_PYTHON" "$MQ_SCRIPTS/make_calibration.py" "$WORK/m.safetensors" "$WORK/c.h5" --rows 16 >/dev/null 2>&1 || fail "make_calibration"
+inspect_refused "--json on a calibration file" "--json applies to model files" "$WORK/c.h5" --json
+inspect_refused "--verbose on a calibration file" "--verbose applies to model files" --verbose "$WORK/c.h5"
 mkdir -p "$WORK/sh"
 make_model "$WORK/sh/model.safetensors.index.json" --shards 2 --seed 22
 "$MQ_DIST" inspect "$WORK/sh/model.safetensors.index.json" >"$WORK/inspect2" 2>&1 \

@@ -55,13 +55,13 @@ mkdir -p "$V"
 make_model "$V/a.safetensors" --seed 1
 make_model "$V/b.safetensors" --seed 2 --dtype F16
 
-# job_error NAME NEEDLES JSON: exit 2, exactly one error line, naming the job file and holding
-# every |-separated needle, and nothing written (the first model is always a valid one).
+# job_error NAME NEEDLES JSON [ARGS...]: exit 2, exactly one error line, naming the job file and
+# holding every |-separated needle, and nothing written (the first model is always a valid one).
 job_error() {
     local name=$1 needles=$2 before line why="" nd
     printf '%s\n' "$3" >"$V/j.json"
     before=$(ls -A "$V")
-    mq 2 --job "$V/j.json"
+    mq 2 --job "$V/j.json" "${@:4}"
     RC=$?
     line=$(grep 'mq-dist: error' "$WORK/last.err")
     if [ $RC -ne 2 ]; then
@@ -97,12 +97,53 @@ job_error "flag given a string" "models[1]|no_checksum" \
     '{"models": [{"input": "a.safetensors"}, {"input": "b.safetensors", "options": {"no_checksum": "true"}}]}'
 job_error "flag given a string in defaults" "defaults|force" \
     '{"defaults": {"force": "yes"}, "models": [{"input": "a.safetensors"}]}'
+job_error "output name mq-dist does not write" "models[1]|('b')|--output|b.gguf|.safetensors, or in .pt, .pth or .bin" \
+    '{"models": [{"input": "a.safetensors"}, {"input": "b.safetensors", "output": "b.gguf"}]}'
+job_error "output extension in capitals" "models[0]|--output|'.PT' is not '.pt'" \
+    '{"models": [{"input": "a.safetensors", "options": {"output": "a.PT"}}]}'
+job_error "exploding include pattern" "models[1]|--include|stacked quantifiers" \
+    '{"models": [{"input": "a.safetensors"}, {"input": "b.safetensors", "options": {"include": ["q_proj", "a++++++++++++++++++++++++"]}}]}'
+job_error "exploding exclude in defaults" "models[0]|--exclude|bound 32767" \
+    '{"defaults": {"exclude": "x{1,32767}"}, "models": [{"input": "a.safetensors"}]}'
 job_error "two models, one name" "models[0]|models[1]|'m'" \
     '{"models": [{"name": "m", "input": "a.safetensors"}, {"name": "m", "input": "b.safetensors"}]}'
 job_error "two models, one output" "models[1]|same.safetensors" \
     '{"models": [{"input": "a.safetensors", "output": "same.safetensors"}, {"input": "b.safetensors", "output": "same.safetensors"}]}'
 job_error "two models, one default output" "models[1]|a.int8.safetensors" \
     '{"models": [{"input": "a.safetensors"}, {"name": "again", "input": "a.safetensors"}]}'
+# One output under two names: the paths are compared as the file system resolves them.
+mkdir -p "$V/o"
+ln -s o "$V/lnk"
+for other in o/./t.safetensors o//t.safetensors o/../o/t.safetensors lnk/t.safetensors "$V/o/t.safetensors"; do
+    job_error "one output as '$other'" "models[0] ('a') and models[1] ('b') write the same output|$other" \
+        '{"models": [{"input": "a.safetensors", "output": "o/t.safetensors"}, {"input": "b.safetensors", "output": "'"$other"'"}]}'
+done
+# An output that is an input of the same job, with --force too: refused before anything runs, and
+# an output left by an earlier run is not quantized again.
+printf '{"models": [{"input": "a.safetensors", "output": "o/t.safetensors"}]}\n' >"$V/first.json"
+mq 2 --job "$V/first.json" -q
+[ -f "$V/o/t.safetensors" ] || fail "a one-model job: $(head -c 300 "$WORK/last.err")"
+s_t=$(stamp "$V/o/t.safetensors")
+rm -f "$V/first-report.json" "$V/first-report.md" "$V/first.json"
+for f in "" --force; do
+    job_error "a model reads another's output ${f:-(no --force)}" "models[1] ('t') reads|o/t.safetensors|which models[0] ('a') writes" \
+        '{"models": [{"input": "a.safetensors", "output": "o/t.safetensors"}, {"input": "o/t.safetensors", "output": "o/u.safetensors"}]}' $f
+done
+job_error "a model reads another's output through a link" "reads|lnk/t.safetensors|which models[0] ('a') writes" \
+    '{"models": [{"input": "a.safetensors", "output": "o/t.safetensors"}, {"input": "lnk/t.safetensors", "output": "u.pt"}]}' --force
+job_error "a model's output is its own input" "models[0] ('a'): its output|is its own input" \
+    '{"models": [{"input": "a.safetensors", "output": "./a.safetensors"}]}' --force
+[ "$s_t" = "$(stamp "$V/o/t.safetensors")" ] && pass "the earlier output is untouched" || fail "the earlier output was rewritten"
+rm -f "$V/o/t.safetensors"
+# \u0000 would cut a path short: refused, naming the entry and the key.
+job_error "NUL in an output path" "models[1] ('b')|'output' holds \\u0000" \
+    '{"models": [{"input": "a.safetensors"}, {"input": "b.safetensors", "output": "o/nul\u0000.pt"}]}'
+job_error "NUL in an include pattern" "models[0] ('a')|'options.include[1]'|NUL" \
+    '{"models": [{"input": "a.safetensors", "options": {"include": ["q_proj", "k\u0000"]}}]}'
+job_error "NUL in a key" "the key at 'out'" \
+    '{"models": [{"input": "a.safetensors", "out\u0000put": "x.pt"}]}'
+[ -z "$(ls -A "$V/o")" ] && pass "nothing written in o/" || fail "o/ holds $(ls -A "$V/o")"
+rm -rf "$V/o" "$V/lnk"
 
 before=$(ls -A "$V")
 mq 2 "$V/a.safetensors" --groups 2 -o "$V/x.safetensors"

@@ -2,6 +2,10 @@
 #include "test_util.h"
 
 #include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "buf.h"
 
 #include "job.h"
 #include "options.h"
@@ -87,11 +91,128 @@ static void test_job_errors_name_the_entry_and_the_key(void **state)
 		   "given twice");
 }
 
+/* Two names for one output file, and outputs that are inputs: refused, naming both entries. */
+static void test_job_outputs_compared_as_files(void **state)
+{
+	(void)state;
+	static const char *const same[] = { "o/./t.safetensors", "o//t.safetensors", "o/../o/t.safetensors",
+					    "o/x/../t.safetensors", "./o/t.safetensors" };
+	for (size_t i = 0; i < sizeof(same) / sizeof(same[0]); i++) {
+		char text[512];
+		snprintf(text, sizeof(text), "{\"models\": [{\"input\": \"a.safetensors\", \"output\": \"o/t.safetensors\"},"
+			 " {\"input\": \"b.safetensors\", \"output\": \"%s\"}]}", same[i]);
+		expect_bad(text, "models[0] ('a') and models[1] ('b') write the same output", same[i]);
+	}
+	expect_bad("{\"models\": [{\"input\": \"a.safetensors\", \"output\": \"o/t.safetensors\"},"
+		   " {\"input\": \"o/./t.safetensors\", \"output\": \"o/u.safetensors\"}]}",
+		   "models[1] ('t') reads 'jobs/o/./t.safetensors', which models[0] ('a') writes", "own outputs");
+	expect_bad("{\"models\": [{\"input\": \"b.safetensors\"}, {\"input\": \"x.pt\", \"output\": \"./x.pt\"}]}",
+		   "models[1] ('x'): its output 'jobs/./x.pt' is its own input", "models[1]");
+	/* the default output of one model is the input of the next */
+	expect_bad("{\"models\": [{\"input\": \"a.safetensors\"}, {\"input\": \"a.int8.safetensors\", \"output\": \"z.pt\"}]}",
+		   "models[1] ('a.int8') reads", "which models[0] ('a') writes");
+	/* the command line's --force changes nothing */
+	char *argv[] = { "mq-dist", "--job", "jobs/zoo.json", "--force", NULL };
+	struct mq_job job;
+	struct mq_error e;
+	const char *text = "{\"models\": [{\"input\": \"a.safetensors\", \"output\": \"o/t.safetensors\"},"
+			   " {\"input\": \"o/t.safetensors\", \"output\": \"o/u.safetensors\"}]}";
+	assert_int_equal(parse(text, 4, argv, &job, &e), MQ_ERR_USAGE);
+	assert_non_null(strstr(e.msg, "which models[0] ('a') writes"));
+	/* distinct outputs in one folder are fine */
+	text = "{\"models\": [{\"input\": \"a.safetensors\", \"output\": \"o/t.safetensors\"},"
+	       " {\"input\": \"b.safetensors\", \"output\": \"o/./u.safetensors\"}]}";
+	assert_int_equal(parse(text, 3, argv, &job, &e), 0);
+	mq_job_release(&job);
+}
+
+/* A symbolic link to a folder names the same files as the folder. */
+static void test_job_outputs_through_a_linked_folder(void **state)
+{
+	(void)state;
+	char dir[512], real[600], link[600], jobpath[600];
+	const char *tmp = getenv("TMPDIR");
+	snprintf(dir, sizeof(dir), "%s/mq-test-job.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+	assert_non_null(mkdtemp(dir));
+	snprintf(real, sizeof(real), "%s/real", dir);
+	snprintf(link, sizeof(link), "%s/link", dir);
+	snprintf(jobpath, sizeof(jobpath), "%s/zoo.json", dir);
+	assert_int_equal(mkdir(real, 0700), 0);
+	assert_int_equal(symlink("real", link), 0);
+	const char *text = "{\"models\": [{\"input\": \"a.safetensors\", \"output\": \"real/t.safetensors\"},"
+			   " {\"input\": \"b.safetensors\", \"output\": \"link/t.safetensors\"}]}";
+	char *argv[] = { "mq-dist", "--job", jobpath, NULL };
+	struct mq_job job;
+	struct mq_error e = { 0 };
+	assert_int_equal(mq_job_parse(jobpath, text, strlen(text), 3, argv, &job, &e), MQ_ERR_USAGE);
+	if (!strstr(e.msg, "models[0] ('a') and models[1] ('b') write the same output") || !strstr(e.msg, "link/t.safetensors"))
+		fail_msg("message: %s", e.msg);
+	text = "{\"models\": [{\"input\": \"a.safetensors\", \"output\": \"real/t.safetensors\"},"
+	       " {\"input\": \"link/../real/t.safetensors\", \"output\": \"u.pt\"}]}";
+	memset(&e, 0, sizeof(e));
+	assert_int_equal(mq_job_parse(jobpath, text, strlen(text), 3, argv, &job, &e), MQ_ERR_USAGE);
+	if (!strstr(e.msg, "which models[0] ('a') writes"))
+		fail_msg("message: %s", e.msg);
+	unlink(link);
+	rmdir(real);
+	rmdir(dir);
+}
+
+/* \u0000 in any string (value or key) is refused, naming the entry and the key; an escaped backslash is not one. */
+static void test_job_nul_in_strings_refused(void **state)
+{
+	(void)state;
+	expect_bad("{\"models\": [{\"name\": \"nul\", \"input\": \"a.safetensors\", \"output\": \"o/nul\\u0000.pt\"}]}",
+		   "models[0] ('nul'): the value of 'output' holds \\u0000", "remove it");
+	expect_bad("{\"models\": [{\"input\": \"a.safetensors\"}, {\"input\": \"b.safetensors\","
+		   " \"options\": {\"include\": [\"q\", \"k\\u0000x\"]}}]}",
+		   "models[1] ('b'): the value of 'options.include[1]'", "NUL");
+	expect_bad("{\"models\": [{\"input\": \"a\\u0000.safetensors\"}]}", "models[0] ('a')", "'input' holds");
+	expect_bad("{\"defaults\": {\"exclude\": \"x\\u0000\"}, \"models\": [{\"input\": \"a.safetensors\"}]}",
+		   "top level: the value of 'defaults.exclude'", "NUL");
+	expect_bad("{\"models\": [{\"input\": \"a.safetensors\", \"out\\u0000put\": \"x.pt\"}]}",
+		   "models[0] ('a'): the key at 'out'", "NUL");
+	expect_bad("{\"report\": \"r\\u0000\", \"models\": [{\"input\": \"a.safetensors\"}]}", "'report'", "NUL");
+	char *argv[] = { "mq-dist", "--job", "jobs/zoo.json", NULL };
+	struct mq_job job;
+	struct mq_error e;
+	const char *text = "{\"models\": [{\"input\": \"a\\\\u0000.safetensors\", \"output\": \"o/\\u0041.pt\"}]}";
+	assert_int_equal(parse(text, 3, argv, &job, &e), 0);
+	assert_string_equal(job.models[0].input, "jobs/a\\u0000.safetensors");
+	assert_string_equal(job.models[0].output, "jobs/o/A.pt");
+	mq_job_release(&job);
+}
+
+/* Many models: the cross-model checks still find a clash between the first and the last entry. */
+static void test_job_many_models(void **state)
+{
+	(void)state;
+	enum { N = 5000 };
+	struct mq_buf b = MQ_BUF_INIT;
+	mq_buf_adds(&b, "{\"models\": [");
+	for (int i = 0; i < N; i++)
+		mq_buf_addf(&b, "%s{\"input\": \"in/m%d.safetensors\", \"output\": \"out/m%d.pt\"}", i ? ", " : "", i,
+			    i == N - 1 ? 1 : i);
+	mq_buf_adds(&b, "]}");
+	assert_true(mq_buf_ok(&b));
+	char *argv[] = { "mq-dist", "--job", "jobs/zoo.json", NULL };
+	struct mq_job job;
+	struct mq_error e;
+	assert_int_equal(parse(b.data, 3, argv, &job, &e), MQ_ERR_USAGE);
+	if (!strstr(e.msg, "models[1] ('m1') and models[4999] ('m4999') write the same output 'jobs/out/m1.pt'"))
+		fail_msg("message: %s", e.msg);
+	mq_buf_release(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_job_priority_is_cli_then_model_then_defaults),
 		cmocka_unit_test(test_job_errors_name_the_entry_and_the_key),
+		cmocka_unit_test(test_job_outputs_compared_as_files),
+		cmocka_unit_test(test_job_outputs_through_a_linked_folder),
+		cmocka_unit_test(test_job_nul_in_strings_refused),
+		cmocka_unit_test(test_job_many_models),
 	};
 	return cmocka_run_group_tests_name("job", tests, NULL, NULL);
 }
