@@ -1764,10 +1764,25 @@ static char *read_small_file(const char *path, size_t *len, struct mq_error *err
 }
 
 /* Models to groups: longest input first, each to the group with the least bytes so far. */
+struct sized_model {
+	double bytes;
+	int index;
+};
+
+/* Largest first; equal sizes in job-file order (the order is the same on every rank). */
+static int larger_model_first(const void *a, const void *b)
+{
+	const struct sized_model *x = a, *y = b;
+	if (x->bytes != y->bytes)
+		return x->bytes > y->bytes ? -1 : 1;
+	return (x->index > y->index) - (x->index < y->index);
+}
+
+/* Models to groups, longest processing time first: each to the least loaded group so far. */
 static void assign_groups(const double *bytes, int n, int groups, int *group_of)
 {
 	double *load = calloc((size_t)groups, sizeof(double));
-	int *order = malloc((size_t)n * sizeof(int));
+	struct sized_model *order = malloc((size_t)n * sizeof(*order));
 	if (!load || !order) { /* round robin will do */
 		for (int i = 0; i < n; i++)
 			group_of[i] = i % groups;
@@ -1776,20 +1791,15 @@ static void assign_groups(const double *bytes, int n, int groups, int *group_of)
 		return;
 	}
 	for (int i = 0; i < n; i++)
-		order[i] = i;
-	for (int i = 1; i < n; i++) /* stable insertion sort, largest first */
-		for (int j = i; j > 0 && bytes[order[j - 1]] < bytes[order[j]]; j--) {
-			int t = order[j];
-			order[j] = order[j - 1];
-			order[j - 1] = t;
-		}
+		order[i] = (struct sized_model){ bytes[i], i };
+	qsort(order, (size_t)n, sizeof(*order), larger_model_first);
 	for (int k = 0; k < n; k++) {
 		int best = 0;
 		for (int g = 1; g < groups; g++)
 			if (load[g] < load[best])
 				best = g;
-		group_of[order[k]] = best;
-		load[best] += bytes[order[k]];
+		group_of[order[k].index] = best;
+		load[best] += order[k].bytes;
 	}
 	free(load);
 	free(order);
