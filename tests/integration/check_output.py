@@ -93,7 +93,7 @@ class Report:
     def summary(self):
         if self.worst is None:
             return ""
-        return "; largest deviation %.2g%% of its bound (%.3g <= %.3g, %s)" % (
+        return "; largest deviation %.2g%% of its bound (%.3g vs %.3g, %s)" % (
             100 * self.worst[0], self.worst[1], self.worst[2], self.worst[3])
 
 
