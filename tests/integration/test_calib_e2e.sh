@@ -25,7 +25,9 @@ calibrate() {
 }
 
 # Relative output error of the quantized model against the float one: at most 3% of the float
-# output's norm, and smaller than with a scale 10x too small or 10x too large. The entropy observer
+# output's norm, and smaller than with a scale 10x too small or 10x too large. These are quality
+# thresholds, not rounding tolerances (float32 rounding moves the error by about 1e-6): int8
+# weights and activations give about 1-2% here, a wrong scale (the 10x cases) 7-40%. The entropy observer
 # clips harder on this model's ReLU activations (half of them are exact zeros): it gets 15%, and
 # must beat only the scale that clips more than it does.
 for variant in "int8-percentile 0.03" "int8-asym-minmax 0.03 --act int8-asym --observer minmax" \
@@ -66,9 +68,13 @@ for k in zps:
     assert layers[k[:-len("input_zero_point")] + "weight"]["input_zero_point"] == zp, k
 PY
     fi
-    dev=$("$MQ_PYTHON" "$E2E" check "$D" "$D/q.safetensors" "$D/calib.h5")
-    awk -v d="$dev" 'BEGIN { exit !(d < 0.001) }' && pass "$name: output SQNR matches torch (max diff $dev dB)" \
-        || fail "$name: output SQNR differs from torch by $dev dB"
+    # Each layer's output SQNR against torch's float64 value, within the bound that float32
+    # products allow (gamma_K |X||W| per output, K the reduction length; calib_e2e.py check).
+    if dev=$("$MQ_PYTHON" "$E2E" check "$D" "$D/q.safetensors" "$D/calib.h5"); then
+        pass "$name: output SQNR matches torch ($(tail -n 1 <<<"$dev"))"
+    else
+        fail "$name: output SQNR outside the float32 bound: $dev"
+    fi
 done
 
 # Metadata: the calibration file, its digest, the observer.
