@@ -36,16 +36,13 @@ static int ends_with_weight(const char *n)
 }
 
 /*
- * A cast's fate: like model.to(dtype), every floating-point tensor of any
- * shape and name is cast, unless --exclude keeps it or --include does not
- * pick it. The default exclusions (embeddings, lm_head) guard integer
- * quantization and do not apply (README, "Selection").
+ * The user's rules: --exclude keeps a tensor; with --include, only a match
+ * is taken. *decided says whether they settled the tensor's fate (in *act,
+ * with the reason returned).
  */
-static char *select_cast(const struct mq_tensor *t, const struct mq_options *o, enum mq_action *act)
+static char *user_rules(const struct mq_tensor *t, const struct mq_options *o, enum mq_action *act, int *decided)
 {
-	*act = MQ_ACT_KEEP;
-	if (!mq_dtype_is_float(t->dtype))
-		return fmt("dtype %s is not a floating-point type", mq_dtype_name(t->dtype));
+	*decided = 1;
 	for (int i = 0; i < o->n_excludes; i++)
 		if (matches(o->excludes[i], t->name))
 			return fmt("--exclude '%s'", o->excludes[i]);
@@ -58,6 +55,25 @@ static char *select_cast(const struct mq_tensor *t, const struct mq_options *o, 
 		}
 		return fmt("no --include matches");
 	}
+	*decided = 0;
+	return NULL;
+}
+
+/*
+ * A cast's fate: like model.to(dtype), every floating-point tensor of any
+ * shape and name is cast, unless --exclude keeps it or --include does not
+ * pick it. The default exclusions (embeddings, lm_head) guard integer
+ * quantization and do not apply (README, "Selection").
+ */
+static char *select_cast(const struct mq_tensor *t, const struct mq_options *o, enum mq_action *act)
+{
+	*act = MQ_ACT_KEEP;
+	if (!mq_dtype_is_float(t->dtype))
+		return fmt("dtype %s is not a floating-point type", mq_dtype_name(t->dtype));
+	int decided;
+	char *why = user_rules(t, o, act, &decided);
+	if (decided)
+		return why;
 	*act = MQ_ACT_QUANT;
 	return fmt("floating-point tensor (cast)");
 }
@@ -76,18 +92,10 @@ static char *select_tensor(const struct mq_tensor *t, const struct mq_options *o
 		return fmt("name does not end in .weight");
 	if (t->nbytes == 0)
 		return fmt("empty tensor");
-	for (int i = 0; i < o->n_excludes; i++)
-		if (matches(o->excludes[i], t->name))
-			return fmt("--exclude '%s'", o->excludes[i]);
-	if (o->n_includes) {
-		for (int i = 0; i < o->n_includes; i++) {
-			if (matches(o->includes[i], t->name)) {
-				*act = MQ_ACT_QUANT;
-				return fmt("--include '%s'", o->includes[i]);
-			}
-		}
-		return fmt("no --include matches");
-	}
+	int decided;
+	char *why = user_rules(t, o, act, &decided);
+	if (decided)
+		return why;
 	if (!o->no_default_excludes)
 		for (int i = 0; i < mq_n_default_excludes; i++)
 			if (matches(mq_default_excludes[i], t->name))
