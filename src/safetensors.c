@@ -361,8 +361,12 @@ static int parse_tensor(struct jp *p, struct mq_st_tensor *t)
 		goto missing;
 	for (;;) {
 		char *k;
-		if (parse_string(p, &k) || expect(p, ':'))
+		if (parse_string(p, &k))
 			return p->err->code;
+		if (expect(p, ':')) {
+			free(k);
+			return p->err->code;
+		}
 		int dup = 0;
 		if (strcmp(k, "dtype") == 0) {
 			dup = have_dtype++;

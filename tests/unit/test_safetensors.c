@@ -149,6 +149,15 @@ static void test_safetensors_raw_size_rules(void **state)
 	unlink(path);
 }
 
+/* Found by fuzz_safetensors: the key of a tensor entry leaked when no ':' followed it. */
+static void test_safetensors_entry_key_without_colon_is_refused_without_a_leak(void **state)
+{
+	(void)state;
+	expect_bad("{\"a\":{\"dtype\"}}", 0, "expected ':'");
+	expect_bad("{\"a\":{\"dtype\":\"F32\",\"shape\" [1]}}", 0, "expected ':'");
+	expect_bad("{\"a\"}", 0, "expected ':'");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -158,6 +167,7 @@ int main(void)
 		cmocka_unit_test(test_safetensors_numbers_must_be_plain_integers),
 		cmocka_unit_test(test_safetensors_json_and_schema_errors_are_refused),
 		cmocka_unit_test(test_safetensors_raw_size_rules),
+		cmocka_unit_test(test_safetensors_entry_key_without_colon_is_refused_without_a_leak),
 	};
 	return cmocka_run_group_tests_name("safetensors", tests, NULL, NULL);
 }
