@@ -470,8 +470,8 @@ static int step(struct vm *m, int *done)
 		break;
 	case 't': {
 		int first = 0, n = 0;
-		if (!(rc = pop_mark(m, &first, &n)))
-			rc = make_tuple(m, m->stack + first, n);
+		if (!(rc = pop_mark(m, &first, &n))) /* an empty stack may have no array yet */
+			rc = make_tuple(m, n ? m->stack + first : NULL, n);
 		break;
 	}
 	case ')':
