@@ -85,11 +85,36 @@ static void test_job_errors_name_the_entry_and_the_key(void **state)
 		   "given twice");
 }
 
+/*
+ * Found by fuzz_job: the message for invalid JSON quoted the text after the
+ * error with %.40s, reading past the end of a text that ends without a NUL,
+ * as it does on every rank but 0.
+ */
+static void test_job_invalid_json_without_a_nul_is_quoted_within_its_length(void **state)
+{
+	(void)state;
+	static const char *const texts[] = { "", "{", "{\"models\": [", "{\"models\": [{\"input\": \"x\"}]",
+					     "nul" };
+	char *argv[] = { "mq-dist", "--job", "jobs/zoo.json", NULL };
+	for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+		size_t n = strlen(texts[i]);
+		char *text = malloc(n ? n : 1); /* exactly n bytes, no NUL */
+		memcpy(text, texts[i], n);
+		struct mq_job job;
+		struct mq_error e = { 0 };
+		assert_int_equal(mq_job_parse("jobs/zoo.json", text, n, 3, argv, &job, &e), MQ_ERR_USAGE);
+		if (!strstr(e.msg, "not a valid JSON object") || !strstr(e.msg, "jobs/zoo.json"))
+			fail_msg("message '%s' for '%s'", e.msg, texts[i]);
+		free(text);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_job_priority_is_cli_then_model_then_defaults),
 		cmocka_unit_test(test_job_errors_name_the_entry_and_the_key),
+		cmocka_unit_test(test_job_invalid_json_without_a_nul_is_quoted_within_its_length),
 	};
 	return cmocka_run_group_tests_name("job", tests, NULL, NULL);
 }
