@@ -132,7 +132,8 @@ if [ $status != 0 ]; then
     for t in "${TARGETS[@]}"; do
         if [ "${RC[$t]}" != 0 ]; then
             echo "--- $t: $LOGS/$t.log"
-            grep -aE 'ERROR|SUMMARY|runtime error|Test unit written|out-of-memory|timeout' "$LOGS/$t.log" | head -20
+            grep -aE 'ERROR|SUMMARY|runtime error|Test unit written|out-of-memory|Timeout|CRASH' "$LOGS/$t.log" |
+                grep -v 'oom/timeout/crash' | head -20
         fi
     done
 fi
