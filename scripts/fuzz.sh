@@ -38,7 +38,7 @@ while [ $# -gt 0 ]; do
     -c) CORPUS=$(realpath -m "$2"); shift 2 ;;
     --keep-going) KEEP_GOING=1; shift ;;
     --no-build) BUILD_IT=0; shift ;;
-    -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
     -*) echo "fuzz.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
     *) TARGETS+=("$1"); shift ;;
     esac
