@@ -22,7 +22,7 @@ struct mq_buf {
 void mq_buf_release(struct mq_buf *b);
 void mq_buf_add(struct mq_buf *b, const void *p, size_t n);
 void mq_buf_adds(struct mq_buf *b, const char *s);
-void mq_buf_vaddf(struct mq_buf *b, const char *fmt, va_list ap);
+void mq_buf_vaddf(struct mq_buf *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 void mq_buf_addf(struct mq_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Appends s as a JSON string literal, quotes included. */
 void mq_buf_add_json_str(struct mq_buf *b, const char *s);

@@ -2,6 +2,7 @@
 
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -568,7 +569,8 @@ int mq_job_parse(const char *path, const char *text, size_t len, int argc, char 
 	c.dir = malloc(dlen + 1);
 	struct mq_optarg *cli = NULL;
 	int n_cli = 0;
-	cJSON *root = cJSON_ParseWithLength(text, len);
+	const char *end = NULL;
+	cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
 	int rc = 0;
 	if (!c.dir)
 		rc = mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
@@ -576,9 +578,23 @@ int mq_job_parse(const char *path, const char *text, size_t len, int argc, char 
 		memcpy(c.dir, path, dlen);
 		c.dir[dlen] = '\0';
 	}
-	if (!rc && !cJSON_IsObject(root))
-		rc = mq_fail(err, MQ_ERR_USAGE, "'%s': not a valid JSON object (near: %.40s)", path,
-			     cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() : "the start");
+	if (!rc && !cJSON_IsObject(root)) {
+		/* the text need not end in a NUL (other ranks get exactly len bytes): quote at most what is left */
+		const char *near = cJSON_GetErrorPtr();
+		uintptr_t t0 = (uintptr_t)text, e = (uintptr_t)near;
+		size_t at = near && e >= t0 && e - t0 <= len ? (size_t)(e - t0) : 0;
+		int n = near && at < len ? (int)(len - at < 40 ? len - at : 40) : 0;
+		rc = n ? mq_fail(err, MQ_ERR_USAGE, "'%s': not a valid JSON object (near: %.*s)", path, n, text + at)
+		       : mq_fail(err, MQ_ERR_USAGE, "'%s': not a valid JSON object (near: %s)", path,
+				 near && at == len ? "the end" : "the start");
+	}
+	if (!rc && root) { /* only white space may follow the object */
+		size_t at = end && end >= text && (size_t)(end - text) <= len ? (size_t)(end - text) : len;
+		while (at < len && strchr(" \t\r\n", text[at]) && text[at])
+			at++;
+		if (at < len)
+			rc = mq_fail(err, MQ_ERR_USAGE, "'%s': text after the JSON object, at byte %zu: remove it", path, at);
+	}
 	if (!rc)
 		rc = check_no_nul(&c, text, len, root);
 	/* the command line without --job and --groups: it overrides every model */

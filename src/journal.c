@@ -1,5 +1,7 @@
 #include "journal.h"
 
+#include "bounds.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -12,7 +14,6 @@
 #define MAGIC "mq-dist journal 1\n"
 #define MAGIC_LEN (sizeof(MAGIC) - 1)
 #define HEADER_LEN (MAGIC_LEN + MQ_SHA256_LEN + 8)
-#define MAX_JOURNAL (1ull << 32)
 
 static void header(uint8_t *h, const uint8_t id[MQ_SHA256_LEN], uint64_t n_units)
 {
@@ -29,7 +30,7 @@ int mq_journal_read(const char *path, const uint8_t id[MQ_SHA256_LEN], uint64_t 
 	struct stat st;
 	if (fd < 0)
 		return -1;
-	if (fstat(fd, &st) != 0 || (uint64_t)st.st_size < HEADER_LEN || (uint64_t)st.st_size > MAX_JOURNAL) {
+	if (fstat(fd, &st) != 0 || (uint64_t)st.st_size < HEADER_LEN || (uint64_t)st.st_size > MQ_JOURNAL_MAX_BYTES) {
 		close(fd);
 		return -1;
 	}

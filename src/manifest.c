@@ -106,6 +106,16 @@ static void row_major_strides(struct mq_tensor *t)
 	t->contiguous = 1;
 }
 
+/* Whether n more tensors from file fi take the model past MQ_MAX_TENSORS (then an error). */
+static int too_many_tensors(const struct mq_manifest *m, int fi, int n, struct mq_error *err)
+{
+	if (n <= MQ_MAX_TENSORS - m->n_tensors)
+		return 0;
+	return mq_fail(err, MQ_ERR_INPUT,
+		"'%s': with this file the model holds more than %d tensors, the limit of mq-dist (MQ_MAX_TENSORS in src/bounds.h); a model beyond that limit needs a rebuild with a larger one",
+		m->files[fi].path, MQ_MAX_TENSORS);
+}
+
 /* Room for n more tensors in the table. */
 static int reserve_tensors(struct mq_manifest *m, int n, struct mq_error *err)
 {
@@ -144,7 +154,7 @@ static int add_torch_file(struct mq_manifest *m, int fi, struct mq_error *err)
 	int rc = mq_torch_parse(f->path, f->raw, f->raw_len, f->size, &h, err);
 	if (rc)
 		return rc;
-	if (reserve_tensors(m, h.n_tensors, err)) {
+	if (too_many_tensors(m, fi, h.n_tensors, err) || reserve_tensors(m, h.n_tensors, err)) {
 		mq_torch_header_release(&h);
 		return err->code;
 	}
@@ -178,7 +188,7 @@ static int build_table(struct mq_manifest *m, struct mq_error *err)
 		int rc = mq_st_parse(f->path, f->raw, f->raw_len, f->size, &h, err);
 		if (rc)
 			return rc;
-		if (reserve_tensors(m, h.n_tensors, err)) {
+		if (too_many_tensors(m, fi, h.n_tensors, err) || reserve_tensors(m, h.n_tensors, err)) {
 			mq_st_header_release(&h);
 			return err->code;
 		}
@@ -218,12 +228,12 @@ static int load_index(const char *path, struct mq_manifest *m, cJSON **map_out, 
 	size_t len = 0, cap = 0;
 	int rc = 0;
 	for (;;) {
+		if (len > MQ_INDEX_MAX_BYTES)
+			break;
 		if (len + 65536 + 1 > cap) {
 			cap = cap ? cap * 2 : 131072;
-			if (cap > 512u << 20) {
-				rc = mq_fail(err, MQ_ERR_INPUT, "'%s': index file larger than 512 MiB", path);
-				break;
-			}
+			if (cap > MQ_INDEX_MAX_BYTES + 65536 + 1)
+				cap = MQ_INDEX_MAX_BYTES + 65536 + 1;
 			char *t = realloc(text, cap);
 			if (!t) {
 				rc = mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
@@ -238,6 +248,10 @@ static int load_index(const char *path, struct mq_manifest *m, cJSON **map_out, 
 	}
 	if (!rc && ferror(fp))
 		rc = mq_fail(err, MQ_ERR_INPUT, "cannot read '%s': %s", path, strerror(errno));
+	if (!rc && len > MQ_INDEX_MAX_BYTES)
+		rc = mq_fail(err, MQ_ERR_INPUT,
+			"'%s': the shard index is larger than %llu MiB, the limit of mq-dist (MQ_INDEX_MAX_BYTES in src/bounds.h); it is not a Hugging Face shard index, or one for more tensors than mq-dist reads",
+			path, (unsigned long long)(MQ_INDEX_MAX_BYTES >> 20));
 	fclose(fp);
 	if (rc) {
 		free(text);
@@ -258,6 +272,12 @@ static int load_index(const char *path, struct mq_manifest *m, cJSON **map_out, 
 		return mq_fail(err, MQ_ERR_INPUT, "'%s': no \"weight_map\" object (expected a Hugging Face shard index)", path);
 	}
 	int n = cJSON_GetArraySize(map);
+	if (n > MQ_MAX_TENSORS) {
+		cJSON_Delete(map);
+		return mq_fail(err, MQ_ERR_INPUT,
+			"'%s': weight_map lists %d tensors, more than the limit of mq-dist (%d, MQ_MAX_TENSORS in src/bounds.h); a model beyond that limit needs a rebuild with a larger one",
+			path, n, MQ_MAX_TENSORS);
+	}
 	char **names = calloc((size_t)n + 1, sizeof(*names));
 	if (!names) {
 		cJSON_Delete(map);
@@ -349,8 +369,15 @@ int mq_manifest_load(const char *path, struct mq_manifest *m, struct mq_error *e
 				rc = mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
 		}
 	}
-	for (int i = 0; i < m->n_files && !rc; i++)
+	uint64_t header_bytes = 0;
+	for (int i = 0; i < m->n_files && !rc; i++) {
 		rc = read_source(&m->files[i], err);
+		header_bytes += m->files[i].raw_len;
+		if (!rc && header_bytes > MQ_MAX_HEADER_BYTES)
+			rc = mq_fail(err, MQ_ERR_INPUT,
+				"'%s': the headers of the model's files reach more than %llu MiB with '%s', the limit of mq-dist (MQ_MAX_HEADER_BYTES in src/bounds.h); the shards are corrupt, or the model needs a rebuild with a larger limit",
+				path, (unsigned long long)(MQ_MAX_HEADER_BYTES >> 20), m->files[i].name);
+	}
 	if (!rc)
 		rc = build_table(m, err);
 	if (!rc && map)

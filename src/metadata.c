@@ -9,7 +9,7 @@
 double mq_sqnr_db(double signal, double noise)
 {
 	if (noise <= 0.0)
-		return INFINITY;
+		return (double)INFINITY;
 	return 10.0 * log10(signal / noise);
 }
 

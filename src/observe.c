@@ -178,7 +178,7 @@ void mq_obs_end_pass(struct mq_obs_state *s)
 int mq_obs_mse_choice(const uint64_t *hist, double w)
 {
 	int best = 0;
-	double best_err = INFINITY;
+	double best_err = (double)INFINITY;
 	for (int i = 0; i < MQ_OBS_BINS; i++) {
 		double t = (double)(i + 1) * w, sc = t / 127.5, round_err = sc * sc / 12.0, err = 0.0;
 		for (int b = 0; b < MQ_OBS_BINS; b++) {
@@ -216,7 +216,7 @@ int mq_obs_entropy_choice(const uint64_t *hist)
 	for (int b = MQ_OBS_BINS - 1; b >= 0; b--)
 		suffix[b] = suffix[b + 1] + (double)hist[b];
 	int best = MQ_OBS_BINS;
-	double best_kl = INFINITY;
+	double best_kl = (double)INFINITY;
 	for (int i = MQ_OBS_LEVELS; i <= MQ_OBS_BINS; i++) {
 		for (int b = 0; b < i; b++)
 			P[b] = (double)hist[b];

@@ -1,5 +1,7 @@
 #include "pickle.h"
 
+#include "bounds.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,6 +85,9 @@ static int oom(struct vm *m)
 static int new_obj(struct vm *m, enum mq_pk_kind kind)
 {
 	struct mq_pickle *pk = m->pk;
+	if (pk->n_obj >= MQ_PICKLE_MAX_OBJECTS)
+		return fail(m, "builds more than %d objects, the limit of mq-dist (MQ_PICKLE_MAX_OBJECTS in src/bounds.h), far more than a state dict of %d tensors needs; the file is corrupt or holds more than a state dict",
+			    MQ_PICKLE_MAX_OBJECTS, MQ_MAX_TENSORS), -1;
 	if (grow((void **)&pk->obj, &pk->cap_obj, pk->n_obj + 1, sizeof(*pk->obj)))
 		return oom(m), -1;
 	struct mq_pk_obj *o = &pk->obj[pk->n_obj];
@@ -379,8 +384,10 @@ static int memo_put(struct vm *m, uint64_t idx)
 {
 	if (m->n_stack <= floor_of(m))
 		return fail(m, "%s", "PUT with an empty stack");
-	if (idx >= m->pk->len)
-		return fail(m, "%s", "a memo index beyond the pickle's size");
+	/* the pickler numbers memo entries from 0 as it stores objects, so an index never exceeds the objects so far */
+	if (idx >= m->pk->len || idx > (uint64_t)m->pk->n_obj)
+		return fail(m, "a memo index (%llu) larger than the number of objects so far; the pickle is corrupt",
+			    (unsigned long long)idx);
 	if (idx >= m->n_memo) {
 		size_t n = m->n_memo ? m->n_memo : 64;
 		while (n <= idx)
@@ -470,8 +477,8 @@ static int step(struct vm *m, int *done)
 		break;
 	case 't': {
 		int first = 0, n = 0;
-		if (!(rc = pop_mark(m, &first, &n)))
-			rc = make_tuple(m, m->stack + first, n);
+		if (!(rc = pop_mark(m, &first, &n))) /* an empty stack may have no array yet */
+			rc = make_tuple(m, n ? m->stack + first : NULL, n);
 		break;
 	}
 	case ')':

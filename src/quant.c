@@ -195,6 +195,7 @@ size_t mq_quant_row_ref(enum mq_scheme s, const float *x, size_t n, struct mq_qp
 /* ---- the AVX2 kernels (x86-64, chosen at run time) ---- */
 
 #if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
 #include <immintrin.h>
 #define AVX2 __attribute__((target("avx2,f16c")))
 
@@ -297,14 +298,32 @@ AVX2 static int range_avx2(struct mq_range *r, const float *x, size_t n)
 	return (int)i;
 }
 
+/*
+ * AVX2 and F16C, and an OS that saves the YMM registers (XCR0 bits 1 and 2),
+ * as gcc's __builtin_cpu_supports checks them; read from cpuid directly
+ * because clang 14 does not know the "f16c" feature name.
+ */
+static int cpu_has_avx2_f16c(void)
+{
+	unsigned a, b, c, d;
+	if (!__get_cpuid(1, &a, &b, &c, &d))
+		return 0;
+	if (!(c & bit_OSXSAVE) || !(c & bit_AVX) || !(c & bit_F16C))
+		return 0;
+	unsigned xcr0_lo, xcr0_hi;
+	__asm__ __volatile__("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+	if ((xcr0_lo & 6u) != 6u)
+		return 0;
+	if (!__get_cpuid_count(7, 0, &a, &b, &c, &d))
+		return 0;
+	return (b & bit_AVX2) != 0;
+}
+
 static int use_avx2(void)
 {
 	static int have = -1;
-	if (have < 0) {
-		__builtin_cpu_init();
-		have = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c") &&
-		       !getenv("MQ_NO_SIMD");
-	}
+	if (have < 0)
+		have = cpu_has_avx2_f16c() && !getenv("MQ_NO_SIMD");
 	return have;
 }
 #else

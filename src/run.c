@@ -510,7 +510,7 @@ static void gemm_sums(const float *x, const float *xh, const float *w, const flo
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)n, (int)k, 1.0f, xh, (int)k, wh, (int)k,
 			    0.0f, ywa, (int)n);
 	for (uint64_t i = 0; i < m * n; i++) {
-		double v = y[i], e1 = v - (double)yw[i], e2 = xh ? v - (double)ywa[i] : 0.0;
+		double v = (double)y[i], e1 = v - (double)yw[i], e2 = xh ? v - (double)ywa[i] : 0.0;
 		acc->signal += v * v;
 		acc->noise_w += e1 * e1;
 		acc->noise_wa += e2 * e2;

@@ -361,8 +361,12 @@ static int parse_tensor(struct jp *p, struct mq_st_tensor *t)
 		goto missing;
 	for (;;) {
 		char *k;
-		if (parse_string(p, &k) || expect(p, ':'))
+		if (parse_string(p, &k))
 			return p->err->code;
+		if (expect(p, ':')) {
+			free(k);
+			return p->err->code;
+		}
 		int dup = 0;
 		if (strcmp(k, "dtype") == 0) {
 			dup = have_dtype++;
@@ -513,7 +517,9 @@ static int check_layout(const char *file, struct mq_st_header *h, struct mq_erro
 		uint64_t numel = mq_shape_numel(t->shape, t->ndim, &ovf);
 		uint64_t size = mq_dtype_size(t->dtype);
 		if (ovf || (numel && size > UINT64_MAX / numel))
-			return mq_fail(err, MQ_ERR_INPUT, "'%s': tensor '%s': shape overflows", file, t->name);
+			return mq_fail(err, MQ_ERR_INPUT,
+				"'%s': tensor '%s': its shape overflows (%d dimensions, more than 2^64 bytes of %s); the header is corrupt",
+				file, t->name, t->ndim, mq_dtype_name(t->dtype));
 		if (t->end < t->begin)
 			return mq_fail(err, MQ_ERR_INPUT, "'%s': tensor '%s': data_offsets end %llu is before begin %llu",
 				       file, t->name, (unsigned long long)t->end, (unsigned long long)t->begin);
@@ -596,6 +602,13 @@ int mq_st_parse(const char *file, const char *json, uint64_t header_len, uint64_
 			if (parse_metadata(&p, out))
 				goto fail;
 		} else {
+			if (out->n_tensors == MQ_MAX_TENSORS) {
+				mq_fail(err, MQ_ERR_INPUT,
+					"'%s': the header lists more than %d tensors, the limit of mq-dist (MQ_MAX_TENSORS in src/bounds.h); the file is corrupt, or a model beyond that limit needs a rebuild with a larger one",
+					file, MQ_MAX_TENSORS);
+				free(name);
+				goto fail;
+			}
 			if (out->n_tensors == cap) {
 				cap = cap ? cap * 2 : 16;
 				struct mq_st_tensor *t = realloc(out->tensors, (size_t)cap * sizeof(*t));
@@ -690,8 +703,8 @@ int mq_st_read_raw(const char *file, int fd, uint64_t file_size, char **json,
 		n = (n << 8) | pre[i];
 	if (n > MQ_ST_MAX_HEADER)
 		return mq_fail(err, MQ_ERR_INPUT,
-			"'%s': header length %llu exceeds the 100000000-byte limit of safetensors (not a safetensors file?)",
-			file, (unsigned long long)n);
+			"'%s': header length %llu exceeds the %llu-byte limit of safetensors (not a safetensors file?)",
+			file, (unsigned long long)n, (unsigned long long)MQ_ST_MAX_HEADER);
 	if (n > file_size - 8)
 		return mq_fail(err, MQ_ERR_INPUT,
 			"'%s': header length %llu runs past the end of the %llu-byte file (truncated, or not a safetensors file)",

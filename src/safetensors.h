@@ -23,10 +23,9 @@
 #include <stdint.h>
 
 #include "dtype.h"
+#include "bounds.h"
 #include "status.h"
 
-#define MQ_ST_MAX_HEADER 100000000ull
-#define MQ_MAX_DIMS 8
 
 struct mq_st_tensor {
 	char *name;                  /* owned, UTF-8, no NUL inside */

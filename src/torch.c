@@ -87,7 +87,9 @@ int mq_torch_read_raw(const char *path, int fd, uint64_t file_size, char **raw, 
 		rc = mq_fail(err, MQ_ERR_INPUT, "'%s': record '%s' is compressed (method %u); torch.save stores records uncompressed: re-save the file with torch.save",
 			     path, e[pkl].name, e[pkl].method);
 	if (!rc && e[pkl].size > MQ_TORCH_MAX_PICKLE)
-		rc = mq_fail(err, MQ_ERR_INPUT, "'%s': data.pkl is larger than 1 GiB", path);
+		rc = mq_fail(err, MQ_ERR_INPUT,
+			"'%s': data.pkl is %llu bytes, more than the limit of mq-dist (%llu MiB, MQ_TORCH_MAX_PICKLE in src/bounds.h); a state dict's pickle is far smaller: the file is corrupt or holds more than tensors",
+			path, (unsigned long long)e[pkl].size, (unsigned long long)(MQ_TORCH_MAX_PICKLE >> 20));
 	struct mq_buf b = MQ_BUF_INIT;
 	if (!rc) {
 		mq_buf_add(&b, RAW_MAGIC, 4);
@@ -158,6 +160,7 @@ struct parse {
 	struct mq_torch_header *h;
 	int cap;
 	unsigned char *seen;  /* per pickle object: a dict already flattened */
+	uint64_t file_size;
 	struct mq_error *err;
 };
 
@@ -213,8 +216,13 @@ static int add_tensor(struct parse *s, const char *name, const struct mq_pk_tens
 	int rc = 0;
 	int overflow = 0;
 	uint64_t numel = mq_shape_numel(pt->shape, pt->ndim, &overflow);
-	uint64_t storage_bytes = (uint64_t)st->i * es;
-	if (strlen(rname) != rlen)
+	int storage_overflow = (uint64_t)st->i > UINT64_MAX / es;
+	uint64_t storage_bytes = storage_overflow ? 0 : (uint64_t)st->i * es;
+	if (h->n_tensors == MQ_MAX_TENSORS)
+		rc = mq_fail(s->err, MQ_ERR_INPUT,
+			"'%s': the state dict holds more than %d tensors, the limit of mq-dist (MQ_MAX_TENSORS in src/bounds.h); the file is corrupt, or a model beyond that limit needs a rebuild with a larger one",
+			s->path, MQ_MAX_TENSORS);
+	else if (strlen(rname) != rlen)
 		rc = mq_fail(s->err, MQ_ERR_INPUT, "'%s': tensor '%s': its storage key holds a NUL byte", s->path, name);
 	else if (!r)
 		rc = mq_fail(s->err, MQ_ERR_INPUT, "'%s': tensor '%s': its storage record '%s' is missing", s->path, name,
@@ -222,13 +230,19 @@ static int add_tensor(struct parse *s, const char *name, const struct mq_pk_tens
 	else if (r->method != 0)
 		rc = mq_fail(s->err, MQ_ERR_INPUT, "'%s': record '%s' is compressed; torch.save stores records uncompressed: re-save the file with torch.save",
 			     s->path, rname);
-	else if ((uint64_t)st->i > UINT64_MAX / es || storage_bytes != r->size)
+	else if (storage_overflow || storage_bytes != r->size) {
+		char need[32];
+		if (storage_overflow)
+			snprintf(need, sizeof(need), "more than 2^64");
+		else
+			snprintf(need, sizeof(need), "%llu", (unsigned long long)storage_bytes);
 		rc = mq_fail(s->err, MQ_ERR_INPUT,
-			"'%s': tensor '%s': record '%s' holds %llu bytes, but its storage of %lld %s elements needs %llu; the file is truncated or corrupt",
-			s->path, name, rname, (unsigned long long)r->size, (long long)st->i, mq_dtype_name(st->dtype),
-			(unsigned long long)((uint64_t)st->i * es));
-	else if (overflow || numel > UINT64_MAX / es)
-		rc = mq_fail(s->err, MQ_ERR_INPUT, "'%s': tensor '%s': its shape overflows", s->path, name);
+			"'%s': tensor '%s': record '%s' holds %llu bytes, but its storage of %lld %s elements needs %s; the file is truncated or corrupt",
+			s->path, name, rname, (unsigned long long)r->size, (long long)st->i, mq_dtype_name(st->dtype), need);
+	} else if (overflow || numel > UINT64_MAX / es)
+		rc = mq_fail(s->err, MQ_ERR_INPUT,
+			"'%s': tensor '%s': its shape overflows (%d dimensions, more than 2^64 bytes of %s); the file is corrupt",
+			s->path, name, pt->ndim, mq_dtype_name(st->dtype));
 	uint64_t last = pt->offset;
 	for (int d = 0; !rc && numel && d < pt->ndim; d++) {
 		uint64_t span = pt->shape[d] - 1;
@@ -242,6 +256,12 @@ static int add_tensor(struct parse *s, const char *name, const struct mq_pk_tens
 		rc = mq_fail(s->err, MQ_ERR_INPUT,
 			"'%s': tensor '%s': its view (storage offset %llu, with its sizes and strides) reads past the end of record '%s' (%lld elements); the file is corrupt",
 			s->path, name, (unsigned long long)pt->offset, rname, (long long)st->i);
+	/* inside its storage, a view is larger than the file only with strides that repeat elements */
+	if (!rc && numel * es > s->file_size)
+		rc = mq_fail(s->err, MQ_ERR_INPUT,
+			"'%s': tensor '%s': its view of record '%s' (%llu elements, strides that repeat elements) needs %llu bytes, more than the whole %llu-byte file; mq-dist refuses views larger than their file (save t.contiguous() or t.clone() instead of an expanded view)",
+			s->path, name, rname, (unsigned long long)numel, (unsigned long long)(numel * es),
+			(unsigned long long)s->file_size);
 	if (!rc && !numel && pt->offset > (uint64_t)st->i)
 		rc = mq_fail(s->err, MQ_ERR_INPUT, "'%s': tensor '%s': its storage offset lies past the end of record '%s'",
 			     s->path, name, rname);
@@ -327,7 +347,7 @@ int mq_torch_parse(const char *path, const char *raw, uint64_t raw_len, uint64_t
 		   struct mq_torch_header *h, struct mq_error *err)
 {
 	memset(h, 0, sizeof(*h));
-	struct parse s = { .path = path, .h = h, .err = err };
+	struct parse s = { .path = path, .h = h, .file_size = file_size, .err = err };
 	struct mq_reader b = { raw, (size_t)raw_len };
 	uint64_t n = 0, pkl_len = 0;
 	int rc = 0;

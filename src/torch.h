@@ -26,12 +26,12 @@
 
 #include "buf.h"
 #include "dtype.h"
+#include "bounds.h"
 #include "plan.h"
 #include "safetensors.h"
 #include "status.h"
 #include "zip.h"
 
-#define MQ_TORCH_MAX_PICKLE (1ull << 30)
 #define MQ_TORCH_META_RECORD "mq_metadata.json"
 
 /* The first bytes of a file: a torch zip, a legacy (pre-1.6) torch pickle, or neither. */

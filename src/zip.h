@@ -22,10 +22,10 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "bounds.h"
 #include "status.h"
 
 #define MQ_ZIP_ALIGN 64
-#define MQ_ZIP_MAX_DIRECTORY (1ull << 30) /* refuse larger central directories */
 
 struct mq_zip_entry {
 	char *name;              /* owned */

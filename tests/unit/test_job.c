@@ -204,6 +204,33 @@ static void test_job_many_models(void **state)
 	mq_buf_release(&b);
 }
 
+/*
+ * Found by fuzz_job: the message for invalid JSON quoted the text after the
+ * error with %.40s, reading past the end of a text that ends without a NUL,
+ * as it does on every rank but 0.
+ */
+static void test_job_invalid_json_without_a_nul_is_quoted_within_its_length(void **state)
+{
+	(void)state;
+	static const char *const texts[] = { "", "{", "{\"models\": [", "{\"models\": [{\"input\": \"x\"}]",
+					     "nul" };
+	char *argv[] = { "mq-dist", "--job", "jobs/zoo.json", NULL };
+	for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+		size_t n = strlen(texts[i]);
+		char *text = malloc(n ? n : 1); /* exactly n bytes, no NUL */
+		memcpy(text, texts[i], n);
+		struct mq_job job;
+		struct mq_error e = { 0 };
+		assert_int_equal(mq_job_parse("jobs/zoo.json", text, n, 3, argv, &job, &e), MQ_ERR_USAGE);
+		if (!strstr(e.msg, "not a valid JSON object") || !strstr(e.msg, "jobs/zoo.json"))
+			fail_msg("message '%s' for '%s'", e.msg, texts[i]);
+		free(text);
+	}
+	/* and nothing but white space after the object */
+	expect_bad("{\"models\": [{\"input\": \"x\"}]} trailing", "text after the JSON object", "at byte 29");
+	expect_bad("{\"models\": [{\"input\": \"x\"}]}{}", "text after the JSON object", "remove it");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -213,6 +240,7 @@ int main(void)
 		cmocka_unit_test(test_job_outputs_through_a_linked_folder),
 		cmocka_unit_test(test_job_nul_in_strings_refused),
 		cmocka_unit_test(test_job_many_models),
+		cmocka_unit_test(test_job_invalid_json_without_a_nul_is_quoted_within_its_length),
 	};
 	return cmocka_run_group_tests_name("job", tests, NULL, NULL);
 }

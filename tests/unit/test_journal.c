@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <unistd.h>
 
+#include "bounds.h"
 #include "journal.h"
 
 static char path[64];
@@ -71,10 +72,28 @@ static void test_journal_entries_torn_tail_and_identity(void **state)
 	mq_journal_load_release(&jl);
 }
 
+/* A journal larger than MQ_JOURNAL_MAX_BYTES is not read (a new run starts instead). */
+static void test_journal_larger_than_the_limit_is_not_read(void **state)
+{
+	(void)state;
+	uint8_t id[MQ_SHA256_LEN];
+	memset(id, 7, sizeof(id));
+	struct mq_error e = { 0 };
+	int fd = mq_journal_start(path, id, 10, 0, &e);
+	assert_true(fd >= 0);
+	close(fd);
+	struct mq_journal_load jl;
+	assert_int_equal(mq_journal_read(path, id, 10, &jl), 0);
+	mq_journal_load_release(&jl);
+	assert_int_equal(truncate(path, (off_t)MQ_JOURNAL_MAX_BYTES + 1), 0); /* sparse */
+	assert_int_equal(mq_journal_read(path, id, 10, &jl), -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_journal_entries_torn_tail_and_identity, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_journal_larger_than_the_limit_is_not_read, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("journal", tests, NULL, NULL);
 }

@@ -209,6 +209,37 @@ static void test_pickle_truncated_and_corrupted_input_fails_cleanly(void **state
 	mq_buf_release(&b);
 }
 
+/* Found by fuzz_pickle: MARK then TUPLE on an empty stack did arithmetic on a null pointer. */
+static void test_pickle_tuple_of_an_empty_stack_is_empty(void **state)
+{
+	(void)state;
+	struct mq_buf b = MQ_BUF_INIT;
+	mq_buf_add(&b, "\x80\x02(t.", 5);
+	struct mq_pickle pk;
+	struct mq_error e;
+	assert_int_equal(load(&b, &pk, &e), 0);
+	assert_int_equal(pk.obj[pk.root].kind, MQ_PK_TUPLE);
+	assert_int_equal(pk.obj[pk.root].n_items, 0);
+	mq_pickle_release(&pk);
+	mq_buf_release(&b);
+}
+
+/* The memo may not be indexed beyond the objects built so far (its array would be sized by the index). */
+static void test_pickle_memo_index_is_bounded_by_the_objects(void **state)
+{
+	(void)state;
+	struct mq_buf b = MQ_BUF_INIT;
+	mq_buf_add(&b, "\x80\x02Nr\x00\x00\x00\x01.", 9); /* LONG_BINPUT 2^24 after one object */
+	expect_refused(&b, "memo index (16777216)");
+	b.len = 0;
+	mq_buf_add(&b, "\x80\x02Nq\x01h\x01\x86.", 9); /* index 1 after one object: allowed */
+	struct mq_pickle pk;
+	struct mq_error e;
+	assert_int_equal(load(&b, &pk, &e), 0);
+	mq_pickle_release(&pk);
+	mq_buf_release(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -217,6 +248,8 @@ int main(void)
 		cmocka_unit_test(test_pickle_refuses_other_opcodes_and_protocols),
 		cmocka_unit_test(test_pickle_ints_round_trip_through_the_writer),
 		cmocka_unit_test(test_pickle_truncated_and_corrupted_input_fails_cleanly),
+		cmocka_unit_test(test_pickle_tuple_of_an_empty_stack_is_empty),
+		cmocka_unit_test(test_pickle_memo_index_is_bounded_by_the_objects),
 	};
 	return cmocka_run_group_tests_name("pickle", tests, NULL, NULL);
 }

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "safetensors.h"
 
 /* Parses a header whose data buffer is exactly data_len bytes. */
@@ -149,6 +150,40 @@ static void test_safetensors_raw_size_rules(void **state)
 	unlink(path);
 }
 
+/* Found by fuzz_safetensors: the key of a tensor entry leaked when no ':' followed it. */
+static void test_safetensors_entry_key_without_colon_is_refused_without_a_leak(void **state)
+{
+	(void)state;
+	expect_bad("{\"a\":{\"dtype\"}}", 0, "expected ':'");
+	expect_bad("{\"a\":{\"dtype\":\"F32\",\"shape\" [1]}}", 0, "expected ':'");
+	expect_bad("{\"a\"}", 0, "expected ':'");
+}
+
+/* Hostile sizes: a header past MQ_MAX_TENSORS stops at the limit, and overflowing or absent bytes are named. */
+static void test_safetensors_hostile_sizes_fail_at_the_limits(void **state)
+{
+	(void)state;
+	struct mq_buf b = MQ_BUF_INIT;
+	mq_buf_adds(&b, "{");
+	for (int i = 0; i <= MQ_MAX_TENSORS; i++)
+		mq_buf_addf(&b, "%s\"%x\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[0,0]}", i ? "," : "", i);
+	mq_buf_adds(&b, "}");
+	assert_true(mq_buf_ok(&b));
+	struct mq_st_header h;
+	struct mq_error e = { 0 };
+	assert_int_equal(mq_st_parse("t.safetensors", b.data, b.len, 8 + b.len, &h, &e), MQ_ERR_INPUT);
+	if (!strstr(e.msg, "more than 524288 tensors") || !strstr(e.msg, "MQ_MAX_TENSORS"))
+		fail_msg("message '%s'", e.msg);
+	assert_int_equal(h.n_tensors, 0); /* released */
+	mq_buf_release(&b);
+	/* shape products beyond 64 bits, in elements and in bytes */
+	expect_bad("{\"a\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296],\"data_offsets\":[0,0]}}", 0, "2^64 bytes");
+	expect_bad("{\"a\":{\"dtype\":\"F64\",\"shape\":[2305843009213693952],\"data_offsets\":[0,0]}}", 0, "2^64 bytes");
+	/* 2^40 elements whose 2^42 bytes the file does not hold */
+	expect_bad("{\"a\":{\"dtype\":\"F32\",\"shape\":[1099511627776],\"data_offsets\":[0,4398046511104]}}", 16,
+		   "truncated");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -158,6 +193,8 @@ int main(void)
 		cmocka_unit_test(test_safetensors_numbers_must_be_plain_integers),
 		cmocka_unit_test(test_safetensors_json_and_schema_errors_are_refused),
 		cmocka_unit_test(test_safetensors_raw_size_rules),
+		cmocka_unit_test(test_safetensors_entry_key_without_colon_is_refused_without_a_leak),
+		cmocka_unit_test(test_safetensors_hostile_sizes_fail_at_the_limits),
 	};
 	return cmocka_run_group_tests_name("safetensors", tests, NULL, NULL);
 }

@@ -301,6 +301,70 @@ static void test_torch_zip64_layout(void **state)
 	mq_buf_release(&b);
 }
 
+/* Hostile sizes fail at once with the true figures: huge storages, overflowing shapes, expanded views. */
+static void test_torch_hostile_sizes_fail_fast(void **state)
+{
+	(void)state;
+	struct mq_buf pkl = MQ_BUF_INIT;
+	unsigned char data[80] = { 0 };
+	struct rec r[] = { { "x/data.pkl", NULL, 0 }, { "x/data/0", data, 80 } };
+	/* a storage of 2^40 halves: 2^41 bytes that the 80-byte record does not hold */
+	pickle_one(&pkl, 1ll << 40, 0, 5, 8, 8, 1);
+	r[0].data = pkl.data;
+	r[0].size = pkl.len;
+	write_archive(tmp_path, r, 2);
+	expect_bad(tmp_path, "needs 2199023255552;");
+	/* a zero-stride view of [2^20, 2^20] over 40 halves: 2 TiB from an 80-byte record */
+	pkl.len = 0;
+	pickle_one(&pkl, 40, 0, 1 << 20, 1 << 20, 0, 0);
+	r[0].data = pkl.data;
+	r[0].size = pkl.len;
+	write_archive(tmp_path, r, 2);
+	expect_bad(tmp_path, "more than the whole");
+	/* [2^40, 2^40]: the element count overflows 64 bits */
+	pkl.len = 0;
+	pickle_one(&pkl, 40, 0, 1ll << 40, 1ll << 40, 0, 0);
+	r[0].data = pkl.data;
+	r[0].size = pkl.len;
+	write_archive(tmp_path, r, 2);
+	expect_bad(tmp_path, "its shape overflows");
+	mq_buf_release(&pkl);
+}
+
+/* A ZIP directory that claims more records than the limit is refused before anything is allocated for them. */
+static void test_torch_zip_record_count_is_bounded(void **state)
+{
+	(void)state;
+	uint64_t count = MQ_ZIP_MAX_RECORDS + 1, dir_len = count * 46;
+	unsigned char end[56 + 20 + 22] = { 0 }, *p = end;
+	/* zip64 end record, locator, end record; the directory before them is a hole of zeros */
+	memcpy(p, "PK\x06\x06", 4);
+	for (int i = 0; i < 8; i++) {
+		p[4 + i] = (unsigned char)(44ull >> (8 * i));
+		p[24 + i] = p[32 + i] = (unsigned char)(count >> (8 * i));
+		p[40 + i] = (unsigned char)(dir_len >> (8 * i));
+	}
+	p += 56;
+	memcpy(p, "PK\x06\x07", 4);
+	for (int i = 0; i < 8; i++)
+		p[8 + i] = (unsigned char)(dir_len >> (8 * i));
+	p[16] = 1;
+	p += 20;
+	memcpy(p, "PK\x05\x06", 4);
+	memset(p + 8, 0xff, 12);
+	int fd = open(tmp_path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, end, sizeof(end), (off_t)dir_len), (ssize_t)sizeof(end));
+	struct mq_zip_entry *e = NULL;
+	int n = 0;
+	struct mq_error err = { 0 };
+	assert_int_equal(mq_zip_read(tmp_path, fd, dir_len + sizeof(end), &e, &n, &err), MQ_ERR_INPUT);
+	close(fd);
+	if (!strstr(err.msg, "MQ_ZIP_MAX_RECORDS"))
+		fail_msg("message '%s'", err.msg);
+	assert_null(e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -309,6 +373,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_torch_hostile_archives_are_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_torch_broken_zip_structure_is_refused, setup, teardown),
 		cmocka_unit_test(test_torch_zip64_layout),
+		cmocka_unit_test_setup_teardown(test_torch_hostile_sizes_fail_fast, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_torch_zip_record_count_is_bounded, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("torch", tests, NULL, NULL);
 }
