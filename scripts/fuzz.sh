@@ -84,7 +84,8 @@ run_one() {
     [ $KEEP_GOING = 1 ] && args+=(-fork=1 -ignore_crashes=1 -ignore_ooms=1 -ignore_timeouts=1)
     mkdir -p "$CORPUS/$t"
     # a generous outer limit in case the process itself stops answering
-    UBSAN_OPTIONS=print_stacktrace=1 timeout -k 10 $((SECONDS_PER + 300)) \
+    # the targets start no MPI: no suppressions, and the fast unwinder
+    ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS= UBSAN_OPTIONS=print_stacktrace=1 timeout -k 10 $((SECONDS_PER + 300)) \
         "$bin" "${args[@]}" "$CORPUS/$t" "$SEEDS/$t" >"$LOGS/$t.log" 2>&1
 }
 

@@ -6,6 +6,7 @@ PACKAGES=(
     openmpi-bin libopenmpi-dev libhdf5-openmpi-dev
     libcjson-dev libcmocka-dev libssl-dev zlib1g-dev libopenblas-serial-dev
     python3-numpy python3-torch python3-h5py
+    clang libclang-rt-14-dev llvm
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
