@@ -24,12 +24,6 @@ enum mq_torch_sniff mq_torch_sniff(const unsigned char *head, uint64_t n)
 	return MQ_TORCH_NOT;
 }
 
-int mq_torch_is_output_name(const char *path)
-{
-	size_t n = strlen(path);
-	return (n > 3 && strcmp(path + n - 3, ".pt") == 0) || (n > 4 && strcmp(path + n - 4, ".pth") == 0);
-}
-
 /* ---- reading: the raw header blob ---- */
 
 static int has_prefix(const char *s, const char *prefix, size_t n)

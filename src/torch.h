@@ -85,7 +85,4 @@ struct mq_torch_out {
 int mq_torch_out_plan(const struct mq_plan *p, uint64_t meta_len, struct mq_torch_out *t, struct mq_error *err);
 void mq_torch_out_release(struct mq_torch_out *t);
 
-/* Whether a path names a torch output (.pt or .pth). */
-int mq_torch_is_output_name(const char *path);
-
 #endif
