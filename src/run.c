@@ -87,6 +87,7 @@ struct run {
 	int *units_left;              /* per tensor */
 	int tensors_done, records_left;
 	int units_taken;              /* rank 0: finished units whose records arrived (or were resumed) */
+	int units_appended;           /* rank 0: records this run appended to the journal */
 	int cancel_sent;              /* rank 0: told the others to stop */
 	int cancelled;                /* stop working: a unit failed somewhere */
 	double stats[MQ_STAT_COUNT];
@@ -100,6 +101,28 @@ struct run {
 
 /* Set by SIGUSR1 (see catch_stop): finish the unit in hand and start no other. */
 static volatile sig_atomic_t stop_requested;
+/* Rank 0: the journal holds at least one finished unit (see on_fatal_signal). */
+static volatile sig_atomic_t units_journaled;
+
+/*
+ * Test seam for the fault tests (tests/integration/test_faults.sh): with
+ * MQ_TEST_STOP_AT=N in the environment, rank 0 stops itself (SIGSTOP) once N
+ * units of this run are journaled, or with N = 0 as soon as the partial output
+ * exists, so that a test fires its fault in the middle of a run without
+ * guessing how long the run takes. The others wait for rank 0 meanwhile.
+ */
+static void test_stop_at(int n_journaled)
+{
+	static int stop_at = -2; /* -2: not read yet, -1: off or done */
+	if (stop_at == -2) {
+		const char *v = getenv("MQ_TEST_STOP_AT");
+		stop_at = v && *v ? atoi(v) : -1;
+	}
+	if (stop_at >= 0 && n_journaled >= stop_at) {
+		stop_at = -1;
+		raise(SIGSTOP);
+	}
+}
 
 /* ---- rank 0: records and progress ---- */
 
@@ -178,10 +201,13 @@ static void take_record(struct run *r, const struct unit_record *rec, size_t len
 	memcpy(r->u_crc + 3 * rec->unit, rec->crc, sizeof(rec->crc));
 	memcpy(r->u_crc_len + 3 * rec->unit, rec->crc_len, sizeof(rec->crc_len));
 	if (r->journal_fd >= 0 && !r->replaying && mq_journal_append(r->journal_fd, rec, (uint32_t)len)) {
-		mq_warn("cannot write the journal '%s' (%s); this run cannot be resumed\n", r->journal_path,
+		mq_warn("cannot write the journal '%s' (%s); this run cannot be resumed", r->journal_path,
 			strerror(errno));
 		close(r->journal_fd);
 		r->journal_fd = -1;
+	} else if (r->journal_fd >= 0) {
+		units_journaled = 1;
+		test_stop_at(++r->units_appended);
 	}
 	if (--r->units_left[u->tensor] == 0)
 		finish_tensor(r, u->tensor);
@@ -794,18 +820,28 @@ static int work(struct run *r)
 /* ---- the output file ---- */
 
 /*
- * Rank 0 removes the temporary output when the job is interrupted (mpirun
- * forwards SIGINT/SIGTERM to the ranks); unlink() is async-signal-safe.
+ * Rank 0, while the partial output exists: what a fatal signal does to it
+ * and its journal (README, "Resuming"). SIGINT and SIGHUP reach the ranks
+ * only from a user (Open MPI puts each rank in a process group of its own
+ * and tears a job down with SIGCONT, SIGTERM and SIGKILL), so they remove
+ * both: the run was cancelled. SIGTERM is also how mpirun and Slurm stop the
+ * survivors after one rank crashed, and a rank cannot tell the two apart in
+ * the second before SIGKILL; so once the journal holds a finished unit,
+ * SIGTERM keeps both as a crash does, and the next run resumes or discards
+ * them. Before that there is nothing to lose and SIGTERM removes them too.
+ * The handler only reads two flags and calls unlink(): async-signal-safe.
  */
 static char tmp_on_signal[4096], journal_on_signal[4096];
 static const int cleanup_signals[] = { SIGINT, SIGTERM, SIGHUP };
 
-static void remove_tmp_and_die(int sig)
+static void on_fatal_signal(int sig)
 {
-	if (tmp_on_signal[0])
-		unlink(tmp_on_signal);
-	if (journal_on_signal[0])
-		unlink(journal_on_signal);
+	if (sig != SIGTERM || !units_journaled) {
+		if (tmp_on_signal[0])
+			unlink(tmp_on_signal);
+		if (journal_on_signal[0])
+			unlink(journal_on_signal);
+	}
 	signal(sig, SIG_DFL);
 	raise(sig);
 }
@@ -814,8 +850,9 @@ static void guard_tmp(const char *path, const char *journal)
 {
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = path ? remove_tmp_and_die : SIG_DFL;
+	sa.sa_handler = path ? on_fatal_signal : SIG_DFL;
 	sigemptyset(&sa.sa_mask);
+	units_journaled = 0;
 	if (path && strlen(path) < sizeof(tmp_on_signal) && strlen(journal) < sizeof(journal_on_signal)) {
 		memcpy(tmp_on_signal, path, strlen(path) + 1);
 		memcpy(journal_on_signal, journal, strlen(journal) + 1);
@@ -1085,8 +1122,13 @@ static int open_partial(struct run *r)
 	else
 		r->journal_fd = mq_journal_start(r->journal_path, r->identity, (uint64_t)r->plan.n_units,
 						 resume ? jl.valid_len : 0, &r->err);
+	for (int u = 0; r->journal_fd >= 0 && u < r->plan.n_units; u++)
+		if (r->done[u])
+			units_journaled = 1; /* an earlier run's units, kept in the journal */
 	if (resume)
 		mq_journal_load_release(&jl);
+	if (!r->err.code)
+		test_stop_at(0);
 	return r->err.code;
 }
 
@@ -1671,7 +1713,13 @@ static int quantize(struct run *r)
 	return 0;
 fail:
 	mq_comm_file_close(r->comm, &(struct mq_error){ 0 });
-	if (r->rank == 0 && r->tmp) {
+	if (r->rank == 0 && r->tmp && r->err.code == MQ_ERR_INTERNAL && units_journaled && r->journal_fd >= 0) {
+		/* an MPI failure is how a peer's crash may surface: keep the finished units as a crash does */
+		fsync(r->journal_fd);
+		guard_tmp(NULL, NULL);
+		mq_info("the finished work units are kept in '%s' with its journal: run the same command again to resume\n",
+			r->tmp);
+	} else if (r->rank == 0 && r->tmp) {
 		unlink(r->tmp);
 		if (r->journal_path)
 			unlink(r->journal_path);
