@@ -50,6 +50,23 @@ static void shape_str(char *s, size_t n, const uint64_t *shape, int ndim)
 		snprintf(s + k, n - k, "]");
 }
 
+char *mq_report_size(uint64_t bytes, char *buf, size_t cap)
+{
+	static const char *const units[] = { "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
+	if (bytes < 1024) {
+		snprintf(buf, cap, "%llu bytes", (unsigned long long)bytes);
+		return buf;
+	}
+	double v = (double)bytes;
+	int u = -1;
+	while (v >= 1024.0 && u < 5) {
+		v /= 1024.0;
+		u++;
+	}
+	snprintf(buf, cap, "%.1f %s", v, units[u]);
+	return buf;
+}
+
 static double mib(uint64_t b)
 {
 	return (double)b / 1048576.0;

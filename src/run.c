@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cblas.h>
@@ -1048,6 +1049,35 @@ static void resume_units(struct run *r, const struct mq_journal_load *jl)
 }
 
 /*
+ * Rank 0: the output must fit in the free space of its file system before
+ * posix_fallocate reserves it (which glibc emulates by writing every block
+ * where the file system cannot allocate, so a hostile size would otherwise
+ * run until the disk is full). A resumed partial already holds its blocks.
+ */
+static int check_space(struct run *r, int fd)
+{
+	struct statvfs vfs;
+	struct stat st;
+	if (fstatvfs(fd, &vfs) != 0 || fstat(fd, &st) != 0)
+		return 0; /* posix_fallocate will tell */
+	uint64_t frsize = vfs.f_frsize ? vfs.f_frsize : vfs.f_bsize;
+	uint64_t blocks = geteuid() == 0 ? vfs.f_bfree : vfs.f_bavail; /* root may use the reserved blocks */
+	uint64_t avail = blocks > UINT64_MAX / frsize ? UINT64_MAX : blocks * frsize;
+	uint64_t have = (uint64_t)st.st_blocks * 512;
+	uint64_t need = r->out_size > have ? r->out_size - have : 0;
+	if (need <= avail)
+		return 0;
+	char a[32], b[32];
+	char *dir = strdup(r->tmp);
+	mq_fail(&r->err, MQ_ERR_OUTPUT,
+		"'%s': no space left for the output on the file system of '%s': it needs %s (%llu bytes), %s are free; free some space or choose another -o",
+		r->output, dir ? dirname(dir) : ".", mq_report_size(need, a, sizeof(a)), (unsigned long long)need,
+		mq_report_size(avail, b, sizeof(b)));
+	free(dir);
+	return r->err.code;
+}
+
+/*
  * Rank 0: the partial output beside the output (".NAME.tmp") and its journal.
  * An interrupted run's pair is resumed when the journal's identity matches;
  * otherwise it is discarded and a new partial file is created and reserved.
@@ -1111,15 +1141,16 @@ static int open_partial(struct run *r)
 	}
 	free(copy);
 	guard_tmp(r->tmp, r->journal_path);
-	int rc = r->out_size ? posix_fallocate(fd, 0, (off_t)r->out_size) : 0;
+	int rc = r->out_size && !check_space(r, fd) ? posix_fallocate(fd, 0, (off_t)r->out_size) : 0;
 	close(fd);
-	if (rc == ENOSPC || rc == EDQUOT)
-		mq_fail(&r->err, MQ_ERR_OUTPUT, "'%s': no space left on device for the %llu-byte output", r->output,
-			(unsigned long long)r->out_size);
+	char need[32];
+	if (rc == ENOSPC || rc == EDQUOT) /* rc stays 0 when check_space failed: it said why */
+		mq_fail(&r->err, MQ_ERR_OUTPUT, "'%s': no space left on device for the %s (%llu-byte) output", r->output,
+			mq_report_size(r->out_size, need, sizeof(need)), (unsigned long long)r->out_size);
 	else if (rc && rc != EOPNOTSUPP && rc != EINVAL)
 		mq_fail(&r->err, MQ_ERR_OUTPUT, "'%s': cannot reserve %llu bytes: %s", r->output,
 			(unsigned long long)r->out_size, strerror(rc));
-	else
+	if (!r->err.code)
 		r->journal_fd = mq_journal_start(r->journal_path, r->identity, (uint64_t)r->plan.n_units,
 						 resume ? jl.valid_len : 0, &r->err);
 	for (int u = 0; r->journal_fd >= 0 && u < r->plan.n_units; u++)
@@ -1355,6 +1386,8 @@ static int place_outputs(struct run *r)
 		r->out_pos[o] = r->pt ? r->tout.entries[r->tout.entry_of_out[o]].data_offset
 				      : 8 + r->header_len + p->out[o].begin;
 	r->out_size = r->pt ? r->tout.file_size : 8 + r->header_len + p->bytes_out;
+	if (r->out_size < p->bytes_out) /* the plan bounds bytes_out far below 2^64; a broken bound is a bug */
+		return mq_fail(&r->err, MQ_ERR_INTERNAL, "the output size overflows");
 	return 0;
 }
 

@@ -222,11 +222,15 @@ static int add_tensor(struct parse *s, const char *name, const struct mq_pk_tens
 	else if (r->method != 0)
 		rc = mq_fail(s->err, MQ_ERR_INPUT, "'%s': record '%s' is compressed; torch.save stores records uncompressed: re-save the file with torch.save",
 			     s->path, rname);
-	else if ((uint64_t)st->i > UINT64_MAX / es || storage_bytes != r->size)
+	else if ((uint64_t)st->i > UINT64_MAX / es)
+		rc = mq_fail(s->err, MQ_ERR_INPUT,
+			"'%s': tensor '%s': its storage of %lld %s elements needs more than 2^64 bytes; the file is corrupt",
+			s->path, name, (long long)st->i, mq_dtype_name(st->dtype));
+	else if (storage_bytes != r->size)
 		rc = mq_fail(s->err, MQ_ERR_INPUT,
 			"'%s': tensor '%s': record '%s' holds %llu bytes, but its storage of %lld %s elements needs %llu; the file is truncated or corrupt",
 			s->path, name, rname, (unsigned long long)r->size, (long long)st->i, mq_dtype_name(st->dtype),
-			(unsigned long long)((uint64_t)st->i * es));
+			(unsigned long long)storage_bytes);
 	else if (overflow || numel > UINT64_MAX / es)
 		rc = mq_fail(s->err, MQ_ERR_INPUT, "'%s': tensor '%s': its shape overflows", s->path, name);
 	uint64_t last = pt->offset;

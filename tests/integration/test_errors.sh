@@ -127,7 +127,8 @@ else
 fi
 rm -f "$OUT/in.safetensors"
 
-# Terminated (as scancel signals every task): the temporary output goes too.
+# Terminated (as scancel signals every task): the temporary output goes too, unless a unit was
+# journaled by then: then it stays with its journal, as after a crash (test_faults.sh).
 make_model "$WORK/slow.safetensors" --dtype F32 --size-mib 300 --hidden 1024 --seed 12
 "$MQ_MPIEXEC" -n 2 "$MQ_DIST" "$WORK/slow.safetensors" -o "$OUT/o.safetensors" -q </dev/null >/dev/null 2>&1 &
 mpid=$!
@@ -142,8 +143,11 @@ if [ -e "$OUT/o.safetensors" ]; then
     echo "skip - the run finished before the signal arrived"
 elif [ $rc -ne 0 ] && [ -z "$(ls -A "$OUT")" ]; then
     pass "terminated run: exit $rc, nothing left behind"
+elif [ $rc -ne 0 ] && [ -f "$OUT/.o.safetensors.tmp" ] &&
+    [ "$(stat -c %s "$OUT/.o.safetensors.tmp.journal" 2>/dev/null || echo 0)" -gt 58 ]; then
+    pass "terminated run: exit $rc, units were journaled: partial output and journal kept"
 else
-    fail "terminated run: exit $rc, left: $(ls -A "$OUT")"
+    fail "terminated run: exit $rc, left: $(ls -A "$OUT" | tr '\n' ' ')"
 fi
 rm -rf "${OUT:?}"/* "$OUT"/.[!.]* 2>/dev/null
 
@@ -168,5 +172,32 @@ if mkdir -p "$WORK/ro" "$WORK/full" && mount -t tmpfs -o size=64k tmpfs "$WORK/f
 else
     echo "skip - read-only and full-disk cases need tmpfs mounts (run as root)"
 fi
+
+
+# Hostile sizes from a few hundred bytes of .pt: zero-stride views (torch's expand) are legal
+# tensors, but their logical size decides the output. A [2^20, 2^20] view plans a 1 TiB output:
+# refused against the file system's free space before anything is reserved (both sizes in
+# human units). Two [2^31, 2^30] views sum to 2^64 bytes: refused with checked sums, not wrapped.
+"$MQ_PYTHON" - "$WORK" <<'PY'
+import sys
+
+import torch
+
+w = sys.argv[1]
+torch.save({"w.weight": torch.zeros(1).expand(2**20, 2**20)}, w + "/expand-1t.pt")
+z = torch.zeros(1).expand(2**31, 2**30)
+torch.save({"a.weight": z, "b.weight": z}, w + "/expand-2e64.pt")
+PY
+free=$(df -P -B1 "$OUT" | awk 'NR == 2 { print $4 }')
+if [ "${free:-0}" -ge $((1 << 40)) ]; then
+    echo "skip - $OUT has 1 TiB or more free: the free-space check cannot be shown here"
+else
+    for n in 1 3; do
+        expect_error expand-1tib 5 "no space left for the output on the file system of '$OUT': it needs 1.0 TiB (" \
+            "$n" "$WORK/expand-1t.pt" -o "$OUT/o.safetensors"
+    done
+fi
+expect_error expand-sum-2e64 3 "the input tensors hold more than 4611686018427387904 bytes (2^62) of data, at tensor 'a.weight'" \
+    2 "$WORK/expand-2e64.pt" -o "$OUT/o.safetensors"
 
 finish
