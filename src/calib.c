@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "buf.h"
 #include "dtype.h"
 
 static double now(void)
@@ -545,8 +546,11 @@ int mq_calib_inspect(const char *path, const struct mq_observer *obs, int symmet
 		rc = mq_calib_observe(c, names[i], obs, symmetric, max_rows, &r, &rows, err);
 		if (rc)
 			break;
-		fprintf(out, "layer %s rows %llu cols %llu dtype %s shape [", names[i], (unsigned long long)rows,
-			(unsigned long long)sh.row_elems, sh.f16 ? "F16" : "F32");
+		struct mq_buf name = MQ_BUF_INIT; /* one line whatever the group's name holds */
+		mq_buf_add_escaped(&name, names[i], strlen(names[i]));
+		fprintf(out, "layer %s rows %llu cols %llu dtype %s shape [", mq_buf_ok(&name) ? name.data : "?",
+			(unsigned long long)rows, (unsigned long long)sh.row_elems, sh.f16 ? "F16" : "F32");
+		mq_buf_release(&name);
 		for (int d = 0; d < sh.ndim; d++)
 			fprintf(out, d ? ", %llu" : "%llu", (unsigned long long)sh.shape[d]);
 		fprintf(out, "] min %.9g max %.9g ", (double)r.min, (double)r.max);

@@ -1595,7 +1595,7 @@ static void report(struct run *r)
 		mq_report_summary(&r->man, &r->plan, r->res, all, r->output);
 		if (r->opt.report && mq_report_write(r->opt.report, &r->man, &r->plan, &r->opt, r->res, all,
 						     r->output, &e))
-			fprintf(stderr, "mq-dist: warning: %s\n", e.msg);
+			mq_print(stderr, "mq-dist: warning: %s\n", e.msg);
 	}
 	free(all);
 }
@@ -1769,6 +1769,27 @@ struct model_outcome {
 	char msg[MQ_ERROR_MAX];
 };
 
+/*
+ * Rank 0: mq-dist inspect. The listing goes through a temporary file and out
+ * with control characters escaped (mq_print_lines), since names and metadata
+ * come from the file.
+ */
+static void inspect_file(struct run *r)
+{
+	FILE *tmp = tmpfile(), *out = tmp ? tmp : stdout;
+	if (mq_calib_is_hdf5(r->opt.input))
+		mq_calib_inspect(r->opt.input, &r->opt.observer, !r->opt.act_asymmetric, r->opt.calib_samples, out,
+				 &r->err);
+	else
+		mq_inspect(r->opt.input, out, &r->err);
+	if (!tmp)
+		return;
+	rewind(tmp);
+	mq_print_lines(stdout, tmp);
+	fclose(tmp);
+	fflush(stdout);
+}
+
 /* One command line on the communicator; prints the error on rank 0 (prefixed with the model's name in a job). */
 static int run_command(struct mq_comm *c, int argc, char **argv, const char *model, struct model_outcome *out)
 {
@@ -1794,11 +1815,8 @@ static int run_command(struct mq_comm *c, int argc, char **argv, const char *mod
 				printf("mq-dist " MQ_VERSION "\n");
 			break;
 		case MQ_CMD_INSPECT:
-			if (r.rank == 0 && mq_calib_is_hdf5(r.opt.input))
-				mq_calib_inspect(r.opt.input, &r.opt.observer, !r.opt.act_asymmetric, r.opt.calib_samples,
-						 stdout, &r.err);
-			else if (r.rank == 0)
-				mq_inspect(r.opt.input, stdout, &r.err);
+			if (r.rank == 0)
+				inspect_file(&r);
 			mq_comm_agree(c, &r.err);
 			break;
 		case MQ_CMD_RUN:
@@ -1808,7 +1826,7 @@ static int run_command(struct mq_comm *c, int argc, char **argv, const char *mod
 	}
 	int code = r.err.code;
 	if (code && r.rank == 0) {
-		fprintf(stderr, "mq-dist: error: %s%s%s%s\n", model ? "[" : "", model ? model : "", model ? "] " : "",
+		mq_print(stderr, "mq-dist: error: %s%s%s%s\n", model ? "[" : "", model ? model : "", model ? "] " : "",
 			r.err.msg);
 		if (code == MQ_ERR_USAGE && !model)
 			fprintf(stderr, "run 'mq-dist --help' for the options\n");
@@ -1896,7 +1914,7 @@ static int run_job(struct mq_comm *world, int argc, char **argv, const struct mq
 	free(text);
 	if (mq_comm_agree(world, &err)) {
 		if (rank == 0)
-			fprintf(stderr, "mq-dist: error: %s\n", err.msg);
+			mq_print(stderr, "mq-dist: error: %s\n", err.msg);
 		return mq_status_exit_code(err.code);
 	}
 	int n = job.n_models, groups = cli->groups ? cli->groups : 1;
@@ -1927,7 +1945,7 @@ static int run_job(struct mq_comm *world, int argc, char **argv, const struct mq
 	}
 	if (mq_comm_agree(world, &err)) {
 		if (rank == 0)
-			fprintf(stderr, "mq-dist: error: %s\n", err.msg);
+			mq_print(stderr, "mq-dist: error: %s\n", err.msg);
 		mq_comm_free(group);
 		mq_job_release(&job);
 		free(bytes), free(mine), free(all), free(msg_mine), free(msgs), free(group_of);
@@ -1946,7 +1964,8 @@ static int run_job(struct mq_comm *world, int argc, char **argv, const struct mq
 			snprintf(o.msg, sizeof(o.msg), "not started: the job was interrupted");
 		} else {
 			if (leader && !cli->quiet) { /* every group's leader: its models' lines follow */
-				printf("== %s: %s -> %s\n", job.models[i].name, job.models[i].input, job.models[i].output);
+				mq_print(stdout, "== %s: %s -> %s\n", job.models[i].name, job.models[i].input,
+					 job.models[i].output);
 				fflush(stdout);
 			}
 			run_command(group, job.models[i].argc, job.models[i].argv, job.models[i].name, &o);
@@ -1982,7 +2001,7 @@ static int run_job(struct mq_comm *world, int argc, char **argv, const struct mq
 		}
 		struct mq_error e = { 0 };
 		if (!z || mq_report_zoo(job.report, cli->job, z, n, &e)) {
-			fprintf(stderr, "mq-dist: warning: cannot write the zoo report: %s\n", z ? e.msg : "out of memory");
+			mq_print(stderr, "mq-dist: warning: cannot write the zoo report: %s\n", z ? e.msg : "out of memory");
 			report_written = 0;
 		}
 		free(z);
@@ -1992,9 +2011,9 @@ static int run_job(struct mq_comm *world, int argc, char **argv, const struct mq
 	else if (!code && n_failed)
 		code = MQ_ERR_MODELS;
 	if (rank == 0 && code == MQ_ERR_INTERRUPTED)
-		fprintf(stderr, "mq-dist: job interrupted; run it again to resume (finished models are skipped)\n");
+		mq_print(stderr, "mq-dist: job interrupted; run it again to resume (finished models are skipped)\n");
 	else if (rank == 0 && code == MQ_ERR_MODELS)
-		fprintf(stderr, "mq-dist: error: %d of %d models failed%s%s%s\n", n_failed, n, report_written ? " (see " : "",
+		mq_print(stderr, "mq-dist: error: %d of %d models failed%s%s%s\n", n_failed, n, report_written ? " (see " : "",
 			report_written ? job.report : "", report_written ? ".md)" : "");
 	mq_comm_free(group);
 	mq_job_release(&job);

@@ -200,4 +200,53 @@ fi
 expect_error expand-sum-2e64 3 "the input tensors hold more than 4611686018427387904 bytes (2^62) of data, at tensor 'a.weight'" \
     2 "$WORK/expand-2e64.pt" -o "$OUT/o.safetensors"
 
+
+# Tensor names with control characters (the header's JSON escapes \u001b and \n are legal): every
+# message, progress line, plan line and inspect line shows them escaped, as \x1b and \n, on one
+# line; no raw control byte reaches the terminal. One tensor holds a NaN, for an error message.
+"$MQ_PYTHON" - "$WORK/ctl.safetensors" <<'PY'
+import json
+import struct
+import sys
+
+import numpy as np
+
+names = {"ok\u001b[31m\nred.weight": np.ones((4, 4), np.float32),
+         "nan\u001b]0;title\u0007\u0085.weight": np.full((4, 4), np.nan, np.float32)}
+header, data = {}, b""
+for k, v in sorted(names.items()):
+    header[k] = {"dtype": "F32", "shape": list(v.shape), "data_offsets": [len(data), len(data) + v.nbytes]}
+    data += v.tobytes()
+h = json.dumps(header).encode()  # json.dumps writes \u001b, \n, \u0007 and \u0085 escaped
+h += b" " * (-len(h) % 8)
+open(sys.argv[1], "wb").write(struct.pack("<Q", len(h)) + h + data)
+PY
+# raw_free FILE: no control byte but newline (and no C1 control) in FILE.
+raw_free() { ! LC_ALL=C grep -qP '[\x00-\x09\x0b-\x1f\x7f]|\xc2[\x80-\x9f]' "$1"; }
+expect_error control-names 4 'nan\x1b]0;title\x07\xc2\x85.weight' 2 "$WORK/ctl.safetensors" -o "$OUT/o.safetensors"
+raw_free "$WORK/last.err" && pass "control-names: the error has no raw control byte" ||
+    fail "control-names: raw control bytes in: $(od -c "$WORK/last.err" | head -5)"
+mq 2 "$WORK/ctl.safetensors" -o "$OUT/o.safetensors" -x nan --dry-run
+if raw_free "$WORK/last.out" && grep -qF 'ok\x1b[31m\nred.weight' "$WORK/last.out" &&
+    [ "$(grep -c 'red.weight' "$WORK/last.out")" -eq 1 ]; then
+    pass "control-names: the dry-run plan shows the name escaped, on one line"
+else
+    fail "control-names: dry-run plan: $(od -c "$WORK/last.out" | grep -m3 -B1 -A1 'r   e   d')"
+fi
+mq 2 "$WORK/ctl.safetensors" -o "$OUT/o.safetensors" -x nan
+rc=$?
+if [ $rc -eq 0 ] && raw_free "$WORK/last.out" && grep -q '^\[ *[0-9]/2\] ok\\x1b\[31m\\nred\.weight \[4, 4\]' "$WORK/last.out"; then
+    pass "control-names: progress lines escaped, one line per tensor"
+else
+    fail "control-names: run exit $rc: $(head -c 400 "$WORK/last.out")"
+fi
+rm -rf "${OUT:?}"/* "$OUT"/.[!.]* 2>/dev/null
+timeout 60 "$MQ_DIST" inspect "$WORK/ctl.safetensors" >"$WORK/last.out" 2>"$WORK/last.err"
+rc=$?
+if [ $rc -eq 0 ] && raw_free "$WORK/last.out" && grep -qF 'ok\x1b[31m' "$WORK/last.out"; then
+    pass "control-names: inspect escapes them"
+else
+    fail "control-names: inspect exit $rc: $(od -c "$WORK/last.out" | head -20)"
+fi
+
 finish
