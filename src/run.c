@@ -830,9 +830,10 @@ static int work(struct run *r)
  * the second before SIGKILL; so once the journal holds a finished unit,
  * SIGTERM keeps both as a crash does, and the next run resumes or discards
  * them. Before that there is nothing to lose and SIGTERM removes them too.
- * The handler only reads two flags and calls unlink(): async-signal-safe.
+ * The handler only reads flags and calls unlink(), strlen() and write() (a
+ * message prepared beforehand): all async-signal-safe.
  */
-static char tmp_on_signal[4096], journal_on_signal[4096];
+static char tmp_on_signal[4096], journal_on_signal[4096], kept_on_signal[4096 + 160];
 static const int cleanup_signals[] = { SIGINT, SIGTERM, SIGHUP };
 
 static void on_fatal_signal(int sig)
@@ -842,6 +843,9 @@ static void on_fatal_signal(int sig)
 			unlink(tmp_on_signal);
 		if (journal_on_signal[0])
 			unlink(journal_on_signal);
+	} else if (kept_on_signal[0]) {
+		ssize_t w = write(STDERR_FILENO, kept_on_signal, strlen(kept_on_signal));
+		(void)w; /* nothing to be done about a failed write here */
 	}
 	signal(sig, SIG_DFL);
 	raise(sig);
@@ -857,11 +861,19 @@ static void guard_tmp(const char *path, const char *journal)
 	if (path && strlen(path) < sizeof(tmp_on_signal) && strlen(journal) < sizeof(journal_on_signal)) {
 		memcpy(tmp_on_signal, path, strlen(path) + 1);
 		memcpy(journal_on_signal, journal, strlen(journal) + 1);
+		struct mq_buf b = MQ_BUF_INIT;
+		mq_buf_adds(&b, "mq-dist: SIGTERM: the finished work units are kept in '");
+		mq_buf_add_escaped(&b, path, strlen(path));
+		mq_buf_adds(&b, "' with its journal; the same command resumes\n");
+		kept_on_signal[0] = '\0';
+		if (mq_buf_ok(&b) && b.len < sizeof(kept_on_signal))
+			memcpy(kept_on_signal, b.data, b.len + 1);
+		mq_buf_release(&b);
 	}
 	for (size_t i = 0; i < sizeof(cleanup_signals) / sizeof(cleanup_signals[0]); i++)
 		sigaction(cleanup_signals[i], &sa, NULL);
 	if (!path)
-		tmp_on_signal[0] = journal_on_signal[0] = '\0';
+		tmp_on_signal[0] = journal_on_signal[0] = kept_on_signal[0] = '\0';
 }
 
 /*

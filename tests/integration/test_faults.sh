@@ -149,6 +149,8 @@ if [ "$STOPPED" = 1 ]; then
     kill -CONT "$p0" 2>/dev/null
     end_run
     [ ! -e "$X" ] && kept && pass "SIGTERM after a unit: kept" || fail "SIGTERM after a unit: folder: $(listing)"
+    grep -qF "SIGTERM: the finished work units are kept in '$TMP' with its journal" "$WORK/bg.err" &&
+        pass "SIGTERM after a unit: rank 0 says where they are kept" || fail "SIGTERM after a unit: stderr: $(head -c 300 "$WORK/bg.err")"
     rerun "SIGTERM after a unit"
 fi
 end_run
