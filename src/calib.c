@@ -198,6 +198,25 @@ static int layer_fail(struct mq_calib *c, const char *layer, struct mq_error *er
 	return mq_fail(err, MQ_ERR_INPUT, "'%s': layer '%s': %s", c->path, layer, what);
 }
 
+/*
+ * The file's float type must be IEEE binary32 (either byte order) or
+ * little-endian binary16 bit for bit: HDF5 converts any float layout it is
+ * described, so one damaged byte of the type (an exponent bias, a field
+ * position) would turn the activations into other numbers, or zeros, silently.
+ */
+static int ieee_float(hid_t type, size_t tsize)
+{
+	if (tsize == 4)
+		return H5Tequal(type, H5T_IEEE_F32LE) > 0 || H5Tequal(type, H5T_IEEE_F32BE) > 0;
+	size_t spos, epos, esize, mpos, msize;
+	H5T_pad_t lsb, msb;
+	return H5Tget_order(type) == H5T_ORDER_LE && H5Tget_precision(type) == 16 && H5Tget_offset(type) == 0 &&
+	       H5Tget_fields(type, &spos, &epos, &esize, &mpos, &msize) >= 0 && spos == 15 && epos == 10 &&
+	       esize == 5 && mpos == 0 && msize == 10 && H5Tget_ebias(type) == 15 &&
+	       H5Tget_norm(type) == H5T_NORM_IMPLIED && H5Tget_inpad(type) == H5T_PAD_ZERO &&
+	       H5Tget_pad(type, &lsb, &msb) >= 0 && lsb == H5T_PAD_ZERO && msb == H5T_PAD_ZERO;
+}
+
 /* The message for a dataset whose declared shape is not what its file holds. */
 static int extent_fail(const struct mq_calib_layer *l, struct mq_error *err, const hsize_t *dims, int ndim,
 		       const char *fmt, ...) __attribute__((format(printf, 5, 6)));
@@ -269,6 +288,13 @@ static int check_extent(struct mq_calib_layer *l, const hsize_t *dims, int ndim,
 		if (stored > file_size)
 			return extent_fail(l, err, dims, ndim, "has %llu bytes of chunks in a file of %llu bytes" DAMAGED,
 					   (unsigned long long)stored, (unsigned long long)file_size);
+		uint64_t chunk_bytes = tsize; /* below 4 GiB: HDF5's limit */
+		for (int d = 0; d < ndim && chunk_bytes <= UINT32_MAX; d++)
+			chunk_bytes *= cd[d];
+		if (H5Pget_nfilters(dcpl) == 0 && (chunk_bytes > UINT32_MAX || stored != have * chunk_bytes))
+			return extent_fail(l, err, dims, ndim,
+				"has %llu bytes in its %llu unfiltered chunks, which hold %llu bytes each" DAMAGED,
+				(unsigned long long)stored, (unsigned long long)have, (unsigned long long)chunk_bytes);
 		return 0;
 	}
 	case H5D_CONTIGUOUS: {
@@ -338,6 +364,11 @@ int mq_calib_layer_open(struct mq_calib *c, const char *layer, struct mq_calib_l
 	size_t tsize = H5Tget_size(type);
 	if (H5Tget_class(type) != H5T_FLOAT || (tsize != 4 && tsize != 2)) {
 		rc = layer_fail(c, layer, err, "'inputs' must hold float32 or float16 values");
+		goto out;
+	}
+	if (!ieee_float(type, tsize)) {
+		rc = layer_fail(c, layer, err,
+			"'inputs' has a float type that is not IEEE binary32 or binary16 (its bit layout, exponent bias or padding differ)" DAMAGED);
 		goto out;
 	}
 	sh->ndim = ndim;

@@ -403,6 +403,20 @@ for name, pos, xor in (("flip0", at + 1, 0x01), ("flip48", at + 6, 0x01)):
     b = bytearray(raw)
     b[pos] ^= xor
     open(h + "/" + name + ".h5", "wb").write(bytes(b))
+# one layer only, and a flipped byte in its float type (the exponent bias: every value reads as
+# 0, hence a scale of FLT_EPSILON) or in its chunk shape (16 x 64 -> 16 x 191: chunks read past
+# their own bytes)
+with h5py.File(h + "/one.h5", "w") as f:
+    f.create_group("model.layers.0.mlp.up_proj").create_dataset(
+        "inputs", data=rng.standard_normal((256, 64), dtype=np.float32), chunks=(16, 64))
+raw = open(h + "/one.h5", "rb").read()
+f32 = bytes.fromhex("0000200017080017 7f000000")  # offset, precision, fields, exponent bias 127
+chunk = bytes.fromhex("10000000 40000000 04000000")  # chunk dims 16, 64 and the element size
+for name, pos in (("flip-type", raw.find(f32) + 10), ("flip-chunk", raw.find(chunk) + 4)):
+    assert pos > 10 and raw.count(f32) == 1 and raw.count(chunk) == 1, "one.h5 layout unexpected"
+    b = bytearray(raw)
+    b[pos] ^= 0xff
+    open(h + "/" + name + ".h5", "wb").write(bytes(b))
 PY
 
 # hostile NAME FILE NEEDLES: inspect, then a 2-rank run (with --calib-samples 16 too) exit 3
@@ -435,6 +449,8 @@ hostile "0 rows" rows0 "holds no values"
 hostile "fill values" fill "needs 64 chunks but 1 are stored"
 hostile "flipped byte: 0 rows" flip0 "holds no values"
 hostile "flipped byte: 2^48 rows" flip48 "are stored"
+hostile "flipped byte: float type" flip-type "has a float type that is not IEEE binary32"
+hostile "flipped byte: chunk shape" flip-chunk "unfiltered chunks, which hold 12224 bytes each"
 inspect "$H/good.h5" --observer minmax --act int8 &&
     pass "the unflipped file is read (exit 0)" || fail "good.h5: exit $?: $(head -c 300 "$WORK/last.err")"
 
