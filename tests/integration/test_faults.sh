@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Faults in the middle of a run on 3 ranks, end to end (README, "Resuming an interrupted run").
-# kill -9 of rank 1 (mpirun then stops the others with SIGTERM) or of rank 0 leaves the partial
-# output and its journal, and the rerun resumes to the bytes of an uninterrupted run. A user's
-# cancel: Ctrl-C of mpirun (the ranks get SIGTERM) keeps them once a unit is journaled; SIGINT to
-# the ranks removes them; SIGTERM before any unit is journaled removes them.
+# kill -9 of rank 1 or 2 (mpirun then stops the others with SIGCONT and SIGTERM) or of rank 0
+# leaves the partial output and its journal, and the rerun (on 2 ranks) resumes to the bytes of
+# an uninterrupted run. A user's cancel: Ctrl-C of mpirun (the ranks get SIGTERM) and SIGTERM
+# keep them once a unit is journaled, and rank 0 says where; SIGTERM before any unit is
+# journaled, and SIGINT to the ranks, remove them.
 # No timing assumptions: rank 0 stops itself once the journal holds N units (MQ_TEST_STOP_AT), so
 # the run cannot end before the fault is fired on it.
 . "$(dirname "$0")/lib.sh"
