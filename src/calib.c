@@ -295,6 +295,23 @@ static int check_extent(struct mq_calib_layer *l, const hsize_t *dims, int ndim,
 			return extent_fail(l, err, dims, ndim,
 				"has %llu bytes in its %llu unfiltered chunks, which hold %llu bytes each" DAMAGED,
 				(unsigned long long)stored, (unsigned long long)have, (unsigned long long)chunk_bytes);
+		/* each chunk of the grid is found where it belongs, inside the file (a damaged key moves one) */
+		hsize_t at[4] = { 0 };
+		for (uint64_t k = 0; k < need; k++) {
+			unsigned mask = 0;
+			haddr_t addr = HADDR_UNDEF;
+			hsize_t size = 0;
+			if (H5Dget_chunk_info_by_coord(l->dset, at, &mask, &addr, &size) < 0 || addr == HADDR_UNDEF ||
+			    addr > file_size || size > file_size - addr)
+				return extent_fail(l, err, dims, ndim, "has no stored chunk at row %llu" DAMAGED,
+						   (unsigned long long)at[0]);
+			for (int d = ndim - 1; d >= 0; d--) {
+				at[d] += cd[d];
+				if (at[d] < dims[d])
+					break;
+				at[d] = 0;
+			}
+		}
 		return 0;
 	}
 	case H5D_CONTIGUOUS: {
