@@ -4,8 +4,9 @@
 # Slurm sends SIGUSR1 to this batch shell before the end (#SBATCH --signal=B:USR1@SECONDS);
 # the trap passes it on to mq-dist, whose ranks finish the work units in hand, keep the partial
 # output with its journal, and exit with status 7. The script then asks Slurm to requeue the
-# job; the rerun resumes and writes a file byte-identical to an uninterrupted run. A crash
-# leaves the partial output and journal too: resubmitting resumes from them.
+# job; the rerun resumes and writes a file byte-identical to an uninterrupted run. A crash, or
+# scancel's SIGTERM once a unit is finished, leaves the partial output and journal too:
+# resubmitting resumes from them.
 #
 # Environment: MQ_DIST (the binary; default: build/mq-dist of this checkout, else mq-dist on
 # PATH), MQ_LAUNCHER (srun, the default, with --mpi=pmix; or mpirun).

@@ -47,6 +47,61 @@ void mq_buf_adds(struct mq_buf *b, const char *s)
 	mq_buf_add(b, s, strlen(s));
 }
 
+/* Length of the valid UTF-8 sequence at s (n bytes left), or 0 if it is not one. */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+	unsigned char c = s[0];
+	size_t len = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
+	if (c < 0xc2 || c > 0xf4 || len > n)
+		return 0;
+	unsigned char lo = 0x80, hi = 0xbf; /* the second byte's range: no overlong forms, surrogates or > U+10FFFF */
+	if (c == 0xe0)
+		lo = 0xa0;
+	else if (c == 0xed)
+		hi = 0x9f;
+	else if (c == 0xf0)
+		lo = 0x90;
+	else if (c == 0xf4)
+		hi = 0x8f;
+	if (s[1] < lo || s[1] > hi)
+		return 0;
+	for (size_t i = 2; i < len; i++)
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+	if (c == 0xc2 && s[1] < 0xa0)
+		return 0; /* C1 controls (U+0080..U+009F): escaped like C0 ones */
+	return len;
+}
+
+void mq_buf_add_escaped(struct mq_buf *b, const char *s, size_t n)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	for (size_t i = 0; i < n;) {
+		size_t run = 0;
+		while (i + run < n && u[i + run] >= 0x20 && u[i + run] < 0x7f)
+			run++;
+		mq_buf_add(b, s + i, run);
+		i += run;
+		if (i >= n)
+			break;
+		size_t len = u[i] >= 0x80 ? utf8_len(u + i, n - i) : 0;
+		if (len) {
+			mq_buf_add(b, s + i, len);
+			i += len;
+			continue;
+		}
+		char e[8];
+		if (u[i] == '\n' || u[i] == '\r' || u[i] == '\t')
+			snprintf(e, sizeof(e), "\\%c", u[i] == '\n' ? 'n' : u[i] == '\r' ? 'r' : 't');
+		else
+			snprintf(e, sizeof(e), "\\x%02x", u[i]);
+		mq_buf_adds(b, e);
+		i++;
+	}
+	if (grow(b, 0) == 0)
+		b->data[b->len] = '\0';
+}
+
 void mq_buf_vaddf(struct mq_buf *b, const char *fmt, va_list ap)
 {
 	va_list aq;

@@ -24,6 +24,13 @@ void mq_buf_add(struct mq_buf *b, const void *p, size_t n);
 void mq_buf_adds(struct mq_buf *b, const char *s);
 void mq_buf_vaddf(struct mq_buf *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 void mq_buf_addf(struct mq_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/*
+ * Appends n bytes of s for a terminal or a log, one line: control characters
+ * become \n, \r, \t or \xHH (C1 controls and invalid UTF-8 bytes too, byte by
+ * byte); printable ASCII and valid UTF-8 stay as they are. File-supplied
+ * names go through this before they are printed (mq_print, status.h).
+ */
+void mq_buf_add_escaped(struct mq_buf *b, const char *s, size_t n);
 /* Appends s as a JSON string literal, quotes included. */
 void mq_buf_add_json_str(struct mq_buf *b, const char *s);
 /* Appends a double with %.9g, or null when it is not finite. */

@@ -2,10 +2,12 @@
 
 #include <errno.h>
 #include <hdf5.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "buf.h"
 #include "dtype.h"
 
 static double now(void)
@@ -16,6 +18,9 @@ static double now(void)
 }
 
 #define BLOCK_BYTES (4u << 20) /* activations read at a time, rounded to whole chunks */
+#define MAX_ALIGNED_BYTES (64u << 20) /* larger chunks are read a block at a time, not whole */
+#define MAX_ROW_VALUES (1ull << 26)   /* 256 MiB of float32 per row */
+#define DAMAGED "; the file is damaged or was not written whole: recapture it"
 
 struct mq_calib {
 	hid_t file;
@@ -145,7 +150,9 @@ static herr_t collect(hid_t group, const char *name, const H5L_info_t *info, voi
 	if (!H5Lexists(group, name, H5P_DEFAULT))
 		return 0;
 	H5O_info_t oi;
-	if (H5Oget_info_by_name(group, name, &oi, H5P_DEFAULT) < 0 || oi.type != H5O_TYPE_GROUP)
+	if (H5Oget_info_by_name(group, name, &oi, H5P_DEFAULT) < 0)
+		return -1; /* a damaged object is not skipped over in silence */
+	if (oi.type != H5O_TYPE_GROUP)
 		return 0;
 	if (l->n == l->cap) {
 		l->cap = l->cap ? 2 * l->cap : 32;
@@ -170,7 +177,7 @@ int mq_calib_layers(struct mq_calib *c, char ***names, int *n, struct mq_error *
 	struct name_list l = { NULL, 0, 0, c->file };
 	if (H5Literate(c->file, H5_INDEX_NAME, H5_ITER_INC, NULL, collect, &l) < 0) {
 		mq_calib_free_names(l.names, l.n);
-		return mq_fail(err, MQ_ERR_INPUT, "'%s': cannot list the layer groups", c->path);
+		return mq_fail(err, MQ_ERR_INPUT, "'%s': cannot list the layer groups (damaged file?)", c->path);
 	}
 	if (l.n > 1)
 		qsort(l.names, (size_t)l.n, sizeof(*l.names), cmp_names);
@@ -189,6 +196,142 @@ void mq_calib_free_names(char **names, int n)
 static int layer_fail(struct mq_calib *c, const char *layer, struct mq_error *err, const char *what)
 {
 	return mq_fail(err, MQ_ERR_INPUT, "'%s': layer '%s': %s", c->path, layer, what);
+}
+
+/*
+ * The file's float type must be IEEE binary32 (either byte order) or
+ * little-endian binary16 bit for bit: HDF5 converts any float layout it is
+ * described, so one damaged byte of the type (an exponent bias, a field
+ * position) would turn the activations into other numbers, or zeros, silently.
+ */
+static int ieee_float(hid_t type, size_t tsize)
+{
+	if (tsize == 4)
+		return H5Tequal(type, H5T_IEEE_F32LE) > 0 || H5Tequal(type, H5T_IEEE_F32BE) > 0;
+	size_t spos, epos, esize, mpos, msize;
+	H5T_pad_t lsb, msb;
+	return H5Tget_order(type) == H5T_ORDER_LE && H5Tget_precision(type) == 16 && H5Tget_offset(type) == 0 &&
+	       H5Tget_fields(type, &spos, &epos, &esize, &mpos, &msize) >= 0 && spos == 15 && epos == 10 &&
+	       esize == 5 && mpos == 0 && msize == 10 && H5Tget_ebias(type) == 15 &&
+	       H5Tget_norm(type) == H5T_NORM_IMPLIED && H5Tget_inpad(type) == H5T_PAD_ZERO &&
+	       H5Tget_pad(type, &lsb, &msb) >= 0 && lsb == H5T_PAD_ZERO && msb == H5T_PAD_ZERO;
+}
+
+/* The message for a dataset whose declared shape is not what its file holds. */
+static int extent_fail(const struct mq_calib_layer *l, struct mq_error *err, const hsize_t *dims, int ndim,
+		       const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static int extent_fail(const struct mq_calib_layer *l, struct mq_error *err, const hsize_t *dims, int ndim,
+		       const char *fmt, ...)
+{
+	char shape[160], what[320];
+	size_t k = (size_t)snprintf(shape, sizeof(shape), "[");
+	for (int d = 0; d < ndim && k < sizeof(shape); d++)
+		k += (size_t)snprintf(shape + k, sizeof(shape) - k, d ? ", %llu" : "%llu", (unsigned long long)dims[d]);
+	if (k < sizeof(shape))
+		snprintf(shape + k, sizeof(shape) - k, "]");
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	return mq_fail(err, MQ_ERR_INPUT,
+		"'%s': layer '%s': 'inputs' of shape %s %s",
+		l->c->path, l->name, shape, what);
+}
+
+/*
+ * Every row a dataset declares must be backed by stored data, so that a
+ * damaged or hostile header cannot make the ranks read fill values for ever
+ * (README, "Calibration"): no empty shape, a size that fits 64 bits, rows of
+ * at most MAX_ROW_VALUES values, every chunk the shape covers allocated (and
+ * no more), and contiguous data inside the file.
+ */
+static int check_extent(struct mq_calib_layer *l, const hsize_t *dims, int ndim, size_t tsize, hid_t dcpl,
+			const hsize_t *cd, struct mq_error *err)
+{
+	uint64_t values = 1, row = 1;
+	int ovf = 0;
+	for (int d = 0; d < ndim; d++) {
+		if (dims[d] == 0)
+			return extent_fail(l, err, dims, ndim,
+				"holds no values; recapture it, or leave the layer out with --exclude");
+		ovf |= dims[d] > UINT64_MAX / values;
+		values = ovf ? values : values * dims[d];
+		if (d)
+			row = ovf ? row : row * dims[d];
+	}
+	if (ovf || values > UINT64_MAX / tsize)
+		return extent_fail(l, err, dims, ndim, "declares more than 2^64 bytes" DAMAGED);
+	if (row > MAX_ROW_VALUES)
+		return extent_fail(l, err, dims, ndim, "has rows of %llu values, more than the %llu mq-dist reads per row",
+				   (unsigned long long)row, (unsigned long long)MAX_ROW_VALUES);
+	uint64_t bytes = values * tsize;
+	hsize_t file_size = 0, stored = H5Dget_storage_size(l->dset);
+	H5Fget_filesize(l->c->file, &file_size);
+	if (H5Pget_external_count(dcpl) > 0)
+		return extent_fail(l, err, dims, ndim, "is stored in external files, which mq-dist does not read");
+	switch (H5Pget_layout(dcpl)) {
+	case H5D_CHUNKED: {
+		uint64_t need = 1;
+		for (int d = 0; d < ndim; d++) {
+			uint64_t n = cd[d] ? dims[d] / cd[d] + (dims[d] % cd[d] != 0) : 0;
+			if (!n || n > UINT64_MAX / need)
+				return extent_fail(l, err, dims, ndim, "has a chunk shape that does not fit it" DAMAGED);
+			need *= n;
+		}
+		hsize_t have = 0;
+		if (H5Dget_num_chunks(l->dset, l->space, &have) < 0)
+			return extent_fail(l, err, dims, ndim, "has an unreadable chunk index" DAMAGED);
+		if (have != need)
+			return extent_fail(l, err, dims, ndim,
+				"needs %llu chunks but %llu are stored (the missing rows would read as fill values)" DAMAGED,
+				(unsigned long long)need, (unsigned long long)have);
+		if (stored > file_size)
+			return extent_fail(l, err, dims, ndim, "has %llu bytes of chunks in a file of %llu bytes" DAMAGED,
+					   (unsigned long long)stored, (unsigned long long)file_size);
+		uint64_t chunk_bytes = tsize; /* below 4 GiB: HDF5's limit */
+		for (int d = 0; d < ndim && chunk_bytes <= UINT32_MAX; d++)
+			chunk_bytes *= cd[d];
+		if (H5Pget_nfilters(dcpl) == 0 && (chunk_bytes > UINT32_MAX || stored != have * chunk_bytes))
+			return extent_fail(l, err, dims, ndim,
+				"has %llu bytes in its %llu unfiltered chunks, which hold %llu bytes each" DAMAGED,
+				(unsigned long long)stored, (unsigned long long)have, (unsigned long long)chunk_bytes);
+		/* each chunk of the grid is found where it belongs, inside the file (a damaged key moves one) */
+		hsize_t at[4] = { 0 };
+		for (uint64_t k = 0; k < need; k++) {
+			unsigned mask = 0;
+			haddr_t addr = HADDR_UNDEF;
+			hsize_t size = 0;
+			if (H5Dget_chunk_info_by_coord(l->dset, at, &mask, &addr, &size) < 0 || addr == HADDR_UNDEF ||
+			    addr > file_size || size > file_size - addr)
+				return extent_fail(l, err, dims, ndim, "has no stored chunk at row %llu" DAMAGED,
+						   (unsigned long long)at[0]);
+			for (int d = ndim - 1; d >= 0; d--) {
+				at[d] += cd[d];
+				if (at[d] < dims[d])
+					break;
+				at[d] = 0;
+			}
+		}
+		return 0;
+	}
+	case H5D_CONTIGUOUS: {
+		haddr_t at = H5Dget_offset(l->dset);
+		if (at == HADDR_UNDEF || stored < bytes)
+			return extent_fail(l, err, dims, ndim, "has only %llu of its %llu bytes stored" DAMAGED,
+					   (unsigned long long)(at == HADDR_UNDEF ? 0 : stored), (unsigned long long)bytes);
+		if (at > file_size || bytes > file_size - at)
+			return extent_fail(l, err, dims, ndim, "lies past the end of the file (%llu bytes)" DAMAGED,
+					   (unsigned long long)file_size);
+		return 0;
+	}
+	case H5D_COMPACT:
+		if (stored < bytes)
+			return extent_fail(l, err, dims, ndim, "has only %llu of its %llu bytes stored" DAMAGED,
+					   (unsigned long long)stored, (unsigned long long)bytes);
+		return 0;
+	default:
+		return extent_fail(l, err, dims, ndim, "has a storage layout mq-dist does not read (virtual?)");
+	}
 }
 
 int mq_calib_layer_open(struct mq_calib *c, const char *layer, struct mq_calib_layer **out,
@@ -231,10 +374,18 @@ int mq_calib_layer_open(struct mq_calib *c, const char *layer, struct mq_calib_l
 		rc = layer_fail(c, layer, err, "'inputs' must be 2-D [rows, in] or 4-D [n, in, h, w]");
 		goto out;
 	}
-	H5Sget_simple_extent_dims(l->space, dims, NULL);
+	if (H5Sget_simple_extent_dims(l->space, dims, NULL) != ndim) {
+		rc = layer_fail(c, layer, err, "cannot read the shape of 'inputs'");
+		goto out;
+	}
 	size_t tsize = H5Tget_size(type);
 	if (H5Tget_class(type) != H5T_FLOAT || (tsize != 4 && tsize != 2)) {
 		rc = layer_fail(c, layer, err, "'inputs' must hold float32 or float16 values");
+		goto out;
+	}
+	if (!ieee_float(type, tsize)) {
+		rc = layer_fail(c, layer, err,
+			"'inputs' has a float type that is not IEEE binary32 or binary16 (its bit layout, exponent bias or padding differ)" DAMAGED);
 		goto out;
 	}
 	sh->ndim = ndim;
@@ -247,13 +398,17 @@ int mq_calib_layer_open(struct mq_calib *c, const char *layer, struct mq_calib_l
 	sh->f16 = tsize == 2;
 	sh->chunk_rows = 1;
 	hid_t dcpl = H5Dget_create_plist(l->dset);
-	if (dcpl >= 0 && H5Pget_layout(dcpl) == H5D_CHUNKED) {
-		hsize_t cd[4] = { 0 };
-		if (H5Pget_chunk(dcpl, 4, cd) == ndim && cd[0] > 0)
-			sh->chunk_rows = cd[0];
+	if (dcpl < 0) {
+		rc = layer_fail(c, layer, err, "cannot read the storage layout of 'inputs'");
+		goto out;
 	}
-	if (dcpl >= 0)
-		H5Pclose(dcpl);
+	hsize_t cd[4] = { 0 };
+	if (H5Pget_layout(dcpl) == H5D_CHUNKED && H5Pget_chunk(dcpl, 4, cd) == ndim && cd[0] > 0)
+		sh->chunk_rows = cd[0];
+	rc = check_extent(l, dims, ndim, tsize, dcpl, cd, err);
+	H5Pclose(dcpl);
+	if (rc)
+		goto out;
 	/* float32 through HDF5's exact conversion; float16 as its raw bits (the file's own type), widened by us */
 	l->mem_type = sh->f16 ? H5Tcopy(type) : H5Tcopy(H5T_NATIVE_FLOAT);
 	if (sh->f16 && (H5Tget_order(type) != H5T_ORDER_LE)) {
@@ -340,8 +495,9 @@ int mq_calib_observe(struct mq_calib *c, const char *layer, const struct mq_obse
 		return rc;
 	uint64_t rows = max_rows && max_rows < sh.shape[0] ? max_rows : sh.shape[0];
 	uint64_t row_bytes = sh.row_elems ? sh.row_elems * 4 : 1;
-	uint64_t block = BLOCK_BYTES / row_bytes / sh.chunk_rows * sh.chunk_rows;
-	block = block ? block : (sh.chunk_rows ? sh.chunk_rows : 1);
+	uint64_t block = BLOCK_BYTES / row_bytes ? BLOCK_BYTES / row_bytes : 1;
+	if (sh.chunk_rows <= MAX_ALIGNED_BYTES / row_bytes) /* whole chunks, unless they are huge */
+		block = block < sh.chunk_rows ? sh.chunk_rows : block / sh.chunk_rows * sh.chunk_rows;
 	float *buf = malloc((size_t)(block * sh.row_elems) * sizeof(float) + 1);
 	struct mq_obs_state st;
 	if (!buf || mq_obs_init(&st, obs, symmetric, rows * sh.row_elems)) {
@@ -416,6 +572,10 @@ int mq_calib_inspect(const char *path, const struct mq_observer *obs, int symmet
 	char oname[48];
 	mq_observer_name(obs, oname, sizeof(oname));
 	rc = mq_calib_layers(c, &names, &n, err);
+	if (!rc && n == 0)
+		rc = mq_fail(err, MQ_ERR_INPUT,
+			"'%s' holds no layer groups (a calibration file has one group per layer, each with a dataset 'inputs'; see scripts/capture_calibration.py)",
+			path);
 	if (!rc) {
 		fprintf(out, "calibration file %s: %d layers\n", path, n);
 		static const char *const attrs[] = { "model", "dataset", "num_samples", "mq_calib_version" };
@@ -434,8 +594,11 @@ int mq_calib_inspect(const char *path, const struct mq_observer *obs, int symmet
 		rc = mq_calib_observe(c, names[i], obs, symmetric, max_rows, &r, &rows, err);
 		if (rc)
 			break;
-		fprintf(out, "layer %s rows %llu cols %llu dtype %s shape [", names[i], (unsigned long long)rows,
-			(unsigned long long)sh.row_elems, sh.f16 ? "F16" : "F32");
+		struct mq_buf name = MQ_BUF_INIT; /* one line whatever the group's name holds */
+		mq_buf_add_escaped(&name, names[i], strlen(names[i]));
+		fprintf(out, "layer %s rows %llu cols %llu dtype %s shape [", mq_buf_ok(&name) ? name.data : "?",
+			(unsigned long long)rows, (unsigned long long)sh.row_elems, sh.f16 ? "F16" : "F32");
+		mq_buf_release(&name);
 		for (int d = 0; d < sh.ndim; d++)
 			fprintf(out, d ? ", %llu" : "%llu", (unsigned long long)sh.shape[d]);
 		fprintf(out, "] min %.9g max %.9g ", (double)r.min, (double)r.max);

@@ -12,6 +12,7 @@
 #include "manifest.h"
 #include "options.h"
 #include "quant.h"
+#include "status.h"
 #include "torch.h"
 
 /* One source file as inspect shows it: its header figures and its metadata. */
@@ -298,9 +299,10 @@ static void print_text(const char *path, const struct mq_manifest *m, const stru
 		const struct mq_tensor *t = &m->tensors[i];
 		fprintf(out, "  %-6s ", mq_dtype_name(t->dtype));
 		print_shape(out, t->shape, t->ndim);
-		fprintf(out, " %12llu  %s", (unsigned long long)t->nbytes, t->name);
+		/* escaped here: a newline in a name would split the line before the listing's filter sees it */
+		mq_print(out, " %12llu  %s", (unsigned long long)t->nbytes, t->name);
 		if (m->n_files > 1)
-			fprintf(out, "  (%s)", m->files[t->file].name);
+			mq_print(out, "  (%s)", m->files[t->file].name);
 		if (!t->contiguous)
 			fprintf(out, "  (a strided view)");
 		fputc('\n', out);

@@ -220,9 +220,13 @@ static int layout(struct mq_plan *p, const struct mq_manifest *m, struct mq_erro
 	for (int k = 0; k < p->n_out; k++) {
 		struct mq_out_tensor *o = &p->out[k];
 		int ovf;
-		uint64_t numel = mq_shape_numel(o->shape, o->ndim, &ovf);
+		uint64_t numel = mq_shape_numel(o->shape, o->ndim, &ovf), size = mq_dtype_size(o->dtype);
+		if (ovf || (numel && size > (MQ_PLAN_MAX_BYTES - off) / numel))
+			return mq_fail(err, MQ_ERR_INPUT,
+				"the output would hold more than %llu bytes (2^62) of tensor data, at tensor '%s': the input's shapes are corrupt or hostile",
+				(unsigned long long)MQ_PLAN_MAX_BYTES, o->name);
 		o->begin = off;
-		o->end = off + numel * mq_dtype_size(o->dtype);
+		o->end = off + numel * size;
 		off = o->end;
 		struct mq_plan_tensor *pt = &p->tensors[o->tensor];
 		pt->bytes_out += o->end - o->begin;
@@ -516,6 +520,10 @@ int mq_plan_build(const struct mq_manifest *m, const struct mq_options *o, int n
 			return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
 		p->n_quantized += pt->action == MQ_ACT_QUANT;
 		chunking(&m->tensors[i], pt);
+		if (m->tensors[i].nbytes > MQ_PLAN_MAX_BYTES - p->bytes_in)
+			return mq_fail(err, MQ_ERR_INPUT,
+				"the input tensors hold more than %llu bytes (2^62) of data, at tensor '%s': the input's shapes are corrupt or hostile",
+				(unsigned long long)MQ_PLAN_MAX_BYTES, m->tensors[i].name);
 		p->bytes_in += m->tensors[i].nbytes;
 		if (calib && pt->action == MQ_ACT_QUANT)
 			rc = plan_calib(p, m, o, i, &calib[i], err);

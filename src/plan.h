@@ -23,6 +23,7 @@
 
 #define MQ_CHUNK_BYTES (16u << 20) /* rows per chunk = max(1, this / row bytes) */
 #define MQ_BLOCK_BYTES (2u << 20)  /* source bytes read at a time: stays in cache */
+#define MQ_PLAN_MAX_BYTES (1ull << 62) /* tensor data in or out: sizes and offsets never overflow */
 
 enum mq_action { MQ_ACT_KEEP, MQ_ACT_QUANT };
 enum mq_role {

@@ -50,6 +50,23 @@ static void shape_str(char *s, size_t n, const uint64_t *shape, int ndim)
 		snprintf(s + k, n - k, "]");
 }
 
+char *mq_report_size(uint64_t bytes, char *buf, size_t cap)
+{
+	static const char *const units[] = { "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
+	if (bytes < 1024) {
+		snprintf(buf, cap, "%llu bytes", (unsigned long long)bytes);
+		return buf;
+	}
+	double v = (double)bytes;
+	int u = -1;
+	while (v >= 1024.0 && u < 5) {
+		v /= 1024.0;
+		u++;
+	}
+	snprintf(buf, cap, "%.1f %s", v, units[u]);
+	return buf;
+}
+
 static double mib(uint64_t b)
 {
 	return (double)b / 1048576.0;
@@ -92,11 +109,11 @@ void mq_report_plan(const struct mq_manifest *m, const struct mq_plan *p, const 
 {
 	const struct mq_scheme_info *si = mq_scheme_get(p->scheme);
 	uint64_t header_len = out_size - p->bytes_out; /* headers, metadata, and for .pt the archive's records */
-	printf("plan for %s -> %s (dry run: nothing written)\n", o->input, output);
-	printf("  scheme %s%s, %d tensors: %d quantized, %d kept; %d work units over %d ranks\n", si->name,
+	mq_print(stdout, "plan for %s -> %s (dry run: nothing written)\n", o->input, output);
+	mq_print(stdout, "  scheme %s%s, %d tensors: %d quantized, %d kept; %d work units over %d ranks\n", si->name,
 	       si->is_cast ? "" : p->per_tensor ? " per tensor" : " per channel", p->n_tensors, p->n_quantized,
 	       p->n_tensors - p->n_quantized, p->n_units, p->n_ranks);
-	printf("  tensor data %.3f MiB -> %.3f MiB, compression %.3fx; output file %llu bytes (headers and metadata %llu)\n",
+	mq_print(stdout, "  tensor data %.3f MiB -> %.3f MiB, compression %.3fx; output file %llu bytes (headers and metadata %llu)\n",
 	       mib(p->bytes_in), mib(p->bytes_out), p->bytes_out ? (double)p->bytes_in / (double)p->bytes_out : 1.0,
 	       (unsigned long long)out_size, (unsigned long long)header_len);
 	/* buffers, the largest header copy (rank 0), record tables (rank 0), and the manifest */
@@ -107,20 +124,20 @@ void mq_report_plan(const struct mq_manifest *m, const struct mq_plan *p, const 
 	for (int t = 0; t < p->n_tensors; t++)
 		chunks += p->tensors[t].n_chunks;
 	uint64_t rank0_extra = 2 * header_len + chunks * 32 + (uint64_t)p->n_units * 24;
-	printf("  %-6s %8s %12s %12s %14s\n", "rank", "units", "read MiB", "write MiB", "peak est. MiB");
+	mq_print(stdout, "  %-6s %8s %12s %12s %14s\n", "rank", "units", "read MiB", "write MiB", "peak est. MiB");
 	uint64_t max_cost = 0, sum_cost = 0;
 	for (int r = 0; r < p->n_ranks; r++) {
 		const struct mq_rank_load *l = &p->ranks[r];
 		uint64_t est = p->arena_bytes + 2 * manifest + (r == 0 ? rank0_extra : 0);
-		printf("  %-6d %8d %12.3f %12.3f %14.1f\n", r, l->n_units, mib(l->bytes_in), mib(l->bytes_out),
+		mq_print(stdout, "  %-6d %8d %12.3f %12.3f %14.1f\n", r, l->n_units, mib(l->bytes_in), mib(l->bytes_out),
 		       mib(est) + 40.0);
 		max_cost = l->cost > max_cost ? l->cost : max_cost;
 		sum_cost += l->cost;
 	}
-	printf("  (peak estimate = tensor buffers %.1f MiB + headers + about 40 MiB of MPI and libraries)\n",
+	mq_print(stdout, "  (peak estimate = tensor buffers %.1f MiB + headers + about 40 MiB of MPI and libraries)\n",
 	       mib(p->arena_bytes));
 	if (sum_cost)
-		printf("  load imbalance (max/mean work): %.3f\n",
+		mq_print(stdout, "  load imbalance (max/mean work): %.3f\n",
 		       (double)max_cost * p->n_ranks / (double)sum_cost);
 	for (int i = 0; i < p->n_tensors; i++) {
 		const struct mq_tensor *t = &m->tensors[i];
@@ -133,7 +150,7 @@ void mq_report_plan(const struct mq_manifest *m, const struct mq_plan *p, const 
 			snprintf(cal, sizeof(cal), "; calibrated, %llu rows", (unsigned long long)pt->calib_rows);
 		else if (pt->calib == MQ_CALIB_MISSING)
 			snprintf(cal, sizeof(cal), "; no calibration: weights only");
-		printf("  %-9s %-60s %s%s\n", pt->action == MQ_ACT_QUANT ? "quantize" : "keep", t->name, pt->reason, cal);
+		mq_print(stdout, "  %-9s %-60s %s%s\n", pt->action == MQ_ACT_QUANT ? "quantize" : "keep", t->name, pt->reason, cal);
 	}
 }
 
@@ -168,7 +185,8 @@ void mq_report_summary(const struct mq_manifest *m, const struct mq_plan *p, con
 	const struct mq_scheme_info *si = mq_scheme_get(p->scheme);
 	double total = stats[MQ_STAT_T_TOTAL], sum;
 	double rss = max_over(stats, p->n_ranks, MQ_STAT_PEAK_RSS, &sum);
-	mq_info("\nwrote %s\n", output);
+	mq_info("\n");
+	mq_info("wrote %s\n", output);
 	mq_info("  %d tensors: %d quantized (%s%s), %d kept, on %d rank%s\n", p->n_tensors, p->n_quantized,
 		si->name, si->is_cast ? "" : p->per_tensor ? " per tensor" : " per channel",
 		p->n_tensors - p->n_quantized, p->n_ranks, p->n_ranks == 1 ? "" : "s");
@@ -330,15 +348,16 @@ static int write_text(const char *path, const char *text, size_t len, struct mq_
 	return ok ? 0 : mq_fail(err, MQ_ERR_OUTPUT, "cannot write '%s'", path);
 }
 
+/* A table cell: '|' escaped for Markdown, control characters as in messages (mq_buf_add_escaped). */
 static void md_cell(struct mq_buf *b, const char *s)
 {
-	for (; *s; s++) {
-		if (*s == '|')
-			mq_buf_adds(b, "\\|");
-		else if (*s == '\n')
-			mq_buf_adds(b, " ");
-		else
-			mq_buf_add(b, s, 1);
+	for (;;) {
+		size_t n = strcspn(s, "|");
+		mq_buf_add_escaped(b, s, n);
+		if (!s[n])
+			break;
+		mq_buf_adds(b, "\\|");
+		s += n + 1;
 	}
 	mq_buf_adds(b, " | ");
 }
@@ -352,7 +371,9 @@ int mq_report_zoo(const char *prefix, const char *job_file, const struct mq_zoo_
 	cJSON_AddStringToObject(root, "job", job_file);
 	cJSON_AddStringToObject(root, "tool", "mq-dist " MQ_VERSION);
 	cJSON_AddItemToObject(root, "models", models);
-	mq_buf_addf(&md, "# Zoo report: %s\n\n", job_file);
+	mq_buf_adds(&md, "# Zoo report: ");
+	mq_buf_add_escaped(&md, job_file, strlen(job_file));
+	mq_buf_adds(&md, "\n\n");
 	mq_buf_adds(&md, "| model | status | scheme | size before | size after | compression | SQNR (dB) | worst layer | time (s) |\n"
 			 "|---|---|---|---:|---:|---:|---:|---|---:|\n");
 	for (int i = 0; i < n; i++) {
@@ -435,8 +456,10 @@ int mq_report_zoo(const char *prefix, const char *job_file, const struct mq_zoo_
 	mq_buf_addf(&path, "%s.md", prefix);
 	if (!rc && mq_buf_ok(&path))
 		rc = write_text(path.data, md.data, md.len, err);
-	if (!rc && mq_log_rank() == 0 && !mq_log_quiet())
-		printf("\n%s\nzoo report: %s.json, %s.md\n", md.data, prefix, prefix);
+	if (!rc && mq_log_rank() == 0 && !mq_log_quiet()) {
+		printf("\n%s\n", md.data); /* its cells are escaped (md_cell) */
+		mq_print(stdout, "zoo report: %s.json, %s.md\n", prefix, prefix);
+	}
 	free(json);
 	mq_buf_release(&md);
 	mq_buf_release(&path);

@@ -66,4 +66,7 @@ struct mq_zoo_entry {
 int mq_report_zoo(const char *prefix, const char *job_file, const struct mq_zoo_entry *z, int n,
 		  struct mq_error *err);
 
+/* A byte count for people, into buf: "546 bytes", "12.3 GiB" (units of 1024). Returns buf. */
+char *mq_report_size(uint64_t bytes, char *buf, size_t cap);
+
 #endif

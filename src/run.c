@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cblas.h>
@@ -87,6 +88,7 @@ struct run {
 	int *units_left;              /* per tensor */
 	int tensors_done, records_left;
 	int units_taken;              /* rank 0: finished units whose records arrived (or were resumed) */
+	int units_appended;           /* rank 0: records this run appended to the journal */
 	int cancel_sent;              /* rank 0: told the others to stop */
 	int cancelled;                /* stop working: a unit failed somewhere */
 	double stats[MQ_STAT_COUNT];
@@ -100,6 +102,28 @@ struct run {
 
 /* Set by SIGUSR1 (see catch_stop): finish the unit in hand and start no other. */
 static volatile sig_atomic_t stop_requested;
+/* Rank 0: the journal holds at least one finished unit (see on_fatal_signal). */
+static volatile sig_atomic_t units_journaled;
+
+/*
+ * Test seam for the fault tests (tests/integration/test_faults.sh): with
+ * MQ_TEST_STOP_AT=N in the environment, rank 0 stops itself (SIGSTOP) once N
+ * units of this run are journaled, or with N = 0 as soon as the partial output
+ * exists, so that a test fires its fault in the middle of a run without
+ * guessing how long the run takes. The others wait for rank 0 meanwhile.
+ */
+static void test_stop_at(int n_journaled)
+{
+	static int stop_at = -2; /* -2: not read yet, -1: off or done */
+	if (stop_at == -2) {
+		const char *v = getenv("MQ_TEST_STOP_AT");
+		stop_at = v && *v ? atoi(v) : -1;
+	}
+	if (stop_at >= 0 && n_journaled >= stop_at) {
+		stop_at = -1;
+		raise(SIGSTOP);
+	}
+}
 
 /* ---- rank 0: records and progress ---- */
 
@@ -178,10 +202,13 @@ static void take_record(struct run *r, const struct unit_record *rec, size_t len
 	memcpy(r->u_crc + 3 * rec->unit, rec->crc, sizeof(rec->crc));
 	memcpy(r->u_crc_len + 3 * rec->unit, rec->crc_len, sizeof(rec->crc_len));
 	if (r->journal_fd >= 0 && !r->replaying && mq_journal_append(r->journal_fd, rec, (uint32_t)len)) {
-		mq_warn("cannot write the journal '%s' (%s); this run cannot be resumed\n", r->journal_path,
+		mq_warn("cannot write the journal '%s' (%s); this run cannot be resumed", r->journal_path,
 			strerror(errno));
 		close(r->journal_fd);
 		r->journal_fd = -1;
+	} else if (r->journal_fd >= 0) {
+		units_journaled = 1;
+		test_stop_at(++r->units_appended);
 	}
 	if (--r->units_left[u->tensor] == 0)
 		finish_tensor(r, u->tensor);
@@ -792,18 +819,32 @@ static int work(struct run *r)
 /* ---- the output file ---- */
 
 /*
- * Rank 0 removes the temporary output when the job is interrupted (mpirun
- * forwards SIGINT/SIGTERM to the ranks); unlink() is async-signal-safe.
+ * Rank 0, while the partial output exists: what a fatal signal does to it
+ * and its journal (README, "Resuming"). SIGINT and SIGHUP reach the ranks
+ * only from a user (Open MPI puts each rank in a process group of its own
+ * and tears a job down with SIGCONT, SIGTERM and SIGKILL), so they remove
+ * both: the run was cancelled. SIGTERM is also how mpirun and Slurm stop the
+ * survivors after one rank crashed, and a rank cannot tell the two apart in
+ * the second before SIGKILL; so once the journal holds a finished unit,
+ * SIGTERM keeps both as a crash does, and the next run resumes or discards
+ * them. Before that there is nothing to lose and SIGTERM removes them too.
+ * The handler only reads flags and calls unlink(), strlen() and write() (a
+ * message prepared beforehand): all async-signal-safe.
  */
-static char tmp_on_signal[4096], journal_on_signal[4096];
+static char tmp_on_signal[4096], journal_on_signal[4096], kept_on_signal[4096 + 160];
 static const int cleanup_signals[] = { SIGINT, SIGTERM, SIGHUP };
 
-static void remove_tmp_and_die(int sig)
+static void on_fatal_signal(int sig)
 {
-	if (tmp_on_signal[0])
-		unlink(tmp_on_signal);
-	if (journal_on_signal[0])
-		unlink(journal_on_signal);
+	if (sig != SIGTERM || !units_journaled) {
+		if (tmp_on_signal[0])
+			unlink(tmp_on_signal);
+		if (journal_on_signal[0])
+			unlink(journal_on_signal);
+	} else if (kept_on_signal[0]) {
+		ssize_t w = write(STDERR_FILENO, kept_on_signal, strlen(kept_on_signal));
+		(void)w; /* nothing to be done about a failed write here */
+	}
 	signal(sig, SIG_DFL);
 	raise(sig);
 }
@@ -812,16 +853,25 @@ static void guard_tmp(const char *path, const char *journal)
 {
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = path ? remove_tmp_and_die : SIG_DFL;
+	sa.sa_handler = path ? on_fatal_signal : SIG_DFL;
 	sigemptyset(&sa.sa_mask);
+	units_journaled = 0;
 	if (path && strlen(path) < sizeof(tmp_on_signal) && strlen(journal) < sizeof(journal_on_signal)) {
 		memcpy(tmp_on_signal, path, strlen(path) + 1);
 		memcpy(journal_on_signal, journal, strlen(journal) + 1);
+		struct mq_buf b = MQ_BUF_INIT;
+		mq_buf_adds(&b, "mq-dist: SIGTERM: the finished work units are kept in '");
+		mq_buf_add_escaped(&b, path, strlen(path));
+		mq_buf_adds(&b, "' with its journal; the same command resumes\n");
+		kept_on_signal[0] = '\0';
+		if (mq_buf_ok(&b) && b.len < sizeof(kept_on_signal))
+			memcpy(kept_on_signal, b.data, b.len + 1);
+		mq_buf_release(&b);
 	}
 	for (size_t i = 0; i < sizeof(cleanup_signals) / sizeof(cleanup_signals[0]); i++)
 		sigaction(cleanup_signals[i], &sa, NULL);
 	if (!path)
-		tmp_on_signal[0] = journal_on_signal[0] = '\0';
+		tmp_on_signal[0] = journal_on_signal[0] = kept_on_signal[0] = '\0';
 }
 
 /*
@@ -1009,6 +1059,35 @@ static void resume_units(struct run *r, const struct mq_journal_load *jl)
 }
 
 /*
+ * Rank 0: the output must fit in the free space of its file system before
+ * posix_fallocate reserves it (which glibc emulates by writing every block
+ * where the file system cannot allocate, so a hostile size would otherwise
+ * run until the disk is full). A resumed partial already holds its blocks.
+ */
+static int check_space(struct run *r, int fd)
+{
+	struct statvfs vfs;
+	struct stat st;
+	if (fstatvfs(fd, &vfs) != 0 || fstat(fd, &st) != 0)
+		return 0; /* posix_fallocate will tell */
+	uint64_t frsize = vfs.f_frsize ? vfs.f_frsize : vfs.f_bsize;
+	uint64_t blocks = geteuid() == 0 ? vfs.f_bfree : vfs.f_bavail; /* root may use the reserved blocks */
+	uint64_t avail = blocks > UINT64_MAX / frsize ? UINT64_MAX : blocks * frsize;
+	uint64_t have = (uint64_t)st.st_blocks * 512;
+	uint64_t need = r->out_size > have ? r->out_size - have : 0;
+	if (need <= avail)
+		return 0;
+	char a[32], b[32];
+	char *dir = strdup(r->tmp);
+	mq_fail(&r->err, MQ_ERR_OUTPUT,
+		"'%s': no space left for the output on the file system of '%s': it needs %s (%llu bytes), %s are free; free some space or choose another -o",
+		r->output, dir ? dirname(dir) : ".", mq_report_size(need, a, sizeof(a)), (unsigned long long)need,
+		mq_report_size(avail, b, sizeof(b)));
+	free(dir);
+	return r->err.code;
+}
+
+/*
  * Rank 0: the partial output beside the output (".NAME.tmp") and its journal.
  * An interrupted run's pair is resumed when the journal's identity matches;
  * otherwise it is discarded and a new partial file is created and reserved.
@@ -1072,19 +1151,25 @@ static int open_partial(struct run *r)
 	}
 	free(copy);
 	guard_tmp(r->tmp, r->journal_path);
-	int rc = r->out_size ? posix_fallocate(fd, 0, (off_t)r->out_size) : 0;
+	int rc = r->out_size && !check_space(r, fd) ? posix_fallocate(fd, 0, (off_t)r->out_size) : 0;
 	close(fd);
-	if (rc == ENOSPC || rc == EDQUOT)
-		mq_fail(&r->err, MQ_ERR_OUTPUT, "'%s': no space left on device for the %llu-byte output", r->output,
-			(unsigned long long)r->out_size);
+	char need[32];
+	if (rc == ENOSPC || rc == EDQUOT) /* rc stays 0 when check_space failed: it said why */
+		mq_fail(&r->err, MQ_ERR_OUTPUT, "'%s': no space left on device for the %s (%llu-byte) output", r->output,
+			mq_report_size(r->out_size, need, sizeof(need)), (unsigned long long)r->out_size);
 	else if (rc && rc != EOPNOTSUPP && rc != EINVAL)
 		mq_fail(&r->err, MQ_ERR_OUTPUT, "'%s': cannot reserve %llu bytes: %s", r->output,
 			(unsigned long long)r->out_size, strerror(rc));
-	else
+	if (!r->err.code)
 		r->journal_fd = mq_journal_start(r->journal_path, r->identity, (uint64_t)r->plan.n_units,
 						 resume ? jl.valid_len : 0, &r->err);
+	for (int u = 0; r->journal_fd >= 0 && u < r->plan.n_units; u++)
+		if (r->done[u])
+			units_journaled = 1; /* an earlier run's units, kept in the journal */
 	if (resume)
 		mq_journal_load_release(&jl);
+	if (!r->err.code)
+		test_stop_at(0);
 	return r->err.code;
 }
 
@@ -1311,6 +1396,8 @@ static int place_outputs(struct run *r)
 		r->out_pos[o] = r->pt ? r->tout.entries[r->tout.entry_of_out[o]].data_offset
 				      : 8 + r->header_len + p->out[o].begin;
 	r->out_size = r->pt ? r->tout.file_size : 8 + r->header_len + p->bytes_out;
+	if (r->out_size < p->bytes_out) /* the plan bounds bytes_out far below 2^64; a broken bound is a bug */
+		return mq_fail(&r->err, MQ_ERR_INTERNAL, "the output size overflows");
 	return 0;
 }
 
@@ -1518,7 +1605,7 @@ static void report(struct run *r)
 		mq_report_summary(&r->man, &r->plan, r->res, all, r->output);
 		if (r->opt.report && mq_report_write(r->opt.report, &r->man, &r->plan, &r->opt, r->res, all,
 						     r->output, &e))
-			fprintf(stderr, "mq-dist: warning: %s\n", e.msg);
+			mq_print(stderr, "mq-dist: warning: %s\n", e.msg);
 	}
 	free(all);
 }
@@ -1669,7 +1756,13 @@ static int quantize(struct run *r)
 	return 0;
 fail:
 	mq_comm_file_close(r->comm, &(struct mq_error){ 0 });
-	if (r->rank == 0 && r->tmp) {
+	if (r->rank == 0 && r->tmp && r->err.code == MQ_ERR_INTERNAL && units_journaled && r->journal_fd >= 0) {
+		/* an MPI failure is how a peer's crash may surface: keep the finished units as a crash does */
+		fsync(r->journal_fd);
+		guard_tmp(NULL, NULL);
+		mq_info("the finished work units are kept in '%s' with its journal: run the same command again to resume\n",
+			r->tmp);
+	} else if (r->rank == 0 && r->tmp) {
 		unlink(r->tmp);
 		if (r->journal_path)
 			unlink(r->journal_path);
@@ -1685,6 +1778,27 @@ struct model_outcome {
 	double seconds;
 	char msg[MQ_ERROR_MAX];
 };
+
+/*
+ * Rank 0: mq-dist inspect. The listing goes through a temporary file and out
+ * with control characters escaped (mq_print_lines), since names and metadata
+ * come from the file.
+ */
+static void inspect_file(struct run *r)
+{
+	if (r->opt.json) { /* cJSON escapes control characters itself */
+		mq_inspect(&r->opt, stdout, &r->err);
+		return;
+	}
+	FILE *tmp = tmpfile(), *out = tmp ? tmp : stdout;
+	mq_inspect(&r->opt, out, &r->err);
+	if (!tmp)
+		return;
+	rewind(tmp);
+	mq_print_lines(stdout, tmp);
+	fclose(tmp);
+	fflush(stdout);
+}
 
 /* One command line on the communicator; prints the error on rank 0 (prefixed with the model's name in a job). */
 static int run_command(struct mq_comm *c, int argc, char **argv, const char *model, struct model_outcome *out)
@@ -1712,7 +1826,7 @@ static int run_command(struct mq_comm *c, int argc, char **argv, const char *mod
 			break;
 		case MQ_CMD_INSPECT:
 			if (r.rank == 0)
-				mq_inspect(&r.opt, stdout, &r.err);
+				inspect_file(&r);
 			mq_comm_agree(c, &r.err);
 			break;
 		case MQ_CMD_RUN:
@@ -1722,7 +1836,7 @@ static int run_command(struct mq_comm *c, int argc, char **argv, const char *mod
 	}
 	int code = r.err.code;
 	if (code && r.rank == 0) {
-		fprintf(stderr, "mq-dist: error: %s%s%s%s\n", model ? "[" : "", model ? model : "", model ? "] " : "",
+		mq_print(stderr, "mq-dist: error: %s%s%s%s\n", model ? "[" : "", model ? model : "", model ? "] " : "",
 			r.err.msg);
 		if (code == MQ_ERR_USAGE && !model)
 			fprintf(stderr, "run 'mq-dist --help' for the options\n");
@@ -1820,7 +1934,7 @@ static int run_job(struct mq_comm *world, int argc, char **argv, const struct mq
 	free(text);
 	if (mq_comm_agree(world, &err)) {
 		if (rank == 0)
-			fprintf(stderr, "mq-dist: error: %s\n", err.msg);
+			mq_print(stderr, "mq-dist: error: %s\n", err.msg);
 		return mq_status_exit_code(err.code);
 	}
 	int n = job.n_models, groups = cli->groups ? cli->groups : 1;
@@ -1851,7 +1965,7 @@ static int run_job(struct mq_comm *world, int argc, char **argv, const struct mq
 	}
 	if (mq_comm_agree(world, &err)) {
 		if (rank == 0)
-			fprintf(stderr, "mq-dist: error: %s\n", err.msg);
+			mq_print(stderr, "mq-dist: error: %s\n", err.msg);
 		mq_comm_free(group);
 		mq_job_release(&job);
 		free(bytes), free(mine), free(all), free(msg_mine), free(msgs), free(group_of);
@@ -1870,7 +1984,8 @@ static int run_job(struct mq_comm *world, int argc, char **argv, const struct mq
 			snprintf(o.msg, sizeof(o.msg), "not started: the job was interrupted");
 		} else {
 			if (leader && !cli->quiet) { /* every group's leader: its models' lines follow */
-				printf("== %s: %s -> %s\n", job.models[i].name, job.models[i].input, job.models[i].output);
+				mq_print(stdout, "== %s: %s -> %s\n", job.models[i].name, job.models[i].input,
+					 job.models[i].output);
 				fflush(stdout);
 			}
 			run_command(group, job.models[i].argc, job.models[i].argv, job.models[i].name, &o);
@@ -1906,7 +2021,7 @@ static int run_job(struct mq_comm *world, int argc, char **argv, const struct mq
 		}
 		struct mq_error e = { 0 };
 		if (!z || mq_report_zoo(job.report, cli->job, z, n, &e)) {
-			fprintf(stderr, "mq-dist: warning: cannot write the zoo report: %s\n", z ? e.msg : "out of memory");
+			mq_print(stderr, "mq-dist: warning: cannot write the zoo report: %s\n", z ? e.msg : "out of memory");
 			report_written = 0;
 		}
 		free(z);
@@ -1916,9 +2031,9 @@ static int run_job(struct mq_comm *world, int argc, char **argv, const struct mq
 	else if (!code && n_failed)
 		code = MQ_ERR_MODELS;
 	if (rank == 0 && code == MQ_ERR_INTERRUPTED)
-		fprintf(stderr, "mq-dist: job interrupted; run it again to resume (finished models are skipped)\n");
+		mq_print(stderr, "mq-dist: job interrupted; run it again to resume (finished models are skipped)\n");
 	else if (rank == 0 && code == MQ_ERR_MODELS)
-		fprintf(stderr, "mq-dist: error: %d of %d models failed%s%s%s\n", n_failed, n, report_written ? " (see " : "",
+		mq_print(stderr, "mq-dist: error: %d of %d models failed%s%s%s\n", n_failed, n, report_written ? " (see " : "",
 			report_written ? job.report : "", report_written ? ".md)" : "");
 	mq_comm_free(group);
 	mq_job_release(&job);

@@ -2,6 +2,9 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
 
 static int log_rank;
 static int log_quiet;
@@ -63,13 +66,57 @@ int mq_log_quiet(void)
 	return log_quiet;
 }
 
+void mq_vprint(FILE *f, const char *fmt, va_list ap)
+{
+	struct mq_buf raw = MQ_BUF_INIT, out = MQ_BUF_INIT;
+	mq_buf_vaddf(&raw, fmt, ap);
+	size_t n = raw.len;
+	int newline = n && raw.data[n - 1] == '\n' && fmt[0] && fmt[strlen(fmt) - 1] == '\n';
+	mq_buf_add_escaped(&out, raw.data ? raw.data : "", n - (size_t)newline);
+	if (newline)
+		mq_buf_add(&out, "\n", 1);
+	if (mq_buf_ok(&out))
+		fwrite(out.data, 1, out.len, f);
+	else if (raw.data) /* out of memory: the message is still worth more than nothing */
+		fwrite(raw.data, 1, raw.len, f);
+	mq_buf_release(&raw);
+	mq_buf_release(&out);
+}
+
+void mq_print(FILE *f, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	mq_vprint(f, fmt, ap);
+	va_end(ap);
+}
+
+void mq_print_lines(FILE *out, FILE *in)
+{
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	struct mq_buf b = MQ_BUF_INIT;
+	while ((n = getline(&line, &cap, in)) > 0) {
+		int newline = line[n - 1] == '\n';
+		b.len = 0;
+		mq_buf_add_escaped(&b, line, (size_t)n - (size_t)newline);
+		if (newline)
+			mq_buf_add(&b, "\n", 1);
+		if (mq_buf_ok(&b))
+			fwrite(b.data, 1, b.len, out);
+	}
+	mq_buf_release(&b);
+	free(line);
+}
+
 void mq_info(const char *fmt, ...)
 {
 	if (log_rank != 0 || log_quiet)
 		return;
 	va_list ap;
 	va_start(ap, fmt);
-	vfprintf(stdout, fmt, ap);
+	mq_vprint(stdout, fmt, ap);
 	va_end(ap);
 	fflush(stdout);
 }
@@ -81,7 +128,7 @@ void mq_warn(const char *fmt, ...)
 	fprintf(stderr, "mq-dist: warning: ");
 	if (log_rank != 0)
 		fprintf(stderr, "rank %d: ", log_rank);
-	vfprintf(stderr, fmt, ap);
+	mq_vprint(stderr, fmt, ap);
 	fputc('\n', stderr);
 	va_end(ap);
 }

@@ -10,6 +10,7 @@
 #define MQ_STATUS_H
 
 #include <stdarg.h>
+#include <stdio.h>
 
 enum mq_status {
 	MQ_OK = 0,
@@ -38,6 +39,18 @@ int mq_status_exit_code(int code);
 
 /* Short name of a status ("usage", "input", ...). */
 const char *mq_status_name(int code);
+
+/*
+ * Printing of anything that may hold file-supplied names or paths: what fmt
+ * formats goes out escaped (mq_buf_add_escaped: control characters, C1 and
+ * invalid UTF-8 as \n, \x1b, ...), so a tensor name cannot move the cursor or
+ * split a line. A newline that ends fmt itself is kept: one call, one line
+ * (or a part of one). mq_info and mq_warn print through it.
+ */
+void mq_vprint(FILE *f, const char *fmt, va_list ap);
+void mq_print(FILE *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Copies in to out line by line, each line escaped as mq_print does (for listings written to a FILE). */
+void mq_print_lines(FILE *out, FILE *in);
 
 /* Logging: only rank 0 prints info; warnings print on any rank with a prefix. */
 void mq_log_init(int rank, int quiet);

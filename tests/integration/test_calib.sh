@@ -436,4 +436,104 @@ else
     fail "make_calibration.py on a make_model.py model"
 fi
 
+# ---- hostile sizes: declared rows that are not stored, overflowing shapes, no rows ----------
+# Each fails fast with exit 3 naming the file, the layer and what is wrong: in inspect and on
+# every rank of a run (one error line, nothing left in the output folder, no hang).
+
+H="$WORK/hostile"
+mkdir -p "$H/out"
+make_model "$H/m.safetensors" --seed 5
+"$MQ_PYTHON" - "$H" <<'PY'
+import sys
+
+import h5py
+import numpy as np
+
+h = sys.argv[1]
+rng = np.random.default_rng(7)
+
+
+def calib(path, bad, **kw):
+    """model.layers.1.mlp.up_proj is a good layer; model.layers.0.mlp.up_proj is `bad`."""
+    with h5py.File(path, "w") as f:
+        f.attrs["mq_calib_version"] = np.int64(1)
+        f.create_group("model.layers.1.mlp.up_proj").create_dataset(
+            "inputs", data=rng.standard_normal((64, 64), dtype=np.float32), chunks=(16, 64))
+        g = f.create_group("model.layers.0.mlp.up_proj")
+        if bad is None:
+            g.create_dataset("inputs", data=rng.standard_normal((256, 64), dtype=np.float32), chunks=(16, 64))
+        else:
+            d = g.create_dataset("inputs", shape=bad, dtype=np.float32, **kw)
+            if "fill" in path:
+                d[:16] = 1.0
+
+
+# 2^40 rows in chunks that were never written: no space on disk, fill values if read
+calib(h + "/rows40.h5", (2**40, 64), chunks=(1024, 64))
+# 2^60 rows: rows * row values * 4 overflows 64 bits
+calib(h + "/rows60.h5", (2**60, 64), chunks=(1024, 64), maxshape=(None, 64))
+calib(h + "/rows0.h5", (0, 64), chunks=(16, 64), maxshape=(None, 64))
+# 1024 rows declared, the first 16 written: 63 of 64 chunks are fill values
+calib(h + "/fill.h5", (1024, 64), chunks=(16, 64))
+# one flipped byte in the row count of the dataspace: 256 -> 0 rows, and 256 -> 2^48 + 256
+calib(h + "/good.h5", None)
+raw = open(h + "/good.h5", "rb").read()
+dims = (256).to_bytes(8, "little") + (64).to_bytes(8, "little")
+at = raw.find(dims)
+assert at > 0, "no dataspace with [256, 64] in good.h5"
+for name, pos, xor in (("flip0", at + 1, 0x01), ("flip48", at + 6, 0x01)):
+    b = bytearray(raw)
+    b[pos] ^= xor
+    open(h + "/" + name + ".h5", "wb").write(bytes(b))
+# one layer only, and a flipped byte in its float type (the exponent bias: every value reads as
+# 0, hence a scale of FLT_EPSILON) or in its chunk shape (16 x 64 -> 16 x 191: chunks read past
+# their own bytes)
+with h5py.File(h + "/one.h5", "w") as f:
+    f.create_group("model.layers.0.mlp.up_proj").create_dataset(
+        "inputs", data=rng.standard_normal((256, 64), dtype=np.float32), chunks=(16, 64))
+raw = open(h + "/one.h5", "rb").read()
+f32 = bytes.fromhex("0000200017080017 7f000000")  # offset, precision, fields, exponent bias 127
+chunk = bytes.fromhex("10000000 40000000 04000000")  # chunk dims 16, 64 and the element size
+for name, pos in (("flip-type", raw.find(f32) + 10), ("flip-chunk", raw.find(chunk) + 4)):
+    assert pos > 10 and raw.count(f32) == 1 and raw.count(chunk) == 1, "one.h5 layout unexpected"
+    b = bytearray(raw)
+    b[pos] ^= 0xff
+    open(h + "/" + name + ".h5", "wb").write(bytes(b))
+PY
+
+# hostile NAME FILE NEEDLES: inspect, then a 2-rank run (with --calib-samples 16 too) exit 3
+# naming FILE, the layer and NEEDLES (|-separated), with one error line and nothing written.
+hostile() {
+    local name=$1 file=$H/$2.h5 needles="$2.h5|model.layers.0.mlp.up_proj|$3"
+    expect_inspect_error "$name: inspect" 3 "$file" "$needles" --observer minmax --act int8
+    local args
+    for args in "" "--calib-samples 16"; do
+        # shellcheck disable=SC2086
+        mq 2 "$H/m.safetensors" -o "$H/out/m.safetensors" --calib "$file" -i up_proj $args
+        local rc=$? missing="" needle n
+        IFS='|' read -r -a n <<<"$needles"
+        for needle in "${n[@]}"; do
+            grep -qF -- "$needle" "$WORK/last.err" || missing="$missing '$needle'"
+        done
+        if [ $rc -ne 3 ] || [ -n "$missing" ]; then
+            fail "$name: run ${args:-(all rows)}: exit $rc (expected 3), message lacks$missing: $(head -c 400 "$WORK/last.err")"
+        elif [ "$(grep -c '^mq-dist: error' "$WORK/last.err")" -ne 1 ] || [ -n "$(ls -A "$H/out")" ]; then
+            fail "$name: run ${args:-(all rows)}: $(grep -c '^mq-dist: error' "$WORK/last.err") error lines, left: $(ls -A "$H/out")"
+        else
+            pass "$name: run ${args:-(all rows)}: exit 3 on every rank, one message, nothing written"
+        fi
+    done
+}
+
+hostile "2^40 rows not stored" rows40 "needs 1073741824 chunks but 0 are stored"
+hostile "2^60 rows" rows60 "declares more than 2^64 bytes"
+hostile "0 rows" rows0 "holds no values"
+hostile "fill values" fill "needs 64 chunks but 1 are stored"
+hostile "flipped byte: 0 rows" flip0 "holds no values"
+hostile "flipped byte: 2^48 rows" flip48 "are stored"
+hostile "flipped byte: float type" flip-type "has a float type that is not IEEE binary32"
+hostile "flipped byte: chunk shape" flip-chunk "unfiltered chunks, which hold 12224 bytes each"
+inspect "$H/good.h5" --observer minmax --act int8 &&
+    pass "the unflipped file is read (exit 0)" || fail "good.h5: exit $?: $(head -c 300 "$WORK/last.err")"
+
 finish

@@ -142,7 +142,8 @@ else
 fi
 rm -f "$OUT/in.safetensors"
 
-# Terminated (as scancel signals every task): the temporary output goes too.
+# Terminated (as scancel signals every task): the temporary output goes too, unless a unit was
+# journaled by then: then it stays with its journal, as after a crash (test_faults.sh).
 make_model "$WORK/slow.safetensors" --dtype F32 --size-mib 300 --hidden 1024 --seed 12
 env $MQ_OMPI_DEFAULT_TEARDOWN "$MQ_MPIEXEC" -n 2 "$MQ_DIST" "$WORK/slow.safetensors" -o "$OUT/o.safetensors" -q \
     </dev/null >/dev/null 2>&1 &
@@ -158,8 +159,11 @@ if [ -e "$OUT/o.safetensors" ]; then
     echo "skip - the run finished before the signal arrived"
 elif [ $rc -ne 0 ] && [ -z "$(ls -A "$OUT")" ]; then
     pass "terminated run: exit $rc, nothing left behind"
+elif [ $rc -ne 0 ] && [ -f "$OUT/.o.safetensors.tmp" ] &&
+    [ "$(stat -c %s "$OUT/.o.safetensors.tmp.journal" 2>/dev/null || echo 0)" -gt 58 ]; then
+    pass "terminated run: exit $rc, units were journaled: partial output and journal kept"
 else
-    fail "terminated run: exit $rc, left: $(ls -A "$OUT")"
+    fail "terminated run: exit $rc, left: $(ls -A "$OUT" | tr '\n' ' ')"
 fi
 rm -rf "${OUT:?}"/* "$OUT"/.[!.]* 2>/dev/null
 
@@ -183,6 +187,77 @@ if mkdir -p "$WORK/ro" "$WORK/full" && mount -t tmpfs -o size=64k tmpfs "$WORK/f
     umount "$WORK/full" "$WORK/ro"
 else
     echo "skip - read-only and full-disk cases need tmpfs mounts (run as root)"
+fi
+
+
+# Hostile sizes from a few hundred bytes of .pt: zero-stride views (torch's expand) are legal
+# tensors, but one that needs more bytes than its whole file is refused before anything is
+# planned (a [2^20, 2^20] view: a 1 TiB output), and so are two [2^31, 2^30] views whose sizes
+# sum to 2^64 bytes, each named with its size instead of a wrapped sum.
+"$MQ_PYTHON" - "$WORK" <<'PY'
+import sys
+
+import torch
+
+w = sys.argv[1]
+torch.save({"w.weight": torch.zeros(1).expand(2**20, 2**20)}, w + "/expand-1t.pt")
+z = torch.zeros(1).expand(2**31, 2**30)
+torch.save({"a.weight": z, "b.weight": z}, w + "/expand-2e64.pt")
+PY
+for n in 1 3; do
+    expect_error expand-1tib 3 "tensor 'w.weight': its view of record 'expand-1t/data/0' (1099511627776 elements, strides that repeat elements) needs 4398046511104 bytes, more than the whole" \
+        "$n" "$WORK/expand-1t.pt" -o "$OUT/o.safetensors"
+done
+expect_error expand-sum-2e64 3 "tensor 'a.weight': its view of record 'expand-2e64/data/0' (2305843009213693952 elements, strides that repeat elements) needs 9223372036854775808 bytes" \
+    2 "$WORK/expand-2e64.pt" -o "$OUT/o.safetensors"
+
+
+# Tensor names with control characters (the header's JSON escapes \u001b and \n are legal): every
+# message, progress line, plan line and inspect line shows them escaped, as \x1b and \n, on one
+# line; no raw control byte reaches the terminal. One tensor holds a NaN, for an error message.
+"$MQ_PYTHON" - "$WORK/ctl.safetensors" <<'PY'
+import json
+import struct
+import sys
+
+import numpy as np
+
+names = {"ok\u001b[31m\nred.weight": np.ones((4, 4), np.float32),
+         "nan\u001b]0;title\u0007\u0085.weight": np.full((4, 4), np.nan, np.float32)}
+header, data = {}, b""
+for k, v in sorted(names.items()):
+    header[k] = {"dtype": "F32", "shape": list(v.shape), "data_offsets": [len(data), len(data) + v.nbytes]}
+    data += v.tobytes()
+h = json.dumps(header).encode()  # json.dumps writes \u001b, \n, \u0007 and \u0085 escaped
+h += b" " * (-len(h) % 8)
+open(sys.argv[1], "wb").write(struct.pack("<Q", len(h)) + h + data)
+PY
+# raw_free FILE: no control byte but newline (and no C1 control) in FILE.
+raw_free() { ! LC_ALL=C grep -qP '[\x00-\x09\x0b-\x1f\x7f]|\xc2[\x80-\x9f]' "$1"; }
+expect_error control-names 4 'nan\x1b]0;title\x07\xc2\x85.weight' 2 "$WORK/ctl.safetensors" -o "$OUT/o.safetensors"
+raw_free "$WORK/last.err" && pass "control-names: the error has no raw control byte" ||
+    fail "control-names: raw control bytes in: $(od -c "$WORK/last.err" | head -5)"
+mq 2 "$WORK/ctl.safetensors" -o "$OUT/o.safetensors" -x nan --dry-run
+if raw_free "$WORK/last.out" && grep -qF 'ok\x1b[31m\nred.weight' "$WORK/last.out" &&
+    [ "$(grep -c 'red.weight' "$WORK/last.out")" -eq 1 ]; then
+    pass "control-names: the dry-run plan shows the name escaped, on one line"
+else
+    fail "control-names: dry-run plan: $(od -c "$WORK/last.out" | grep -m3 -B1 -A1 'r   e   d')"
+fi
+mq 2 "$WORK/ctl.safetensors" -o "$OUT/o.safetensors" -x nan
+rc=$?
+if [ $rc -eq 0 ] && raw_free "$WORK/last.out" && grep -q '^\[ *[0-9]/2\] ok\\x1b\[31m\\nred\.weight \[4, 4\]' "$WORK/last.out"; then
+    pass "control-names: progress lines escaped, one line per tensor"
+else
+    fail "control-names: run exit $rc: $(head -c 400 "$WORK/last.out")"
+fi
+rm -rf "${OUT:?}"/* "$OUT"/.[!.]* 2>/dev/null
+timeout 60 "$MQ_DIST" inspect "$WORK/ctl.safetensors" >"$WORK/last.out" 2>"$WORK/last.err"
+rc=$?
+if [ $rc -eq 0 ] && raw_free "$WORK/last.out" && grep -qF 'ok\x1b[31m\nred.weight' "$WORK/last.out"; then
+    pass "control-names: inspect escapes them, each tensor on one line"
+else
+    fail "control-names: inspect exit $rc: $(od -c "$WORK/last.out" | head -20)"
 fi
 
 finish

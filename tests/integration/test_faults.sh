@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# Faults in the middle of a run on 3 ranks, end to end (README, "Resuming an interrupted run").
+# kill -9 of rank 1 or 2 (mpirun then stops the others with SIGCONT and SIGTERM) or of rank 0
+# leaves the partial output and its journal, and the rerun (on 2 ranks) resumes to the bytes of
+# an uninterrupted run. A user's cancel: Ctrl-C of mpirun (the ranks get SIGTERM) and SIGTERM
+# keep them once a unit is journaled, and rank 0 says where; SIGTERM before any unit is
+# journaled, and SIGINT to the ranks, remove them.
+# No timing assumptions: rank 0 stops itself once the journal holds N units (MQ_TEST_STOP_AT), so
+# the run cannot end before the fault is fired on it.
+. "$(dirname "$0")/lib.sh"
+# Crashes and signals: Open MPI's default teardown (SIGTERM, a second, then SIGKILL), as a
+# user's mpirun has it.
+export $MQ_OMPI_DEFAULT_TEARDOWN
+
+F="$WORK/f"
+O="$F/o"
+mkdir -p "$O"
+make_model "$F/in.safetensors" --size-mib 96 --hidden 512 --seed 51
+mq 2 "$F/in.safetensors" -o "$F/ref.safetensors" -q || fail "reference run: $(head -c 300 "$WORK/last.err")"
+X="$O/x.safetensors"
+TMP="$O/.x.safetensors.tmp"
+JOURNAL_HEADER=58 # magic line, identity, unit count: a larger journal holds a finished unit
+
+# start STOP N ARGS...: mq-dist on N ranks in the background (MP is mpirun's pid), with rank 0
+# stopping itself once STOP units are journaled (0: once the partial output exists; the
+# MQ_TEST_STOP_AT seam in src/run.c). Then waits (60 s at most) until rank 0 is stopped: STOPPED=1,
+# or 0 if the run ended first (a failure: it cannot end without rank 0).
+start() {
+    local stop=$1 n=$2 i
+    shift 2
+    MQ_TEST_STOP_AT=$stop timeout -k 5 180 "$MQ_MPIEXEC" -n "$n" "$MQ_DIST" "$@" </dev/null \
+        >"$WORK/bg.out" 2>"$WORK/bg.err" &
+    MP=$!
+    STOPPED=0
+    for i in $(seq 1 1200); do
+        if [ "$(ranks | wc -l)" -eq "$n" ] && [ "$(state "$(pid_of 0)")" = T ]; then
+            STOPPED=1
+            return
+        fi
+        kill -0 "$MP" 2>/dev/null || break
+        sleep 0.05
+    done
+    fail "rank 0 did not stop at $stop journaled units: $(head -c 300 "$WORK/bg.err")"
+}
+# ranks: "RANK PID" of each mq-dist process writing $X.
+ranks() {
+    local p r
+    for p in $(pgrep -f "^$MQ_DIST .*-o $X"); do
+        r=$( { tr '\0' '\n' <"/proc/$p/environ"; } 2>/dev/null | sed -n 's/^OMPI_COMM_WORLD_RANK=//p')
+        [ -n "$r" ] && echo "$r $p"
+    done
+}
+pid_of() { ranks | awk -v r="$1" '$1 == r { print $2 }'; }
+all_pids() { ranks | awk '{ print $2 }'; }
+# state PID: the process state letter (T: stopped).
+state() { [ -n "$1" ] && sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -c1; }
+journal_size() { stat -c %s "$TMP.journal" 2>/dev/null || echo 0; }
+# end_run: mpirun's exit code in RC, once no rank of the run is left (after a Ctrl-C, mpirun may
+# exit while a rank is still finishing its last unit or its rename).
+end_run() {
+    local i
+    wait "$MP"
+    RC=$?
+    for i in $(seq 1 600); do
+        [ -z "$(ranks)" ] && return
+        sleep 0.05
+    done
+    fail "ranks still running 30 s after mpirun exited: $(ranks | tr '\n' ' ')"
+}
+resumed() { sed -n 's/.*resuming an interrupted run: \([0-9]*\) of \([0-9]*\) work units verified.*/\1/p' "$WORK/last.out"; }
+listing() { ls -A "$O" | tr '\n' ' '; }
+kept() { [ -f "$TMP" ] && [ -f "$TMP.journal" ] && [ "$(journal_size)" -gt "$JOURNAL_HEADER" ]; }
+
+# rerun NAME: the same command on 2 ranks resumes at least one unit, gives the reference bytes
+# and leaves nothing else.
+rerun() {
+    mq 2 "$F/in.safetensors" -o "$X"
+    local rc=$? k
+    k=$(resumed)
+    [ $rc -eq 0 ] && pass "$1: rerun exit 0" || fail "$1: rerun exit $rc: $(head -c 300 "$WORK/last.err")"
+    [ "${k:-0}" -ge 1 ] && pass "$1: rerun resumed $k units" || fail "$1: rerun resumed '${k:-no resuming line}' units"
+    cmp -s "$X" "$F/ref.safetensors" && pass "$1: rerun = uninterrupted run" || fail "$1: rerun differs from the reference"
+    [ "$(listing)" = "x.safetensors " ] && pass "$1: rerun left nothing else" || fail "$1: rerun left: $(listing)"
+    rm -f "$X" "$O"/.x*
+}
+
+# kill_rank K: kill -9 of rank K with 2 units journaled; the partial and journal stay.
+kill_rank() {
+    local name="kill -9 of rank $1"
+    start 2 3 "$F/in.safetensors" -o "$X" -q
+    if [ "$STOPPED" = 1 ]; then
+        p0=$(pid_of 0)
+        kill -KILL "$(pid_of "$1")"
+        kill -CONT "$p0" 2>/dev/null
+        end_run
+        [ $RC -ne 0 ] && pass "$name: mpirun exit $RC" || fail "$name: mpirun exit 0"
+        [ ! -e "$X" ] && kept && pass "$name: partial output and journal kept" || fail "$name: folder: $(listing)"
+        rerun "$name"
+    fi
+    end_run
+    rm -f "$X" "$O"/.x*
+}
+
+kill_rank 1
+kill_rank 2
+kill_rank 0
+
+# Ctrl-C: SIGINT to mpirun, which stops the ranks with SIGCONT, then (a second later) SIGTERM:
+# kept. The run may also finish within that second; then the output is whole and nothing else
+# is left. (The SIGTERM case below does not depend on that second.)
+start 1 3 "$F/in.safetensors" -o "$X" -q
+if [ "$STOPPED" = 1 ]; then
+    kill -INT "$MP"
+    end_run
+    if [ -e "$X" ]; then
+        cmp -s "$X" "$F/ref.safetensors" && [ "$(listing)" = "x.safetensors " ] &&
+            pass "Ctrl-C of mpirun: the run finished before SIGTERM came; whole output, nothing else left" ||
+            fail "Ctrl-C of mpirun: folder: $(listing)"
+        rm -f "$X"
+    else
+        [ $RC -ne 0 ] && kept && pass "Ctrl-C of mpirun: exit $RC, partial output and journal kept" ||
+            fail "Ctrl-C of mpirun: exit $RC, folder: $(listing)"
+        rerun "Ctrl-C of mpirun"
+    fi
+fi
+end_run
+
+# SIGINT sent to the ranks themselves: the run was cancelled, nothing is left.
+start 1 3 "$F/in.safetensors" -o "$X" -q
+if [ "$STOPPED" = 1 ]; then
+    p0=$(pid_of 0)
+    kill -INT $(all_pids)
+    kill -CONT "$p0" 2>/dev/null
+    end_run
+    [ $RC -ne 0 ] && [ -z "$(listing)" ] && pass "SIGINT to the ranks: exit $RC, nothing left" ||
+        fail "SIGINT to the ranks: exit $RC, left: $(listing)"
+fi
+end_run
+rm -f "$X" "$O"/.x*
+
+# SIGTERM (as scancel sends it) before any unit is journaled: nothing to keep, nothing left.
+start 0 3 "$F/in.safetensors" -o "$X" -q
+if [ "$STOPPED" = 1 ]; then
+    [ -e "$TMP" ] && [ "$(journal_size)" -le "$JOURNAL_HEADER" ] ||
+        fail "stopped at 0 units: partial $(listing), journal $(journal_size) bytes"
+    p0=$(pid_of 0)
+    kill -TERM $(all_pids)
+    kill -CONT "$p0" 2>/dev/null
+    end_run
+    [ $RC -ne 0 ] && [ -z "$(listing)" ] && pass "SIGTERM before any unit: exit $RC, nothing left" ||
+        fail "SIGTERM before any unit: exit $RC, left: $(listing)"
+fi
+end_run
+rm -f "$X" "$O"/.x*
+
+# SIGTERM to the ranks with a unit journaled: kept, and the rerun resumes.
+start 1 3 "$F/in.safetensors" -o "$X" -q
+if [ "$STOPPED" = 1 ]; then
+    p0=$(pid_of 0)
+    kill -TERM $(all_pids)
+    kill -CONT "$p0" 2>/dev/null
+    end_run
+    [ ! -e "$X" ] && kept && pass "SIGTERM after a unit: kept" || fail "SIGTERM after a unit: folder: $(listing)"
+    grep -qF "SIGTERM: the finished work units are kept in '$TMP' with its journal" "$WORK/bg.err" &&
+        pass "SIGTERM after a unit: rank 0 says where they are kept" || fail "SIGTERM after a unit: stderr: $(head -c 300 "$WORK/bg.err")"
+    rerun "SIGTERM after a unit"
+fi
+end_run
+rm -f "$X" "$O"/.x*
+
+finish
