@@ -856,6 +856,8 @@ static void guard_tmp(const char *path, const char *journal)
 	sa.sa_handler = path ? on_fatal_signal : SIG_DFL;
 	sigemptyset(&sa.sa_mask);
 	units_journaled = 0;
+	/* nothing of an earlier model's stays, also when these paths do not fit */
+	tmp_on_signal[0] = journal_on_signal[0] = kept_on_signal[0] = '\0';
 	if (path && strlen(path) < sizeof(tmp_on_signal) && strlen(journal) < sizeof(journal_on_signal)) {
 		memcpy(tmp_on_signal, path, strlen(path) + 1);
 		memcpy(journal_on_signal, journal, strlen(journal) + 1);
@@ -870,8 +872,6 @@ static void guard_tmp(const char *path, const char *journal)
 	}
 	for (size_t i = 0; i < sizeof(cleanup_signals) / sizeof(cleanup_signals[0]); i++)
 		sigaction(cleanup_signals[i], &sa, NULL);
-	if (!path)
-		tmp_on_signal[0] = journal_on_signal[0] = kept_on_signal[0] = '\0';
 }
 
 /*
@@ -1068,8 +1068,8 @@ static int check_space(struct run *r, int fd)
 {
 	struct statvfs vfs;
 	struct stat st;
-	if (fstatvfs(fd, &vfs) != 0 || fstat(fd, &st) != 0)
-		return 0; /* posix_fallocate will tell */
+	if (fstatvfs(fd, &vfs) != 0 || fstat(fd, &st) != 0 || vfs.f_blocks == 0)
+		return 0; /* posix_fallocate will tell (some FUSE and object stores report no sizes at all) */
 	uint64_t frsize = vfs.f_frsize ? vfs.f_frsize : vfs.f_bsize;
 	uint64_t blocks = geteuid() == 0 ? vfs.f_bfree : vfs.f_bavail; /* root may use the reserved blocks */
 	uint64_t avail = blocks > UINT64_MAX / frsize ? UINT64_MAX : blocks * frsize;
@@ -1877,7 +1877,6 @@ static char *read_small_file(const char *path, size_t *len, struct mq_error *err
 	return s;
 }
 
-/* Models to groups: longest input first, each to the group with the least bytes so far. */
 struct sized_model {
 	double bytes;
 	int index;

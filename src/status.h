@@ -47,7 +47,7 @@ const char *mq_status_name(int code);
  * split a line. A newline that ends fmt itself is kept: one call, one line
  * (or a part of one). mq_info and mq_warn print through it.
  */
-void mq_vprint(FILE *f, const char *fmt, va_list ap);
+void mq_vprint(FILE *f, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 void mq_print(FILE *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Copies in to out line by line, each line escaped as mq_print does (for listings written to a FILE). */
 void mq_print_lines(FILE *out, FILE *in);

@@ -78,7 +78,9 @@ def reorder_bounds(model, x):
     orders (torch's kernels pick the order by batch size and CPU). One pass's dot product of n
     terms is off by at most gamma_n * sum|terms|, gamma_n = n*u / (1 - n*u), u = 2**-24; two passes
     differ by twice that. ReLU does not widen a difference; the next layer carries it through
-    |W|. Computed in float64 from the model itself, so the bound holds on any CPU."""
+    |W|. Computed in float64 from the model itself, so the bound holds on any CPU, for kernels
+    that sum the products (direct or im2col+GEMM; a Winograd or FFT convolution would not be
+    covered; torch's CPU convolution asks oneDNN for its direct algorithm)."""
     u = 2.0 ** -24
     gamma = lambda n: n * u / (1 - n * u)
     conv, lin = model.features[0], model.head[0]

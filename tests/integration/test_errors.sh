@@ -192,8 +192,9 @@ fi
 
 # Hostile sizes from a few hundred bytes of .pt: zero-stride views (torch's expand) are legal
 # tensors, but one that needs more bytes than its whole file is refused before anything is
-# planned (a [2^20, 2^20] view: a 1 TiB output), and so are two [2^31, 2^30] views whose sizes
-# sum to 2^64 bytes, each named with its size instead of a wrapped sum.
+# planned (a [2^20, 2^20] view: a 1 TiB output), and so are two [2^31, 2^30] views of 2^63 bytes
+# each (their sum would wrap 64 bits), each named with its size. Sums of tensors that each fit
+# are checked by the plan (unit_plan).
 "$MQ_PYTHON" - "$WORK" <<'PY'
 import sys
 

@@ -271,9 +271,32 @@ static void test_plan_refuses_rows_over_budget_and_name_clashes(void **state)
 	mq_manifest_release(&m);
 }
 
+/* Tensors that each fit but together pass 2^62 bytes (the third one): refused by a checked sum, not wrapped. */
+static void test_plan_refuses_input_sums_past_2e62(void **state)
+{
+	(void)state;
+	static const struct spec huge[] = {
+		{ "a.bias", MQ_DTYPE_F32, 2, { 1ull << 30, 1ull << 29 } }, /* 2^61 bytes each, kept */
+		{ "b.bias", MQ_DTYPE_F32, 2, { 1ull << 30, 1ull << 29 } },
+		{ "c.bias", MQ_DTYPE_F32, 2, { 1ull << 30, 1ull << 29 } },
+	};
+	struct mq_manifest m;
+	struct mq_options o;
+	struct mq_plan p;
+	struct mq_error e = { 0 };
+	make_manifest(&m, huge, 3);
+	default_options(&o);
+	assert_int_equal(mq_plan_build(&m, &o, 2, NULL, &p, &e), MQ_ERR_INPUT);
+	if (!strstr(e.msg, "more than 4611686018427387904 bytes (2^62) of data, at tensor 'c.bias'"))
+		fail_msg("message: %s", e.msg);
+	mq_plan_release(&p);
+	mq_manifest_release(&m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_plan_refuses_input_sums_past_2e62),
 		cmocka_unit_test(test_plan_selection_follows_the_rules),
 		cmocka_unit_test(test_plan_cast_selects_every_float_tensor),
 		cmocka_unit_test(test_plan_layout_is_contiguous_and_sorted),
