@@ -46,8 +46,9 @@ static inline void make_manifest(struct mq_manifest *m, const struct spec *s, in
 		t->nbytes = numel * mq_dtype_size(t->dtype);
 		t->offset = off;
 		t->contiguous = 1;
-		for (int d = s[i].ndim - 1, st = 1; d >= 0; st *= (int)s[i].shape[d], d--)
-			t->stride[d] = (uint64_t)st;
+		uint64_t st = 1;
+		for (int d = s[i].ndim - 1; d >= 0; st *= s[i].shape[d], d--)
+			t->stride[d] = st;
 		off += t->nbytes;
 	}
 	/* insertion sort by name, as mq_manifest_load leaves them */
