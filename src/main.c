@@ -1,18 +1,12 @@
 /* mq-dist: start MPI, run the command on the world communicator, exit with the agreed status. */
-#include <mpi.h>
-
+#include "command.h"
 #include "comm.h"
-#include "run.h"
+#include "status.h"
 
 int main(int argc, char **argv)
 {
-	MPI_Init(&argc, &argv);
-	MPI_Comm world = MPI_COMM_WORLD;
-	struct mq_comm *c = mq_comm_new(&world);
-	int code = 6;
-	if (c)
-		code = mq_run(c, argc, argv);
-	mq_comm_free(c);
-	MPI_Finalize();
+	struct mq_comm *world = mq_comm_init(&argc, &argv);
+	int code = world ? mq_command_main(world, argc, argv) : mq_status_exit_code(MQ_ERR_INTERNAL);
+	mq_comm_finalize(world);
 	return code;
 }

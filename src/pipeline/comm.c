@@ -34,15 +34,15 @@ static int mpi_fail(struct mq_error *err, int rc, const char *what)
 
 static void abort_hook(void)
 {
-	MPI_Abort(MPI_COMM_WORLD, 6);
+	MPI_Abort(MPI_COMM_WORLD, mq_status_exit_code(MQ_ERR_INTERNAL));
 }
 
-struct mq_comm *mq_comm_new(const void *mpi_comm)
+static struct mq_comm *wrap(MPI_Comm from)
 {
 	struct mq_comm *c = calloc(1, sizeof(*c));
 	if (!c)
 		return NULL;
-	if (MPI_Comm_dup(*(const MPI_Comm *)mpi_comm, &c->comm) != MPI_SUCCESS) {
+	if (MPI_Comm_dup(from, &c->comm) != MPI_SUCCESS) {
 		free(c);
 		return NULL;
 	}
@@ -51,6 +51,18 @@ struct mq_comm *mq_comm_new(const void *mpi_comm)
 	MPI_Comm_size(c->comm, &c->size);
 	mq_set_abort_hook(abort_hook);
 	return c;
+}
+
+struct mq_comm *mq_comm_init(int *argc, char ***argv)
+{
+	MPI_Init(argc, argv);
+	return wrap(MPI_COMM_WORLD);
+}
+
+void mq_comm_finalize(struct mq_comm *world)
+{
+	mq_comm_free(world);
+	MPI_Finalize();
 }
 
 void mq_comm_free(struct mq_comm *c)
@@ -209,7 +221,7 @@ struct mq_comm *mq_comm_split(struct mq_comm *c, int color)
 	MPI_Comm sub;
 	if (MPI_Comm_split(c->comm, color, c->rank, &sub) != MPI_SUCCESS)
 		return NULL;
-	struct mq_comm *g = mq_comm_new(&sub);
+	struct mq_comm *g = wrap(sub);
 	MPI_Comm_free(&sub);
 	return g;
 }

@@ -17,8 +17,9 @@
 #include <stdint.h>
 
 #include "calib.h"
+#include "layout.h"
 #include "manifest.h"
-#include "options.h"
+#include "config.h"
 #include "status.h"
 
 #define MQ_CHUNK_BYTES (16u << 20) /* rows per chunk = max(1, this / row bytes) */
@@ -26,9 +27,6 @@
 #define MQ_PLAN_MAX_BYTES (1ull << 62) /* tensor data in or out: sizes and offsets never overflow */
 
 enum mq_action { MQ_ACT_KEEP, MQ_ACT_QUANT };
-enum mq_role {
-	MQ_ROLE_COPY, MQ_ROLE_WEIGHT, MQ_ROLE_SCALE, MQ_ROLE_ZERO_POINT, MQ_ROLE_INPUT_SCALE, MQ_ROLE_INPUT_ZERO_POINT
-};
 enum mq_calib_state { MQ_CALIB_NONE, MQ_CALIB_STATIC, MQ_CALIB_MISSING };
 
 struct mq_plan_tensor {
@@ -49,16 +47,6 @@ struct mq_plan_tensor {
 	int act_rank;           /* rank that runs this layer's activation observer, -1 if none */
 	uint64_t bytes_out;     /* all output bytes that stem from this tensor */
 	int first_unit, n_units;
-};
-
-struct mq_out_tensor {
-	char *name;             /* owned */
-	enum mq_dtype dtype;
-	int ndim;
-	uint64_t shape[MQ_MAX_DIMS];
-	uint64_t begin, end;    /* relative to the data start */
-	int tensor;             /* plan tensor it stems from */
-	enum mq_role role;
 };
 
 struct mq_unit {

@@ -18,12 +18,11 @@
 #include <zlib.h>
 
 #include "calib.h"
+#include "config.h"
 #include "gather.h"
-#include "inspect.h"
-#include "job.h"
 #include "journal.h"
 #include "metadata.h"
-#include "options.h"
+#include "outmeta.h"
 #include "plan.h"
 #include "report.h"
 #include "torch.h"
@@ -47,7 +46,7 @@ struct out_acc {
 struct run {
 	struct mq_comm *comm;
 	int rank, size;
-	struct mq_options opt;
+	struct mq_options *opt;       /* the caller's: the output path is resolved into it */
 	struct mq_manifest man;
 	struct mq_plan plan;
 	uint64_t header_len;          /* reserved: the safetensors header, or the .pt metadata record */
@@ -147,7 +146,7 @@ static void finish_tensor(struct run *r, int t)
 		res->act_scale = r->act[3 * t + 1];
 		res->act_zero_point = r->act[3 * t + 2];
 	}
-	if (!r->opt.no_checksum)
+	if (!r->opt->no_checksum)
 		mq_sha256(r->chunk_digests + r->chunk_base[t] * MQ_SHA256_LEN, pt->n_chunks * MQ_SHA256_LEN,
 			  res->sha256);
 	const int outs[3] = { pt->out_data, pt->out_scale, pt->out_zero_point };
@@ -187,7 +186,7 @@ static void take_record(struct run *r, const struct unit_record *rec, size_t len
 	}
 	const struct mq_unit *u = &r->plan.units[rec->unit];
 	MQ_ASSERT(len == sizeof(*rec) + rec->n_digests * (size_t)MQ_SHA256_LEN &&
-		  rec->n_digests == (r->opt.no_checksum ? 0 : u->chunk_end - u->chunk_begin));
+		  rec->n_digests == (r->opt->no_checksum ? 0 : u->chunk_end - u->chunk_begin));
 	r->u_signal[rec->unit] = rec->signal;
 	r->u_noise[rec->unit] = rec->noise;
 	r->u_max[rec->unit] = rec->max_abs;
@@ -279,7 +278,7 @@ static int setup_collect(struct run *r)
 		r->units_left[t] = p->tensors[t].n_units;
 	}
 	r->chunk_digests = malloc((size_t)chunks * MQ_SHA256_LEN + 1);
-	if (r->opt.calib && !(r->u_out = calloc(3 * (size_t)p->n_units + 1, sizeof(double))))
+	if (r->opt->calib && !(r->u_out = calloc(3 * (size_t)p->n_units + 1, sizeof(double))))
 		return mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
 	if (!(r->u_crc = calloc(3 * (size_t)p->n_units + 1, sizeof(uint32_t))) ||
 	    !(r->u_crc_len = calloc(3 * (size_t)p->n_units + 1, sizeof(uint64_t))) ||
@@ -723,12 +722,12 @@ static int hash_unit(struct run *r, const struct mq_unit *u, struct chunk_hasher
 static int do_unit(struct run *r, int id, struct unit_record *rec)
 {
 	const struct mq_unit *u = &r->plan.units[id];
-	struct chunk_hasher ch = { .out = r->opt.no_checksum ? NULL : (uint8_t *)(rec + 1) };
+	struct chunk_hasher ch = { .out = r->opt->no_checksum ? NULL : (uint8_t *)(rec + 1) };
 	struct mq_err_acc acc = { 0, 0, 0 };
 	struct out_acc oacc = { 0, 0, 0 };
 	memset(rec, 0, sizeof(*rec));
 	rec->unit = id;
-	rec->n_digests = r->opt.no_checksum ? 0 : (uint32_t)(u->chunk_end - u->chunk_begin);
+	rec->n_digests = r->opt->no_checksum ? 0 : (uint32_t)(u->chunk_end - u->chunk_begin);
 	const struct mq_plan_tensor *pt = &r->plan.tensors[u->tensor];
 	r->ucrc_out[0] = pt->out_data;
 	r->ucrc_out[1] = pt->out_scale;
@@ -908,13 +907,13 @@ static int existing_output(struct run *r)
 {
 	cJSON *meta = NULL;
 	struct mq_error e = { 0 };
-	int unreadable = mq_inspect_metadata(r->output, &meta, &e) != 0;
+	int unreadable = mq_output_metadata(r->output, &meta, &e) != 0;
 	const char *fp = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(meta, "fingerprint"));
 	int ours = fp != NULL;
-	if (fp && strlen(fp) == 2 * MQ_SHA256_LEN && !r->opt.force)
+	if (fp && strlen(fp) == 2 * MQ_SHA256_LEN && !r->opt->force)
 		memcpy(r->existing_fp, fp, 2 * MQ_SHA256_LEN + 1);
 	cJSON_Delete(meta);
-	if (r->opt.force || ours)
+	if (r->opt->force || ours)
 		return 0;
 	if (unreadable)
 		return mq_fail(&r->err, MQ_ERR_OUTPUT,
@@ -933,15 +932,15 @@ static int check_output(struct run *r)
 		if (same_file(out, r->man.files[f].path))
 			return mq_fail(&r->err, MQ_ERR_OUTPUT, "output '%s' is the input file '%s'; choose another -o",
 				       out, r->man.files[f].path);
-	if (same_file(out, r->opt.input))
+	if (same_file(out, r->opt->input))
 		return mq_fail(&r->err, MQ_ERR_OUTPUT, "output '%s' is the input; choose another -o", out);
 	struct stat st;
 	if (stat(out, &st) == 0) {
 		if (S_ISDIR(st.st_mode))
 			return mq_fail(&r->err, MQ_ERR_OUTPUT, "output '%s' is a folder; give a file name", out);
-		if (r->opt.job_mode && !r->opt.dry_run)
+		if (r->opt->job_mode && !r->opt->dry_run)
 			return existing_output(r);
-		if (!r->opt.force && !r->opt.dry_run)
+		if (!r->opt->force && !r->opt->dry_run)
 			return mq_fail(&r->err, MQ_ERR_OUTPUT, "output '%s' exists; use --force to overwrite it", out);
 	}
 	return 0;
@@ -954,7 +953,7 @@ static void compute_identity(struct run *r)
 	struct mq_buf b = MQ_BUF_INIT;
 	mq_buf_addf(&b, "mq-dist partial 1\nversion %s\nformat %s\nunits %d\nsize %llu\noptions ", MQ_VERSION,
 		    r->pt ? "pt" : "safetensors", r->plan.n_units, (unsigned long long)r->out_size);
-	mq_options_json(&r->opt, &b);
+	mq_options_json(r->opt, &b);
 	for (int f = 0; f < r->man.n_files; f++) {
 		struct stat st;
 		memset(&st, 0, sizeof(st));
@@ -963,11 +962,11 @@ static void compute_identity(struct run *r)
 			    (long long)st.st_mtim.tv_sec, (long)st.st_mtim.tv_nsec);
 		mq_buf_add(&b, r->man.files[f].raw, (size_t)r->man.files[f].raw_len);
 	}
-	if (r->opt.calib) {
+	if (r->opt->calib) {
 		struct stat st;
 		memset(&st, 0, sizeof(st));
-		stat(r->opt.calib, &st);
-		mq_buf_addf(&b, "\ncalibration %s %llu %lld.%09ld", r->opt.calib, (unsigned long long)st.st_size,
+		stat(r->opt->calib, &st);
+		mq_buf_addf(&b, "\ncalibration %s %llu %lld.%09ld", r->opt->calib, (unsigned long long)st.st_size,
 			    (long long)st.st_mtim.tv_sec, (long)st.st_mtim.tv_nsec);
 	}
 	memset(r->identity, 0, sizeof(r->identity));
@@ -996,7 +995,7 @@ static int verify_unit(struct run *r, int fd, const struct unit_record *rec, siz
 		return 0;
 	const struct mq_unit *u = &p->units[rec->unit];
 	const struct mq_plan_tensor *pt = &p->tensors[u->tensor];
-	if (rec->n_digests != (r->opt.no_checksum ? 0 : u->chunk_end - u->chunk_begin) ||
+	if (rec->n_digests != (r->opt->no_checksum ? 0 : u->chunk_end - u->chunk_begin) ||
 	    len != sizeof(*rec) + rec->n_digests * (size_t)MQ_SHA256_LEN)
 		return 0;
 	const int outs[3] = { pt->out_data, pt->out_scale, pt->out_zero_point };
@@ -1204,7 +1203,7 @@ static int write_st_header(struct run *r)
 	for (int i = 0; i < 8; i++)
 		prefix[i] = (unsigned char)(r->header_len >> (8 * i));
 	mq_buf_add(&b, prefix, 8);
-	int rc = mq_metadata_header(&r->man, &r->plan, &r->opt, r->res, r->calib_digest[0] ? r->calib_digest : NULL,
+	int rc = mq_metadata_header(&r->man, &r->plan, r->opt, r->res, r->calib_digest[0] ? r->calib_digest : NULL,
 				    0, &b, &r->err);
 	if (!rc && b.len - 8 > r->header_len)
 		rc = mq_fail(&r->err, MQ_ERR_INTERNAL, "header exceeds its reservation");
@@ -1224,7 +1223,7 @@ static int write_pt_archive(struct run *r)
 {
 	struct mq_torch_out *t = &r->tout;
 	struct mq_buf meta = MQ_BUF_INIT, b = MQ_BUF_INIT;
-	int rc = mq_metadata_object(&r->man, &r->plan, &r->opt, r->res, r->calib_digest[0] ? r->calib_digest : NULL,
+	int rc = mq_metadata_object(&r->man, &r->plan, r->opt, r->res, r->calib_digest[0] ? r->calib_digest : NULL,
 				    r->header_len, &meta, &r->err);
 	const void *payload[3] = { t->pickle.data, "3\n", meta.data };
 	int fixed[3] = { 0, t->n_entries - 2, t->meta_entry };
@@ -1304,7 +1303,7 @@ static int phase_manifest(struct run *r)
 	double t0 = mq_comm_time();
 	char *blob = NULL;
 	size_t len = 0;
-	if (r->rank == 0 && !mq_manifest_load(r->opt.input, &r->man, &r->err))
+	if (r->rank == 0 && !mq_manifest_load(r->opt->input, &r->man, &r->err))
 		mq_manifest_pack(&r->man, &blob, &len, &r->err);
 	if (mq_comm_agree(r->comm, &r->err))
 		goto out;
@@ -1320,14 +1319,14 @@ out:
 /* Every rank: what the calibration file holds for each weight; rank 0: the file's digest. */
 static int phase_calib(struct run *r)
 {
-	if (!r->opt.calib)
+	if (!r->opt->calib)
 		return 0;
 	double t0 = mq_comm_time();
 	openblas_set_num_threads(1); /* one thread per rank, and the same sums every time */
 	r->cinfo = calloc((size_t)r->man.n_tensors + 1, sizeof(*r->cinfo));
 	if (!r->cinfo)
 		mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
-	else if (!mq_calib_open(r->opt.calib, &r->calib, &r->err)) {
+	else if (!mq_calib_open(r->opt->calib, &r->calib, &r->err)) {
 		for (int i = 0; i < r->man.n_tensors && !r->err.code; i++) {
 			const struct mq_tensor *t = &r->man.tensors[i];
 			if (!mq_dtype_is_float(t->dtype) || (t->ndim != 2 && t->ndim != 4))
@@ -1340,8 +1339,8 @@ static int phase_calib(struct run *r)
 			free(layer);
 		}
 	}
-	if (!r->err.code && r->rank == 0 && !r->opt.no_checksum && !r->opt.dry_run)
-		hash_file(r, r->opt.calib);
+	if (!r->err.code && r->rank == 0 && !r->opt->no_checksum && !r->opt->dry_run)
+		hash_file(r, r->opt->calib);
 	r->stats[MQ_STAT_T_CALIB] += mq_comm_time() - t0;
 	return mq_comm_agree(r->comm, &r->err);
 }
@@ -1349,7 +1348,7 @@ static int phase_calib(struct run *r)
 /* The activation observers, each layer on the rank the plan chose; every rank gets every result. */
 static int phase_act(struct run *r)
 {
-	if (!r->opt.calib)
+	if (!r->opt->calib)
 		return 0;
 	double t0 = mq_comm_time();
 	size_t n = 3 * (size_t)r->plan.n_tensors;
@@ -1366,9 +1365,9 @@ static int phase_act(struct run *r)
 		uint64_t rows;
 		if (!layer) {
 			mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
-		} else if (!mq_calib_observe(r->calib, layer, &r->opt.observer, !r->opt.act_asymmetric, pt->calib_rows,
+		} else if (!mq_calib_observe(r->calib, layer, &r->opt->observer, !r->opt->act_asymmetric, pt->calib_rows,
 					     &res, &rows, &r->err)) {
-			mine[3 * i] = r->opt.act_asymmetric ? (double)(res.hi - res.lo) : (double)res.threshold;
+			mine[3 * i] = r->opt->act_asymmetric ? (double)(res.hi - res.lo) : (double)res.threshold;
 			mine[3 * i + 1] = (double)res.qp.scale;
 			mine[3 * i + 2] = (double)res.qp.zero_point;
 		}
@@ -1386,9 +1385,9 @@ static int phase_act(struct run *r)
 static int place_outputs(struct run *r)
 {
 	const struct mq_plan *p = &r->plan;
-	if (mq_metadata_reserve(&r->man, p, &r->opt, r->pt, &r->header_len, &r->err))
+	if (mq_metadata_reserve(&r->man, p, r->opt, r->pt, &r->header_len, &r->err))
 		return r->err.code;
-	if (r->pt && mq_torch_out_plan(p, r->header_len, &r->tout, &r->err))
+	if (r->pt && mq_torch_out_plan(p->out, p->n_out, r->header_len, &r->tout, &r->err))
 		return r->err.code;
 	if (!(r->out_pos = malloc(((size_t)p->n_out + 1) * sizeof(uint64_t))))
 		return mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
@@ -1404,15 +1403,15 @@ static int place_outputs(struct run *r)
 static int phase_plan(struct run *r)
 {
 	double t0 = mq_comm_time();
-	r->output = r->opt.output ? strdup(r->opt.output) : mq_options_default_output(&r->opt, r->man.n_files &&
+	r->output = r->opt->output ? strdup(r->opt->output) : mq_options_default_output(r->opt, r->man.n_files &&
 						r->man.files[0].kind == MQ_SOURCE_TORCH && !r->man.index_name);
 	if (!r->output)
 		mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
 	else
-		r->pt = r->opt.pt_output = mq_options_output_format(r->output) == MQ_OUT_TORCH;
+		r->pt = r->opt->pt_output = mq_options_output_format(r->output) == MQ_OUT_TORCH;
 	if (!r->err.code && r->rank == 0)
 		check_output(r);
-	if (!r->err.code && !mq_plan_build(&r->man, &r->opt, r->size, r->cinfo, &r->plan, &r->err))
+	if (!r->err.code && !mq_plan_build(&r->man, r->opt, r->size, r->cinfo, &r->plan, &r->err))
 		place_outputs(r);
 	r->stats[MQ_STAT_T_PLAN] = mq_comm_time() - t0;
 	return mq_comm_agree(r->comm, &r->err);
@@ -1442,7 +1441,7 @@ static int confirm_resumed(struct run *r)
 	unsigned char *bad = calloc((size_t)p->n_units + 1, 1), *all_bad = calloc((size_t)p->n_units + 1, 1);
 	if (!bad || !all_bad)
 		mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
-	if (!r->opt.no_checksum && r->rank == 0 && bad) { /* the digests of the resumed units, in unit order */
+	if (!r->opt->no_checksum && r->rank == 0 && bad) { /* the digests of the resumed units, in unit order */
 		struct mq_buf b = MQ_BUF_INIT;
 		for (int u = 0; u < p->n_units; u++)
 			if (r->done[u]) {
@@ -1454,7 +1453,7 @@ static int confirm_resumed(struct run *r)
 			mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
 		dig = mq_buf_detach(&b, &len);
 	}
-	if (!mq_comm_agree(r->comm, &r->err) && !r->opt.no_checksum &&
+	if (!mq_comm_agree(r->comm, &r->err) && !r->opt->no_checksum &&
 	    !mq_comm_bcast_blob(r->comm, &dig, &len, &r->err)) {
 		double t0 = mq_comm_time();
 		size_t max = 0;
@@ -1575,14 +1574,14 @@ static int phase_finish(struct run *r)
 	if (r->rank == 0)
 		write_header(r);
 	mq_comm_agree(r->comm, &r->err);
-	if (!r->err.code && !r->opt.no_sync)
+	if (!r->err.code && !r->opt->no_sync)
 		mq_comm_file_sync(r->comm, &r->err);
 	mq_comm_file_close(r->comm, &r->err);
 	if (!mq_comm_agree(r->comm, &r->err) && r->rank == 0) {
 		if (rename(r->tmp, r->output) != 0)
 			mq_fail(&r->err, MQ_ERR_OUTPUT, "cannot rename '%s' to '%s': %s", r->tmp, r->output,
 				strerror(errno));
-		else if (!r->opt.no_sync)
+		else if (!r->opt->no_sync)
 			sync_dir(r->output);
 		if (!r->err.code) {
 			guard_tmp(NULL, NULL);
@@ -1603,7 +1602,7 @@ static void report(struct run *r)
 	struct mq_error e = { 0 };
 	if (mq_comm_gather(r->comm, r->stats, MQ_STAT_COUNT, all, &e) == 0 && r->rank == 0 && all) {
 		mq_report_summary(&r->man, &r->plan, r->res, all, r->output);
-		if (r->opt.report && mq_report_write(r->opt.report, &r->man, &r->plan, &r->opt, r->res, all,
+		if (r->opt->report && mq_report_write(r->opt->report, &r->man, &r->plan, r->opt, r->res, all,
 						     r->output, &e))
 			mq_print(stderr, "mq-dist: warning: %s\n", e.msg);
 	}
@@ -1649,7 +1648,6 @@ static void release(struct run *r)
 		close(r->lock_fd);
 	mq_plan_release(&r->plan);
 	mq_manifest_release(&r->man);
-	mq_options_release(&r->opt);
 }
 
 /* Every rank: a one-byte decision of rank 0. */
@@ -1692,7 +1690,7 @@ static int up_to_date(struct run *r, int *yes)
 	}
 	if (!r->err.code && r->rank == 0) {
 		char fp[2 * MQ_SHA256_LEN + 1];
-		mq_metadata_fingerprint(&r->plan, &r->opt, r->res, r->calib_digest[0] ? r->calib_digest : NULL, fp);
+		mq_metadata_fingerprint(&r->plan, r->opt, r->res, r->calib_digest[0] ? r->calib_digest : NULL, fp);
 		*yes = strcmp(fp, r->existing_fp) == 0;
 		mq_info("%s: %s (checked in %.2f s)\n", r->output,
 			*yes ? "up to date, skipped" : "out of date (the inputs, options or tool changed), redoing it",
@@ -1715,9 +1713,9 @@ static int quantize(struct run *r)
 	catch_stop();
 	if (phase_manifest(r) || phase_calib(r) || phase_plan(r))
 		return r->err.code;
-	if (r->opt.dry_run) {
+	if (r->opt->dry_run) {
 		if (r->rank == 0)
-			mq_report_plan(&r->man, &r->plan, &r->opt, r->out_size, r->output);
+			mq_report_plan(&r->man, &r->plan, r->opt, r->out_size, r->output);
 		return 0;
 	}
 	r->fds = malloc((size_t)r->man.n_files * sizeof(int) + 1);
@@ -1726,7 +1724,7 @@ static int quantize(struct run *r)
 	for (int f = 0; r->fds && f < r->man.n_files; f++)
 		r->fds[f] = -1;
 	int skip = 0;
-	if (mq_comm_agree(r->comm, &r->err) || (r->opt.job_mode && up_to_date(r, &skip)))
+	if (mq_comm_agree(r->comm, &r->err) || (r->opt->job_mode && up_to_date(r, &skip)))
 		return r->err.code;
 	if (skip) {
 		r->skipped = 1;
@@ -1771,294 +1769,19 @@ fail:
 	return r->err.code;
 }
 
-/* What the job runner learns of one model's run. */
-struct model_outcome {
-	int code;
-	int skipped;
-	double seconds;
-	char msg[MQ_ERROR_MAX];
-};
-
-/*
- * Rank 0: mq-dist inspect. The listing goes through a temporary file and out
- * with control characters escaped (mq_print_lines), since names and metadata
- * come from the file.
- */
-static void inspect_file(struct run *r)
-{
-	if (r->opt.json) { /* cJSON escapes control characters itself */
-		mq_inspect(&r->opt, stdout, &r->err);
-		return;
-	}
-	FILE *tmp = tmpfile(), *out = tmp ? tmp : stdout;
-	mq_inspect(&r->opt, out, &r->err);
-	if (!tmp)
-		return;
-	rewind(tmp);
-	mq_print_lines(stdout, tmp);
-	fclose(tmp);
-	fflush(stdout);
-}
-
-/* One command line on the communicator; prints the error on rank 0 (prefixed with the model's name in a job). */
-static int run_command(struct mq_comm *c, int argc, char **argv, const char *model, struct model_outcome *out)
+int mq_run_model(struct mq_comm *c, struct mq_options *o, int *skipped, struct mq_error *err)
 {
 	struct run r;
 	memset(&r, 0, sizeof(r));
 	r.comm = c;
 	r.rank = mq_comm_rank(c);
 	r.size = mq_comm_size(c);
+	r.opt = o;
 	r.ucrc_out[0] = r.ucrc_out[1] = r.ucrc_out[2] = -1;
 	r.journal_fd = r.lock_fd = -1;
-	double t0 = mq_comm_time();
-	/* Every rank parses the same argv, so every rank reaches the same verdict. */
-	if (mq_options_parse(argc, argv, &r.opt, &r.err) == 0) {
-		mq_log_init(r.rank, r.opt.quiet);
-		r.opt.job_mode = model != NULL;
-		switch (r.opt.command) {
-		case MQ_CMD_HELP:
-			if (r.rank == 0)
-				mq_options_print_help(stdout);
-			break;
-		case MQ_CMD_VERSION:
-			if (r.rank == 0)
-				printf("mq-dist " MQ_VERSION "\n");
-			break;
-		case MQ_CMD_INSPECT:
-			if (r.rank == 0)
-				inspect_file(&r);
-			mq_comm_agree(c, &r.err);
-			break;
-		case MQ_CMD_RUN:
-			quantize(&r);
-			break;
-		}
-	}
-	int code = r.err.code;
-	if (code && r.rank == 0) {
-		mq_print(stderr, "mq-dist: error: %s%s%s%s\n", model ? "[" : "", model ? model : "", model ? "] " : "",
-			r.err.msg);
-		if (code == MQ_ERR_USAGE && !model)
-			fprintf(stderr, "run 'mq-dist --help' for the options\n");
-	}
-	if (out) {
-		out->code = code;
-		out->skipped = r.skipped;
-		out->seconds = mq_comm_time() - t0;
-		snprintf(out->msg, sizeof(out->msg), "%s", code ? r.err.msg : "");
-	}
+	quantize(&r);
+	*skipped = r.skipped;
+	*err = r.err;
 	release(&r);
-	return code;
-}
-
-/* Rank 0: a whole small file (the job file), NUL-terminated. */
-static char *read_small_file(const char *path, size_t *len, struct mq_error *err)
-{
-	FILE *f = fopen(path, "rb");
-	if (!f) {
-		mq_fail(err, MQ_ERR_USAGE, "cannot open the job file '%s': %s", path, strerror(errno));
-		return NULL;
-	}
-	struct mq_buf b = MQ_BUF_INIT;
-	char chunk[65536];
-	size_t n;
-	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0 && b.len < (64u << 20))
-		mq_buf_add(&b, chunk, n);
-	int bad = ferror(f);
-	fclose(f);
-	if (bad || !mq_buf_ok(&b) || b.len >= (64u << 20)) {
-		mq_buf_release(&b);
-		mq_fail(err, MQ_ERR_USAGE, "cannot read the job file '%s' (or it is larger than 64 MiB)", path);
-		return NULL;
-	}
-	mq_buf_add(&b, "", 1);
-	char *s = mq_buf_detach(&b, len);
-	(*len)--;
-	return s;
-}
-
-struct sized_model {
-	double bytes;
-	int index;
-};
-
-/* Largest first; equal sizes in job-file order (the order is the same on every rank). */
-static int larger_model_first(const void *a, const void *b)
-{
-	const struct sized_model *x = a, *y = b;
-	if (x->bytes != y->bytes)
-		return x->bytes > y->bytes ? -1 : 1;
-	return (x->index > y->index) - (x->index < y->index);
-}
-
-/* Models to groups, longest processing time first: each to the least loaded group so far. */
-static void assign_groups(const double *bytes, int n, int groups, int *group_of)
-{
-	double *load = calloc((size_t)groups, sizeof(double));
-	struct sized_model *order = malloc((size_t)n * sizeof(*order));
-	if (!load || !order) { /* round robin will do */
-		for (int i = 0; i < n; i++)
-			group_of[i] = i % groups;
-		free(load);
-		free(order);
-		return;
-	}
-	for (int i = 0; i < n; i++)
-		order[i] = (struct sized_model){ bytes[i], i };
-	qsort(order, (size_t)n, sizeof(*order), larger_model_first);
-	for (int k = 0; k < n; k++) {
-		int best = 0;
-		for (int g = 1; g < groups; g++)
-			if (load[g] < load[best])
-				best = g;
-		group_of[order[k].index] = best;
-		load[best] += order[k].bytes;
-	}
-	free(load);
-	free(order);
-}
-
-static int run_job(struct mq_comm *world, int argc, char **argv, const struct mq_options *cli)
-{
-	int rank = mq_comm_rank(world), size = mq_comm_size(world);
-	struct mq_error err = { 0 };
-	struct mq_job job;
-	memset(&job, 0, sizeof(job));
-	char *text = NULL;
-	size_t len = 0;
-	if (rank == 0)
-		text = read_small_file(cli->job, &len, &err);
-	if (!mq_comm_agree(world, &err) && !mq_comm_bcast_blob(world, &text, &len, &err))
-		mq_job_parse(cli->job, text, len, argc, argv, &job, &err);
-	free(text);
-	if (mq_comm_agree(world, &err)) {
-		if (rank == 0)
-			mq_print(stderr, "mq-dist: error: %s\n", err.msg);
-		return mq_status_exit_code(err.code);
-	}
-	int n = job.n_models, groups = cli->groups ? cli->groups : 1;
-	if (groups > size) {
-		if (rank == 0)
-			mq_info("--groups %d is more than the %d ranks: using %d groups of one rank\n", groups, size, size);
-		groups = size;
-	}
-	double *bytes = calloc((size_t)n + 1, sizeof(double)), *mine = calloc(4 * (size_t)n + 1, sizeof(double));
-	double *all = calloc(4 * (size_t)n + 1, sizeof(double));
-	unsigned char *msg_mine = calloc((size_t)n * MQ_ERROR_MAX + 1, 1), *msgs = calloc((size_t)n * MQ_ERROR_MAX + 1, 1);
-	int *group_of = calloc((size_t)n + 1, sizeof(int));
-	if (!bytes || !mine || !all || !msg_mine || !msgs || !group_of)
-		mq_fail(&err, MQ_ERR_INTERNAL, "out of memory");
-	for (int i = 0; rank == 0 && bytes && i < n; i++) {
-		struct stat st;
-		bytes[i] = stat(job.models[i].input, &st) == 0 ? (double)st.st_size : 0.0;
-	}
-	if (!mq_comm_agree(world, &err))
-		mq_comm_allreduce_sum(world, bytes, all, n, &err); /* only rank 0 holds sizes: the sum is theirs */
-	struct mq_comm *group = NULL;
-	int color = rank * groups / size;
-	if (!mq_comm_agree(world, &err)) {
-		assign_groups(all, n, groups, group_of);
-		memset(all, 0, 4 * (size_t)n * sizeof(double));
-		if (!(group = mq_comm_split(world, color)))
-			mq_fail(&err, MQ_ERR_INTERNAL, "cannot split the ranks into %d groups", groups);
-	}
-	if (mq_comm_agree(world, &err)) {
-		if (rank == 0)
-			mq_print(stderr, "mq-dist: error: %s\n", err.msg);
-		mq_comm_free(group);
-		mq_job_release(&job);
-		free(bytes), free(mine), free(all), free(msg_mine), free(msgs), free(group_of);
-		return mq_status_exit_code(err.code);
-	}
-	int leader = mq_comm_rank(group) == 0, stopped = 0;
-	if (rank == 0)
-		mq_info("job %s: %d models on %d ranks in %d group%s\n", cli->job, n, size, groups, groups > 1 ? "s" : "");
-	for (int i = 0; i < n; i++) {
-		if (group_of[i] != color)
-			continue;
-		struct model_outcome o;
-		memset(&o, 0, sizeof(o));
-		if (stopped) {
-			o.code = MQ_ERR_INTERRUPTED;
-			snprintf(o.msg, sizeof(o.msg), "not started: the job was interrupted");
-		} else {
-			if (leader && !cli->quiet) { /* every group's leader: its models' lines follow */
-				mq_print(stdout, "== %s: %s -> %s\n", job.models[i].name, job.models[i].input,
-					 job.models[i].output);
-				fflush(stdout);
-			}
-			run_command(group, job.models[i].argc, job.models[i].argv, job.models[i].name, &o);
-			stopped = o.code == MQ_ERR_INTERRUPTED;
-		}
-		if (leader) { /* code, skipped, seconds, ran; the message */
-			mine[4 * i] = (double)-o.code;
-			mine[4 * i + 1] = o.skipped;
-			mine[4 * i + 2] = o.seconds;
-			mine[4 * i + 3] = 1;
-			memcpy(msg_mine + (size_t)i * MQ_ERROR_MAX, o.msg, strlen(o.msg));
-		}
-	}
-	mq_log_init(rank, cli->quiet);
-	mq_comm_allreduce_sum(world, mine, all, 4 * n, &err);
-	mq_comm_allreduce_max_bytes(world, msg_mine, msgs, (size_t)n * MQ_ERROR_MAX, &err);
-	int code = err.code, n_failed = 0, n_interrupted = 0, report_written = !cli->dry_run;
-	for (int i = 0; !code && i < n; i++) {
-		int c = -(int)all[4 * i];
-		n_failed += c != 0 && c != MQ_ERR_INTERRUPTED;
-		n_interrupted += c == MQ_ERR_INTERRUPTED;
-	}
-	if (!code && rank == 0 && !cli->dry_run) {
-		struct mq_zoo_entry *z = calloc((size_t)n + 1, sizeof(*z));
-		for (int i = 0; z && i < n; i++) {
-			z[i].name = job.models[i].name;
-			z[i].input = job.models[i].input;
-			z[i].output = job.models[i].output;
-			z[i].code = -(int)all[4 * i];
-			z[i].skipped = all[4 * i + 1] != 0;
-			z[i].seconds = all[4 * i + 2];
-			z[i].message = (const char *)msgs + (size_t)i * MQ_ERROR_MAX;
-		}
-		struct mq_error e = { 0 };
-		if (!z || mq_report_zoo(job.report, cli->job, z, n, &e)) {
-			mq_print(stderr, "mq-dist: warning: cannot write the zoo report: %s\n", z ? e.msg : "out of memory");
-			report_written = 0;
-		}
-		free(z);
-	}
-	if (!code && n_interrupted)
-		code = MQ_ERR_INTERRUPTED;
-	else if (!code && n_failed)
-		code = MQ_ERR_MODELS;
-	if (rank == 0 && code == MQ_ERR_INTERRUPTED)
-		mq_print(stderr, "mq-dist: job interrupted; run it again to resume (finished models are skipped)\n");
-	else if (rank == 0 && code == MQ_ERR_MODELS)
-		mq_print(stderr, "mq-dist: error: %d of %d models failed%s%s%s\n", n_failed, n, report_written ? " (see " : "",
-			report_written ? job.report : "", report_written ? ".md)" : "");
-	mq_comm_free(group);
-	mq_job_release(&job);
-	free(bytes);
-	free(mine);
-	free(all);
-	free(msg_mine);
-	free(msgs);
-	free(group_of);
-	return mq_status_exit_code(code);
-}
-
-int mq_run(struct mq_comm *c, int argc, char **argv)
-{
-	int rank = mq_comm_rank(c);
-	mq_log_init(rank, 0);
-	struct mq_options o;
-	struct mq_error e = { 0 };
-	int job = mq_options_parse(argc, argv, &o, &e) == 0 && o.job && o.command == MQ_CMD_RUN;
-	int code;
-	if (job) {
-		mq_log_init(rank, o.quiet);
-		code = run_job(c, argc, argv, &o);
-	} else {
-		code = mq_status_exit_code(run_command(c, argc, argv, NULL, NULL));
-	}
-	mq_options_release(&o);
-	return code;
+	return err->code;
 }

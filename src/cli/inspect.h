@@ -23,12 +23,5 @@ struct mq_options;
  */
 int mq_inspect(const struct mq_options *o, FILE *out, struct mq_error *err);
 
-/*
- * The mq-dist metadata of a .safetensors or .pt file (the __metadata__ object,
- * or the archive's metadata record) as a cJSON object; *meta is NULL when the
- * file has none. The caller frees it with cJSON_Delete.
- */
-struct cJSON;
-int mq_inspect_metadata(const char *path, struct cJSON **meta, struct mq_error *err);
 
 #endif

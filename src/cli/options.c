@@ -8,13 +8,6 @@
 
 #include "buf.h"
 
-const char *const mq_default_excludes[] = {
-	"embed",                      /* token, position and patch embeddings */
-	"(^|\\.)lm_head\\.",          /* output projection */
-	"(^|\\.)(wte|wpe)\\.",        /* GPT-2 style embeddings */
-	"(^|\\.)(mlp\\.gate|router)\\.", /* mixture-of-experts routers */
-};
-const int mq_n_default_excludes = sizeof(mq_default_excludes) / sizeof(mq_default_excludes[0]);
 
 enum opt_id {
 	OPT_OUTPUT, OPT_SCHEME, OPT_GRANULARITY, OPT_INCLUDE, OPT_EXCLUDE, OPT_NO_DEFAULT_EXCLUDES,
@@ -306,48 +299,6 @@ static int parse_whole(const char *val, unsigned long long *v)
 	return *end || errno ? -1 : 0;
 }
 
-static const struct {
-	const char *ext;
-	enum mq_out_format format;
-} out_exts[] = {
-	{ ".safetensors", MQ_OUT_SAFETENSORS },
-	{ ".pt", MQ_OUT_TORCH },
-	{ ".pth", MQ_OUT_TORCH },
-	{ ".bin", MQ_OUT_TORCH },
-};
-#define N_OUT_EXTS ((int)(sizeof(out_exts) / sizeof(out_exts[0])))
-
-/* The extension of a path's last component, from its last '.' (not a leading one), or "". */
-static const char *extension(const char *path)
-{
-	const char *base = strrchr(path, '/');
-	base = base ? base + 1 : path;
-	const char *dot = strrchr(base, '.');
-	return dot && dot > base ? dot : "";
-}
-
-int mq_options_output_format(const char *path)
-{
-	const char *ext = extension(path);
-	for (int k = 0; k < N_OUT_EXTS; k++)
-		if (strcmp(ext, out_exts[k].ext) == 0)
-			return (int)out_exts[k].format;
-	return -1;
-}
-
-static int bad_output_name(const char *val, struct mq_error *err)
-{
-	const char *ext = extension(val);
-	if (!*ext)
-		return mq_fail(err, MQ_ERR_USAGE, "--output '%s': the name has no extension: end it in .safetensors, or in "
-			       ".pt, .pth or .bin for a torch archive", val);
-	for (int k = 0; k < N_OUT_EXTS; k++)
-		if (strcasecmp(ext, out_exts[k].ext) == 0)
-			return mq_fail(err, MQ_ERR_USAGE, "--output '%s': extensions are case-sensitive: '%s' is not '%s' "
-				       "(accepted: %s)", val, ext, out_exts[k].ext, MQ_OUT_EXTENSIONS);
-	return mq_fail(err, MQ_ERR_USAGE, "--output '%s': mq-dist does not write '%s' files: end the name in "
-		       ".safetensors, or in .pt, .pth or .bin for a torch archive", val, ext);
-}
 
 static int apply(struct mq_options *o, const struct opt *op, const char *val, struct mq_error *err)
 {
@@ -360,7 +311,7 @@ static int apply(struct mq_options *o, const struct opt *op, const char *val, st
 		strcpy(o->output, val);
 		if (!*val)
 			return mq_fail(err, MQ_ERR_USAGE, "--output: empty path");
-		return mq_options_output_format(val) < 0 ? bad_output_name(val, err) : 0;
+		return mq_options_output_format(val) < 0 ? mq_options_check_output_name(val, err) : 0;
 	case OPT_SCHEME:
 		if (strcmp(val, "uint8") == 0)
 			return mq_fail(err, MQ_ERR_USAGE,
@@ -597,76 +548,3 @@ const char *mq_options_name(int i)
 	return i >= 0 && i < N_OPTS ? opts[i].long_name : NULL;
 }
 
-void mq_options_release(struct mq_options *o)
-{
-	free(o->output);
-	free(o->includes);
-	free(o->excludes);
-	memset(o, 0, sizeof(*o));
-}
-
-static int has_suffix(const char *s, size_t n, const char *suf)
-{
-	size_t k = strlen(suf);
-	return n >= k && memcmp(s + n - k, suf, k) == 0;
-}
-
-char *mq_options_default_output(const struct mq_options *o, int torch_input)
-{
-	const char *in = o->input;
-	size_t n = strlen(in);
-	static const char *const sufs[] = { ".safetensors.index.json", ".index.json", ".safetensors", ".json",
-					    ".pth", ".pt", ".bin" };
-	const char *ext = ".safetensors";
-	for (size_t k = 0; k < sizeof(sufs) / sizeof(sufs[0]); k++) {
-		if (has_suffix(in, n, sufs[k]) && n > strlen(sufs[k])) {
-			n -= strlen(sufs[k]);
-			break;
-		}
-	}
-	if (torch_input) /* keep the user's format: .pth stays .pth, other torch files become .pt */
-		ext = has_suffix(in, strlen(in), ".pth") ? ".pth" : ".pt";
-	const struct mq_scheme_info *si = mq_scheme_get(o->scheme);
-	struct mq_buf b = MQ_BUF_INIT;
-	mq_buf_add(&b, in, n);
-	mq_buf_addf(&b, ".%s%s%s", si->name, o->per_tensor ? "-per-tensor" : "", ext);
-	if (!mq_buf_ok(&b)) {
-		mq_buf_release(&b);
-		return NULL;
-	}
-	return mq_buf_detach(&b, NULL);
-}
-
-static void json_str_array(struct mq_buf *b, const char *const *a, int n)
-{
-	mq_buf_adds(b, "[");
-	for (int i = 0; i < n; i++) {
-		if (i)
-			mq_buf_adds(b, ",");
-		mq_buf_add_json_str(b, a[i]);
-	}
-	mq_buf_adds(b, "]");
-}
-
-void mq_options_json(const struct mq_options *o, struct mq_buf *b)
-{
-	const struct mq_scheme_info *si = mq_scheme_get(o->scheme);
-	mq_buf_adds(b, "{\"scheme\":");
-	mq_buf_add_json_str(b, si->name);
-	mq_buf_addf(b, ",\"granularity\":\"%s\",\"include\":",
-		    si->is_cast ? "none" : o->per_tensor ? "tensor" : "channel");
-	json_str_array(b, o->includes, o->n_includes);
-	mq_buf_adds(b, ",\"exclude\":");
-	json_str_array(b, o->excludes, o->n_excludes);
-	mq_buf_adds(b, ",\"default_excludes\":");
-	json_str_array(b, mq_default_excludes, o->no_default_excludes ? 0 : mq_n_default_excludes);
-	mq_buf_addf(b, ",\"checksum\":\"%s\"", o->no_checksum ? "none" : "sha256");
-	if (o->calib) {
-		char obs[48];
-		mq_observer_name(&o->observer, obs, sizeof(obs));
-		mq_buf_addf(b, ",\"observer\":\"%s\",\"act\":\"%s\",\"calib_samples\":%llu,\"calib_missing\":\"%s\"", obs,
-			    o->act_none ? "none" : o->act_asymmetric ? "int8-asym" : "int8",
-			    (unsigned long long)o->calib_samples, o->calib_weights_only ? "weights-only" : "error");
-	}
-	mq_buf_adds(b, "}");
-}

@@ -1,5 +1,5 @@
 /* Metadata: the reserved header always fits, parses back, and carries the keys. */
-#include "test_util.h"
+#include "manifest_util.h"
 
 #include <cjson/cJSON.h>
 #include <float.h>

@@ -1,5 +1,5 @@
 /* Planning: selection, layout, rank-count independence of units, balance, determinism. */
-#include "test_util.h"
+#include "manifest_util.h"
 
 #include "plan.h"
 

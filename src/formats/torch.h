@@ -27,7 +27,7 @@
 #include "buf.h"
 #include "dtype.h"
 #include "bounds.h"
-#include "plan.h"
+#include "layout.h"
 #include "safetensors.h"
 #include "status.h"
 #include "zip.h"
@@ -82,7 +82,8 @@ struct mq_torch_out {
 };
 
 /* Pure: the archive for p's output tensors, with meta_len bytes reserved for the metadata. */
-int mq_torch_out_plan(const struct mq_plan *p, uint64_t meta_len, struct mq_torch_out *t, struct mq_error *err);
+int mq_torch_out_plan(const struct mq_out_tensor *out, int n_out, uint64_t meta_len, struct mq_torch_out *t,
+		      struct mq_error *err);
 void mq_torch_out_release(struct mq_torch_out *t);
 
 #endif

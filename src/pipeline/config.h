@@ -1,14 +1,14 @@
 /*
- * options: argv into a validated struct mq_options, from one table that also
- * prints --help. No MPI, no I/O beyond printing help and version. Every rank
- * parses the same argv and reaches the same result.
+ * config: the validated options of one run (struct mq_options), what the
+ * pipeline is given. cli/options.c fills it from argv; the output-name rules,
+ * the default exclusions and the options' provenance JSON live here because
+ * the pipeline needs them as well.
  */
-#ifndef MQ_OPTIONS_H
-#define MQ_OPTIONS_H
+#ifndef MQ_CONFIG_H
+#define MQ_CONFIG_H
 
 #include <stddef.h>
 #include <stdint.h>
-#include <stdio.h>
 
 #include "buf.h"
 #include "observe.h"
@@ -66,30 +66,14 @@ enum mq_out_format {
 /* The format an output name asks for, or -1 when mq-dist writes no file of that name's extension. */
 int mq_options_output_format(const char *path);
 
-/*
- * Limits on --include and --exclude patterns, checked before regcomp sees
- * them. glibc's regcomp writes a repeated subexpression out once per
- * repetition and builds closures over the copies, so its time and memory grow
- * with the product of nested repetitions: 'a' and 24 stacked '+' (each one
- * doubles the copies) take gigabytes and seconds, and a{1,32767} alone 2 GiB.
- * Refused: stacked quantifiers (a++, a*{2}: undefined in POSIX anyway),
- * back-references (not POSIX extended), a bound above MQ_REGEX_MAX_REPEAT,
- * a pattern longer than MQ_REGEX_MAX_LEN, and one whose repetitions, written
- * out, exceed MQ_REGEX_MAX_COPIES atoms (an atom counts once, times 2 under
- * each *, + or ?, times m under each {n,m}).
- */
-#define MQ_REGEX_MAX_LEN 1024     /* bytes */
-#define MQ_REGEX_MAX_REPEAT 255   /* POSIX's smallest RE_DUP_MAX */
-#define MQ_REGEX_MAX_COPIES 2048  /* regcomp then stays within about 40 MiB and 0.05 s */
+/* Refuses an output name mq-dist does not write (no extension, wrong case, another format), with the fix. */
+int mq_options_check_output_name(const char *path, struct mq_error *err);
 
 /* Default exclusion patterns (POSIX extended regular expressions). */
 extern const char *const mq_default_excludes[];
 extern const int mq_n_default_excludes;
 
-/* Parses argv. On a usage error returns MQ_ERR_USAGE with a message. */
-int mq_options_parse(int argc, char **argv, struct mq_options *o, struct mq_error *err);
 void mq_options_release(struct mq_options *o);
-void mq_options_print_help(FILE *fp);
 
 /*
  * The output path when -o is not given: beside the input, STEM.SCHEME.EXT,
@@ -97,19 +81,6 @@ void mq_options_print_help(FILE *fp);
  * .pth input).
  */
 char *mq_options_default_output(const struct mq_options *o, int torch_input);
-
-/* One command-line argument: an option (long name, value or NULL) or a positional (name NULL). */
-struct mq_optarg {
-	const char *name;
-	const char *value;
-};
-
-/* Splits argv[first..] into options and positionals, without applying them (*out malloc'd). */
-int mq_options_split(int argc, char **argv, int first, struct mq_optarg **out, int *n, struct mq_error *err);
-/* Whether a long option exists (0), takes a value, and may be repeated. */
-int mq_options_lookup(const char *long_name, int *takes_value, int *repeatable);
-/* The i-th option's long name in table order, or NULL past the end. */
-const char *mq_options_name(int i);
 
 /* The options that shape the output, as a JSON object (for provenance). */
 void mq_options_json(const struct mq_options *o, struct mq_buf *b);

@@ -16,8 +16,14 @@
 
 struct mq_comm; /* opaque: a duplicated communicator and the output file */
 
-/* Wraps a duplicate of the MPI_Comm behind `mpi_comm` (a pointer to MPI_Comm). */
-struct mq_comm *mq_comm_new(const void *mpi_comm);
+/*
+ * Starts MPI and returns the world communicator (a duplicate of it), NULL if
+ * it cannot be made. mq_comm_finalize() frees it and ends MPI; call it once,
+ * last, whatever mq_comm_init() returned.
+ */
+struct mq_comm *mq_comm_init(int *argc, char ***argv);
+void mq_comm_finalize(struct mq_comm *world);
+/* Frees a communicator of mq_comm_split (NULL is fine). */
 void mq_comm_free(struct mq_comm *c);
 int mq_comm_rank(const struct mq_comm *c);
 int mq_comm_size(const struct mq_comm *c);

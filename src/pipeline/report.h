@@ -10,7 +10,7 @@
 
 #include "manifest.h"
 #include "metadata.h"
-#include "options.h"
+#include "config.h"
 #include "plan.h"
 
 /* Per-rank figures, gathered to rank 0 as doubles (keep in sync with names in report.c). */
@@ -48,23 +48,6 @@ void mq_report_summary(const struct mq_manifest *m, const struct mq_plan *p, con
 int mq_report_write(const char *path, const struct mq_manifest *m, const struct mq_plan *p,
 		    const struct mq_options *o, const struct mq_tensor_result *res, const double *stats,
 		    const char *output, struct mq_error *err);
-
-/* One model of a job, for the zoo report. */
-struct mq_zoo_entry {
-	const char *name, *input, *output;
-	int code;          /* enum mq_status of its run */
-	int skipped;       /* up to date */
-	double seconds;
-	const char *message; /* the error, "" if none */
-};
-
-/*
- * Rank 0 of a job: PREFIX.json and PREFIX.md, one row per model (status,
- * scheme, sizes, compression, aggregate SQNR, worst layer, time). The figures
- * come from each output's own metadata, so skipped models have them too.
- */
-int mq_report_zoo(const char *prefix, const char *job_file, const struct mq_zoo_entry *z, int n,
-		  struct mq_error *err);
 
 /* A byte count for people, into buf: "546 bytes", "12.3 GiB" (units of 1024). Returns buf. */
 char *mq_report_size(uint64_t bytes, char *buf, size_t cap);

@@ -18,7 +18,7 @@
 #include "buf.h"
 #include "digest.h"
 #include "manifest.h"
-#include "options.h"
+#include "config.h"
 #include "plan.h"
 
 struct mq_tensor_result {

@@ -482,13 +482,13 @@ static int cmp_named(const void *a, const void *b)
 }
 
 /* data.pkl: OrderedDict of name -> _rebuild_tensor_v2(storage, 0, size, stride, False, OrderedDict()) */
-static int build_pickle(const struct mq_plan *p, const int *order, struct mq_buf *b, struct mq_error *err)
+static int build_pickle(const struct mq_out_tensor *out, int n_out, const int *order, struct mq_buf *b, struct mq_error *err)
 {
 	mq_buf_add(b, "\x80\x02", 2);
 	mq_pickle_put_global(b, "collections", "OrderedDict");
 	mq_buf_add(b, ")R", 2);
-	for (int i = 0; i < p->n_out; i++) {
-		const struct mq_out_tensor *o = &p->out[order[i]];
+	for (int i = 0; i < n_out; i++) {
+		const struct mq_out_tensor *o = &out[order[i]];
 		const char *cls = mq_pickle_storage_class(o->dtype);
 		if (!cls)
 			return mq_fail(err, MQ_ERR_USAGE,
@@ -519,50 +519,51 @@ static int build_pickle(const struct mq_plan *p, const int *order, struct mq_buf
 		mq_pickle_put_global(b, "collections", "OrderedDict");
 		mq_buf_add(b, ")RtR", 4);
 	}
-	if (p->n_out)
+	if (n_out)
 		mq_buf_add(b, "u", 1);
 	mq_buf_add(b, ".", 1);
 	return mq_buf_ok(b) ? 0 : mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
 }
 
-int mq_torch_out_plan(const struct mq_plan *p, uint64_t meta_len, struct mq_torch_out *t, struct mq_error *err)
+int mq_torch_out_plan(const struct mq_out_tensor *out, int n_out, uint64_t meta_len, struct mq_torch_out *t,
+		      struct mq_error *err)
 {
 	memset(t, 0, sizeof(*t));
-	int n = p->n_out + 3;
-	int *order = malloc(((size_t)p->n_out + 1) * sizeof(int));
+	int n = n_out + 3;
+	int *order = malloc(((size_t)n_out + 1) * sizeof(int));
 	t->entries = calloc((size_t)n, sizeof(*t->entries));
-	t->entry_of_out = malloc(((size_t)p->n_out + 1) * sizeof(int));
+	t->entry_of_out = malloc(((size_t)n_out + 1) * sizeof(int));
 	if (!order || !t->entries || !t->entry_of_out) {
 		free(order);
 		mq_torch_out_release(t);
 		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
 	}
 	t->n_entries = n;
-	struct named *byname = malloc(((size_t)p->n_out + 1) * sizeof(*byname));
+	struct named *byname = malloc(((size_t)n_out + 1) * sizeof(*byname));
 	if (!byname) {
 		free(order);
 		mq_torch_out_release(t);
 		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
 	}
-	for (int i = 0; i < p->n_out; i++)
-		byname[i] = (struct named){ p->out[i].name, i };
-	qsort(byname, (size_t)p->n_out, sizeof(*byname), cmp_named);
-	for (int i = 0; i < p->n_out; i++)
+	for (int i = 0; i < n_out; i++)
+		byname[i] = (struct named){ out[i].name, i };
+	qsort(byname, (size_t)n_out, sizeof(*byname), cmp_named);
+	for (int i = 0; i < n_out; i++)
 		order[i] = byname[i].index;
 	free(byname);
-	int rc = build_pickle(p, order, &t->pickle, err);
+	int rc = build_pickle(out, n_out, order, &t->pickle, err);
 	for (int i = 0; !rc && i < n; i++) {
 		char name[64];
 		struct mq_zip_entry *e = &t->entries[i];
 		if (i == 0) {
 			snprintf(name, sizeof(name), "archive/data.pkl");
 			e->size = t->pickle.len;
-		} else if (i <= p->n_out) { /* storage key = position in name order */
-			const struct mq_out_tensor *o = &p->out[order[i - 1]];
+		} else if (i <= n_out) { /* storage key = position in name order */
+			const struct mq_out_tensor *o = &out[order[i - 1]];
 			snprintf(name, sizeof(name), "archive/data/%d", i - 1);
 			e->size = o->end - o->begin;
 			t->entry_of_out[order[i - 1]] = i;
-		} else if (i == p->n_out + 1) {
+		} else if (i == n_out + 1) {
 			snprintf(name, sizeof(name), "archive/version");
 			e->size = 2;
 		} else {

@@ -10,8 +10,14 @@
 #define MQ_RUN_H
 
 #include "comm.h"
+#include "config.h"
 
-/* Runs the command line on the communicator; returns the process exit code. */
-int mq_run(struct mq_comm *c, int argc, char **argv);
+/*
+ * Quantizes the model of o on the communicator (collective). The output path
+ * is resolved into o->output when o gives none. *skipped: in job mode, the
+ * output was up to date. Returns the status code, the same on every rank,
+ * with the error in *err.
+ */
+int mq_run_model(struct mq_comm *c, struct mq_options *o, int *skipped, struct mq_error *err);
 
 #endif

@@ -1,5 +1,5 @@
 /* The shard index: limits on its size and on the tensors it maps. */
-#include "test_util.h"
+#include "manifest_util.h"
 
 #include <stdio.h>
 #include <sys/stat.h>

@@ -1,0 +1,48 @@
+/*
+ * options: argv into a validated struct mq_options, from one table that also
+ * prints --help. No MPI, no I/O beyond printing help and version. Every rank
+ * parses the same argv and reaches the same result.
+ */
+#ifndef MQ_OPTIONS_H
+#define MQ_OPTIONS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "config.h"
+
+/*
+ * Limits on --include and --exclude patterns, checked before regcomp sees
+ * them. glibc's regcomp writes a repeated subexpression out once per
+ * repetition and builds closures over the copies, so its time and memory grow
+ * with the product of nested repetitions: 'a' and 24 stacked '+' (each one
+ * doubles the copies) take gigabytes and seconds, and a{1,32767} alone 2 GiB.
+ * Refused: stacked quantifiers (a++, a*{2}: undefined in POSIX anyway),
+ * back-references (not POSIX extended), a bound above MQ_REGEX_MAX_REPEAT,
+ * a pattern longer than MQ_REGEX_MAX_LEN, and one whose repetitions, written
+ * out, exceed MQ_REGEX_MAX_COPIES atoms (an atom counts once, times 2 under
+ * each *, + or ?, times m under each {n,m}).
+ */
+#define MQ_REGEX_MAX_LEN 1024     /* bytes */
+#define MQ_REGEX_MAX_REPEAT 255   /* POSIX's smallest RE_DUP_MAX */
+#define MQ_REGEX_MAX_COPIES 2048  /* regcomp then stays within about 40 MiB and 0.05 s */
+
+/* Parses argv. On a usage error returns MQ_ERR_USAGE with a message. */
+int mq_options_parse(int argc, char **argv, struct mq_options *o, struct mq_error *err);
+void mq_options_print_help(FILE *fp);
+
+/* One command-line argument: an option (long name, value or NULL) or a positional (name NULL). */
+struct mq_optarg {
+	const char *name;
+	const char *value;
+};
+
+/* Splits argv[first..] into options and positionals, without applying them (*out malloc'd). */
+int mq_options_split(int argc, char **argv, int first, struct mq_optarg **out, int *n, struct mq_error *err);
+/* Whether a long option exists (0), takes a value, and may be repeated. */
+int mq_options_lookup(const char *long_name, int *takes_value, int *repeatable);
+/* The i-th option's long name in table order, or NULL past the end. */
+const char *mq_options_name(int i);
+
+#endif
