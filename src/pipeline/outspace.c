@@ -1,0 +1,92 @@
+#include "outspace.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+#include "collect.h"
+#include "linalg.h"
+
+/* x -> dequant(quant(x)) with the layer's static activation parameters. */
+static void fake_quant(const struct run *r, int t, const float *x, float *out, size_t n)
+{
+	float s = (float)r->act[3 * t + 1], inv = 1.0f / s, zp = (float)r->act[3 * t + 2];
+	for (size_t i = 0; i < n; i++) { /* int8 and int8-asym alike: codes in [-128, 127] */
+		float q = nearbyintf(x[i] * inv) + zp;
+		q = q < -128.0f ? -128.0f : q > 127.0f ? 127.0f : q;
+		out[i] = (q - zp) * s;
+	}
+}
+
+/*
+ * Output-space sums of n weight rows (w, and wh dequantized) over the layer's
+ * calibration rows, read in fixed blocks: 1 MiB of Linear rows, or one Conv
+ * sample. The order of the sums depends on the shapes only.
+ */
+int outspace_sums(struct run *r, int t, const float *w, const float *wh, uint64_t n, struct mq_out_sums *acc)
+{
+	const struct mq_tensor *tt = &r->man.tensors[t];
+	const struct mq_plan_tensor *pt = &r->plan.tensors[t];
+	const struct mq_calib_info *ci = &pt->cinfo;
+	int conv = tt->ndim == 4, act = pt->act_rank >= 0;
+	uint64_t k = pt->row_elems, in_row = ci->shape.row_elems, xb, m_rows, oh = 1, ow = 1;
+	if (conv) {
+		oh = (uint64_t)(((int64_t)ci->shape.shape[2] + 2 * ci->padding[0] - ci->dilation[0] * ((int64_t)tt->shape[2] - 1) - 1) / ci->stride[0] + 1);
+		ow = (uint64_t)(((int64_t)ci->shape.shape[3] + 2 * ci->padding[1] - ci->dilation[1] * ((int64_t)tt->shape[3] - 1) - 1) / ci->stride[1] + 1);
+		xb = 1;
+		m_rows = oh * ow;
+	} else {
+		uint64_t chunk = ci->shape.chunk_rows ? ci->shape.chunk_rows : 1;
+		xb = (1u << 20) / (k * 4) / chunk * chunk; /* whole HDF5 chunks of rows */
+		xb = xb ? xb : chunk;
+		uint64_t y_cap = (8u << 20) / (n * 12); /* and at most 8 MiB of outputs */
+		y_cap = y_cap ? y_cap : 1;
+		xb = xb < y_cap ? xb : y_cap;
+		m_rows = xb;
+	}
+	char *layer = mq_plan_layer_name(tt->name);
+	struct mq_calib_layer *l = NULL;
+	struct mq_calib_shape sh;
+	float *x = malloc(xb * in_row * sizeof(float)), *xh = malloc(xb * in_row * sizeof(float));
+	float *xc = conv ? malloc(m_rows * k * sizeof(float)) : NULL, *xhc = conv ? malloc(m_rows * k * sizeof(float)) : NULL;
+	float *y = malloc(m_rows * n * sizeof(float) * 3);
+	int rc = 0;
+	if (!layer || !x || !xh || !y || (conv && (!xc || !xhc)))
+		rc = mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory for the output-space error of '%s'", tt->name);
+	if (!rc)
+		rc = mq_calib_layer_open(r->calib, layer, &l, &sh, &r->err);
+	for (uint64_t row = 0; !rc && row < pt->calib_rows; row += xb) {
+		uint64_t nx = pt->calib_rows - row < xb ? pt->calib_rows - row : xb;
+		size_t bad;
+		struct mq_range rg;
+		mq_range_init(&rg);
+		double t0 = mq_comm_time();
+		if ((rc = mq_calib_layer_read(l, row, nx, x, &r->err)))
+			break;
+		r->stats[MQ_STAT_T_READ] += mq_comm_time() - t0;
+		if (mq_range_update(&rg, x, (size_t)(nx * in_row), &bad)) {
+			rc = mq_calib_layer_nonfinite(l, row, x, bad, &r->err);
+			break;
+		}
+		t0 = mq_comm_time();
+		if (act)
+			fake_quant(r, t, x, xh, (size_t)(nx * in_row));
+		if (conv) {
+			mq_linalg_im2col(x, ci, tt->shape[1], tt->shape[2], tt->shape[3], oh, ow, xc);
+			if (act)
+				mq_linalg_im2col(xh, ci, tt->shape[1], tt->shape[2], tt->shape[3], oh, ow, xhc);
+			mq_linalg_gemm_sums(xc, act ? xhc : NULL, w, wh, m_rows, n, k, y, y + m_rows * n, y + 2 * m_rows * n, acc);
+		} else {
+			mq_linalg_gemm_sums(x, act ? xh : NULL, w, wh, nx, n, k, y, y + nx * n, y + 2 * nx * n, acc);
+		}
+		r->stats[MQ_STAT_T_CALIB] += mq_comm_time() - t0;
+		collect_poll(r, 0);
+	}
+	mq_calib_layer_close(l);
+	free(layer);
+	free(x);
+	free(xh);
+	free(xc);
+	free(xhc);
+	free(y);
+	return rc;
+}

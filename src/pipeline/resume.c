@@ -1,0 +1,388 @@
+#include "resume.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <zlib.h>
+
+#include "collect.h"
+#include "journal.h"
+#include "metadata.h"
+#include "output.h"
+#include "unit.h"
+
+/* Rank 0: SHA-256 of everything that decides the output bytes; a journal must match it to be resumed. */
+static void compute_identity(struct run *r)
+{
+	struct mq_sha256 h;
+	struct mq_buf b = MQ_BUF_INIT;
+	mq_buf_addf(&b, "mq-dist partial 1\nversion %s\nformat %s\nunits %d\nsize %llu\noptions ", MQ_VERSION,
+		    r->pt ? "pt" : "safetensors", r->plan.n_units, (unsigned long long)r->out_size);
+	mq_options_json(r->opt, &b);
+	for (int f = 0; f < r->man.n_files; f++) {
+		struct stat st;
+		memset(&st, 0, sizeof(st));
+		stat(r->man.files[f].path, &st);
+		mq_buf_addf(&b, "\nfile %s %llu %lld.%09ld ", r->man.files[f].name, (unsigned long long)r->man.files[f].size,
+			    (long long)st.st_mtim.tv_sec, (long)st.st_mtim.tv_nsec);
+		mq_buf_add(&b, r->man.files[f].raw, (size_t)r->man.files[f].raw_len);
+	}
+	if (r->opt->calib) {
+		struct stat st;
+		memset(&st, 0, sizeof(st));
+		stat(r->opt->calib, &st);
+		mq_buf_addf(&b, "\ncalibration %s %llu %lld.%09ld", r->opt->calib, (unsigned long long)st.st_size,
+			    (long long)st.st_mtim.tv_sec, (long)st.st_mtim.tv_nsec);
+	}
+	memset(r->identity, 0, sizeof(r->identity));
+	if (mq_buf_ok(&b) && mq_sha256_init(&h) == 0) {
+		mq_sha256_update(&h, b.data, b.len);
+		mq_sha256_final(&h, r->identity);
+	}
+	mq_buf_release(&b);
+}
+
+/* Where unit u's bytes of its k-th output (data, scale, zero point) start within that tensor. */
+static uint64_t slot_offset(const struct run *r, const struct mq_unit *u, int k)
+{
+	const struct mq_plan_tensor *pt = &r->plan.tensors[u->tensor];
+	if (k == 0)
+		return u->row_begin * (r->plan.out[pt->out_data].end - r->plan.out[pt->out_data].begin) /
+		       (pt->n_rows ? pt->n_rows : 1);
+	return r->plan.per_tensor ? 0 : u->row_begin * (k == 1 ? 4 : 1);
+}
+
+/* Rank 0: a journaled unit is trusted only if its output bytes still have the CRCs it recorded. */
+static int verify_unit(struct run *r, int fd, const struct unit_record *rec, size_t len, unsigned char *buf)
+{
+	const struct mq_plan *p = &r->plan;
+	if (len < sizeof(*rec) || rec->unit < 0 || rec->unit >= p->n_units || rec->failed || r->done[rec->unit])
+		return 0;
+	const struct mq_unit *u = &p->units[rec->unit];
+	const struct mq_plan_tensor *pt = &p->tensors[u->tensor];
+	if (rec->n_digests != (r->opt->no_checksum ? 0 : u->chunk_end - u->chunk_begin) ||
+	    len != sizeof(*rec) + rec->n_digests * (size_t)MQ_SHA256_LEN)
+		return 0;
+	const int outs[3] = { pt->out_data, pt->out_scale, pt->out_zero_point };
+	for (int k = 0; k < 3; k++) {
+		if (outs[k] < 0) {
+			if (rec->crc_len[k])
+				return 0;
+			continue;
+		}
+		const struct mq_out_tensor *o = &p->out[outs[k]];
+		uint64_t off = slot_offset(r, u, k), n = rec->crc_len[k];
+		if (off > o->end - o->begin || n > o->end - o->begin - off)
+			return 0;
+		uLong crc = crc32(0L, Z_NULL, 0);
+		for (uint64_t done = 0; done < n;) {
+			size_t step = (size_t)(n - done < (1u << 20) ? n - done : (1u << 20));
+			if (pread(fd, buf, step, (off_t)(r->out_pos[outs[k]] + off + done)) != (ssize_t)step)
+				return 0;
+			crc = crc32(crc, buf, (uInt)step);
+			done += step;
+		}
+		if ((uint32_t)crc != rec->crc[k])
+			return 0;
+	}
+	return 1;
+}
+
+/* Rank 0: the journaled units whose output bytes still match their CRCs (r->done, r->pending). */
+static void resume_units(struct run *r, const struct mq_journal_load *jl)
+{
+	int fd = open(r->tmp, O_RDONLY | O_CLOEXEC);
+	unsigned char *buf = malloc(1u << 20);
+	r->pending = calloc((size_t)r->plan.n_units + 1, sizeof(void *));
+	r->pending_len = calloc((size_t)r->plan.n_units + 1, sizeof(size_t));
+	if (!r->pending || !r->pending_len) {
+		free(buf);
+		buf = NULL;
+	}
+	for (int i = 0; fd >= 0 && buf && i < jl->n; i++) {
+		const struct unit_record *rec = jl->entries[i].rec;
+		struct unit_record copy; /* the entry may be unaligned in the file's buffer */
+		if (jl->entries[i].len < sizeof(copy))
+			continue;
+		memcpy(&copy, rec, sizeof(copy));
+		void *whole = malloc(jl->entries[i].len);
+		if (!whole)
+			break;
+		memcpy(whole, rec, jl->entries[i].len);
+		if (verify_unit(r, fd, whole, jl->entries[i].len, buf)) {
+			r->done[copy.unit] = 1;
+			r->pending[copy.unit] = whole;
+			r->pending_len[copy.unit] = jl->entries[i].len;
+			whole = NULL;
+		}
+		free(whole);
+	}
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+}
+
+/*
+ * Rank 0: the partial output beside the output (".NAME.tmp") and its journal.
+ * An interrupted run's pair is resumed when the journal's identity matches;
+ * otherwise it is discarded and a new partial file is created and reserved.
+ */
+int resume_open_partial(struct run *r)
+{
+	char *copy = strdup(r->output), *copy2 = strdup(r->output);
+	if (!copy || !copy2) {
+		free(copy);
+		free(copy2);
+		return mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
+	}
+	const char *dir = dirname(copy), *base = basename(copy2);
+	size_t n = strlen(dir) + strlen(base) + 32;
+	r->tmp = malloc(n);
+	r->journal_path = malloc(n + 8);
+	if (r->tmp && r->journal_path) {
+		snprintf(r->tmp, n, "%s/.%s.tmp", dir, base);
+		snprintf(r->journal_path, n + 8, "%s.journal", r->tmp);
+	}
+	free(copy2);
+	if (!r->tmp || !r->journal_path) {
+		free(copy);
+		return mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
+	}
+	compute_identity(r);
+	/* one run at a time per output: the journal's lock is held until the run ends */
+	int had_journal = access(r->journal_path, F_OK) == 0;
+	r->lock_fd = open(r->journal_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (r->lock_fd >= 0 && flock(r->lock_fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK) {
+		free(copy);
+		close(r->lock_fd);
+		r->lock_fd = -1;
+		mq_fail(&r->err, MQ_ERR_OUTPUT, "another mq-dist run is writing '%s' (its journal '%s' is locked)", r->output,
+			r->journal_path);
+		free(r->tmp); /* not ours: the failure path must leave them alone */
+		free(r->journal_path);
+		r->tmp = r->journal_path = NULL;
+		return r->err.code;
+	}
+	struct stat st;
+	struct mq_journal_load jl;
+	int had = stat(r->tmp, &st) == 0;
+	int resume = had && S_ISREG(st.st_mode) && (uint64_t)st.st_size == r->out_size &&
+		     mq_journal_read(r->journal_path, r->identity, (uint64_t)r->plan.n_units, &jl) == 0;
+	if (resume) {
+		resume_units(r, &jl);
+		r->resuming = 1;
+	} else {
+		if (had || had_journal)
+			mq_info("discarding '%s' (left by a run with other inputs or options, or without a journal)\n", r->tmp);
+		unlink(r->tmp); /* the journal is truncated in place, keeping its lock */
+	}
+	int fd = open(r->tmp, O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
+	if (fd < 0) {
+		mq_fail(&r->err, MQ_ERR_OUTPUT, "cannot create the output in folder '%s': %s", dir, strerror(errno));
+		free(copy);
+		if (resume)
+			mq_journal_load_release(&jl);
+		return r->err.code;
+	}
+	free(copy);
+	output_guard_tmp(r->tmp, r->journal_path);
+	int rc = r->out_size && !output_check_space(r, fd) ? posix_fallocate(fd, 0, (off_t)r->out_size) : 0;
+	close(fd);
+	char need[32];
+	if (rc == ENOSPC || rc == EDQUOT) /* rc stays 0 when output_check_space failed: it said why */
+		mq_fail(&r->err, MQ_ERR_OUTPUT, "'%s': no space left on device for the %s (%llu-byte) output", r->output,
+			mq_report_size(r->out_size, need, sizeof(need)), (unsigned long long)r->out_size);
+	else if (rc && rc != EOPNOTSUPP && rc != EINVAL)
+		mq_fail(&r->err, MQ_ERR_OUTPUT, "'%s': cannot reserve %llu bytes: %s", r->output,
+			(unsigned long long)r->out_size, strerror(rc));
+	if (!r->err.code)
+		r->journal_fd = mq_journal_start(r->journal_path, r->identity, (uint64_t)r->plan.n_units,
+						 resume ? jl.valid_len : 0, &r->err);
+	for (int u = 0; r->journal_fd >= 0 && u < r->plan.n_units; u++)
+		if (r->done[u])
+			mq_units_journaled = 1; /* an earlier run's units, kept in the journal */
+	if (resume)
+		mq_journal_load_release(&jl);
+	if (!r->err.code)
+		run_test_stop_at(0);
+	return r->err.code;
+}
+
+/*
+ * Every rank: the resumed units' sources must still be what the journal
+ * hashed. Each rank re-hashes the sources of the resumed units the plan gives
+ * it (the journaled chunk digests come from rank 0); a unit whose source
+ * changed is redone. Then rank 0 takes the records of the units that stay done.
+ * Without checksums (--no-checksum) the journal's identity (sizes,
+ * modification times, headers) is all there is to go by.
+ */
+int resume_confirm(struct run *r)
+{
+	const struct mq_plan *p = &r->plan;
+	int any = 0;
+	for (int u = 0; u < p->n_units; u++)
+		any |= r->done[u];
+	if (!any) {
+		if (r->resuming)
+			mq_info("resuming an interrupted run: 0 of %d work units verified in '%s'\n", p->n_units, r->tmp);
+		return 0;
+	}
+	char *dig = NULL;
+	size_t len = 0;
+	unsigned char *bad = calloc((size_t)p->n_units + 1, 1), *all_bad = calloc((size_t)p->n_units + 1, 1);
+	if (!bad || !all_bad)
+		mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
+	if (!r->opt->no_checksum && r->rank == 0 && bad) { /* the digests of the resumed units, in unit order */
+		struct mq_buf b = MQ_BUF_INIT;
+		for (int u = 0; u < p->n_units; u++)
+			if (r->done[u]) {
+				const struct unit_record *rec = r->pending[u];
+				mq_buf_add(&b, rec + 1, rec->n_digests * (size_t)MQ_SHA256_LEN);
+			}
+		mq_buf_add(&b, "", 1);
+		if (!mq_buf_ok(&b))
+			mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
+		dig = mq_buf_detach(&b, &len);
+	}
+	if (!mq_comm_agree(r->comm, &r->err) && !r->opt->no_checksum &&
+	    !mq_comm_bcast_blob(r->comm, &dig, &len, &r->err)) {
+		double t0 = mq_comm_time();
+		size_t max = 0;
+		for (int u = 0; u < p->n_units; u++)
+			max = (size_t)(p->units[u].chunk_end - p->units[u].chunk_begin) > max
+				      ? (size_t)(p->units[u].chunk_end - p->units[u].chunk_begin) : max;
+		uint8_t *mine = malloc(max * MQ_SHA256_LEN + 1);
+		free(r->arena);
+		r->arena = malloc((size_t)p->arena_bytes + 4 * 64);
+		if (!mine || !r->arena)
+			mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
+		size_t at = 0;
+		for (int u = 0; u < p->n_units && !r->err.code; u++) {
+			if (!r->done[u])
+				continue;
+			size_t n = (size_t)(p->units[u].chunk_end - p->units[u].chunk_begin) * MQ_SHA256_LEN;
+			if (at + n > len) {
+				mq_fail(&r->err, MQ_ERR_INTERNAL, "corrupt resume digests");
+				break;
+			}
+			if (p->units[u].rank == r->rank) {
+				struct chunk_hasher ch = { .out = mine };
+				if (unit_hash(r, &p->units[u], &ch) == 0)
+					bad[u] = memcmp(mine, dig + at, n) != 0;
+				if (ch.open)
+					mq_sha256_release(&ch.h);
+			}
+			at += n;
+		}
+		free(mine);
+		r->stats[MQ_STAT_T_HASH] += mq_comm_time() - t0;
+	}
+	free(dig);
+	if (!mq_comm_agree(r->comm, &r->err))
+		mq_comm_allreduce_max_bytes(r->comm, bad, all_bad, (size_t)p->n_units, &r->err);
+	int kept = 0, changed = 0;
+	for (int u = 0; !r->err.code && u < p->n_units; u++) {
+		if (!r->done[u])
+			continue;
+		if (all_bad[u]) {
+			r->done[u] = 0;
+			changed++;
+			continue;
+		}
+		kept++;
+		if (r->rank == 0) {
+			r->records_left -= p->units[u].rank != 0;
+			r->replaying = 1;
+			collect_take(r, r->pending[u], r->pending_len[u]);
+			r->replaying = 0;
+		}
+	}
+	if (!r->err.code && r->rank == 0) {
+		mq_info("resuming an interrupted run: %d of %d work units verified in '%s'\n", kept, p->n_units, r->tmp);
+		if (changed)
+			mq_info("  %d more were journaled, but their source data changed since: redoing them\n", changed);
+	}
+	free(bad);
+	free(all_bad);
+	return mq_comm_agree(r->comm, &r->err);
+}
+
+/* After SIGUSR1: the finished units' bytes reach the disk and the journal stays, for a resume. */
+void resume_keep_partial(struct run *r)
+{
+	struct mq_error e = { 0 };
+	mq_comm_file_sync(r->comm, &e);
+	mq_comm_file_close(r->comm, &e);
+	if (r->rank != 0)
+		return;
+	if (r->journal_fd >= 0) {
+		fsync(r->journal_fd);
+		close(r->journal_fd);
+		r->journal_fd = -1;
+	}
+	output_guard_tmp(NULL, NULL);
+	mq_info("%d of %d work units are finished and journaled in '%s'\n", r->units_taken, r->plan.n_units, r->tmp);
+}
+
+/* Every rank: a one-byte decision of rank 0. */
+static int bcast_flag(struct run *r, int *flag)
+{
+	char *b = NULL;
+	size_t len = 0;
+	if (r->rank == 0 && (b = malloc(1))) {
+		b[0] = (char)*flag;
+		len = 1;
+	}
+	if (mq_comm_bcast_blob(r->comm, &b, &len, &r->err) == 0 && len == 1)
+		*flag = b[0];
+	free(b);
+	return r->err.code;
+}
+
+/*
+ * Job mode: whether the existing output is up to date. The sources are read
+ * and hashed by all ranks (no output is written), and rank 0 compares the
+ * fingerprint they give with the one the output records.
+ */
+int resume_up_to_date(struct run *r, int *yes)
+{
+	int check = r->rank == 0 && r->existing_fp[0];
+	*yes = 0;
+	if (bcast_flag(r, &check) || !check)
+		return r->err.code;
+	double t0 = mq_comm_time();
+	r->hash_only = 1;
+	r->done = calloc((size_t)r->plan.n_units + 1, 1);
+	if (!r->done)
+		mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
+	if (!r->err.code && r->rank == 0)
+		collect_setup(r);
+	if (!mq_comm_agree(r->comm, &r->err)) {
+		unit_work(r);
+		if (mq_comm_agree(r->comm, &r->err))
+			mq_comm_cancel_drain(r->comm, r->cancel_sent, r->cancelled);
+	}
+	if (!r->err.code && r->rank == 0) {
+		char fp[2 * MQ_SHA256_LEN + 1];
+		mq_metadata_fingerprint(&r->plan, r->opt, r->res, r->calib_digest[0] ? r->calib_digest : NULL, fp);
+		*yes = strcmp(fp, r->existing_fp) == 0;
+		mq_info("%s: %s (checked in %.2f s)\n", r->output,
+			*yes ? "up to date, skipped" : "out of date (the inputs, options or tool changed), redoing it",
+			mq_comm_time() - t0);
+	}
+	if (r->rank == 0)
+		collect_release(r);
+	free(r->done);
+	r->done = NULL;
+	r->hash_only = 0;
+	r->cancelled = r->cancel_sent = 0;
+	if (r->err.code)
+		return r->err.code;
+	return bcast_flag(r, yes);
+}

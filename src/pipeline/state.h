@@ -1,0 +1,98 @@
+/*
+ * state: what the pipeline's files share during one model's run (struct run),
+ * and the record a unit's result travels in. Private to src/pipeline: the
+ * rest of the program knows a run only through run.h.
+ */
+#ifndef MQ_STATE_H
+#define MQ_STATE_H
+
+#include <stdint.h>
+
+#include "calib.h"
+#include "comm.h"
+#include "config.h"
+#include "digest.h"
+#include "gather.h"
+#include "linalg.h"
+#include "manifest.h"
+#include "plan.h"
+#include "report.h"
+#include "torch.h"
+
+/* A unit's result as sent to rank 0; followed by n_digests SHA-256 digests. */
+struct unit_record {
+	int32_t unit;
+	int32_t failed;      /* 1: failed or skipped (the error travels by agreement); 2: not started, interrupted */
+	double signal, noise, max_abs;
+	double out_signal, out_noise_w, out_noise_wa; /* calibrated layers */
+	uint64_t crc_len[3];  /* .pt output: bytes written to the data, scale and zero-point tensors */
+	uint32_t crc[3];      /* and their CRC-32 */
+	uint32_t n_digests;
+};
+/* Sent as bytes between ranks and journaled raw: its layout is part of the journal format. */
+_Static_assert(sizeof(struct unit_record) == 96, "unit_record is sent and journaled as bytes: keep its layout");
+
+/*
+ * One model's run. The fields are grouped by the file that owns them (sets
+ * them up and releases them); the others only read them.
+ */
+struct run {
+	/* run.c: the run as a whole */
+	struct mq_comm *comm;
+	int rank, size;
+	struct mq_options *opt;       /* the caller's: the output path is resolved into it */
+	struct mq_manifest man;
+	struct mq_plan plan;
+	double stats[MQ_STAT_COUNT];
+	struct mq_error err;
+	int skipped;                  /* job mode: the output was up to date */
+	/* run.c: calibration */
+	struct mq_calib *calib;       /* open on every rank with --calib */
+	struct mq_calib_info *cinfo;  /* per manifest tensor */
+	double *act;                  /* per tensor: threshold, scale, zero point (after the observers) */
+	char calib_digest[2 * MQ_SHA256_LEN + 1]; /* rank 0 */
+	/* output.c: the output file and its layout */
+	uint64_t header_len;          /* reserved: the safetensors header, or the .pt metadata record */
+	int pt;                       /* the output is a torch .pt archive */
+	struct mq_torch_out tout;     /* its layout */
+	uint64_t *out_pos;            /* per output tensor: file offset of its first byte */
+	uint64_t out_size;            /* of the whole output file */
+	char *output, *tmp;           /* final and partial output paths (all ranks) */
+	char existing_fp[2 * MQ_SHA256_LEN + 1]; /* rank 0, job mode: the existing output's fingerprint */
+	/* resume.c: the journal, resuming and the up-to-date check */
+	char *journal_path;           /* rank 0: the journal beside the partial output */
+	int journal_fd;               /* rank 0, -1 if none */
+	int lock_fd;                  /* rank 0: holds the journal's flock for the run */
+	uint8_t identity[MQ_SHA256_LEN]; /* rank 0: what the journal must match to be resumed */
+	unsigned char *done;          /* per unit: finished by an earlier run (all ranks) */
+	int resuming;                 /* rank 0: an interrupted run's journal matched */
+	void **pending;               /* rank 0, per unit: a journaled record whose output bytes check out */
+	size_t *pending_len;
+	int hash_only;                /* the up-to-date check: read and hash the sources, write nothing */
+	/* unit.c: this rank's work */
+	int *fds;                     /* per input file, opened on first use */
+	struct mq_gather *gather;     /* reads of strided views */
+	unsigned char *arena;         /* tensor buffers, plan.arena_bytes */
+	uint32_t ucrc[3];             /* .pt: the unit in progress, per data/scale/zero-point tensor */
+	uint64_t ucrc_len[3];
+	int ucrc_out[3];              /* its output tensors, -1 if none */
+	int interrupted;              /* this rank stopped taking units on SIGUSR1 */
+	/* collect.c: what has come in (rank 0), and whether to stop (every rank) */
+	struct mq_tensor_result *res; /* per tensor */
+	double *u_signal, *u_noise, *u_max; /* per unit */
+	double *u_out;                /* per unit: output-space sums (3), with --calib */
+	uint32_t *u_crc;              /* per unit: CRC-32 of its data, scale, zero-point bytes (.pt) */
+	uint64_t *u_crc_len;          /* and their lengths */
+	uint32_t *out_crc;            /* per output tensor (.pt) */
+	uint8_t *chunk_digests;       /* 32 bytes per chunk of every tensor */
+	uint64_t *chunk_base;         /* per tensor: index of its first chunk */
+	int *units_left;              /* per tensor */
+	int tensors_done, records_left;
+	int units_taken;              /* finished units whose records arrived (or were resumed) */
+	int units_appended;           /* records this run appended to the journal */
+	int replaying;                /* taking journaled records (not appended again) */
+	int cancel_sent;              /* told the others to stop */
+	int cancelled;                /* stop working: a unit failed somewhere */
+};
+
+#endif

@@ -1,0 +1,396 @@
+#include "unit.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <zlib.h>
+
+#include "collect.h"
+#include "gather.h"
+#include "outspace.h"
+#include "output.h"
+
+static int input_fd(struct run *r, int file)
+{
+	if (r->fds[file] < 0) {
+		const char *path = r->man.files[file].path;
+		r->fds[file] = open(path, O_RDONLY | O_CLOEXEC);
+		if (r->fds[file] < 0)
+			return mq_fail(&r->err, MQ_ERR_INPUT, "cannot open '%s': %s", path, strerror(errno));
+	}
+	return r->fds[file];
+}
+
+struct reading {
+	struct run *r;
+	const struct mq_tensor *t;
+	int fd;
+};
+
+/* n bytes at file position pos of the tensor's file (the gather module's reader too). */
+static int read_file_at(void *ctx, void *buf, size_t n, uint64_t pos)
+{
+	struct reading *rd = ctx;
+	struct run *r = rd->r;
+	char *p = buf;
+	while (n) {
+		ssize_t k = pread(rd->fd, p, n, (off_t)pos);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			return mq_fail(&r->err, MQ_ERR_INPUT, "'%s': tensor '%s': cannot read bytes at %llu: %s",
+				       r->man.files[rd->t->file].path, rd->t->name, (unsigned long long)pos,
+				       k == 0 ? "unexpected end of file (was the file truncated?)" : strerror(errno));
+		p += k;
+		n -= (size_t)k;
+		pos += (uint64_t)k;
+		r->stats[MQ_STAT_BYTES_READ] += (double)k;
+	}
+	return 0;
+}
+
+/* Bytes [off, off + n) of the tensor in row-major order: one read, or a gather of a strided view. */
+static int read_at(struct run *r, const struct mq_tensor *t, uint64_t off, void *buf, size_t n)
+{
+	double t0 = mq_comm_time();
+	struct reading rd = { r, t, input_fd(r, t->file) };
+	if (rd.fd < 0)
+		return r->err.code;
+	int rc = t->contiguous ? read_file_at(&rd, buf, n, t->offset + off)
+			       : mq_gather_read(&r->gather, t, off, buf, n, read_file_at, &rd);
+	if (rc && !r->err.code)
+		mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory reading tensor '%s'", t->name);
+	r->stats[MQ_STAT_T_READ] += mq_comm_time() - t0;
+	return r->err.code;
+}
+
+/* n bytes at absolute offset pos of the output file. */
+int unit_write_at(struct run *r, uint64_t pos, const void *buf, size_t n)
+{
+	double t0 = mq_comm_time();
+	int rc = mq_comm_file_write(r->comm, pos, buf, n, &r->err);
+	r->stats[MQ_STAT_T_WRITE] += mq_comm_time() - t0;
+	r->stats[MQ_STAT_BYTES_WRITTEN] += (double)n;
+	return rc;
+}
+
+/* Bytes of output tensor o from its byte off on, in order within a unit (the unit's CRC follows them). */
+static int write_out(struct run *r, int o, uint64_t off, const void *buf, size_t n)
+{
+	for (int k = 0; k < 3; k++)
+		if (r->ucrc_out[k] == o) {
+			r->ucrc[k] = (uint32_t)crc32(r->ucrc[k], buf, (uInt)n);
+			r->ucrc_len[k] += n;
+		}
+	return unit_write_at(r, r->out_pos[o] + off, buf, n);
+}
+
+static int hash_block(struct run *r, struct chunk_hasher *ch, const void *p, size_t n, int ends_chunk)
+{
+	if (!ch->out)
+		return 0; /* --no-checksum */
+	double t0 = mq_comm_time();
+	if (!ch->open) {
+		if (mq_sha256_init(&ch->h))
+			return mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
+		ch->open = 1;
+	}
+	mq_sha256_update(&ch->h, p, n);
+	if (ends_chunk) {
+		mq_sha256_final(&ch->h, ch->out + (size_t)ch->next++ * MQ_SHA256_LEN);
+		ch->open = 0;
+	}
+	r->stats[MQ_STAT_T_HASH] += mq_comm_time() - t0;
+	return 0;
+}
+
+static int copy_unit(struct run *r, const struct mq_unit *u, struct chunk_hasher *ch)
+{
+	const struct mq_tensor *t = &r->man.tensors[u->tensor];
+	const struct mq_plan_tensor *pt = &r->plan.tensors[u->tensor];
+	uint64_t begin = u->row_begin * pt->row_bytes, end = u->row_end * pt->row_bytes;
+	for (uint64_t off = begin; off < end;) {
+		size_t n = (size_t)(end - off < r->plan.arena_bytes ? end - off : r->plan.arena_bytes);
+		n -= n % mq_dtype_size(t->dtype); /* whole elements, for strided views */
+		if (read_at(r, t, off, r->arena, n) || hash_block(r, ch, r->arena, n, off + n == end) ||
+		    write_out(r, pt->out_data, off, r->arena, n))
+			return r->err.code;
+		off += n;
+		collect_poll(r, 0);
+		if (r->cancelled)
+			return MQ_ERR_INTERNAL; /* stopped: someone else failed */
+	}
+	return 0;
+}
+
+struct blocks {
+	void *src;         /* source rows as stored */
+	float *x;          /* the same rows as float32 (aliases src for F32) */
+	void *q;           /* quantized rows */
+	float *scale;      /* per row */
+	int8_t *zp;        /* per row */
+	float *what;       /* calibrated layers: the rows dequantized */
+};
+
+static struct blocks carve(struct run *r, const struct mq_plan_tensor *pt, enum mq_dtype dt)
+{
+	struct blocks b;
+	uint64_t rows = pt->block_rows;
+	unsigned char *p = r->arena;
+	size_t src = (size_t)(rows * pt->row_bytes + 63) & ~(size_t)63;
+	size_t f32 = (size_t)(rows * pt->row_elems * 4 + 63) & ~(size_t)63;
+	size_t q = (size_t)(rows * pt->row_elems * mq_dtype_size(mq_scheme_get(r->plan.scheme)->out_dtype) + 63) &
+		   ~(size_t)63;
+	b.src = p;
+	b.x = dt == MQ_DTYPE_F32 ? (float *)(void *)p : (float *)(void *)(p + src);
+	b.q = p + src + f32;
+	b.scale = (float *)(void *)(p + src + f32 + q);
+	b.zp = (int8_t *)(b.scale + rows);
+	b.what = (float *)(void *)(p + src + f32 + q + ((rows * 5 + 63) & ~(uint64_t)63));
+	return b;
+}
+
+static int data_error(struct run *r, const struct mq_tensor *t, uint64_t row, const float *x, size_t col)
+{
+	const char *what = x[col] != x[col] ? "NaN" : "Inf";
+	if ((mq_f32_bits(x[col]) & 0x7fffffffu) < 0x7f800000u)
+		what = "a value beyond the float16 range (|x| >= 65520)";
+	return mq_fail(&r->err, MQ_ERR_DATA,
+		"'%s': tensor '%s': %s at row %llu, element %zu; repair the checkpoint, or keep the tensor unquantized with --exclude '%s'",
+		r->man.files[t->file].path, t->name, what, (unsigned long long)row, col, t->name);
+}
+
+/* Range of one row with the NaN/Inf (and fp16 overflow) checks. */
+static int row_range(struct run *r, const struct mq_tensor *t, const struct mq_plan_tensor *pt, uint64_t row,
+		     const float *x, struct mq_range *rg)
+{
+	size_t bad;
+	if (mq_range_update(rg, x, (size_t)pt->row_elems, &bad))
+		return data_error(r, t, row, x, bad);
+	float limit = mq_scheme_limit(r->plan.scheme);
+	if (mq_f32_from_bits(rg->absmax_bits) > limit) {
+		for (size_t k = 0; k < pt->row_elems; k++)
+			if (x[k] > limit || x[k] < -limit)
+				return data_error(r, t, row, x, k);
+	}
+	return 0;
+}
+
+static int load_block(struct run *r, const struct mq_tensor *t, const struct mq_plan_tensor *pt,
+		      const struct blocks *b, uint64_t row, uint64_t n, struct chunk_hasher *ch)
+{
+	size_t bytes = (size_t)(n * pt->row_bytes);
+	if (read_at(r, t, row * pt->row_bytes, b->src, bytes))
+		return r->err.code;
+	if (ch) {
+		uint64_t chunk_end = (row / pt->chunk_rows + 1) * pt->chunk_rows;
+		if (hash_block(r, ch, b->src, bytes, row + n == chunk_end || row + n == pt->n_rows))
+			return r->err.code;
+	}
+	double t0 = mq_comm_time();
+	if (t->dtype != MQ_DTYPE_F32)
+		mq_dtype_widen(t->dtype, b->src, b->x, (size_t)(n * pt->row_elems));
+	r->stats[MQ_STAT_T_QUANT] += mq_comm_time() - t0;
+	return 0;
+}
+
+static int quant_unit(struct run *r, const struct mq_unit *u, struct chunk_hasher *ch, struct mq_err_acc *acc,
+		      struct mq_out_sums *oacc)
+{
+	const struct mq_tensor *t = &r->man.tensors[u->tensor];
+	const struct mq_plan_tensor *pt = &r->plan.tensors[u->tensor];
+	const struct mq_plan *p = &r->plan;
+	const struct mq_scheme_info *si = mq_scheme_get(p->scheme);
+	size_t out_row = (size_t)pt->row_elems * mq_dtype_size(si->out_dtype);
+	struct blocks b = carve(r, pt, t->dtype);
+	struct mq_range whole;
+	mq_range_init(&whole);
+	if (p->per_tensor) { /* pass 1: the exact range of the whole tensor (and the digests) */
+		for (uint64_t row = u->row_begin; row < u->row_end;) {
+			uint64_t n = u->row_end - row < pt->block_rows ? u->row_end - row : pt->block_rows;
+			uint64_t to_chunk_end = (row / pt->chunk_rows + 1) * pt->chunk_rows - row;
+			n = n < to_chunk_end ? n : to_chunk_end; /* a block never straddles two chunk digests */
+			if (load_block(r, t, pt, &b, row, n, ch))
+				return r->err.code;
+			for (uint64_t k = 0; k < n; k++)
+				if (row_range(r, t, pt, row + k, b.x + k * pt->row_elems, &whole))
+					return r->err.code;
+			row += n;
+			collect_poll(r, 0);
+			if (r->cancelled)
+				return MQ_ERR_INTERNAL;
+		}
+	}
+	struct mq_qparams tensor_qp = mq_quant_params(p->scheme, &whole);
+	for (uint64_t row = u->row_begin; row < u->row_end;) {
+		uint64_t n = u->row_end - row < pt->block_rows ? u->row_end - row : pt->block_rows;
+		if (load_block(r, t, pt, &b, row, n, p->per_tensor ? NULL : ch))
+			return r->err.code;
+		double t0 = mq_comm_time();
+		for (uint64_t k = 0; k < n; k++) {
+			const float *x = b.x + k * pt->row_elems;
+			struct mq_qparams qp = tensor_qp;
+			if (!p->per_tensor) {
+				struct mq_range rg;
+				mq_range_init(&rg);
+				if (row_range(r, t, pt, row + k, x, &rg))
+					return r->err.code;
+				qp = mq_quant_params(p->scheme, &rg);
+			}
+			mq_quant_row(p->scheme, x, (size_t)pt->row_elems, qp, (char *)b.q + k * out_row, acc);
+			b.scale[k] = qp.scale;
+			b.zp[k] = (int8_t)qp.zero_point;
+		}
+		r->stats[MQ_STAT_T_QUANT] += mq_comm_time() - t0;
+		if (write_out(r, pt->out_data, row * out_row, b.q, n * out_row))
+			return r->err.code;
+		if (pt->calib == MQ_CALIB_STATIC) {
+			for (uint64_t k = 0; k < n; k++) {
+				const struct mq_qparams qp = { b.scale[k], b.zp[k] };
+				const void *q = (const char *)b.q + k * out_row;
+				float *wh = b.what + k * pt->row_elems;
+				for (uint64_t j = 0; j < pt->row_elems; j++)
+					wh[j] = mq_dequant(qp, ((const int8_t *)q)[j]);
+			}
+			if (outspace_sums(r, u->tensor, b.x, b.what, n, oacc))
+				return r->err.code;
+		}
+		if (!p->per_tensor && pt->out_scale >= 0 && write_out(r, pt->out_scale, row * 4, b.scale, n * 4))
+			return r->err.code;
+		if (!p->per_tensor && pt->out_zero_point >= 0 && write_out(r, pt->out_zero_point, row, b.zp, n))
+			return r->err.code;
+		row += n;
+		collect_poll(r, 0);
+		if (r->cancelled)
+			return MQ_ERR_INTERNAL;
+	}
+	if (p->per_tensor) {
+		int8_t zp = (int8_t)tensor_qp.zero_point;
+		if (write_out(r, pt->out_scale, 0, &tensor_qp.scale, 4) ||
+		    (pt->out_zero_point >= 0 && write_out(r, pt->out_zero_point, 0, &zp, 1)))
+			return r->err.code;
+	}
+	return 0;
+}
+
+/* The up-to-date check's work on one unit: its source chunks' digests, nothing written. */
+int unit_hash(struct run *r, const struct mq_unit *u, struct chunk_hasher *ch)
+{
+	const struct mq_tensor *t = &r->man.tensors[u->tensor];
+	const struct mq_plan_tensor *pt = &r->plan.tensors[u->tensor];
+	size_t es = mq_dtype_size(t->dtype);
+	for (uint64_t c = u->chunk_begin; c < u->chunk_end; c++) {
+		uint64_t r1 = (c + 1) * pt->chunk_rows < pt->n_rows ? (c + 1) * pt->chunk_rows : pt->n_rows;
+		uint64_t end = r1 * pt->row_bytes;
+		for (uint64_t off = c * pt->chunk_rows * pt->row_bytes; off < end;) {
+			size_t n = (size_t)(end - off < r->plan.arena_bytes ? end - off : r->plan.arena_bytes);
+			n -= n % es;
+			if (read_at(r, t, off, r->arena, n) || hash_block(r, ch, r->arena, n, off + n == end))
+				return r->err.code;
+			off += n;
+			collect_poll(r, 0);
+			if (r->cancelled)
+				return MQ_ERR_INTERNAL;
+		}
+	}
+	return 0;
+}
+
+static int do_unit(struct run *r, int id, struct unit_record *rec)
+{
+	const struct mq_unit *u = &r->plan.units[id];
+	struct chunk_hasher ch = { .out = r->opt->no_checksum ? NULL : (uint8_t *)(rec + 1) };
+	struct mq_err_acc acc = { 0, 0, 0 };
+	struct mq_out_sums oacc = { 0, 0, 0 };
+	memset(rec, 0, sizeof(*rec));
+	rec->unit = id;
+	rec->n_digests = r->opt->no_checksum ? 0 : (uint32_t)(u->chunk_end - u->chunk_begin);
+	const struct mq_plan_tensor *pt = &r->plan.tensors[u->tensor];
+	r->ucrc_out[0] = pt->out_data;
+	r->ucrc_out[1] = pt->out_scale;
+	r->ucrc_out[2] = pt->out_zero_point;
+	for (int k = 0; k < 3; k++) {
+		r->ucrc[k] = (uint32_t)crc32(0L, Z_NULL, 0);
+		r->ucrc_len[k] = 0;
+	}
+	int rc = r->hash_only ? unit_hash(r, u, &ch)
+		 : r->plan.tensors[u->tensor].action == MQ_ACT_QUANT ? quant_unit(r, u, &ch, &acc, &oacc)
+								      : copy_unit(r, u, &ch);
+	if (ch.open)
+		mq_sha256_release(&ch.h);
+	rec->failed = rc != 0;
+	rec->signal = acc.signal;
+	rec->noise = acc.noise;
+	rec->max_abs = acc.max_abs;
+	rec->out_signal = oacc.signal;
+	rec->out_noise_w = oacc.noise_w;
+	rec->out_noise_wa = oacc.noise_wa;
+	memcpy(rec->crc, r->ucrc, sizeof(rec->crc));
+	memcpy(rec->crc_len, r->ucrc_len, sizeof(rec->crc_len));
+	for (int k = 0; k < 3; k++)
+		r->ucrc_out[k] = -1;
+	return rc;
+}
+
+int unit_work(struct run *r)
+{
+	const struct mq_plan *p = &r->plan;
+	uint64_t max_digests = 0;
+	for (int u = 0; u < p->n_units; u++)
+		if (p->units[u].chunk_end - p->units[u].chunk_begin > max_digests)
+			max_digests = p->units[u].chunk_end - p->units[u].chunk_begin;
+	size_t rec_len = sizeof(struct unit_record) + (size_t)max_digests * MQ_SHA256_LEN;
+	struct unit_record *full = malloc(rec_len), skip;
+	free(r->arena);
+	r->arena = malloc((size_t)p->arena_bytes + 4 * 64);
+	/* Without buffers this rank still reports every unit (as skipped), or rank 0 would wait forever. */
+	int failed = 0;
+	if (!full || !r->arena)
+		failed = mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory for %llu bytes of buffers",
+				 (unsigned long long)p->arena_bytes) != 0;
+	for (int id = 0; id < p->n_units; id++) {
+		if (p->units[id].rank != r->rank || r->done[id])
+			continue;
+		struct unit_record *rec = &skip;
+		if (mq_stop_requested && !r->interrupted) { /* finish the unit in hand, start no other */
+			r->interrupted = 1;
+			mq_info("SIGUSR1: stopping after the units in hand\n");
+		}
+		if (!failed && !r->cancelled && !r->interrupted) {
+			rec = full;
+			failed = do_unit(r, id, rec) != 0;
+			r->stats[MQ_STAT_UNITS]++;
+			if (failed && r->rank == 0)
+				collect_cancel_all(r);
+		} else { /* after a failure anywhere, the remaining units are only reported as skipped */
+			memset(rec, 0, sizeof(*rec));
+			rec->unit = id;
+			rec->failed = failed || r->cancelled ? 1 : 2;
+		}
+		if (rec->failed)
+			rec->n_digests = 0;
+		size_t len = sizeof(*rec) + rec->n_digests * (size_t)MQ_SHA256_LEN;
+		if (r->rank == 0) {
+			collect_take(r, rec, len);
+		} else {
+			struct mq_error e = { 0 };
+			if (mq_comm_send_record(r->comm, rec, len, &e))
+				MQ_ASSERT(!"cannot send a unit record");
+		}
+	}
+	free(full);
+	double t0 = mq_comm_time();
+	collect_poll(r, 1);
+	r->stats[MQ_STAT_T_WAIT] += mq_comm_time() - t0;
+	if (r->interrupted && r->hash_only)
+		mq_fail(&r->err, MQ_ERR_INTERRUPTED, "interrupted by SIGUSR1 while checking whether '%s' is up to date",
+			r->output);
+	else if (r->interrupted)
+		mq_fail(&r->err, MQ_ERR_INTERRUPTED,
+			"interrupted by SIGUSR1; the finished work units are kept in '%s' with their journal: run the same command again to resume",
+			r->tmp);
+	return r->err.code;
+}

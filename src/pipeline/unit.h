@@ -1,0 +1,31 @@
+/*
+ * unit: this rank's work, one unit after another: read the unit's rows
+ * (whole reads, or gathers of a strided view), hash each chunk while its
+ * bytes are in cache, widen to float32, quantize or copy, and write the
+ * bytes at their planned offsets; then send the unit's record (collect.c).
+ * The up-to-date check and the resume check hash without writing.
+ */
+#ifndef MQ_UNIT_H
+#define MQ_UNIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "state.h"
+
+/* Chunk digests of a unit: one SHA-256 per chunk, blocks fed in order. */
+struct chunk_hasher {
+	struct mq_sha256 h;
+	int open;
+	uint8_t *out;     /* digests of the unit's chunks */
+	int next;         /* index of the chunk being hashed */
+};
+
+/* Every unit the plan gives this rank and that is not done yet; then waits for all records (rank 0). */
+int unit_work(struct run *r);
+/* The digests of one unit's source chunks into ch, nothing written. */
+int unit_hash(struct run *r, const struct mq_unit *u, struct chunk_hasher *ch);
+/* n bytes at absolute offset pos of the output file (timed and counted). */
+int unit_write_at(struct run *r, uint64_t pos, const void *buf, size_t n);
+
+#endif
