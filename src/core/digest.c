@@ -1,5 +1,8 @@
 #include "digest.h"
 
+#include <stdio.h>
+#include <stdlib.h>
+
 #include <openssl/evp.h>
 
 int mq_sha256_init(struct mq_sha256 *h)
@@ -51,4 +54,27 @@ void mq_hex(const uint8_t *d, size_t n, char *out)
 		out[2 * i + 1] = hex[d[i] & 15];
 	}
 	out[2 * n] = '\0';
+}
+
+int mq_sha256_file(const char *path, char hex[2 * MQ_SHA256_LEN + 1], struct mq_error *err)
+{
+	FILE *f = fopen(path, "rb");
+	struct mq_sha256 h;
+	char *buf = malloc(MQ_SHA256_FILE_BLOCK);
+	if (!f || !buf || mq_sha256_init(&h)) {
+		if (f)
+			fclose(f);
+		free(buf);
+		return mq_fail(err, MQ_ERR_INPUT, "cannot read '%s' to checksum it", path);
+	}
+	size_t n;
+	while ((n = fread(buf, 1, MQ_SHA256_FILE_BLOCK, f)) > 0)
+		mq_sha256_update(&h, buf, n);
+	uint8_t d[MQ_SHA256_LEN];
+	mq_sha256_final(&h, d);
+	mq_hex(d, MQ_SHA256_LEN, hex);
+	int bad = ferror(f);
+	fclose(f);
+	free(buf);
+	return bad ? mq_fail(err, MQ_ERR_INPUT, "cannot read '%s'", path) : 0;
 }

@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "status.h"
+
 #define MQ_SHA256_LEN 32
 
 struct mq_sha256 {
@@ -26,5 +28,9 @@ int mq_sha256(const void *p, size_t n, uint8_t out[MQ_SHA256_LEN]);
 
 /* Lower-case hex of n bytes into out (2n + 1 bytes). */
 void mq_hex(const uint8_t *d, size_t n, char *out);
+
+#define MQ_SHA256_FILE_BLOCK (4u << 20) /* bytes read at a time */
+/* SHA-256 of a whole file (the calibration file), as hex. MQ_ERR_INPUT if it cannot be read. */
+int mq_sha256_file(const char *path, char hex[2 * MQ_SHA256_LEN + 1], struct mq_error *err);
 
 #endif

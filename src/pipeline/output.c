@@ -207,3 +207,11 @@ int output_place(struct run *r)
 		return mq_fail(&r->err, MQ_ERR_INTERNAL, "the output size overflows");
 	return 0;
 }
+
+void output_release(struct run *r)
+{
+	free(r->out_pos);
+	mq_torch_out_release(&r->tout);
+	free(r->output);
+	free(r->tmp);
+}

@@ -34,4 +34,7 @@ void output_catch_stop(void);
 /* fsync of the folder that holds path (after a rename). */
 void output_sync_dir(const char *path);
 
+/* Frees the paths and the layout (the files are the run's to keep or remove). */
+void output_release(struct run *r);
+
 #endif

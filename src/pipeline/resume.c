@@ -386,3 +386,17 @@ int resume_up_to_date(struct run *r, int *yes)
 		return r->err.code;
 	return bcast_flag(r, yes);
 }
+
+void resume_release(struct run *r)
+{
+	free(r->journal_path);
+	free(r->done);
+	for (int u = 0; r->pending && u < r->plan.n_units; u++)
+		free(r->pending[u]);
+	free(r->pending);
+	free(r->pending_len);
+	if (r->journal_fd >= 0)
+		close(r->journal_fd);
+	if (r->lock_fd >= 0)
+		close(r->lock_fd);
+}

@@ -22,4 +22,7 @@ void resume_keep_partial(struct run *r);
 /* Every rank, job mode: whether the existing output is up to date (*yes, the same on every rank). */
 int resume_up_to_date(struct run *r, int *yes);
 
+/* Frees the resume state and closes the journal and its lock. */
+void resume_release(struct run *r);
+
 #endif

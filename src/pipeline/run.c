@@ -14,30 +14,6 @@
 #include "unit.h"
 #include "write.h"
 
-/* Rank 0: SHA-256 of a whole file (the calibration file), 4 MiB at a time. */
-static int hash_file(struct run *r, const char *path)
-{
-	FILE *f = fopen(path, "rb");
-	struct mq_sha256 h;
-	char *buf = malloc(4u << 20);
-	if (!f || !buf || mq_sha256_init(&h)) {
-		if (f)
-			fclose(f);
-		free(buf);
-		return mq_fail(&r->err, MQ_ERR_INPUT, "cannot read '%s' to checksum it", path);
-	}
-	size_t n;
-	while ((n = fread(buf, 1, 4u << 20, f)) > 0)
-		mq_sha256_update(&h, buf, n);
-	uint8_t d[MQ_SHA256_LEN];
-	mq_sha256_final(&h, d);
-	mq_hex(d, MQ_SHA256_LEN, r->calib_digest);
-	int bad = ferror(f);
-	fclose(f);
-	free(buf);
-	return bad ? mq_fail(&r->err, MQ_ERR_INPUT, "cannot read '%s'", path) : 0;
-}
-
 static int phase_manifest(struct run *r)
 {
 	double t0 = mq_comm_time();
@@ -80,7 +56,7 @@ static int phase_calib(struct run *r)
 		}
 	}
 	if (!r->err.code && r->rank == 0 && !r->opt->no_checksum && !r->opt->dry_run)
-		hash_file(r, r->opt->calib);
+		mq_sha256_file(r->opt->calib, r->calib_digest, &r->err);
 	r->stats[MQ_STAT_T_CALIB] += mq_comm_time() - t0;
 	return mq_comm_agree(r->comm, &r->err);
 }
@@ -219,38 +195,10 @@ static void release(struct run *r)
 	mq_calib_close(r->calib);
 	free(r->cinfo);
 	free(r->act);
-	free(r->u_out);
-	free(r->u_crc);
-	free(r->u_crc_len);
-	free(r->out_crc);
-	free(r->out_pos);
-	mq_torch_out_release(&r->tout);
-	mq_gather_free(r->gather);
-	if (r->fds)
-		for (int f = 0; f < r->man.n_files; f++)
-			if (r->fds[f] >= 0)
-				close(r->fds[f]);
-	free(r->fds);
-	free(r->arena);
-	free(r->res);
-	free(r->u_signal);
-	free(r->u_noise);
-	free(r->u_max);
-	free(r->chunk_digests);
-	free(r->chunk_base);
-	free(r->units_left);
-	free(r->output);
-	free(r->tmp);
-	free(r->journal_path);
-	free(r->done);
-	for (int u = 0; r->pending && u < r->plan.n_units; u++)
-		free(r->pending[u]);
-	free(r->pending);
-	free(r->pending_len);
-	if (r->journal_fd >= 0)
-		close(r->journal_fd);
-	if (r->lock_fd >= 0)
-		close(r->lock_fd);
+	collect_release(r);
+	unit_release(r);
+	output_release(r);
+	resume_release(r);
 	mq_plan_release(&r->plan);
 	mq_manifest_release(&r->man);
 }

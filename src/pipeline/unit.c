@@ -394,3 +394,14 @@ int unit_work(struct run *r)
 			r->tmp);
 	return r->err.code;
 }
+
+void unit_release(struct run *r)
+{
+	mq_gather_free(r->gather);
+	if (r->fds)
+		for (int f = 0; f < r->man.n_files; f++)
+			if (r->fds[f] >= 0)
+				close(r->fds[f]);
+	free(r->fds);
+	free(r->arena);
+}
