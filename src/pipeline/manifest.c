@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#define INDEX_READ 65536u /* bytes of the shard index read at a time */
+
 static int ends_with(const char *s, const char *suffix)
 {
 	size_t a = strlen(s), b = strlen(suffix);
@@ -219,7 +221,8 @@ static int cmp_str_ptr(const void *a, const void *b)
 }
 
 /* Reads the index, checks shard names, and registers the shards in name order. */
-static int load_index(const char *path, struct mq_manifest *m, cJSON **map_out, struct mq_error *err)
+/* The whole index file, NUL-terminated (*len bytes before the NUL), within MQ_INDEX_MAX_BYTES. */
+static int read_index_text(const char *path, char **out, size_t *len_out, struct mq_error *err)
 {
 	FILE *fp = fopen(path, "rb");
 	if (!fp)
@@ -227,13 +230,10 @@ static int load_index(const char *path, struct mq_manifest *m, cJSON **map_out, 
 	char *text = NULL;
 	size_t len = 0, cap = 0;
 	int rc = 0;
-	for (;;) {
-		if (len > MQ_INDEX_MAX_BYTES)
-			break;
-		if (len + 65536 + 1 > cap) {
-			cap = cap ? cap * 2 : 131072;
-			if (cap > MQ_INDEX_MAX_BYTES + 65536 + 1)
-				cap = MQ_INDEX_MAX_BYTES + 65536 + 1;
+	while (len <= MQ_INDEX_MAX_BYTES) {
+		if (len + INDEX_READ + 1 > cap) {
+			cap = cap ? cap * 2 : 2 * INDEX_READ;
+			cap = cap > MQ_INDEX_MAX_BYTES + INDEX_READ + 1 ? MQ_INDEX_MAX_BYTES + INDEX_READ + 1 : cap;
 			char *t = realloc(text, cap);
 			if (!t) {
 				rc = mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
@@ -241,9 +241,9 @@ static int load_index(const char *path, struct mq_manifest *m, cJSON **map_out, 
 			}
 			text = t;
 		}
-		size_t r = fread(text + len, 1, 65536, fp);
+		size_t r = fread(text + len, 1, INDEX_READ, fp);
 		len += r;
-		if (r < 65536)
+		if (r < INDEX_READ)
 			break;
 	}
 	if (!rc && ferror(fp))
@@ -258,9 +258,15 @@ static int load_index(const char *path, struct mq_manifest *m, cJSON **map_out, 
 		return rc;
 	}
 	text[len] = '\0';
-	m->index_size = len;
+	*out = text;
+	*len_out = len;
+	return 0;
+}
+
+/* The index's "weight_map" object, detached from the rest (within MQ_MAX_TENSORS entries). */
+static int parse_weight_map(const char *path, const char *text, size_t len, cJSON **map_out, struct mq_error *err)
+{
 	cJSON *root = cJSON_ParseWithLength(text, len);
-	free(text);
 	if (!root || !cJSON_IsObject(root)) {
 		cJSON_Delete(root);
 		return mq_fail(err, MQ_ERR_INPUT, "'%s': not a valid JSON object (expected a Hugging Face shard index)", path);
@@ -278,13 +284,18 @@ static int load_index(const char *path, struct mq_manifest *m, cJSON **map_out, 
 			"'%s': weight_map lists %d tensors, more than the limit of mq-dist (%d, MQ_MAX_TENSORS in src/bounds.h); a model beyond that limit needs a rebuild with a larger one",
 			path, n, MQ_MAX_TENSORS);
 	}
-	char **names = calloc((size_t)n + 1, sizeof(*names));
-	if (!names) {
-		cJSON_Delete(map);
+	*map_out = map;
+	return 0;
+}
+
+/* The shards the weight map names (each a file beside the index), once each, in name order. */
+static int add_shards(const char *path, const cJSON *map, struct mq_manifest *m, struct mq_error *err)
+{
+	char **names = calloc((size_t)cJSON_GetArraySize(map) + 1, sizeof(*names));
+	if (!names)
 		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
-	}
-	int k = 0;
-	cJSON *it;
+	int k = 0, rc = 0;
+	const cJSON *it;
 	cJSON_ArrayForEach(it, map) {
 		const char *v = cJSON_GetStringValue(it);
 		if (!v) {
@@ -299,19 +310,34 @@ static int load_index(const char *path, struct mq_manifest *m, cJSON **map_out, 
 		}
 		names[k++] = (char *)v;
 	}
-	if (!rc) {
+	char *dir = rc ? NULL : dir_of(path);
+	if (!rc && !dir)
+		rc = mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+	if (!rc)
 		qsort(names, (size_t)k, sizeof(*names), cmp_str_ptr);
-		char *dir = dir_of(path);
-		if (!dir)
-			rc = mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
-		for (int i = 0; i < k && !rc; i++)
-			if (i == 0 || strcmp(names[i], names[i - 1]) != 0)
-				rc = add_file(m, dir, names[i], err);
-		free(dir);
-		if (!rc && m->n_files == 0)
-			rc = mq_fail(err, MQ_ERR_INPUT, "'%s': weight_map is empty", path);
-	}
+	for (int i = 0; i < k && !rc; i++)
+		if (i == 0 || strcmp(names[i], names[i - 1]) != 0)
+			rc = add_file(m, dir, names[i], err);
+	if (!rc && m->n_files == 0)
+		rc = mq_fail(err, MQ_ERR_INPUT, "'%s': weight_map is empty", path);
+	free(dir);
 	free(names);
+	return rc;
+}
+
+static int load_index(const char *path, struct mq_manifest *m, cJSON **map_out, struct mq_error *err)
+{
+	char *text = NULL;
+	size_t len = 0;
+	cJSON *map = NULL;
+	int rc = read_index_text(path, &text, &len, err);
+	if (rc)
+		return rc;
+	m->index_size = len;
+	rc = parse_weight_map(path, text, len, &map, err);
+	free(text);
+	if (!rc)
+		rc = add_shards(path, map, m, err);
 	if (rc)
 		cJSON_Delete(map);
 	else

@@ -6,6 +6,9 @@
 #include "collect.h"
 #include "linalg.h"
 
+#define OUTSPACE_X_BYTES (1u << 20) /* calibration rows of a Linear layer read at a time */
+#define OUTSPACE_Y_BYTES (8u << 20) /* at most this much of the three outputs Y at a time */
+
 /* x -> dequant(quant(x)) with the layer's static activation parameters. */
 static void fake_quant(const struct run *r, int t, const float *x, float *out, size_t n)
 {
@@ -36,9 +39,9 @@ int outspace_sums(struct run *r, int t, const float *w, const float *wh, uint64_
 		m_rows = oh * ow;
 	} else {
 		uint64_t chunk = ci->shape.chunk_rows ? ci->shape.chunk_rows : 1;
-		xb = (1u << 20) / (k * 4) / chunk * chunk; /* whole HDF5 chunks of rows */
+		xb = OUTSPACE_X_BYTES / (k * 4) / chunk * chunk; /* whole HDF5 chunks of rows */
 		xb = xb ? xb : chunk;
-		uint64_t y_cap = (8u << 20) / (n * 12); /* and at most 8 MiB of outputs */
+		uint64_t y_cap = OUTSPACE_Y_BYTES / (n * 12); /* and at most 8 MiB of outputs */
 		y_cap = y_cap ? y_cap : 1;
 		xb = xb < y_cap ? xb : y_cap;
 		m_rows = xb;

@@ -17,6 +17,8 @@
 #include "output.h"
 #include "unit.h"
 
+#define VERIFY_BLOCK (1u << 20) /* bytes of a journaled unit's output read at a time to check its CRC */
+
 /* Rank 0: SHA-256 of everything that decides the output bytes; a journal must match it to be resumed. */
 static void compute_identity(struct run *r)
 {
@@ -82,7 +84,7 @@ static int verify_unit(struct run *r, int fd, const struct unit_record *rec, siz
 			return 0;
 		uLong crc = crc32(0L, Z_NULL, 0);
 		for (uint64_t done = 0; done < n;) {
-			size_t step = (size_t)(n - done < (1u << 20) ? n - done : (1u << 20));
+			size_t step = (size_t)(n - done < VERIFY_BLOCK ? n - done : VERIFY_BLOCK);
 			if (pread(fd, buf, step, (off_t)(r->out_pos[outs[k]] + off + done)) != (ssize_t)step)
 				return 0;
 			crc = crc32(crc, buf, (uInt)step);
@@ -98,7 +100,7 @@ static int verify_unit(struct run *r, int fd, const struct unit_record *rec, siz
 static void resume_units(struct run *r, const struct mq_journal_load *jl)
 {
 	int fd = open(r->tmp, O_RDONLY | O_CLOEXEC);
-	unsigned char *buf = malloc(1u << 20);
+	unsigned char *buf = malloc(VERIFY_BLOCK);
 	r->pending = calloc((size_t)r->plan.n_units + 1, sizeof(void *));
 	r->pending_len = calloc((size_t)r->plan.n_units + 1, sizeof(size_t));
 	if (!r->pending || !r->pending_len) {
@@ -222,6 +224,86 @@ int resume_open_partial(struct run *r)
  * Without checksums (--no-checksum) the journal's identity (sizes,
  * modification times, headers) is all there is to go by.
  */
+/* Rank 0: the journaled chunk digests of the resumed units, in unit order (NUL-terminated blob). */
+static char *resumed_digests(struct run *r, size_t *len)
+{
+	const struct mq_plan *p = &r->plan;
+	struct mq_buf b = MQ_BUF_INIT;
+	for (int u = 0; u < p->n_units; u++)
+		if (r->done[u]) {
+			const struct unit_record *rec = r->pending[u];
+			mq_buf_add(&b, rec + 1, rec->n_digests * (size_t)MQ_SHA256_LEN);
+		}
+	mq_buf_add(&b, "", 1);
+	if (!mq_buf_ok(&b))
+		mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
+	return mq_buf_detach(&b, len);
+}
+
+/* Every rank: re-hashes the resumed units the plan gives it; bad[u] = 1 where a source changed. */
+static void rehash_resumed(struct run *r, const char *dig, size_t len, unsigned char *bad)
+{
+	const struct mq_plan *p = &r->plan;
+	double t0 = mq_comm_time();
+	size_t max = 0;
+	for (int u = 0; u < p->n_units; u++)
+		max = (size_t)(p->units[u].chunk_end - p->units[u].chunk_begin) > max
+			      ? (size_t)(p->units[u].chunk_end - p->units[u].chunk_begin) : max;
+	uint8_t *mine = malloc(max * MQ_SHA256_LEN + 1);
+	free(r->arena);
+	r->arena = malloc((size_t)p->arena_bytes + UNIT_ARENA_SLACK);
+	if (!mine || !r->arena)
+		mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
+	size_t at = 0;
+	for (int u = 0; u < p->n_units && !r->err.code; u++) {
+		if (!r->done[u])
+			continue;
+		size_t n = (size_t)(p->units[u].chunk_end - p->units[u].chunk_begin) * MQ_SHA256_LEN;
+		if (at + n > len) {
+			mq_fail(&r->err, MQ_ERR_INTERNAL, "corrupt resume digests");
+			break;
+		}
+		if (p->units[u].rank == r->rank) {
+			struct chunk_hasher ch = { .out = mine };
+			if (unit_hash(r, &p->units[u], &ch) == 0)
+				bad[u] = memcmp(mine, dig + at, n) != 0;
+			if (ch.open)
+				mq_sha256_release(&ch.h);
+		}
+		at += n;
+	}
+	free(mine);
+	r->stats[MQ_STAT_T_HASH] += mq_comm_time() - t0;
+}
+
+/* Every rank: the units whose source changed are redone; rank 0 takes the others' records and says so. */
+static void replay_resumed(struct run *r, const unsigned char *all_bad)
+{
+	const struct mq_plan *p = &r->plan;
+	int kept = 0, changed = 0;
+	for (int u = 0; u < p->n_units; u++) {
+		if (!r->done[u])
+			continue;
+		if (all_bad[u]) {
+			r->done[u] = 0;
+			changed++;
+			continue;
+		}
+		kept++;
+		if (r->rank == 0) {
+			r->records_left -= p->units[u].rank != 0;
+			r->replaying = 1;
+			collect_take(r, r->pending[u], r->pending_len[u]);
+			r->replaying = 0;
+		}
+	}
+	if (r->rank == 0) {
+		mq_info("resuming an interrupted run: %d of %d work units verified in '%s'\n", kept, p->n_units, r->tmp);
+		if (changed)
+			mq_info("  %d more were journaled, but their source data changed since: redoing them\n", changed);
+	}
+}
+
 int resume_confirm(struct run *r)
 {
 	const struct mq_plan *p = &r->plan;
@@ -238,76 +320,16 @@ int resume_confirm(struct run *r)
 	unsigned char *bad = calloc((size_t)p->n_units + 1, 1), *all_bad = calloc((size_t)p->n_units + 1, 1);
 	if (!bad || !all_bad)
 		mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
-	if (!r->opt->no_checksum && r->rank == 0 && bad) { /* the digests of the resumed units, in unit order */
-		struct mq_buf b = MQ_BUF_INIT;
-		for (int u = 0; u < p->n_units; u++)
-			if (r->done[u]) {
-				const struct unit_record *rec = r->pending[u];
-				mq_buf_add(&b, rec + 1, rec->n_digests * (size_t)MQ_SHA256_LEN);
-			}
-		mq_buf_add(&b, "", 1);
-		if (!mq_buf_ok(&b))
-			mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
-		dig = mq_buf_detach(&b, &len);
-	}
+	if (!r->opt->no_checksum && r->rank == 0 && bad)
+		dig = resumed_digests(r, &len);
 	if (!mq_comm_agree(r->comm, &r->err) && !r->opt->no_checksum &&
-	    !mq_comm_bcast_blob(r->comm, &dig, &len, &r->err)) {
-		double t0 = mq_comm_time();
-		size_t max = 0;
-		for (int u = 0; u < p->n_units; u++)
-			max = (size_t)(p->units[u].chunk_end - p->units[u].chunk_begin) > max
-				      ? (size_t)(p->units[u].chunk_end - p->units[u].chunk_begin) : max;
-		uint8_t *mine = malloc(max * MQ_SHA256_LEN + 1);
-		free(r->arena);
-		r->arena = malloc((size_t)p->arena_bytes + 4 * 64);
-		if (!mine || !r->arena)
-			mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
-		size_t at = 0;
-		for (int u = 0; u < p->n_units && !r->err.code; u++) {
-			if (!r->done[u])
-				continue;
-			size_t n = (size_t)(p->units[u].chunk_end - p->units[u].chunk_begin) * MQ_SHA256_LEN;
-			if (at + n > len) {
-				mq_fail(&r->err, MQ_ERR_INTERNAL, "corrupt resume digests");
-				break;
-			}
-			if (p->units[u].rank == r->rank) {
-				struct chunk_hasher ch = { .out = mine };
-				if (unit_hash(r, &p->units[u], &ch) == 0)
-					bad[u] = memcmp(mine, dig + at, n) != 0;
-				if (ch.open)
-					mq_sha256_release(&ch.h);
-			}
-			at += n;
-		}
-		free(mine);
-		r->stats[MQ_STAT_T_HASH] += mq_comm_time() - t0;
-	}
+	    !mq_comm_bcast_blob(r->comm, &dig, &len, &r->err))
+		rehash_resumed(r, dig, len, bad);
 	free(dig);
 	if (!mq_comm_agree(r->comm, &r->err))
 		mq_comm_allreduce_max_bytes(r->comm, bad, all_bad, (size_t)p->n_units, &r->err);
-	int kept = 0, changed = 0;
-	for (int u = 0; !r->err.code && u < p->n_units; u++) {
-		if (!r->done[u])
-			continue;
-		if (all_bad[u]) {
-			r->done[u] = 0;
-			changed++;
-			continue;
-		}
-		kept++;
-		if (r->rank == 0) {
-			r->records_left -= p->units[u].rank != 0;
-			r->replaying = 1;
-			collect_take(r, r->pending[u], r->pending_len[u]);
-			r->replaying = 0;
-		}
-	}
-	if (!r->err.code && r->rank == 0) {
-		mq_info("resuming an interrupted run: %d of %d work units verified in '%s'\n", kept, p->n_units, r->tmp);
-		if (changed)
-			mq_info("  %d more were journaled, but their source data changed since: redoing them\n", changed);
-	}
+	if (!r->err.code)
+		replay_resumed(r, all_bad);
 	free(bad);
 	free(all_bad);
 	return mq_comm_agree(r->comm, &r->err);

@@ -135,21 +135,26 @@ struct blocks {
 	float *what;       /* calibrated layers: the rows dequantized */
 };
 
+static size_t align_up(uint64_t n)
+{
+	return (size_t)(n + UNIT_ALIGN - 1) & ~(size_t)(UNIT_ALIGN - 1);
+}
+
 static struct blocks carve(struct run *r, const struct mq_plan_tensor *pt, enum mq_dtype dt)
 {
 	struct blocks b;
 	uint64_t rows = pt->block_rows;
 	unsigned char *p = r->arena;
-	size_t src = (size_t)(rows * pt->row_bytes + 63) & ~(size_t)63;
-	size_t f32 = (size_t)(rows * pt->row_elems * 4 + 63) & ~(size_t)63;
-	size_t q = (size_t)(rows * pt->row_elems * mq_dtype_size(mq_scheme_get(r->plan.scheme)->out_dtype) + 63) &
-		   ~(size_t)63;
+	size_t src = align_up(rows * pt->row_bytes);
+	size_t f32 = align_up(rows * pt->row_elems * 4);
+	size_t q = align_up(rows * pt->row_elems * mq_dtype_size(mq_scheme_get(r->plan.scheme)->out_dtype));
 	b.src = p;
 	b.x = dt == MQ_DTYPE_F32 ? (float *)(void *)p : (float *)(void *)(p + src);
 	b.q = p + src + f32;
 	b.scale = (float *)(void *)(p + src + f32 + q);
 	b.zp = (int8_t *)(b.scale + rows);
-	b.what = (float *)(void *)(p + src + f32 + q + ((rows * 5 + 63) & ~(uint64_t)63));
+	/* after a float scale and an int8 zero point per row */
+	b.what = (float *)(void *)(p + src + f32 + q + align_up(rows * 5));
 	return b;
 }
 
@@ -345,7 +350,7 @@ int unit_work(struct run *r)
 	size_t rec_len = sizeof(struct unit_record) + (size_t)max_digests * MQ_SHA256_LEN;
 	struct unit_record *full = malloc(rec_len), skip;
 	free(r->arena);
-	r->arena = malloc((size_t)p->arena_bytes + 4 * 64);
+	r->arena = malloc((size_t)p->arena_bytes + UNIT_ARENA_SLACK);
 	/* Without buffers this rank still reports every unit (as skipped), or rank 0 would wait forever. */
 	int failed = 0;
 	if (!full || !r->arena)

@@ -13,6 +13,13 @@
 
 #include "state.h"
 
+/*
+ * The arena (plan.arena_bytes, from the plan's budget) holds a quantized
+ * block's regions one after another, each starting on a cache line.
+ */
+#define UNIT_ALIGN 64
+#define UNIT_ARENA_SLACK (4 * UNIT_ALIGN) /* carve() rounds each of its four regions up */
+
 /* Chunk digests of a unit: one SHA-256 per chunk, blocks fed in order. */
 struct chunk_hasher {
 	struct mq_sha256 h;
