@@ -8,13 +8,16 @@
 
 #define TAG_RECORD 17
 #define TAG_CANCEL 18
+#define MAX_IO (1u << 30) /* bytes per MPI call: counts are int */
 
 struct mq_comm {
 	MPI_Comm comm;
 	int rank, size;
+};
+
+struct mq_comm_file {
 	MPI_File fh;
-	int file_open;
-	const char *path;
+	char *path;
 };
 
 static int mpi_fail(struct mq_error *err, int rc, const char *what)
@@ -69,8 +72,6 @@ void mq_comm_free(struct mq_comm *c)
 {
 	if (!c)
 		return;
-	if (c->file_open)
-		MPI_File_close(&c->fh);
 	MPI_Comm_free(&c->comm);
 	free(c);
 }
@@ -134,7 +135,7 @@ int mq_comm_bcast_blob(struct mq_comm *c, char **blob, size_t *len, struct mq_er
 	if (!all)
 		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory receiving %llu bytes from rank 0", (unsigned long long)n);
 	for (uint64_t off = 0; off < n;) {
-		uint64_t part = n - off > (1u << 30) ? (1u << 30) : n - off;
+		uint64_t part = n - off > MAX_IO ? MAX_IO : n - off;
 		MQ_MPI_CHECK(MPI_Bcast(*blob + off, (int)part, MPI_BYTE, 0, c->comm), "MPI_Bcast");
 		off += part;
 	}
@@ -232,7 +233,7 @@ int mq_comm_gather(struct mq_comm *c, const double *mine, int n, double *all, st
 	return 0;
 }
 
-static int file_fail(struct mq_comm *c, struct mq_error *err, int rc, const char *what)
+static int file_fail(const char *path, struct mq_error *err, int rc, const char *what)
 {
 	char s[MPI_MAX_ERROR_STRING];
 	int len = 0, cls = 0;
@@ -240,35 +241,44 @@ static int file_fail(struct mq_comm *c, struct mq_error *err, int rc, const char
 	MPI_Error_class(rc, &cls);
 	if (cls == MPI_ERR_NO_SPACE || cls == MPI_ERR_QUOTA)
 		return mq_fail(err, MQ_ERR_OUTPUT, "'%s': no space left on device while writing the output (%s)",
-			       c->path, s);
-	return mq_fail(err, MQ_ERR_OUTPUT, "'%s': %s failed: %s", c->path, what, s);
+			       path, s);
+	return mq_fail(err, MQ_ERR_OUTPUT, "'%s': %s failed: %s", path, what, s);
 }
 
-int mq_comm_file_open(struct mq_comm *c, const char *path, struct mq_error *err)
+int mq_comm_file_open(struct mq_comm *c, const char *path, struct mq_comm_file **out, struct mq_error *err)
 {
-	c->path = path;
-	int rc = MPI_File_open(c->comm, path, MPI_MODE_WRONLY, MPI_INFO_NULL, &c->fh);
-	if (rc != MPI_SUCCESS)
-		return file_fail(c, err, rc, "opening the output");
-	MPI_File_set_errhandler(c->fh, MPI_ERRORS_RETURN);
-	c->file_open = 1;
+	*out = NULL;
+	struct mq_comm_file *f = calloc(1, sizeof(*f));
+	if (!f || !(f->path = strdup(path))) {
+		free(f);
+		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+	}
+	int rc = MPI_File_open(c->comm, path, MPI_MODE_WRONLY, MPI_INFO_NULL, &f->fh);
+	if (rc != MPI_SUCCESS) {
+		file_fail(path, err, rc, "opening the output");
+		free(f->path);
+		free(f);
+		return err->code;
+	}
+	MPI_File_set_errhandler(f->fh, MPI_ERRORS_RETURN);
+	*out = f;
 	return 0;
 }
 
-int mq_comm_file_write(struct mq_comm *c, uint64_t offset, const void *p, size_t n, struct mq_error *err)
+int mq_comm_file_write(struct mq_comm_file *f, uint64_t offset, const void *p, size_t n, struct mq_error *err)
 {
 	const char *b = p;
 	while (n) {
-		int part = n > (1u << 30) ? (1 << 30) : (int)n;
+		int part = n > MAX_IO ? (int)MAX_IO : (int)n;
 		MPI_Status st;
-		int rc = MPI_File_write_at(c->fh, (MPI_Offset)offset, b, part, MPI_BYTE, &st);
+		int rc = MPI_File_write_at(f->fh, (MPI_Offset)offset, b, part, MPI_BYTE, &st);
 		if (rc != MPI_SUCCESS)
-			return file_fail(c, err, rc, "writing");
+			return file_fail(f->path, err, rc, "writing");
 		int done = 0;
 		MPI_Get_count(&st, MPI_BYTE, &done);
 		if (done <= 0)
 			return mq_fail(err, MQ_ERR_OUTPUT,
-				"'%s': short write at offset %llu (disk full?)", c->path, (unsigned long long)offset);
+				"'%s': short write at offset %llu (disk full?)", f->path, (unsigned long long)offset);
 		b += done;
 		n -= (size_t)done;
 		offset += (uint64_t)done;
@@ -276,21 +286,24 @@ int mq_comm_file_write(struct mq_comm *c, uint64_t offset, const void *p, size_t
 	return 0;
 }
 
-int mq_comm_file_sync(struct mq_comm *c, struct mq_error *err)
+int mq_comm_file_sync(struct mq_comm_file *f, struct mq_error *err)
 {
-	int rc = MPI_File_sync(c->fh);
+	int rc = MPI_File_sync(f->fh);
 	if (rc != MPI_SUCCESS)
-		return file_fail(c, err, rc, "flushing");
+		return file_fail(f->path, err, rc, "flushing");
 	return 0;
 }
 
-int mq_comm_file_close(struct mq_comm *c, struct mq_error *err)
+int mq_comm_file_close(struct mq_comm_file **fp, struct mq_error *err)
 {
-	if (!c->file_open)
+	struct mq_comm_file *f = *fp;
+	if (!f)
 		return 0;
-	c->file_open = 0;
-	int rc = MPI_File_close(&c->fh);
+	*fp = NULL;
+	int rc = MPI_File_close(&f->fh);
 	if (rc != MPI_SUCCESS)
-		return file_fail(c, err, rc, "closing");
-	return 0;
+		file_fail(f->path, err, rc, "closing");
+	free(f->path);
+	free(f);
+	return rc != MPI_SUCCESS ? err->code : 0;
 }

@@ -14,7 +14,7 @@
 
 #include "status.h"
 
-struct mq_comm; /* opaque: a duplicated communicator and the output file */
+struct mq_comm; /* opaque: a duplicated communicator */
 
 /*
  * Starts MPI and returns the world communicator (a duplicate of it), NULL if
@@ -64,11 +64,18 @@ struct mq_comm *mq_comm_split(struct mq_comm *c, int color);
 /* Collective over doubles: rank 0 receives n values from each rank into all (n * size). */
 int mq_comm_gather(struct mq_comm *c, const double *mine, int n, double *all, struct mq_error *err);
 
-/* The output file (collective open/sync/close; independent writes). */
-int mq_comm_file_open(struct mq_comm *c, const char *path, struct mq_error *err);
-int mq_comm_file_write(struct mq_comm *c, uint64_t offset, const void *p, size_t n, struct mq_error *err);
-int mq_comm_file_sync(struct mq_comm *c, struct mq_error *err);
-int mq_comm_file_close(struct mq_comm *c, struct mq_error *err);
+/*
+ * An output file open on every rank of a communicator: collective open, sync
+ * and close, independent writes at any offset. The run owns the handle; a
+ * model of several files holds one each.
+ */
+struct mq_comm_file;
+/* Collective: opens path for writing (*f is NULL on failure). */
+int mq_comm_file_open(struct mq_comm *c, const char *path, struct mq_comm_file **f, struct mq_error *err);
+int mq_comm_file_write(struct mq_comm_file *f, uint64_t offset, const void *p, size_t n, struct mq_error *err);
+int mq_comm_file_sync(struct mq_comm_file *f, struct mq_error *err);
+/* Collective: closes and frees *f (nothing for NULL), and sets it to NULL. */
+int mq_comm_file_close(struct mq_comm_file **f, struct mq_error *err);
 
 /* Aborts every rank; only for broken invariants. */
 void mq_comm_abort_world(void);

@@ -210,6 +210,7 @@ int output_place(struct run *r)
 
 void output_release(struct run *r)
 {
+	mq_comm_file_close(&r->file, &(struct mq_error){ 0 }); /* already closed on every path that opened it */
 	free(r->out_pos);
 	mq_torch_out_release(&r->tout);
 	free(r->output);

@@ -339,8 +339,8 @@ int resume_confirm(struct run *r)
 void resume_keep_partial(struct run *r)
 {
 	struct mq_error e = { 0 };
-	mq_comm_file_sync(r->comm, &e);
-	mq_comm_file_close(r->comm, &e);
+	mq_comm_file_sync(r->file, &e);
+	mq_comm_file_close(&r->file, &e);
 	if (r->rank != 0)
 		return;
 	if (r->journal_fd >= 0) {

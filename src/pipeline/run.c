@@ -145,7 +145,7 @@ static int phase_open(struct run *r)
 	free(done);
 	if (mq_comm_agree(r->comm, &r->err) || resume_confirm(r))
 		return r->err.code;
-	mq_comm_file_open(r->comm, r->tmp, &r->err);
+	mq_comm_file_open(r->comm, r->tmp, &r->file, &r->err);
 	return mq_comm_agree(r->comm, &r->err);
 }
 
@@ -156,8 +156,8 @@ static int phase_finish(struct run *r)
 		writer_finish(r);
 	mq_comm_agree(r->comm, &r->err);
 	if (!r->err.code && !r->opt->no_sync)
-		mq_comm_file_sync(r->comm, &r->err);
-	mq_comm_file_close(r->comm, &r->err);
+		mq_comm_file_sync(r->file, &r->err);
+	mq_comm_file_close(&r->file, &r->err);
 	if (!mq_comm_agree(r->comm, &r->err) && r->rank == 0) {
 		if (rename(r->tmp, r->output) != 0)
 			mq_fail(&r->err, MQ_ERR_OUTPUT, "cannot rename '%s' to '%s': %s", r->tmp, r->output,
@@ -249,7 +249,7 @@ static int quantize(struct run *r)
 	report(r);
 	return 0;
 fail:
-	mq_comm_file_close(r->comm, &(struct mq_error){ 0 });
+	mq_comm_file_close(&r->file, &(struct mq_error){ 0 });
 	if (r->rank == 0 && r->tmp && r->err.code == MQ_ERR_INTERNAL && mq_units_journaled && r->journal_fd >= 0) {
 		/* an MPI failure is how a peer's crash may surface: keep the finished units as a crash does */
 		fsync(r->journal_fd);

@@ -58,6 +58,7 @@ struct run {
 	uint64_t *out_pos;            /* per output tensor: file offset of its first byte */
 	uint64_t out_size;            /* of the whole output file */
 	char *output, *tmp;           /* final and partial output paths (all ranks) */
+	struct mq_comm_file *file;    /* the partial output, open on every rank during the work */
 	char existing_fp[2 * MQ_SHA256_LEN + 1]; /* rank 0, job mode: the existing output's fingerprint */
 	/* resume.c: the journal, resuming and the up-to-date check */
 	char *journal_path;           /* rank 0: the journal beside the partial output */

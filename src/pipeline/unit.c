@@ -71,7 +71,7 @@ static int read_at(struct run *r, const struct mq_tensor *t, uint64_t off, void 
 int unit_write_at(struct run *r, uint64_t pos, const void *buf, size_t n)
 {
 	double t0 = mq_comm_time();
-	int rc = mq_comm_file_write(r->comm, pos, buf, n, &r->err);
+	int rc = mq_comm_file_write(r->file, pos, buf, n, &r->err);
 	r->stats[MQ_STAT_T_WRITE] += mq_comm_time() - t0;
 	r->stats[MQ_STAT_BYTES_WRITTEN] += (double)n;
 	return rc;
