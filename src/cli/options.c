@@ -311,7 +311,7 @@ static int apply(struct mq_options *o, const struct opt *op, const char *val, st
 		strcpy(o->output, val);
 		if (!*val)
 			return mq_fail(err, MQ_ERR_USAGE, "--output: empty path");
-		return mq_options_output_format(val) < 0 ? mq_options_check_output_name(val, err) : 0;
+		return mq_options_check_output_name(val, err);
 	case OPT_SCHEME:
 		if (strcmp(val, "uint8") == 0)
 			return mq_fail(err, MQ_ERR_USAGE,

@@ -56,7 +56,7 @@ static void finish_tensor(struct run *r, int t)
 		mq_sha256(r->chunk_digests + r->chunk_base[t] * MQ_SHA256_LEN, pt->n_chunks * MQ_SHA256_LEN,
 			  res->sha256);
 	const int outs[3] = { pt->out_data, pt->out_scale, pt->out_zero_point };
-	for (int k = 0; r->pt && k < 3; k++) { /* the units' CRCs joined in unit order */
+	for (int k = 0; r->writer->tensor_crcs && k < 3; k++) { /* the units' CRCs joined in unit order */
 		if (outs[k] < 0)
 			continue;
 		uLong crc = crc32(0L, Z_NULL, 0);

@@ -12,45 +12,22 @@ const char *const mq_default_excludes[] = {
 };
 const int mq_n_default_excludes = sizeof(mq_default_excludes) / sizeof(mq_default_excludes[0]);
 
-static const struct {
-	const char *ext;
-	enum mq_out_format format;
-} out_exts[] = {
-	{ ".safetensors", MQ_OUT_SAFETENSORS },
-	{ ".pt", MQ_OUT_TORCH },
-	{ ".pth", MQ_OUT_TORCH },
-	{ ".bin", MQ_OUT_TORCH },
-};
-#define N_OUT_EXTS ((int)(sizeof(out_exts) / sizeof(out_exts[0])))
-
-/* The extension of a path's last component, from its last '.' (not a leading one), or "". */
-static const char *extension(const char *path)
-{
-	const char *base = strrchr(path, '/');
-	base = base ? base + 1 : path;
-	const char *dot = strrchr(base, '.');
-	return dot && dot > base ? dot : "";
-}
-
-int mq_options_output_format(const char *path)
-{
-	const char *ext = extension(path);
-	for (int k = 0; k < N_OUT_EXTS; k++)
-		if (strcmp(ext, out_exts[k].ext) == 0)
-			return (int)out_exts[k].format;
-	return -1;
-}
-
 int mq_options_check_output_name(const char *val, struct mq_error *err)
 {
-	const char *ext = extension(val);
+	if (mq_writer_select(val))
+		return 0;
+	const char *ext = mq_path_extension(val);
 	if (!*ext)
 		return mq_fail(err, MQ_ERR_USAGE, "--output '%s': the name has no extension: end it in .safetensors, or in "
 			       ".pt, .pth or .bin for a torch archive", val);
-	for (int k = 0; k < N_OUT_EXTS; k++)
-		if (strcasecmp(ext, out_exts[k].ext) == 0)
-			return mq_fail(err, MQ_ERR_USAGE, "--output '%s': extensions are case-sensitive: '%s' is not '%s' "
-				       "(accepted: %s)", val, ext, out_exts[k].ext, MQ_OUT_EXTENSIONS);
+	char accepted[128];
+	mq_writer_extensions(accepted, sizeof(accepted));
+	const struct mq_writer *w;
+	for (int i = 0; (w = mq_writer_get(i)); i++)
+		for (const char *const *e = w->extensions; *e; e++)
+			if (strcasecmp(ext, *e) == 0)
+				return mq_fail(err, MQ_ERR_USAGE, "--output '%s': extensions are case-sensitive: '%s' is not "
+					       "'%s' (accepted: %s)", val, ext, *e, accepted);
 	return mq_fail(err, MQ_ERR_USAGE, "--output '%s': mq-dist does not write '%s' files: end the name in "
 		       ".safetensors, or in .pt, .pth or .bin for a torch archive", val, ext);
 }

@@ -14,6 +14,7 @@
 #include "observe.h"
 #include "quant.h"
 #include "status.h"
+#include "writer.h"
 
 #define MQ_VERSION "0.1.0"
 
@@ -48,25 +49,17 @@ struct mq_options {
 	const char *job;         /* --job FILE.json, or NULL */
 	int groups;              /* --groups K (0: not given) */
 	int job_mode;            /* set by the job runner: an up-to-date output is skipped, a stale one replaced */
-	int pt_output;           /* set once the output path is known: a torch archive (.pt, .pth, .bin) */
+	const char *out_format;  /* set once the output path is known: its writer's name ("safetensors", "pt") */
 	uint64_t memory_budget;  /* bytes of tensor buffers per rank */
 };
 
 /*
- * Output formats, told by the output name's extension, case-sensitively:
- * .safetensors, or a torch archive for .pt, .pth and .bin (Hugging Face's
- * name for torch checkpoints, pytorch_model.bin). Any other name is refused.
+ * Output formats are told by the output name's extension, case-sensitively
+ * (the writer table, formats/writer.h): .safetensors, or a torch archive for
+ * .pt, .pth and .bin (Hugging Face's name for torch checkpoints,
+ * pytorch_model.bin). Any other name is refused: 0 if a writer takes path,
+ * else MQ_ERR_USAGE with the fix.
  */
-enum mq_out_format {
-	MQ_OUT_SAFETENSORS,
-	MQ_OUT_TORCH,
-};
-#define MQ_OUT_EXTENSIONS ".safetensors, .pt, .pth, .bin"
-
-/* The format an output name asks for, or -1 when mq-dist writes no file of that name's extension. */
-int mq_options_output_format(const char *path);
-
-/* Refuses an output name mq-dist does not write (no extension, wrong case, another format), with the fix. */
 int mq_options_check_output_name(const char *path, struct mq_error *err);
 
 /* Default exclusion patterns (POSIX extended regular expressions). */

@@ -252,7 +252,7 @@ void mq_metadata_fingerprint(const struct mq_plan *p, const struct mq_options *o
 	mq_hex(d, MQ_SHA256_LEN, src);
 	struct mq_buf b = MQ_BUF_INIT;
 	mq_buf_addf(&b, "mq-dist fingerprint 1\nversion %s\nformat %s\nchunk_bytes %u\noptions ", MQ_VERSION,
-		    o->pt_output ? "pt" : "safetensors", MQ_CHUNK_BYTES);
+		    o->out_format, MQ_CHUNK_BYTES);
 	mq_options_json(o, &b);
 	mq_buf_addf(&b, "\ncalibration_sha256 %s\nsource_sha256 %s\n",
 		    o->calib ? (calib_digest ? calib_digest : "unknown") : "none", src);

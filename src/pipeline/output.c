@@ -193,16 +193,13 @@ void output_sync_dir(const char *path)
 int output_place(struct run *r)
 {
 	const struct mq_plan *p = &r->plan;
-	if (mq_metadata_reserve(&r->man, p, r->opt, r->pt, &r->header_len, &r->err))
+	uint64_t reserve = 0;
+	if (mq_metadata_reserve(&r->man, p, r->opt, r->writer->meta == MQ_META_OBJECT, &reserve, &r->err) ||
+	    r->writer->layout(p->out, p->n_out, reserve, &r->files, &r->err))
 		return r->err.code;
-	if (r->pt && mq_torch_out_plan(p->out, p->n_out, r->header_len, &r->tout, &r->err))
-		return r->err.code;
-	if (!(r->out_pos = malloc(((size_t)p->n_out + 1) * sizeof(uint64_t))))
-		return mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
-	for (int o = 0; o < p->n_out; o++)
-		r->out_pos[o] = r->pt ? r->tout.entries[r->tout.entry_of_out[o]].data_offset
-				      : 8 + r->header_len + p->out[o].begin;
-	r->out_size = r->pt ? r->tout.file_size : 8 + r->header_len + p->bytes_out;
+	r->header_len = r->files.meta_reserve;
+	r->out_pos = r->files.pos;
+	r->out_size = r->files.file_size[0];
 	if (r->out_size < p->bytes_out) /* the plan bounds bytes_out far below 2^64; a broken bound is a bug */
 		return mq_fail(&r->err, MQ_ERR_INTERNAL, "the output size overflows");
 	return 0;
@@ -211,8 +208,8 @@ int output_place(struct run *r)
 void output_release(struct run *r)
 {
 	mq_comm_file_close(&r->file, &(struct mq_error){ 0 }); /* already closed on every path that opened it */
-	free(r->out_pos);
-	mq_torch_out_release(&r->tout);
+	if (r->writer)
+		r->writer->release(&r->files);
 	free(r->output);
 	free(r->tmp);
 }

@@ -105,7 +105,11 @@ static int phase_plan(struct run *r)
 	if (!r->output)
 		mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
 	else
-		r->pt = r->opt->pt_output = mq_options_output_format(r->output) == MQ_OUT_TORCH;
+		mq_options_check_output_name(r->output, &r->err); /* a default name always passes */
+	if (!r->err.code) {
+		r->writer = mq_writer_select(r->output);
+		r->opt->out_format = r->writer->name;
+	}
 	if (!r->err.code && r->rank == 0)
 		output_check(r);
 	if (!r->err.code && !mq_plan_build(&r->man, r->opt, r->size, r->cinfo, &r->plan, &r->err))

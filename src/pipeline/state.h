@@ -17,7 +17,7 @@
 #include "manifest.h"
 #include "plan.h"
 #include "report.h"
-#include "torch.h"
+#include "writer.h"
 
 /* A unit's result as sent to rank 0; followed by n_digests SHA-256 digests. */
 struct unit_record {
@@ -52,10 +52,10 @@ struct run {
 	double *act;                  /* per tensor: threshold, scale, zero point (after the observers) */
 	char calib_digest[2 * MQ_SHA256_LEN + 1]; /* rank 0 */
 	/* output.c: the output file and its layout */
-	uint64_t header_len;          /* reserved: the safetensors header, or the .pt metadata record */
-	int pt;                       /* the output is a torch .pt archive */
-	struct mq_torch_out tout;     /* its layout */
-	uint64_t *out_pos;            /* per output tensor: file offset of its first byte */
+	const struct mq_writer *writer; /* the output's format (by the output name) */
+	struct mq_out_files files;    /* where the writer put every output tensor */
+	uint64_t header_len;          /* files.meta_reserve: the safetensors header, or the .pt metadata record */
+	uint64_t *out_pos;            /* files.pos: per output tensor, file offset of its first byte */
 	uint64_t out_size;            /* of the whole output file */
 	char *output, *tmp;           /* final and partial output paths (all ranks) */
 	struct mq_comm_file *file;    /* the partial output, open on every rank during the work */

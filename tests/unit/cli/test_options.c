@@ -81,17 +81,17 @@ static void test_options_errors_name_the_option(void **state)
 static void test_options_output_name_picks_the_format(void **state)
 {
 	(void)state;
-	assert_int_equal(mq_options_output_format("o/m.int8.safetensors"), MQ_OUT_SAFETENSORS);
-	assert_int_equal(mq_options_output_format("m.pt"), MQ_OUT_TORCH);
-	assert_int_equal(mq_options_output_format("d.x/m.pth"), MQ_OUT_TORCH);
-	assert_int_equal(mq_options_output_format("hf/pytorch_model.bin"), MQ_OUT_TORCH);
-	assert_int_equal(mq_options_output_format("m.gguf"), -1);
-	assert_int_equal(mq_options_output_format("m.PT"), -1);            /* case matters */
-	assert_int_equal(mq_options_output_format("m.Safetensors"), -1);
-	assert_int_equal(mq_options_output_format("model"), -1);           /* no extension */
-	assert_int_equal(mq_options_output_format("d.pt/model"), -1);      /* a dot in the folder only */
-	assert_int_equal(mq_options_output_format(".pt"), -1);             /* a hidden name, no extension */
-	assert_int_equal(mq_options_output_format("m.pt.tmp"), -1);
+	assert_ptr_equal(mq_writer_select("o/m.int8.safetensors"), &mq_writer_safetensors);
+	assert_ptr_equal(mq_writer_select("m.pt"), &mq_writer_torch);
+	assert_ptr_equal(mq_writer_select("d.x/m.pth"), &mq_writer_torch);
+	assert_ptr_equal(mq_writer_select("hf/pytorch_model.bin"), &mq_writer_torch);
+	assert_ptr_equal(mq_writer_select("m.gguf"), NULL);
+	assert_ptr_equal(mq_writer_select("m.PT"), NULL);            /* case matters */
+	assert_ptr_equal(mq_writer_select("m.Safetensors"), NULL);
+	assert_ptr_equal(mq_writer_select("model"), NULL);           /* no extension */
+	assert_ptr_equal(mq_writer_select("d.pt/model"), NULL);      /* a dot in the folder only */
+	assert_ptr_equal(mq_writer_select(".pt"), NULL);             /* a hidden name, no extension */
+	assert_ptr_equal(mq_writer_select("m.pt.tmp"), NULL);
 	/* every default name is one mq-dist writes */
 	struct mq_options o;
 	struct mq_error e;
@@ -99,7 +99,7 @@ static void test_options_output_name_picks_the_format(void **state)
 	assert_int_equal(parse(&o, &e, 4, a), 0);
 	char *out = mq_options_default_output(&o, 1);
 	assert_string_equal(out, "hf/pytorch_model.int8-per-tensor.pt");
-	assert_int_equal(mq_options_output_format(out), MQ_OUT_TORCH);
+	assert_ptr_equal(mq_writer_select(out), &mq_writer_torch);
 	free(out);
 	mq_options_release(&o);
 	const char *b[] = { "mq-dist", "-o", "hf/pytorch_model.bin", "m.safetensors" };
