@@ -47,10 +47,10 @@ static void finish_tensor(struct run *r, int t)
 			res->out_noise_wa += r->u_out[3 * u + 2];
 		}
 	}
-	if (r->act) {
-		res->act_threshold = r->act[3 * t];
-		res->act_scale = r->act[3 * t + 1];
-		res->act_zero_point = r->act[3 * t + 2];
+	if (r->layers) {
+		res->act_threshold = r->layers[t].act_threshold;
+		res->act_scale = r->layers[t].act_scale;
+		res->act_zero_point = r->layers[t].act_zero_point;
 	}
 	if (!r->opt->no_checksum)
 		mq_sha256(r->chunk_digests + r->chunk_base[t] * MQ_SHA256_LEN, pt->n_chunks * MQ_SHA256_LEN,

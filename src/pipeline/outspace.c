@@ -12,7 +12,7 @@
 /* x -> dequant(quant(x)) with the layer's static activation parameters. */
 static void fake_quant(const struct run *r, int t, const float *x, float *out, size_t n)
 {
-	float s = (float)r->act[3 * t + 1], inv = 1.0f / s, zp = (float)r->act[3 * t + 2];
+	float s = (float)r->layers[t].act_scale, inv = 1.0f / s, zp = (float)r->layers[t].act_zero_point;
 	for (size_t i = 0; i < n; i++) { /* int8 and int8-asym alike: codes in [-128, 127] */
 		float q = nearbyintf(x[i] * inv) + zp;
 		q = q < -128.0f ? -128.0f : q > 127.0f ? 127.0f : q;

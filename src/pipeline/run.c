@@ -9,6 +9,7 @@
 #include "collect.h"
 #include "metadata.h"
 #include "output.h"
+#include "prepare.h"
 #include "resume.h"
 #include "state.h"
 #include "unit.h"
@@ -57,42 +58,6 @@ static int phase_calib(struct run *r)
 	}
 	if (!r->err.code && r->rank == 0 && !r->opt->no_checksum && !r->opt->dry_run)
 		mq_sha256_file(r->opt->calib, r->calib_digest, &r->err);
-	r->stats[MQ_STAT_T_CALIB] += mq_comm_time() - t0;
-	return mq_comm_agree(r->comm, &r->err);
-}
-
-/* The activation observers, each layer on the rank the plan chose; every rank gets every result. */
-static int phase_act(struct run *r)
-{
-	if (!r->opt->calib)
-		return 0;
-	double t0 = mq_comm_time();
-	size_t n = 3 * (size_t)r->plan.n_tensors;
-	double *mine = calloc(n + 1, sizeof(double));
-	r->act = calloc(n + 1, sizeof(double));
-	if (!mine || !r->act)
-		mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
-	for (int i = 0; i < r->plan.n_tensors && !r->err.code; i++) {
-		const struct mq_plan_tensor *pt = &r->plan.tensors[i];
-		if (pt->act_rank != r->rank || pt->calib != MQ_CALIB_STATIC)
-			continue;
-		char *layer = mq_plan_layer_name(r->man.tensors[i].name);
-		struct mq_obs_result res;
-		uint64_t rows;
-		if (!layer) {
-			mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
-		} else if (!mq_calib_observe(r->calib, layer, &r->opt->observer, !r->opt->act_asymmetric, pt->calib_rows,
-					     &res, &rows, &r->err)) {
-			mine[3 * i] = r->opt->act_asymmetric ? (double)(res.hi - res.lo) : (double)res.threshold;
-			mine[3 * i + 1] = (double)res.qp.scale;
-			mine[3 * i + 2] = (double)res.qp.zero_point;
-		}
-		free(layer);
-	}
-	/* one rank holds each value and the others zero, so the sum is exact */
-	if (!mq_comm_agree(r->comm, &r->err))
-		mq_comm_allreduce_sum(r->comm, mine, r->act, (int)n, &r->err);
-	free(mine);
 	r->stats[MQ_STAT_T_CALIB] += mq_comm_time() - t0;
 	return mq_comm_agree(r->comm, &r->err);
 }
@@ -198,7 +163,7 @@ static void release(struct run *r)
 {
 	mq_calib_close(r->calib);
 	free(r->cinfo);
-	free(r->act);
+	free(r->layers);
 	collect_release(r);
 	unit_release(r);
 	output_release(r);
@@ -230,7 +195,7 @@ static int quantize(struct run *r)
 		r->skipped = 1;
 		return 0;
 	}
-	if (phase_act(r))
+	if (prepare_layers(r))
 		return r->err.code;
 	if (!r->err.code && r->rank == 0)
 		collect_setup(r);
@@ -277,6 +242,7 @@ int mq_run_model(struct mq_comm *c, struct mq_options *o, int *skipped, struct m
 	r.rank = mq_comm_rank(c);
 	r.size = mq_comm_size(c);
 	r.opt = o;
+	r.method = &mq_method_rtn;
 	r.ucrc_out[0] = r.ucrc_out[1] = r.ucrc_out[2] = -1;
 	r.journal_fd = r.lock_fd = -1;
 	quantize(&r);

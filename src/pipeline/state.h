@@ -15,6 +15,7 @@
 #include "gather.h"
 #include "linalg.h"
 #include "manifest.h"
+#include "method.h"
 #include "plan.h"
 #include "report.h"
 #include "writer.h"
@@ -31,6 +32,11 @@ struct unit_record {
 };
 /* Sent as bytes between ranks and journaled raw: its layout is part of the journal format. */
 _Static_assert(sizeof(struct unit_record) == 96, "unit_record is sent and journaled as bytes: keep its layout");
+
+/* What a layer's owner rank prepares before its units run (prepare.c), as doubles. */
+struct mq_layer_state {
+	double act_threshold, act_scale, act_zero_point; /* static activation parameters, with --calib */
+};
 
 /*
  * One model's run. The fields are grouped by the file that owns them (sets
@@ -49,7 +55,8 @@ struct run {
 	/* run.c: calibration */
 	struct mq_calib *calib;       /* open on every rank with --calib */
 	struct mq_calib_info *cinfo;  /* per manifest tensor */
-	double *act;                  /* per tensor: threshold, scale, zero point (after the observers) */
+	const struct mq_method *method; /* how the weights are quantized (round to nearest) */
+	struct mq_layer_state *layers; /* prepare.c: per plan tensor, what its owner rank prepared */
 	char calib_digest[2 * MQ_SHA256_LEN + 1]; /* rank 0 */
 	/* output.c: the output file and its layout */
 	const struct mq_writer *writer; /* the output's format (by the output name) */

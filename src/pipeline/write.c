@@ -8,10 +8,10 @@
 /* Rank 0: the static activation parameters, a few bytes per layer. */
 static int write_act_params(struct run *r)
 {
-	for (int t = 0; r->act && t < r->plan.n_tensors; t++) {
+	for (int t = 0; r->layers && t < r->plan.n_tensors; t++) {
 		const struct mq_plan_tensor *pt = &r->plan.tensors[t];
-		float s = (float)r->act[3 * t + 1];
-		int8_t zp = (int8_t)r->act[3 * t + 2];
+		float s = (float)r->layers[t].act_scale;
+		int8_t zp = (int8_t)r->layers[t].act_zero_point;
 		if (pt->out_input_scale >= 0) {
 			if (r->writer->tensor_crcs)
 				r->out_crc[pt->out_input_scale] = (uint32_t)crc32(0L, (const Bytef *)&s, 4);
