@@ -4,7 +4,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const struct mq_writer *const rows[] = { &mq_writer_safetensors, &mq_writer_torch };
+#ifdef MQ_TEST_WRITER /* the tests' dummy row (tests/unit/formats/dummy_writer.c) */
+extern const struct mq_writer MQ_TEST_WRITER;
+#endif
+
+static const struct mq_writer *const rows[] = {
+	&mq_writer_safetensors,
+	&mq_writer_torch,
+#ifdef MQ_TEST_WRITER
+	&MQ_TEST_WRITER,
+#endif
+};
 #define N_ROWS ((int)(sizeof(rows) / sizeof(rows[0])))
 
 const struct mq_writer *mq_writer_get(int i)
