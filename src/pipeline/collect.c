@@ -42,9 +42,9 @@ static void finish_tensor(struct run *r, int t)
 		res->noise += r->u_noise[u];
 		res->max_abs = r->u_max[u] > res->max_abs ? r->u_max[u] : res->max_abs;
 		if (r->u_out) {
-			res->out_signal += r->u_out[3 * u];
-			res->out_noise_w += r->u_out[3 * u + 1];
-			res->out_noise_wa += r->u_out[3 * u + 2];
+			res->out_signal += r->u_out[u].signal;
+			res->out_noise_w += r->u_out[u].noise_w;
+			res->out_noise_wa += r->u_out[u].noise_wa;
 		}
 	}
 	if (r->layers) {
@@ -55,14 +55,15 @@ static void finish_tensor(struct run *r, int t)
 	if (!r->opt->no_checksum)
 		mq_sha256(r->chunk_digests + r->chunk_base[t] * MQ_SHA256_LEN, pt->n_chunks * MQ_SHA256_LEN,
 			  res->sha256);
-	const int outs[3] = { pt->out_data, pt->out_scale, pt->out_zero_point };
-	for (int k = 0; r->writer->tensor_crcs && k < 3; k++) { /* the units' CRCs joined in unit order */
+	int outs[UNIT_OUTPUTS];
+	unit_outputs(pt, outs);
+	for (int k = 0; r->writer->tensor_crcs && k < UNIT_OUTPUTS; k++) { /* the units' CRCs joined in unit order */
 		if (outs[k] < 0)
 			continue;
 		uLong crc = crc32(0L, Z_NULL, 0);
 		for (int i = 0; i < pt->n_units; i++) {
 			int u = pt->first_unit + i;
-			crc = crc32_combine(crc, r->u_crc[3 * u + k], (z_off_t)r->u_crc_len[3 * u + k]);
+			crc = crc32_combine(crc, r->u_crc[UNIT_OUTPUTS * u + k], (z_off_t)r->u_crc_len[UNIT_OUTPUTS * u + k]);
 		}
 		r->out_crc[outs[k]] = (uint32_t)crc;
 	}
@@ -97,15 +98,13 @@ void collect_take(struct run *r, const struct unit_record *rec, size_t len)
 	r->u_noise[rec->unit] = rec->noise;
 	r->u_max[rec->unit] = rec->max_abs;
 	if (r->u_out) {
-		r->u_out[3 * rec->unit] = rec->out_signal;
-		r->u_out[3 * rec->unit + 1] = rec->out_noise_w;
-		r->u_out[3 * rec->unit + 2] = rec->out_noise_wa;
+		r->u_out[rec->unit] = (struct mq_out_sums){ rec->out_signal, rec->out_noise_w, rec->out_noise_wa };
 	}
 	memcpy(r->chunk_digests + (r->chunk_base[u->tensor] + u->chunk_begin) * MQ_SHA256_LEN, rec + 1,
 	       rec->n_digests * (size_t)MQ_SHA256_LEN);
 	r->units_taken++;
-	memcpy(r->u_crc + 3 * rec->unit, rec->crc, sizeof(rec->crc));
-	memcpy(r->u_crc_len + 3 * rec->unit, rec->crc_len, sizeof(rec->crc_len));
+	memcpy(r->u_crc + UNIT_OUTPUTS * rec->unit, rec->crc, sizeof(rec->crc));
+	memcpy(r->u_crc_len + UNIT_OUTPUTS * rec->unit, rec->crc_len, sizeof(rec->crc_len));
 	if (r->journal_fd >= 0 && !r->replaying && mq_journal_append(r->journal_fd, rec, (uint32_t)len)) {
 		mq_warn("cannot write the journal '%s' (%s); this run cannot be resumed", r->journal_path,
 			strerror(errno));
@@ -161,7 +160,8 @@ void collect_release(struct run *r)
 	r->res = NULL;
 	r->chunk_base = NULL;
 	r->units_left = NULL;
-	r->u_signal = r->u_noise = r->u_max = r->u_out = NULL;
+	r->u_signal = r->u_noise = r->u_max = NULL;
+	r->u_out = NULL;
 	r->chunk_digests = NULL;
 	r->u_crc = r->out_crc = NULL;
 	r->u_crc_len = NULL;
@@ -184,10 +184,10 @@ int collect_setup(struct run *r)
 		r->units_left[t] = p->tensors[t].n_units;
 	}
 	r->chunk_digests = malloc((size_t)chunks * MQ_SHA256_LEN + 1);
-	if (r->opt->calib && !(r->u_out = calloc(3 * (size_t)p->n_units + 1, sizeof(double))))
+	if (r->opt->calib && !(r->u_out = calloc((size_t)p->n_units + 1, sizeof(*r->u_out))))
 		return mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
-	if (!(r->u_crc = calloc(3 * (size_t)p->n_units + 1, sizeof(uint32_t))) ||
-	    !(r->u_crc_len = calloc(3 * (size_t)p->n_units + 1, sizeof(uint64_t))) ||
+	if (!(r->u_crc = calloc(UNIT_OUTPUTS * (size_t)p->n_units + 1, sizeof(uint32_t))) ||
+	    !(r->u_crc_len = calloc(UNIT_OUTPUTS * (size_t)p->n_units + 1, sizeof(uint64_t))) ||
 	    !(r->out_crc = calloc((size_t)p->n_out + 1, sizeof(uint32_t))))
 		return mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
 	if (!r->res || !r->chunk_base || !r->units_left || !r->u_signal || !r->u_noise || !r->u_max ||

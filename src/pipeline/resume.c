@@ -71,8 +71,9 @@ static int verify_unit(struct run *r, int fd, const struct unit_record *rec, siz
 	if (rec->n_digests != (r->opt->no_checksum ? 0 : u->chunk_end - u->chunk_begin) ||
 	    len != sizeof(*rec) + rec->n_digests * (size_t)MQ_SHA256_LEN)
 		return 0;
-	const int outs[3] = { pt->out_data, pt->out_scale, pt->out_zero_point };
-	for (int k = 0; k < 3; k++) {
+	int outs[UNIT_OUTPUTS];
+	unit_outputs(pt, outs);
+	for (int k = 0; k < UNIT_OUTPUTS; k++) {
 		if (outs[k] < 0) {
 			if (rec->crc_len[k])
 				return 0;

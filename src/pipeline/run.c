@@ -243,7 +243,8 @@ int mq_run_model(struct mq_comm *c, struct mq_options *o, int *skipped, struct m
 	r.size = mq_comm_size(c);
 	r.opt = o;
 	r.method = &mq_method_rtn;
-	r.ucrc_out[0] = r.ucrc_out[1] = r.ucrc_out[2] = -1;
+	for (int k = 0; k < UNIT_OUTPUTS; k++)
+		r.ucrc_out[k] = -1;
 	r.journal_fd = r.lock_fd = -1;
 	quantize(&r);
 	*skipped = r.skipped;

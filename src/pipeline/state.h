@@ -20,14 +20,17 @@
 #include "report.h"
 #include "writer.h"
 
+/* A unit's output tensors, each with its CRC: the data, the scale and the zero point (see unit_outputs). */
+#define UNIT_OUTPUTS 3
+
 /* A unit's result as sent to rank 0; followed by n_digests SHA-256 digests. */
 struct unit_record {
 	int32_t unit;
 	int32_t failed;      /* 1: failed or skipped (the error travels by agreement); 2: not started, interrupted */
 	double signal, noise, max_abs;
 	double out_signal, out_noise_w, out_noise_wa; /* calibrated layers */
-	uint64_t crc_len[3];  /* .pt output: bytes written to the data, scale and zero-point tensors */
-	uint32_t crc[3];      /* and their CRC-32 */
+	uint64_t crc_len[UNIT_OUTPUTS]; /* bytes written to the data, scale and zero-point tensors */
+	uint32_t crc[UNIT_OUTPUTS];     /* and their CRC-32 (a .pt needs them; a resume checks them) */
 	uint32_t n_digests;
 };
 /* Sent as bytes between ranks and journaled raw: its layout is part of the journal format. */
@@ -81,15 +84,15 @@ struct run {
 	int *fds;                     /* per input file, opened on first use */
 	struct mq_gather *gather;     /* reads of strided views */
 	unsigned char *arena;         /* tensor buffers, plan.arena_bytes */
-	uint32_t ucrc[3];             /* .pt: the unit in progress, per data/scale/zero-point tensor */
-	uint64_t ucrc_len[3];
-	int ucrc_out[3];              /* its output tensors, -1 if none */
+	uint32_t ucrc[UNIT_OUTPUTS];  /* the unit in progress: CRC-32 per data/scale/zero-point tensor */
+	uint64_t ucrc_len[UNIT_OUTPUTS];
+	int ucrc_out[UNIT_OUTPUTS];   /* its output tensors, -1 if none */
 	int interrupted;              /* this rank stopped taking units on SIGUSR1 */
 	/* collect.c: what has come in (rank 0), and whether to stop (every rank) */
 	struct mq_tensor_result *res; /* per tensor */
 	double *u_signal, *u_noise, *u_max; /* per unit */
-	double *u_out;                /* per unit: output-space sums (3), with --calib */
-	uint32_t *u_crc;              /* per unit: CRC-32 of its data, scale, zero-point bytes (.pt) */
+	struct mq_out_sums *u_out;    /* per unit: output-space sums, with --calib */
+	uint32_t *u_crc;              /* per unit: UNIT_OUTPUTS CRC-32s of its data, scale, zero-point bytes */
 	uint64_t *u_crc_len;          /* and their lengths */
 	uint32_t *out_crc;            /* per output tensor (.pt) */
 	uint8_t *chunk_digests;       /* 32 bytes per chunk of every tensor */
@@ -102,5 +105,13 @@ struct run {
 	int cancel_sent;              /* told the others to stop */
 	int cancelled;                /* stop working: a unit failed somewhere */
 };
+
+/* The output tensors of plan tensor pt that its units write, in the order of the record's CRC slots. */
+static inline void unit_outputs(const struct mq_plan_tensor *pt, int outs[UNIT_OUTPUTS])
+{
+	outs[0] = pt->out_data;
+	outs[1] = pt->out_scale;
+	outs[2] = pt->out_zero_point;
+}
 
 #endif

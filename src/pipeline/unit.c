@@ -80,7 +80,7 @@ int unit_write_at(struct run *r, uint64_t pos, const void *buf, size_t n)
 /* Bytes of output tensor o from its byte off on, in order within a unit (the unit's CRC follows them). */
 static int write_out(struct run *r, int o, uint64_t off, const void *buf, size_t n)
 {
-	for (int k = 0; k < 3; k++)
+	for (int k = 0; k < UNIT_OUTPUTS; k++)
 		if (r->ucrc_out[k] == o) {
 			r->ucrc[k] = (uint32_t)crc32(r->ucrc[k], buf, (uInt)n);
 			r->ucrc_len[k] += n;
@@ -314,10 +314,8 @@ static int do_unit(struct run *r, int id, struct unit_record *rec)
 	rec->unit = id;
 	rec->n_digests = r->opt->no_checksum ? 0 : (uint32_t)(u->chunk_end - u->chunk_begin);
 	const struct mq_plan_tensor *pt = &r->plan.tensors[u->tensor];
-	r->ucrc_out[0] = pt->out_data;
-	r->ucrc_out[1] = pt->out_scale;
-	r->ucrc_out[2] = pt->out_zero_point;
-	for (int k = 0; k < 3; k++) {
+	unit_outputs(pt, r->ucrc_out);
+	for (int k = 0; k < UNIT_OUTPUTS; k++) {
 		r->ucrc[k] = (uint32_t)crc32(0L, Z_NULL, 0);
 		r->ucrc_len[k] = 0;
 	}
@@ -335,7 +333,7 @@ static int do_unit(struct run *r, int id, struct unit_record *rec)
 	rec->out_noise_wa = oacc.noise_wa;
 	memcpy(rec->crc, r->ucrc, sizeof(rec->crc));
 	memcpy(rec->crc_len, r->ucrc_len, sizeof(rec->crc_len));
-	for (int k = 0; k < 3; k++)
+	for (int k = 0; k < UNIT_OUTPUTS; k++)
 		r->ucrc_out[k] = -1;
 	return rc;
 }
