@@ -210,27 +210,35 @@ static char *stem_of(const char *path)
 	return s;
 }
 
-/* One model entry: its fields, its options, and the merged command line, which must parse. */
-static int build_model(struct ctx *c, int index, const cJSON *m, const cJSON *defaults, const struct mq_optarg *cli,
-		       int n_cli, struct mq_job_model *out)
+/* The keys of a model entry; 2 and 3, output and calib, are paths that its options may hold instead. */
+static const char *const model_keys[] = { "name", "input", "output", "calib", "options" };
+
+/* "models[2] ('tiny')": the entry as errors name it (its name, or the stem of its input). */
+static void entry_where(struct ctx *c, int index, const cJSON *m)
 {
-	static const char *const keys[] = { "name", "input", "output", "calib", "options" };
 	const cJSON *name = cJSON_GetObjectItemCaseSensitive(m, "name");
 	const cJSON *input = cJSON_GetObjectItemCaseSensitive(m, "input");
+	char *stem = !cJSON_IsString(name) && cJSON_IsString(input) ? stem_of(input->valuestring) : NULL;
+	const char *shown = cJSON_IsString(name) && *name->valuestring ? name->valuestring : stem;
+	if (shown)
+		snprintf(c->where, sizeof(c->where), "models[%d] ('%s')", index, shown);
+	else
+		snprintf(c->where, sizeof(c->where), "models[%d]", index);
+	free(stem);
+}
+
+/* One model entry's keys and values, before anything is built of it; c->where names the entry. */
+static int check_model(struct ctx *c, int index, const cJSON *m)
+{
 	snprintf(c->where, sizeof(c->where), "models[%d]", index);
 	if (!cJSON_IsObject(m))
 		return mq_fail(c->err, MQ_ERR_USAGE, "'%s': %s: a model entry must be a JSON object", c->path, c->where);
+	const cJSON *name = cJSON_GetObjectItemCaseSensitive(m, "name");
+	const cJSON *input = cJSON_GetObjectItemCaseSensitive(m, "input");
 	if (name && (!cJSON_IsString(name) || !*name->valuestring))
 		return mq_fail(c->err, MQ_ERR_USAGE, "'%s': %s: 'name' must be a non-empty string", c->path, c->where);
-	if (name) {
-		snprintf(c->where, sizeof(c->where), "models[%d] ('%s')", index, name->valuestring);
-	} else if (cJSON_IsString(input)) { /* the name it will get: the input's stem */
-		char *stem = stem_of(input->valuestring);
-		if (stem)
-			snprintf(c->where, sizeof(c->where), "models[%d] ('%s')", index, stem);
-		free(stem);
-	}
-	if (check_keys(c, m, keys, 5))
+	entry_where(c, index, m); /* its name, or the name it will get: the input's stem */
+	if (check_keys(c, m, model_keys, 5))
 		return c->err->code;
 	if (!cJSON_IsString(input) || !*input->valuestring)
 		return mq_fail(c->err, MQ_ERR_USAGE, "'%s': %s: 'input' (the model file) is missing or not a string", c->path,
@@ -239,22 +247,39 @@ static int build_model(struct ctx *c, int index, const cJSON *m, const cJSON *de
 	if (check_options(c, options))
 		return c->err->code;
 	for (int k = 2; k <= 3; k++) {
-		const cJSON *v = cJSON_GetObjectItemCaseSensitive(m, keys[k]);
+		const cJSON *v = cJSON_GetObjectItemCaseSensitive(m, model_keys[k]);
 		if (v && (!cJSON_IsString(v) || !*v->valuestring))
-			return mq_fail(c->err, MQ_ERR_USAGE, "'%s': %s: '%s' must be a path", c->path, c->where, keys[k]);
-		if (v && options && find_option(options, keys[k]))
+			return mq_fail(c->err, MQ_ERR_USAGE, "'%s': %s: '%s' must be a path", c->path, c->where,
+				       model_keys[k]);
+		if (v && options && find_option(options, model_keys[k]))
 			return mq_fail(c->err, MQ_ERR_USAGE, "'%s': %s: '%s' is given twice (as a field and in options)",
-				       c->path, c->where, keys[k]);
+				       c->path, c->where, model_keys[k]);
 	}
-	/* the model's layer: its options plus the output and calib fields */
+	return 0;
+}
+
+/* The model's layer of options: its options plus the output and calib fields (NULL: out of memory). */
+static cJSON *model_layer(const cJSON *m)
+{
+	const cJSON *options = cJSON_GetObjectItemCaseSensitive(m, "options");
 	cJSON *layer = options ? cJSON_Duplicate(options, 1) : cJSON_CreateObject();
 	for (int k = 2; layer && k <= 3; k++) {
-		const cJSON *v = cJSON_GetObjectItemCaseSensitive(m, keys[k]);
+		const cJSON *v = cJSON_GetObjectItemCaseSensitive(m, model_keys[k]);
 		if (v)
-			cJSON_AddStringToObject(layer, keys[k], v->valuestring);
+			cJSON_AddStringToObject(layer, model_keys[k], v->valuestring);
 	}
+	return layer;
+}
+
+/* The model's name, input and command line ("mq-dist", the merged options, the input; argv in one block). */
+static int model_argv(struct ctx *c, const cJSON *m, const cJSON *defaults, const struct mq_optarg *cli, int n_cli,
+		      struct mq_job_model *out)
+{
+	const cJSON *name = cJSON_GetObjectItemCaseSensitive(m, "name");
+	const cJSON *input = cJSON_GetObjectItemCaseSensitive(m, "input");
+	cJSON *layer = model_layer(m);
 	struct mq_buf args = MQ_BUF_INIT;
-	int argc = 0;
+	int argc = 0, no_layer = !layer;
 	add_arg(&args, &argc, "mq-dist");
 	if (layer)
 		merge(c, cli, n_cli, layer, defaults, &args, &argc);
@@ -263,27 +288,35 @@ static int build_model(struct ctx *c, int index, const cJSON *m, const cJSON *de
 	out->name = name ? strdup(name->valuestring) : stem_of(input->valuestring);
 	if (out->input)
 		add_arg(&args, &argc, out->input);
-	if (!layer || !out->input || !out->name || !mq_buf_ok(&args)) {
+	if (no_layer || !out->input || !out->name || !mq_buf_ok(&args)) {
 		mq_buf_release(&args);
 		return mq_fail(c->err, MQ_ERR_INTERNAL, "out of memory");
 	}
 	/* argv points into one block of NUL-separated strings */
-	size_t len;
-	char *block = mq_buf_detach(&args, &len);
+	char *block = mq_buf_detach(&args, NULL);
 	out->argv = calloc((size_t)argc + 2, sizeof(char *));
 	if (!out->argv) {
 		free(block);
 		return mq_fail(c->err, MQ_ERR_INTERNAL, "out of memory");
 	}
-	char *p = block;
-	for (int i = 0; i < argc; i++) {
-		out->argv[i] = p;
-		p += strlen(p) + 1;
-	}
+	for (int i = 0; i < argc; i++, block += strlen(block) + 1)
+		out->argv[i] = block;
 	out->argc = argc;
+	return 0;
+}
+
+/* One model entry: its fields, its options, and the merged command line, which must parse. */
+static int build_model(struct ctx *c, int index, const cJSON *m, const cJSON *defaults, const struct mq_optarg *cli,
+		       int n_cli, struct mq_job_model *out)
+{
+	int rc = check_model(c, index, m);
+	if (!rc)
+		rc = model_argv(c, m, defaults, cli, n_cli, out);
+	if (rc)
+		return rc;
 	struct mq_options o;
 	struct mq_error e = { 0 };
-	int rc = mq_options_parse(argc, out->argv, &o, &e);
+	rc = mq_options_parse(out->argc, out->argv, &o, &e);
 	if (!rc) {
 		size_t n = strlen(out->input);
 		int torch = (n > 3 && strcmp(out->input + n - 3, ".pt") == 0) ||
@@ -326,20 +359,6 @@ static int next_string_has_nul(struct string_scan *s)
 	}
 	s->pos = i + 1;
 	return nul;
-}
-
-/* "models[2] ('tiny')": the entry as errors name it (its name, or the stem of its input). */
-static void entry_where(struct ctx *c, int index, const cJSON *m)
-{
-	const cJSON *name = cJSON_GetObjectItemCaseSensitive(m, "name");
-	const cJSON *input = cJSON_GetObjectItemCaseSensitive(m, "input");
-	char *stem = !cJSON_IsString(name) && cJSON_IsString(input) ? stem_of(input->valuestring) : NULL;
-	const char *shown = cJSON_IsString(name) && *name->valuestring ? name->valuestring : stem;
-	if (shown)
-		snprintf(c->where, sizeof(c->where), "models[%d] ('%s')", index, shown);
-	else
-		snprintf(c->where, sizeof(c->where), "models[%d]", index);
-	free(stem);
 }
 
 /*
@@ -559,96 +578,122 @@ static int check_paths(struct ctx *c, struct mq_job *job)
 	return rc;
 }
 
-int mq_job_parse(const char *path, const char *text, size_t len, int argc, char **argv, struct mq_job *job,
-		 struct mq_error *err)
+/* *root: the text as one JSON object, followed by nothing but white space (else an error quoting where it broke). */
+static int parse_object(struct ctx *c, const char *text, size_t len, cJSON **root)
 {
-	memset(job, 0, sizeof(*job));
-	struct ctx c = { .path = path, .err = err };
-	const char *slash = strrchr(path, '/');
-	size_t dlen = slash ? (size_t)(slash - path) + 1 : 0;
-	c.dir = malloc(dlen + 1);
-	struct mq_optarg *cli = NULL;
-	int n_cli = 0;
 	const char *end = NULL;
-	cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
-	int rc = 0;
-	if (!c.dir)
-		rc = mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
-	else {
-		memcpy(c.dir, path, dlen);
-		c.dir[dlen] = '\0';
-	}
-	if (!rc && !cJSON_IsObject(root)) {
+	*root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+	if (!cJSON_IsObject(*root)) {
 		/* the text need not end in a NUL (other ranks get exactly len bytes): quote at most what is left */
 		const char *near = cJSON_GetErrorPtr();
 		uintptr_t t0 = (uintptr_t)text, e = (uintptr_t)near;
 		size_t at = near && e >= t0 && e - t0 <= len ? (size_t)(e - t0) : 0;
 		int n = near && at < len ? (int)(len - at < 40 ? len - at : 40) : 0;
-		rc = n ? mq_fail(err, MQ_ERR_USAGE, "'%s': not a valid JSON object (near: %.*s)", path, n, text + at)
-		       : mq_fail(err, MQ_ERR_USAGE, "'%s': not a valid JSON object (near: %s)", path,
-				 near && at == len ? "the end" : "the start");
+		return n ? mq_fail(c->err, MQ_ERR_USAGE, "'%s': not a valid JSON object (near: %.*s)", c->path, n,
+				   text + at)
+			 : mq_fail(c->err, MQ_ERR_USAGE, "'%s': not a valid JSON object (near: %s)", c->path,
+				   near && at == len ? "the end" : "the start");
 	}
-	if (!rc && root) { /* only white space may follow the object */
-		size_t at = end && end >= text && (size_t)(end - text) <= len ? (size_t)(end - text) : len;
-		while (at < len && strchr(" \t\r\n", text[at]) && text[at])
-			at++;
-		if (at < len)
-			rc = mq_fail(err, MQ_ERR_USAGE, "'%s': text after the JSON object, at byte %zu: remove it", path, at);
-	}
-	if (!rc)
-		rc = check_no_nul(&c, text, len, root);
-	/* the command line without --job and --groups: it overrides every model */
-	if (!rc && !mq_options_split(argc, argv, 1, &cli, &n_cli, err)) {
-		int k = 0;
-		for (int i = 0; i < n_cli; i++)
-			if (!cli[i].name || !job_level_only(cli[i].name))
-				cli[k++] = cli[i];
-		n_cli = k;
-	} else if (!rc) {
-		rc = err->code;
-	}
+	/* only white space may follow the object */
+	size_t at = end && end >= text && (size_t)(end - text) <= len ? (size_t)(end - text) : len;
+	while (at < len && strchr(" \t\r\n", text[at]) && text[at])
+		at++;
+	if (at < len)
+		return mq_fail(c->err, MQ_ERR_USAGE, "'%s': text after the JSON object, at byte %zu: remove it",
+			       c->path, at);
+	return 0;
+}
+
+/* The command line without --job and --groups: it overrides every model. */
+static int command_line(struct ctx *c, int argc, char **argv, struct mq_optarg **cli, int *n_cli)
+{
+	if (mq_options_split(argc, argv, 1, cli, n_cli, c->err))
+		return c->err->code;
+	int k = 0;
+	for (int i = 0; i < *n_cli; i++)
+		if (!(*cli)[i].name || !job_level_only((*cli)[i].name))
+			(*cli)[k++] = (*cli)[i];
+	*n_cli = k;
+	return 0;
+}
+
+/* The top level's keys, its defaults, a non-empty models array and the report prefix. */
+static int check_top(struct ctx *c, const cJSON *root)
+{
 	static const char *const top[] = { "defaults", "models", "report" };
-	snprintf(c.where, sizeof(c.where), "top level");
+	snprintf(c->where, sizeof(c->where), "top level");
+	int rc = check_keys(c, root, top, 3);
+	const cJSON *models = cJSON_GetObjectItemCaseSensitive(root, "models");
+	const cJSON *report = cJSON_GetObjectItemCaseSensitive(root, "report");
+	snprintf(c->where, sizeof(c->where), "defaults");
 	if (!rc)
-		rc = check_keys(&c, root, top, 3);
+		rc = check_options(c, cJSON_GetObjectItemCaseSensitive(root, "defaults"));
+	if (!rc && (!cJSON_IsArray(models) || cJSON_GetArraySize(models) == 0))
+		rc = mq_fail(c->err, MQ_ERR_USAGE, "'%s': 'models' must be a non-empty array of model entries",
+			     c->path);
+	if (!rc && report && (!cJSON_IsString(report) || !*report->valuestring))
+		rc = mq_fail(c->err, MQ_ERR_USAGE, "'%s': 'report' must be a path prefix", c->path);
+	return rc;
+}
+
+/* Every model in turn, the checks across them (names, then paths), and the report's path prefix. */
+static int build_job(struct ctx *c, const cJSON *root, const struct mq_optarg *cli, int n_cli, struct mq_job *job)
+{
 	const cJSON *defaults = cJSON_GetObjectItemCaseSensitive(root, "defaults");
 	const cJSON *models = cJSON_GetObjectItemCaseSensitive(root, "models");
 	const cJSON *report = cJSON_GetObjectItemCaseSensitive(root, "report");
-	snprintf(c.where, sizeof(c.where), "defaults");
+	int n = cJSON_GetArraySize(models), rc = 0;
+	job->models = calloc((size_t)n, sizeof(*job->models));
+	if (!job->models)
+		rc = mq_fail(c->err, MQ_ERR_INTERNAL, "out of memory");
+	const cJSON *m = models->child; /* in turn: cJSON_GetArrayItem walks the list from its head */
+	for (int i = 0; !rc && i < n; i++, m = m->next) {
+		rc = build_model(c, i, m, defaults, cli, n_cli, &job->models[i]);
+		job->n_models = i + 1;
+	}
 	if (!rc)
-		rc = check_options(&c, defaults);
-	if (!rc && (!cJSON_IsArray(models) || cJSON_GetArraySize(models) == 0))
-		rc = mq_fail(err, MQ_ERR_USAGE, "'%s': 'models' must be a non-empty array of model entries", path);
-	if (!rc && report && (!cJSON_IsString(report) || !*report->valuestring))
-		rc = mq_fail(err, MQ_ERR_USAGE, "'%s': 'report' must be a path prefix", path);
-	if (!rc) {
-		int n = cJSON_GetArraySize(models);
-		job->models = calloc((size_t)n, sizeof(*job->models));
-		if (!job->models)
-			rc = mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
-		const cJSON *m = models->child; /* in turn: cJSON_GetArrayItem walks the list from its head */
-		for (int i = 0; !rc && i < n; i++, m = m->next) {
-			rc = build_model(&c, i, m, defaults, cli, n_cli, &job->models[i]);
-			job->n_models = i + 1;
-		}
-		if (!rc)
-			rc = check_names(&c, job);
-		if (!rc)
-			rc = check_paths(&c, job);
+		rc = check_names(c, job);
+	if (!rc)
+		rc = check_paths(c, job);
+	if (rc)
+		return rc;
+	if (report) {
+		job->report = resolve(c, report->valuestring);
+	} else { /* beside the job file: NAME-report.json and .md */
+		char *stem = stem_of(c->path);
+		struct mq_buf b = MQ_BUF_INIT;
+		mq_buf_addf(&b, "%s%s-report", c->dir, stem ? stem : "job");
+		free(stem);
+		job->report = mq_buf_ok(&b) ? mq_buf_detach(&b, NULL) : NULL;
 	}
+	return job->report ? 0 : mq_fail(c->err, MQ_ERR_INTERNAL, "out of memory");
+}
+
+int mq_job_parse(const char *path, const char *text, size_t len, int argc, char **argv, struct mq_job *job,
+		 struct mq_error *err)
+{
+	memset(job, 0, sizeof(*job));
+	struct ctx c = { .path = path, .err = err };
+	struct mq_optarg *cli = NULL;
+	int n_cli = 0;
+	cJSON *root = NULL;
+	const char *slash = strrchr(path, '/');
+	size_t dlen = slash ? (size_t)(slash - path) + 1 : 0;
+	c.dir = malloc(dlen + 1);
+	int rc = c.dir ? 0 : mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
 	if (!rc) {
-		if (report) {
-			job->report = resolve(&c, report->valuestring);
-		} else { /* beside the job file: NAME-report.json and .md */
-			char *stem = stem_of(path);
-			struct mq_buf b = MQ_BUF_INIT;
-			mq_buf_addf(&b, "%s%s-report", c.dir, stem ? stem : "job");
-			free(stem);
-			job->report = mq_buf_ok(&b) ? mq_buf_detach(&b, NULL) : NULL;
-		}
-		if (!job->report)
-			rc = mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+		memcpy(c.dir, path, dlen);
+		c.dir[dlen] = '\0';
+		rc = parse_object(&c, text, len, &root);
 	}
+	if (!rc)
+		rc = check_no_nul(&c, text, len, root);
+	if (!rc)
+		rc = command_line(&c, argc, argv, &cli, &n_cli);
+	if (!rc)
+		rc = check_top(&c, root);
+	if (!rc)
+		rc = build_job(&c, root, cli, n_cli, job);
 	cJSON_Delete(root);
 	free(cli);
 	free(c.dir);
