@@ -21,9 +21,10 @@
  * - mq_comm_time is CLOCK_MONOTONIC; mq_comm_abort_world calls abort().
  *
  * What it does not model: a second rank. No collective can disagree or
- * fail, no record comes from another rank or arrives late or out of order,
- * no cancel reaches anyone, and no MPI error path of comm.c runs. Tests of
- * those go through mpirun (tests/integration).
+ * fail, no error comes from another rank (so none gets comm.c's "rank N: "
+ * prefix), no record comes from another rank or arrives late or out of
+ * order, no cancel reaches anyone, and no MPI error path of comm.c runs.
+ * Tests of those go through mpirun (tests/integration).
  */
 #include "mock_comm.h"
 
