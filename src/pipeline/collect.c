@@ -12,13 +12,7 @@
 #include "output.h"
 #include "report.h"
 
-/*
- * Test seam for the fault tests (tests/integration/test_faults.sh): with
- * MQ_TEST_STOP_AT=N in the environment, rank 0 stops itself (SIGSTOP) once N
- * units of this run are journaled, or with N = 0 as soon as the partial output
- * exists, so that a test fires its fault in the middle of a run without
- * guessing how long the run takes. The others wait for rank 0 meanwhile.
- */
+/* The fault tests' stop seam (collect.h). */
 void run_test_stop_at(int n_journaled)
 {
 	static int stop_at = -2; /* -2: not read yet, -1: off or done */

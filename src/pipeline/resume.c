@@ -217,14 +217,6 @@ int resume_open_partial(struct run *r)
 	return r->err.code;
 }
 
-/*
- * Every rank: the resumed units' sources must still be what the journal
- * hashed. Each rank re-hashes the sources of the resumed units the plan gives
- * it (the journaled chunk digests come from rank 0); a unit whose source
- * changed is redone. Then rank 0 takes the records of the units that stay done.
- * Without checksums (--no-checksum) the journal's identity (sizes,
- * modification times, headers) is all there is to go by.
- */
 /* Rank 0: the journaled chunk digests of the resumed units, in unit order (NUL-terminated blob). */
 static char *resumed_digests(struct run *r, size_t *len)
 {
@@ -305,6 +297,14 @@ static void replay_resumed(struct run *r, const unsigned char *all_bad)
 	}
 }
 
+/*
+ * Every rank: the resumed units' sources must still be what the journal
+ * hashed. Each rank re-hashes the sources of the resumed units the plan gives
+ * it (the journaled chunk digests come from rank 0); a unit whose source
+ * changed is redone. Then rank 0 takes the records of the units that stay done.
+ * Without checksums (--no-checksum) the journal's identity (sizes,
+ * modification times, headers) is all there is to go by.
+ */
 int resume_confirm(struct run *r)
 {
 	const struct mq_plan *p = &r->plan;
