@@ -71,9 +71,75 @@ static int parse_metadata(struct mq_json_lex *p, struct mq_st_header *h)
 	}
 }
 
+/* The value of a tensor's "dtype": a string naming a known dtype. */
+static int parse_dtype(struct mq_json_lex *p, struct mq_st_tensor *t)
+{
+	char *d;
+	if (mq_json_peek(p) != '"')
+		return mq_fail(p->err, MQ_ERR_INPUT, "'%s': tensor '%s': dtype is not a string", p->file, t->name);
+	if (mq_json_string(p, &d))
+		return p->err->code;
+	if (mq_dtype_parse(d, strlen(d), &t->dtype)) {
+		mq_fail(p->err, MQ_ERR_INPUT,
+			"'%s': tensor '%s': unknown dtype '%s' (known: BOOL U8 I8 F8_E5M2 F8_E4M3 F8_E8M0 I16 U16 F16 BF16 I32 U32 F32 F64 I64 U64 C64)",
+			p->file, t->name, d);
+		free(d);
+		return p->err->code;
+	}
+	free(d);
+	return 0;
+}
+
+/* The value of a tensor's "data_offsets": exactly [begin, end]. */
+static int parse_offsets(struct mq_json_lex *p, struct mq_st_tensor *t)
+{
+	uint64_t off[2];
+	int n = 0;
+	if (mq_json_u64_array(p, off, 2, &n, "data_offsets"))
+		return p->err->code;
+	if (n != 2)
+		return mq_fail(p->err, MQ_ERR_INPUT,
+			"'%s': tensor '%s': data_offsets must hold exactly [begin, end]", p->file, t->name);
+	t->begin = off[0];
+	t->end = off[1];
+	return 0;
+}
+
+/*
+ * The value of key k of a tensor entry. seen[] counts the dtype, shape and
+ * data_offsets keys met so far; a second one is refused, its value unread.
+ */
+static int parse_tensor_field(struct mq_json_lex *p, struct mq_st_tensor *t, const char *k, int seen[3])
+{
+	int dup = 0, rc = 0;
+	if (strcmp(k, "dtype") == 0) {
+		dup = seen[0]++;
+		if (!dup)
+			rc = parse_dtype(p, t);
+	} else if (strcmp(k, "shape") == 0) {
+		dup = seen[1]++;
+		if (!dup && mq_json_u64_array(p, t->shape, MQ_MAX_DIMS, &t->ndim, "shape"))
+			rc = p->err->code;
+	} else if (strcmp(k, "data_offsets") == 0) {
+		dup = seen[2]++;
+		if (!dup)
+			rc = parse_offsets(p, t);
+	} else if (mq_json_skip_value(p, 1)) { /* unknown keys are ignored, as the reference reader does */
+		rc = p->err->code;
+	}
+	if (rc)
+		return rc;
+	if (dup) {
+		mq_fail(p->err, MQ_ERR_INPUT, "'%s': tensor '%s': duplicate key '%s'", p->file, t->name, k);
+		return p->err->code;
+	}
+	return 0;
+}
+
+/* A tensor entry: an object with dtype, shape and data_offsets, once each (other keys are skipped). */
 static int parse_tensor(struct mq_json_lex *p, struct mq_st_tensor *t)
 {
-	int have_dtype = 0, have_shape = 0, have_offsets = 0;
+	int seen[3] = { 0 }; /* dtype, shape, data_offsets */
 	if (mq_json_peek(p) != '{')
 		return mq_fail(p->err, MQ_ERR_INPUT, "'%s': tensor '%s': entry is not an object", p->file, t->name);
 	p->i++;
@@ -83,66 +149,10 @@ static int parse_tensor(struct mq_json_lex *p, struct mq_st_tensor *t)
 		char *k;
 		if (mq_json_string(p, &k))
 			return p->err->code;
-		if (mq_json_expect(p, ':')) {
-			free(k);
-			return p->err->code;
-		}
-		int dup = 0;
-		if (strcmp(k, "dtype") == 0) {
-			dup = have_dtype++;
-			char *d;
-			if (!dup) {
-				if (mq_json_peek(p) != '"') {
-					free(k);
-					return mq_fail(p->err, MQ_ERR_INPUT, "'%s': tensor '%s': dtype is not a string", p->file, t->name);
-				}
-				if (mq_json_string(p, &d)) {
-					free(k);
-					return p->err->code;
-				}
-				if (mq_dtype_parse(d, strlen(d), &t->dtype)) {
-					mq_fail(p->err, MQ_ERR_INPUT,
-						"'%s': tensor '%s': unknown dtype '%s' (known: BOOL U8 I8 F8_E5M2 F8_E4M3 F8_E8M0 I16 U16 F16 BF16 I32 U32 F32 F64 I64 U64 C64)",
-						p->file, t->name, d);
-					free(d);
-					free(k);
-					return p->err->code;
-				}
-				free(d);
-			}
-		} else if (strcmp(k, "shape") == 0) {
-			dup = have_shape++;
-			if (!dup && mq_json_u64_array(p, t->shape, MQ_MAX_DIMS, &t->ndim, "shape")) {
-				free(k);
-				return p->err->code;
-			}
-		} else if (strcmp(k, "data_offsets") == 0) {
-			dup = have_offsets++;
-			uint64_t off[2];
-			int n = 0;
-			if (!dup) {
-				if (mq_json_u64_array(p, off, 2, &n, "data_offsets")) {
-					free(k);
-					return p->err->code;
-				}
-				if (n != 2) {
-					free(k);
-					return mq_fail(p->err, MQ_ERR_INPUT,
-						"'%s': tensor '%s': data_offsets must hold exactly [begin, end]", p->file, t->name);
-				}
-				t->begin = off[0];
-				t->end = off[1];
-			}
-		} else if (mq_json_skip_value(p, 1)) { /* unknown keys are ignored, as the reference reader does */
-			free(k);
-			return p->err->code;
-		}
-		if (dup) {
-			mq_fail(p->err, MQ_ERR_INPUT, "'%s': tensor '%s': duplicate key '%s'", p->file, t->name, k);
-			free(k);
-			return p->err->code;
-		}
+		int rc = mq_json_expect(p, ':') ? p->err->code : parse_tensor_field(p, t, k, seen);
 		free(k);
+		if (rc)
+			return rc;
 		int c = mq_json_peek(p);
 		p->i++;
 		if (c == '}')
@@ -150,7 +160,7 @@ static int parse_tensor(struct mq_json_lex *p, struct mq_st_tensor *t)
 		if (c != ',')
 			return mq_json_fail(p, "expected ',' or '}' in tensor entry");
 	}
-	if (have_dtype && have_shape && have_offsets)
+	if (seen[0] && seen[1] && seen[2])
 		return 0;
 missing:
 	return mq_fail(p->err, MQ_ERR_INPUT, "'%s': tensor '%s': entry needs dtype, shape and data_offsets",
