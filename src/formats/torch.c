@@ -36,6 +36,116 @@ static int cmp_str(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/*
+ * The archive folder (dir_len bytes of e[0]'s name, with its '/') that every
+ * record must lie in, and the index of its data.pkl (-1 if none); refuses a
+ * TorchScript archive.
+ */
+static int check_folder(const char *path, const struct mq_zip_entry *e, int n, size_t *dir_len, int *pkl,
+			struct mq_error *err)
+{
+	const char *slash = n ? strchr(e[0].name, '/') : NULL;
+	*dir_len = slash ? (size_t)(slash - e[0].name) + 1 : 0;
+	*pkl = -1;
+	if (n == 0)
+		return mq_fail(err, MQ_ERR_INPUT, "'%s': an empty ZIP archive, not a torch.save checkpoint", path);
+	if (!slash || *dir_len == 1)
+		return mq_fail(err, MQ_ERR_INPUT, "'%s': record '%s' is not in a folder; a torch.save archive keeps its records in one folder",
+			       path, e[0].name);
+	for (int i = 0; i < n; i++) {
+		const char *rest = e[i].name + *dir_len;
+		if (!has_prefix(e[i].name, e[0].name, *dir_len))
+			return mq_fail(err, MQ_ERR_INPUT, "'%s': record '%s' is outside the archive folder '%.*s'; torch.load refuses such files too",
+				       path, e[i].name, (int)*dir_len, e[0].name);
+		if (strcmp(rest, "constants.pkl") == 0)
+			return mq_fail(err, MQ_ERR_INPUT,
+				"'%s': a TorchScript archive (torch.jit.save), not a state dict; load it in torch and save model.state_dict() with torch.save",
+				path);
+		if (strcmp(rest, "data.pkl") == 0)
+			*pkl = i;
+	}
+	return 0;
+}
+
+/* Refuses two records of the same name. */
+static int check_unique(const char *path, const struct mq_zip_entry *e, int n, struct mq_error *err)
+{
+	char **names = malloc(((size_t)n + 1) * sizeof(char *));
+	int rc = 0;
+	if (!names)
+		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+	for (int i = 0; i < n; i++)
+		names[i] = e[i].name;
+	qsort(names, (size_t)n, sizeof(char *), cmp_str);
+	for (int i = 1; !rc && i < n; i++)
+		if (strcmp(names[i - 1], names[i]) == 0)
+			rc = mq_fail(err, MQ_ERR_INPUT, "'%s': record '%s' appears twice", path, names[i]);
+	free(names);
+	return rc;
+}
+
+/* data.pkl (e[pkl], or pkl < 0 for none) must exist, be stored uncompressed and fit MQ_TORCH_MAX_PICKLE. */
+static int check_pickle_record(const char *path, const struct mq_zip_entry *e, int pkl, size_t dir_len,
+			       struct mq_error *err)
+{
+	if (pkl < 0)
+		return mq_fail(err, MQ_ERR_INPUT, "'%s': no '%.*sdata.pkl' record; not a torch.save checkpoint", path,
+			       (int)dir_len, e[0].name);
+	if (e[pkl].method != 0)
+		return mq_fail(err, MQ_ERR_INPUT, "'%s': record '%s' is compressed (method %u); torch.save stores records uncompressed: re-save the file with torch.save",
+			       path, e[pkl].name, e[pkl].method);
+	if (e[pkl].size > MQ_TORCH_MAX_PICKLE)
+		return mq_fail(err, MQ_ERR_INPUT,
+			"'%s': data.pkl is %llu bytes, more than the limit of mq-dist (%llu MiB, MQ_TORCH_MAX_PICKLE in src/bounds.h); a state dict's pickle is far smaller: the file is corrupt or holds more than tensors",
+			path, (unsigned long long)e[pkl].size, (unsigned long long)(MQ_TORCH_MAX_PICKLE >> 20));
+	return 0;
+}
+
+/* Appends the bytes of record pkl (data.pkl) to b, read from the file. */
+static int add_pickle(const char *path, int fd, const struct mq_zip_entry *pkl, struct mq_buf *b,
+		      struct mq_error *err)
+{
+	int rc = 0;
+	char *tmp = calloc(1, (size_t)pkl->size + 1);
+	if (!tmp)
+		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+	uint64_t got = 0;
+	while (got < pkl->size) {
+		ssize_t k = pread(fd, tmp + got, (size_t)(pkl->size - got), (off_t)(pkl->data_offset + got));
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0) {
+			rc = mq_fail(err, MQ_ERR_INPUT, "'%s': cannot read data.pkl: %s", path,
+				     k == 0 ? "unexpected end of file" : strerror(errno));
+			break;
+		}
+		got += (uint64_t)k;
+	}
+	mq_buf_add(b, tmp, (size_t)pkl->size);
+	free(tmp);
+	return rc;
+}
+
+/* The raw header blob into b: RAW_MAGIC, the record table, then data.pkl (record pkl) with its length. */
+static int pack_raw(const char *path, int fd, const struct mq_zip_entry *e, int n, int pkl, struct mq_buf *b,
+		    struct mq_error *err)
+{
+	mq_buf_add(b, RAW_MAGIC, 4);
+	mq_buf_add_u64(b, (uint64_t)n);
+	for (int i = 0; i < n; i++) {
+		mq_buf_add_u64(b, e[i].data_offset);
+		mq_buf_add_u64(b, e[i].size);
+		mq_buf_add_u64(b, e[i].method);
+		mq_buf_add_u64(b, strlen(e[i].name));
+		mq_buf_add(b, e[i].name, strlen(e[i].name));
+	}
+	mq_buf_add_u64(b, e[pkl].size);
+	int rc = add_pickle(path, fd, &e[pkl], b, err);
+	if (!rc && !mq_buf_ok(b))
+		rc = mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+	return rc;
+}
+
 int mq_torch_read_raw(const char *path, int fd, uint64_t file_size, char **raw, uint64_t *raw_len,
 		      struct mq_error *err)
 {
@@ -43,81 +153,16 @@ int mq_torch_read_raw(const char *path, int fd, uint64_t file_size, char **raw, 
 	int n, rc = mq_zip_read(path, fd, file_size, &e, &n, err);
 	if (rc)
 		return rc;
-	const char *slash = n ? strchr(e[0].name, '/') : NULL;
-	size_t dir_len = slash ? (size_t)(slash - e[0].name) + 1 : 0;
-	int pkl = -1;
-	if (n == 0)
-		rc = mq_fail(err, MQ_ERR_INPUT, "'%s': an empty ZIP archive, not a torch.save checkpoint", path);
-	else if (!slash || dir_len == 1)
-		rc = mq_fail(err, MQ_ERR_INPUT, "'%s': record '%s' is not in a folder; a torch.save archive keeps its records in one folder",
-			     path, e[0].name);
-	for (int i = 0; !rc && i < n; i++) {
-		const char *rest = e[i].name + dir_len;
-		if (!has_prefix(e[i].name, e[0].name, dir_len))
-			rc = mq_fail(err, MQ_ERR_INPUT, "'%s': record '%s' is outside the archive folder '%.*s'; torch.load refuses such files too",
-				     path, e[i].name, (int)dir_len, e[0].name);
-		else if (strcmp(rest, "constants.pkl") == 0)
-			rc = mq_fail(err, MQ_ERR_INPUT,
-				"'%s': a TorchScript archive (torch.jit.save), not a state dict; load it in torch and save model.state_dict() with torch.save",
-				path);
-		else if (strcmp(rest, "data.pkl") == 0)
-			pkl = i;
-	}
-	char **names = rc ? NULL : malloc(((size_t)n + 1) * sizeof(char *));
-	if (!rc && !names)
-		rc = mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
-	for (int i = 0; !rc && i < n; i++)
-		names[i] = e[i].name;
-	if (!rc)
-		qsort(names, (size_t)n, sizeof(char *), cmp_str);
-	for (int i = 1; !rc && i < n; i++)
-		if (strcmp(names[i - 1], names[i]) == 0)
-			rc = mq_fail(err, MQ_ERR_INPUT, "'%s': record '%s' appears twice", path, names[i]);
-	free(names);
-	if (!rc && pkl < 0)
-		rc = mq_fail(err, MQ_ERR_INPUT, "'%s': no '%.*sdata.pkl' record; not a torch.save checkpoint", path,
-			     (int)dir_len, e[0].name);
-	if (!rc && e[pkl].method != 0)
-		rc = mq_fail(err, MQ_ERR_INPUT, "'%s': record '%s' is compressed (method %u); torch.save stores records uncompressed: re-save the file with torch.save",
-			     path, e[pkl].name, e[pkl].method);
-	if (!rc && e[pkl].size > MQ_TORCH_MAX_PICKLE)
-		rc = mq_fail(err, MQ_ERR_INPUT,
-			"'%s': data.pkl is %llu bytes, more than the limit of mq-dist (%llu MiB, MQ_TORCH_MAX_PICKLE in src/bounds.h); a state dict's pickle is far smaller: the file is corrupt or holds more than tensors",
-			path, (unsigned long long)e[pkl].size, (unsigned long long)(MQ_TORCH_MAX_PICKLE >> 20));
+	size_t dir_len;
+	int pkl;
 	struct mq_buf b = MQ_BUF_INIT;
-	if (!rc) {
-		mq_buf_add(&b, RAW_MAGIC, 4);
-		mq_buf_add_u64(&b, (uint64_t)n);
-		for (int i = 0; i < n; i++) {
-			mq_buf_add_u64(&b, e[i].data_offset);
-			mq_buf_add_u64(&b, e[i].size);
-			mq_buf_add_u64(&b, e[i].method);
-			mq_buf_add_u64(&b, strlen(e[i].name));
-			mq_buf_add(&b, e[i].name, strlen(e[i].name));
-		}
-		mq_buf_add_u64(&b, e[pkl].size);
-		char *tmp = calloc(1, (size_t)e[pkl].size + 1);
-		if (!tmp) {
-			rc = mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
-		} else {
-			uint64_t got = 0;
-			while (got < e[pkl].size) {
-				ssize_t k = pread(fd, tmp + got, (size_t)(e[pkl].size - got), (off_t)(e[pkl].data_offset + got));
-				if (k < 0 && errno == EINTR)
-					continue;
-				if (k <= 0) {
-					rc = mq_fail(err, MQ_ERR_INPUT, "'%s': cannot read data.pkl: %s", path,
-						     k == 0 ? "unexpected end of file" : strerror(errno));
-					break;
-				}
-				got += (uint64_t)k;
-			}
-			mq_buf_add(&b, tmp, (size_t)e[pkl].size);
-			free(tmp);
-		}
-		if (!rc && !mq_buf_ok(&b))
-			rc = mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
-	}
+	rc = check_folder(path, e, n, &dir_len, &pkl, err);
+	if (!rc)
+		rc = check_unique(path, e, n, err);
+	if (!rc)
+		rc = check_pickle_record(path, e, pkl, dir_len, err);
+	if (!rc)
+		rc = pack_raw(path, fd, e, n, pkl, &b, err);
 	mq_zip_entries_free(e, n);
 	if (rc) {
 		mq_buf_release(&b);
