@@ -237,107 +237,170 @@ static void note_ignored(struct parse *s, const char *name)
 		s->h->ignored = strdup(name);
 }
 
-static int add_tensor(struct parse *s, const char *name, const struct mq_pk_tensor *pt)
+/* A tensor of the state dict on its way into the header: its view, its storage and the storage's record. */
+struct view {
+	const char *name;
+	const struct mq_pk_tensor *pt;
+	const struct mq_pk_obj *st;   /* its MQ_PK_STORAGE: dtype, numel (i) and key */
+	size_t es;                    /* element size */
+	char *rname;                  /* the storage record's name, owned until the tensor takes it */
+	size_t rlen;                  /* its length, NUL bytes of the key included */
+	const struct record *r;       /* that record, or NULL */
+	uint64_t numel;               /* of the view */
+	int overflow;                 /* numel overflowed */
+};
+
+/* The name of a storage's record, <archive>/data/<key> (malloc'd; *len counts a NUL inside the key). */
+static char *storage_record_name(const struct parse *s, const struct mq_pk_obj *st, size_t *len)
 {
-	const struct mq_pk_obj *st = &s->pk.obj[pt->storage];
-	struct mq_torch_header *h = s->h;
-	size_t es = mq_dtype_size(st->dtype);
-	/* the storage record: <archive>/data/<key> */
 	size_t klen = st->len, rlen = s->dir_len + 5 + klen;
 	char *rname = malloc(rlen + 1);
 	if (!rname)
-		return mq_fail(s->err, MQ_ERR_INTERNAL, "out of memory");
+		return NULL;
 	memcpy(rname, s->dir, s->dir_len);
 	memcpy(rname + s->dir_len, "data/", 5);
 	memcpy(rname + s->dir_len + 5, s->pk.data + st->str, klen);
 	rname[rlen] = '\0';
-	const struct record *r = find_record(s, rname, rlen);
-	int rc = 0;
-	int overflow = 0;
-	uint64_t numel = mq_shape_numel(pt->shape, pt->ndim, &overflow);
-	int storage_overflow = (uint64_t)st->i > UINT64_MAX / es;
-	uint64_t storage_bytes = storage_overflow ? 0 : (uint64_t)st->i * es;
-	if (h->n_tensors == MQ_MAX_TENSORS)
-		rc = mq_fail(s->err, MQ_ERR_INPUT,
+	*len = rlen;
+	return rname;
+}
+
+/* The tensor count, then the storage's record: present, stored, and as large as the storage; then the shape. */
+static int check_storage(const struct parse *s, const struct view *v)
+{
+	int storage_overflow = (uint64_t)v->st->i > UINT64_MAX / v->es;
+	uint64_t storage_bytes = storage_overflow ? 0 : (uint64_t)v->st->i * v->es;
+	if (s->h->n_tensors == MQ_MAX_TENSORS)
+		return mq_fail(s->err, MQ_ERR_INPUT,
 			"'%s': the state dict holds more than %d tensors, the limit of mq-dist (MQ_MAX_TENSORS in src/bounds.h); the file is corrupt, or a model beyond that limit needs a rebuild with a larger one",
 			s->path, MQ_MAX_TENSORS);
-	else if (strlen(rname) != rlen)
-		rc = mq_fail(s->err, MQ_ERR_INPUT, "'%s': tensor '%s': its storage key holds a NUL byte", s->path, name);
-	else if (!r)
-		rc = mq_fail(s->err, MQ_ERR_INPUT, "'%s': tensor '%s': its storage record '%s' is missing", s->path, name,
-			     rname);
-	else if (r->method != 0)
-		rc = mq_fail(s->err, MQ_ERR_INPUT, "'%s': record '%s' is compressed; torch.save stores records uncompressed: re-save the file with torch.save",
-			     s->path, rname);
-	else if (storage_overflow || storage_bytes != r->size) {
+	if (strlen(v->rname) != v->rlen)
+		return mq_fail(s->err, MQ_ERR_INPUT, "'%s': tensor '%s': its storage key holds a NUL byte", s->path,
+			       v->name);
+	if (!v->r)
+		return mq_fail(s->err, MQ_ERR_INPUT, "'%s': tensor '%s': its storage record '%s' is missing", s->path,
+			       v->name, v->rname);
+	if (v->r->method != 0)
+		return mq_fail(s->err, MQ_ERR_INPUT, "'%s': record '%s' is compressed; torch.save stores records uncompressed: re-save the file with torch.save",
+			       s->path, v->rname);
+	if (storage_overflow || storage_bytes != v->r->size) {
 		char need[32];
 		if (storage_overflow)
 			snprintf(need, sizeof(need), "more than 2^64");
 		else
 			snprintf(need, sizeof(need), "%llu", (unsigned long long)storage_bytes);
-		rc = mq_fail(s->err, MQ_ERR_INPUT,
+		return mq_fail(s->err, MQ_ERR_INPUT,
 			"'%s': tensor '%s': record '%s' holds %llu bytes, but its storage of %lld %s elements needs %s; the file is truncated or corrupt",
-			s->path, name, rname, (unsigned long long)r->size, (long long)st->i, mq_dtype_name(st->dtype), need);
-	} else if (overflow || numel > UINT64_MAX / es)
-		rc = mq_fail(s->err, MQ_ERR_INPUT,
+			s->path, v->name, v->rname, (unsigned long long)v->r->size, (long long)v->st->i,
+			mq_dtype_name(v->st->dtype), need);
+	}
+	if (v->overflow || v->numel > UINT64_MAX / v->es)
+		return mq_fail(s->err, MQ_ERR_INPUT,
 			"'%s': tensor '%s': its shape overflows (%d dimensions, more than 2^64 bytes of %s); the file is corrupt",
-			s->path, name, pt->ndim, mq_dtype_name(st->dtype));
+			s->path, v->name, v->pt->ndim, mq_dtype_name(v->st->dtype));
+	return 0;
+}
+
+/* The storage index of the last element a view of at least one element reads, or UINT64_MAX past 64 bits. */
+static uint64_t view_last(const struct mq_pk_tensor *pt)
+{
 	uint64_t last = pt->offset;
-	for (int d = 0; !rc && numel && d < pt->ndim; d++) {
+	for (int d = 0; d < pt->ndim; d++) {
 		uint64_t span = pt->shape[d] - 1;
-		if (pt->stride[d] && span > (UINT64_MAX - last) / pt->stride[d]) {
-			last = UINT64_MAX;
-			break;
-		}
+		if (pt->stride[d] && span > (UINT64_MAX - last) / pt->stride[d])
+			return UINT64_MAX;
 		last += span * pt->stride[d];
 	}
-	if (!rc && numel && last >= (uint64_t)st->i)
-		rc = mq_fail(s->err, MQ_ERR_INPUT,
+	return last;
+}
+
+/* The view stays inside its storage, and (strides that repeat elements) needs no more bytes than the file. */
+static int check_view(const struct parse *s, const struct view *v)
+{
+	const struct mq_pk_tensor *pt = v->pt;
+	if (v->numel && view_last(pt) >= (uint64_t)v->st->i)
+		return mq_fail(s->err, MQ_ERR_INPUT,
 			"'%s': tensor '%s': its view (storage offset %llu, with its sizes and strides) reads past the end of record '%s' (%lld elements); the file is corrupt",
-			s->path, name, (unsigned long long)pt->offset, rname, (long long)st->i);
+			s->path, v->name, (unsigned long long)pt->offset, v->rname, (long long)v->st->i);
 	/* inside its storage, a view is larger than the file only with strides that repeat elements */
-	if (!rc && numel * es > s->file_size)
-		rc = mq_fail(s->err, MQ_ERR_INPUT,
+	if (v->numel * v->es > s->file_size)
+		return mq_fail(s->err, MQ_ERR_INPUT,
 			"'%s': tensor '%s': its view of record '%s' (%llu elements, strides that repeat elements) needs %llu bytes, more than the whole %llu-byte file; mq-dist refuses views larger than their file (save t.contiguous() or t.clone() instead of an expanded view)",
-			s->path, name, rname, (unsigned long long)numel, (unsigned long long)(numel * es),
-			(unsigned long long)s->file_size);
-	if (!rc && !numel && pt->offset > (uint64_t)st->i)
-		rc = mq_fail(s->err, MQ_ERR_INPUT, "'%s': tensor '%s': its storage offset lies past the end of record '%s'",
-			     s->path, name, rname);
-	if (rc) {
-		free(rname);
-		return rc;
+			s->path, v->name, v->rname, (unsigned long long)v->numel,
+			(unsigned long long)(v->numel * v->es), (unsigned long long)s->file_size);
+	if (!v->numel && pt->offset > (uint64_t)v->st->i)
+		return mq_fail(s->err, MQ_ERR_INPUT,
+			"'%s': tensor '%s': its storage offset lies past the end of record '%s'", s->path, v->name,
+			v->rname);
+	return 0;
+}
+
+/* Room in h->tensors for one more. */
+static int grow_tensors(struct parse *s)
+{
+	struct mq_torch_header *h = s->h;
+	if (h->n_tensors + 1 <= s->cap)
+		return 0;
+	int cap = s->cap ? 2 * s->cap : 64;
+	struct mq_torch_tensor *t = realloc(h->tensors, (size_t)cap * sizeof(*t));
+	if (!t)
+		return mq_fail(s->err, MQ_ERR_INTERNAL, "out of memory");
+	h->tensors = t;
+	s->cap = cap;
+	return 0;
+}
+
+/* 1 when a view is row-major with no gaps, as any view of at most one element is. */
+static int view_contiguous(const struct mq_pk_tensor *pt, uint64_t numel)
+{
+	if (numel <= 1)
+		return 1;
+	uint64_t expect = 1;
+	for (int d = pt->ndim - 1; d >= 0; d--) {
+		if (pt->shape[d] > 1 && pt->stride[d] != expect)
+			return 0;
+		expect *= pt->shape[d];
 	}
-	if (h->n_tensors + 1 > s->cap) {
-		int cap = s->cap ? 2 * s->cap : 64;
-		struct mq_torch_tensor *t = realloc(h->tensors, (size_t)cap * sizeof(*t));
-		if (!t) {
-			free(rname);
-			return mq_fail(s->err, MQ_ERR_INTERNAL, "out of memory");
-		}
-		h->tensors = t;
-		s->cap = cap;
-	}
-	struct mq_torch_tensor *t = &h->tensors[h->n_tensors++];
+	return 1;
+}
+
+/* Appends the checked tensor v to h (room made by grow_tensors); it takes v->rname. */
+static int append_tensor(struct parse *s, const struct view *v)
+{
+	const struct mq_pk_tensor *pt = v->pt;
+	struct mq_torch_tensor *t = &s->h->tensors[s->h->n_tensors++];
 	memset(t, 0, sizeof(*t));
-	t->name = strdup(name);
-	t->record = rname;
-	t->dtype = st->dtype;
+	t->name = strdup(v->name);
+	t->record = v->rname;
+	t->dtype = v->st->dtype;
 	t->ndim = pt->ndim;
 	memcpy(t->shape, pt->shape, sizeof(t->shape));
 	memcpy(t->stride, pt->stride, sizeof(t->stride));
-	t->offset = r->offset + pt->offset * es;
-	t->nbytes = numel * es;
-	uint64_t expect = 1;
-	t->contiguous = 1;
-	for (int d = pt->ndim - 1; d >= 0; d--) {
-		if (pt->shape[d] > 1 && pt->stride[d] != expect)
-			t->contiguous = 0;
-		expect *= pt->shape[d];
-	}
-	if (numel <= 1)
-		t->contiguous = 1;
+	t->offset = v->r->offset + pt->offset * v->es;
+	t->nbytes = v->numel * v->es;
+	t->contiguous = view_contiguous(pt, v->numel);
 	return t->name ? 0 : mq_fail(s->err, MQ_ERR_INTERNAL, "out of memory");
+}
+
+/* Adds the tensor `name` of the state dict, checked against its storage record. */
+static int add_tensor(struct parse *s, const char *name, const struct mq_pk_tensor *pt)
+{
+	struct view v = { .name = name, .pt = pt, .st = &s->pk.obj[pt->storage] };
+	v.es = mq_dtype_size(v.st->dtype);
+	if (!(v.rname = storage_record_name(s, v.st, &v.rlen)))
+		return mq_fail(s->err, MQ_ERR_INTERNAL, "out of memory");
+	v.r = find_record(s, v.rname, v.rlen);
+	v.numel = mq_shape_numel(pt->shape, pt->ndim, &v.overflow);
+	int rc = check_storage(s, &v);
+	if (!rc)
+		rc = check_view(s, &v);
+	if (!rc)
+		rc = grow_tensors(s);
+	if (rc) {
+		free(v.rname);
+		return rc;
+	}
+	return append_tensor(s, &v);
 }
 
 /* Adds the tensors of a dict (nested dicts join their keys with '.'). */
