@@ -445,104 +445,163 @@ static int flatten(struct parse *s, int dict, const char *prefix, int depth)
 	return 0;
 }
 
-int mq_torch_parse(const char *path, const char *raw, uint64_t raw_len, uint64_t file_size,
-		   struct mq_torch_header *h, struct mq_error *err)
+/* One entry of the blob's record table; its offset and size must lie inside the file. */
+static int read_record(const struct parse *s, struct mq_reader *b, struct record *r)
 {
-	memset(h, 0, sizeof(*h));
-	struct parse s = { .path = path, .h = h, .file_size = file_size, .err = err };
-	struct mq_reader b = { raw, (size_t)raw_len };
+	if (mq_reader_u64(b, &r->offset) || mq_reader_u64(b, &r->size) || mq_reader_u64(b, &r->method) ||
+	    mq_reader_u64(b, &r->name_len) || mq_reader_bytes(b, r->name_len, &r->name) ||
+	    r->offset > s->file_size || r->size > s->file_size - r->offset)
+		return mq_fail(s->err, MQ_ERR_INTERNAL, "'%s': corrupt torch header broadcast", s->path);
+	return 0;
+}
+
+/*
+ * Deserialises the blob: RAW_MAGIC, the record table into s->rec (in archive
+ * order), and the length of data.pkl, whose bytes are all that b is left with.
+ */
+static int read_blob(struct parse *s, const char *raw, uint64_t raw_len, struct mq_reader *b)
+{
 	uint64_t n = 0, pkl_len = 0;
 	int rc = 0;
+	*b = (struct mq_reader){ raw, (size_t)raw_len };
 	if (raw_len < 4 || memcmp(raw, RAW_MAGIC, 4) != 0)
-		return mq_fail(err, MQ_ERR_INTERNAL, "'%s': corrupt torch header broadcast", path);
-	b.p += 4;
-	b.left -= 4;
-	if (mq_reader_u64(&b, &n) || n == 0 || n > b.left / 32)
-		return mq_fail(err, MQ_ERR_INTERNAL, "'%s': corrupt torch header broadcast", path);
-	s.rec = calloc((size_t)n, sizeof(*s.rec));
-	if (!s.rec)
-		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
-	s.n_rec = n;
-	for (uint64_t i = 0; i < n && !rc; i++) {
-		struct record *r = &s.rec[i];
-		if (mq_reader_u64(&b, &r->offset) || mq_reader_u64(&b, &r->size) || mq_reader_u64(&b, &r->method) ||
-		    mq_reader_u64(&b, &r->name_len) || mq_reader_bytes(&b, r->name_len, &r->name) ||
-		    r->offset > file_size || r->size > file_size - r->offset) {
-			rc = mq_fail(err, MQ_ERR_INTERNAL, "'%s': corrupt torch header broadcast", path);
-			break;
-		}
+		return mq_fail(s->err, MQ_ERR_INTERNAL, "'%s': corrupt torch header broadcast", s->path);
+	b->p += 4;
+	b->left -= 4;
+	if (mq_reader_u64(b, &n) || n == 0 || n > b->left / 32)
+		return mq_fail(s->err, MQ_ERR_INTERNAL, "'%s': corrupt torch header broadcast", s->path);
+	s->rec = calloc((size_t)n, sizeof(*s->rec));
+	if (!s->rec)
+		return mq_fail(s->err, MQ_ERR_INTERNAL, "out of memory");
+	s->n_rec = n;
+	for (uint64_t i = 0; i < n && !rc; i++)
+		rc = read_record(s, b, &s->rec[i]);
+	if (!rc && (mq_reader_u64(b, &pkl_len) || pkl_len != b->left))
+		rc = mq_fail(s->err, MQ_ERR_INTERNAL, "'%s': corrupt torch header broadcast", s->path);
+	return rc;
+}
+
+/* The folder: the first record's name up to its '/', as torch takes it (h->archive NULL when out of memory). */
+static void set_folder(struct parse *s)
+{
+	const char *slash = memchr(s->rec[0].name, '/', (size_t)s->rec[0].name_len);
+	s->dir = s->rec[0].name;
+	s->dir_len = slash ? (size_t)(slash - s->dir) + 1 : 0;
+	s->h->archive = malloc(s->dir_len + 1);
+	s->h->n_records = (int)s->n_rec;
+	if (s->h->archive) {
+		memcpy(s->h->archive, s->dir, s->dir_len);
+		s->h->archive[s->dir_len ? s->dir_len - 1 : 0] = '\0';
 	}
-	if (!rc && (mq_reader_u64(&b, &pkl_len) || pkl_len != b.left))
-		rc = mq_fail(err, MQ_ERR_INTERNAL, "'%s': corrupt torch header broadcast", path);
-	if (rc) {
-		free(s.rec);
-		return rc;
-	}
-	/* the folder: the first record's name up to its '/', as torch takes it */
-	const char *slash = memchr(s.rec[0].name, '/', (size_t)s.rec[0].name_len);
-	s.dir = s.rec[0].name;
-	s.dir_len = slash ? (size_t)(slash - s.dir) + 1 : 0;
-	h->archive = malloc(s.dir_len + 1);
-	h->n_records = (int)n;
-	if (h->archive) {
-		memcpy(h->archive, s.dir, s.dir_len);
-		h->archive[s.dir_len ? s.dir_len - 1 : 0] = '\0';
-	}
-	for (uint64_t i = 0; i < n; i++) {
-		const struct record *r = &s.rec[i];
-		size_t ml = strlen(MQ_TORCH_META_RECORD);
-		if (r->name_len == s.dir_len + ml && memcmp(r->name + s.dir_len, MQ_TORCH_META_RECORD, ml) == 0 &&
+}
+
+/* Where the archive's stored MQ_TORCH_META_RECORD lies, if it has one (the last such record in archive order). */
+static void find_meta(struct parse *s)
+{
+	size_t ml = strlen(MQ_TORCH_META_RECORD);
+	for (uint64_t i = 0; i < s->n_rec; i++) {
+		const struct record *r = &s->rec[i];
+		if (r->name_len == s->dir_len + ml && memcmp(r->name + s->dir_len, MQ_TORCH_META_RECORD, ml) == 0 &&
 		    r->method == 0) {
-			h->has_meta = 1;
-			h->meta_offset = r->offset;
-			h->meta_size = r->size;
+			s->h->has_meta = 1;
+			s->h->meta_offset = r->offset;
+			s->h->meta_size = r->size;
 		}
 	}
-	qsort(s.rec, (size_t)n, sizeof(*s.rec), cmp_record);
+}
+
+/* Runs data.pkl, the bytes b holds, into s->pk. */
+static int run_pickle(struct parse *s, const struct mq_reader *b)
+{
 	char what[600];
-	snprintf(what, sizeof(what), "'%s': data.pkl", path);
-	rc = h->archive ? mq_pickle_load(what, (const unsigned char *)b.p, (size_t)pkl_len, &s.pk, err)
-			: mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
-	int root = rc ? -1 : s.pk.root;
-	/* a checkpoint that keeps its state dict under a well-known key: descend into it */
-	for (int level = 0; !rc && level < 4; level++) {
-		const struct mq_pk_obj *d = &s.pk.obj[root];
-		if (d->kind != MQ_PK_DICT || dict_has_tensor(&s, d))
-			break;
-		int next = -1;
-		const char *key = NULL;
-		for (size_t k = 0; next < 0 && k < sizeof(state_dict_keys) / sizeof(state_dict_keys[0]); k++) {
-			int v = dict_get(&s, d, state_dict_keys[k]);
-			if (v >= 0 && s.pk.obj[v].kind == MQ_PK_DICT) {
-				next = v;
-				key = state_dict_keys[k];
-			}
+	snprintf(what, sizeof(what), "'%s': data.pkl", s->path);
+	return s->h->archive ? mq_pickle_load(what, (const unsigned char *)b->p, b->left, &s->pk, s->err)
+			     : mq_fail(s->err, MQ_ERR_INTERNAL, "out of memory");
+}
+
+/* The dict under the first of state_dict_keys that d holds one under, or -1 (*key names it). */
+static int state_dict_under(const struct parse *s, const struct mq_pk_obj *d, const char **key)
+{
+	for (size_t k = 0; k < sizeof(state_dict_keys) / sizeof(state_dict_keys[0]); k++) {
+		int v = dict_get(s, d, state_dict_keys[k]);
+		if (v >= 0 && s->pk.obj[v].kind == MQ_PK_DICT) {
+			*key = state_dict_keys[k];
+			return v;
 		}
+	}
+	return -1;
+}
+
+/*
+ * The state dict of a checkpoint that keeps it under a well-known key (up to
+ * 4 levels down from root, while a dict holds no tensor itself): descends
+ * into it, noting the entries beside it and the key it was found under.
+ */
+static int descend(struct parse *s, int root)
+{
+	struct mq_torch_header *h = s->h;
+	for (int level = 0; level < 4; level++) {
+		const struct mq_pk_obj *d = &s->pk.obj[root];
+		const char *key = NULL;
+		if (d->kind != MQ_PK_DICT || dict_has_tensor(s, d))
+			break;
+		int next = state_dict_under(s, d, &key);
 		if (next < 0)
 			break;
 		/* the entries beside the state dict (epoch, optimizer, ...) are not model weights */
 		for (int i = 0; i + 1 < d->n_items; i += 2) {
-			const struct mq_pk_obj *k = &s.pk.obj[d->items[i]];
+			const struct mq_pk_obj *k = &s->pk.obj[d->items[i]];
 			if (d->items[i + 1] == next)
 				continue;
 			if (h->n_ignored++ == 0 && k->kind == MQ_PK_STR && !h->ignored)
-				h->ignored = strndup((const char *)s.pk.data + k->str, k->len);
+				h->ignored = strndup((const char *)s->pk.data + k->str, k->len);
 		}
 		free(h->state_dict_key);
 		h->state_dict_key = strdup(key);
 		root = next;
 	}
-	if (!rc && s.pk.obj[root].kind != MQ_PK_DICT)
-		rc = mq_fail(err, MQ_ERR_INPUT, "'%s': data.pkl holds a %s, not a state dict (a dict of tensors); save model.state_dict() with torch.save",
-			     path, mq_pickle_kind_name(s.pk.obj[root].kind));
-	if (!rc && !(s.seen = calloc((size_t)s.pk.n_obj + 1, 1)))
-		rc = mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
-	if (!rc)
-		rc = flatten(&s, root, "", 0);
-	free(s.seen);
+	return root;
+}
+
+/*
+ * Flattens the state dict at root into h's tensors; refuses one that is no
+ * dict, or that holds no tensor but other entries.
+ */
+static int flatten_state_dict(struct parse *s, int root)
+{
+	struct mq_torch_header *h = s->h;
+	int rc = 0;
+	if (s->pk.obj[root].kind != MQ_PK_DICT)
+		return mq_fail(s->err, MQ_ERR_INPUT, "'%s': data.pkl holds a %s, not a state dict (a dict of tensors); save model.state_dict() with torch.save",
+			       s->path, mq_pickle_kind_name(s->pk.obj[root].kind));
+	if (!(s->seen = calloc((size_t)s->pk.n_obj + 1, 1)))
+		return mq_fail(s->err, MQ_ERR_INTERNAL, "out of memory");
+	rc = flatten(s, root, "", 0);
+	free(s->seen);
+	s->seen = NULL;
 	if (!rc && h->n_tensors == 0 && h->n_ignored)
-		rc = mq_fail(err, MQ_ERR_INPUT, "'%s': the checkpoint holds no tensors where a state dict is expected (first entry: '%s'); save model.state_dict() with torch.save",
-			     path, h->ignored ? h->ignored : "?");
+		rc = mq_fail(s->err, MQ_ERR_INPUT, "'%s': the checkpoint holds no tensors where a state dict is expected (first entry: '%s'); save model.state_dict() with torch.save",
+			     s->path, h->ignored ? h->ignored : "?");
+	return rc;
+}
+
+int mq_torch_parse(const char *path, const char *raw, uint64_t raw_len, uint64_t file_size,
+		   struct mq_torch_header *h, struct mq_error *err)
+{
+	memset(h, 0, sizeof(*h));
+	struct parse s = { .path = path, .h = h, .file_size = file_size, .err = err };
+	struct mq_reader pkl;
+	int rc = read_blob(&s, raw, raw_len, &pkl);
+	if (rc) {
+		free(s.rec);
+		return rc;
+	}
+	set_folder(&s);
+	find_meta(&s);
+	qsort(s.rec, (size_t)s.n_rec, sizeof(*s.rec), cmp_record);
+	rc = run_pickle(&s, &pkl);
+	if (!rc)
+		rc = flatten_state_dict(&s, descend(&s, s.pk.root));
 	mq_pickle_release(&s.pk);
 	free(s.rec);
 	if (rc)
