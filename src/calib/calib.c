@@ -368,24 +368,97 @@ static int check_extent(struct mq_calib_layer *l, const hsize_t *dims, int ndim,
 	}
 }
 
+/* The path of a layer's dataset, "/<layer>/inputs" (*path, malloc'd), once the group and the dataset are found. */
+static int inputs_path(struct mq_calib *c, const char *layer, char **path, struct mq_error *err)
+{
+	size_t n = strlen(layer) + 16;
+	*path = malloc(n);
+	if (!*path)
+		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+	snprintf(*path, n, "/%s/inputs", layer);
+	/* the group name may hold dots but no slashes: look it up link by link */
+	htri_t has_group = strchr(layer, '/') ? 0 : H5Lexists(c->file, layer, H5P_DEFAULT);
+	htri_t has = has_group > 0 ? H5Lexists(c->file, *path, H5P_DEFAULT) : 0;
+	if (has <= 0) {
+		free(*path);
+		*path = NULL;
+		return layer_fail(c, layer, err, has_group > 0 ? "no dataset 'inputs' in the group"
+							       : "no calibration group for this layer");
+	}
+	return 0;
+}
+
+/* The shape (dims, *ndim: 2-D or 4-D) and value type (*tsize: IEEE float32 or float16) of l's 'inputs'. */
+static int check_type(struct mq_calib_layer *l, hid_t type, hsize_t dims[4], int *ndim, size_t *tsize,
+		      struct mq_error *err)
+{
+	*ndim = H5Sget_simple_extent_ndims(l->space);
+	if (*ndim != 2 && *ndim != 4)
+		return layer_fail(l->c, l->name, err, "'inputs' must be 2-D [rows, in] or 4-D [n, in, h, w]");
+	if (H5Sget_simple_extent_dims(l->space, dims, NULL) != *ndim)
+		return layer_fail(l->c, l->name, err, "cannot read the shape of 'inputs'");
+	*tsize = H5Tget_size(type);
+	if (H5Tget_class(type) != H5T_FLOAT || (*tsize != 4 && *tsize != 2))
+		return layer_fail(l->c, l->name, err, "'inputs' must hold float32 or float16 values");
+	if (!ieee_float(type, *tsize))
+		return layer_fail(l->c, l->name, err,
+			"'inputs' has a float type that is not IEEE binary32 or binary16 (its bit layout, exponent bias or padding differ)" DAMAGED);
+	return 0;
+}
+
+/* The storage layout of l's 'inputs': its rows per chunk into sh, then check_extent(). */
+static int check_layout(struct mq_calib_layer *l, const hsize_t *dims, int ndim, size_t tsize,
+			struct mq_calib_shape *sh, struct mq_error *err)
+{
+	hid_t dcpl = H5Dget_create_plist(l->dset);
+	if (dcpl < 0)
+		return layer_fail(l->c, l->name, err, "cannot read the storage layout of 'inputs'");
+	hsize_t cd[4] = { 0 };
+	if (H5Pget_layout(dcpl) == H5D_CHUNKED && H5Pget_chunk(dcpl, 4, cd) == ndim && cd[0] > 0)
+		sh->chunk_rows = cd[0];
+	int rc = check_extent(l, dims, ndim, tsize, dcpl, cd, err);
+	H5Pclose(dcpl);
+	return rc;
+}
+
+/* Checks the open dataset of l (its value type is `type`), fills sh, and sets the type rows are read as. */
+static int read_shape(struct mq_calib_layer *l, hid_t type, struct mq_calib_shape *sh, struct mq_error *err)
+{
+	int ndim = 0;
+	size_t tsize = 0;
+	hsize_t dims[4] = { 0 };
+	int rc = check_type(l, type, dims, &ndim, &tsize, err);
+	if (rc)
+		return rc;
+	sh->ndim = ndim;
+	sh->row_elems = 1;
+	for (int d = 0; d < ndim; d++) {
+		sh->shape[d] = dims[d];
+		if (d)
+			sh->row_elems *= dims[d];
+	}
+	sh->f16 = tsize == 2;
+	sh->chunk_rows = 1;
+	rc = check_layout(l, dims, ndim, tsize, sh, err);
+	if (rc)
+		return rc;
+	/* float32 through HDF5's exact conversion; float16 as its raw bits (the file's own type), widened by us */
+	l->mem_type = sh->f16 ? H5Tcopy(type) : H5Tcopy(H5T_NATIVE_FLOAT);
+	if (sh->f16 && (H5Tget_order(type) != H5T_ORDER_LE))
+		return layer_fail(l->c, l->name, err, "big-endian float16 is not supported");
+	l->shape = *sh;
+	return 0;
+}
+
 int mq_calib_layer_open(struct mq_calib *c, const char *layer, struct mq_calib_layer **out,
 			struct mq_calib_shape *sh, struct mq_error *err)
 {
 	*out = NULL;
 	memset(sh, 0, sizeof(*sh));
-	size_t n = strlen(layer) + 16;
-	char *path = malloc(n);
-	if (!path)
-		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
-	snprintf(path, n, "/%s/inputs", layer);
-	/* the group name may hold dots but no slashes: look it up link by link */
-	htri_t has_group = strchr(layer, '/') ? 0 : H5Lexists(c->file, layer, H5P_DEFAULT);
-	htri_t has = has_group > 0 ? H5Lexists(c->file, path, H5P_DEFAULT) : 0;
-	if (has <= 0) {
-		free(path);
-		return layer_fail(c, layer, err, has_group > 0 ? "no dataset 'inputs' in the group"
-							       : "no calibration group for this layer");
-	}
+	char *path;
+	int rc = inputs_path(c, layer, &path, err);
+	if (rc)
+		return rc;
 	struct mq_calib_layer *l = calloc(1, sizeof(*l));
 	if (!l || !(l->name = strdup(layer))) {
 		free(l);
@@ -397,60 +470,10 @@ int mq_calib_layer_open(struct mq_calib *c, const char *layer, struct mq_calib_l
 	free(path);
 	l->space = l->dset >= 0 ? H5Dget_space(l->dset) : -1;
 	hid_t type = l->dset >= 0 ? H5Dget_type(l->dset) : -1;
-	int rc = 0;
-	if (l->dset < 0 || l->space < 0 || type < 0) {
+	if (l->dset < 0 || l->space < 0 || type < 0)
 		rc = layer_fail(c, layer, err, "cannot open dataset 'inputs'");
-		goto out;
-	}
-	int ndim = H5Sget_simple_extent_ndims(l->space);
-	hsize_t dims[4] = { 0 };
-	if (ndim != 2 && ndim != 4) {
-		rc = layer_fail(c, layer, err, "'inputs' must be 2-D [rows, in] or 4-D [n, in, h, w]");
-		goto out;
-	}
-	if (H5Sget_simple_extent_dims(l->space, dims, NULL) != ndim) {
-		rc = layer_fail(c, layer, err, "cannot read the shape of 'inputs'");
-		goto out;
-	}
-	size_t tsize = H5Tget_size(type);
-	if (H5Tget_class(type) != H5T_FLOAT || (tsize != 4 && tsize != 2)) {
-		rc = layer_fail(c, layer, err, "'inputs' must hold float32 or float16 values");
-		goto out;
-	}
-	if (!ieee_float(type, tsize)) {
-		rc = layer_fail(c, layer, err,
-			"'inputs' has a float type that is not IEEE binary32 or binary16 (its bit layout, exponent bias or padding differ)" DAMAGED);
-		goto out;
-	}
-	sh->ndim = ndim;
-	sh->row_elems = 1;
-	for (int d = 0; d < ndim; d++) {
-		sh->shape[d] = dims[d];
-		if (d)
-			sh->row_elems *= dims[d];
-	}
-	sh->f16 = tsize == 2;
-	sh->chunk_rows = 1;
-	hid_t dcpl = H5Dget_create_plist(l->dset);
-	if (dcpl < 0) {
-		rc = layer_fail(c, layer, err, "cannot read the storage layout of 'inputs'");
-		goto out;
-	}
-	hsize_t cd[4] = { 0 };
-	if (H5Pget_layout(dcpl) == H5D_CHUNKED && H5Pget_chunk(dcpl, 4, cd) == ndim && cd[0] > 0)
-		sh->chunk_rows = cd[0];
-	rc = check_extent(l, dims, ndim, tsize, dcpl, cd, err);
-	H5Pclose(dcpl);
-	if (rc)
-		goto out;
-	/* float32 through HDF5's exact conversion; float16 as its raw bits (the file's own type), widened by us */
-	l->mem_type = sh->f16 ? H5Tcopy(type) : H5Tcopy(H5T_NATIVE_FLOAT);
-	if (sh->f16 && (H5Tget_order(type) != H5T_ORDER_LE)) {
-		rc = layer_fail(c, layer, err, "big-endian float16 is not supported");
-		goto out;
-	}
-	l->shape = *sh;
-out:
+	else
+		rc = read_shape(l, type, sh, err);
 	if (type >= 0)
 		H5Tclose(type);
 	if (rc) {
