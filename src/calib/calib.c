@@ -217,25 +217,121 @@ static int ieee_float(hid_t type, size_t tsize)
 	       H5Tget_pad(type, &lsb, &msb) >= 0 && lsb == H5T_PAD_ZERO && msb == H5T_PAD_ZERO;
 }
 
+/* What check_extent() knows of a layer's dataset. */
+struct extent {
+	const struct mq_calib_layer *l;
+	const hsize_t *dims;          /* its shape, ndim values */
+	int ndim;
+	size_t tsize;                 /* bytes per value */
+	const hsize_t *cd;            /* the chunk shape (chunked layout) */
+	hsize_t stored, file_size;    /* bytes of the dataset stored, and of the whole file */
+	struct mq_error *err;
+};
+
 /* The message for a dataset whose declared shape is not what its file holds. */
-static int extent_fail(const struct mq_calib_layer *l, struct mq_error *err, const hsize_t *dims, int ndim,
-		       const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-static int extent_fail(const struct mq_calib_layer *l, struct mq_error *err, const hsize_t *dims, int ndim,
-		       const char *fmt, ...)
+static int extent_fail(const struct extent *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int extent_fail(const struct extent *x, const char *fmt, ...)
 {
 	char shape[160], what[320];
 	size_t k = (size_t)snprintf(shape, sizeof(shape), "[");
-	for (int d = 0; d < ndim && k < sizeof(shape); d++)
-		k += (size_t)snprintf(shape + k, sizeof(shape) - k, d ? ", %llu" : "%llu", (unsigned long long)dims[d]);
+	for (int d = 0; d < x->ndim && k < sizeof(shape); d++)
+		k += (size_t)snprintf(shape + k, sizeof(shape) - k, d ? ", %llu" : "%llu",
+				      (unsigned long long)x->dims[d]);
 	if (k < sizeof(shape))
 		snprintf(shape + k, sizeof(shape) - k, "]");
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(what, sizeof(what), fmt, ap);
 	va_end(ap);
-	return mq_fail(err, MQ_ERR_INPUT,
+	return mq_fail(x->err, MQ_ERR_INPUT,
 		"'%s': layer '%s': 'inputs' of shape %s %s",
-		l->c->path, l->name, shape, what);
+		x->l->c->path, x->l->name, shape, what);
+}
+
+/* The dataset's size in bytes (*bytes): no empty shape, at most 2^64 bytes, rows of at most MAX_ROW_VALUES values. */
+static int check_size(const struct extent *x, uint64_t *bytes)
+{
+	uint64_t values = 1, row = 1;
+	int ovf = 0;
+	for (int d = 0; d < x->ndim; d++) {
+		if (x->dims[d] == 0)
+			return extent_fail(x, "holds no values; recapture it, or leave the layer out with --exclude");
+		ovf |= x->dims[d] > UINT64_MAX / values;
+		values = ovf ? values : values * x->dims[d];
+		if (d)
+			row = ovf ? row : row * x->dims[d];
+	}
+	if (ovf || values > UINT64_MAX / x->tsize)
+		return extent_fail(x, "declares more than 2^64 bytes" DAMAGED);
+	if (row > MAX_ROW_VALUES)
+		return extent_fail(x, "has rows of %llu values, more than the %llu mq-dist reads per row",
+				   (unsigned long long)row, (unsigned long long)MAX_ROW_VALUES);
+	*bytes = values * x->tsize;
+	return 0;
+}
+
+/* Each of the need chunks of the grid is found where it belongs, inside the file (a damaged key moves one). */
+static int check_chunk_places(const struct extent *x, uint64_t need)
+{
+	hsize_t at[4] = { 0 };
+	for (uint64_t k = 0; k < need; k++) {
+		unsigned mask = 0;
+		haddr_t addr = HADDR_UNDEF;
+		hsize_t size = 0;
+		if (H5Dget_chunk_info_by_coord(x->l->dset, at, &mask, &addr, &size) < 0 || addr == HADDR_UNDEF ||
+		    addr > x->file_size || size > x->file_size - addr)
+			return extent_fail(x, "has no stored chunk at row %llu" DAMAGED, (unsigned long long)at[0]);
+		for (int d = x->ndim - 1; d >= 0; d--) {
+			at[d] += x->cd[d];
+			if (at[d] < x->dims[d])
+				break;
+			at[d] = 0;
+		}
+	}
+	return 0;
+}
+
+/* A chunked dataset: every chunk its shape covers allocated (and no more), of the size its shape gives unfiltered. */
+static int check_chunked(const struct extent *x, hid_t dcpl)
+{
+	uint64_t need = 1;
+	for (int d = 0; d < x->ndim; d++) {
+		uint64_t n = x->cd[d] ? x->dims[d] / x->cd[d] + (x->dims[d] % x->cd[d] != 0) : 0;
+		if (!n || n > UINT64_MAX / need)
+			return extent_fail(x, "has a chunk shape that does not fit it" DAMAGED);
+		need *= n;
+	}
+	hsize_t have = 0;
+	if (H5Dget_num_chunks(x->l->dset, x->l->space, &have) < 0)
+		return extent_fail(x, "has an unreadable chunk index" DAMAGED);
+	if (have != need)
+		return extent_fail(x,
+			"needs %llu chunks but %llu are stored (the missing rows would read as fill values)" DAMAGED,
+			(unsigned long long)need, (unsigned long long)have);
+	if (x->stored > x->file_size)
+		return extent_fail(x, "has %llu bytes of chunks in a file of %llu bytes" DAMAGED,
+				   (unsigned long long)x->stored, (unsigned long long)x->file_size);
+	uint64_t chunk_bytes = x->tsize; /* below 4 GiB: HDF5's limit */
+	for (int d = 0; d < x->ndim && chunk_bytes <= UINT32_MAX; d++)
+		chunk_bytes *= x->cd[d];
+	if (H5Pget_nfilters(dcpl) == 0 && (chunk_bytes > UINT32_MAX || x->stored != have * chunk_bytes))
+		return extent_fail(x,
+			"has %llu bytes in its %llu unfiltered chunks, which hold %llu bytes each" DAMAGED,
+			(unsigned long long)x->stored, (unsigned long long)have, (unsigned long long)chunk_bytes);
+	return check_chunk_places(x, need);
+}
+
+/* A contiguous dataset: all of its bytes stored, inside the file. */
+static int check_contiguous(const struct extent *x, uint64_t bytes)
+{
+	haddr_t at = H5Dget_offset(x->l->dset);
+	if (at == HADDR_UNDEF || x->stored < bytes)
+		return extent_fail(x, "has only %llu of its %llu bytes stored" DAMAGED,
+				   (unsigned long long)(at == HADDR_UNDEF ? 0 : x->stored), (unsigned long long)bytes);
+	if (at > x->file_size || bytes > x->file_size - at)
+		return extent_fail(x, "lies past the end of the file (%llu bytes)" DAMAGED,
+				   (unsigned long long)x->file_size);
+	return 0;
 }
 
 /*
@@ -248,90 +344,110 @@ static int extent_fail(const struct mq_calib_layer *l, struct mq_error *err, con
 static int check_extent(struct mq_calib_layer *l, const hsize_t *dims, int ndim, size_t tsize, hid_t dcpl,
 			const hsize_t *cd, struct mq_error *err)
 {
-	uint64_t values = 1, row = 1;
-	int ovf = 0;
-	for (int d = 0; d < ndim; d++) {
-		if (dims[d] == 0)
-			return extent_fail(l, err, dims, ndim,
-				"holds no values; recapture it, or leave the layer out with --exclude");
-		ovf |= dims[d] > UINT64_MAX / values;
-		values = ovf ? values : values * dims[d];
-		if (d)
-			row = ovf ? row : row * dims[d];
-	}
-	if (ovf || values > UINT64_MAX / tsize)
-		return extent_fail(l, err, dims, ndim, "declares more than 2^64 bytes" DAMAGED);
-	if (row > MAX_ROW_VALUES)
-		return extent_fail(l, err, dims, ndim, "has rows of %llu values, more than the %llu mq-dist reads per row",
-				   (unsigned long long)row, (unsigned long long)MAX_ROW_VALUES);
-	uint64_t bytes = values * tsize;
-	hsize_t file_size = 0, stored = H5Dget_storage_size(l->dset);
-	H5Fget_filesize(l->c->file, &file_size);
+	struct extent x = { .l = l, .dims = dims, .ndim = ndim, .tsize = tsize, .cd = cd, .err = err };
+	uint64_t bytes = 0;
+	int rc = check_size(&x, &bytes);
+	if (rc)
+		return rc;
+	x.stored = H5Dget_storage_size(l->dset);
+	H5Fget_filesize(l->c->file, &x.file_size);
 	if (H5Pget_external_count(dcpl) > 0)
-		return extent_fail(l, err, dims, ndim, "is stored in external files, which mq-dist does not read");
+		return extent_fail(&x, "is stored in external files, which mq-dist does not read");
 	switch (H5Pget_layout(dcpl)) {
-	case H5D_CHUNKED: {
-		uint64_t need = 1;
-		for (int d = 0; d < ndim; d++) {
-			uint64_t n = cd[d] ? dims[d] / cd[d] + (dims[d] % cd[d] != 0) : 0;
-			if (!n || n > UINT64_MAX / need)
-				return extent_fail(l, err, dims, ndim, "has a chunk shape that does not fit it" DAMAGED);
-			need *= n;
-		}
-		hsize_t have = 0;
-		if (H5Dget_num_chunks(l->dset, l->space, &have) < 0)
-			return extent_fail(l, err, dims, ndim, "has an unreadable chunk index" DAMAGED);
-		if (have != need)
-			return extent_fail(l, err, dims, ndim,
-				"needs %llu chunks but %llu are stored (the missing rows would read as fill values)" DAMAGED,
-				(unsigned long long)need, (unsigned long long)have);
-		if (stored > file_size)
-			return extent_fail(l, err, dims, ndim, "has %llu bytes of chunks in a file of %llu bytes" DAMAGED,
-					   (unsigned long long)stored, (unsigned long long)file_size);
-		uint64_t chunk_bytes = tsize; /* below 4 GiB: HDF5's limit */
-		for (int d = 0; d < ndim && chunk_bytes <= UINT32_MAX; d++)
-			chunk_bytes *= cd[d];
-		if (H5Pget_nfilters(dcpl) == 0 && (chunk_bytes > UINT32_MAX || stored != have * chunk_bytes))
-			return extent_fail(l, err, dims, ndim,
-				"has %llu bytes in its %llu unfiltered chunks, which hold %llu bytes each" DAMAGED,
-				(unsigned long long)stored, (unsigned long long)have, (unsigned long long)chunk_bytes);
-		/* each chunk of the grid is found where it belongs, inside the file (a damaged key moves one) */
-		hsize_t at[4] = { 0 };
-		for (uint64_t k = 0; k < need; k++) {
-			unsigned mask = 0;
-			haddr_t addr = HADDR_UNDEF;
-			hsize_t size = 0;
-			if (H5Dget_chunk_info_by_coord(l->dset, at, &mask, &addr, &size) < 0 || addr == HADDR_UNDEF ||
-			    addr > file_size || size > file_size - addr)
-				return extent_fail(l, err, dims, ndim, "has no stored chunk at row %llu" DAMAGED,
-						   (unsigned long long)at[0]);
-			for (int d = ndim - 1; d >= 0; d--) {
-				at[d] += cd[d];
-				if (at[d] < dims[d])
-					break;
-				at[d] = 0;
-			}
-		}
-		return 0;
-	}
-	case H5D_CONTIGUOUS: {
-		haddr_t at = H5Dget_offset(l->dset);
-		if (at == HADDR_UNDEF || stored < bytes)
-			return extent_fail(l, err, dims, ndim, "has only %llu of its %llu bytes stored" DAMAGED,
-					   (unsigned long long)(at == HADDR_UNDEF ? 0 : stored), (unsigned long long)bytes);
-		if (at > file_size || bytes > file_size - at)
-			return extent_fail(l, err, dims, ndim, "lies past the end of the file (%llu bytes)" DAMAGED,
-					   (unsigned long long)file_size);
-		return 0;
-	}
+	case H5D_CHUNKED:
+		return check_chunked(&x, dcpl);
+	case H5D_CONTIGUOUS:
+		return check_contiguous(&x, bytes);
 	case H5D_COMPACT:
-		if (stored < bytes)
-			return extent_fail(l, err, dims, ndim, "has only %llu of its %llu bytes stored" DAMAGED,
-					   (unsigned long long)stored, (unsigned long long)bytes);
+		if (x.stored < bytes)
+			return extent_fail(&x, "has only %llu of its %llu bytes stored" DAMAGED,
+					   (unsigned long long)x.stored, (unsigned long long)bytes);
 		return 0;
 	default:
-		return extent_fail(l, err, dims, ndim, "has a storage layout mq-dist does not read (virtual?)");
+		return extent_fail(&x, "has a storage layout mq-dist does not read (virtual?)");
 	}
+}
+
+/* The path of a layer's dataset, "/<layer>/inputs" (*path, malloc'd), once the group and the dataset are found. */
+static int inputs_path(struct mq_calib *c, const char *layer, char **path, struct mq_error *err)
+{
+	size_t n = strlen(layer) + 16;
+	*path = malloc(n);
+	if (!*path)
+		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+	snprintf(*path, n, "/%s/inputs", layer);
+	/* the group name may hold dots but no slashes: look it up link by link */
+	htri_t has_group = strchr(layer, '/') ? 0 : H5Lexists(c->file, layer, H5P_DEFAULT);
+	htri_t has = has_group > 0 ? H5Lexists(c->file, *path, H5P_DEFAULT) : 0;
+	if (has <= 0) {
+		free(*path);
+		*path = NULL;
+		return layer_fail(c, layer, err, has_group > 0 ? "no dataset 'inputs' in the group"
+							       : "no calibration group for this layer");
+	}
+	return 0;
+}
+
+/* The shape (dims, *ndim: 2-D or 4-D) and value type (*tsize: IEEE float32 or float16) of l's 'inputs'. */
+static int check_type(struct mq_calib_layer *l, hid_t type, hsize_t dims[4], int *ndim, size_t *tsize,
+		      struct mq_error *err)
+{
+	*ndim = H5Sget_simple_extent_ndims(l->space);
+	if (*ndim != 2 && *ndim != 4)
+		return layer_fail(l->c, l->name, err, "'inputs' must be 2-D [rows, in] or 4-D [n, in, h, w]");
+	if (H5Sget_simple_extent_dims(l->space, dims, NULL) != *ndim)
+		return layer_fail(l->c, l->name, err, "cannot read the shape of 'inputs'");
+	*tsize = H5Tget_size(type);
+	if (H5Tget_class(type) != H5T_FLOAT || (*tsize != 4 && *tsize != 2))
+		return layer_fail(l->c, l->name, err, "'inputs' must hold float32 or float16 values");
+	if (!ieee_float(type, *tsize))
+		return layer_fail(l->c, l->name, err,
+			"'inputs' has a float type that is not IEEE binary32 or binary16 (its bit layout, exponent bias or padding differ)" DAMAGED);
+	return 0;
+}
+
+/* The storage layout of l's 'inputs': its rows per chunk into sh, then check_extent(). */
+static int check_layout(struct mq_calib_layer *l, const hsize_t *dims, int ndim, size_t tsize,
+			struct mq_calib_shape *sh, struct mq_error *err)
+{
+	hid_t dcpl = H5Dget_create_plist(l->dset);
+	if (dcpl < 0)
+		return layer_fail(l->c, l->name, err, "cannot read the storage layout of 'inputs'");
+	hsize_t cd[4] = { 0 };
+	if (H5Pget_layout(dcpl) == H5D_CHUNKED && H5Pget_chunk(dcpl, 4, cd) == ndim && cd[0] > 0)
+		sh->chunk_rows = cd[0];
+	int rc = check_extent(l, dims, ndim, tsize, dcpl, cd, err);
+	H5Pclose(dcpl);
+	return rc;
+}
+
+/* Checks the open dataset of l (its value type is `type`), fills sh, and sets the type rows are read as. */
+static int read_shape(struct mq_calib_layer *l, hid_t type, struct mq_calib_shape *sh, struct mq_error *err)
+{
+	int ndim = 0;
+	size_t tsize = 0;
+	hsize_t dims[4] = { 0 };
+	int rc = check_type(l, type, dims, &ndim, &tsize, err);
+	if (rc)
+		return rc;
+	sh->ndim = ndim;
+	sh->row_elems = 1;
+	for (int d = 0; d < ndim; d++) {
+		sh->shape[d] = dims[d];
+		if (d)
+			sh->row_elems *= dims[d];
+	}
+	sh->f16 = tsize == 2;
+	sh->chunk_rows = 1;
+	rc = check_layout(l, dims, ndim, tsize, sh, err);
+	if (rc)
+		return rc;
+	/* float32 through HDF5's exact conversion; float16 as its raw bits (the file's own type), widened by us */
+	l->mem_type = sh->f16 ? H5Tcopy(type) : H5Tcopy(H5T_NATIVE_FLOAT);
+	if (sh->f16 && (H5Tget_order(type) != H5T_ORDER_LE))
+		return layer_fail(l->c, l->name, err, "big-endian float16 is not supported");
+	l->shape = *sh;
+	return 0;
 }
 
 int mq_calib_layer_open(struct mq_calib *c, const char *layer, struct mq_calib_layer **out,
@@ -339,19 +455,10 @@ int mq_calib_layer_open(struct mq_calib *c, const char *layer, struct mq_calib_l
 {
 	*out = NULL;
 	memset(sh, 0, sizeof(*sh));
-	size_t n = strlen(layer) + 16;
-	char *path = malloc(n);
-	if (!path)
-		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
-	snprintf(path, n, "/%s/inputs", layer);
-	/* the group name may hold dots but no slashes: look it up link by link */
-	htri_t has_group = strchr(layer, '/') ? 0 : H5Lexists(c->file, layer, H5P_DEFAULT);
-	htri_t has = has_group > 0 ? H5Lexists(c->file, path, H5P_DEFAULT) : 0;
-	if (has <= 0) {
-		free(path);
-		return layer_fail(c, layer, err, has_group > 0 ? "no dataset 'inputs' in the group"
-							       : "no calibration group for this layer");
-	}
+	char *path;
+	int rc = inputs_path(c, layer, &path, err);
+	if (rc)
+		return rc;
 	struct mq_calib_layer *l = calloc(1, sizeof(*l));
 	if (!l || !(l->name = strdup(layer))) {
 		free(l);
@@ -363,60 +470,10 @@ int mq_calib_layer_open(struct mq_calib *c, const char *layer, struct mq_calib_l
 	free(path);
 	l->space = l->dset >= 0 ? H5Dget_space(l->dset) : -1;
 	hid_t type = l->dset >= 0 ? H5Dget_type(l->dset) : -1;
-	int rc = 0;
-	if (l->dset < 0 || l->space < 0 || type < 0) {
+	if (l->dset < 0 || l->space < 0 || type < 0)
 		rc = layer_fail(c, layer, err, "cannot open dataset 'inputs'");
-		goto out;
-	}
-	int ndim = H5Sget_simple_extent_ndims(l->space);
-	hsize_t dims[4] = { 0 };
-	if (ndim != 2 && ndim != 4) {
-		rc = layer_fail(c, layer, err, "'inputs' must be 2-D [rows, in] or 4-D [n, in, h, w]");
-		goto out;
-	}
-	if (H5Sget_simple_extent_dims(l->space, dims, NULL) != ndim) {
-		rc = layer_fail(c, layer, err, "cannot read the shape of 'inputs'");
-		goto out;
-	}
-	size_t tsize = H5Tget_size(type);
-	if (H5Tget_class(type) != H5T_FLOAT || (tsize != 4 && tsize != 2)) {
-		rc = layer_fail(c, layer, err, "'inputs' must hold float32 or float16 values");
-		goto out;
-	}
-	if (!ieee_float(type, tsize)) {
-		rc = layer_fail(c, layer, err,
-			"'inputs' has a float type that is not IEEE binary32 or binary16 (its bit layout, exponent bias or padding differ)" DAMAGED);
-		goto out;
-	}
-	sh->ndim = ndim;
-	sh->row_elems = 1;
-	for (int d = 0; d < ndim; d++) {
-		sh->shape[d] = dims[d];
-		if (d)
-			sh->row_elems *= dims[d];
-	}
-	sh->f16 = tsize == 2;
-	sh->chunk_rows = 1;
-	hid_t dcpl = H5Dget_create_plist(l->dset);
-	if (dcpl < 0) {
-		rc = layer_fail(c, layer, err, "cannot read the storage layout of 'inputs'");
-		goto out;
-	}
-	hsize_t cd[4] = { 0 };
-	if (H5Pget_layout(dcpl) == H5D_CHUNKED && H5Pget_chunk(dcpl, 4, cd) == ndim && cd[0] > 0)
-		sh->chunk_rows = cd[0];
-	rc = check_extent(l, dims, ndim, tsize, dcpl, cd, err);
-	H5Pclose(dcpl);
-	if (rc)
-		goto out;
-	/* float32 through HDF5's exact conversion; float16 as its raw bits (the file's own type), widened by us */
-	l->mem_type = sh->f16 ? H5Tcopy(type) : H5Tcopy(H5T_NATIVE_FLOAT);
-	if (sh->f16 && (H5Tget_order(type) != H5T_ORDER_LE)) {
-		rc = layer_fail(c, layer, err, "big-endian float16 is not supported");
-		goto out;
-	}
-	l->shape = *sh;
-out:
+	else
+		rc = read_shape(l, type, sh, err);
 	if (type >= 0)
 		H5Tclose(type);
 	if (rc) {

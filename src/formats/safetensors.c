@@ -6,318 +6,38 @@
 #include <string.h>
 #include <unistd.h>
 
-/* ---- a strict JSON reader for exactly the safetensors header schema ---- */
+#include "json_lex.h"
 
-struct jp {
-	const char *s;
-	size_t n, i;
-	const char *file;
-	struct mq_error *err;
-};
-
-static int jfail(struct jp *p, const char *what)
-{
-	return mq_fail(p->err, MQ_ERR_INPUT,
-		"'%s': malformed safetensors header at byte %zu of the JSON: %s (the file is not a valid safetensors file; re-export or re-download it)",
-		p->file, p->i, what);
-}
-
-static void skip_ws(struct jp *p)
-{
-	while (p->i < p->n && (p->s[p->i] == ' ' || p->s[p->i] == '\t' ||
-			       p->s[p->i] == '\n' || p->s[p->i] == '\r'))
-		p->i++;
-}
-
-static int peek(struct jp *p)
-{
-	skip_ws(p);
-	return p->i < p->n ? (unsigned char)p->s[p->i] : -1;
-}
-
-static int expect(struct jp *p, char c)
-{
-	if (peek(p) != (unsigned char)c) {
-		char what[32];
-		snprintf(what, sizeof(what), "expected '%c'", c);
-		return jfail(p, what);
-	}
-	p->i++;
-	return 0;
-}
-
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-static int read_hex4(struct jp *p, unsigned *out)
-{
-	if (p->i + 4 > p->n)
-		return jfail(p, "truncated \\u escape");
-	unsigned v = 0;
-	for (int k = 0; k < 4; k++) {
-		int h = hexval((unsigned char)p->s[p->i++]);
-		if (h < 0)
-			return jfail(p, "bad \\u escape");
-		v = v * 16 + (unsigned)h;
-	}
-	*out = v;
-	return 0;
-}
-
-static void put_utf8(char *o, size_t *k, unsigned cp)
-{
-	if (cp < 0x80) {
-		o[(*k)++] = (char)cp;
-	} else if (cp < 0x800) {
-		o[(*k)++] = (char)(0xc0 | (cp >> 6));
-		o[(*k)++] = (char)(0x80 | (cp & 0x3f));
-	} else if (cp < 0x10000) {
-		o[(*k)++] = (char)(0xe0 | (cp >> 12));
-		o[(*k)++] = (char)(0x80 | ((cp >> 6) & 0x3f));
-		o[(*k)++] = (char)(0x80 | (cp & 0x3f));
-	} else {
-		o[(*k)++] = (char)(0xf0 | (cp >> 18));
-		o[(*k)++] = (char)(0x80 | ((cp >> 12) & 0x3f));
-		o[(*k)++] = (char)(0x80 | ((cp >> 6) & 0x3f));
-		o[(*k)++] = (char)(0x80 | (cp & 0x3f));
-	}
-}
-
-/* Parses a string literal into a malloc'd, NUL-free UTF-8 string. */
-static int parse_string(struct jp *p, char **out)
-{
-	*out = NULL;
-	if (expect(p, '"'))
-		return p->err->code;
-	size_t start = p->i;
-	/* The decoded string is never longer than the literal. */
-	size_t end = start;
-	while (end < p->n && p->s[end] != '"') {
-		if (p->s[end] == '\\')
-			end++;
-		end++;
-	}
-	if (end >= p->n)
-		return jfail(p, "unterminated string");
-	char *o = malloc(end - start + 1);
-	if (!o)
-		return mq_fail(p->err, MQ_ERR_INTERNAL, "out of memory reading '%s'", p->file);
-	size_t k = 0;
-	while (p->s[p->i] != '"') {
-		unsigned char c = (unsigned char)p->s[p->i++];
-		if (c < 0x20) {
-			free(o);
-			return jfail(p, "control character in string");
-		}
-		if (c != '\\') {
-			o[k++] = (char)c;
-			continue;
-		}
-		char e = p->s[p->i++];
-		unsigned cp;
-		switch (e) {
-		case '"': o[k++] = '"'; break;
-		case '\\': o[k++] = '\\'; break;
-		case '/': o[k++] = '/'; break;
-		case 'b': o[k++] = '\b'; break;
-		case 'f': o[k++] = '\f'; break;
-		case 'n': o[k++] = '\n'; break;
-		case 'r': o[k++] = '\r'; break;
-		case 't': o[k++] = '\t'; break;
-		case 'u':
-			if (read_hex4(p, &cp))
-				goto bad;
-			if (cp >= 0xd800 && cp < 0xdc00) {
-				unsigned lo;
-				if (p->i + 2 > p->n || p->s[p->i] != '\\' || p->s[p->i + 1] != 'u') {
-					jfail(p, "unpaired surrogate in \\u escape");
-					goto bad;
-				}
-				p->i += 2;
-				if (read_hex4(p, &lo))
-					goto bad;
-				if (lo < 0xdc00 || lo >= 0xe000) {
-					jfail(p, "unpaired surrogate in \\u escape");
-					goto bad;
-				}
-				cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-			} else if (cp >= 0xdc00 && cp < 0xe000) {
-				jfail(p, "unpaired surrogate in \\u escape");
-				goto bad;
-			}
-			if (cp == 0) {
-				jfail(p, "NUL character (\\u0000) in string");
-				goto bad;
-			}
-			put_utf8(o, &k, cp);
-			break;
-		default:
-			jfail(p, "bad escape in string");
-			goto bad;
-		}
-	}
-	p->i++; /* closing quote */
-	o[k] = '\0';
-	*out = o;
-	return 0;
-bad:
-	free(o);
-	return p->err->code;
-}
-
-/* A non-negative integer without sign, fraction, exponent or leading zero. */
-static int parse_u64(struct jp *p, uint64_t *out)
-{
-	int c = peek(p);
-	if (c < '0' || c > '9')
-		return jfail(p, c == '-' ? "negative number where a size or offset belongs"
-					  : "expected a non-negative integer");
-	uint64_t v = 0;
-	size_t start = p->i;
-	while (p->i < p->n && p->s[p->i] >= '0' && p->s[p->i] <= '9') {
-		unsigned d = (unsigned)(p->s[p->i] - '0');
-		if (v > (UINT64_MAX - d) / 10)
-			return jfail(p, "integer too large");
-		v = v * 10 + d;
-		p->i++;
-	}
-	if (p->s[start] == '0' && p->i - start > 1)
-		return jfail(p, "integer with a leading zero");
-	if (p->i < p->n && (p->s[p->i] == '.' || p->s[p->i] == 'e' || p->s[p->i] == 'E'))
-		return jfail(p, "fraction or exponent where an integer belongs");
-	*out = v;
-	return 0;
-}
-
-static int skip_value(struct jp *p, int depth);
-
-static int skip_container(struct jp *p, char close, int depth)
-{
-	p->i++;
-	if (peek(p) == (unsigned char)close) {
-		p->i++;
-		return 0;
-	}
-	for (;;) {
-		if (close == '}') {
-			char *k;
-			if (parse_string(p, &k))
-				return p->err->code;
-			free(k);
-			if (expect(p, ':'))
-				return p->err->code;
-		}
-		if (skip_value(p, depth + 1))
-			return p->err->code;
-		int c = peek(p);
-		p->i++;
-		if (c == (unsigned char)close)
-			return 0;
-		if (c != ',')
-			return jfail(p, "expected ',' or end of container");
-	}
-}
-
-static int skip_value(struct jp *p, int depth)
-{
-	if (depth > 64)
-		return jfail(p, "nesting too deep");
-	int c = peek(p);
-	if (c == '"') {
-		char *s;
-		if (parse_string(p, &s))
-			return p->err->code;
-		free(s);
-		return 0;
-	}
-	if (c == '{')
-		return skip_container(p, '}', depth);
-	if (c == '[')
-		return skip_container(p, ']', depth);
-	static const char *lits[] = { "true", "false", "null" };
-	for (int k = 0; k < 3; k++) {
-		size_t l = strlen(lits[k]);
-		if (p->i + l <= p->n && memcmp(p->s + p->i, lits[k], l) == 0) {
-			p->i += l;
-			return 0;
-		}
-	}
-	if (c == '-' || (c >= '0' && c <= '9')) {
-		p->i++;
-		while (p->i < p->n && strchr("0123456789.eE+-", p->s[p->i]))
-			p->i++;
-		return 0;
-	}
-	return jfail(p, "unexpected character");
-}
-
-/* [u64, u64, ...] into arr (at most max entries). */
-static int parse_u64_array(struct jp *p, uint64_t *arr, int max, int *count, const char *what)
-{
-	*count = 0;
-	if (expect(p, '['))
-		return p->err->code;
-	if (peek(p) == ']') {
-		p->i++;
-		return 0;
-	}
-	for (;;) {
-		uint64_t v = 0;
-		if (parse_u64(p, &v))
-			return p->err->code;
-		if (*count >= max) {
-			char m[96];
-			snprintf(m, sizeof(m), "%s has more than %d entries", what, max);
-			return jfail(p, m);
-		}
-		arr[(*count)++] = v;
-		int c = peek(p);
-		p->i++;
-		if (c == ']')
-			return 0;
-		if (c != ',')
-			return jfail(p, "expected ',' or ']'");
-	}
-}
-
-static int parse_metadata(struct jp *p, struct mq_st_header *h)
+static int parse_metadata(struct mq_json_lex *p, struct mq_st_header *h)
 {
 	if (h->meta)
-		return jfail(p, "duplicate __metadata__");
-	if (peek(p) != '{')
-		return jfail(p, "__metadata__ is not an object of strings");
+		return mq_json_fail(p, "duplicate __metadata__");
+	if (mq_json_peek(p) != '{')
+		return mq_json_fail(p, "__metadata__ is not an object of strings");
 	p->i++;
 	int cap = 0;
 	h->meta = calloc(1, sizeof(*h->meta)); /* non-NULL marks "seen" */
 	if (!h->meta)
 		return mq_fail(p->err, MQ_ERR_INTERNAL, "out of memory");
 	cap = 1;
-	if (peek(p) == '}') {
+	if (mq_json_peek(p) == '}') {
 		p->i++;
 		return 0;
 	}
 	for (;;) {
 		char *k = NULL, *v = NULL;
-		if (parse_string(p, &k) || expect(p, ':')) {
+		if (mq_json_string(p, &k) || mq_json_expect(p, ':')) {
 			free(k);
 			return p->err->code;
 		}
-		if (peek(p) != '"') {
+		if (mq_json_peek(p) != '"') {
 			mq_fail(p->err, MQ_ERR_INPUT,
 				"'%s': __metadata__ value of key '%s' is not a string (safetensors allows strings only; store nested data as a JSON string)",
 				p->file, k);
 			free(k);
 			return p->err->code;
 		}
-		if (parse_string(p, &v)) {
+		if (mq_json_string(p, &v)) {
 			free(k);
 			return p->err->code;
 		}
@@ -342,95 +62,105 @@ static int parse_metadata(struct jp *p, struct mq_st_header *h)
 		h->meta[h->n_meta].key = k;
 		h->meta[h->n_meta].value = v;
 		h->n_meta++;
-		int c = peek(p);
+		int c = mq_json_peek(p);
 		p->i++;
 		if (c == '}')
 			return 0;
 		if (c != ',')
-			return jfail(p, "expected ',' or '}' in __metadata__");
+			return mq_json_fail(p, "expected ',' or '}' in __metadata__");
 	}
 }
 
-static int parse_tensor(struct jp *p, struct mq_st_tensor *t)
+/* The value of a tensor's "dtype": a string naming a known dtype. */
+static int parse_dtype(struct mq_json_lex *p, struct mq_st_tensor *t)
 {
-	int have_dtype = 0, have_shape = 0, have_offsets = 0;
-	if (peek(p) != '{')
+	char *d;
+	if (mq_json_peek(p) != '"')
+		return mq_fail(p->err, MQ_ERR_INPUT, "'%s': tensor '%s': dtype is not a string", p->file, t->name);
+	if (mq_json_string(p, &d))
+		return p->err->code;
+	if (mq_dtype_parse(d, strlen(d), &t->dtype)) {
+		mq_fail(p->err, MQ_ERR_INPUT,
+			"'%s': tensor '%s': unknown dtype '%s' (known: BOOL U8 I8 F8_E5M2 F8_E4M3 F8_E8M0 I16 U16 F16 BF16 I32 U32 F32 F64 I64 U64 C64)",
+			p->file, t->name, d);
+		free(d);
+		return p->err->code;
+	}
+	free(d);
+	return 0;
+}
+
+/* The value of a tensor's "data_offsets": exactly [begin, end]. */
+static int parse_offsets(struct mq_json_lex *p, struct mq_st_tensor *t)
+{
+	uint64_t off[2];
+	int n = 0;
+	if (mq_json_u64_array(p, off, 2, &n, "data_offsets"))
+		return p->err->code;
+	if (n != 2)
+		return mq_fail(p->err, MQ_ERR_INPUT,
+			"'%s': tensor '%s': data_offsets must hold exactly [begin, end]", p->file, t->name);
+	t->begin = off[0];
+	t->end = off[1];
+	return 0;
+}
+
+/*
+ * The value of key k of a tensor entry. seen[] counts the dtype, shape and
+ * data_offsets keys met so far; a second one is refused, its value unread.
+ */
+static int parse_tensor_field(struct mq_json_lex *p, struct mq_st_tensor *t, const char *k, int seen[3])
+{
+	int dup = 0, rc = 0;
+	if (strcmp(k, "dtype") == 0) {
+		dup = seen[0]++;
+		if (!dup)
+			rc = parse_dtype(p, t);
+	} else if (strcmp(k, "shape") == 0) {
+		dup = seen[1]++;
+		if (!dup && mq_json_u64_array(p, t->shape, MQ_MAX_DIMS, &t->ndim, "shape"))
+			rc = p->err->code;
+	} else if (strcmp(k, "data_offsets") == 0) {
+		dup = seen[2]++;
+		if (!dup)
+			rc = parse_offsets(p, t);
+	} else if (mq_json_skip_value(p, 1)) { /* unknown keys are ignored, as the reference reader does */
+		rc = p->err->code;
+	}
+	if (rc)
+		return rc;
+	if (dup) {
+		mq_fail(p->err, MQ_ERR_INPUT, "'%s': tensor '%s': duplicate key '%s'", p->file, t->name, k);
+		return p->err->code;
+	}
+	return 0;
+}
+
+/* A tensor entry: an object with dtype, shape and data_offsets, once each (other keys are skipped). */
+static int parse_tensor(struct mq_json_lex *p, struct mq_st_tensor *t)
+{
+	int seen[3] = { 0 }; /* dtype, shape, data_offsets */
+	if (mq_json_peek(p) != '{')
 		return mq_fail(p->err, MQ_ERR_INPUT, "'%s': tensor '%s': entry is not an object", p->file, t->name);
 	p->i++;
-	if (peek(p) == '}')
+	if (mq_json_peek(p) == '}')
 		goto missing;
 	for (;;) {
 		char *k;
-		if (parse_string(p, &k))
+		if (mq_json_string(p, &k))
 			return p->err->code;
-		if (expect(p, ':')) {
-			free(k);
-			return p->err->code;
-		}
-		int dup = 0;
-		if (strcmp(k, "dtype") == 0) {
-			dup = have_dtype++;
-			char *d;
-			if (!dup) {
-				if (peek(p) != '"') {
-					free(k);
-					return mq_fail(p->err, MQ_ERR_INPUT, "'%s': tensor '%s': dtype is not a string", p->file, t->name);
-				}
-				if (parse_string(p, &d)) {
-					free(k);
-					return p->err->code;
-				}
-				if (mq_dtype_parse(d, strlen(d), &t->dtype)) {
-					mq_fail(p->err, MQ_ERR_INPUT,
-						"'%s': tensor '%s': unknown dtype '%s' (known: BOOL U8 I8 F8_E5M2 F8_E4M3 F8_E8M0 I16 U16 F16 BF16 I32 U32 F32 F64 I64 U64 C64)",
-						p->file, t->name, d);
-					free(d);
-					free(k);
-					return p->err->code;
-				}
-				free(d);
-			}
-		} else if (strcmp(k, "shape") == 0) {
-			dup = have_shape++;
-			if (!dup && parse_u64_array(p, t->shape, MQ_MAX_DIMS, &t->ndim, "shape")) {
-				free(k);
-				return p->err->code;
-			}
-		} else if (strcmp(k, "data_offsets") == 0) {
-			dup = have_offsets++;
-			uint64_t off[2];
-			int n = 0;
-			if (!dup) {
-				if (parse_u64_array(p, off, 2, &n, "data_offsets")) {
-					free(k);
-					return p->err->code;
-				}
-				if (n != 2) {
-					free(k);
-					return mq_fail(p->err, MQ_ERR_INPUT,
-						"'%s': tensor '%s': data_offsets must hold exactly [begin, end]", p->file, t->name);
-				}
-				t->begin = off[0];
-				t->end = off[1];
-			}
-		} else if (skip_value(p, 1)) { /* unknown keys are ignored, as the reference reader does */
-			free(k);
-			return p->err->code;
-		}
-		if (dup) {
-			mq_fail(p->err, MQ_ERR_INPUT, "'%s': tensor '%s': duplicate key '%s'", p->file, t->name, k);
-			free(k);
-			return p->err->code;
-		}
+		int rc = mq_json_expect(p, ':') ? p->err->code : parse_tensor_field(p, t, k, seen);
 		free(k);
-		int c = peek(p);
+		if (rc)
+			return rc;
+		int c = mq_json_peek(p);
 		p->i++;
 		if (c == '}')
 			break;
 		if (c != ',')
-			return jfail(p, "expected ',' or '}' in tensor entry");
+			return mq_json_fail(p, "expected ',' or '}' in tensor entry");
 	}
-	if (have_dtype && have_shape && have_offsets)
+	if (seen[0] && seen[1] && seen[2])
 		return 0;
 missing:
 	return mq_fail(p->err, MQ_ERR_INPUT, "'%s': tensor '%s': entry needs dtype, shape and data_offsets",
@@ -581,19 +311,19 @@ int mq_st_parse(const char *file, const char *json, uint64_t header_len, uint64_
 	size_t bad;
 	if (mq_utf8_check((const unsigned char *)json, header_len, &bad))
 		return mq_fail(err, MQ_ERR_INPUT, "'%s': header is not valid UTF-8 (at byte %zu of the JSON)", file, bad);
-	struct jp p = { json, header_len, 0, file, err };
+	struct mq_json_lex p = { json, header_len, 0, file, err };
 	int cap = 0;
-	if (expect(&p, '{'))
+	if (mq_json_expect(&p, '{'))
 		goto fail;
-	if (peek(&p) == '}') {
+	if (mq_json_peek(&p) == '}') {
 		p.i++;
 		goto done;
 	}
 	for (;;) {
 		char *name;
-		if (parse_string(&p, &name))
+		if (mq_json_string(&p, &name))
 			goto fail;
-		if (expect(&p, ':')) {
+		if (mq_json_expect(&p, ':')) {
 			free(name);
 			goto fail;
 		}
@@ -625,19 +355,19 @@ int mq_st_parse(const char *file, const char *json, uint64_t header_len, uint64_
 			if (parse_tensor(&p, t))
 				goto fail;
 		}
-		int c = peek(&p);
+		int c = mq_json_peek(&p);
 		p.i++;
 		if (c == '}')
 			break;
 		if (c != ',') {
 			p.i--;
-			jfail(&p, "expected ',' or '}' after an entry");
+			mq_json_fail(&p, "expected ',' or '}' after an entry");
 			goto fail;
 		}
 	}
 done:
-	if (peek(&p) != -1) {
-		jfail(&p, "unexpected bytes after the JSON object");
+	if (mq_json_peek(&p) != -1) {
+		mq_json_fail(&p, "unexpected bytes after the JSON object");
 		goto fail;
 	}
 	if (check_layout(file, out, err))

@@ -36,6 +36,116 @@ static int cmp_str(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/*
+ * The archive folder (dir_len bytes of e[0]'s name, with its '/') that every
+ * record must lie in, and the index of its data.pkl (-1 if none); refuses a
+ * TorchScript archive.
+ */
+static int check_folder(const char *path, const struct mq_zip_entry *e, int n, size_t *dir_len, int *pkl,
+			struct mq_error *err)
+{
+	const char *slash = n ? strchr(e[0].name, '/') : NULL;
+	*dir_len = slash ? (size_t)(slash - e[0].name) + 1 : 0;
+	*pkl = -1;
+	if (n == 0)
+		return mq_fail(err, MQ_ERR_INPUT, "'%s': an empty ZIP archive, not a torch.save checkpoint", path);
+	if (!slash || *dir_len == 1)
+		return mq_fail(err, MQ_ERR_INPUT, "'%s': record '%s' is not in a folder; a torch.save archive keeps its records in one folder",
+			       path, e[0].name);
+	for (int i = 0; i < n; i++) {
+		const char *rest = e[i].name + *dir_len;
+		if (!has_prefix(e[i].name, e[0].name, *dir_len))
+			return mq_fail(err, MQ_ERR_INPUT, "'%s': record '%s' is outside the archive folder '%.*s'; torch.load refuses such files too",
+				       path, e[i].name, (int)*dir_len, e[0].name);
+		if (strcmp(rest, "constants.pkl") == 0)
+			return mq_fail(err, MQ_ERR_INPUT,
+				"'%s': a TorchScript archive (torch.jit.save), not a state dict; load it in torch and save model.state_dict() with torch.save",
+				path);
+		if (strcmp(rest, "data.pkl") == 0)
+			*pkl = i;
+	}
+	return 0;
+}
+
+/* Refuses two records of the same name. */
+static int check_unique(const char *path, const struct mq_zip_entry *e, int n, struct mq_error *err)
+{
+	char **names = malloc(((size_t)n + 1) * sizeof(char *));
+	int rc = 0;
+	if (!names)
+		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+	for (int i = 0; i < n; i++)
+		names[i] = e[i].name;
+	qsort(names, (size_t)n, sizeof(char *), cmp_str);
+	for (int i = 1; !rc && i < n; i++)
+		if (strcmp(names[i - 1], names[i]) == 0)
+			rc = mq_fail(err, MQ_ERR_INPUT, "'%s': record '%s' appears twice", path, names[i]);
+	free(names);
+	return rc;
+}
+
+/* data.pkl (e[pkl], or pkl < 0 for none) must exist, be stored uncompressed and fit MQ_TORCH_MAX_PICKLE. */
+static int check_pickle_record(const char *path, const struct mq_zip_entry *e, int pkl, size_t dir_len,
+			       struct mq_error *err)
+{
+	if (pkl < 0)
+		return mq_fail(err, MQ_ERR_INPUT, "'%s': no '%.*sdata.pkl' record; not a torch.save checkpoint", path,
+			       (int)dir_len, e[0].name);
+	if (e[pkl].method != 0)
+		return mq_fail(err, MQ_ERR_INPUT, "'%s': record '%s' is compressed (method %u); torch.save stores records uncompressed: re-save the file with torch.save",
+			       path, e[pkl].name, e[pkl].method);
+	if (e[pkl].size > MQ_TORCH_MAX_PICKLE)
+		return mq_fail(err, MQ_ERR_INPUT,
+			"'%s': data.pkl is %llu bytes, more than the limit of mq-dist (%llu MiB, MQ_TORCH_MAX_PICKLE in src/bounds.h); a state dict's pickle is far smaller: the file is corrupt or holds more than tensors",
+			path, (unsigned long long)e[pkl].size, (unsigned long long)(MQ_TORCH_MAX_PICKLE >> 20));
+	return 0;
+}
+
+/* Appends the bytes of record pkl (data.pkl) to b, read from the file. */
+static int add_pickle(const char *path, int fd, const struct mq_zip_entry *pkl, struct mq_buf *b,
+		      struct mq_error *err)
+{
+	int rc = 0;
+	char *tmp = calloc(1, (size_t)pkl->size + 1);
+	if (!tmp)
+		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+	uint64_t got = 0;
+	while (got < pkl->size) {
+		ssize_t k = pread(fd, tmp + got, (size_t)(pkl->size - got), (off_t)(pkl->data_offset + got));
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0) {
+			rc = mq_fail(err, MQ_ERR_INPUT, "'%s': cannot read data.pkl: %s", path,
+				     k == 0 ? "unexpected end of file" : strerror(errno));
+			break;
+		}
+		got += (uint64_t)k;
+	}
+	mq_buf_add(b, tmp, (size_t)pkl->size);
+	free(tmp);
+	return rc;
+}
+
+/* The raw header blob into b: RAW_MAGIC, the record table, then data.pkl (record pkl) with its length. */
+static int pack_raw(const char *path, int fd, const struct mq_zip_entry *e, int n, int pkl, struct mq_buf *b,
+		    struct mq_error *err)
+{
+	mq_buf_add(b, RAW_MAGIC, 4);
+	mq_buf_add_u64(b, (uint64_t)n);
+	for (int i = 0; i < n; i++) {
+		mq_buf_add_u64(b, e[i].data_offset);
+		mq_buf_add_u64(b, e[i].size);
+		mq_buf_add_u64(b, e[i].method);
+		mq_buf_add_u64(b, strlen(e[i].name));
+		mq_buf_add(b, e[i].name, strlen(e[i].name));
+	}
+	mq_buf_add_u64(b, e[pkl].size);
+	int rc = add_pickle(path, fd, &e[pkl], b, err);
+	if (!rc && !mq_buf_ok(b))
+		rc = mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+	return rc;
+}
+
 int mq_torch_read_raw(const char *path, int fd, uint64_t file_size, char **raw, uint64_t *raw_len,
 		      struct mq_error *err)
 {
@@ -43,81 +153,16 @@ int mq_torch_read_raw(const char *path, int fd, uint64_t file_size, char **raw, 
 	int n, rc = mq_zip_read(path, fd, file_size, &e, &n, err);
 	if (rc)
 		return rc;
-	const char *slash = n ? strchr(e[0].name, '/') : NULL;
-	size_t dir_len = slash ? (size_t)(slash - e[0].name) + 1 : 0;
-	int pkl = -1;
-	if (n == 0)
-		rc = mq_fail(err, MQ_ERR_INPUT, "'%s': an empty ZIP archive, not a torch.save checkpoint", path);
-	else if (!slash || dir_len == 1)
-		rc = mq_fail(err, MQ_ERR_INPUT, "'%s': record '%s' is not in a folder; a torch.save archive keeps its records in one folder",
-			     path, e[0].name);
-	for (int i = 0; !rc && i < n; i++) {
-		const char *rest = e[i].name + dir_len;
-		if (!has_prefix(e[i].name, e[0].name, dir_len))
-			rc = mq_fail(err, MQ_ERR_INPUT, "'%s': record '%s' is outside the archive folder '%.*s'; torch.load refuses such files too",
-				     path, e[i].name, (int)dir_len, e[0].name);
-		else if (strcmp(rest, "constants.pkl") == 0)
-			rc = mq_fail(err, MQ_ERR_INPUT,
-				"'%s': a TorchScript archive (torch.jit.save), not a state dict; load it in torch and save model.state_dict() with torch.save",
-				path);
-		else if (strcmp(rest, "data.pkl") == 0)
-			pkl = i;
-	}
-	char **names = rc ? NULL : malloc(((size_t)n + 1) * sizeof(char *));
-	if (!rc && !names)
-		rc = mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
-	for (int i = 0; !rc && i < n; i++)
-		names[i] = e[i].name;
-	if (!rc)
-		qsort(names, (size_t)n, sizeof(char *), cmp_str);
-	for (int i = 1; !rc && i < n; i++)
-		if (strcmp(names[i - 1], names[i]) == 0)
-			rc = mq_fail(err, MQ_ERR_INPUT, "'%s': record '%s' appears twice", path, names[i]);
-	free(names);
-	if (!rc && pkl < 0)
-		rc = mq_fail(err, MQ_ERR_INPUT, "'%s': no '%.*sdata.pkl' record; not a torch.save checkpoint", path,
-			     (int)dir_len, e[0].name);
-	if (!rc && e[pkl].method != 0)
-		rc = mq_fail(err, MQ_ERR_INPUT, "'%s': record '%s' is compressed (method %u); torch.save stores records uncompressed: re-save the file with torch.save",
-			     path, e[pkl].name, e[pkl].method);
-	if (!rc && e[pkl].size > MQ_TORCH_MAX_PICKLE)
-		rc = mq_fail(err, MQ_ERR_INPUT,
-			"'%s': data.pkl is %llu bytes, more than the limit of mq-dist (%llu MiB, MQ_TORCH_MAX_PICKLE in src/bounds.h); a state dict's pickle is far smaller: the file is corrupt or holds more than tensors",
-			path, (unsigned long long)e[pkl].size, (unsigned long long)(MQ_TORCH_MAX_PICKLE >> 20));
+	size_t dir_len;
+	int pkl;
 	struct mq_buf b = MQ_BUF_INIT;
-	if (!rc) {
-		mq_buf_add(&b, RAW_MAGIC, 4);
-		mq_buf_add_u64(&b, (uint64_t)n);
-		for (int i = 0; i < n; i++) {
-			mq_buf_add_u64(&b, e[i].data_offset);
-			mq_buf_add_u64(&b, e[i].size);
-			mq_buf_add_u64(&b, e[i].method);
-			mq_buf_add_u64(&b, strlen(e[i].name));
-			mq_buf_add(&b, e[i].name, strlen(e[i].name));
-		}
-		mq_buf_add_u64(&b, e[pkl].size);
-		char *tmp = calloc(1, (size_t)e[pkl].size + 1);
-		if (!tmp) {
-			rc = mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
-		} else {
-			uint64_t got = 0;
-			while (got < e[pkl].size) {
-				ssize_t k = pread(fd, tmp + got, (size_t)(e[pkl].size - got), (off_t)(e[pkl].data_offset + got));
-				if (k < 0 && errno == EINTR)
-					continue;
-				if (k <= 0) {
-					rc = mq_fail(err, MQ_ERR_INPUT, "'%s': cannot read data.pkl: %s", path,
-						     k == 0 ? "unexpected end of file" : strerror(errno));
-					break;
-				}
-				got += (uint64_t)k;
-			}
-			mq_buf_add(&b, tmp, (size_t)e[pkl].size);
-			free(tmp);
-		}
-		if (!rc && !mq_buf_ok(&b))
-			rc = mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
-	}
+	rc = check_folder(path, e, n, &dir_len, &pkl, err);
+	if (!rc)
+		rc = check_unique(path, e, n, err);
+	if (!rc)
+		rc = check_pickle_record(path, e, pkl, dir_len, err);
+	if (!rc)
+		rc = pack_raw(path, fd, e, n, pkl, &b, err);
 	mq_zip_entries_free(e, n);
 	if (rc) {
 		mq_buf_release(&b);
@@ -192,107 +237,170 @@ static void note_ignored(struct parse *s, const char *name)
 		s->h->ignored = strdup(name);
 }
 
-static int add_tensor(struct parse *s, const char *name, const struct mq_pk_tensor *pt)
+/* A tensor of the state dict on its way into the header: its view, its storage and the storage's record. */
+struct view {
+	const char *name;
+	const struct mq_pk_tensor *pt;
+	const struct mq_pk_obj *st;   /* its MQ_PK_STORAGE: dtype, numel (i) and key */
+	size_t es;                    /* element size */
+	char *rname;                  /* the storage record's name, owned until the tensor takes it */
+	size_t rlen;                  /* its length, NUL bytes of the key included */
+	const struct record *r;       /* that record, or NULL */
+	uint64_t numel;               /* of the view */
+	int overflow;                 /* numel overflowed */
+};
+
+/* The name of a storage's record, <archive>/data/<key> (malloc'd; *len counts a NUL inside the key). */
+static char *storage_record_name(const struct parse *s, const struct mq_pk_obj *st, size_t *len)
 {
-	const struct mq_pk_obj *st = &s->pk.obj[pt->storage];
-	struct mq_torch_header *h = s->h;
-	size_t es = mq_dtype_size(st->dtype);
-	/* the storage record: <archive>/data/<key> */
 	size_t klen = st->len, rlen = s->dir_len + 5 + klen;
 	char *rname = malloc(rlen + 1);
 	if (!rname)
-		return mq_fail(s->err, MQ_ERR_INTERNAL, "out of memory");
+		return NULL;
 	memcpy(rname, s->dir, s->dir_len);
 	memcpy(rname + s->dir_len, "data/", 5);
 	memcpy(rname + s->dir_len + 5, s->pk.data + st->str, klen);
 	rname[rlen] = '\0';
-	const struct record *r = find_record(s, rname, rlen);
-	int rc = 0;
-	int overflow = 0;
-	uint64_t numel = mq_shape_numel(pt->shape, pt->ndim, &overflow);
-	int storage_overflow = (uint64_t)st->i > UINT64_MAX / es;
-	uint64_t storage_bytes = storage_overflow ? 0 : (uint64_t)st->i * es;
-	if (h->n_tensors == MQ_MAX_TENSORS)
-		rc = mq_fail(s->err, MQ_ERR_INPUT,
+	*len = rlen;
+	return rname;
+}
+
+/* The tensor count, then the storage's record: present, stored, and as large as the storage; then the shape. */
+static int check_storage(const struct parse *s, const struct view *v)
+{
+	int storage_overflow = (uint64_t)v->st->i > UINT64_MAX / v->es;
+	uint64_t storage_bytes = storage_overflow ? 0 : (uint64_t)v->st->i * v->es;
+	if (s->h->n_tensors == MQ_MAX_TENSORS)
+		return mq_fail(s->err, MQ_ERR_INPUT,
 			"'%s': the state dict holds more than %d tensors, the limit of mq-dist (MQ_MAX_TENSORS in src/bounds.h); the file is corrupt, or a model beyond that limit needs a rebuild with a larger one",
 			s->path, MQ_MAX_TENSORS);
-	else if (strlen(rname) != rlen)
-		rc = mq_fail(s->err, MQ_ERR_INPUT, "'%s': tensor '%s': its storage key holds a NUL byte", s->path, name);
-	else if (!r)
-		rc = mq_fail(s->err, MQ_ERR_INPUT, "'%s': tensor '%s': its storage record '%s' is missing", s->path, name,
-			     rname);
-	else if (r->method != 0)
-		rc = mq_fail(s->err, MQ_ERR_INPUT, "'%s': record '%s' is compressed; torch.save stores records uncompressed: re-save the file with torch.save",
-			     s->path, rname);
-	else if (storage_overflow || storage_bytes != r->size) {
+	if (strlen(v->rname) != v->rlen)
+		return mq_fail(s->err, MQ_ERR_INPUT, "'%s': tensor '%s': its storage key holds a NUL byte", s->path,
+			       v->name);
+	if (!v->r)
+		return mq_fail(s->err, MQ_ERR_INPUT, "'%s': tensor '%s': its storage record '%s' is missing", s->path,
+			       v->name, v->rname);
+	if (v->r->method != 0)
+		return mq_fail(s->err, MQ_ERR_INPUT, "'%s': record '%s' is compressed; torch.save stores records uncompressed: re-save the file with torch.save",
+			       s->path, v->rname);
+	if (storage_overflow || storage_bytes != v->r->size) {
 		char need[32];
 		if (storage_overflow)
 			snprintf(need, sizeof(need), "more than 2^64");
 		else
 			snprintf(need, sizeof(need), "%llu", (unsigned long long)storage_bytes);
-		rc = mq_fail(s->err, MQ_ERR_INPUT,
+		return mq_fail(s->err, MQ_ERR_INPUT,
 			"'%s': tensor '%s': record '%s' holds %llu bytes, but its storage of %lld %s elements needs %s; the file is truncated or corrupt",
-			s->path, name, rname, (unsigned long long)r->size, (long long)st->i, mq_dtype_name(st->dtype), need);
-	} else if (overflow || numel > UINT64_MAX / es)
-		rc = mq_fail(s->err, MQ_ERR_INPUT,
+			s->path, v->name, v->rname, (unsigned long long)v->r->size, (long long)v->st->i,
+			mq_dtype_name(v->st->dtype), need);
+	}
+	if (v->overflow || v->numel > UINT64_MAX / v->es)
+		return mq_fail(s->err, MQ_ERR_INPUT,
 			"'%s': tensor '%s': its shape overflows (%d dimensions, more than 2^64 bytes of %s); the file is corrupt",
-			s->path, name, pt->ndim, mq_dtype_name(st->dtype));
+			s->path, v->name, v->pt->ndim, mq_dtype_name(v->st->dtype));
+	return 0;
+}
+
+/* The storage index of the last element a view of at least one element reads, or UINT64_MAX past 64 bits. */
+static uint64_t view_last(const struct mq_pk_tensor *pt)
+{
 	uint64_t last = pt->offset;
-	for (int d = 0; !rc && numel && d < pt->ndim; d++) {
+	for (int d = 0; d < pt->ndim; d++) {
 		uint64_t span = pt->shape[d] - 1;
-		if (pt->stride[d] && span > (UINT64_MAX - last) / pt->stride[d]) {
-			last = UINT64_MAX;
-			break;
-		}
+		if (pt->stride[d] && span > (UINT64_MAX - last) / pt->stride[d])
+			return UINT64_MAX;
 		last += span * pt->stride[d];
 	}
-	if (!rc && numel && last >= (uint64_t)st->i)
-		rc = mq_fail(s->err, MQ_ERR_INPUT,
+	return last;
+}
+
+/* The view stays inside its storage, and (strides that repeat elements) needs no more bytes than the file. */
+static int check_view(const struct parse *s, const struct view *v)
+{
+	const struct mq_pk_tensor *pt = v->pt;
+	if (v->numel && view_last(pt) >= (uint64_t)v->st->i)
+		return mq_fail(s->err, MQ_ERR_INPUT,
 			"'%s': tensor '%s': its view (storage offset %llu, with its sizes and strides) reads past the end of record '%s' (%lld elements); the file is corrupt",
-			s->path, name, (unsigned long long)pt->offset, rname, (long long)st->i);
+			s->path, v->name, (unsigned long long)pt->offset, v->rname, (long long)v->st->i);
 	/* inside its storage, a view is larger than the file only with strides that repeat elements */
-	if (!rc && numel * es > s->file_size)
-		rc = mq_fail(s->err, MQ_ERR_INPUT,
+	if (v->numel * v->es > s->file_size)
+		return mq_fail(s->err, MQ_ERR_INPUT,
 			"'%s': tensor '%s': its view of record '%s' (%llu elements, strides that repeat elements) needs %llu bytes, more than the whole %llu-byte file; mq-dist refuses views larger than their file (save t.contiguous() or t.clone() instead of an expanded view)",
-			s->path, name, rname, (unsigned long long)numel, (unsigned long long)(numel * es),
-			(unsigned long long)s->file_size);
-	if (!rc && !numel && pt->offset > (uint64_t)st->i)
-		rc = mq_fail(s->err, MQ_ERR_INPUT, "'%s': tensor '%s': its storage offset lies past the end of record '%s'",
-			     s->path, name, rname);
-	if (rc) {
-		free(rname);
-		return rc;
+			s->path, v->name, v->rname, (unsigned long long)v->numel,
+			(unsigned long long)(v->numel * v->es), (unsigned long long)s->file_size);
+	if (!v->numel && pt->offset > (uint64_t)v->st->i)
+		return mq_fail(s->err, MQ_ERR_INPUT,
+			"'%s': tensor '%s': its storage offset lies past the end of record '%s'", s->path, v->name,
+			v->rname);
+	return 0;
+}
+
+/* Room in h->tensors for one more. */
+static int grow_tensors(struct parse *s)
+{
+	struct mq_torch_header *h = s->h;
+	if (h->n_tensors + 1 <= s->cap)
+		return 0;
+	int cap = s->cap ? 2 * s->cap : 64;
+	struct mq_torch_tensor *t = realloc(h->tensors, (size_t)cap * sizeof(*t));
+	if (!t)
+		return mq_fail(s->err, MQ_ERR_INTERNAL, "out of memory");
+	h->tensors = t;
+	s->cap = cap;
+	return 0;
+}
+
+/* 1 when a view is row-major with no gaps, as any view of at most one element is. */
+static int view_contiguous(const struct mq_pk_tensor *pt, uint64_t numel)
+{
+	if (numel <= 1)
+		return 1;
+	uint64_t expect = 1;
+	for (int d = pt->ndim - 1; d >= 0; d--) {
+		if (pt->shape[d] > 1 && pt->stride[d] != expect)
+			return 0;
+		expect *= pt->shape[d];
 	}
-	if (h->n_tensors + 1 > s->cap) {
-		int cap = s->cap ? 2 * s->cap : 64;
-		struct mq_torch_tensor *t = realloc(h->tensors, (size_t)cap * sizeof(*t));
-		if (!t) {
-			free(rname);
-			return mq_fail(s->err, MQ_ERR_INTERNAL, "out of memory");
-		}
-		h->tensors = t;
-		s->cap = cap;
-	}
-	struct mq_torch_tensor *t = &h->tensors[h->n_tensors++];
+	return 1;
+}
+
+/* Appends the checked tensor v to h (room made by grow_tensors); it takes v->rname. */
+static int append_tensor(struct parse *s, const struct view *v)
+{
+	const struct mq_pk_tensor *pt = v->pt;
+	struct mq_torch_tensor *t = &s->h->tensors[s->h->n_tensors++];
 	memset(t, 0, sizeof(*t));
-	t->name = strdup(name);
-	t->record = rname;
-	t->dtype = st->dtype;
+	t->name = strdup(v->name);
+	t->record = v->rname;
+	t->dtype = v->st->dtype;
 	t->ndim = pt->ndim;
 	memcpy(t->shape, pt->shape, sizeof(t->shape));
 	memcpy(t->stride, pt->stride, sizeof(t->stride));
-	t->offset = r->offset + pt->offset * es;
-	t->nbytes = numel * es;
-	uint64_t expect = 1;
-	t->contiguous = 1;
-	for (int d = pt->ndim - 1; d >= 0; d--) {
-		if (pt->shape[d] > 1 && pt->stride[d] != expect)
-			t->contiguous = 0;
-		expect *= pt->shape[d];
-	}
-	if (numel <= 1)
-		t->contiguous = 1;
+	t->offset = v->r->offset + pt->offset * v->es;
+	t->nbytes = v->numel * v->es;
+	t->contiguous = view_contiguous(pt, v->numel);
 	return t->name ? 0 : mq_fail(s->err, MQ_ERR_INTERNAL, "out of memory");
+}
+
+/* Adds the tensor `name` of the state dict, checked against its storage record. */
+static int add_tensor(struct parse *s, const char *name, const struct mq_pk_tensor *pt)
+{
+	struct view v = { .name = name, .pt = pt, .st = &s->pk.obj[pt->storage] };
+	v.es = mq_dtype_size(v.st->dtype);
+	if (!(v.rname = storage_record_name(s, v.st, &v.rlen)))
+		return mq_fail(s->err, MQ_ERR_INTERNAL, "out of memory");
+	v.r = find_record(s, v.rname, v.rlen);
+	v.numel = mq_shape_numel(pt->shape, pt->ndim, &v.overflow);
+	int rc = check_storage(s, &v);
+	if (!rc)
+		rc = check_view(s, &v);
+	if (!rc)
+		rc = grow_tensors(s);
+	if (rc) {
+		free(v.rname);
+		return rc;
+	}
+	return append_tensor(s, &v);
 }
 
 /* Adds the tensors of a dict (nested dicts join their keys with '.'). */
@@ -337,104 +445,163 @@ static int flatten(struct parse *s, int dict, const char *prefix, int depth)
 	return 0;
 }
 
-int mq_torch_parse(const char *path, const char *raw, uint64_t raw_len, uint64_t file_size,
-		   struct mq_torch_header *h, struct mq_error *err)
+/* One entry of the blob's record table; its offset and size must lie inside the file. */
+static int read_record(const struct parse *s, struct mq_reader *b, struct record *r)
 {
-	memset(h, 0, sizeof(*h));
-	struct parse s = { .path = path, .h = h, .file_size = file_size, .err = err };
-	struct mq_reader b = { raw, (size_t)raw_len };
+	if (mq_reader_u64(b, &r->offset) || mq_reader_u64(b, &r->size) || mq_reader_u64(b, &r->method) ||
+	    mq_reader_u64(b, &r->name_len) || mq_reader_bytes(b, r->name_len, &r->name) ||
+	    r->offset > s->file_size || r->size > s->file_size - r->offset)
+		return mq_fail(s->err, MQ_ERR_INTERNAL, "'%s': corrupt torch header broadcast", s->path);
+	return 0;
+}
+
+/*
+ * Deserialises the blob: RAW_MAGIC, the record table into s->rec (in archive
+ * order), and the length of data.pkl, whose bytes are all that b is left with.
+ */
+static int read_blob(struct parse *s, const char *raw, uint64_t raw_len, struct mq_reader *b)
+{
 	uint64_t n = 0, pkl_len = 0;
 	int rc = 0;
+	*b = (struct mq_reader){ raw, (size_t)raw_len };
 	if (raw_len < 4 || memcmp(raw, RAW_MAGIC, 4) != 0)
-		return mq_fail(err, MQ_ERR_INTERNAL, "'%s': corrupt torch header broadcast", path);
-	b.p += 4;
-	b.left -= 4;
-	if (mq_reader_u64(&b, &n) || n == 0 || n > b.left / 32)
-		return mq_fail(err, MQ_ERR_INTERNAL, "'%s': corrupt torch header broadcast", path);
-	s.rec = calloc((size_t)n, sizeof(*s.rec));
-	if (!s.rec)
-		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
-	s.n_rec = n;
-	for (uint64_t i = 0; i < n && !rc; i++) {
-		struct record *r = &s.rec[i];
-		if (mq_reader_u64(&b, &r->offset) || mq_reader_u64(&b, &r->size) || mq_reader_u64(&b, &r->method) ||
-		    mq_reader_u64(&b, &r->name_len) || mq_reader_bytes(&b, r->name_len, &r->name) ||
-		    r->offset > file_size || r->size > file_size - r->offset) {
-			rc = mq_fail(err, MQ_ERR_INTERNAL, "'%s': corrupt torch header broadcast", path);
-			break;
-		}
+		return mq_fail(s->err, MQ_ERR_INTERNAL, "'%s': corrupt torch header broadcast", s->path);
+	b->p += 4;
+	b->left -= 4;
+	if (mq_reader_u64(b, &n) || n == 0 || n > b->left / 32)
+		return mq_fail(s->err, MQ_ERR_INTERNAL, "'%s': corrupt torch header broadcast", s->path);
+	s->rec = calloc((size_t)n, sizeof(*s->rec));
+	if (!s->rec)
+		return mq_fail(s->err, MQ_ERR_INTERNAL, "out of memory");
+	s->n_rec = n;
+	for (uint64_t i = 0; i < n && !rc; i++)
+		rc = read_record(s, b, &s->rec[i]);
+	if (!rc && (mq_reader_u64(b, &pkl_len) || pkl_len != b->left))
+		rc = mq_fail(s->err, MQ_ERR_INTERNAL, "'%s': corrupt torch header broadcast", s->path);
+	return rc;
+}
+
+/* The folder: the first record's name up to its '/', as torch takes it (h->archive NULL when out of memory). */
+static void set_folder(struct parse *s)
+{
+	const char *slash = memchr(s->rec[0].name, '/', (size_t)s->rec[0].name_len);
+	s->dir = s->rec[0].name;
+	s->dir_len = slash ? (size_t)(slash - s->dir) + 1 : 0;
+	s->h->archive = malloc(s->dir_len + 1);
+	s->h->n_records = (int)s->n_rec;
+	if (s->h->archive) {
+		memcpy(s->h->archive, s->dir, s->dir_len);
+		s->h->archive[s->dir_len ? s->dir_len - 1 : 0] = '\0';
 	}
-	if (!rc && (mq_reader_u64(&b, &pkl_len) || pkl_len != b.left))
-		rc = mq_fail(err, MQ_ERR_INTERNAL, "'%s': corrupt torch header broadcast", path);
-	if (rc) {
-		free(s.rec);
-		return rc;
-	}
-	/* the folder: the first record's name up to its '/', as torch takes it */
-	const char *slash = memchr(s.rec[0].name, '/', (size_t)s.rec[0].name_len);
-	s.dir = s.rec[0].name;
-	s.dir_len = slash ? (size_t)(slash - s.dir) + 1 : 0;
-	h->archive = malloc(s.dir_len + 1);
-	h->n_records = (int)n;
-	if (h->archive) {
-		memcpy(h->archive, s.dir, s.dir_len);
-		h->archive[s.dir_len ? s.dir_len - 1 : 0] = '\0';
-	}
-	for (uint64_t i = 0; i < n; i++) {
-		const struct record *r = &s.rec[i];
-		size_t ml = strlen(MQ_TORCH_META_RECORD);
-		if (r->name_len == s.dir_len + ml && memcmp(r->name + s.dir_len, MQ_TORCH_META_RECORD, ml) == 0 &&
+}
+
+/* Where the archive's stored MQ_TORCH_META_RECORD lies, if it has one (the last such record in archive order). */
+static void find_meta(struct parse *s)
+{
+	size_t ml = strlen(MQ_TORCH_META_RECORD);
+	for (uint64_t i = 0; i < s->n_rec; i++) {
+		const struct record *r = &s->rec[i];
+		if (r->name_len == s->dir_len + ml && memcmp(r->name + s->dir_len, MQ_TORCH_META_RECORD, ml) == 0 &&
 		    r->method == 0) {
-			h->has_meta = 1;
-			h->meta_offset = r->offset;
-			h->meta_size = r->size;
+			s->h->has_meta = 1;
+			s->h->meta_offset = r->offset;
+			s->h->meta_size = r->size;
 		}
 	}
-	qsort(s.rec, (size_t)n, sizeof(*s.rec), cmp_record);
+}
+
+/* Runs data.pkl, the bytes b holds, into s->pk. */
+static int run_pickle(struct parse *s, const struct mq_reader *b)
+{
 	char what[600];
-	snprintf(what, sizeof(what), "'%s': data.pkl", path);
-	rc = h->archive ? mq_pickle_load(what, (const unsigned char *)b.p, (size_t)pkl_len, &s.pk, err)
-			: mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
-	int root = rc ? -1 : s.pk.root;
-	/* a checkpoint that keeps its state dict under a well-known key: descend into it */
-	for (int level = 0; !rc && level < 4; level++) {
-		const struct mq_pk_obj *d = &s.pk.obj[root];
-		if (d->kind != MQ_PK_DICT || dict_has_tensor(&s, d))
-			break;
-		int next = -1;
-		const char *key = NULL;
-		for (size_t k = 0; next < 0 && k < sizeof(state_dict_keys) / sizeof(state_dict_keys[0]); k++) {
-			int v = dict_get(&s, d, state_dict_keys[k]);
-			if (v >= 0 && s.pk.obj[v].kind == MQ_PK_DICT) {
-				next = v;
-				key = state_dict_keys[k];
-			}
+	snprintf(what, sizeof(what), "'%s': data.pkl", s->path);
+	return s->h->archive ? mq_pickle_load(what, (const unsigned char *)b->p, b->left, &s->pk, s->err)
+			     : mq_fail(s->err, MQ_ERR_INTERNAL, "out of memory");
+}
+
+/* The dict under the first of state_dict_keys that d holds one under, or -1 (*key names it). */
+static int state_dict_under(const struct parse *s, const struct mq_pk_obj *d, const char **key)
+{
+	for (size_t k = 0; k < sizeof(state_dict_keys) / sizeof(state_dict_keys[0]); k++) {
+		int v = dict_get(s, d, state_dict_keys[k]);
+		if (v >= 0 && s->pk.obj[v].kind == MQ_PK_DICT) {
+			*key = state_dict_keys[k];
+			return v;
 		}
+	}
+	return -1;
+}
+
+/*
+ * The state dict of a checkpoint that keeps it under a well-known key (up to
+ * 4 levels down from root, while a dict holds no tensor itself): descends
+ * into it, noting the entries beside it and the key it was found under.
+ */
+static int descend(struct parse *s, int root)
+{
+	struct mq_torch_header *h = s->h;
+	for (int level = 0; level < 4; level++) {
+		const struct mq_pk_obj *d = &s->pk.obj[root];
+		const char *key = NULL;
+		if (d->kind != MQ_PK_DICT || dict_has_tensor(s, d))
+			break;
+		int next = state_dict_under(s, d, &key);
 		if (next < 0)
 			break;
 		/* the entries beside the state dict (epoch, optimizer, ...) are not model weights */
 		for (int i = 0; i + 1 < d->n_items; i += 2) {
-			const struct mq_pk_obj *k = &s.pk.obj[d->items[i]];
+			const struct mq_pk_obj *k = &s->pk.obj[d->items[i]];
 			if (d->items[i + 1] == next)
 				continue;
 			if (h->n_ignored++ == 0 && k->kind == MQ_PK_STR && !h->ignored)
-				h->ignored = strndup((const char *)s.pk.data + k->str, k->len);
+				h->ignored = strndup((const char *)s->pk.data + k->str, k->len);
 		}
 		free(h->state_dict_key);
 		h->state_dict_key = strdup(key);
 		root = next;
 	}
-	if (!rc && s.pk.obj[root].kind != MQ_PK_DICT)
-		rc = mq_fail(err, MQ_ERR_INPUT, "'%s': data.pkl holds a %s, not a state dict (a dict of tensors); save model.state_dict() with torch.save",
-			     path, mq_pickle_kind_name(s.pk.obj[root].kind));
-	if (!rc && !(s.seen = calloc((size_t)s.pk.n_obj + 1, 1)))
-		rc = mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
-	if (!rc)
-		rc = flatten(&s, root, "", 0);
-	free(s.seen);
+	return root;
+}
+
+/*
+ * Flattens the state dict at root into h's tensors; refuses one that is no
+ * dict, or that holds no tensor but other entries.
+ */
+static int flatten_state_dict(struct parse *s, int root)
+{
+	struct mq_torch_header *h = s->h;
+	int rc = 0;
+	if (s->pk.obj[root].kind != MQ_PK_DICT)
+		return mq_fail(s->err, MQ_ERR_INPUT, "'%s': data.pkl holds a %s, not a state dict (a dict of tensors); save model.state_dict() with torch.save",
+			       s->path, mq_pickle_kind_name(s->pk.obj[root].kind));
+	if (!(s->seen = calloc((size_t)s->pk.n_obj + 1, 1)))
+		return mq_fail(s->err, MQ_ERR_INTERNAL, "out of memory");
+	rc = flatten(s, root, "", 0);
+	free(s->seen);
+	s->seen = NULL;
 	if (!rc && h->n_tensors == 0 && h->n_ignored)
-		rc = mq_fail(err, MQ_ERR_INPUT, "'%s': the checkpoint holds no tensors where a state dict is expected (first entry: '%s'); save model.state_dict() with torch.save",
-			     path, h->ignored ? h->ignored : "?");
+		rc = mq_fail(s->err, MQ_ERR_INPUT, "'%s': the checkpoint holds no tensors where a state dict is expected (first entry: '%s'); save model.state_dict() with torch.save",
+			     s->path, h->ignored ? h->ignored : "?");
+	return rc;
+}
+
+int mq_torch_parse(const char *path, const char *raw, uint64_t raw_len, uint64_t file_size,
+		   struct mq_torch_header *h, struct mq_error *err)
+{
+	memset(h, 0, sizeof(*h));
+	struct parse s = { .path = path, .h = h, .file_size = file_size, .err = err };
+	struct mq_reader pkl;
+	int rc = read_blob(&s, raw, raw_len, &pkl);
+	if (rc) {
+		free(s.rec);
+		return rc;
+	}
+	set_folder(&s);
+	find_meta(&s);
+	qsort(s.rec, (size_t)s.n_rec, sizeof(*s.rec), cmp_record);
+	rc = run_pickle(&s, &pkl);
+	if (!rc)
+		rc = flatten_state_dict(&s, descend(&s, s.pk.root));
 	mq_pickle_release(&s.pk);
 	free(s.rec);
 	if (rc)
@@ -453,139 +620,4 @@ void mq_torch_header_release(struct mq_torch_header *h)
 	free(h->ignored);
 	free(h->state_dict_key);
 	memset(h, 0, sizeof(*h));
-}
-
-/* ---- writing ---- */
-
-static void put_tuple(struct mq_buf *b, const uint64_t *v, int n)
-{
-	if (n == 0) {
-		mq_buf_add(b, ")", 1);
-		return;
-	}
-	if (n > 3)
-		mq_buf_add(b, "(", 1);
-	for (int i = 0; i < n; i++)
-		mq_pickle_put_int(b, (int64_t)v[i]);
-	static const char tuple_n[] = { 0, (char)0x85, (char)0x86, (char)0x87 };
-	mq_buf_add(b, n > 3 ? "t" : &tuple_n[n], 1);
-}
-
-struct named {
-	const char *name;
-	int index;
-};
-
-static int cmp_named(const void *a, const void *b)
-{
-	return strcmp(((const struct named *)a)->name, ((const struct named *)b)->name);
-}
-
-/* data.pkl: OrderedDict of name -> _rebuild_tensor_v2(storage, 0, size, stride, False, OrderedDict()) */
-static int build_pickle(const struct mq_out_tensor *out, int n_out, const int *order, struct mq_buf *b, struct mq_error *err)
-{
-	mq_buf_add(b, "\x80\x02", 2);
-	mq_pickle_put_global(b, "collections", "OrderedDict");
-	mq_buf_add(b, ")R", 2);
-	for (int i = 0; i < n_out; i++) {
-		const struct mq_out_tensor *o = &out[order[i]];
-		const char *cls = mq_pickle_storage_class(o->dtype);
-		if (!cls)
-			return mq_fail(err, MQ_ERR_USAGE,
-				"tensor '%s' has dtype %s, which a .pt file cannot hold for torch 1.13; write a .safetensors output instead",
-				o->name, mq_dtype_name(o->dtype));
-		if (i % 1000 == 0) /* SETITEMS in batches, as pickle does */
-			mq_buf_add(b, i ? "u(" : "(", i ? 2 : 1);
-		uint64_t stride[MQ_MAX_DIMS], numel = 1;
-		for (int d = o->ndim - 1; d >= 0; d--) {
-			stride[d] = numel;
-			numel *= o->shape[d];
-		}
-		char key[24];
-		snprintf(key, sizeof(key), "%d", i);
-		mq_pickle_put_str(b, o->name);
-		mq_pickle_put_global(b, "torch._utils", "_rebuild_tensor_v2");
-		mq_buf_add(b, "((", 2);
-		mq_pickle_put_str(b, "storage");
-		mq_pickle_put_global(b, "torch", cls);
-		mq_pickle_put_str(b, key);
-		mq_pickle_put_str(b, "cpu");
-		mq_pickle_put_int(b, (int64_t)numel);
-		mq_buf_add(b, "tQ", 2);
-		mq_pickle_put_int(b, 0);
-		put_tuple(b, o->shape, o->ndim);
-		put_tuple(b, stride, o->ndim);
-		mq_buf_add(b, "\x89", 1);
-		mq_pickle_put_global(b, "collections", "OrderedDict");
-		mq_buf_add(b, ")RtR", 4);
-	}
-	if (n_out)
-		mq_buf_add(b, "u", 1);
-	mq_buf_add(b, ".", 1);
-	return mq_buf_ok(b) ? 0 : mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
-}
-
-int mq_torch_out_plan(const struct mq_out_tensor *out, int n_out, uint64_t meta_len, struct mq_torch_out *t,
-		      struct mq_error *err)
-{
-	memset(t, 0, sizeof(*t));
-	int n = n_out + 3;
-	int *order = malloc(((size_t)n_out + 1) * sizeof(int));
-	t->entries = calloc((size_t)n, sizeof(*t->entries));
-	t->entry_of_out = malloc(((size_t)n_out + 1) * sizeof(int));
-	if (!order || !t->entries || !t->entry_of_out) {
-		free(order);
-		mq_torch_out_release(t);
-		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
-	}
-	t->n_entries = n;
-	struct named *byname = malloc(((size_t)n_out + 1) * sizeof(*byname));
-	if (!byname) {
-		free(order);
-		mq_torch_out_release(t);
-		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
-	}
-	for (int i = 0; i < n_out; i++)
-		byname[i] = (struct named){ out[i].name, i };
-	qsort(byname, (size_t)n_out, sizeof(*byname), cmp_named);
-	for (int i = 0; i < n_out; i++)
-		order[i] = byname[i].index;
-	free(byname);
-	int rc = build_pickle(out, n_out, order, &t->pickle, err);
-	for (int i = 0; !rc && i < n; i++) {
-		char name[64];
-		struct mq_zip_entry *e = &t->entries[i];
-		if (i == 0) {
-			snprintf(name, sizeof(name), "archive/data.pkl");
-			e->size = t->pickle.len;
-		} else if (i <= n_out) { /* storage key = position in name order */
-			const struct mq_out_tensor *o = &out[order[i - 1]];
-			snprintf(name, sizeof(name), "archive/data/%d", i - 1);
-			e->size = o->end - o->begin;
-			t->entry_of_out[order[i - 1]] = i;
-		} else if (i == n_out + 1) {
-			snprintf(name, sizeof(name), "archive/version");
-			e->size = 2;
-		} else {
-			snprintf(name, sizeof(name), "archive/" MQ_TORCH_META_RECORD);
-			e->size = meta_len;
-			t->meta_entry = i;
-		}
-		if (!(e->name = strdup(name)))
-			rc = mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
-	}
-	free(order);
-	if (!rc)
-		mq_zip_layout(t->entries, n, &t->directory_offset, &t->file_size);
-	else
-		mq_torch_out_release(t);
-	return rc;
-}
-
-void mq_torch_out_release(struct mq_torch_out *t)
-{
-	mq_buf_release(&t->pickle);
-	mq_zip_entries_free(t->entries, t->n_entries);
-	free(t->entry_of_out);
-	memset(t, 0, sizeof(*t));
 }

@@ -294,6 +294,93 @@ static int zip64_fields(const unsigned char *x, uint64_t xlen, uint64_t *usize, 
 	return -1;
 }
 
+/* Bytes of the directory entry at c: its fixed part, name, extra field and comment. */
+static uint64_t central_entry_len(const unsigned char *c)
+{
+	return CENTRAL_FIXED + rd16(c + 28) + rd16(c + 30) + rd16(c + 32);
+}
+
+/* Directory entry i, at byte pos of the dir_len-byte directory: a signature, and all of it inside. */
+static int check_central(const char *path, const unsigned char *dir, uint64_t dir_len, uint64_t pos, uint64_t i,
+			 struct mq_error *err)
+{
+	const unsigned char *c = dir + pos;
+	if (pos + CENTRAL_FIXED > dir_len || rd32(c) != SIG_CENTRAL)
+		return mq_fail(err, MQ_ERR_INPUT, "'%s': ZIP directory entry %llu is malformed", path,
+			       (unsigned long long)i);
+	if (pos + central_entry_len(c) > dir_len)
+		return mq_fail(err, MQ_ERR_INPUT, "'%s': ZIP directory entry %llu runs past the directory", path,
+			       (unsigned long long)i);
+	return 0;
+}
+
+/* The directory entry at c into z: name, flags, method, CRC, size and local header offset (zip64 aware). */
+static int read_central(const char *path, const unsigned char *c, struct mq_zip_entry *z, struct mq_error *err)
+{
+	uint64_t nlen = rd16(c + 28), xlen = rd16(c + 30);
+	z->name = malloc(nlen + 1);
+	if (!z->name)
+		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+	memcpy(z->name, c + CENTRAL_FIXED, nlen);
+	z->name[nlen] = '\0';
+	z->flags = (uint16_t)rd16(c + 8);
+	z->method = (uint16_t)rd16(c + 10);
+	z->crc = (uint32_t)rd32(c + 16);
+	uint64_t csize = rd32(c + 20), usize = rd32(c + 24), off = rd32(c + 42);
+	if (strlen(z->name) != nlen || zip64_fields(c + CENTRAL_FIXED + nlen, xlen, &usize, &csize, &off))
+		return mq_fail(err, MQ_ERR_INPUT, "'%s': ZIP directory entry '%s' is malformed", path, z->name);
+	z->size = csize;
+	z->header_offset = off;
+	if (z->flags & 1)
+		return mq_fail(err, MQ_ERR_INPUT, "'%s': record '%s' is encrypted", path, z->name);
+	if (z->method == 0 && csize != usize)
+		return mq_fail(err, MQ_ERR_INPUT, "'%s': stored record '%s' has two different sizes", path, z->name);
+	return 0;
+}
+
+/* The local header's copy of z's name must be z's name. */
+static int check_local_name(const char *path, int fd, const struct mq_zip_entry *z, struct mq_error *err)
+{
+	size_t nlen = strlen(z->name);
+	char *lname = malloc(nlen + 1);
+	if (!lname)
+		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+	int rc = read_exact(path, fd, lname, nlen, z->header_offset + LOCAL_FIXED, err);
+	if (!rc && memcmp(lname, z->name, nlen) != 0)
+		rc = mq_fail(err, MQ_ERR_INPUT, "'%s': record '%s': its local header names another record", path,
+			     z->name);
+	free(lname);
+	return rc;
+}
+
+/*
+ * The local header of z: before the directory (which starts at dir_off), of
+ * the same name; it gives z's data_offset, and the data must end before the
+ * directory too.
+ */
+static int read_local(const char *path, int fd, struct mq_zip_entry *z, uint64_t dir_off, struct mq_error *err)
+{
+	uint64_t off = z->header_offset, nlen = strlen(z->name);
+	unsigned char lh[LOCAL_FIXED];
+	if (off > dir_off || dir_off - off < LOCAL_FIXED)
+		return mq_fail(err, MQ_ERR_INPUT,
+			"'%s': record '%s' has its header at offset %llu, outside the file's records (the directory starts at %llu)",
+			path, z->name, (unsigned long long)off, (unsigned long long)dir_off);
+	int rc = read_exact(path, fd, lh, LOCAL_FIXED, off, err);
+	if (rc)
+		return rc;
+	uint64_t lnlen = rd16(lh + 26), lxlen = rd16(lh + 28);
+	z->data_offset = off + LOCAL_FIXED + lnlen + lxlen;
+	if (rd32(lh) != SIG_LOCAL || lnlen != nlen)
+		return mq_fail(err, MQ_ERR_INPUT, "'%s': record '%s': no matching local header at offset %llu", path,
+			       z->name, (unsigned long long)off);
+	if (z->data_offset > dir_off || z->size > dir_off - z->data_offset)
+		return mq_fail(err, MQ_ERR_INPUT,
+			"'%s': record '%s' (%llu bytes at offset %llu) runs outside the file's records; the file is truncated or corrupt",
+			path, z->name, (unsigned long long)z->size, (unsigned long long)z->data_offset);
+	return check_local_name(path, fd, z, err);
+}
+
 int mq_zip_read(const char *path, int fd, uint64_t file_size, struct mq_zip_entry **out, int *n_out,
 		struct mq_error *err)
 {
@@ -314,77 +401,14 @@ int mq_zip_read(const char *path, int fd, uint64_t file_size, struct mq_zip_entr
 	uint64_t pos = 0;
 	int n = 0;
 	for (uint64_t i = 0; !rc && i < count; i++) {
-		const unsigned char *c = dir + pos;
-		if (pos + CENTRAL_FIXED > dir_len || rd32(c) != SIG_CENTRAL) {
-			rc = mq_fail(err, MQ_ERR_INPUT, "'%s': ZIP directory entry %llu is malformed", path, (unsigned long long)i);
+		rc = check_central(path, dir, dir_len, pos, i, err);
+		if (rc)
 			break;
-		}
-		uint64_t nlen = rd16(c + 28), xlen = rd16(c + 30), clen = rd16(c + 32);
-		if (pos + CENTRAL_FIXED + nlen + xlen + clen > dir_len) {
-			rc = mq_fail(err, MQ_ERR_INPUT, "'%s': ZIP directory entry %llu runs past the directory", path,
-				     (unsigned long long)i);
-			break;
-		}
 		struct mq_zip_entry *z = &e[n++];
-		z->name = malloc(nlen + 1);
-		if (!z->name) {
-			rc = mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
-			break;
-		}
-		memcpy(z->name, c + CENTRAL_FIXED, nlen);
-		z->name[nlen] = '\0';
-		z->flags = (uint16_t)rd16(c + 8);
-		z->method = (uint16_t)rd16(c + 10);
-		z->crc = (uint32_t)rd32(c + 16);
-		uint64_t csize = rd32(c + 20), usize = rd32(c + 24), off = rd32(c + 42);
-		if (strlen(z->name) != nlen || zip64_fields(c + CENTRAL_FIXED + nlen, xlen, &usize, &csize, &off)) {
-			rc = mq_fail(err, MQ_ERR_INPUT, "'%s': ZIP directory entry '%s' is malformed", path, z->name);
-			break;
-		}
-		z->size = csize;
-		z->header_offset = off;
-		if (z->flags & 1) {
-			rc = mq_fail(err, MQ_ERR_INPUT, "'%s': record '%s' is encrypted", path, z->name);
-			break;
-		}
-		if (z->method == 0 && csize != usize) {
-			rc = mq_fail(err, MQ_ERR_INPUT, "'%s': stored record '%s' has two different sizes", path, z->name);
-			break;
-		}
-		/* the local header: its name and extra length give where the data starts */
-		unsigned char lh[LOCAL_FIXED];
-		if (off > dir_off || dir_off - off < LOCAL_FIXED) {
-			rc = mq_fail(err, MQ_ERR_INPUT,
-				"'%s': record '%s' has its header at offset %llu, outside the file's records (the directory starts at %llu)",
-				path, z->name, (unsigned long long)off, (unsigned long long)dir_off);
-			break;
-		}
-		if ((rc = read_exact(path, fd, lh, LOCAL_FIXED, off, err)))
-			break;
-		uint64_t lnlen = rd16(lh + 26), lxlen = rd16(lh + 28);
-		z->data_offset = off + LOCAL_FIXED + lnlen + lxlen;
-		if (rd32(lh) != SIG_LOCAL || lnlen != nlen) {
-			rc = mq_fail(err, MQ_ERR_INPUT, "'%s': record '%s': no matching local header at offset %llu", path,
-				     z->name, (unsigned long long)off);
-			break;
-		}
-		if (z->data_offset > dir_off || z->size > dir_off - z->data_offset) {
-			rc = mq_fail(err, MQ_ERR_INPUT,
-				"'%s': record '%s' (%llu bytes at offset %llu) runs outside the file's records; the file is truncated or corrupt",
-				path, z->name, (unsigned long long)z->size, (unsigned long long)z->data_offset);
-			break;
-		}
-		char *lname = malloc(nlen + 1);
-		if (!lname) {
-			rc = mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
-			break;
-		}
-		rc = read_exact(path, fd, lname, (size_t)nlen, off + LOCAL_FIXED, err);
-		if (!rc && memcmp(lname, z->name, nlen) != 0)
-			rc = mq_fail(err, MQ_ERR_INPUT, "'%s': record '%s': its local header names another record", path,
-				     z->name);
-		free(lname);
-		pos += CENTRAL_FIXED + nlen + xlen + clen;
+		rc = read_central(path, dir + pos, z, err);
+		if (!rc)
+			rc = read_local(path, fd, z, dir_off, err);
+		pos += central_entry_len(dir + pos);
 	}
 	free(dir);
 	if (rc) {

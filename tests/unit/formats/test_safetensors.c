@@ -115,6 +115,43 @@ static void test_safetensors_json_and_schema_errors_are_refused(void **state)
 	expect_bad("{\"\\ud800\":{}}", 0, "surrogate");
 }
 
+/* The exact message of a header that fails. */
+static void expect_message(const char *json, uint64_t data_len, const char *msg)
+{
+	struct mq_st_header h;
+	struct mq_error e;
+	assert_int_equal(parse(json, data_len, &h, &e), MQ_ERR_INPUT);
+	assert_string_equal(e.msg, msg);
+}
+
+/* A tensor entry's keys: each known one once, checked as it comes; a second one is refused unread. */
+static void test_safetensors_tensor_entry_keys(void **state)
+{
+	(void)state;
+	expect_message("{\"a\":{\"dtype\":5,\"shape\":[2],\"data_offsets\":[0,8]}}", 8,
+		       "'t.safetensors': tensor 'a': dtype is not a string");
+	expect_message("{\"a\":{\"dtype\":\"F32\",\"dtype\":5,\"shape\":[2],\"data_offsets\":[0,8]}}", 8,
+		       "'t.safetensors': tensor 'a': duplicate key 'dtype'");
+	expect_message("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"shape\":[x],\"data_offsets\":[0,8]}}", 8,
+		       "'t.safetensors': tensor 'a': duplicate key 'shape'");
+	expect_message("{\"a\":{\"data_offsets\":[0,8],\"dtype\":\"F32\",\"data_offsets\":[0]}}", 8,
+		       "'t.safetensors': tensor 'a': duplicate key 'data_offsets'");
+	expect_message("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0]}}", 8,
+		       "'t.safetensors': tensor 'a': data_offsets must hold exactly [begin, end]");
+	expect_message("{\"a\":{}}", 0, "'t.safetensors': tensor 'a': entry needs dtype, shape and data_offsets");
+	expect_message("{\"a\":{\"dtype\":\"F32\" \"shape\":[2]}}", 8,
+		       "'t.safetensors': malformed safetensors header at byte 21 of the JSON: expected ',' or '}' in tensor "
+		       "entry (the file is not a valid safetensors file; re-export or re-download it)");
+	/* other keys are skipped whole, whatever they hold */
+	struct mq_st_header h;
+	struct mq_error e;
+	assert_int_equal(parse("{\"a\":{\"x\":{\"y\":[1,{\"z\":null}]},\"dtype\":\"F32\",\"shape\":[2],"
+			       "\"data_offsets\":[0,8],\"w\":\"\\u00e9\"}}", 8, &h, &e), 0);
+	assert_int_equal(h.n_tensors, 1);
+	assert_int_equal(h.tensors[0].end, 8);
+	mq_st_header_release(&h);
+}
+
 /* Size rules checked on the raw file: too small, too large, past the end. */
 static void test_safetensors_raw_size_rules(void **state)
 {
@@ -192,6 +229,7 @@ int main(void)
 		cmocka_unit_test(test_safetensors_layout_violations_are_refused),
 		cmocka_unit_test(test_safetensors_numbers_must_be_plain_integers),
 		cmocka_unit_test(test_safetensors_json_and_schema_errors_are_refused),
+		cmocka_unit_test(test_safetensors_tensor_entry_keys),
 		cmocka_unit_test(test_safetensors_raw_size_rules),
 		cmocka_unit_test(test_safetensors_entry_key_without_colon_is_refused_without_a_leak),
 		cmocka_unit_test(test_safetensors_hostile_sizes_fail_at_the_limits),

@@ -331,6 +331,70 @@ static void test_torch_hostile_sizes_fail_fast(void **state)
 	mq_buf_release(&pkl);
 }
 
+/* Sets the compression method of directory entry i of the archive at path (the data stays stored). */
+static void set_method(const char *path, int i, unsigned method)
+{
+	FILE *f = fopen(path, "r+b");
+	assert_non_null(f);
+	unsigned char all[4096];
+	size_t n = fread(all, 1, sizeof(all), f);
+	assert_true(n < sizeof(all));
+	int seen = 0;
+	for (size_t k = 0; k + 12 <= n; k++) {
+		if (memcmp(all + k, "PK\x01\x02", 4) == 0 && seen++ == i) {
+			unsigned char m[2] = { (unsigned char)method, (unsigned char)(method >> 8) };
+			fseek(f, (long)(k + 10), SEEK_SET);
+			fwrite(m, 1, 2, f);
+			fclose(f);
+			return;
+		}
+	}
+	fail_msg("no directory entry %d in '%s'", i, path);
+}
+
+/* The exact message of the temporary checkpoint, which fails: its quoted name, then rest. */
+static void expect_message(const char *rest)
+{
+	struct mq_torch_header h;
+	struct mq_error e;
+	char want[1024];
+	assert_int_equal(parse_file(tmp_path, &h, &e), MQ_ERR_INPUT);
+	snprintf(want, sizeof(want), "'%s': %s", tmp_path, rest);
+	assert_string_equal(e.msg, want);
+}
+
+/* A storage key with a NUL byte, and compressed records: data.pkl, or a tensor's storage. */
+static void test_torch_storage_keys_and_compressed_records(void **state)
+{
+	(void)state;
+	struct mq_buf pkl = MQ_BUF_INIT, bad = MQ_BUF_INIT;
+	unsigned char data[80] = { 0 };
+	pickle_one(&pkl, 40, 0, 5, 8, 8, 1);
+	struct rec r[] = { { "x/data.pkl", pkl.data, pkl.len }, { "x/data/0", data, 80 } };
+	/* the storage key "0" becomes "0\0" (BINUNICODE of 2 bytes) */
+	const char *key = NULL;
+	for (size_t k = 0; !key && k + 6 <= pkl.len; k++)
+		if (memcmp(pkl.data + k, "X\x01\x00\x00\x00" "0", 6) == 0)
+			key = pkl.data + k;
+	assert_non_null(key);
+	mq_buf_add(&bad, pkl.data, (size_t)(key - pkl.data));
+	mq_buf_add(&bad, "X\x02\x00\x00\x00" "0\x00", 7);
+	mq_buf_add(&bad, key + 6, pkl.len - (size_t)(key - pkl.data) - 6);
+	struct rec nul[] = { { "x/data.pkl", bad.data, bad.len }, { "x/data/0", data, 80 } };
+	write_archive(tmp_path, nul, 2);
+	expect_message("tensor 'layer.weight': its storage key holds a NUL byte");
+	write_archive(tmp_path, r, 2);
+	set_method(tmp_path, 1, 8);
+	expect_message("record 'x/data/0' is compressed; torch.save stores records uncompressed: re-save the file with "
+		       "torch.save");
+	write_archive(tmp_path, r, 2);
+	set_method(tmp_path, 0, 8);
+	expect_message("record 'x/data.pkl' is compressed (method 8); torch.save stores records uncompressed: re-save "
+		       "the file with torch.save");
+	mq_buf_release(&bad);
+	mq_buf_release(&pkl);
+}
+
 /* A ZIP directory that claims more records than the limit is refused before anything is allocated for them. */
 static void test_torch_zip_record_count_is_bounded(void **state)
 {
@@ -374,6 +438,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_torch_broken_zip_structure_is_refused, setup, teardown),
 		cmocka_unit_test(test_torch_zip64_layout),
 		cmocka_unit_test_setup_teardown(test_torch_hostile_sizes_fail_fast, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_torch_storage_keys_and_compressed_records, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_torch_zip_record_count_is_bounded, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("torch", tests, NULL, NULL);
