@@ -86,7 +86,7 @@ static int new_obj(struct vm *m, enum mq_pk_kind kind)
 {
 	struct mq_pickle *pk = m->pk;
 	if (pk->n_obj >= MQ_PICKLE_MAX_OBJECTS)
-		return fail(m, "builds more than %d objects, the limit of mq-dist (MQ_PICKLE_MAX_OBJECTS in src/bounds.h), far more than a state dict of %d tensors needs; the file is corrupt or holds more than a state dict",
+		return fail(m, "builds more than %d objects, the limit of mq-dist (MQ_PICKLE_MAX_OBJECTS in src/core/bounds.h), far more than a state dict of %d tensors needs; the file is corrupt or holds more than a state dict",
 			    MQ_PICKLE_MAX_OBJECTS, MQ_MAX_TENSORS), -1;
 	if (grow((void **)&pk->obj, &pk->cap_obj, pk->n_obj + 1, sizeof(*pk->obj)))
 		return oom(m), -1;

@@ -334,7 +334,7 @@ int mq_st_parse(const char *file, const char *json, uint64_t header_len, uint64_
 		} else {
 			if (out->n_tensors == MQ_MAX_TENSORS) {
 				mq_fail(err, MQ_ERR_INPUT,
-					"'%s': the header lists more than %d tensors, the limit of mq-dist (MQ_MAX_TENSORS in src/bounds.h); the file is corrupt, or a model beyond that limit needs a rebuild with a larger one",
+					"'%s': the header lists more than %d tensors, the limit of mq-dist (MQ_MAX_TENSORS in src/core/bounds.h); the file is corrupt, or a model beyond that limit needs a rebuild with a larger one",
 					file, MQ_MAX_TENSORS);
 				free(name);
 				goto fail;

@@ -96,7 +96,7 @@ static int check_pickle_record(const char *path, const struct mq_zip_entry *e, i
 			       path, e[pkl].name, e[pkl].method);
 	if (e[pkl].size > MQ_TORCH_MAX_PICKLE)
 		return mq_fail(err, MQ_ERR_INPUT,
-			"'%s': data.pkl is %llu bytes, more than the limit of mq-dist (%llu MiB, MQ_TORCH_MAX_PICKLE in src/bounds.h); a state dict's pickle is far smaller: the file is corrupt or holds more than tensors",
+			"'%s': data.pkl is %llu bytes, more than the limit of mq-dist (%llu MiB, MQ_TORCH_MAX_PICKLE in src/core/bounds.h); a state dict's pickle is far smaller: the file is corrupt or holds more than tensors",
 			path, (unsigned long long)e[pkl].size, (unsigned long long)(MQ_TORCH_MAX_PICKLE >> 20));
 	return 0;
 }
@@ -272,7 +272,7 @@ static int check_storage(const struct parse *s, const struct view *v)
 	uint64_t storage_bytes = storage_overflow ? 0 : (uint64_t)v->st->i * v->es;
 	if (s->h->n_tensors == MQ_MAX_TENSORS)
 		return mq_fail(s->err, MQ_ERR_INPUT,
-			"'%s': the state dict holds more than %d tensors, the limit of mq-dist (MQ_MAX_TENSORS in src/bounds.h); the file is corrupt, or a model beyond that limit needs a rebuild with a larger one",
+			"'%s': the state dict holds more than %d tensors, the limit of mq-dist (MQ_MAX_TENSORS in src/core/bounds.h); the file is corrupt, or a model beyond that limit needs a rebuild with a larger one",
 			s->path, MQ_MAX_TENSORS);
 	if (strlen(v->rname) != v->rlen)
 		return mq_fail(s->err, MQ_ERR_INPUT, "'%s': tensor '%s': its storage key holds a NUL byte", s->path,

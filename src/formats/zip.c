@@ -254,14 +254,14 @@ static int find_directory(const char *path, int fd, uint64_t size, uint64_t *dir
 			path, (unsigned long long)*dir_off, (unsigned long long)*dir_len);
 	if (*dir_len > MQ_ZIP_MAX_DIRECTORY)
 		return mq_fail(err, MQ_ERR_INPUT,
-			"'%s': the ZIP central directory is %llu bytes, more than the limit of mq-dist (%llu MiB, MQ_ZIP_MAX_DIRECTORY in src/bounds.h); the file is corrupt or not a torch.save checkpoint",
+			"'%s': the ZIP central directory is %llu bytes, more than the limit of mq-dist (%llu MiB, MQ_ZIP_MAX_DIRECTORY in src/core/bounds.h); the file is corrupt or not a torch.save checkpoint",
 			path, (unsigned long long)*dir_len, (unsigned long long)(MQ_ZIP_MAX_DIRECTORY >> 20));
 	if (*count > *dir_len / CENTRAL_FIXED)
 		return mq_fail(err, MQ_ERR_INPUT, "'%s': the ZIP end record claims %llu entries, more than its directory holds",
 			       path, (unsigned long long)*count);
 	if (*count > MQ_ZIP_MAX_RECORDS)
 		return mq_fail(err, MQ_ERR_INPUT,
-			"'%s': the ZIP directory lists %llu records, more than the limit of mq-dist (%d, MQ_ZIP_MAX_RECORDS in src/bounds.h: one per tensor and a few more); the file is corrupt, or a model beyond that limit needs a rebuild with a larger one",
+			"'%s': the ZIP directory lists %llu records, more than the limit of mq-dist (%d, MQ_ZIP_MAX_RECORDS in src/core/bounds.h: one per tensor and a few more); the file is corrupt, or a model beyond that limit needs a rebuild with a larger one",
 			path, (unsigned long long)*count, MQ_ZIP_MAX_RECORDS);
 	return 0;
 }

@@ -114,7 +114,7 @@ static int too_many_tensors(const struct mq_manifest *m, int fi, int n, struct m
 	if (n <= MQ_MAX_TENSORS - m->n_tensors)
 		return 0;
 	return mq_fail(err, MQ_ERR_INPUT,
-		"'%s': with this file the model holds more than %d tensors, the limit of mq-dist (MQ_MAX_TENSORS in src/bounds.h); a model beyond that limit needs a rebuild with a larger one",
+		"'%s': with this file the model holds more than %d tensors, the limit of mq-dist (MQ_MAX_TENSORS in src/core/bounds.h); a model beyond that limit needs a rebuild with a larger one",
 		m->files[fi].path, MQ_MAX_TENSORS);
 }
 
@@ -250,7 +250,7 @@ static int read_index_text(const char *path, char **out, size_t *len_out, struct
 		rc = mq_fail(err, MQ_ERR_INPUT, "cannot read '%s': %s", path, strerror(errno));
 	if (!rc && len > MQ_INDEX_MAX_BYTES)
 		rc = mq_fail(err, MQ_ERR_INPUT,
-			"'%s': the shard index is larger than %llu MiB, the limit of mq-dist (MQ_INDEX_MAX_BYTES in src/bounds.h); it is not a Hugging Face shard index, or one for more tensors than mq-dist reads",
+			"'%s': the shard index is larger than %llu MiB, the limit of mq-dist (MQ_INDEX_MAX_BYTES in src/core/bounds.h); it is not a Hugging Face shard index, or one for more tensors than mq-dist reads",
 			path, (unsigned long long)(MQ_INDEX_MAX_BYTES >> 20));
 	fclose(fp);
 	if (rc) {
@@ -281,7 +281,7 @@ static int parse_weight_map(const char *path, const char *text, size_t len, cJSO
 	if (n > MQ_MAX_TENSORS) {
 		cJSON_Delete(map);
 		return mq_fail(err, MQ_ERR_INPUT,
-			"'%s': weight_map lists %d tensors, more than the limit of mq-dist (%d, MQ_MAX_TENSORS in src/bounds.h); a model beyond that limit needs a rebuild with a larger one",
+			"'%s': weight_map lists %d tensors, more than the limit of mq-dist (%d, MQ_MAX_TENSORS in src/core/bounds.h); a model beyond that limit needs a rebuild with a larger one",
 			path, n, MQ_MAX_TENSORS);
 	}
 	*map_out = map;
@@ -401,7 +401,7 @@ int mq_manifest_load(const char *path, struct mq_manifest *m, struct mq_error *e
 		header_bytes += m->files[i].raw_len;
 		if (!rc && header_bytes > MQ_MAX_HEADER_BYTES)
 			rc = mq_fail(err, MQ_ERR_INPUT,
-				"'%s': the headers of the model's files reach more than %llu MiB with '%s', the limit of mq-dist (MQ_MAX_HEADER_BYTES in src/bounds.h); the shards are corrupt, or the model needs a rebuild with a larger limit",
+				"'%s': the headers of the model's files reach more than %llu MiB with '%s', the limit of mq-dist (MQ_MAX_HEADER_BYTES in src/core/bounds.h); the shards are corrupt, or the model needs a rebuild with a larger limit",
 				path, (unsigned long long)(MQ_MAX_HEADER_BYTES >> 20), m->files[i].name);
 	}
 	if (!rc)

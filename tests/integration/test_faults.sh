@@ -23,7 +23,7 @@ JOURNAL_HEADER=58 # magic line, identity, unit count: a larger journal holds a f
 
 # start STOP N ARGS...: mq-dist on N ranks in the background (MP is mpirun's pid), with rank 0
 # stopping itself once STOP units are journaled (0: once the partial output exists; the
-# MQ_TEST_STOP_AT seam in src/run.c). Then waits (60 s at most) until rank 0 is stopped: STOPPED=1,
+# MQ_TEST_STOP_AT seam in src/pipeline/collect.h). Then waits (60 s at most) until rank 0 is stopped: STOPPED=1,
 # or 0 if the run ended first (a failure: it cannot end without rank 0).
 start() {
     local stop=$1 n=$2 i
