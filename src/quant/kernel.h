@@ -161,4 +161,10 @@ size_t mq_bf16_quantize(const struct mq_scheme_traits *s, const float *x, size_t
 void mq_bf16_dequantize(const struct mq_scheme_traits *s, const void *q, size_t n, size_t group,
 			const struct mq_qparams *p, float *out);
 
+#ifdef MQ_TEST_DUMMY_SCHEME
+/* tests/unit/quant/k_dummy.c: the unit tests' dummy scheme "int8-dummy" (its row is in scheme.c) */
+size_t mq_dummy_quantize_ref(const struct mq_scheme_traits *s, const float *x, size_t n, size_t group,
+			     const struct mq_qparams *p, const float *importance, void *out, struct mq_err_acc *acc);
+#endif
+
 #endif

@@ -47,6 +47,14 @@ static const struct mq_scheme_traits rows[] = {
 		.select = MQ_SELECT_FLOATS, .storage = MQ_DTYPE_BF16, .pack = 1, .qmin = 0, .qmax = 0,
 		.limit = FLT_MAX, OUTPUTS(cast_outputs), .params = mq_float_params,
 		.quantize_ref = mq_bf16_quantize_ref, .quantize = mq_bf16_quantize, .dequantize = mq_bf16_dequantize },
+#ifdef MQ_TEST_DUMMY_SCHEME
+	/* int8 on the narrow grid [-127, 127], with a plain scalar kernel and no fast one */
+	{ .name = "int8-dummy", .help = "test only", .quant_dtype = "int8", .ct_type = "int", .bits = 8,
+		.symmetric = 1, .float_format = MQ_FLOAT_NONE, .granularities = GRAN_TENSOR_OR_CHANNEL,
+		.select = MQ_SELECT_WEIGHTS, .storage = MQ_DTYPE_I8, .pack = 1, .qmin = -127, .qmax = 127,
+		.limit = FLT_MAX, OUTPUTS(symmetric_outputs), .params = mq_grid_params,
+		.quantize_ref = mq_dummy_quantize_ref, .quantize = NULL, .dequantize = mq_int8_dequantize },
+#endif
 };
 #define N_ROWS ((int)(sizeof(rows) / sizeof(rows[0])))
 

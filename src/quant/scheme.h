@@ -8,7 +8,8 @@
  * scheme with a constant.
  *
  * A new scheme is one row in scheme.c plus its kernel file (k_<name>.c); the
- * tests loop over the table, so the row is tested with no new test.
+ * tests loop over the table, so the row is tested with no new test (see the
+ * MQ_TEST_DUMMY_SCHEME row in scheme.c, which the unit tests build).
  *
  * Kernels are pure functions on caller-owned memory: no I/O, no allocation.
  * The rows are const and static: every rank reads the same table.

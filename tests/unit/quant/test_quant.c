@@ -1,7 +1,8 @@
 /*
  * Kernels and the scheme table: known values, edge rows, rounding, the fast kernel against the
  * reference, and per row of the table (so a new row is tested with no new test): consistency,
- * output tensors, an error bound, groups, the importance vector, --help.
+ * output tensors, an error bound, groups, the importance vector, --help. Built twice: against the
+ * quant library, and (test_quant_dummy) against its build with the test-only row "int8-dummy".
  */
 #include "test_util.h"
 
@@ -647,6 +648,49 @@ static void test_scheme_compatibility_wrappers_are_the_rows(void **state)
 	}
 }
 
+#ifdef MQ_TEST_DUMMY_SCHEME
+/*
+ * The demonstration: "int8-dummy" is one row in scheme.c plus one kernel (unit/quant/k_dummy.c),
+ * and nothing else. It is found by name, listed by --help, and every loop over the table above
+ * (rounding bound, outputs, groups, importance, wrappers) ran on it unchanged.
+ */
+static void test_scheme_dummy_row_needs_nothing_else(void **state)
+{
+	(void)state;
+	enum mq_scheme d;
+	assert_int_equal(mq_scheme_parse("int8-dummy", &d), 0);
+	assert_int_equal((int)d, mq_scheme_count() - 1);
+	const struct mq_scheme_traits *s = row(d);
+	assert_null(s->quantize);
+	struct mq_buf h = MQ_BUF_INIT, names = MQ_BUF_INIT;
+	mq_scheme_help(&h, MQ_SCHEME_INT8);
+	mq_scheme_names(&names);
+	assert_string_equal(h.data, "int8 (symmetric, default), int8-asym (with zero points), fp16 or bf16 (casts), "
+				    "int8-dummy (test only)");
+	assert_string_equal(names.data, "int8, int8-asym, fp16, bf16 or int8-dummy");
+	mq_buf_release(&h);
+	mq_buf_release(&names);
+	/* a weight [6, 10]: P.weight I8 [6, 10] and P.weight_scale F32 [6, 1], or [1] per tensor */
+	static const uint64_t w[2] = { 6, 10 };
+	uint64_t out[8];
+	assert_int_equal(s->n_outputs, 2);
+	assert_int_equal(mq_companion_shape(s, &s->outputs[0], MQ_GRAN_CHANNEL, 2, w, out), 2);
+	assert_true(out[0] == 6 && out[1] == 10 && mq_companion_dtype(s, &s->outputs[0]) == MQ_DTYPE_I8);
+	assert_int_equal(mq_companion_shape(s, &s->outputs[1], MQ_GRAN_CHANNEL, 2, w, out), 2);
+	assert_true(out[0] == 6 && out[1] == 1 && mq_companion_dtype(s, &s->outputs[1]) == MQ_DTYPE_F32);
+	assert_int_equal(mq_companion_shape(s, &s->outputs[1], MQ_GRAN_TENSOR, 2, w, out), 1);
+	assert_true(out[0] == 1);
+	/* its narrow grid: s = max|x| / 127, and -max lands on -127, not -128 */
+	float x[3] = { -2.54f, 0.0f, 2.54f };
+	struct mq_qparams p = params_of(s, x, 3);
+	assert_true(p.scale == 2.54f / 127.0f);
+	int8_t q[3];
+	struct mq_err_acc acc;
+	quant_both(s, x, 3, p, q, &acc);
+	assert_int_equal(q[0], -127);
+	assert_int_equal(q[2], 127);
+}
+#endif
 
 int main(void)
 {
@@ -669,6 +713,9 @@ int main(void)
 		cmocka_unit_test(test_scheme_round_to_nearest_ignores_importance),
 		cmocka_unit_test(test_scheme_help_lists_every_row),
 		cmocka_unit_test(test_scheme_compatibility_wrappers_are_the_rows),
+#ifdef MQ_TEST_DUMMY_SCHEME
+		cmocka_unit_test(test_scheme_dummy_row_needs_nothing_else),
+#endif
 	};
 	return cmocka_run_group_tests_name("quant", tests, NULL, NULL);
 }
