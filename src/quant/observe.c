@@ -7,8 +7,7 @@
 
 #include "scheme.h"
 
-/* The grid activations are quantized to: the int8 row's (--act int8), or int8-asym's. */
-static const struct mq_scheme_traits *act_grid(int symmetric)
+const struct mq_scheme_traits *mq_obs_grid(int symmetric)
 {
 	return mq_scheme_get(symmetric ? MQ_SCHEME_INT8 : MQ_SCHEME_INT8_ASYM);
 }
@@ -186,7 +185,7 @@ int mq_obs_mse_choice(const uint64_t *hist, double w)
 {
 	int best = 0;
 	double best_err = (double)INFINITY;
-	const double half_steps = (double)mq_grid_half_steps(act_grid(1)->qmin, act_grid(1)->qmax);
+	const double half_steps = (double)mq_grid_half_steps(mq_obs_grid(1)->qmin, mq_obs_grid(1)->qmax);
 	for (int i = 0; i < MQ_OBS_BINS; i++) {
 		double t = (double)(i + 1) * w, sc = t / half_steps, round_err = sc * sc / 12.0, err = 0.0;
 		for (int b = 0; b < MQ_OBS_BINS; b++) {
@@ -292,6 +291,6 @@ void mq_obs_result(const struct mq_obs_state *s, struct mq_obs_result *r)
 	}
 	r->lo = r->lo < 0.0f ? r->lo : 0.0f;
 	r->hi = r->hi > 0.0f ? r->hi : 0.0f;
-	const struct mq_scheme_traits *g = act_grid(s->symmetric);
+	const struct mq_scheme_traits *g = mq_obs_grid(s->symmetric);
 	r->qp = mq_grid_qparams(s->symmetric, r->threshold, r->lo, r->hi, g->qmin, g->qmax);
 }
