@@ -11,7 +11,7 @@
 #include "calib.h"
 #include "manifest.h"
 #include "options.h"
-#include "quant.h"
+#include "scheme.h"
 #include "status.h"
 #include "torch.h"
 
@@ -210,7 +210,7 @@ static void scheme_text(const cJSON *mq, char *s, size_t cap)
 	enum mq_scheme sc;
 	if (!name)
 		snprintf(s, cap, "not recorded");
-	else if (mq_scheme_parse(name, &sc) == 0 && mq_scheme_get(sc)->is_cast)
+	else if (mq_scheme_parse(name, &sc) == 0 && !mq_scheme_get(sc)->granularities)
 		snprintf(s, cap, "%s (a cast)", name);
 	else
 		snprintf(s, cap, "%s (%s, %s)", name, sym && strcmp(sym, "true") == 0 ? "symmetric" : "asymmetric",

@@ -31,8 +31,7 @@ static const struct opt {
 	  "the input's name without .safetensors, .safetensors.index.json, .index.json, .json, .pt, .pth or "
 	  ".bin, and SCHEME the scheme's name, plus -per-tensor with -g tensor; a torch input gives "
 	  "STEM.SCHEME.pt (.pth for a .pth input)" },
-	{ OPT_SCHEME, 's', "scheme", "NAME", FOR_RUN,
-	  "int8 (symmetric, default), int8-asym (with zero points), fp16 or bf16 (casts)" },
+	{ OPT_SCHEME, 's', "scheme", "NAME", FOR_RUN, NULL /* the scheme table's list (mq_scheme_help) */ },
 	{ OPT_GRANULARITY, 'g', "granularity", "G", FOR_RUN,
 	  "channel (one scale per output channel, default) or tensor" },
 	{ OPT_INCLUDE, 'i', "include", "REGEX", FOR_RUN,
@@ -74,6 +73,9 @@ static const struct opt {
 	{ OPT_VERSION, 'V', "version", NULL, FOR_ALL, "show the version" },
 };
 #define N_OPTS ((int)(sizeof(opts) / sizeof(opts[0])))
+
+/* --scheme when none is given; --help marks it */
+static const enum mq_scheme default_scheme = MQ_SCHEME_INT8;
 
 /* --help fits a terminal of MQ_HELP_COLUMNS: option names in the first HELP_LEFT columns, wrapped text after. */
 #define MQ_HELP_COLUMNS 80
@@ -126,7 +128,14 @@ void mq_options_print_help(FILE *fp)
 			snprintf(left, sizeof(left), "    --%s%s%s", opts[i].long_name, opts[i].arg ? " " : "",
 				 opts[i].arg ? opts[i].arg : "");
 		fprintf(fp, "  %-*s", HELP_LEFT - 3, left);
-		print_words(fp, HELP_LEFT - 1, HELP_LEFT - 1, opts[i].help);
+		struct mq_buf gen = MQ_BUF_INIT;
+		const char *help = opts[i].help;
+		if (opts[i].id == OPT_SCHEME) {
+			mq_scheme_help(&gen, default_scheme);
+			help = mq_buf_ok(&gen) && gen.data ? gen.data : "";
+		}
+		print_words(fp, HELP_LEFT - 1, HELP_LEFT - 1, help);
+		mq_buf_release(&gen);
 	}
 	fputc('\n', fp);
 	print_words(fp, 0, 0, "Quantized by default: 2-D [out, in] and 4-D [out, in, kh, kw] F32/F16/BF16 tensors "
@@ -299,6 +308,16 @@ static int parse_whole(const char *val, unsigned long long *v)
 	return *end || errno ? -1 : 0;
 }
 
+/* "--scheme 'x': unknown scheme (use int8, ...)", the names from the scheme table. */
+static int unknown_scheme(const char *val, struct mq_error *err)
+{
+	struct mq_buf names = MQ_BUF_INIT;
+	mq_scheme_names(&names);
+	int rc = mq_fail(err, MQ_ERR_USAGE, "--scheme '%s': unknown scheme (use %s)", val,
+			 mq_buf_ok(&names) && names.data ? names.data : "a scheme --help lists");
+	mq_buf_release(&names);
+	return rc;
+}
 
 static int apply(struct mq_options *o, const struct opt *op, const char *val, struct mq_error *err)
 {
@@ -316,9 +335,7 @@ static int apply(struct mq_options *o, const struct opt *op, const char *val, st
 		if (strcmp(val, "uint8") == 0)
 			return mq_fail(err, MQ_ERR_USAGE,
 				"--scheme 'uint8' is no longer accepted: it wrote unsigned (U8) codes and zero points, which compressed-tensors and vLLM read as signed; use int8-asym (the same values, as I8 codes and zero points)");
-		if (mq_scheme_parse(val, &o->scheme))
-			return mq_fail(err, MQ_ERR_USAGE, "--scheme '%s': unknown scheme (use int8, int8-asym, fp16 or bf16)", val);
-		return 0;
+		return mq_scheme_parse(val, &o->scheme) ? unknown_scheme(val, err) : 0;
 	case OPT_GRANULARITY:
 		if (strcmp(val, "channel") == 0)
 			o->per_tensor = 0;
@@ -409,7 +426,7 @@ static const struct opt *find_long(const char *name, size_t len)
 int mq_options_parse(int argc, char **argv, struct mq_options *o, struct mq_error *err)
 {
 	memset(o, 0, sizeof(*o));
-	o->scheme = MQ_SCHEME_INT8;
+	o->scheme = default_scheme;
 	o->memory_budget = 256ull << 20;
 	o->command = MQ_CMD_RUN;
 	mq_observer_parse("percentile", &o->observer);
@@ -465,14 +482,14 @@ int mq_options_parse(int argc, char **argv, struct mq_options *o, struct mq_erro
 		return mq_fail(err, MQ_ERR_USAGE, "no model given (see --help)");
 	if (o->calib_options && !o->calib)
 		return mq_fail(err, MQ_ERR_USAGE, "--observer, --act, --calib-samples and --calib-missing need --calib FILE.h5");
-	if (o->calib && mq_scheme_get(o->scheme)->is_cast)
+	const struct mq_scheme_traits *si = mq_scheme_get(o->scheme);
+	if (o->calib && si->float_format != MQ_FLOAT_NONE) /* static activation scales go with integer weights */
 		return mq_fail(err, MQ_ERR_USAGE, "--calib applies to the int8 and int8-asym schemes, not to %s casts",
-			       mq_scheme_get(o->scheme)->name);
+			       si->name);
 	if (o->act_asymmetric && (o->observer.kind == MQ_OBS_MSE || o->observer.kind == MQ_OBS_ENTROPY))
 		return mq_fail(err, MQ_ERR_USAGE, "--act int8-asym works with the minmax and percentile observers only");
-	if (mq_scheme_get(o->scheme)->is_cast && o->per_tensor)
-		return mq_fail(err, MQ_ERR_USAGE, "--granularity does not apply to the %s cast scheme",
-			       mq_scheme_get(o->scheme)->name);
+	if (o->per_tensor && !(si->granularities & MQ_GRAN_BIT(MQ_GRAN_TENSOR)))
+		return mq_fail(err, MQ_ERR_USAGE, "--granularity does not apply to the %s cast scheme", si->name);
 	return 0;
 }
 

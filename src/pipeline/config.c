@@ -61,7 +61,7 @@ char *mq_options_default_output(const struct mq_options *o, int torch_input)
 	}
 	if (torch_input) /* keep the user's format: .pth stays .pth, other torch files become .pt */
 		ext = has_suffix(in, strlen(in), ".pth") ? ".pth" : ".pt";
-	const struct mq_scheme_info *si = mq_scheme_get(o->scheme);
+	const struct mq_scheme_traits *si = mq_scheme_get(o->scheme);
 	struct mq_buf b = MQ_BUF_INIT;
 	mq_buf_add(&b, in, n);
 	mq_buf_addf(&b, ".%s%s%s", si->name, o->per_tensor ? "-per-tensor" : "", ext);
@@ -85,11 +85,11 @@ static void json_str_array(struct mq_buf *b, const char *const *a, int n)
 
 void mq_options_json(const struct mq_options *o, struct mq_buf *b)
 {
-	const struct mq_scheme_info *si = mq_scheme_get(o->scheme);
+	const struct mq_scheme_traits *si = mq_scheme_get(o->scheme);
 	mq_buf_adds(b, "{\"scheme\":");
 	mq_buf_add_json_str(b, si->name);
 	mq_buf_addf(b, ",\"granularity\":\"%s\",\"include\":",
-		    si->is_cast ? "none" : o->per_tensor ? "tensor" : "channel");
+		    mq_granularity_name(mq_scheme_granularity(si, o->per_tensor)));
 	json_str_array(b, o->includes, o->n_includes);
 	mq_buf_adds(b, ",\"exclude\":");
 	json_str_array(b, o->excludes, o->n_excludes);

@@ -12,7 +12,7 @@
 
 #include "buf.h"
 #include "observe.h"
-#include "quant.h"
+#include "scheme.h"
 #include "status.h"
 #include "writer.h"
 

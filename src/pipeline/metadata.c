@@ -112,7 +112,7 @@ static void calib_record_json(const struct mq_plan *p, int i, const struct mq_te
 static void layers_json(const struct mq_manifest *m, const struct mq_plan *p, const struct mq_options *o,
 			const struct mq_tensor_result *res, struct mq_buf *b)
 {
-	const struct mq_scheme_info *si = mq_scheme_get(p->scheme);
+	const struct mq_scheme_traits *si = mq_scheme_get(p->scheme);
 	mq_buf_adds(b, "{");
 	for (int i = 0; i < p->n_tensors; i++) {
 		const struct mq_tensor *t = &m->tensors[i];
@@ -124,7 +124,7 @@ static void layers_json(const struct mq_manifest *m, const struct mq_plan *p, co
 		mq_buf_addf(b, ":{\"action\":\"%s\",\"reason\":", q ? "quantized" : "kept");
 		mq_buf_add_json_str(b, pt->reason);
 		mq_buf_addf(b, ",\"dtype_in\":\"%s\",\"dtype_out\":\"%s\",\"shape\":", mq_dtype_name(t->dtype),
-			    mq_dtype_name(q ? si->out_dtype : t->dtype));
+			    mq_dtype_name(q ? si->storage : t->dtype));
 		shape_json(b, t->shape, t->ndim);
 		mq_buf_addf(b, ",\"bytes_in\":%llu,\"bytes_out\":%llu,\"sqnr_db\":", (unsigned long long)t->nbytes,
 			    (unsigned long long)pt->bytes_out);
@@ -264,7 +264,7 @@ void mq_metadata_fingerprint(const struct mq_plan *p, const struct mq_options *o
 static void metadata_object(const struct mq_manifest *m, const struct mq_plan *p, const struct mq_options *o,
 			    const struct mq_tensor_result *res, const char *calib_digest, struct mq_buf *b)
 {
-	const struct mq_scheme_info *si = mq_scheme_get(p->scheme);
+	const struct mq_scheme_traits *si = mq_scheme_get(p->scheme);
 	char v[64];
 	mq_buf_adds(b, "{");
 	kv(b, "format", "pt");
@@ -275,7 +275,7 @@ static void metadata_object(const struct mq_manifest *m, const struct mq_plan *p
 	mq_buf_adds(b, ",");
 	kv(b, "symmetric", si->symmetric ? "true" : "false");
 	mq_buf_adds(b, ",");
-	kv(b, "per_channel", !si->is_cast && !p->per_tensor ? "true" : "false");
+	kv(b, "per_channel", mq_scheme_granularity(si, p->per_tensor) == MQ_GRAN_CHANNEL ? "true" : "false");
 	mq_buf_adds(b, ",");
 	struct mq_buf inner = MQ_BUF_INIT;
 	selected_json(m, p, &inner);

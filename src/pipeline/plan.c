@@ -81,7 +81,7 @@ static char *select_cast(const struct mq_tensor *t, const struct mq_options *o, 
 /* Decides one tensor's fate; the first rule that applies wins (README, "Selection"). */
 static char *select_tensor(const struct mq_tensor *t, const struct mq_options *o, enum mq_action *act)
 {
-	if (mq_scheme_get(o->scheme)->is_cast)
+	if (mq_scheme_get(o->scheme)->select == MQ_SELECT_FLOATS)
 		return select_cast(t, o, act);
 	*act = MQ_ACT_KEEP;
 	if (!mq_dtype_is_float(t->dtype))
@@ -177,37 +177,56 @@ static int cmp_layout(const void *a, const void *b)
 	return strcmp(x->name, y->name);
 }
 
-/* Output tensors for one input tensor: the tensor itself, or weight + scale (+ zero point). */
+/* The name of a weight without its trailing "weight" ("P.weight" -> "P."), malloc'd. */
+static char *weight_stem(const char *name)
+{
+	size_t n = strlen(name), w = strlen("weight");
+	if (n >= w && strcmp(name + n - w, "weight") == 0)
+		n -= w;
+	char *s = malloc(n + 1);
+	if (s) {
+		memcpy(s, name, n);
+		s[n] = '\0';
+	}
+	return s;
+}
+
+/* The static activation parameters of a calibrated layer with an observer. */
+static int act_outputs(struct mq_plan *p, int *cap, const char *base, int i, struct mq_error *err)
+{
+	const struct mq_plan_tensor *pt = &p->tensors[i];
+	uint64_t one = 1;
+	if (pt->calib != MQ_CALIB_STATIC || pt->act_rank < 0)
+		return 0;
+	int rc = add_out(p, cap, base, "input_scale", MQ_DTYPE_F32, 1, &one, i, MQ_ROLE_INPUT_SCALE, err);
+	if (!rc && p->act_asymmetric)
+		rc = add_out(p, cap, base, "input_zero_point", MQ_DTYPE_I8, 1, &one, i, MQ_ROLE_INPUT_ZERO_POINT, err);
+	return rc;
+}
+
+/* Output tensors for one input tensor: the tensor itself, or the scheme's outputs (+ activation parameters). */
 static int plan_outputs(struct mq_plan *p, const struct mq_manifest *m, int i, int *cap, struct mq_error *err)
 {
+	static const enum mq_role role[] = { [MQ_PART_DATA] = MQ_ROLE_WEIGHT, [MQ_PART_SCALE] = MQ_ROLE_SCALE,
+					     [MQ_PART_ZERO_POINT] = MQ_ROLE_ZERO_POINT };
 	const struct mq_tensor *t = &m->tensors[i];
-	const struct mq_plan_tensor *pt = &p->tensors[i];
-	const struct mq_scheme_info *si = mq_scheme_get(p->scheme);
-	if (pt->action == MQ_ACT_KEEP)
+	const struct mq_scheme_traits *si = mq_scheme_get(p->scheme);
+	if (p->tensors[i].action == MQ_ACT_KEEP)
 		return add_out(p, cap, t->name, "", t->dtype, t->ndim, t->shape, i, MQ_ROLE_COPY, err);
-	int rc = add_out(p, cap, t->name, "", si->out_dtype, t->ndim, t->shape, i, MQ_ROLE_WEIGHT, err);
-	if (rc || si->is_cast)
-		return rc;
-	uint64_t sshape[2] = { t->shape[0], 1 };
-	int sdim = p->per_tensor ? 1 : 2;
-	if (p->per_tensor)
-		sshape[0] = 1;
-	size_t stem = strlen(t->name) - strlen("weight");
-	char *base = malloc(stem + 1);
+	enum mq_granularity g = mq_scheme_granularity(si, p->per_tensor);
+	char *base = weight_stem(t->name);
 	if (!base)
 		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
-	memcpy(base, t->name, stem);
-	base[stem] = '\0';
-	rc = add_out(p, cap, base, "weight_scale", MQ_DTYPE_F32, sdim, sshape, i, MQ_ROLE_SCALE, err);
-	if (!rc && !si->symmetric)
-		rc = add_out(p, cap, base, "weight_zero_point", si->out_dtype, sdim, sshape, i, MQ_ROLE_ZERO_POINT, err);
-	uint64_t one = 1;
-	if (!rc && pt->calib == MQ_CALIB_STATIC && pt->act_rank >= 0) {
-		rc = add_out(p, cap, base, "input_scale", MQ_DTYPE_F32, 1, &one, i, MQ_ROLE_INPUT_SCALE, err);
-		if (!rc && p->act_asymmetric)
-			rc = add_out(p, cap, base, "input_zero_point", MQ_DTYPE_I8, 1, &one, i, MQ_ROLE_INPUT_ZERO_POINT,
-				     err);
+	int rc = 0;
+	for (int k = 0; k < si->n_outputs && !rc; k++) {
+		const struct mq_companion *c = &si->outputs[k];
+		uint64_t shape[MQ_MAX_DIMS];
+		int nd = mq_companion_shape(si, c, g, t->ndim, t->shape, shape);
+		rc = add_out(p, cap, c->suffix ? base : t->name, c->suffix ? c->suffix : "", mq_companion_dtype(si, c),
+			     nd, shape, i, role[c->part], err);
 	}
+	if (!rc)
+		rc = act_outputs(p, cap, base, i, err);
 	free(base);
 	return rc;
 }
@@ -349,8 +368,7 @@ static int assign(struct mq_plan *p, const struct mq_manifest *m, struct mq_erro
 /* Block sizes within the budget, and the per-rank buffers they need. */
 static int size_buffers(struct mq_plan *p, const struct mq_manifest *m, uint64_t budget, struct mq_error *err)
 {
-	const struct mq_scheme_info *si = mq_scheme_get(p->scheme);
-	uint64_t out_esz = mq_dtype_size(si->out_dtype);
+	const struct mq_scheme_traits *si = mq_scheme_get(p->scheme);
 	p->arena_bytes = 0;
 	for (int i = 0; i < p->n_tensors; i++) {
 		struct mq_plan_tensor *pt = &p->tensors[i];
@@ -367,7 +385,7 @@ static int size_buffers(struct mq_plan *p, const struct mq_manifest *m, uint64_t
 			continue;
 		}
 		/* source rows, their float32 widening, the quantized rows, scale and zero point */
-		uint64_t per_row = pt->row_bytes + 4 * pt->row_elems + out_esz * pt->row_elems + 8 + 3 * 64;
+		uint64_t per_row = pt->row_bytes + 4 * pt->row_elems + mq_scheme_bytes(si, pt->row_elems) + 8 + 3 * 64;
 		if (per_row > budget)
 			return mq_fail(err, MQ_ERR_USAGE,
 				"tensor '%s': one row needs %llu bytes of buffers, more than the memory budget of %llu MiB; raise --memory-budget",
@@ -502,7 +520,8 @@ int mq_plan_build(const struct mq_manifest *m, const struct mq_options *o, int n
 	MQ_ASSERT(n_ranks > 0);
 	p->n_ranks = n_ranks;
 	p->scheme = o->scheme;
-	p->per_tensor = mq_scheme_get(o->scheme)->is_cast ? 0 : o->per_tensor;
+	/* per tensor only where the scheme has that granularity (options.c refuses it elsewhere) */
+	p->per_tensor = mq_scheme_get(o->scheme)->granularities & MQ_GRAN_BIT(MQ_GRAN_TENSOR) ? o->per_tensor : 0;
 	p->act_asymmetric = o->act_asymmetric;
 	p->n_tensors = m->n_tensors;
 	p->tensors = calloc((size_t)m->n_tensors + 1, sizeof(*p->tensors));

@@ -64,6 +64,14 @@ char *mq_report_size(uint64_t bytes, char *buf, size_t cap)
 	return buf;
 }
 
+/* " per channel", " per tensor", or nothing for a scheme without parameters (a cast). */
+static const char *granularity_text(const struct mq_plan *p)
+{
+	static const char *const text[] = { [MQ_GRAN_NONE] = "", [MQ_GRAN_TENSOR] = " per tensor",
+					    [MQ_GRAN_CHANNEL] = " per channel" };
+	return text[mq_scheme_granularity(mq_scheme_get(p->scheme), p->per_tensor)];
+}
+
 static double mib(uint64_t b)
 {
 	return (double)b / 1048576.0;
@@ -93,7 +101,7 @@ void mq_report_progress(const struct mq_manifest *m, const struct mq_plan *p, in
 		else if (pt->calib == MQ_CALIB_MISSING)
 			snprintf(cal, sizeof(cal), "  no calibration: weights only");
 		mq_info("[%*d/%d] %s %s %s -> %s  sqnr %s%s  %.2f -> %.2f MiB\n", w, done, p->n_tensors, t->name, shape,
-			mq_dtype_name(t->dtype), mq_dtype_name(mq_scheme_get(p->scheme)->out_dtype), sq, cal,
+			mq_dtype_name(t->dtype), mq_dtype_name(mq_scheme_get(p->scheme)->storage), sq, cal,
 			mib(t->nbytes), mib(pt->bytes_out));
 	} else {
 		mq_info("[%*d/%d] %s %s %s  kept (%s)  %.2f MiB\n", w, done, p->n_tensors, t->name, shape,
@@ -104,11 +112,11 @@ void mq_report_progress(const struct mq_manifest *m, const struct mq_plan *p, in
 void mq_report_plan(const struct mq_manifest *m, const struct mq_plan *p, const struct mq_options *o,
 		    uint64_t out_size, const char *output)
 {
-	const struct mq_scheme_info *si = mq_scheme_get(p->scheme);
+	const struct mq_scheme_traits *si = mq_scheme_get(p->scheme);
 	uint64_t header_len = out_size - p->bytes_out; /* headers, metadata, and for .pt the archive's records */
 	mq_print(stdout, "plan for %s -> %s (dry run: nothing written)\n", o->input, output);
 	mq_print(stdout, "  scheme %s%s, %d tensors: %d quantized, %d kept; %d work units over %d ranks\n", si->name,
-	       si->is_cast ? "" : p->per_tensor ? " per tensor" : " per channel", p->n_tensors, p->n_quantized,
+	       granularity_text(p), p->n_tensors, p->n_quantized,
 	       p->n_tensors - p->n_quantized, p->n_units, p->n_ranks);
 	mq_print(stdout, "  tensor data %.3f MiB -> %.3f MiB, compression %.3fx; output file %llu bytes (headers and metadata %llu)\n",
 	       mib(p->bytes_in), mib(p->bytes_out), p->bytes_out ? (double)p->bytes_in / (double)p->bytes_out : 1.0,
@@ -179,13 +187,13 @@ static double max_over(const double *stats, int n, int k, double *sum)
 void mq_report_summary(const struct mq_manifest *m, const struct mq_plan *p, const struct mq_tensor_result *res,
 		       const double *stats, const char *output)
 {
-	const struct mq_scheme_info *si = mq_scheme_get(p->scheme);
+	const struct mq_scheme_traits *si = mq_scheme_get(p->scheme);
 	double total = stats[MQ_STAT_T_TOTAL], sum;
 	double rss = max_over(stats, p->n_ranks, MQ_STAT_PEAK_RSS, &sum);
 	mq_info("\n");
 	mq_info("wrote %s\n", output);
 	mq_info("  %d tensors: %d quantized (%s%s), %d kept, on %d rank%s\n", p->n_tensors, p->n_quantized,
-		si->name, si->is_cast ? "" : p->per_tensor ? " per tensor" : " per channel",
+		si->name, granularity_text(p),
 		p->n_tensors - p->n_quantized, p->n_ranks, p->n_ranks == 1 ? "" : "s");
 	mq_info("  size %.3f MiB -> %.3f MiB, compression %.3fx\n", mib(p->bytes_in), mib(p->bytes_out),
 		p->bytes_out ? (double)p->bytes_in / (double)p->bytes_out : 1.0);

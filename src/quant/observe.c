@@ -1,10 +1,16 @@
 #include "observe.h"
 
-#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "scheme.h"
+
+const struct mq_scheme_traits *mq_obs_grid(int symmetric)
+{
+	return mq_scheme_get(symmetric ? MQ_SCHEME_INT8 : MQ_SCHEME_INT8_ASYM);
+}
 
 int mq_observer_parse(const char *s, struct mq_observer *o)
 {
@@ -179,8 +185,9 @@ int mq_obs_mse_choice(const uint64_t *hist, double w)
 {
 	int best = 0;
 	double best_err = (double)INFINITY;
+	const double half_steps = (double)mq_grid_half_steps(mq_obs_grid(1)->qmin, mq_obs_grid(1)->qmax);
 	for (int i = 0; i < MQ_OBS_BINS; i++) {
-		double t = (double)(i + 1) * w, sc = t / 127.5, round_err = sc * sc / 12.0, err = 0.0;
+		double t = (double)(i + 1) * w, sc = t / half_steps, round_err = sc * sc / 12.0, err = 0.0;
 		for (int b = 0; b < MQ_OBS_BINS; b++) {
 			double c = ((double)b + 0.5) * w;
 			double e = c > t ? (c - t) * (c - t) : round_err;
@@ -284,14 +291,6 @@ void mq_obs_result(const struct mq_obs_state *s, struct mq_obs_result *r)
 	}
 	r->lo = r->lo < 0.0f ? r->lo : 0.0f;
 	r->hi = r->hi > 0.0f ? r->hi : 0.0f;
-	if (s->symmetric) {
-		r->qp.scale = r->threshold / 127.5f;
-		r->qp.zero_point = 0;
-	} else {
-		r->qp.scale = (r->hi - r->lo) / 255.0f;
-	}
-	if (r->qp.scale < FLT_EPSILON)
-		r->qp.scale = FLT_EPSILON;
-	if (!s->symmetric)
-		r->qp.zero_point = mq_asym_zero_point(r->lo, r->qp.scale);
+	const struct mq_scheme_traits *g = mq_obs_grid(s->symmetric);
+	r->qp = mq_grid_qparams(s->symmetric, r->threshold, r->lo, r->hi, g->qmin, g->qmax);
 }

@@ -62,7 +62,14 @@ struct mq_obs_result {
 	struct mq_qparams qp; /* scale and zero point */
 };
 
-/* After the last pass: the threshold or range, and the int8 (or int8-asym) parameters. */
+/*
+ * The integer grid the activations are quantized to: the int8 row of the
+ * scheme table (--act int8, symmetric) or the int8-asym row's.
+ */
+struct mq_scheme_traits;
+const struct mq_scheme_traits *mq_obs_grid(int symmetric);
+
+/* After the last pass: the threshold or range, and the parameters on that grid. */
 void mq_obs_result(const struct mq_obs_state *s, struct mq_obs_result *r);
 
 /* The histogram choices, exposed for tests: bin counts in, chosen bin count out. */

@@ -9,7 +9,7 @@
 #include <time.h>
 
 #include "dtype.h"
-#include "quant.h"
+#include "scheme.h"
 
 static double now(void)
 {
@@ -41,7 +41,7 @@ static double copy_bandwidth(size_t n)
 }
 
 /* Range + quantize per row, as the pipeline does, over rows x cols float32 values. */
-static double kernel_bandwidth(enum mq_scheme s, enum mq_dtype in, size_t rows, size_t cols)
+static double kernel_bandwidth(enum mq_scheme scheme, enum mq_dtype in, size_t rows, size_t cols)
 {
 	size_t esz = mq_dtype_size(in), n = rows * cols;
 	unsigned char *src = malloc(n * esz);
@@ -63,7 +63,8 @@ static double kernel_bandwidth(enum mq_scheme s, enum mq_dtype in, size_t rows, 
 		}
 	}
 	double best = 1e30;
-	size_t out_esz = mq_dtype_size(mq_scheme_get(s)->out_dtype);
+	const struct mq_scheme_traits *s = mq_scheme_get(scheme);
+	size_t row_bytes = (size_t)mq_scheme_bytes(s, cols);
 	for (int r = 0; r < 3; r++) {
 		struct mq_err_acc acc = { 0, 0, 0 };
 		double t0 = now();
@@ -77,7 +78,8 @@ static double kernel_bandwidth(enum mq_scheme s, enum mq_dtype in, size_t rows, 
 			size_t bad;
 			mq_range_init(&rg);
 			mq_range_update(&rg, xr, cols, &bad);
-			mq_quant_row(s, xr, cols, mq_quant_params(s, &rg), out + row * cols * out_esz, &acc);
+			struct mq_qparams p = s->params(s, &rg);
+			mq_scheme_quantize(s, xr, cols, cols, &p, NULL, out + row * row_bytes, &acc);
 		}
 		double t = now() - t0;
 		best = t < best ? t : best;

@@ -4,6 +4,7 @@
 #include <math.h>
 
 #include "observe.h"
+#include "scheme.h"
 
 static int cmp_float(const void *a, const void *b)
 {
@@ -128,6 +129,17 @@ static void test_observe_histogram_choices(void **state)
 	assert_true(with_outlier < 2047 && with_outlier >= 99);
 }
 
+/* Activations take the int8 rows' grids: [-128, 127], symmetric for --act int8, not for int8-asym. */
+static void test_observe_grid_is_the_int8_rows(void **state)
+{
+	(void)state;
+	assert_ptr_equal(mq_obs_grid(1), mq_scheme_get(MQ_SCHEME_INT8));
+	assert_ptr_equal(mq_obs_grid(0), mq_scheme_get(MQ_SCHEME_INT8_ASYM));
+	assert_true(mq_obs_grid(1)->symmetric && !mq_obs_grid(0)->symmetric);
+	assert_int_equal(mq_obs_grid(0)->qmin, -128);
+	assert_int_equal(mq_obs_grid(0)->qmax, 127);
+}
+
 static void test_observe_parse(void **state)
 {
 	(void)state;
@@ -154,6 +166,7 @@ int main(void)
 		cmocka_unit_test(test_observe_rejects_nan),
 		cmocka_unit_test(test_observe_histogram_choices),
 		cmocka_unit_test(test_observe_parse),
+		cmocka_unit_test(test_observe_grid_is_the_int8_rows),
 	};
 	return cmocka_run_group_tests_name("observe", tests, NULL, NULL);
 }

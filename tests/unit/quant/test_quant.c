@@ -1,47 +1,66 @@
-/* Kernels: known values, edge rows, rounding, and the fast kernel against the reference. */
+/*
+ * Kernels and the scheme table: known values, edge rows, rounding, the fast kernel against the
+ * reference, and per row of the table (so a new row is tested with no new test): consistency,
+ * output tensors, an error bound, groups, the importance vector, --help. Built twice: against the
+ * quant library, and (test_quant_dummy) against its build with the test-only row "int8-dummy".
+ */
 #include "test_util.h"
 
 #include <float.h>
 #include <math.h>
+#include <stdio.h>
 
-#include "quant.h"
+#include "scheme.h"
 
-static struct mq_qparams params_of(enum mq_scheme s, const float *x, size_t n)
+static const struct mq_scheme_traits *row(enum mq_scheme s)
+{
+	return mq_scheme_get(s);
+}
+
+static struct mq_qparams params_of(const struct mq_scheme_traits *s, const float *x, size_t n)
 {
 	struct mq_range r;
 	size_t bad;
 	mq_range_init(&r);
 	assert_int_equal(mq_range_update(&r, x, n, &bad), 0);
-	return mq_quant_params(s, &r);
+	return s->params(s, &r);
 }
 
-/* Quantizes with both kernels, checks they agree bit for bit, returns the fast result. */
-static void quant_both(enum mq_scheme s, const float *x, size_t n, struct mq_qparams p, void *out,
-		       struct mq_err_acc *acc)
+/* Quantizes in groups with both kernels, checks they agree bit for bit, returns the fast result. */
+static void quant_groups_both(const struct mq_scheme_traits *s, const float *x, size_t n, size_t group,
+			      const struct mq_qparams *p, void *out, struct mq_err_acc *acc)
 {
 	unsigned char ref[4096];
 	struct mq_err_acc a2 = { 0, 0, 0 };
-	assert_true(n * 2 <= sizeof(ref));
+	assert_true(mq_scheme_bytes(s, n) <= sizeof(ref));
 	*acc = (struct mq_err_acc){ 0, 0, 0 };
-	size_t b1 = mq_quant_row(s, x, n, p, out, acc);
-	size_t b2 = mq_quant_row_ref(s, x, n, p, ref, &a2);
+	size_t b1 = mq_scheme_quantize(s, x, n, group, p, NULL, out, acc);
+	size_t b2 = s->quantize_ref(s, x, n, group, p, NULL, ref, &a2);
 	assert_int_equal(b1, b2);
+	assert_int_equal(b1, mq_scheme_bytes(s, n));
 	assert_memory_equal(out, ref, b1);
 	assert_memory_equal(&acc->signal, &a2.signal, sizeof(double));
 	assert_memory_equal(&acc->noise, &a2.noise, sizeof(double));
 	assert_memory_equal(&acc->max_abs, &a2.max_abs, sizeof(double));
 }
 
+/* One group per row, as the pipeline quantizes today. */
+static void quant_both(const struct mq_scheme_traits *s, const float *x, size_t n, struct mq_qparams p, void *out,
+		       struct mq_err_acc *acc)
+{
+	quant_groups_both(s, x, n, n, &p, out, acc);
+}
+
 static void test_quant_int8_known_values(void **state)
 {
 	(void)state;
 	float x[5] = { -2.55f, 0.0f, 1.0f, 2.55f, -0.01f };
-	struct mq_qparams p = params_of(MQ_SCHEME_INT8, x, 5);
+	struct mq_qparams p = params_of(row(MQ_SCHEME_INT8), x, 5);
 	assert_true(p.scale == 2.55f / 127.5f);
 	assert_int_equal(p.zero_point, 0);
 	int8_t q[5];
 	struct mq_err_acc acc;
-	quant_both(MQ_SCHEME_INT8, x, 5, p, q, &acc);
+	quant_both(row(MQ_SCHEME_INT8), x, 5, p, q, &acc);
 	/* +-max lands at about +-127.5: clamped to 127 above, -127 or -128 below */
 	assert_true(q[0] == -128 || q[0] == -127);
 	assert_int_equal(q[0], (int)lrintf(-2.55f * (1.0f / p.scale)));
@@ -60,13 +79,13 @@ static void test_quant_zero_row_gets_epsilon_scale(void **state)
 	(void)state;
 	float x[7] = { 0 };
 	for (int s = MQ_SCHEME_INT8; s <= MQ_SCHEME_INT8_ASYM; s++) {
-		struct mq_qparams p = params_of((enum mq_scheme)s, x, 7);
+		struct mq_qparams p = params_of(row((enum mq_scheme)s), x, 7);
 		int zp = s == MQ_SCHEME_INT8 ? 0 : -128; /* the unsigned zero point 0, shifted */
 		assert_true(p.scale == FLT_EPSILON);
 		assert_int_equal(p.zero_point, zp);
 		int8_t q[7];
 		struct mq_err_acc acc;
-		quant_both((enum mq_scheme)s, x, 7, p, q, &acc);
+		quant_both(row((enum mq_scheme)s), x, 7, p, q, &acc);
 		for (int i = 0; i < 7; i++)
 			assert_int_equal(q[i], zp);
 		assert_true(acc.noise == 0.0 && acc.signal == 0.0);
@@ -79,18 +98,18 @@ static void test_quant_constant_row(void **state)
 	float x[9];
 	for (int i = 0; i < 9; i++)
 		x[i] = -0.75f;
-	struct mq_qparams p = params_of(MQ_SCHEME_INT8, x, 9);
+	struct mq_qparams p = params_of(row(MQ_SCHEME_INT8), x, 9);
 	int8_t q[9];
 	struct mq_err_acc acc;
-	quant_both(MQ_SCHEME_INT8, x, 9, p, q, &acc);
+	quant_both(row(MQ_SCHEME_INT8), x, 9, p, q, &acc);
 	for (int i = 0; i < 9; i++)
 		assert_int_equal(q[i], -128); /* -127.5 rounds to even: -128 */
 	/* asymmetric: min -0.75, max forced to 0: zero point at the top, 127 */
-	p = params_of(MQ_SCHEME_INT8_ASYM, x, 9);
+	p = params_of(row(MQ_SCHEME_INT8_ASYM), x, 9);
 	assert_true(p.scale == 0.75f / 255.0f);
 	assert_int_equal(p.zero_point, 127);
 	int8_t u[9];
-	quant_both(MQ_SCHEME_INT8_ASYM, x, 9, p, u, &acc);
+	quant_both(row(MQ_SCHEME_INT8_ASYM), x, 9, p, u, &acc);
 	for (int i = 0; i < 9; i++)
 		assert_int_equal(u[i], -128);
 }
@@ -102,11 +121,11 @@ static void test_quant_one_outlier_dominates_scale(void **state)
 	for (int i = 0; i < 64; i++)
 		x[i] = 0.001f * (float)(i - 32);
 	x[17] = 10.0f;
-	struct mq_qparams p = params_of(MQ_SCHEME_INT8, x, 64);
+	struct mq_qparams p = params_of(row(MQ_SCHEME_INT8), x, 64);
 	assert_true(p.scale == 10.0f / 127.5f);
 	int8_t q[64];
 	struct mq_err_acc acc;
-	quant_both(MQ_SCHEME_INT8, x, 64, p, q, &acc);
+	quant_both(row(MQ_SCHEME_INT8), x, 64, p, q, &acc);
 	assert_int_equal(q[17], 127);
 	for (int i = 0; i < 64; i++)
 		if (i != 17)
@@ -118,11 +137,11 @@ static void test_quant_round_half_to_even(void **state)
 	(void)state;
 	/* scale 1 (amax 127.5): x*inv is exact, so ties are real ties */
 	float x[8] = { 127.5f, 0.5f, 1.5f, 2.5f, -0.5f, -1.5f, -2.5f, 3.5f };
-	struct mq_qparams p = params_of(MQ_SCHEME_INT8, x, 8);
+	struct mq_qparams p = params_of(row(MQ_SCHEME_INT8), x, 8);
 	assert_true(p.scale == 1.0f);
 	int8_t q[8];
 	struct mq_err_acc acc;
-	quant_both(MQ_SCHEME_INT8, x, 8, p, q, &acc);
+	quant_both(row(MQ_SCHEME_INT8), x, 8, p, q, &acc);
 	int8_t want[8] = { 127, 0, 2, 2, 0, -2, -2, 4 };
 	assert_memory_equal(q, want, 8);
 }
@@ -131,12 +150,12 @@ static void test_quant_int8_asym_range(void **state)
 {
 	(void)state;
 	float x[4] = { -1.0f, 0.0f, 0.5f, 3.0f };
-	struct mq_qparams p = params_of(MQ_SCHEME_INT8_ASYM, x, 4);
+	struct mq_qparams p = params_of(row(MQ_SCHEME_INT8_ASYM), x, 4);
 	assert_true(p.scale == 4.0f / 255.0f);
 	assert_int_equal(p.zero_point, (int)nearbyintf(1.0f / p.scale) - 128);
 	int8_t q[4];
 	struct mq_err_acc acc;
-	quant_both(MQ_SCHEME_INT8_ASYM, x, 4, p, q, &acc);
+	quant_both(row(MQ_SCHEME_INT8_ASYM), x, 4, p, q, &acc);
 	assert_int_equal(q[0], -128);
 	assert_int_equal(q[1], p.zero_point);
 	assert_int_equal(q[3], 127);
@@ -174,8 +193,8 @@ static uint32_t lcg(uint32_t *s)
 }
 
 /*
- * mq_quant_row uses the AVX2 kernel only where quant.c's own check allows it (AVX2 and F16C,
- * MQ_NO_SIMD unset); elsewhere it is the reference, and comparing the two proves nothing.
+ * The fast kernels take their AVX2 path only where cpu.c's check allows it (AVX2 and F16C,
+ * MQ_NO_SIMD unset); elsewhere they are the reference, and comparing the two proves nothing.
  */
 static void skip_without_fast_kernel(void)
 {
@@ -186,6 +205,17 @@ static void skip_without_fast_kernel(void)
 	}
 }
 
+/* 1 if row s has a fast kernel to compare; says so once per test where it has none. */
+static int has_fast_kernel(const struct mq_scheme_traits *s, int *told)
+{
+	if (s->quantize)
+		return 1;
+	if (!*told)
+		print_message("scheme '%s' has no fast kernel: only its reference runs\n", s->name);
+	*told = 1;
+	return 0;
+}
+
 /* Random rows of every length up to 1000, with outliers and awkward values. */
 static void test_quant_fast_kernel_matches_reference(void **state)
 {
@@ -194,6 +224,8 @@ static void test_quant_fast_kernel_matches_reference(void **state)
 	uint32_t seed = 12345;
 	float x[1000];
 	unsigned char out[2000];
+	int told[64] = { 0 };
+	assert_true(mq_scheme_count() <= 64);
 	for (size_t n = 1; n <= 1000; n += (n < 40 ? 1 : 37)) {
 		for (size_t i = 0; i < n; i++) {
 			float u = (float)(lcg(&seed) >> 8) / 16777216.0f - 0.5f;
@@ -203,10 +235,12 @@ static void test_quant_fast_kernel_matches_reference(void **state)
 			if (lcg(&seed) % 101 == 0)
 				x[i] = 0.0f;
 		}
-		for (int s = 0; s < MQ_SCHEME_COUNT; s++) {
-			struct mq_qparams p = params_of((enum mq_scheme)s, x, n);
+		for (int s = 0; s < mq_scheme_count(); s++) {
+			if (!has_fast_kernel(row((enum mq_scheme)s), &told[s]))
+				continue;
+			struct mq_qparams p = params_of(row((enum mq_scheme)s), x, n);
 			struct mq_err_acc acc;
-			quant_both((enum mq_scheme)s, x, n, p, out, &acc);
+			quant_both(row((enum mq_scheme)s), x, n, p, out, &acc);
 		}
 	}
 }
@@ -220,11 +254,14 @@ static void test_quant_fast_kernel_matches_reference_on_ties(void **state)
 	for (int i = 0; i < 512; i++)
 		x[i] = ((float)i - 256.0f) * 0.5f; /* -128 .. 127.5 in halves */
 	x[511] = 127.5f;
-	for (int s = 0; s < MQ_SCHEME_COUNT; s++) {
+	for (int s = 0; s < mq_scheme_count(); s++) {
+		int told = 0;
+		if (!has_fast_kernel(row((enum mq_scheme)s), &told))
+			continue;
 		unsigned char out[1024];
-		struct mq_qparams p = params_of((enum mq_scheme)s, x, 512);
+		struct mq_qparams p = params_of(row((enum mq_scheme)s), x, 512);
 		struct mq_err_acc acc;
-		quant_both((enum mq_scheme)s, x, 512, p, out, &acc);
+		quant_both(row((enum mq_scheme)s), x, 512, p, out, &acc);
 	}
 }
 
@@ -244,7 +281,7 @@ static void test_quant_int8_asym_is_unsigned_minus_128(void **state)
 		float shift = (float)(lcg(&seed) % 5) * 0.25f - 0.5f; /* all-positive, mixed and all-negative rows */
 		for (size_t i = 0; i < n; i++)
 			x[i] = ((float)(lcg(&seed) >> 8) / 16777216.0f - 0.5f) + shift;
-		struct mq_qparams p = params_of(MQ_SCHEME_INT8_ASYM, x, n);
+		struct mq_qparams p = params_of(row(MQ_SCHEME_INT8_ASYM), x, n);
 		float lo = x[0], hi = x[0];
 		for (size_t i = 1; i < n; i++) {
 			lo = x[i] < lo ? x[i] : lo;
@@ -259,7 +296,7 @@ static void test_quant_int8_asym_is_unsigned_minus_128(void **state)
 		assert_true(p.scale == s);
 		assert_int_equal(p.zero_point, zu - 128);
 		struct mq_err_acc acc;
-		quant_both(MQ_SCHEME_INT8_ASYM, x, n, p, q, &acc);
+		quant_both(row(MQ_SCHEME_INT8_ASYM), x, n, p, q, &acc);
 		for (size_t i = 0; i < n; i++) {
 			long qu = lrintf(x[i] * (1.0f / s)) + zu;
 			qu = qu < 0 ? 0 : qu > 255 ? 255 : qu;
@@ -275,18 +312,385 @@ static void test_quant_casts_round_to_nearest_even(void **state)
 	float x[4] = { 1.0f, 1.0f + 1.0f / 2048.0f, 1.0f + 3.0f / 2048.0f, 65504.0f };
 	uint16_t h[4];
 	struct mq_err_acc acc;
-	struct mq_qparams p = params_of(MQ_SCHEME_FP16, x, 4);
-	quant_both(MQ_SCHEME_FP16, x, 4, p, h, &acc);
+	struct mq_qparams p = params_of(row(MQ_SCHEME_FP16), x, 4);
+	quant_both(row(MQ_SCHEME_FP16), x, 4, p, h, &acc);
 	assert_int_equal(h[0], 0x3c00);
 	assert_int_equal(h[1], 0x3c00); /* tie to even (down) */
 	assert_int_equal(h[2], 0x3c02); /* tie to even (up) */
 	assert_int_equal(h[3], 0x7bff);
 	float y[2] = { 1.0f + 1.0f / 256.0f, 1.0f + 3.0f / 256.0f };
-	quant_both(MQ_SCHEME_BF16, y, 2, p, h, &acc);
+	quant_both(row(MQ_SCHEME_BF16), y, 2, p, h, &acc);
 	assert_int_equal(h[0], 0x3f80);
 	assert_int_equal(h[1], 0x3f82);
 	assert_true(mq_scheme_limit(MQ_SCHEME_FP16) < 65520.0f);
+	assert_true(row(MQ_SCHEME_FP16)->limit == mq_scheme_limit(MQ_SCHEME_FP16));
 }
+
+/* ---- every row of the table ---- */
+
+#define N_MAX 1024
+
+/* Small values with outliers, zeros and tiny values; near +-limit for a row with a limit. */
+static void random_row(uint32_t *seed, float *x, size_t n, float limit)
+{
+	for (size_t i = 0; i < n; i++) {
+		float u = (float)(lcg(seed) >> 8) / 16777216.0f - 0.5f;
+		uint32_t k = lcg(seed) % 211;
+		x[i] = k == 0 ? 0.0f : k < 3 ? u * 300.0f : k < 6 ? u * 1e-6f : u * 0.1f;
+		if (limit < FLT_MAX && k == 7)
+			x[i] = u < 0 ? -limit : limit;
+	}
+}
+
+/* Code i of a quantized row: signed for an integer grid, the raw bits for a float format. */
+static int64_t code_at(const struct mq_scheme_traits *s, const void *q, size_t i)
+{
+	const unsigned char *b = (const unsigned char *)q + i * mq_dtype_size(s->storage);
+	int8_t c1;
+	int16_t c2;
+	uint16_t u2;
+	switch (mq_dtype_size(s->storage) * 2 + (s->float_format != MQ_FLOAT_NONE)) {
+	case 2: memcpy(&c1, b, 1); return c1;
+	case 3: return b[0];
+	case 4: memcpy(&c2, b, 2); return c2;
+	case 5: memcpy(&u2, b, 2); return u2;
+	}
+	fail_msg("scheme '%s': no test for its storage", s->name);
+	return 0;
+}
+
+static float dequant_code(const struct mq_scheme_traits *s, int64_t c, struct mq_qparams p)
+{
+	unsigned char b[8];
+	int8_t c1 = (int8_t)c;
+	uint16_t u2 = (uint16_t)c;
+	memcpy(b, mq_dtype_size(s->storage) == 1 ? (const void *)&c1 : (const void *)&u2, mq_dtype_size(s->storage));
+	float d;
+	s->dequantize(s, b, 1, 1, &p, &d);
+	return d;
+}
+
+/*
+ * The bound of one rounding. On an integer grid whose parameters came from a range holding x:
+ * |x - d| <= s/2 (plus the float32 roundings of x * (1/s) and of d: 4u(|x| + |d|), u = 2^-24), so
+ * the grid also covers the range, ends included. In a float format: no neighbouring finite code is
+ * closer to x.
+ */
+static void check_rounding(const struct mq_scheme_traits *s, float x, float d, int64_t c, struct mq_qparams p)
+{
+	double e = fabs((double)x - (double)d);
+	if (s->float_format == MQ_FLOAT_NONE) {
+		double tol = 4.0 * ((double)FLT_EPSILON / 2) * (fabs((double)x) + fabs((double)d));
+		assert_true(c >= s->qmin && c <= s->qmax);
+		if (e > (double)p.scale * 0.5 + tol)
+			fail_msg("scheme '%s': x %.9g -> %.9g (code %lld), error %.9g over half a step %.9g", s->name,
+				 (double)x, (double)d, (long long)c, e, (double)p.scale * 0.5);
+		return;
+	}
+	assert_true(isfinite(d));
+	int64_t top = ((int64_t)1 << (8 * mq_dtype_size(s->storage))) - 1;
+	for (int64_t n = c - 1; n <= c + 1; n += 2) {
+		if (n < 0 || n > top)
+			continue;
+		float dn = dequant_code(s, n, p);
+		if (isfinite(dn) && fabs((double)x - (double)dn) < e)
+			fail_msg("scheme '%s': x %.9g -> %.9g, but code %lld (%.9g) is closer", s->name, (double)x,
+				 (double)d, (long long)n, (double)dn);
+	}
+}
+
+/* One row with p: fast = reference, dequantize against the sums, and the rounding bound of each value. */
+static void check_row(const struct mq_scheme_traits *s, const float *x, size_t n, struct mq_qparams p)
+{
+	unsigned char q[4 * N_MAX];
+	float d[N_MAX];
+	struct mq_err_acc acc;
+	quant_both(s, x, n, p, q, &acc);
+	s->dequantize(s, q, n, n, &p, d);
+	double sig = 0, noise = 0;
+	float max_abs = 0;
+	for (size_t i = 0; i < n; i++) {
+		float e = x[i] - d[i];
+		sig += (double)x[i] * (double)x[i];
+		noise += (double)e * (double)e;
+		max_abs = fabsf(e) > max_abs ? fabsf(e) : max_abs;
+		check_rounding(s, x[i], d[i], code_at(s, q, i), p);
+	}
+	assert_true(acc.max_abs == (double)max_abs); /* dequantize gives the values the kernel summed */
+	assert_true(fabs(acc.signal - sig) <= 1e-5 * sig);
+	assert_true(fabs(acc.noise - noise) <= 1e-5 * noise + 1e-300);
+}
+
+static void test_scheme_every_row_is_within_one_rounding(void **state)
+{
+	(void)state;
+	uint32_t seed = 4242;
+	static float x[4][N_MAX];
+	for (int k = 0; k < mq_scheme_count(); k++) {
+		const struct mq_scheme_traits *s = row((enum mq_scheme)k);
+		if (s->pack != 1) {
+			print_message("scheme '%s' packs values: no rounding check yet\n", s->name);
+			continue;
+		}
+		for (size_t n = 1; n <= N_MAX; n = n * 3 + 1) {
+			struct mq_range whole;
+			size_t bad;
+			mq_range_init(&whole);
+			for (int r = 0; r < 4; r++) {
+				random_row(&seed, x[r], n, s->limit);
+				assert_int_equal(mq_range_update(&whole, x[r], n, &bad), 0);
+				check_row(s, x[r], n, params_of(s, x[r], n)); /* per channel */
+			}
+			if (s->granularities & MQ_GRAN_BIT(MQ_GRAN_TENSOR))
+				for (int r = 0; r < 4; r++)
+					check_row(s, x[r], n, s->params(s, &whole));
+		}
+	}
+}
+
+/* The table's own facts agree with each other. */
+static void test_scheme_rows_are_consistent(void **state)
+{
+	(void)state;
+	assert_true(mq_scheme_count() >= 4);
+	for (int k = 0; k < mq_scheme_count(); k++) {
+		const struct mq_scheme_traits *s = row((enum mq_scheme)k);
+		enum mq_scheme back;
+		assert_int_equal(mq_scheme_parse(s->name, &back), 0);
+		assert_int_equal(back, k);
+		assert_true(s->help && *s->help && s->quant_dtype && *s->quant_dtype);
+		assert_true(s->params && s->quantize_ref && s->dequantize && s->limit > 0.0f);
+		assert_true(s->pack >= 1 && s->bits * s->pack <= 8 * (int)mq_dtype_size(s->storage));
+		if (s->float_format == MQ_FLOAT_NONE) {
+			assert_string_equal(s->ct_type, "int");
+			assert_true(s->qmin < s->qmax && s->qmax - s->qmin < 1 << s->bits);
+		} else {
+			assert_string_equal(s->ct_type, "float");
+			assert_true(s->qmin == 0 && s->qmax == 0);
+		}
+		/* the data first, then a scale where there are parameters, a zero point where asymmetric */
+		assert_true(s->n_outputs >= 1 && s->outputs[0].part == MQ_PART_DATA && !s->outputs[0].suffix);
+		int scales = 0, zero_points = 0;
+		for (int c = 1; c < s->n_outputs; c++) {
+			assert_non_null(s->outputs[c].suffix);
+			scales += s->outputs[c].part == MQ_PART_SCALE;
+			zero_points += s->outputs[c].part == MQ_PART_ZERO_POINT;
+		}
+		assert_int_equal(scales, s->granularities != 0);
+		assert_int_equal(zero_points, s->granularities && !s->symmetric);
+		float x[3] = { -1.0f, 0.25f, 2.0f };
+		if (s->symmetric)
+			assert_int_equal(params_of(s, x, 3).zero_point, 0);
+	}
+	enum mq_scheme none;
+	assert_int_equal(mq_scheme_parse("uint8", &none), -1);
+	assert_int_equal(mq_scheme_parse("int4", &none), -1);
+}
+
+/*
+ * The output tensors of a quantized weight, exactly what the plan lays out (README, "Output
+ * tensors"): the data in the storage dtype and the weight's shape; weight_scale F32 and
+ * weight_zero_point in the storage dtype, [out, 1] per channel, [1] per tensor.
+ */
+static void test_scheme_outputs_follow_the_granularity(void **state)
+{
+	(void)state;
+	static const uint64_t w2[2] = { 6, 10 }, w4[4] = { 4, 3, 2, 2 };
+	for (int k = 0; k < mq_scheme_count(); k++) {
+		const struct mq_scheme_traits *s = row((enum mq_scheme)k);
+		for (int pt = 0; pt <= 1; pt++) {
+			enum mq_granularity g = mq_scheme_granularity(s, pt);
+			assert_int_equal(g, !s->granularities ? MQ_GRAN_NONE : pt ? MQ_GRAN_TENSOR : MQ_GRAN_CHANNEL);
+			for (int w = 0; w < 2; w++) {
+				const uint64_t *shape = w ? w4 : w2;
+				int ndim = w ? 4 : 2;
+				for (int c = 0; c < s->n_outputs; c++) {
+					const struct mq_companion *o = &s->outputs[c];
+					uint64_t out[8];
+					int nd = mq_companion_shape(s, o, g, ndim, shape, out);
+					enum mq_dtype dt = mq_companion_dtype(s, o);
+					if (o->part == MQ_PART_DATA) {
+						assert_int_equal(dt, s->storage);
+						assert_int_equal(nd, ndim);
+						assert_int_equal(out[ndim - 1] * (uint64_t)s->pack, shape[ndim - 1]);
+						assert_memory_equal(out, shape, (size_t)(ndim - 1) * sizeof(*shape));
+						continue;
+					}
+					assert_int_equal(dt, o->part == MQ_PART_SCALE ? MQ_DTYPE_F32 : s->storage);
+					assert_string_equal(o->suffix, o->part == MQ_PART_SCALE ? "weight_scale"
+											 : "weight_zero_point");
+					assert_int_equal(nd, g == MQ_GRAN_TENSOR ? 1 : 2);
+					assert_int_equal(out[0], g == MQ_GRAN_TENSOR ? 1 : shape[0]);
+					if (nd == 2)
+						assert_int_equal(out[1], 1);
+				}
+			}
+		}
+	}
+	assert_string_equal(mq_granularity_name(MQ_GRAN_NONE), "none");
+	assert_string_equal(mq_granularity_name(MQ_GRAN_TENSOR), "tensor");
+	assert_string_equal(mq_granularity_name(MQ_GRAN_CHANNEL), "channel");
+}
+
+/*
+ * Groups: group k of a row is quantized with p[k], exactly as that group alone would be; fast and
+ * reference agree for groups of a multiple of 8 (the vector path) and for others (the reference);
+ * the same parameters for every group give the bytes and sums of one group.
+ */
+static void test_scheme_groups_take_their_own_parameters(void **state)
+{
+	(void)state;
+	static const size_t groups[] = { 240, 48, 30 };
+	uint32_t seed = 99;
+	float x[240];
+	unsigned char q[960], alone[960];
+	for (int k = 0; k < mq_scheme_count(); k++) {
+		const struct mq_scheme_traits *s = row((enum mq_scheme)k);
+		random_row(&seed, x, 240, s->limit);
+		for (size_t gi = 0; gi < sizeof(groups) / sizeof(groups[0]); gi++) {
+			size_t g = groups[gi], ng = 240 / g;
+			struct mq_qparams p[8], same[8];
+			for (size_t j = 0; j < ng; j++) {
+				for (size_t i = j * g; i < (j + 1) * g; i++)
+					x[i] *= (float)(j + 1) / 4.0f;
+				p[j] = params_of(s, x + j * g, g);
+				same[j] = p[0];
+			}
+			struct mq_err_acc acc, one, acc_alone = { 0, 0, 0 };
+			quant_groups_both(s, x, 240, g, p, q, &acc);
+			size_t gb = (size_t)mq_scheme_bytes(s, g);
+			for (size_t j = 0; j < ng; j++) {
+				s->quantize_ref(s, x + j * g, g, g, &p[j], NULL, alone, &acc_alone);
+				assert_memory_equal(q + j * gb, alone, gb);
+			}
+			quant_groups_both(s, x, 240, g, same, q, &acc);
+			quant_groups_both(s, x, 240, 240, same, alone, &one);
+			assert_memory_equal(q, alone, mq_scheme_bytes(s, 240));
+			assert_memory_equal(&acc, &one, sizeof(acc));
+		}
+	}
+}
+
+/* Round to nearest takes no notice of the importance vector (kernel.h: activation-aware methods will). */
+static void test_scheme_round_to_nearest_ignores_importance(void **state)
+{
+	(void)state;
+	uint32_t seed = 5;
+	float x[200], w[200];
+	unsigned char a[800], b[800];
+	for (size_t i = 0; i < 200; i++)
+		w[i] = (float)(lcg(&seed) % 1000) / 10.0f;
+	for (int k = 0; k < mq_scheme_count(); k++) {
+		const struct mq_scheme_traits *s = row((enum mq_scheme)k);
+		random_row(&seed, x, 200, s->limit);
+		struct mq_qparams p = params_of(s, x, 200);
+		for (int fast = 0; fast <= 1; fast++) {
+			mq_quant_fn f = fast && s->quantize ? s->quantize : s->quantize_ref;
+			struct mq_err_acc ea = { 0, 0, 0 }, eb = { 0, 0, 0 };
+			size_t na = f(s, x, 200, 200, &p, NULL, a, &ea), nb = f(s, x, 200, 200, &p, w, b, &eb);
+			assert_int_equal(na, nb);
+			assert_memory_equal(a, b, na);
+			assert_memory_equal(&ea, &eb, sizeof(ea));
+		}
+	}
+}
+
+/* --help's scheme list and the unknown-scheme error come from the rows (cli/options.c prints them). */
+static void test_scheme_help_lists_every_row(void **state)
+{
+	(void)state;
+	struct mq_buf h = MQ_BUF_INIT, names = MQ_BUF_INIT, other = MQ_BUF_INIT;
+	mq_scheme_help(&h, MQ_SCHEME_INT8);
+	mq_scheme_names(&names);
+	mq_scheme_help(&other, MQ_SCHEME_BF16);
+	assert_true(mq_buf_ok(&h) && mq_buf_ok(&names) && mq_buf_ok(&other));
+	for (int k = 0; k < mq_scheme_count(); k++) {
+		assert_non_null(strstr(h.data, row((enum mq_scheme)k)->name));
+		assert_non_null(strstr(names.data, row((enum mq_scheme)k)->name));
+	}
+	/* today's text, word for word (rows added after these four follow it) */
+	const char *today = "int8 (symmetric, default), int8-asym (with zero points), fp16 or bf16 (casts)";
+	assert_memory_equal(h.data, today, strlen(today));
+	assert_memory_equal(names.data, "int8, int8-asym, fp16", strlen("int8, int8-asym, fp16"));
+	/* the default is named, and not merged with its neighbours */
+	assert_non_null(strstr(other.data, "int8 (symmetric), int8-asym (with zero points), fp16 (casts), "
+					   "bf16 (casts, default)"));
+	mq_buf_release(&h);
+	mq_buf_release(&names);
+	mq_buf_release(&other);
+}
+
+/* The wrappers pipeline/run.c still calls (scheme.h, "compatibility") are the rows. */
+static void test_scheme_compatibility_wrappers_are_the_rows(void **state)
+{
+	(void)state;
+	uint32_t seed = 17;
+	float x[77];
+	unsigned char a[200], b[200];
+	for (int k = 0; k < mq_scheme_count(); k++) {
+		const struct mq_scheme_traits *s = row((enum mq_scheme)k);
+		const struct mq_scheme_info *info = mq_scheme_get((enum mq_scheme)k);
+		assert_int_equal(info->out_dtype, s->storage);
+		assert_true(mq_scheme_limit((enum mq_scheme)k) == s->limit);
+		random_row(&seed, x, 77, s->limit);
+		struct mq_range r;
+		size_t bad;
+		mq_range_init(&r);
+		assert_int_equal(mq_range_update(&r, x, 77, &bad), 0);
+		struct mq_qparams p = mq_quant_params((enum mq_scheme)k, &r), q = s->params(s, &r);
+		assert_memory_equal(&p, &q, sizeof(p));
+		struct mq_err_acc ea = { 0, 0, 0 }, eb = { 0, 0, 0 };
+		size_t na = mq_quant_row((enum mq_scheme)k, x, 77, p, a, &ea);
+		size_t nb = mq_scheme_quantize(s, x, 77, 77, &p, NULL, b, &eb);
+		assert_int_equal(na, nb);
+		assert_memory_equal(a, b, na);
+		assert_memory_equal(&ea, &eb, sizeof(ea));
+	}
+}
+
+#ifdef MQ_TEST_DUMMY_SCHEME
+/*
+ * The demonstration: "int8-dummy" is one row in scheme.c plus one kernel (unit/quant/k_dummy.c),
+ * and nothing else. It is found by name, listed by --help, and every loop over the table above
+ * (rounding bound, outputs, groups, importance, wrappers) ran on it unchanged.
+ */
+static void test_scheme_dummy_row_needs_nothing_else(void **state)
+{
+	(void)state;
+	enum mq_scheme d;
+	assert_int_equal(mq_scheme_parse("int8-dummy", &d), 0);
+	assert_int_equal((int)d, mq_scheme_count() - 1);
+	const struct mq_scheme_traits *s = row(d);
+	assert_null(s->quantize);
+	struct mq_buf h = MQ_BUF_INIT, names = MQ_BUF_INIT;
+	mq_scheme_help(&h, MQ_SCHEME_INT8);
+	mq_scheme_names(&names);
+	assert_string_equal(h.data, "int8 (symmetric, default), int8-asym (with zero points), fp16 or bf16 (casts), "
+				    "int8-dummy (test only)");
+	assert_string_equal(names.data, "int8, int8-asym, fp16, bf16 or int8-dummy");
+	mq_buf_release(&h);
+	mq_buf_release(&names);
+	/* a weight [6, 10]: P.weight I8 [6, 10] and P.weight_scale F32 [6, 1], or [1] per tensor */
+	static const uint64_t w[2] = { 6, 10 };
+	uint64_t out[8];
+	assert_int_equal(s->n_outputs, 2);
+	assert_int_equal(mq_companion_shape(s, &s->outputs[0], MQ_GRAN_CHANNEL, 2, w, out), 2);
+	assert_true(out[0] == 6 && out[1] == 10 && mq_companion_dtype(s, &s->outputs[0]) == MQ_DTYPE_I8);
+	assert_int_equal(mq_companion_shape(s, &s->outputs[1], MQ_GRAN_CHANNEL, 2, w, out), 2);
+	assert_true(out[0] == 6 && out[1] == 1 && mq_companion_dtype(s, &s->outputs[1]) == MQ_DTYPE_F32);
+	assert_int_equal(mq_companion_shape(s, &s->outputs[1], MQ_GRAN_TENSOR, 2, w, out), 1);
+	assert_true(out[0] == 1);
+	/* its narrow grid: s = max|x| / 127, and -max lands on -127, not -128 */
+	float x[3] = { -2.54f, 0.0f, 2.54f };
+	struct mq_qparams p = params_of(s, x, 3);
+	assert_true(p.scale == 2.54f / 127.0f);
+	int8_t q[3];
+	struct mq_err_acc acc;
+	quant_both(s, x, 3, p, q, &acc);
+	assert_int_equal(q[0], -127);
+	assert_int_equal(q[2], 127);
+}
+#endif
 
 int main(void)
 {
@@ -302,6 +706,16 @@ int main(void)
 		cmocka_unit_test(test_quant_fast_kernel_matches_reference_on_ties),
 		cmocka_unit_test(test_quant_int8_asym_is_unsigned_minus_128),
 		cmocka_unit_test(test_quant_casts_round_to_nearest_even),
+		cmocka_unit_test(test_scheme_every_row_is_within_one_rounding),
+		cmocka_unit_test(test_scheme_rows_are_consistent),
+		cmocka_unit_test(test_scheme_outputs_follow_the_granularity),
+		cmocka_unit_test(test_scheme_groups_take_their_own_parameters),
+		cmocka_unit_test(test_scheme_round_to_nearest_ignores_importance),
+		cmocka_unit_test(test_scheme_help_lists_every_row),
+		cmocka_unit_test(test_scheme_compatibility_wrappers_are_the_rows),
+#ifdef MQ_TEST_DUMMY_SCHEME
+		cmocka_unit_test(test_scheme_dummy_row_needs_nothing_else),
+#endif
 	};
 	return cmocka_run_group_tests_name("quant", tests, NULL, NULL);
 }

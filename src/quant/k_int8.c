@@ -1,0 +1,98 @@
+/*
+ * k_int8: one signed byte per value on an integer grid within [-128, 127]
+ * (the row's qmin and qmax): the int8 and int8-asym rows. The reference
+ * quantizes one value at a time with the library's rounding (lrintf); the
+ * AVX2 kernel 8 at a time, bit for bit the same codes and error sums, and
+ * hands the row's last n % 8 values to the reference.
+ */
+#include "kernel.h"
+
+#include <stdint.h>
+
+/* Elements [i, n) of the row, group by group, into out and L. */
+static void int8_span(const struct mq_scheme_traits *s, const float *x, size_t i, size_t n, size_t group,
+		      const struct mq_qparams *p, int8_t *out, struct mq_lanes *L)
+{
+	while (i < n) {
+		const struct mq_qparams pg = p[i / group];
+		const float inv = 1.0f / pg.scale;
+		size_t end = (i / group + 1) * group;
+		end = end < n ? end : n;
+		for (; i < end; i++) {
+			long q = lrintf(x[i] * inv) + pg.zero_point;
+			q = q < s->qmin ? s->qmin : q > s->qmax ? s->qmax : q;
+			out[i] = (int8_t)q;
+			mq_lanes_add(L, i, x[i], mq_dequant(pg, (int32_t)q));
+		}
+	}
+}
+
+size_t mq_int8_quantize_ref(const struct mq_scheme_traits *s, const float *x, size_t n, size_t group,
+			    const struct mq_qparams *p, const float *importance, void *out, struct mq_err_acc *acc)
+{
+	(void)importance; /* round to nearest: every value on its own */
+	struct mq_lanes L;
+	mq_lanes_init(&L);
+	int8_span(s, x, 0, n, group, p, out, &L);
+	mq_lanes_end(&L, acc);
+	return n;
+}
+
+void mq_int8_dequantize(const struct mq_scheme_traits *s, const void *q, size_t n, size_t group,
+			const struct mq_qparams *p, float *out)
+{
+	(void)s;
+	const int8_t *c = q;
+	for (size_t g = 0; g * group < n; g++)
+		for (size_t i = g * group; i < (g + 1) * group && i < n; i++)
+			out[i] = mq_dequant(p[g], c[i]);
+}
+
+#ifdef MQ_HAVE_AVX2
+/* Quantizes 8 values; returns them dequantized, stores the integers. */
+MQ_AVX2 static inline __m256 q8_int(__m256 x, __m256 inv, __m256 zp, __m256 lo, __m256 hi, __m256 scale,
+				    void *out)
+{
+	__m256 q = _mm256_round_ps(_mm256_mul_ps(x, inv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+	q = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(q, zp), lo), hi);
+	__m256i qi = _mm256_cvtps_epi32(q);
+	__m128i w = _mm_packs_epi32(_mm256_castsi256_si128(qi), _mm256_extracti128_si256(qi, 1));
+	__m128i b = _mm_packs_epi16(w, w);
+	_mm_storel_epi64((__m128i *)out, b);
+	return _mm256_mul_ps(_mm256_sub_ps(q, zp), scale);
+}
+
+MQ_AVX2 static size_t int8_avx2(const struct mq_scheme_traits *s, const float *x, size_t n, size_t group,
+				const struct mq_qparams *p, int8_t *out, struct mq_err_acc *acc)
+{
+	const size_t span = mq_vector_span(n, group);
+	const __m256 lo = _mm256_set1_ps((float)s->qmin), hi = _mm256_set1_ps((float)s->qmax);
+	struct mq_lanes_avx2 V;
+	mq_lanes_avx2_init(&V);
+	for (size_t i = 0; i < span;) {
+		const struct mq_qparams pg = p[i / group];
+		const __m256 inv = _mm256_set1_ps(1.0f / pg.scale), scale = _mm256_set1_ps(pg.scale);
+		const __m256 zp = _mm256_set1_ps((float)pg.zero_point);
+		size_t end = i + group < span ? i + group : span;
+		for (; i < end; i += MQ_LANES) {
+			__m256 xv = _mm256_loadu_ps(x + i);
+			mq_lanes_avx2_add(&V, i, xv, q8_int(xv, inv, zp, lo, hi, scale, out + i));
+		}
+	}
+	struct mq_lanes L;
+	mq_lanes_avx2_store(&V, &L);
+	int8_span(s, x, span, n, group, p, out, &L);
+	mq_lanes_end(&L, acc);
+	return n;
+}
+#endif
+
+size_t mq_int8_quantize(const struct mq_scheme_traits *s, const float *x, size_t n, size_t group,
+			const struct mq_qparams *p, const float *importance, void *out, struct mq_err_acc *acc)
+{
+#ifdef MQ_HAVE_AVX2
+	if (mq_cpu_avx2())
+		return int8_avx2(s, x, n, group, p, out, acc);
+#endif
+	return mq_int8_quantize_ref(s, x, n, group, p, importance, out, acc);
+}

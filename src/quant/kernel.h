@@ -1,0 +1,170 @@
+/*
+ * kernel: what a kernel file (k_*.c) is written with. The error sums in
+ * their one fixed order, in scalar form and (x86-64) in AVX2 form; the
+ * run-time CPU check of the fast paths; and the prototypes of the kernels
+ * the rows of scheme.c point at. Internal to src/quant/ (and to the unit
+ * tests' dummy kernel).
+ *
+ * The order of the error sums: element i of a row goes to lane i % 8.
+ * Within each run of 64 elements a lane sums in float32 (x*x and e*e,
+ * e = x - dequant(q) in float32, in element order); at the end of each run,
+ * and of the row, the lane sums are added to float64 lane totals. The row's
+ * totals are the lanes added pairwise ((0+1)+(2+3))+((4+5)+(6+7)); max_abs
+ * is the max over lanes. Every kernel follows this order, so a fast kernel
+ * agrees with its reference bit for bit, and a vector kernel needs no
+ * float64 per element. Groups do not change the order: lanes and runs count
+ * from the start of the row.
+ */
+#ifndef MQ_KERNEL_H
+#define MQ_KERNEL_H
+
+#include <math.h>
+#include <string.h>
+
+#include "scheme.h"
+
+#define MQ_LANES 8
+#define MQ_RUN 64
+
+struct mq_lanes {
+	float ps[MQ_LANES], pe[MQ_LANES], pm[MQ_LANES]; /* run sums and lane max |e| */
+	double s[MQ_LANES], e[MQ_LANES];                /* totals */
+};
+
+static inline void mq_lanes_init(struct mq_lanes *L)
+{
+	memset(L, 0, sizeof(*L));
+}
+
+static inline void mq_lanes_flush(struct mq_lanes *L)
+{
+	for (int l = 0; l < MQ_LANES; l++) {
+		L->s[l] += (double)L->ps[l];
+		L->e[l] += (double)L->pe[l];
+		L->ps[l] = L->pe[l] = 0.0f;
+	}
+}
+
+/* Adds element i of the row, x, dequantized to d; flushes at the end of a run. */
+static inline void mq_lanes_add(struct mq_lanes *L, size_t i, float x, float d)
+{
+	int l = (int)(i % MQ_LANES);
+	float e = x - d;
+	float ae = fabsf(e);
+	L->ps[l] += x * x;
+	L->pe[l] += e * e;
+	L->pm[l] = ae > L->pm[l] ? ae : L->pm[l];
+	if (i % MQ_RUN == MQ_RUN - 1)
+		mq_lanes_flush(L);
+}
+
+/* The end of the row: flushes the open run and adds the totals to acc. */
+static inline void mq_lanes_end(struct mq_lanes *L, struct mq_err_acc *acc)
+{
+	mq_lanes_flush(L);
+	const double *s = L->s, *e = L->e;
+	acc->signal += ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+	acc->noise += ((e[0] + e[1]) + (e[2] + e[3])) + ((e[4] + e[5]) + (e[6] + e[7]));
+	double m = acc->max_abs;
+	for (int l = 0; l < MQ_LANES; l++)
+		m = (double)L->pm[l] > m ? (double)L->pm[l] : m;
+	acc->max_abs = m;
+}
+
+/* 1 where the AVX2 paths may run: the CPU has AVX2 and F16C and MQ_NO_SIMD is unset (cpu.c, cached). */
+int mq_cpu_avx2(void);
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define MQ_HAVE_AVX2 1
+#include <immintrin.h>
+#define MQ_AVX2 __attribute__((target("avx2,f16c")))
+
+/* The same sums, 8 lanes in registers: run sums ps, pe, lane max pm, float64 totals. */
+struct mq_lanes_avx2 {
+	__m256 ps, pe, pm;
+	__m256d s_lo, s_hi, e_lo, e_hi;
+};
+
+MQ_AVX2 static inline void mq_lanes_avx2_init(struct mq_lanes_avx2 *V)
+{
+	V->ps = V->pe = V->pm = _mm256_setzero_ps();
+	V->s_lo = V->s_hi = V->e_lo = V->e_hi = _mm256_setzero_pd();
+}
+
+/* Adds elements i .. i + 7 (i a multiple of 8), flushing when they end a run. */
+MQ_AVX2 static inline void mq_lanes_avx2_add(struct mq_lanes_avx2 *V, size_t i, __m256 x, __m256 d)
+{
+	__m256 e = _mm256_sub_ps(x, d);
+	V->ps = _mm256_add_ps(V->ps, _mm256_mul_ps(x, x));
+	V->pe = _mm256_add_ps(V->pe, _mm256_mul_ps(e, e));
+	V->pm = _mm256_max_ps(V->pm, _mm256_andnot_ps(_mm256_set1_ps(-0.0f), e));
+	if (i % MQ_RUN == MQ_RUN - MQ_LANES) {
+		V->s_lo = _mm256_add_pd(V->s_lo, _mm256_cvtps_pd(_mm256_castps256_ps128(V->ps)));
+		V->s_hi = _mm256_add_pd(V->s_hi, _mm256_cvtps_pd(_mm256_extractf128_ps(V->ps, 1)));
+		V->e_lo = _mm256_add_pd(V->e_lo, _mm256_cvtps_pd(_mm256_castps256_ps128(V->pe)));
+		V->e_hi = _mm256_add_pd(V->e_hi, _mm256_cvtps_pd(_mm256_extractf128_ps(V->pe, 1)));
+		V->ps = V->pe = _mm256_setzero_ps();
+	}
+}
+
+/* Hands the state to the scalar lanes, which continue the row (its last n % 8 values) and end it. */
+MQ_AVX2 static inline void mq_lanes_avx2_store(const struct mq_lanes_avx2 *V, struct mq_lanes *L)
+{
+	_mm256_storeu_ps(L->ps, V->ps);
+	_mm256_storeu_ps(L->pe, V->pe);
+	_mm256_storeu_ps(L->pm, V->pm);
+	_mm256_storeu_pd(L->s, V->s_lo);
+	_mm256_storeu_pd(L->s + 4, V->s_hi);
+	_mm256_storeu_pd(L->e, V->e_lo);
+	_mm256_storeu_pd(L->e + 4, V->e_hi);
+}
+#endif
+
+/*
+ * The values a fast kernel's vector loop covers: whole blocks of 8 that never
+ * straddle two groups. One group per row: n - n % 8 (the scalar reference
+ * continues with the rest); groups of a multiple of 8: all n; other groups: 0
+ * (the reference does the row).
+ */
+static inline size_t mq_vector_span(size_t n, size_t group)
+{
+	if (group == n)
+		return n - n % MQ_LANES;
+	return group % MQ_LANES == 0 ? n : 0;
+}
+
+/* ---- the kernels the rows point at ---- */
+
+/* grid.c: integer grids */
+struct mq_qparams mq_grid_params(const struct mq_scheme_traits *s, const struct mq_range *r);
+
+/* k_int8.c: one byte per value, any grid within [-128, 127] */
+size_t mq_int8_quantize_ref(const struct mq_scheme_traits *s, const float *x, size_t n, size_t group,
+			    const struct mq_qparams *p, const float *importance, void *out, struct mq_err_acc *acc);
+size_t mq_int8_quantize(const struct mq_scheme_traits *s, const float *x, size_t n, size_t group,
+			const struct mq_qparams *p, const float *importance, void *out, struct mq_err_acc *acc);
+void mq_int8_dequantize(const struct mq_scheme_traits *s, const void *q, size_t n, size_t group,
+			const struct mq_qparams *p, float *out);
+
+/* k_float.c: float formats, no parameters */
+struct mq_qparams mq_float_params(const struct mq_scheme_traits *s, const struct mq_range *r);
+size_t mq_f16_quantize_ref(const struct mq_scheme_traits *s, const float *x, size_t n, size_t group,
+			   const struct mq_qparams *p, const float *importance, void *out, struct mq_err_acc *acc);
+size_t mq_f16_quantize(const struct mq_scheme_traits *s, const float *x, size_t n, size_t group,
+		       const struct mq_qparams *p, const float *importance, void *out, struct mq_err_acc *acc);
+void mq_f16_dequantize(const struct mq_scheme_traits *s, const void *q, size_t n, size_t group,
+		       const struct mq_qparams *p, float *out);
+size_t mq_bf16_quantize_ref(const struct mq_scheme_traits *s, const float *x, size_t n, size_t group,
+			    const struct mq_qparams *p, const float *importance, void *out, struct mq_err_acc *acc);
+size_t mq_bf16_quantize(const struct mq_scheme_traits *s, const float *x, size_t n, size_t group,
+			const struct mq_qparams *p, const float *importance, void *out, struct mq_err_acc *acc);
+void mq_bf16_dequantize(const struct mq_scheme_traits *s, const void *q, size_t n, size_t group,
+			const struct mq_qparams *p, float *out);
+
+#ifdef MQ_TEST_DUMMY_SCHEME
+/* tests/unit/quant/k_dummy.c: the unit tests' dummy scheme "int8-dummy" (its row is in scheme.c) */
+size_t mq_dummy_quantize_ref(const struct mq_scheme_traits *s, const float *x, size_t n, size_t group,
+			     const struct mq_qparams *p, const float *importance, void *out, struct mq_err_acc *acc);
+#endif
+
+#endif

@@ -1,0 +1,190 @@
+/*
+ * scheme: THE scheme table. One row answers every question about a scheme
+ * (ggml's type_traits is the model): its names, bits, grid or float format,
+ * storage, the tensors a quantized weight produces and their shapes, which
+ * tensors it takes, and its functions (parameters of a group, the reference
+ * and fast kernels, dequantization). The plan, the unit work, the metadata,
+ * --help and the tests read the row; no code outside src/quant/ compares a
+ * scheme with a constant.
+ *
+ * A new scheme is one row in scheme.c plus its kernel file (k_<name>.c); the
+ * tests loop over the table, so the row is tested with no new test (see the
+ * MQ_TEST_DUMMY_SCHEME row in scheme.c, which the unit tests build).
+ *
+ * Kernels are pure functions on caller-owned memory: no I/O, no allocation.
+ * The rows are const and static: every rank reads the same table.
+ */
+#ifndef MQ_SCHEME_H
+#define MQ_SCHEME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "dtype.h"
+#include "quant.h"
+
+/*
+ * Index of a row. The named values are the rows code refers to by name (the
+ * command line's default, tests); a row needs no enumerator of its own:
+ * iterate with mq_scheme_count(), find one with mq_scheme_parse().
+ */
+enum mq_scheme {
+	MQ_SCHEME_INT8,
+	MQ_SCHEME_INT8_ASYM,
+	MQ_SCHEME_FP16,
+	MQ_SCHEME_BF16,
+};
+
+/* A float storage format, or none for an integer grid. */
+enum mq_float_format { MQ_FLOAT_NONE, MQ_FLOAT_FP16, MQ_FLOAT_BF16 };
+
+/* Who a group of parameters covers. A scheme lists those it takes; a run picks one (--granularity). */
+enum mq_granularity {
+	MQ_GRAN_NONE,    /* no parameters at all (a cast) */
+	MQ_GRAN_TENSOR,  /* one group: the whole tensor */
+	MQ_GRAN_CHANNEL, /* one group per row */
+};
+#define MQ_GRAN_BIT(g) (1u << (g))
+
+/* Which tensors a scheme takes, before --include and --exclude (README, "Selection"). */
+enum mq_select {
+	MQ_SELECT_WEIGHTS, /* 2-D and 4-D float tensors named *.weight, minus the default exclusions */
+	MQ_SELECT_FLOATS,  /* every float tensor of any shape and name, as model.to(dtype) */
+};
+
+/*
+ * One output tensor a quantized tensor produces. Its name is the tensor's own
+ * (suffix NULL), or the tensor's name with the trailing "weight" replaced by
+ * the suffix ("P.weight" -> "P.weight_scale"). Its dtype is the scheme's
+ * storage dtype or a fixed one. Its shape is the tensor's own (the last
+ * dimension divided by pack), or one value per group: [rows, 1] per channel,
+ * [1] per tensor.
+ */
+enum mq_part { MQ_PART_DATA, MQ_PART_SCALE, MQ_PART_ZERO_POINT };
+enum mq_part_dtype { MQ_PART_DTYPE_STORAGE, MQ_PART_DTYPE_FIXED };
+enum mq_part_shape { MQ_PART_SHAPE_TENSOR, MQ_PART_SHAPE_GROUPS };
+
+struct mq_companion {
+	enum mq_part part;
+	const char *suffix;          /* NULL: the tensor's own name */
+	enum mq_part_dtype dtype_rule;
+	enum mq_dtype dtype;         /* MQ_PART_DTYPE_FIXED: this dtype */
+	enum mq_part_shape shape_rule;
+};
+
+struct mq_scheme_traits;
+
+/* Parameters of one group from its range. */
+typedef struct mq_qparams (*mq_params_fn)(const struct mq_scheme_traits *s, const struct mq_range *r);
+
+/*
+ * Quantizes n values x of one row in groups of `group` values (1 <= group,
+ * n a multiple of group; group == n for one group per row), group k with
+ * p[k], into out (caller-owned, mq_scheme_bytes(s, n) bytes), and adds the
+ * row's error sums to acc: signal and noise by addition, max_abs by max, in
+ * the fixed order of kernel.h, so that a fast kernel matches the reference
+ * bit for bit. Returns the bytes written.
+ * importance: an optional per-column weight of each value (n of them, may be
+ * NULL) for activation-aware methods; round-to-nearest ignores it.
+ */
+typedef size_t (*mq_quant_fn)(const struct mq_scheme_traits *s, const float *x, size_t n, size_t group,
+			      const struct mq_qparams *p, const float *importance, void *out, struct mq_err_acc *acc);
+
+/* Dequantizes n stored values q (groups as above) into out, the values the error sums saw. */
+typedef void (*mq_dequant_fn)(const struct mq_scheme_traits *s, const void *q, size_t n, size_t group,
+			      const struct mq_qparams *p, float *out);
+
+struct mq_scheme_traits {
+	const char *name;            /* command line, output names, metadata "scheme": "int8" */
+	const char *help;            /* --help note; neighbouring rows with the same note share it */
+	const char *quant_dtype;     /* metadata quantization_dtype: "int8", "float16" */
+	const char *ct_type;         /* compressed-tensors type: "int" | "float" */
+	int bits;                    /* bits of one value */
+	int symmetric;               /* 1: no zero point */
+	enum mq_float_format float_format; /* MQ_FLOAT_NONE: an integer grid [qmin, qmax] */
+	unsigned granularities;      /* MQ_GRAN_BIT()s the scheme takes; 0: no parameters (scale 1) */
+	enum mq_select select;       /* the tensors it takes by default */
+	union {
+		enum mq_dtype storage;   /* dtype of the quantized tensor: I8, F16, BF16 */
+		enum mq_dtype out_dtype; /* compatibility: the old name of storage (pipeline/run.c) */
+	};
+	int pack;                    /* values per storage element (1) */
+	int qmin, qmax;              /* integer grid; 0, 0 for float formats */
+	float limit;                 /* largest |x| accepted: larger values are a data error (fp16) */
+	const struct mq_companion *outputs; /* the tensors a quantized tensor produces, data first */
+	int n_outputs;
+	mq_params_fn params;         /* range of one group -> parameters */
+	mq_quant_fn quantize_ref;    /* the spec */
+	mq_quant_fn quantize;        /* fast, bit for bit the reference (on any CPU: it checks); NULL: none */
+	mq_dequant_fn dequantize;
+};
+
+/* Number of rows: valid indices are 0 .. mq_scheme_count() - 1. */
+int mq_scheme_count(void);
+/* The row of index s (asserted valid). */
+const struct mq_scheme_traits *mq_scheme_get(enum mq_scheme s);
+/* Returns 0 and sets *out, or -1 for an unknown name. */
+int mq_scheme_parse(const char *name, enum mq_scheme *out);
+
+/* The granularity of a run of s: MQ_GRAN_NONE for a scheme without parameters, else tensor or channel. */
+enum mq_granularity mq_scheme_granularity(const struct mq_scheme_traits *s, int per_tensor);
+/* "none", "tensor", "channel". */
+const char *mq_granularity_name(enum mq_granularity g);
+
+/* Bytes that n values take in storage. */
+static inline uint64_t mq_scheme_bytes(const struct mq_scheme_traits *s, uint64_t n)
+{
+	return n / (uint64_t)s->pack * mq_dtype_size(s->storage);
+}
+
+/* The dtype of output c of s. */
+enum mq_dtype mq_companion_dtype(const struct mq_scheme_traits *s, const struct mq_companion *c);
+/*
+ * The shape of output c of a tensor of shape[ndim] quantized by s at
+ * granularity g, into out (room for max(ndim, 2) values). Returns its ndim.
+ */
+int mq_companion_shape(const struct mq_scheme_traits *s, const struct mq_companion *c, enum mq_granularity g,
+		       int ndim, const uint64_t *shape, uint64_t *out);
+
+/* Quantizes with the row's fast kernel, or its reference where it has none (arguments as mq_quant_fn). */
+static inline size_t mq_scheme_quantize(const struct mq_scheme_traits *s, const float *x, size_t n, size_t group,
+					const struct mq_qparams *p, const float *importance, void *out,
+					struct mq_err_acc *acc)
+{
+	return (s->quantize ? s->quantize : s->quantize_ref)(s, x, n, group, p, importance, out, acc);
+}
+
+/*
+ * --help's list of the schemes: "int8 (symmetric, default), int8-asym (with
+ * zero points), fp16 or bf16 (casts)": each row's name and note, neighbours
+ * with the same note listed together, dflt marked as the default.
+ */
+void mq_scheme_help(struct mq_buf *b, enum mq_scheme dflt);
+/* Every row's name: "int8, int8-asym, fp16 or bf16". */
+void mq_scheme_names(struct mq_buf *b);
+
+/*
+ * "avx2" or "scalar": the fast kernels' path on this CPU. AVX2 and F16C are
+ * required for "avx2"; MQ_NO_SIMD set (to anything) in the environment forces
+ * "scalar". Read once, on first use, and cached in a static: the quant
+ * layer's only global state, written before any kernel runs (the answer is the
+ * same for every caller, so a race on the first call is benign).
+ */
+const char *mq_quant_kernel_name(void);
+
+/*
+ * compatibility: pipeline/unit code moves to the row API in the next step.
+ * Thin wrappers over the table, kept for pipeline/run.c (being split
+ * elsewhere): struct mq_scheme_info is the row, out_dtype its storage.
+ */
+#define mq_scheme_info mq_scheme_traits
+/* = mq_scheme_get(s)->params(row, r) */
+struct mq_qparams mq_quant_params(enum mq_scheme s, const struct mq_range *r);
+/* = mq_scheme_get(s)->limit */
+float mq_scheme_limit(enum mq_scheme s);
+/* = mq_scheme_quantize(row, x, n, n (one group), &p, NULL, out, acc) */
+size_t mq_quant_row(enum mq_scheme s, const float *x, size_t n, struct mq_qparams p, void *out,
+		    struct mq_err_acc *acc);
+
+#endif
