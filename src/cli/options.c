@@ -1,6 +1,7 @@
 #include "options.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <regex.h>
 #include <stdlib.h>
 #include <string.h>
@@ -319,31 +320,95 @@ static int unknown_scheme(const char *val, struct mq_error *err)
 	return rc;
 }
 
+static int apply_output(struct mq_options *o, const char *val, struct mq_error *err)
+{
+	free(o->output);
+	o->output = malloc(strlen(val) + 1);
+	if (!o->output)
+		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+	strcpy(o->output, val);
+	if (!*val)
+		return mq_fail(err, MQ_ERR_USAGE, "--output: empty path");
+	return mq_options_check_output_name(val, err);
+}
+
+static int apply_scheme(struct mq_options *o, const char *val, struct mq_error *err)
+{
+	if (strcmp(val, "uint8") == 0)
+		return mq_fail(err, MQ_ERR_USAGE,
+			"--scheme 'uint8' is no longer accepted: it wrote unsigned (U8) codes and zero points, which compressed-tensors and vLLM read as signed; use int8-asym (the same values, as I8 codes and zero points)");
+	return mq_scheme_parse(val, &o->scheme) ? unknown_scheme(val, err) : 0;
+}
+
+static int apply_granularity(struct mq_options *o, const char *val, struct mq_error *err)
+{
+	if (strcmp(val, "channel") == 0)
+		o->per_tensor = 0;
+	else if (strcmp(val, "tensor") == 0)
+		o->per_tensor = 1;
+	else
+		return mq_fail(err, MQ_ERR_USAGE, "--granularity '%s': use channel or tensor", val);
+	return 0;
+}
+
+/* A whole number in [lo, hi] into *v, or "--OPT 'VAL': FIX". */
+static int whole_in(const char *val, unsigned long long lo, unsigned long long hi, unsigned long long *v,
+		    const char *opt, const char *fix, struct mq_error *err)
+{
+	if (parse_whole(val, v) || *v < lo || *v > hi)
+		return mq_fail(err, MQ_ERR_USAGE, "--%s '%s': %s", opt, val, fix);
+	return 0;
+}
+
+static int apply_act(struct mq_options *o, const char *val, struct mq_error *err)
+{
+	o->act_asymmetric = o->act_none = 0;
+	if (strcmp(val, "int8-asym") == 0)
+		o->act_asymmetric = 1;
+	else if (strcmp(val, "none") == 0)
+		o->act_none = 1;
+	else if (strcmp(val, "uint8") == 0)
+		return mq_fail(err, MQ_ERR_USAGE,
+			"--act 'uint8' is no longer accepted: it wrote an unsigned (U8) input_zero_point, which compressed-tensors and vLLM read as signed; use int8-asym (the same values, as an I8 zero point)");
+	else if (strcmp(val, "int8") != 0)
+		return mq_fail(err, MQ_ERR_USAGE, "--act '%s': use int8, int8-asym or none", val);
+	return 0;
+}
+
+/* The options of calibration (--observer, --act, --calib-missing, --calib-samples). */
+static int apply_calib(struct mq_options *o, enum opt_id id, const char *val, struct mq_error *err)
+{
+	unsigned long long v = 0;
+	o->calib_options = 1;
+	switch (id) {
+	case OPT_OBSERVER:
+		if (mq_observer_parse(val, &o->observer))
+			return mq_fail(err, MQ_ERR_USAGE,
+				"--observer '%s': use minmax, percentile, percentile:P with 0 < P <= 100, mse or entropy", val);
+		return 0;
+	case OPT_ACT:
+		return apply_act(o, val, err);
+	case OPT_CALIB_MISSING:
+		if (strcmp(val, "weights-only") != 0 && strcmp(val, "error") != 0)
+			return mq_fail(err, MQ_ERR_USAGE, "--calib-missing '%s': use error or weights-only", val);
+		o->calib_weights_only = strcmp(val, "weights-only") == 0;
+		return 0;
+	default: /* OPT_CALIB_SAMPLES */
+		if (whole_in(val, 1, ULLONG_MAX, &v, "calib-samples", "give a positive whole number", err))
+			return err->code;
+		o->calib_samples = v;
+		return 0;
+	}
+}
+
+/* One option's value into o (the table's switch: one case per option). */
 static int apply(struct mq_options *o, const struct opt *op, const char *val, struct mq_error *err)
 {
+	unsigned long long v = 0;
 	switch (op->id) {
-	case OPT_OUTPUT:
-		free(o->output);
-		o->output = malloc(strlen(val) + 1);
-		if (!o->output)
-			return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
-		strcpy(o->output, val);
-		if (!*val)
-			return mq_fail(err, MQ_ERR_USAGE, "--output: empty path");
-		return mq_options_check_output_name(val, err);
-	case OPT_SCHEME:
-		if (strcmp(val, "uint8") == 0)
-			return mq_fail(err, MQ_ERR_USAGE,
-				"--scheme 'uint8' is no longer accepted: it wrote unsigned (U8) codes and zero points, which compressed-tensors and vLLM read as signed; use int8-asym (the same values, as I8 codes and zero points)");
-		return mq_scheme_parse(val, &o->scheme) ? unknown_scheme(val, err) : 0;
-	case OPT_GRANULARITY:
-		if (strcmp(val, "channel") == 0)
-			o->per_tensor = 0;
-		else if (strcmp(val, "tensor") == 0)
-			o->per_tensor = 1;
-		else
-			return mq_fail(err, MQ_ERR_USAGE, "--granularity '%s': use channel or tensor", val);
-		return 0;
+	case OPT_OUTPUT: return apply_output(o, val, err);
+	case OPT_SCHEME: return apply_scheme(o, val, err);
+	case OPT_GRANULARITY: return apply_granularity(o, val, err);
 	case OPT_INCLUDE:
 		return check_regex(val, "include", err) ? err->code : push(&o->includes, &o->n_includes, val, err);
 	case OPT_EXCLUDE:
@@ -352,60 +417,22 @@ static int apply(struct mq_options *o, const struct opt *op, const char *val, st
 	case OPT_FORCE: o->force = 1; return 0;
 	case OPT_DRY_RUN: o->dry_run = 1; return 0;
 	case OPT_REPORT: o->report = val; return 0;
-	case OPT_BUDGET: {
-		unsigned long long v;
-		if (parse_whole(val, &v) || v < 4 || v > 1024)
-			return mq_fail(err, MQ_ERR_USAGE, "--memory-budget '%s': give a whole number of MiB from 4 to 1024", val);
+	case OPT_BUDGET:
+		if (whole_in(val, 4, 1024, &v, "memory-budget", "give a whole number of MiB from 4 to 1024", err))
+			return err->code;
 		o->memory_budget = (uint64_t)v << 20;
 		return 0;
-	}
 	case OPT_NO_SYNC: o->no_sync = 1; return 0;
 	case OPT_NO_CHECKSUM: o->no_checksum = 1; return 0;
-	case OPT_OBSERVER:
-		o->calib_options = 1;
-		if (mq_observer_parse(val, &o->observer))
-			return mq_fail(err, MQ_ERR_USAGE,
-				"--observer '%s': use minmax, percentile, percentile:P with 0 < P <= 100, mse or entropy", val);
-		return 0;
-	case OPT_ACT:
-		o->calib_options = 1;
-		o->act_asymmetric = o->act_none = 0;
-		if (strcmp(val, "int8-asym") == 0)
-			o->act_asymmetric = 1;
-		else if (strcmp(val, "none") == 0)
-			o->act_none = 1;
-		else if (strcmp(val, "uint8") == 0)
-			return mq_fail(err, MQ_ERR_USAGE,
-				"--act 'uint8' is no longer accepted: it wrote an unsigned (U8) input_zero_point, which compressed-tensors and vLLM read as signed; use int8-asym (the same values, as an I8 zero point)");
-		else if (strcmp(val, "int8") != 0)
-			return mq_fail(err, MQ_ERR_USAGE, "--act '%s': use int8, int8-asym or none", val);
-		return 0;
+	case OPT_OBSERVER: case OPT_ACT: case OPT_CALIB_MISSING: case OPT_CALIB_SAMPLES:
+		return apply_calib(o, op->id, val, err);
 	case OPT_CALIB: o->calib = val; return 0;
-	case OPT_CALIB_MISSING:
-		o->calib_options = 1;
-		if (strcmp(val, "weights-only") == 0)
-			o->calib_weights_only = 1;
-		else if (strcmp(val, "error") == 0)
-			o->calib_weights_only = 0;
-		else
-			return mq_fail(err, MQ_ERR_USAGE, "--calib-missing '%s': use error or weights-only", val);
-		return 0;
-	case OPT_CALIB_SAMPLES: {
-		unsigned long long v;
-		o->calib_options = 1;
-		if (parse_whole(val, &v) || v == 0)
-			return mq_fail(err, MQ_ERR_USAGE, "--calib-samples '%s': give a positive whole number", val);
-		o->calib_samples = v;
-		return 0;
-	}
 	case OPT_JOB: o->job = val; return 0;
-	case OPT_GROUPS: {
-		unsigned long long v;
-		if (parse_whole(val, &v) || v == 0 || v > 100000)
-			return mq_fail(err, MQ_ERR_USAGE, "--groups '%s': give a positive whole number", val);
+	case OPT_GROUPS:
+		if (whole_in(val, 1, 100000, &v, "groups", "give a positive whole number", err))
+			return err->code;
 		o->groups = (int)v;
 		return 0;
-	}
 	case OPT_VERBOSE: o->verbose = 1; return 0;
 	case OPT_JSON: o->json = 1; return 0;
 	case OPT_QUIET: o->quiet = 1; return 0;

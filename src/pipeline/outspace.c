@@ -9,13 +9,15 @@
 #define OUTSPACE_X_BYTES (1u << 20) /* calibration rows of a Linear layer read at a time */
 #define OUTSPACE_Y_BYTES (8u << 20) /* at most this much of the three outputs Y at a time */
 
-/* x -> dequant(quant(x)) with the layer's static activation parameters. */
+/* x -> dequant(quant(x)) with the layer's static activation parameters, on the activations' grid. */
 static void fake_quant(const struct run *r, int t, const float *x, float *out, size_t n)
 {
+	const struct mq_scheme_traits *g = mq_obs_grid(!r->opt->act_asymmetric);
+	const float lo = (float)g->qmin, hi = (float)g->qmax;
 	float s = (float)r->layers[t].act_scale, inv = 1.0f / s, zp = (float)r->layers[t].act_zero_point;
-	for (size_t i = 0; i < n; i++) { /* int8 and int8-asym alike: codes in [-128, 127] */
+	for (size_t i = 0; i < n; i++) {
 		float q = nearbyintf(x[i] * inv) + zp;
-		q = q < -128.0f ? -128.0f : q > 127.0f ? 127.0f : q;
+		q = q < lo ? lo : q > hi ? hi : q;
 		out[i] = (q - zp) * s;
 	}
 }

@@ -54,10 +54,12 @@ static void compute_identity(struct run *r)
 static uint64_t slot_offset(const struct run *r, const struct mq_unit *u, int k)
 {
 	const struct mq_plan_tensor *pt = &r->plan.tensors[u->tensor];
-	if (k == 0)
-		return u->row_begin * (r->plan.out[pt->out_data].end - r->plan.out[pt->out_data].begin) /
-		       (pt->n_rows ? pt->n_rows : 1);
-	return r->plan.per_tensor ? 0 : u->row_begin * (k == 1 ? 4 : 1);
+	int outs[UNIT_OUTPUTS];
+	unit_outputs(pt, outs);
+	if (k > 0 && r->plan.per_tensor) /* one scale (and zero point) for the whole tensor, at its start */
+		return 0;
+	const struct mq_out_tensor *o = &r->plan.out[outs[k]];
+	return u->row_begin * ((o->end - o->begin) / (pt->n_rows ? pt->n_rows : 1)); /* a row's bytes times its rows */
 }
 
 /* Rank 0: a journaled unit is trusted only if its output bytes still have the CRCs it recorded. */

@@ -147,7 +147,7 @@ static struct blocks carve(struct run *r, const struct mq_plan_tensor *pt, enum 
 	unsigned char *p = r->arena;
 	size_t src = align_up(rows * pt->row_bytes);
 	size_t f32 = align_up(rows * pt->row_elems * 4);
-	size_t q = align_up(rows * pt->row_elems * mq_dtype_size(mq_scheme_get(r->plan.scheme)->out_dtype));
+	size_t q = align_up(mq_scheme_bytes(mq_scheme_get(r->plan.scheme), rows * pt->row_elems));
 	b.src = p;
 	b.x = dt == MQ_DTYPE_F32 ? (float *)(void *)p : (float *)(void *)(p + src);
 	b.q = p + src + f32;
@@ -175,7 +175,7 @@ static int row_range(struct run *r, const struct mq_tensor *t, const struct mq_p
 	size_t bad;
 	if (mq_range_update(rg, x, (size_t)pt->row_elems, &bad))
 		return data_error(r, t, row, x, bad);
-	float limit = mq_scheme_limit(r->plan.scheme);
+	float limit = mq_scheme_get(r->plan.scheme)->limit;
 	if (mq_f32_from_bits(rg->absmax_bits) > limit) {
 		for (size_t k = 0; k < pt->row_elems; k++)
 			if (x[k] > limit || x[k] < -limit)
@@ -208,8 +208,9 @@ static int quant_unit(struct run *r, const struct mq_unit *u, struct chunk_hashe
 	const struct mq_tensor *t = &r->man.tensors[u->tensor];
 	const struct mq_plan_tensor *pt = &r->plan.tensors[u->tensor];
 	const struct mq_plan *p = &r->plan;
-	const struct mq_scheme_info *si = mq_scheme_get(p->scheme);
-	size_t out_row = (size_t)pt->row_elems * mq_dtype_size(si->out_dtype);
+	const struct mq_scheme_traits *si = mq_scheme_get(p->scheme);
+	const size_t n_elems = (size_t)pt->row_elems; /* one group per row: >= 1 in a unit */
+	size_t out_row = (size_t)mq_scheme_bytes(si, n_elems);
 	struct blocks b = carve(r, pt, t->dtype);
 	struct mq_range whole;
 	mq_range_init(&whole);
@@ -229,7 +230,7 @@ static int quant_unit(struct run *r, const struct mq_unit *u, struct chunk_hashe
 				return MQ_ERR_INTERNAL;
 		}
 	}
-	struct mq_qparams tensor_qp = mq_quant_params(p->scheme, &whole);
+	struct mq_qparams tensor_qp = si->params(si, &whole);
 	for (uint64_t row = u->row_begin; row < u->row_end;) {
 		uint64_t n = u->row_end - row < pt->block_rows ? u->row_end - row : pt->block_rows;
 		if (load_block(r, t, pt, &b, row, n, p->per_tensor ? NULL : ch))
@@ -243,9 +244,9 @@ static int quant_unit(struct run *r, const struct mq_unit *u, struct chunk_hashe
 				mq_range_init(&rg);
 				if (row_range(r, t, pt, row + k, x, &rg))
 					return r->err.code;
-				qp = mq_quant_params(p->scheme, &rg);
+				qp = si->params(si, &rg);
 			}
-			mq_quant_row(p->scheme, x, (size_t)pt->row_elems, qp, (char *)b.q + k * out_row, acc);
+			mq_scheme_quantize(si, x, n_elems, n_elems, &qp, NULL, (char *)b.q + k * out_row, acc);
 			b.scale[k] = qp.scale;
 			b.zp[k] = (int8_t)qp.zero_point;
 		}
@@ -255,10 +256,8 @@ static int quant_unit(struct run *r, const struct mq_unit *u, struct chunk_hashe
 		if (pt->calib == MQ_CALIB_STATIC) {
 			for (uint64_t k = 0; k < n; k++) {
 				const struct mq_qparams qp = { b.scale[k], b.zp[k] };
-				const void *q = (const char *)b.q + k * out_row;
-				float *wh = b.what + k * pt->row_elems;
-				for (uint64_t j = 0; j < pt->row_elems; j++)
-					wh[j] = mq_dequant(qp, ((const int8_t *)q)[j]);
+				si->dequantize(si, (const char *)b.q + k * out_row, n_elems, n_elems, &qp,
+					       b.what + k * pt->row_elems);
 			}
 			if (outspace_sums(r, u->tensor, b.x, b.what, n, oacc))
 				return r->err.code;

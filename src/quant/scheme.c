@@ -144,22 +144,3 @@ void mq_scheme_names(struct mq_buf *b)
 {
 	add_names(b, 0, N_ROWS);
 }
-
-/* ---- compatibility wrappers (scheme.h) ---- */
-
-struct mq_qparams mq_quant_params(enum mq_scheme s, const struct mq_range *r)
-{
-	const struct mq_scheme_traits *t = mq_scheme_get(s);
-	return t->params(t, r);
-}
-
-float mq_scheme_limit(enum mq_scheme s)
-{
-	return mq_scheme_get(s)->limit;
-}
-
-size_t mq_quant_row(enum mq_scheme s, const float *x, size_t n, struct mq_qparams p, void *out,
-		    struct mq_err_acc *acc)
-{
-	return mq_scheme_quantize(mq_scheme_get(s), x, n, n ? n : 1, &p, NULL, out, acc);
-}

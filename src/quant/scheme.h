@@ -105,10 +105,7 @@ struct mq_scheme_traits {
 	enum mq_float_format float_format; /* MQ_FLOAT_NONE: an integer grid [qmin, qmax] */
 	unsigned granularities;      /* MQ_GRAN_BIT()s the scheme takes; 0: no parameters (scale 1) */
 	enum mq_select select;       /* the tensors it takes by default */
-	union {
-		enum mq_dtype storage;   /* dtype of the quantized tensor: I8, F16, BF16 */
-		enum mq_dtype out_dtype; /* compatibility: the old name of storage (pipeline/run.c) */
-	};
+	enum mq_dtype storage;       /* dtype of the quantized tensor: I8, F16, BF16 */
 	int pack;                    /* values per storage element (1) */
 	int qmin, qmax;              /* integer grid; 0, 0 for float formats */
 	float limit;                 /* largest |x| accepted: larger values are a data error (fp16) */
@@ -172,19 +169,5 @@ void mq_scheme_names(struct mq_buf *b);
  * same for every caller, so a race on the first call is benign).
  */
 const char *mq_quant_kernel_name(void);
-
-/*
- * compatibility: pipeline/unit code moves to the row API in the next step.
- * Thin wrappers over the table, kept for pipeline/run.c (being split
- * elsewhere): struct mq_scheme_info is the row, out_dtype its storage.
- */
-#define mq_scheme_info mq_scheme_traits
-/* = mq_scheme_get(s)->params(row, r) */
-struct mq_qparams mq_quant_params(enum mq_scheme s, const struct mq_range *r);
-/* = mq_scheme_get(s)->limit */
-float mq_scheme_limit(enum mq_scheme s);
-/* = mq_scheme_quantize(row, x, n, n (one group), &p, NULL, out, acc) */
-size_t mq_quant_row(enum mq_scheme s, const float *x, size_t n, struct mq_qparams p, void *out,
-		    struct mq_err_acc *acc);
 
 #endif

@@ -322,8 +322,7 @@ static void test_quant_casts_round_to_nearest_even(void **state)
 	quant_both(row(MQ_SCHEME_BF16), y, 2, p, h, &acc);
 	assert_int_equal(h[0], 0x3f80);
 	assert_int_equal(h[1], 0x3f82);
-	assert_true(mq_scheme_limit(MQ_SCHEME_FP16) < 65520.0f);
-	assert_true(row(MQ_SCHEME_FP16)->limit == mq_scheme_limit(MQ_SCHEME_FP16));
+	assert_true(row(MQ_SCHEME_FP16)->limit < 65520.0f);
 }
 
 /* ---- every row of the table ---- */
@@ -620,39 +619,11 @@ static void test_scheme_help_lists_every_row(void **state)
 	mq_buf_release(&other);
 }
 
-/* The wrappers pipeline/run.c still calls (scheme.h, "compatibility") are the rows. */
-static void test_scheme_compatibility_wrappers_are_the_rows(void **state)
-{
-	(void)state;
-	uint32_t seed = 17;
-	float x[77];
-	unsigned char a[200], b[200];
-	for (int k = 0; k < mq_scheme_count(); k++) {
-		const struct mq_scheme_traits *s = row((enum mq_scheme)k);
-		const struct mq_scheme_info *info = mq_scheme_get((enum mq_scheme)k);
-		assert_int_equal(info->out_dtype, s->storage);
-		assert_true(mq_scheme_limit((enum mq_scheme)k) == s->limit);
-		random_row(&seed, x, 77, s->limit);
-		struct mq_range r;
-		size_t bad;
-		mq_range_init(&r);
-		assert_int_equal(mq_range_update(&r, x, 77, &bad), 0);
-		struct mq_qparams p = mq_quant_params((enum mq_scheme)k, &r), q = s->params(s, &r);
-		assert_memory_equal(&p, &q, sizeof(p));
-		struct mq_err_acc ea = { 0, 0, 0 }, eb = { 0, 0, 0 };
-		size_t na = mq_quant_row((enum mq_scheme)k, x, 77, p, a, &ea);
-		size_t nb = mq_scheme_quantize(s, x, 77, 77, &p, NULL, b, &eb);
-		assert_int_equal(na, nb);
-		assert_memory_equal(a, b, na);
-		assert_memory_equal(&ea, &eb, sizeof(ea));
-	}
-}
-
 #ifdef MQ_TEST_DUMMY_SCHEME
 /*
  * The demonstration: "int8-dummy" is one row in scheme.c plus one kernel (unit/quant/k_dummy.c),
  * and nothing else. It is found by name, listed by --help, and every loop over the table above
- * (rounding bound, outputs, groups, importance, wrappers) ran on it unchanged.
+ * (rounding bound, outputs, groups, importance) ran on it unchanged.
  */
 static void test_scheme_dummy_row_needs_nothing_else(void **state)
 {
@@ -712,7 +683,6 @@ int main(void)
 		cmocka_unit_test(test_scheme_groups_take_their_own_parameters),
 		cmocka_unit_test(test_scheme_round_to_nearest_ignores_importance),
 		cmocka_unit_test(test_scheme_help_lists_every_row),
-		cmocka_unit_test(test_scheme_compatibility_wrappers_are_the_rows),
 #ifdef MQ_TEST_DUMMY_SCHEME
 		cmocka_unit_test(test_scheme_dummy_row_needs_nothing_else),
 #endif
