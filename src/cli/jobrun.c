@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "buf.h"
+#include "lpt.h"
 #include "command.h"
 #include "job.h"
 #include "zoo.h"
@@ -37,45 +38,25 @@ static char *read_small_file(const char *path, size_t *len, struct mq_error *err
 	return s;
 }
 
-struct sized_model {
-	double bytes;
-	int index;
-};
-
-/* Largest first; equal sizes in job-file order (the order is the same on every rank). */
-static int larger_model_first(const void *a, const void *b)
-{
-	const struct sized_model *x = a, *y = b;
-	if (x->bytes != y->bytes)
-		return x->bytes > y->bytes ? -1 : 1;
-	return (x->index > y->index) - (x->index < y->index);
-}
-
-/* Models to groups, longest processing time first: each to the least loaded group so far. */
+/* Models to groups, longest processing time first (core/lpt.h): each to the least loaded group so far. */
 static void assign_groups(const double *bytes, int n, int groups, int *group_of)
 {
-	double *load = calloc((size_t)groups, sizeof(double));
-	struct sized_model *order = malloc((size_t)n * sizeof(*order));
-	if (!load || !order) { /* round robin will do */
+	uint64_t *load = calloc((size_t)groups, sizeof(*load));
+	struct mq_lpt_item *items = calloc((size_t)n + 1, sizeof(*items));
+	if (!load || !items) { /* round robin will do */
 		for (int i = 0; i < n; i++)
 			group_of[i] = i % groups;
 		free(load);
-		free(order);
+		free(items);
 		return;
 	}
-	for (int i = 0; i < n; i++)
-		order[i] = (struct sized_model){ bytes[i], i };
-	qsort(order, (size_t)n, sizeof(*order), larger_model_first);
-	for (int k = 0; k < n; k++) {
-		int best = 0;
-		for (int g = 1; g < groups; g++)
-			if (load[g] < load[best])
-				best = g;
-		group_of[order[k].index] = best;
-		load[best] += order[k].bytes;
-	}
+	for (int i = 0; i < n; i++) /* sizes are whole numbers below 2^53: exact as doubles and back */
+		items[i] = (struct mq_lpt_item){ (uint64_t)bytes[i], (uint64_t)bytes[i], NULL, 0, i, 0 };
+	mq_lpt_assign(items, n, groups, load);
+	for (int k = 0; k < n; k++)
+		group_of[items[k].index] = items[k].bin;
 	free(load);
-	free(order);
+	free(items);
 }
 
 /*

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "lpt.h"
 
 static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
 static char *fmt(const char *f, ...)
@@ -275,24 +276,6 @@ static int layout(struct mq_plan *p, const struct mq_manifest *m, struct mq_erro
 	return 0;
 }
 
-struct lpt_item {
-	int unit;
-	uint64_t cost;
-	const char *name;
-	uint64_t chunk;
-};
-
-static int cmp_lpt(const void *a, const void *b)
-{
-	const struct lpt_item *x = a, *y = b;
-	if (x->cost != y->cost)
-		return x->cost > y->cost ? -1 : 1;
-	int c = strcmp(x->name, y->name);
-	if (c)
-		return c;
-	return x->chunk < y->chunk ? -1 : x->chunk > y->chunk;
-}
-
 static int make_units(struct mq_plan *p, struct mq_error *err)
 {
 	uint64_t total = 0;
@@ -334,34 +317,33 @@ static int make_units(struct mq_plan *p, struct mq_error *err)
 static int assign(struct mq_plan *p, const struct mq_manifest *m, struct mq_error *err)
 {
 	p->ranks = calloc((size_t)p->n_ranks, sizeof(*p->ranks));
-	struct lpt_item *items = calloc((size_t)p->n_units + 1, sizeof(*items));
-	if (!p->ranks || !items) {
+	struct mq_lpt_item *items = calloc((size_t)p->n_units + 1, sizeof(*items));
+	uint64_t *load = calloc((size_t)p->n_ranks, sizeof(*load));
+	if (!p->ranks || !items || !load) {
 		free(items);
+		free(load);
 		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
 	}
 	for (int u = 0; u < p->n_units; u++) {
-		items[u].unit = u;
-		items[u].cost = p->units[u].cost;
-		items[u].name = m->tensors[p->units[u].tensor].name;
-		items[u].chunk = p->units[u].chunk_begin;
+		const struct mq_unit *un = &p->units[u];
+		items[u] = (struct mq_lpt_item){ un->cost, un->cost ? un->cost : 1, m->tensors[un->tensor].name,
+						 un->chunk_begin, u, 0 };
 	}
-	qsort(items, (size_t)p->n_units, sizeof(*items), cmp_lpt);
+	mq_lpt_assign(items, p->n_units, p->n_ranks, load);
 	for (int k = 0; k < p->n_units; k++) {
-		int best = 0;
-		for (int r = 1; r < p->n_ranks; r++)
-			if (p->ranks[r].cost < p->ranks[best].cost)
-				best = r;
-		struct mq_unit *u = &p->units[items[k].unit];
+		struct mq_unit *u = &p->units[items[k].index];
 		const struct mq_plan_tensor *pt = &p->tensors[u->tensor];
-		u->rank = best;
-		struct mq_rank_load *l = &p->ranks[best];
+		u->rank = items[k].bin;
+		struct mq_rank_load *l = &p->ranks[u->rank];
 		l->n_units++;
-		l->cost += u->cost ? u->cost : 1;
 		uint64_t rows = u->row_end - u->row_begin;
 		l->bytes_in += rows * pt->row_bytes;
 		l->bytes_out += pt->n_rows ? pt->bytes_out * rows / pt->n_rows : pt->bytes_out;
 	}
+	for (int r = 0; r < p->n_ranks; r++)
+		p->ranks[r].cost = load[r];
 	free(items);
+	free(load);
 	return 0;
 }
 
@@ -485,7 +467,7 @@ static int check_missing(const struct mq_plan *p, const struct mq_manifest *m, c
 /* Activation observers: one per calibrated layer, longest first, ties by name. */
 static int assign_act(struct mq_plan *p, const struct mq_manifest *m, struct mq_error *err)
 {
-	struct lpt_item *items = calloc((size_t)p->n_tensors + 1, sizeof(*items));
+	struct mq_lpt_item *items = calloc((size_t)p->n_tensors + 1, sizeof(*items));
 	uint64_t *load = calloc((size_t)p->n_ranks, sizeof(*load));
 	if (!items || !load) {
 		free(items);
@@ -495,19 +477,13 @@ static int assign_act(struct mq_plan *p, const struct mq_manifest *m, struct mq_
 	int n = 0;
 	for (int i = 0; i < p->n_tensors; i++) {
 		const struct mq_plan_tensor *pt = &p->tensors[i];
+		uint64_t cost = pt->calib_rows * pt->cinfo.shape.row_elems * 4 + 1; /* the activations it reads */
 		if (pt->calib == MQ_CALIB_STATIC && pt->act_rank >= 0)
-			items[n++] = (struct lpt_item){ i, pt->calib_rows * pt->cinfo.shape.row_elems * 4 + 1,
-							m->tensors[i].name, 0 };
+			items[n++] = (struct mq_lpt_item){ cost, cost, m->tensors[i].name, 0, i, 0 };
 	}
-	qsort(items, (size_t)n, sizeof(*items), cmp_lpt);
-	for (int k = 0; k < n; k++) {
-		int best = 0;
-		for (int r = 1; r < p->n_ranks; r++)
-			if (load[r] < load[best])
-				best = r;
-		p->tensors[items[k].unit].act_rank = best;
-		load[best] += items[k].cost;
-	}
+	mq_lpt_assign(items, n, p->n_ranks, load);
+	for (int k = 0; k < n; k++)
+		p->tensors[items[k].index].act_rank = items[k].bin;
 	free(items);
 	free(load);
 	return 0;
