@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fileio.h"
 #include "calib.h"
 #include "manifest.h"
 #include "options.h"
@@ -82,13 +83,14 @@ static int torch_metadata(const char *path, const struct mq_torch_header *h, cJS
 		return mq_fail(err, MQ_ERR_INPUT, "'%s': the metadata record is larger than 100 MB", path);
 	char *text = malloc((size_t)h->meta_size + 1);
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	ssize_t got = text && fd >= 0 ? pread(fd, text, (size_t)h->meta_size, (off_t)h->meta_offset) : -1;
+	int bad = !text || fd < 0 || mq_pread_full(fd, text, (size_t)h->meta_size, h->meta_offset, NULL);
+	int e = errno;
 	if (fd >= 0)
 		close(fd);
-	if (got != (ssize_t)h->meta_size) {
+	if (bad) {
 		free(text);
 		return mq_fail(err, MQ_ERR_INPUT, "'%s': cannot read its metadata record: %s", path,
-			       got < 0 ? strerror(errno) : "short read");
+			       e ? strerror(e) : "short read");
 	}
 	text[h->meta_size] = '\0';
 	cJSON *j = cJSON_ParseWithLength(text, (size_t)h->meta_size);

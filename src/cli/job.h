@@ -24,7 +24,7 @@
  * resolves them (the real path of an existing folder, else lexically), in
  * O(n log n). mq_job_parse reads no file, but resolves those folders
  * (realpath), so every rank of a shared file system parses the same text to
- * the same job (run.c agrees on the outcome anyway).
+ * the same job (jobrun.c agrees on the outcome anyway).
  */
 #ifndef MQ_JOB_H
 #define MQ_JOB_H

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fileio.h"
 #include "safetensors.h"
 #include "torch.h"
 
@@ -51,7 +52,7 @@ int mq_output_metadata(const char *path, cJSON **meta, struct mq_error *err)
 		free(raw);
 		if (!rc && h.has_meta && h.meta_size <= MQ_ST_MAX_HEADER) {
 			char *text = malloc((size_t)h.meta_size + 1);
-			if (text && pread(fd, text, (size_t)h.meta_size, (off_t)h.meta_offset) == (ssize_t)h.meta_size) {
+			if (text && mq_pread_full(fd, text, (size_t)h.meta_size, h.meta_offset, NULL) == 0) {
 				*meta = cJSON_ParseWithLength(text, (size_t)h.meta_size);
 				if (!cJSON_IsObject(*meta)) {
 					cJSON_Delete(*meta);

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fileio.h"
 #include "json_lex.h"
 
 static int parse_metadata(struct mq_json_lex *p, struct mq_st_header *h)
@@ -401,22 +402,6 @@ const char *mq_st_meta_get(const struct mq_st_header *h, const char *key)
 	return NULL;
 }
 
-static int read_full(int fd, void *buf, size_t n, uint64_t off)
-{
-	char *p = buf;
-	while (n) {
-		ssize_t r = pread(fd, p, n, (off_t)off);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return -1;
-		p += r;
-		n -= (size_t)r;
-		off += (uint64_t)r;
-	}
-	return 0;
-}
-
 int mq_st_read_raw(const char *file, int fd, uint64_t file_size, char **json,
 		   uint64_t *header_len, struct mq_error *err)
 {
@@ -426,7 +411,7 @@ int mq_st_read_raw(const char *file, int fd, uint64_t file_size, char **json,
 		return mq_fail(err, MQ_ERR_INPUT,
 			"'%s': file is %llu bytes, too small for a safetensors header (needs at least 8)",
 			file, (unsigned long long)file_size);
-	if (read_full(fd, pre, 8, 0))
+	if (mq_pread_full(fd, pre, 8, 0, NULL))
 		return mq_fail(err, MQ_ERR_INPUT, "'%s': cannot read: %s", file, strerror(errno));
 	uint64_t n = 0;
 	for (int i = 7; i >= 0; i--)
@@ -442,7 +427,7 @@ int mq_st_read_raw(const char *file, int fd, uint64_t file_size, char **json,
 	char *buf = malloc((size_t)n + 1);
 	if (!buf)
 		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory reading the header of '%s'", file);
-	if (read_full(fd, buf, (size_t)n, 8)) {
+	if (mq_pread_full(fd, buf, (size_t)n, 8, NULL)) {
 		free(buf);
 		return mq_fail(err, MQ_ERR_INPUT, "'%s': cannot read the header: %s", file, strerror(errno));
 	}

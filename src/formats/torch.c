@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fileio.h"
 #include "pickle.h"
 
 #define RAW_MAGIC "MQT1"
@@ -109,18 +110,9 @@ static int add_pickle(const char *path, int fd, const struct mq_zip_entry *pkl, 
 	char *tmp = calloc(1, (size_t)pkl->size + 1);
 	if (!tmp)
 		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
-	uint64_t got = 0;
-	while (got < pkl->size) {
-		ssize_t k = pread(fd, tmp + got, (size_t)(pkl->size - got), (off_t)(pkl->data_offset + got));
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0) {
-			rc = mq_fail(err, MQ_ERR_INPUT, "'%s': cannot read data.pkl: %s", path,
-				     k == 0 ? "unexpected end of file" : strerror(errno));
-			break;
-		}
-		got += (uint64_t)k;
-	}
+	if (mq_pread_full(fd, tmp, (size_t)pkl->size, pkl->data_offset, NULL))
+		rc = mq_fail(err, MQ_ERR_INPUT, "'%s': cannot read data.pkl: %s", path,
+			     errno == 0 ? "unexpected end of file" : strerror(errno));
 	mq_buf_add(b, tmp, (size_t)pkl->size);
 	free(tmp);
 	return rc;

@@ -11,8 +11,8 @@
  * element size, and a view that stays inside the storage). Tensors may be
  * views (a storage offset, any non-negative strides) and may share storages.
  *
- * Writing. mq_torch_out_plan() lays out an archive for the plan's output
- * tensors: archive/data.pkl (a protocol-2 pickle of an OrderedDict of
+ * Writing (torch_write.c, the writer row). mq_torch_out_plan() lays out an
+ * archive for the output tensors of a layout: archive/data.pkl (a protocol-2 pickle of an OrderedDict of
  * tensors, no floats, only what torch.load(weights_only=True) accepts in
  * torch 1.13 and 2.x), archive/data/<k> per tensor, archive/version, and
  * archive/mq_metadata.json (the same keys as the safetensors __metadata__,
@@ -81,7 +81,7 @@ struct mq_torch_out {
 	uint64_t directory_offset, file_size;
 };
 
-/* Pure: the archive for p's output tensors, with meta_len bytes reserved for the metadata. */
+/* Pure: the archive for n_out output tensors, with meta_len bytes reserved for the metadata. */
 int mq_torch_out_plan(const struct mq_out_tensor *out, int n_out, uint64_t meta_len, struct mq_torch_out *t,
 		      struct mq_error *err);
 void mq_torch_out_release(struct mq_torch_out *t);

@@ -5,6 +5,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fileio.h"
+
 #define SIG_LOCAL 0x04034b50u
 #define SIG_CENTRAL 0x02014b50u
 #define SIG_END 0x06054b50u
@@ -187,18 +189,10 @@ static uint64_t rd64(const unsigned char *p)
 
 static int read_exact(const char *path, int fd, void *buf, size_t n, uint64_t off, struct mq_error *err)
 {
-	char *p = buf;
-	while (n) {
-		ssize_t k = pread(fd, p, n, (off_t)off);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			return mq_fail(err, MQ_ERR_INPUT, "'%s': cannot read %zu bytes at offset %llu: %s", path, n,
-				       (unsigned long long)off, k == 0 ? "unexpected end of file" : strerror(errno));
-		p += k;
-		n -= (size_t)k;
-		off += (uint64_t)k;
-	}
+	size_t done;
+	if (mq_pread_full(fd, buf, n, off, &done)) /* the bytes still missing, where they start */
+		return mq_fail(err, MQ_ERR_INPUT, "'%s': cannot read %zu bytes at offset %llu: %s", path, n - done,
+			       (unsigned long long)(off + done), errno == 0 ? "unexpected end of file" : strerror(errno));
 	return 0;
 }
 

@@ -248,18 +248,33 @@ static int file_fail(const char *path, struct mq_error *err, int rc, const char 
 int mq_comm_file_open(struct mq_comm *c, const char *path, struct mq_comm_file **out, struct mq_error *err)
 {
 	*out = NULL;
-	struct mq_comm_file *f = calloc(1, sizeof(*f));
-	if (!f || !(f->path = strdup(path))) {
+	MPI_File fh;
+	int rc = MPI_File_open(c->comm, path, MPI_MODE_WRONLY, MPI_INFO_NULL, &fh);
+	struct mq_comm_file *f = rc == MPI_SUCCESS ? calloc(1, sizeof(*f)) : NULL;
+	if (f && !(f->path = strdup(path))) {
 		free(f);
-		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+		f = NULL;
 	}
-	int rc = MPI_File_open(c->comm, path, MPI_MODE_WRONLY, MPI_INFO_NULL, &f->fh);
-	if (rc != MPI_SUCCESS) {
-		file_fail(path, err, rc, "opening the output");
-		free(f->path);
+	/*
+	 * Every rank learns whether every rank holds its handle. If one does not,
+	 * the others close theirs here, together (closing is collective; where the
+	 * open itself failed somewhere, a handle cannot be closed and is left), and
+	 * return no handle and no error: the agreement after the open carries the
+	 * failing rank's error to all.
+	 */
+	int mine[2] = { rc == MPI_SUCCESS, f != NULL }, all[2] = { 0, 0 };
+	MQ_MPI_CHECK(MPI_Allreduce(mine, all, 2, MPI_INT, MPI_MIN, c->comm), "MPI_Allreduce");
+	if (!all[1]) {
+		if (all[0])
+			MPI_File_close(&fh);
+		if (f)
+			free(f->path);
 		free(f);
-		return err->code;
+		if (rc != MPI_SUCCESS)
+			return file_fail(path, err, rc, "opening the output");
+		return mine[1] ? 0 : mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
 	}
+	f->fh = fh;
 	MPI_File_set_errhandler(f->fh, MPI_ERRORS_RETURN);
 	*out = f;
 	return 0;

@@ -70,7 +70,10 @@ int mq_comm_gather(struct mq_comm *c, const double *mine, int n, double *all, st
  * model of several files holds one each.
  */
 struct mq_comm_file;
-/* Collective: opens path for writing (*f is NULL on failure). */
+/*
+ * Collective: opens path for writing. *f is NULL on failure, and also (with
+ * 0 returned) where this rank succeeded but another failed: agree after it.
+ */
 int mq_comm_file_open(struct mq_comm *c, const char *path, struct mq_comm_file **f, struct mq_error *err);
 int mq_comm_file_write(struct mq_comm_file *f, uint64_t offset, const void *p, size_t n, struct mq_error *err);
 int mq_comm_file_sync(struct mq_comm_file *f, struct mq_error *err);

@@ -28,7 +28,7 @@ enum mq_command {
 struct mq_options {
 	enum mq_command command;
 	const char *input;       /* model path (argv storage) */
-	char *output;            /* owned; NULL until resolved (mq_options_default_output) */
+	char *output;            /* owned; -o, or NULL: the run takes mq_options_default_output() */
 	enum mq_scheme scheme;
 	int per_tensor;          /* 0: per output channel */
 	int n_includes, n_excludes;

@@ -367,7 +367,7 @@ static int size_buffers(struct mq_plan *p, const struct mq_manifest *m, uint64_t
 			continue;
 		}
 		/* source rows, their float32 widening, the quantized rows, scale and zero point */
-		uint64_t per_row = pt->row_bytes + 4 * pt->row_elems + mq_scheme_bytes(si, pt->row_elems) + 8 + 3 * 64;
+		uint64_t per_row = pt->row_bytes + 4 * pt->row_elems + mq_scheme_bytes(si, pt->row_elems) + MQ_ARENA_ROW_EXTRA;
 		if (per_row > budget)
 			return mq_fail(err, MQ_ERR_USAGE,
 				"tensor '%s': one row needs %llu bytes of buffers, more than the memory budget of %llu MiB; raise --memory-budget",
@@ -387,7 +387,7 @@ static int size_buffers(struct mq_plan *p, const struct mq_manifest *m, uint64_t
 		}
 		uint64_t rows = budget / per_row;
 		/* cache-sized blocks; the per-row overhead counts for the short rows of cast norms and biases */
-		uint64_t target = MQ_BLOCK_BYTES / (pt->row_bytes + 8 + 3 * 64);
+		uint64_t target = MQ_BLOCK_BYTES / (pt->row_bytes + MQ_ARENA_ROW_EXTRA);
 		rows = rows < target ? rows : target;
 		rows = rows ? rows : 1;
 		rows = rows < pt->chunk_rows ? rows : pt->chunk_rows; /* a block never spans two chunks */

@@ -25,6 +25,14 @@
 #define MQ_CHUNK_BYTES (16u << 20) /* rows per chunk = max(1, this / row bytes) */
 #define MQ_BLOCK_BYTES (2u << 20)  /* source bytes read at a time: stays in cache */
 #define MQ_PLAN_MAX_BYTES (1ull << 62) /* tensor data in or out: sizes and offsets never overflow */
+/*
+ * The arena's regions (pipeline/unit.c) start on cache lines; a budget per
+ * row counts a row's scale and zero point (5 bytes) as MQ_ARENA_ROW_PARAMS
+ * and the rounding of three regions as 3 * MQ_ARENA_ALIGN.
+ */
+#define MQ_ARENA_ALIGN 64
+#define MQ_ARENA_ROW_PARAMS 8
+#define MQ_ARENA_ROW_EXTRA (MQ_ARENA_ROW_PARAMS + 3 * MQ_ARENA_ALIGN)
 
 enum mq_action { MQ_ACT_KEEP, MQ_ACT_QUANT };
 enum mq_calib_state { MQ_CALIB_NONE, MQ_CALIB_STATIC, MQ_CALIB_MISSING };

@@ -11,6 +11,7 @@
 
 #include <zlib.h>
 
+#include "fileio.h"
 #include "collect.h"
 #include "journal.h"
 #include "metadata.h"
@@ -88,7 +89,7 @@ static int verify_unit(struct run *r, int fd, const struct unit_record *rec, siz
 		uLong crc = crc32(0L, Z_NULL, 0);
 		for (uint64_t done = 0; done < n;) {
 			size_t step = (size_t)(n - done < VERIFY_BLOCK ? n - done : VERIFY_BLOCK);
-			if (pread(fd, buf, step, (off_t)(r->out_pos[outs[k]] + off + done)) != (ssize_t)step)
+			if (mq_pread_full(fd, buf, step, r->out_pos[outs[k]] + off + done, NULL))
 				return 0;
 			crc = crc32(crc, buf, (uInt)step);
 			done += step;

@@ -1,9 +1,11 @@
 /*
  * run: the order of the phases and the agreement after each.
- *   options -> manifest (rank 0) -> broadcast -> plan (every rank, pure)
- *   -> temporary output -> units (read, hash, quantize, write at planned
- *   offsets) with records to rank 0 -> header (rank 0) -> sync, close,
- *   rename -> summary and report.
+ *   manifest (rank 0 reads, every rank gets the headers) -> calibration
+ *   description -> plan (every rank, pure) and output checks -> in a job,
+ *   the up-to-date check -> per-layer preparation -> partial file, journal
+ *   and resume check -> units (read, hash, quantize, write at planned
+ *   offsets) with records to rank 0 -> rank 0's finish through the writer
+ *   row -> sync, close, rename -> summary and report.
  * Every phase ends in mq_comm_agree(), so all ranks return the same status.
  */
 #ifndef MQ_RUN_H
@@ -13,8 +15,9 @@
 #include "config.h"
 
 /*
- * Quantizes the model of o on the communicator (collective). The output path
- * is resolved into o->output when o gives none. *skipped: in job mode, the
+ * Quantizes the model of o on the communicator (collective). o->output may
+ * be NULL (the default name beside the input); o->out_format is set to the
+ * output's format. *skipped: in job mode, the
  * output was up to date. Returns the status code, the same on every rank,
  * with the error in *err.
  */

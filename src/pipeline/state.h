@@ -49,7 +49,7 @@ struct run {
 	/* run.c: the run as a whole */
 	struct mq_comm *comm;
 	int rank, size;
-	struct mq_options *opt;       /* the caller's: the output path is resolved into it */
+	struct mq_options *opt;       /* the caller's; the run sets only its out_format */
 	struct mq_manifest man;
 	struct mq_plan plan;
 	double stats[MQ_STAT_COUNT];

@@ -8,6 +8,7 @@
 
 #include <zlib.h>
 
+#include "fileio.h"
 #include "collect.h"
 #include "gather.h"
 #include "outspace.h"
@@ -35,20 +36,13 @@ static int read_file_at(void *ctx, void *buf, size_t n, uint64_t pos)
 {
 	struct reading *rd = ctx;
 	struct run *r = rd->r;
-	char *p = buf;
-	while (n) {
-		ssize_t k = pread(rd->fd, p, n, (off_t)pos);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			return mq_fail(&r->err, MQ_ERR_INPUT, "'%s': tensor '%s': cannot read bytes at %llu: %s",
-				       r->man.files[rd->t->file].path, rd->t->name, (unsigned long long)pos,
-				       k == 0 ? "unexpected end of file (was the file truncated?)" : strerror(errno));
-		p += k;
-		n -= (size_t)k;
-		pos += (uint64_t)k;
-		r->stats[MQ_STAT_BYTES_READ] += (double)k;
-	}
+	size_t done;
+	int rc = mq_pread_full(rd->fd, buf, n, pos, &done);
+	r->stats[MQ_STAT_BYTES_READ] += (double)done;
+	if (rc) /* where the bytes stopped */
+		return mq_fail(&r->err, MQ_ERR_INPUT, "'%s': tensor '%s': cannot read bytes at %llu: %s",
+			       r->man.files[rd->t->file].path, rd->t->name, (unsigned long long)(pos + done),
+			       errno == 0 ? "unexpected end of file (was the file truncated?)" : strerror(errno));
 	return 0;
 }
 

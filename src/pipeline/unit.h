@@ -17,7 +17,7 @@
  * The arena (plan.arena_bytes, from the plan's budget) holds a quantized
  * block's regions one after another, each starting on a cache line.
  */
-#define UNIT_ALIGN 64
+#define UNIT_ALIGN MQ_ARENA_ALIGN /* plan.h */
 #define UNIT_ARENA_SLACK (4 * UNIT_ALIGN) /* carve() rounds each of its four regions up */
 
 /* Chunk digests of a unit: one SHA-256 per chunk, blocks fed in order. */

@@ -142,7 +142,7 @@ def sqnr(y, yq):
 
 
 def fake_quant(x, s, zp):
-    """mq-dist's fake quantization (run.c), the same float32 operations: codes
+    """mq-dist's fake quantization (pipeline/outspace.c), the same float32 operations: codes
     clamp(rne(x * (1/s)) + zp, -128, 127), then (q - zp) * s."""
     x = x.numpy().astype(np.float32)
     s, zp = np.float32(s), np.float32(zp)

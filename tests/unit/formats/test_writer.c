@@ -85,7 +85,9 @@ static void read_back(const struct mq_writer *w, const struct memfile *m, const 
 		assert_int_equal(h.n_meta, 1);
 		mq_st_header_release(&h);
 	} else if (w == &mq_writer_torch) {
-		char path[] = "/tmp/mq-writer-XXXXXX";
+		const char *dir = getenv("TMPDIR");
+		char path[4096];
+		snprintf(path, sizeof(path), "%s/mq-writer-XXXXXX", dir && *dir ? dir : "/tmp");
 		int fd = mkstemp(path);
 		assert_true(fd >= 0);
 		assert_int_equal(write(fd, m->data, m->size), (ssize_t)m->size);
