@@ -8,8 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "fileio.h"
 #include "calib.h"
+#include "fileio.h"
 #include "manifest.h"
 #include "options.h"
 #include "scheme.h"

@@ -11,8 +11,8 @@
 
 #include <zlib.h>
 
-#include "fileio.h"
 #include "collect.h"
+#include "fileio.h"
 #include "journal.h"
 #include "metadata.h"
 #include "output.h"

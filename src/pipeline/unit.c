@@ -8,11 +8,11 @@
 
 #include <zlib.h>
 
-#include "fileio.h"
 #include "collect.h"
+#include "fileio.h"
 #include "gather.h"
-#include "outspace.h"
 #include "output.h"
+#include "outspace.h"
 
 static int input_fd(struct run *r, int file)
 {
