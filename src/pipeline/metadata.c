@@ -250,6 +250,7 @@ void mq_metadata_fingerprint(const struct mq_plan *p, const struct mq_options *o
 	char src[2 * MQ_SHA256_LEN + 1];
 	mq_metadata_source_digest(p, res, d);
 	mq_hex(d, MQ_SHA256_LEN, src);
+	MQ_ASSERT(o->out_format != NULL); /* set with the output path, before anything is fingerprinted */
 	struct mq_buf b = MQ_BUF_INIT;
 	mq_buf_addf(&b, "mq-dist fingerprint 1\nversion %s\nformat %s\nchunk_bytes %u\noptions ", MQ_VERSION,
 		    o->out_format, MQ_CHUNK_BYTES);

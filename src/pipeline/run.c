@@ -69,12 +69,10 @@ static int phase_plan(struct run *r)
 						r->man.files[0].kind == MQ_SOURCE_TORCH && !r->man.index_name);
 	if (!r->output)
 		mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
+	else if (!(r->writer = mq_writer_select(r->output))) /* -o was checked by the options, a default always fits */
+		mq_options_check_output_name(r->output, &r->err);
 	else
-		mq_options_check_output_name(r->output, &r->err); /* a default name always passes */
-	if (!r->err.code) {
-		r->writer = mq_writer_select(r->output);
 		r->opt->out_format = r->writer->name;
-	}
 	if (!r->err.code && r->rank == 0)
 		output_check(r);
 	if (!r->err.code && !mq_plan_build(&r->man, r->opt, r->size, r->cinfo, &r->plan, &r->err))

@@ -29,6 +29,7 @@ static int setup(void **state)
 	f->o.scheme = MQ_SCHEME_INT8_ASYM;
 	f->o.memory_budget = 64u << 20;
 	f->o.input = "model.safetensors";
+	f->o.out_format = "safetensors"; /* what a run sets once it knows the output path */
 	if (mq_plan_build(&f->m, &f->o, 2, NULL, &f->p, &e))
 		return -1;
 	*state = f;
