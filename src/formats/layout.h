@@ -14,7 +14,8 @@
 
 /* What an output tensor holds, of the input tensor it stems from. */
 enum mq_role {
-	MQ_ROLE_COPY, MQ_ROLE_WEIGHT, MQ_ROLE_SCALE, MQ_ROLE_ZERO_POINT, MQ_ROLE_INPUT_SCALE, MQ_ROLE_INPUT_ZERO_POINT
+	MQ_ROLE_COPY, MQ_ROLE_WEIGHT, MQ_ROLE_SCALE, MQ_ROLE_ZERO_POINT, MQ_ROLE_INPUT_SCALE, MQ_ROLE_INPUT_ZERO_POINT,
+	MQ_ROLE_SHAPE, /* the weight's shape as I64 values (pack-quantized weight_shape) */
 };
 
 struct mq_out_tensor {

@@ -88,8 +88,11 @@ void mq_options_json(const struct mq_options *o, struct mq_buf *b)
 	const struct mq_scheme_traits *si = mq_scheme_get(o->scheme);
 	mq_buf_adds(b, "{\"scheme\":");
 	mq_buf_add_json_str(b, si->name);
-	mq_buf_addf(b, ",\"granularity\":\"%s\",\"include\":",
-		    mq_granularity_name(mq_scheme_granularity(si, o->per_tensor)));
+	enum mq_granularity g = mq_scheme_granularity(si, o->per_tensor, o->group_size);
+	mq_buf_addf(b, ",\"granularity\":\"%s\"", mq_granularity_name(g));
+	if (g == MQ_GRAN_GROUP) /* only here: the options of the other schemes keep their bytes */
+		mq_buf_addf(b, ",\"group_size\":%d", o->group_size > 0 ? o->group_size : MQ_GROUP_DEFAULT);
+	mq_buf_adds(b, ",\"include\":");
 	json_str_array(b, o->includes, o->n_includes);
 	mq_buf_adds(b, ",\"exclude\":");
 	json_str_array(b, o->excludes, o->n_excludes);

@@ -276,8 +276,11 @@ static void metadata_object(const struct mq_manifest *m, const struct mq_plan *p
 	mq_buf_adds(b, ",");
 	kv(b, "symmetric", si->symmetric ? "true" : "false");
 	mq_buf_adds(b, ",");
-	kv(b, "per_channel", mq_scheme_granularity(si, p->per_tensor) == MQ_GRAN_CHANNEL ? "true" : "false");
+	kv(b, "per_channel", p->granularity == MQ_GRAN_CHANNEL ? "true" : "false");
 	mq_buf_adds(b, ",");
+	if (p->granularity == MQ_GRAN_GROUP) {
+		mq_buf_addf(b, "\"group_size\":\"%llu\",", (unsigned long long)p->group_size);
+	}
 	struct mq_buf inner = MQ_BUF_INIT;
 	selected_json(m, p, &inner);
 	kv_json(b, "selected_layers", &inner);

@@ -82,11 +82,14 @@ static char *select_cast(const struct mq_tensor *t, const struct mq_options *o, 
 /* Decides one tensor's fate; the first rule that applies wins (README, "Selection"). */
 static char *select_tensor(const struct mq_tensor *t, const struct mq_options *o, enum mq_action *act)
 {
-	if (mq_scheme_get(o->scheme)->select == MQ_SELECT_FLOATS)
+	const enum mq_select sel = mq_scheme_get(o->scheme)->select;
+	if (sel == MQ_SELECT_FLOATS)
 		return select_cast(t, o, act);
 	*act = MQ_ACT_KEEP;
 	if (!mq_dtype_is_float(t->dtype))
 		return fmt("dtype %s is not quantized", mq_dtype_name(t->dtype));
+	if (sel == MQ_SELECT_LINEAR && t->ndim != 2)
+		return fmt("%d-D tensor (the scheme takes Linear weights [out, in] only)", t->ndim);
 	if (t->ndim != 2 && t->ndim != 4)
 		return fmt("%d-D tensor", t->ndim);
 	if (!ends_with_weight(t->name))
@@ -209,12 +212,12 @@ static int act_outputs(struct mq_plan *p, int *cap, const char *base, int i, str
 static int plan_outputs(struct mq_plan *p, const struct mq_manifest *m, int i, int *cap, struct mq_error *err)
 {
 	static const enum mq_role role[] = { [MQ_PART_DATA] = MQ_ROLE_WEIGHT, [MQ_PART_SCALE] = MQ_ROLE_SCALE,
-					     [MQ_PART_ZERO_POINT] = MQ_ROLE_ZERO_POINT };
+					     [MQ_PART_ZERO_POINT] = MQ_ROLE_ZERO_POINT, [MQ_PART_SHAPE] = MQ_ROLE_SHAPE };
 	const struct mq_tensor *t = &m->tensors[i];
 	const struct mq_scheme_traits *si = mq_scheme_get(p->scheme);
 	if (p->tensors[i].action == MQ_ACT_KEEP)
 		return add_out(p, cap, t->name, "", t->dtype, t->ndim, t->shape, i, MQ_ROLE_COPY, err);
-	enum mq_granularity g = mq_scheme_granularity(si, p->per_tensor);
+	enum mq_granularity g = p->granularity;
 	char *base = weight_stem(t->name);
 	if (!base)
 		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
@@ -222,9 +225,9 @@ static int plan_outputs(struct mq_plan *p, const struct mq_manifest *m, int i, i
 	for (int k = 0; k < si->n_outputs && !rc; k++) {
 		const struct mq_companion *c = &si->outputs[k];
 		uint64_t shape[MQ_MAX_DIMS];
-		int nd = mq_companion_shape(si, c, g, t->ndim, t->shape, shape);
-		rc = add_out(p, cap, c->suffix ? base : t->name, c->suffix ? c->suffix : "", mq_companion_dtype(si, c),
-			     nd, shape, i, role[c->part], err);
+		int nd = mq_companion_shape(si, c, g, p->group_size, t->ndim, t->shape, shape);
+		rc = add_out(p, cap, c->suffix ? base : t->name, c->suffix ? c->suffix : "",
+			     mq_companion_dtype(si, c, t->dtype), nd, shape, i, role[c->part], err);
 	}
 	if (!rc)
 		rc = act_outputs(p, cap, base, i, err);
@@ -257,6 +260,7 @@ static int layout(struct mq_plan *p, const struct mq_manifest *m, struct mq_erro
 		case MQ_ROLE_ZERO_POINT: pt->out_zero_point = k; break;
 		case MQ_ROLE_INPUT_SCALE: pt->out_input_scale = k; break;
 		case MQ_ROLE_INPUT_ZERO_POINT: pt->out_input_zero_point = k; break;
+		case MQ_ROLE_SHAPE: pt->out_shape = k; break;
 		}
 	}
 	p->bytes_out = off;
@@ -498,6 +502,8 @@ int mq_plan_build(const struct mq_manifest *m, const struct mq_options *o, int n
 	p->scheme = o->scheme;
 	/* per tensor only where the scheme has that granularity (options.c refuses it elsewhere) */
 	p->per_tensor = mq_scheme_get(o->scheme)->granularities & MQ_GRAN_BIT(MQ_GRAN_TENSOR) ? o->per_tensor : 0;
+	p->granularity = mq_scheme_granularity(mq_scheme_get(o->scheme), p->per_tensor, o->group_size);
+	p->group_size = p->granularity != MQ_GRAN_GROUP ? 0 : o->group_size > 0 ? (uint64_t)o->group_size : MQ_GROUP_DEFAULT;
 	p->act_asymmetric = o->act_asymmetric;
 	p->n_tensors = m->n_tensors;
 	p->tensors = calloc((size_t)m->n_tensors + 1, sizeof(*p->tensors));
@@ -508,7 +514,7 @@ int mq_plan_build(const struct mq_manifest *m, const struct mq_options *o, int n
 		struct mq_plan_tensor *pt = &p->tensors[i];
 		pt->src = i;
 		pt->out_data = pt->out_scale = pt->out_zero_point = -1;
-		pt->out_input_scale = pt->out_input_zero_point = -1;
+		pt->out_input_scale = pt->out_input_zero_point = pt->out_shape = -1;
 		pt->act_rank = -1;
 		pt->reason = select_tensor(&m->tensors[i], o, &pt->action);
 		if (!pt->reason)

@@ -49,6 +49,7 @@ struct mq_plan_tensor {
 	uint64_t block_rows;    /* rows per read block (quantized tensors), within the budget */
 	int out_data, out_scale, out_zero_point; /* indices in out[], -1 if none */
 	int out_input_scale, out_input_zero_point;
+	int out_shape;          /* weight_shape: its values, written by rank 0 at the end (write.c) */
 	enum mq_calib_state calib;
 	struct mq_calib_info cinfo; /* what the calibration file holds for this layer */
 	uint64_t calib_rows;    /* calibration rows used */
@@ -74,6 +75,8 @@ struct mq_plan {
 	int n_ranks;
 	enum mq_scheme scheme;
 	int per_tensor;
+	enum mq_granularity granularity; /* of the scheme's parameters */
+	uint64_t group_size;             /* values per group with MQ_GRAN_GROUP, else 0 */
 	int act_asymmetric;              /* input zero points (--act int8-asym) */
 	int n_tensors;                   /* = manifest tensors */
 	struct mq_plan_tensor *tensors;

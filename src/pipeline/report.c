@@ -68,8 +68,8 @@ char *mq_report_size(uint64_t bytes, char *buf, size_t cap)
 static const char *granularity_text(const struct mq_plan *p)
 {
 	static const char *const text[] = { [MQ_GRAN_NONE] = "", [MQ_GRAN_TENSOR] = " per tensor",
-					    [MQ_GRAN_CHANNEL] = " per channel" };
-	return text[mq_scheme_granularity(mq_scheme_get(p->scheme), p->per_tensor)];
+					    [MQ_GRAN_CHANNEL] = " per channel", [MQ_GRAN_GROUP] = " per group" };
+	return text[p->granularity];
 }
 
 static double mib(uint64_t b)

@@ -224,7 +224,7 @@ static int quant_unit(struct run *r, const struct mq_unit *u, struct chunk_hashe
 				return MQ_ERR_INTERNAL;
 		}
 	}
-	struct mq_qparams tensor_qp = si->params(si, &whole);
+	struct mq_qparams tensor_qp = si->params(si, &whole, mq_scheme_scale_dtype(si, t->dtype));
 	for (uint64_t row = u->row_begin; row < u->row_end;) {
 		uint64_t n = u->row_end - row < pt->block_rows ? u->row_end - row : pt->block_rows;
 		if (load_block(r, t, pt, &b, row, n, p->per_tensor ? NULL : ch))
@@ -238,7 +238,7 @@ static int quant_unit(struct run *r, const struct mq_unit *u, struct chunk_hashe
 				mq_range_init(&rg);
 				if (row_range(r, t, pt, row + k, x, &rg))
 					return r->err.code;
-				qp = si->params(si, &rg);
+				qp = si->params(si, &rg, mq_scheme_scale_dtype(si, t->dtype));
 			}
 			mq_scheme_quantize(si, x, n_elems, n_elems, &qp, NULL, (char *)b.q + k * out_row, acc);
 			b.scale[k] = qp.scale;

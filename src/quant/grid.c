@@ -64,7 +64,8 @@ int mq_range_update(struct mq_range *r, const float *x, size_t n, size_t *bad)
 	return 0;
 }
 
-struct mq_qparams mq_grid_qparams(int symmetric, float amax, float lo, float hi, int qmin, int qmax)
+struct mq_qparams mq_grid_qparams(int symmetric, float amax, float lo, float hi, int qmin, int qmax,
+				  enum mq_dtype scale_dtype)
 {
 	struct mq_qparams p = { 0.0f, 0 };
 	if (symmetric)
@@ -73,6 +74,9 @@ struct mq_qparams mq_grid_qparams(int symmetric, float amax, float lo, float hi,
 		p.scale = (hi - lo) / (float)(qmax - qmin);
 	if (p.scale < FLT_EPSILON)
 		p.scale = FLT_EPSILON;
+	p.scale = mq_scale_round(scale_dtype, p.scale);
+	if (p.scale < FLT_EPSILON) /* F16's rounding may go below (2^-23 is a subnormal there) */
+		p.scale = FLT_EPSILON;
 	if (!symmetric) {
 		float z = nearbyintf(0.0f - lo / p.scale);
 		p.zero_point = (z < 0.0f ? 0 : z > (float)(qmax - qmin) ? qmax - qmin : (int32_t)z) + qmin;
@@ -80,14 +84,14 @@ struct mq_qparams mq_grid_qparams(int symmetric, float amax, float lo, float hi,
 	return p;
 }
 
-struct mq_qparams mq_grid_params(const struct mq_scheme_traits *s, const struct mq_range *r)
+struct mq_qparams mq_grid_params(const struct mq_scheme_traits *s, const struct mq_range *r, enum mq_dtype scale_dtype)
 {
 	if (r->empty)
 		return (struct mq_qparams){ 1.0f, 0 };
 	float mn = mq_key_float(r->min_key), mx = mq_key_float(r->max_key);
 	mn = mn < 0.0f ? mn : 0.0f;
 	mx = mx > 0.0f ? mx : 0.0f;
-	return mq_grid_qparams(s->symmetric, mq_f32_from_bits(r->absmax_bits), mn, mx, s->qmin, s->qmax);
+	return mq_grid_qparams(s->symmetric, mq_f32_from_bits(r->absmax_bits), mn, mx, s->qmin, s->qmax, scale_dtype);
 }
 
 #ifdef MQ_HAVE_AVX2

@@ -10,10 +10,11 @@
 
 #define MQ_INLINE inline __attribute__((always_inline))
 
-struct mq_qparams mq_float_params(const struct mq_scheme_traits *s, const struct mq_range *r)
+struct mq_qparams mq_float_params(const struct mq_scheme_traits *s, const struct mq_range *r, enum mq_dtype scale_dtype)
 {
 	(void)s;
 	(void)r;
+	(void)scale_dtype;
 	return (struct mq_qparams){ 1.0f, 0 };
 }
 

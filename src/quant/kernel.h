@@ -136,7 +136,7 @@ static inline size_t mq_vector_span(size_t n, size_t group)
 /* ---- the kernels the rows point at ---- */
 
 /* grid.c: integer grids */
-struct mq_qparams mq_grid_params(const struct mq_scheme_traits *s, const struct mq_range *r);
+struct mq_qparams mq_grid_params(const struct mq_scheme_traits *s, const struct mq_range *r, enum mq_dtype scale_dtype);
 
 /* k_int8.c: one byte per value, any grid within [-128, 127] */
 size_t mq_int8_quantize_ref(const struct mq_scheme_traits *s, const float *x, size_t n, size_t group,
@@ -146,8 +146,39 @@ size_t mq_int8_quantize(const struct mq_scheme_traits *s, const float *x, size_t
 void mq_int8_dequantize(const struct mq_scheme_traits *s, const void *q, size_t n, size_t group,
 			const struct mq_qparams *p, float *out);
 
+/*
+ * k_pack.c: b-bit integer codes (b = s->bits, 4 or 8) on the grid
+ * [s->qmin, s->qmax], packed as compressed-tensors' pack-quantized: code q
+ * stored as u = q + 2^(b-1), value j of the row at bit j*b of the row's
+ * little-endian 32-bit words, least significant first (n a multiple of
+ * s->pack = 32 / b). q = clamp(rne(x / scale) + zp, qmin, qmax), a true
+ * float32 division by the stored scale (compressed-tensors divides).
+ */
+size_t mq_pack_quantize_ref(const struct mq_scheme_traits *s, const float *x, size_t n, size_t group,
+			    const struct mq_qparams *p, const float *importance, void *out, struct mq_err_acc *acc);
+size_t mq_pack_quantize(const struct mq_scheme_traits *s, const float *x, size_t n, size_t group,
+			const struct mq_qparams *p, const float *importance, void *out, struct mq_err_acc *acc);
+void mq_pack_dequantize(const struct mq_scheme_traits *s, const void *q, size_t n, size_t group,
+			const struct mq_qparams *p, float *out);
+
+/*
+ * k_fp8.c: float8 e4m3fn (torch.float8_e4m3fn) with a float32 scale:
+ * scale = amax / 448, code = e4m3(clamp(x / scale, -448, 448)) rounded to
+ * nearest even, never NaN. mq_fp8_from_f32 is the exact conversion of torch
+ * (NaN for |x| > 464; callers clamp first); mq_fp8_to_f32 the exact decoding.
+ */
+struct mq_qparams mq_fp8_params(const struct mq_scheme_traits *s, const struct mq_range *r, enum mq_dtype scale_dtype);
+size_t mq_fp8_quantize_ref(const struct mq_scheme_traits *s, const float *x, size_t n, size_t group,
+			   const struct mq_qparams *p, const float *importance, void *out, struct mq_err_acc *acc);
+size_t mq_fp8_quantize(const struct mq_scheme_traits *s, const float *x, size_t n, size_t group,
+		       const struct mq_qparams *p, const float *importance, void *out, struct mq_err_acc *acc);
+void mq_fp8_dequantize(const struct mq_scheme_traits *s, const void *q, size_t n, size_t group,
+		       const struct mq_qparams *p, float *out);
+uint8_t mq_fp8_from_f32(float x);
+float mq_fp8_to_f32(uint8_t b);
+
 /* k_float.c: float formats, no parameters */
-struct mq_qparams mq_float_params(const struct mq_scheme_traits *s, const struct mq_range *r);
+struct mq_qparams mq_float_params(const struct mq_scheme_traits *s, const struct mq_range *r, enum mq_dtype scale_dtype);
 size_t mq_f16_quantize_ref(const struct mq_scheme_traits *s, const float *x, size_t n, size_t group,
 			   const struct mq_qparams *p, const float *importance, void *out, struct mq_err_acc *acc);
 size_t mq_f16_quantize(const struct mq_scheme_traits *s, const float *x, size_t n, size_t group,

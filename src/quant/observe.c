@@ -292,5 +292,5 @@ void mq_obs_result(const struct mq_obs_state *s, struct mq_obs_result *r)
 	r->lo = r->lo < 0.0f ? r->lo : 0.0f;
 	r->hi = r->hi > 0.0f ? r->hi : 0.0f;
 	const struct mq_scheme_traits *g = mq_obs_grid(s->symmetric);
-	r->qp = mq_grid_qparams(s->symmetric, r->threshold, r->lo, r->hi, g->qmin, g->qmax);
+	r->qp = mq_grid_qparams(s->symmetric, r->threshold, r->lo, r->hi, g->qmin, g->qmax, MQ_DTYPE_F32);
 }

@@ -83,8 +83,11 @@ int mq_range_update(struct mq_range *r, const float *x, size_t n, size_t *bad);
  * zero point shifted by qmin. compressed-tensors writes round(qmin - lo/s);
  * the two agree except where its float32 subtraction rounds (|lo/s| < 64 for
  * int8), where this one is the exact rounding.
+ * The scale is rounded to scale_dtype (the dtype it is stored in) before the
+ * zero point is derived from it, and floored at FLT_EPSILON before and after.
  */
-struct mq_qparams mq_grid_qparams(int symmetric, float amax, float lo, float hi, int qmin, int qmax);
+struct mq_qparams mq_grid_qparams(int symmetric, float amax, float lo, float hi, int qmin, int qmax,
+				  enum mq_dtype scale_dtype);
 
 /* Half the number of steps of a grid, (qmax - qmin) / 2: the divisor of a symmetric scale (127.5 for int8). */
 static inline float mq_grid_half_steps(int qmin, int qmax)

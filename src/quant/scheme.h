@@ -34,16 +34,22 @@ enum mq_scheme {
 	MQ_SCHEME_INT8_ASYM,
 	MQ_SCHEME_FP16,
 	MQ_SCHEME_BF16,
+	MQ_SCHEME_INT4,
+	MQ_SCHEME_INT4_ASYM,
+	MQ_SCHEME_W8A16,
+	MQ_SCHEME_W8A16_ASYM,
+	MQ_SCHEME_FP8,
 };
 
 /* A float storage format, or none for an integer grid. */
-enum mq_float_format { MQ_FLOAT_NONE, MQ_FLOAT_FP16, MQ_FLOAT_BF16 };
+enum mq_float_format { MQ_FLOAT_NONE, MQ_FLOAT_FP16, MQ_FLOAT_BF16, MQ_FLOAT_E4M3 };
 
 /* Who a group of parameters covers. A scheme lists those it takes; a run picks one (--granularity). */
 enum mq_granularity {
 	MQ_GRAN_NONE,    /* no parameters at all (a cast) */
 	MQ_GRAN_TENSOR,  /* one group: the whole tensor */
 	MQ_GRAN_CHANNEL, /* one group per row */
+	MQ_GRAN_GROUP,   /* groups of --group-size consecutive values of a row */
 };
 #define MQ_GRAN_BIT(g) (1u << (g))
 
@@ -51,6 +57,14 @@ enum mq_granularity {
 enum mq_select {
 	MQ_SELECT_WEIGHTS, /* 2-D and 4-D float tensors named *.weight, minus the default exclusions */
 	MQ_SELECT_FLOATS,  /* every float tensor of any shape and name, as model.to(dtype) */
+	MQ_SELECT_LINEAR,  /* 2-D float tensors named *.weight ([out, in]), minus the default exclusions */
+};
+
+/* What a scheme does to a layer's input activations (compressed-tensors' input_activations). */
+enum mq_acts {
+	MQ_ACTS_NONE, /* weight-only (W4A16, W8A16): no activation parameters, even with --calib */
+	MQ_ACTS_INT8, /* int8: static per-tensor parameters with --calib, else dynamic per token */
+	MQ_ACTS_FP8,  /* fp8 e4m3: a static per-tensor scale with --calib, else dynamic per token */
 };
 
 /*
@@ -61,9 +75,18 @@ enum mq_select {
  * dimension divided by pack), or one value per group: [rows, 1] per channel,
  * [1] per tensor.
  */
-enum mq_part { MQ_PART_DATA, MQ_PART_SCALE, MQ_PART_ZERO_POINT };
-enum mq_part_dtype { MQ_PART_DTYPE_STORAGE, MQ_PART_DTYPE_FIXED };
-enum mq_part_shape { MQ_PART_SHAPE_TENSOR, MQ_PART_SHAPE_GROUPS };
+enum mq_part { MQ_PART_DATA, MQ_PART_SCALE, MQ_PART_ZERO_POINT, MQ_PART_SHAPE };
+enum mq_part_dtype {
+	MQ_PART_DTYPE_STORAGE, /* the scheme's storage dtype */
+	MQ_PART_DTYPE_FIXED,   /* the companion's dtype */
+	MQ_PART_DTYPE_SOURCE,  /* the quantized tensor's own dtype (F32, F16, BF16; F64 gives F32) */
+};
+enum mq_part_shape {
+	MQ_PART_SHAPE_TENSOR,        /* the tensor's shape, the last dimension divided by pack */
+	MQ_PART_SHAPE_GROUPS,        /* one value per group: [1], [rows, 1] or [rows, cols / group] */
+	MQ_PART_SHAPE_GROUPS_PACKED, /* the same packed along the rows: [ceil(rows / pack), groups] */
+	MQ_PART_SHAPE_NDIM,          /* [ndim]: the tensor's shape as values (weight_shape) */
+};
 
 struct mq_companion {
 	enum mq_part part;
@@ -75,8 +98,13 @@ struct mq_companion {
 
 struct mq_scheme_traits;
 
-/* Parameters of one group from its range. */
-typedef struct mq_qparams (*mq_params_fn)(const struct mq_scheme_traits *s, const struct mq_range *r);
+/*
+ * Parameters of one group from its range, the scale rounded to scale_dtype
+ * (the dtype it is stored in: F32, F16 or BF16) before anything is derived
+ * from it, so that codes, zero point and error sums use the stored value.
+ */
+typedef struct mq_qparams (*mq_params_fn)(const struct mq_scheme_traits *s, const struct mq_range *r,
+					  enum mq_dtype scale_dtype);
 
 /*
  * Quantizes n values x of one row in groups of `group` values (1 <= group,
@@ -100,13 +128,15 @@ struct mq_scheme_traits {
 	const char *help;            /* --help note; neighbouring rows with the same note share it */
 	const char *quant_dtype;     /* metadata quantization_dtype: "int8", "float16" */
 	const char *ct_type;         /* compressed-tensors type: "int" | "float" */
+	const char *ct_format;       /* compressed-tensors format: "int-quantized", "pack-quantized", ... */
+	enum mq_acts acts;           /* the input activations */
 	int bits;                    /* bits of one value */
 	int symmetric;               /* 1: no zero point */
 	enum mq_float_format float_format; /* MQ_FLOAT_NONE: an integer grid [qmin, qmax] */
 	unsigned granularities;      /* MQ_GRAN_BIT()s the scheme takes; 0: no parameters (scale 1) */
 	enum mq_select select;       /* the tensors it takes by default */
 	enum mq_dtype storage;       /* dtype of the quantized tensor: I8, F16, BF16 */
-	int pack;                    /* values per storage element (1) */
+	int pack;                    /* values per storage element (1; 8 int4 or 4 int8 values per I32 word) */
 	int qmin, qmax;              /* integer grid; 0, 0 for float formats */
 	float limit;                 /* largest |x| accepted: larger values are a data error (fp16) */
 	const struct mq_companion *outputs; /* the tensors a quantized tensor produces, data first */
@@ -124,9 +154,18 @@ const struct mq_scheme_traits *mq_scheme_get(enum mq_scheme s);
 /* Returns 0 and sets *out, or -1 for an unknown name. */
 int mq_scheme_parse(const char *name, enum mq_scheme *out);
 
-/* The granularity of a run of s: MQ_GRAN_NONE for a scheme without parameters, else tensor or channel. */
-enum mq_granularity mq_scheme_granularity(const struct mq_scheme_traits *s, int per_tensor);
-/* "none", "tensor", "channel". */
+/* --group-size channel: one group per row on a scheme that takes groups. */
+#define MQ_GROUP_CHANNEL (-1)
+/* The group size of a scheme that takes groups when --group-size is not given. */
+#define MQ_GROUP_DEFAULT 128
+
+/*
+ * The granularity of a run of s: MQ_GRAN_NONE for a scheme without
+ * parameters; tensor with per_tensor; group where s takes groups and
+ * group_size is not MQ_GROUP_CHANNEL (0: the default size); else channel.
+ */
+enum mq_granularity mq_scheme_granularity(const struct mq_scheme_traits *s, int per_tensor, int group_size);
+/* "none", "tensor", "channel", "group". */
 const char *mq_granularity_name(enum mq_granularity g);
 
 /* Bytes that n values take in storage. */
@@ -135,14 +174,22 @@ static inline uint64_t mq_scheme_bytes(const struct mq_scheme_traits *s, uint64_
 	return n / (uint64_t)s->pack * mq_dtype_size(s->storage);
 }
 
-/* The dtype of output c of s. */
-enum mq_dtype mq_companion_dtype(const struct mq_scheme_traits *s, const struct mq_companion *c);
+/* The dtype of output c of s for a tensor of dtype src. */
+enum mq_dtype mq_companion_dtype(const struct mq_scheme_traits *s, const struct mq_companion *c, enum mq_dtype src);
+/* The companion of s for part, or NULL. */
+const struct mq_companion *mq_scheme_part(const struct mq_scheme_traits *s, enum mq_part part);
+/* The dtype s stores its scales in for a tensor of dtype src (F32 when it has no scale). */
+enum mq_dtype mq_scheme_scale_dtype(const struct mq_scheme_traits *s, enum mq_dtype src);
 /*
  * The shape of output c of a tensor of shape[ndim] quantized by s at
- * granularity g, into out (room for max(ndim, 2) values). Returns its ndim.
+ * granularity g (group: values per group, for MQ_GRAN_GROUP), into out (room
+ * for max(ndim, 2) values). Returns its ndim.
  */
 int mq_companion_shape(const struct mq_scheme_traits *s, const struct mq_companion *c, enum mq_granularity g,
-		       int ndim, const uint64_t *shape, uint64_t *out);
+		       uint64_t group, int ndim, const uint64_t *shape, uint64_t *out);
+
+/* s rounded to nearest even in dtype d (F32: s itself; F16, BF16), as a float32. */
+float mq_scale_round(enum mq_dtype d, float s);
 
 /* Quantizes with the row's fast kernel, or its reference where it has none (arguments as mq_quant_fn). */
 static inline size_t mq_scheme_quantize(const struct mq_scheme_traits *s, const float *x, size_t n, size_t group,

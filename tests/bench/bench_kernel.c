@@ -78,7 +78,7 @@ static double kernel_bandwidth(enum mq_scheme scheme, enum mq_dtype in, size_t r
 			size_t bad;
 			mq_range_init(&rg);
 			mq_range_update(&rg, xr, cols, &bad);
-			struct mq_qparams p = s->params(s, &rg);
+			struct mq_qparams p = s->params(s, &rg, MQ_DTYPE_F32);
 			mq_scheme_quantize(s, xr, cols, cols, &p, NULL, out + row * row_bytes, &acc);
 		}
 		double t = now() - t0;

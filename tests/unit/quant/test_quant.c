@@ -23,7 +23,7 @@ static struct mq_qparams params_of(const struct mq_scheme_traits *s, const float
 	size_t bad;
 	mq_range_init(&r);
 	assert_int_equal(mq_range_update(&r, x, n, &bad), 0);
-	return s->params(s, &r);
+	return s->params(s, &r, MQ_DTYPE_F32);
 }
 
 /* Quantizes in groups with both kernels, checks they agree bit for bit, returns the fast result. */
@@ -442,7 +442,7 @@ static void test_scheme_every_row_is_within_one_rounding(void **state)
 			}
 			if (s->granularities & MQ_GRAN_BIT(MQ_GRAN_TENSOR))
 				for (int r = 0; r < 4; r++)
-					check_row(s, x[r], n, s->params(s, &whole));
+					check_row(s, x[r], n, s->params(s, &whole, MQ_DTYPE_F32));
 		}
 	}
 }
@@ -498,7 +498,7 @@ static void test_scheme_outputs_follow_the_granularity(void **state)
 	for (int k = 0; k < mq_scheme_count(); k++) {
 		const struct mq_scheme_traits *s = row((enum mq_scheme)k);
 		for (int pt = 0; pt <= 1; pt++) {
-			enum mq_granularity g = mq_scheme_granularity(s, pt);
+			enum mq_granularity g = mq_scheme_granularity(s, pt, MQ_GROUP_CHANNEL);
 			assert_int_equal(g, !s->granularities ? MQ_GRAN_NONE : pt ? MQ_GRAN_TENSOR : MQ_GRAN_CHANNEL);
 			for (int w = 0; w < 2; w++) {
 				const uint64_t *shape = w ? w4 : w2;
@@ -506,8 +506,8 @@ static void test_scheme_outputs_follow_the_granularity(void **state)
 				for (int c = 0; c < s->n_outputs; c++) {
 					const struct mq_companion *o = &s->outputs[c];
 					uint64_t out[8];
-					int nd = mq_companion_shape(s, o, g, ndim, shape, out);
-					enum mq_dtype dt = mq_companion_dtype(s, o);
+					int nd = mq_companion_shape(s, o, g, 0, ndim, shape, out);
+					enum mq_dtype dt = mq_companion_dtype(s, o, MQ_DTYPE_F32);
 					if (o->part == MQ_PART_DATA) {
 						assert_int_equal(dt, s->storage);
 						assert_int_equal(nd, ndim);
@@ -645,11 +645,11 @@ static void test_scheme_dummy_row_needs_nothing_else(void **state)
 	static const uint64_t w[2] = { 6, 10 };
 	uint64_t out[8];
 	assert_int_equal(s->n_outputs, 2);
-	assert_int_equal(mq_companion_shape(s, &s->outputs[0], MQ_GRAN_CHANNEL, 2, w, out), 2);
-	assert_true(out[0] == 6 && out[1] == 10 && mq_companion_dtype(s, &s->outputs[0]) == MQ_DTYPE_I8);
-	assert_int_equal(mq_companion_shape(s, &s->outputs[1], MQ_GRAN_CHANNEL, 2, w, out), 2);
-	assert_true(out[0] == 6 && out[1] == 1 && mq_companion_dtype(s, &s->outputs[1]) == MQ_DTYPE_F32);
-	assert_int_equal(mq_companion_shape(s, &s->outputs[1], MQ_GRAN_TENSOR, 2, w, out), 1);
+	assert_int_equal(mq_companion_shape(s, &s->outputs[0], MQ_GRAN_CHANNEL, 0, 2, w, out), 2);
+	assert_true(out[0] == 6 && out[1] == 10 && mq_companion_dtype(s, &s->outputs[0], MQ_DTYPE_F32) == MQ_DTYPE_I8);
+	assert_int_equal(mq_companion_shape(s, &s->outputs[1], MQ_GRAN_CHANNEL, 0, 2, w, out), 2);
+	assert_true(out[0] == 6 && out[1] == 1 && mq_companion_dtype(s, &s->outputs[1], MQ_DTYPE_F32) == MQ_DTYPE_F32);
+	assert_int_equal(mq_companion_shape(s, &s->outputs[1], MQ_GRAN_TENSOR, 0, 2, w, out), 1);
 	assert_true(out[0] == 1);
 	/* its narrow grid: s = max|x| / 127, and -max lands on -127, not -128 */
 	float x[3] = { -2.54f, 0.0f, 2.54f };
