@@ -442,6 +442,137 @@ static void test_lowbit_groups_on_long_rows(void **state)
 	}
 }
 
+/* ---- the fast kernels against the reference ---- */
+
+/*
+ * Scales of at most 3 significant bits, none a power of two: a tie y (at most 9 significant bits)
+ * times one is exact, so x / s gives the tie back exactly. Most are 7 * 2^k, whose float32
+ * reciprocal is 2^-24.4 too large: x * (1/s) then misses every tie with a significand above
+ * about 1.33 by an ulp, upwards, and a kernel that multiplied would round half of those the
+ * wrong way.
+ */
+static const float tie_scales[] = { 7.0f, 0.875f, 3.0f, 0.02734375f };
+#define N_TIE_SCALES (sizeof(tie_scales) / sizeof(tie_scales[0]))
+
+/* Says once why a comparison of the fast kernel with the reference proves nothing here. */
+static void tell_if_scalar(void)
+{
+	static int told;
+	if (!told && strcmp(mq_quant_kernel_name(), "scalar") == 0)
+		print_message("fast kernel not available on this CPU (no AVX2/F16C, or MQ_NO_SIMD set): "
+			      "fast = reference is trivial, only the codes are checked\n");
+	told = 1;
+}
+
+/* x[i] = y * s for the tie y of value i and the scale of its group; p[g] = that scale and zp. */
+static void tie_row(const struct mq_scheme_traits *s, const float *ys, size_t n_ys, float *x, size_t n,
+		    size_t group, struct mq_qparams *p)
+{
+	for (size_t g = 0; g * group < n; g++) {
+		int32_t span = s->qmax - s->qmin + 1;
+		p[g].scale = tie_scales[g % N_TIE_SCALES];
+		p[g].zero_point = s->symmetric ? 0 : s->qmin + (int32_t)((g * 5) % (size_t)span);
+	}
+	for (size_t i = 0; i < n; i++)
+		x[i] = ys[(i * 7 + i / 64) % n_ys] * p[i / group].scale;
+}
+
+/*
+ * The packed rows on ties k + 0.5 for k from two below the grid to one above (clamped), and on
+ * whole steps, in groups of 32, 64 and 128 and one per row (1000 and 1024 values, and 1028 for
+ * int8, whose last word the scalar tail writes): fast = reference bit for bit, and every code is
+ * the round half to even of x / s plus zp, clamped.
+ */
+static void pack_ties(const struct mq_scheme_traits *s)
+{
+	static const size_t groups[] = { 32, 64, 128, 0 };
+	static const size_t lengths[] = { 1024, 1000, 1028 };
+	static float ys[600], x[1028];
+	static unsigned char q[4 * 1028];
+	static struct mq_qparams p[1028 / 32 + 1];
+	size_t n_ys = 0;
+	for (int32_t k = s->qmin - 2; k <= s->qmax + 1; k++) {
+		ys[n_ys++] = (float)k + 0.5f;
+		ys[n_ys++] = (float)k;
+	}
+	for (size_t li = 0; li < sizeof(lengths) / sizeof(lengths[0]); li++) {
+		size_t n = lengths[li];
+		if (n % (size_t)s->pack)
+			continue; /* whole words only (kernel.h) */
+		for (size_t gi = 0; gi < sizeof(groups) / sizeof(groups[0]); gi++) {
+			size_t group = groups[gi] ? groups[gi] : n;
+			if (n % group)
+				continue;
+			tie_row(s, ys, n_ys, x, n, group, p);
+			struct mq_err_acc acc;
+			quant_both(s, x, n, group, p, q, &acc);
+			for (size_t i = 0; i < n; i++)
+				assert_int_equal(packed_code(s, q, i), ct_code(s, x[i], p[i / group]));
+		}
+	}
+}
+
+/*
+ * fp8 on every code's value and every halfway point between neighbours (ties to the even code),
+ * and beyond the clamp: +-449, +-464 (the tie 448 / 480), +-465 and +-500 times the scale, and
+ * +-FLT_MAX, whose quotient may overflow to infinity; groups as above, one per row on 1024 and on
+ * 1001 values (a scalar tail of 1). Every code is the reference conversion of x / s clamped.
+ */
+static void fp8_ties(const struct mq_scheme_traits *s)
+{
+	static const size_t groups[] = { 32, 64, 128, 0 };
+	static const size_t lengths[] = { 1024, 1001 };
+	static const float beyond[] = { 449.0f, 464.0f, 465.0f, 500.0f, 10000.0f };
+	static float ys[600], x[1024];
+	static unsigned char q[1024];
+	static struct mq_qparams p[1024 / 32 + 1];
+	size_t n_ys = 0;
+	e4m3_table_init();
+	for (unsigned c = 0; c < 0x7f; c++) {
+		float up = c < 0x7e ? e4m3_table[c + 1] : 480.0f;
+		float mid = (float)(((double)e4m3_table[c] + (double)up) / 2.0);
+		ys[n_ys++] = e4m3_table[c];
+		ys[n_ys++] = -mid;
+		ys[n_ys++] = mid;
+		ys[n_ys++] = -e4m3_table[c];
+	}
+	for (size_t k = 0; k < sizeof(beyond) / sizeof(beyond[0]); k++) {
+		ys[n_ys++] = beyond[k];
+		ys[n_ys++] = -beyond[k];
+	}
+	for (size_t li = 0; li < sizeof(lengths) / sizeof(lengths[0]); li++) {
+		size_t n = lengths[li];
+		for (size_t gi = 0; gi < sizeof(groups) / sizeof(groups[0]); gi++) {
+			size_t group = groups[gi] ? groups[gi] : n;
+			if (n % group)
+				continue;
+			tie_row(s, ys, n_ys, x, n, group, p);
+			x[n / 3] = FLT_MAX;
+			x[n / 2] = -FLT_MAX;
+			struct mq_err_acc acc;
+			quant_both(s, x, n, group, p, q, &acc);
+			for (size_t i = 0; i < n; i++) {
+				float y = x[i] / p[i / group].scale;
+				y = y < -448.0f ? -448.0f : y > 448.0f ? 448.0f : y;
+				if (q[i] != ref_e4m3(y))
+					fail_msg("fp8: x %.9g / %.9g -> 0x%02x, the nearest value is 0x%02x",
+						 (double)x[i], (double)p[i / group].scale, q[i], ref_e4m3(y));
+			}
+		}
+	}
+}
+
+static void test_lowbit_fast_kernels_match_on_ties(void **state)
+{
+	(void)state;
+	tell_if_scalar();
+	static const enum mq_scheme packed[] = { MQ_SCHEME_INT4, MQ_SCHEME_INT4_ASYM, MQ_SCHEME_W8A16,
+						 MQ_SCHEME_W8A16_ASYM };
+	for (size_t k = 0; k < sizeof(packed) / sizeof(packed[0]); k++)
+		pack_ties(mq_scheme_get(packed[k]));
+	fp8_ties(mq_scheme_get(MQ_SCHEME_FP8));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -452,6 +583,7 @@ int main(void)
 		cmocka_unit_test(test_lowbit_zero_points_round_trip),
 		cmocka_unit_test(test_lowbit_codes_use_the_rounded_scale),
 		cmocka_unit_test(test_lowbit_groups_on_long_rows),
+		cmocka_unit_test(test_lowbit_fast_kernels_match_on_ties),
 	};
 	return cmocka_run_group_tests_name("lowbit", tests, NULL, NULL);
 }
