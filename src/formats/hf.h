@@ -1,0 +1,96 @@
+/*
+ * hf: the pieces of a Hugging Face model folder (config.json, shards, the
+ * shard index, tokenizer and other files) that mq-dist reads and writes.
+ * No MPI: rank 0 calls them, and any rank may. LOWBIT.md B and FORMATS.md
+ * 1.5 are the facts they follow.
+ *
+ *   mq_hf_quant_config()    the compressed-tensors quantization_config of one
+ *                           scheme (LOWBIT.md B.3), a cJSON tree
+ *   mq_hf_json_print()      any cJSON tree as Python's json.dump(indent=2,
+ *                           sort_keys=True) writes it
+ *
+ * JSON text is written the way llm-compressor writes config.json and the
+ * index (json.dump(obj, f, indent=2, sort_keys=True)): 2-space indentation,
+ * "," at line ends and ": " after keys, keys sorted by code point, every
+ * non-ASCII character escaped as \uXXXX (a surrogate pair above U+FFFF, hex
+ * in lower case), empty containers as {} and [], and no newline at the end.
+ *
+ * Ownership: cJSON trees returned belong to the caller (cJSON_Delete);
+ * functions append to a caller's struct mq_buf and never reset it.
+ */
+#ifndef MQ_HF_H
+#define MQ_HF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "buf.h"
+#include "status.h"
+
+/* ---- quantization_config ---------------------------------------------- */
+
+/* One QuantizationArgs block: the weights', or the input activations'. */
+struct mq_hf_args {
+	const char *type;      /* "int" or "float" */
+	int num_bits;          /* int: 1..8 (8 for int-quantized and any input); float: 8 (FP8 e4m3) */
+	int symmetric;         /* 1: no zero point (float: always 1) */
+	const char *strategy;  /* weights only: "tensor", "channel" or "group" */
+	int group_size;        /* weights only: columns per group (> 0) with "group", else 0 (written null) */
+	const char *observer;  /* NULL: the default (weights "minmax", static input "static_minmax");
+				  informational, no loader reads it; dynamic input takes none */
+};
+
+/* The input activations of a scheme. */
+enum mq_hf_input {
+	MQ_HF_INPUT_NONE = 0,      /* weight-only: "input_activations": null */
+	MQ_HF_INPUT_DYNAMIC_TOKEN, /* scales per token at run time: strategy "token", dynamic true, observer null */
+	MQ_HF_INPUT_STATIC_TENSOR, /* one calibrated input_scale per layer: strategy "tensor", dynamic false */
+};
+
+/*
+ * One scheme's compressed-tensors config. Strings are not owned. Which
+ * format a scheme gets (LOWBIT.md A.1; vLLM asserts on the other pairings):
+ *   "pack-quantized"   int weights, no input quantization (W4A16, W8A16)
+ *   "int-quantized"    int8 weights, int8 input (W8A8)
+ *   "float-quantized"  FP8 weights, FP8 input
+ *   "naive-quantized"  FP8 weights, no input quantization
+ */
+struct mq_hf_quant {
+	const char *format;
+	struct mq_hf_args weights;
+	enum mq_hf_input input;
+	struct mq_hf_args input_args;  /* type, num_bits, symmetric, observer; used when input != NONE */
+	const char *const *ignore;     /* exact module names kept unquantized ("lm_head"), written in this order */
+	size_t n_ignore;
+};
+
+/*
+ * Builds the "quantization_config" object of q into *out (the caller's, to
+ * cJSON_Delete): one group "group_0" targeting ["Linear"], "actorder" and
+ * "block_structure" null, weights "dynamic" false, "format" both in the group
+ * and at the top, "global_compression_ratio" and "kv_cache_scheme" null,
+ * "quant_method" "compressed-tensors", "quantization_status" "compressed",
+ * "sparsity_config" and "transform_config" {}, "version" "0.12.2". It never
+ * writes "scale_dtype" or "zp_dtype" (loaders with compressed-tensors <= 0.12
+ * refuse them, LOWBIT.md G.1). A q that breaks the rules above (or a rule of
+ * compressed-tensors: group_size > 0 exactly with "group") is a bug of the
+ * caller: MQ_ERR_INTERNAL, naming the field.
+ */
+int mq_hf_quant_config(const struct mq_hf_quant *q, cJSON **out, struct mq_error *err);
+
+/* ---- JSON as Python writes it -------------------------------------------- */
+
+/*
+ * Appends v as json.dump(v, indent=2, sort_keys=True) would (see the top of
+ * this file). Of keys repeated in one object the last one is written (as
+ * json.load keeps it). Numbers: a cJSON_Raw item is written as its text (the
+ * config.json reader keeps numbers so); a cJSON_Number that is a whole number
+ * below 2^53 in magnitude as an integer, any other as Python's repr() of the
+ * double (1e-05, 500000.0, 1e+16). Strings must be valid UTF-8
+ * (MQ_ERR_INTERNAL otherwise); nesting is limited to 64 levels.
+ */
+int mq_hf_json_print(const cJSON *v, struct mq_buf *out, struct mq_error *err);
+
+#endif

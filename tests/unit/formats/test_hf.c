@@ -1,0 +1,500 @@
+/*
+ * hf: the quantization_config of each kind of scheme against the text
+ * llm-compressor's json.dump(indent=2, sort_keys=True) gives for it
+ * (LOWBIT.md B.3); config.json rewritten as Python rewrites it; the shard
+ * index and shard names; the input folder scan (nested files, hidden ones,
+ * a folder of symbolic links as in a Hugging Face cache); copies; and
+ * whether a path lies inside a folder.
+ */
+#include "test_util.h"
+
+#include <stdio.h>
+
+#include "hf.h"
+
+/* ---- quantization_config ---------------------------------------------- */
+
+/* LOWBIT.md B.3's W4A16 example as the document shows it (lists on one line). */
+static const char b3_text[] =
+	"\"quantization_config\": {\n"
+	"  \"config_groups\": {\n"
+	"    \"group_0\": {\n"
+	"      \"format\": \"pack-quantized\",\n"
+	"      \"input_activations\": null,\n"
+	"      \"output_activations\": null,\n"
+	"      \"targets\": [\"Linear\"],\n"
+	"      \"weights\": {\n"
+	"        \"actorder\": null,\n"
+	"        \"block_structure\": null,\n"
+	"        \"dynamic\": false,\n"
+	"        \"group_size\": 128,\n"
+	"        \"num_bits\": 4,\n"
+	"        \"observer\": \"minmax\",\n"
+	"        \"observer_kwargs\": {},\n"
+	"        \"strategy\": \"group\",\n"
+	"        \"symmetric\": true,\n"
+	"        \"type\": \"int\"\n"
+	"      }\n"
+	"    }\n"
+	"  },\n"
+	"  \"format\": \"pack-quantized\",\n"
+	"  \"global_compression_ratio\": null,\n"
+	"  \"ignore\": [\"lm_head\"],\n"
+	"  \"kv_cache_scheme\": null,\n"
+	"  \"quant_method\": \"compressed-tensors\",\n"
+	"  \"quantization_status\": \"compressed\",\n"
+	"  \"sparsity_config\": {},\n"
+	"  \"transform_config\": {},\n"
+	"  \"version\": \"0.12.2\"\n"
+	"}";
+
+/* The same object as json.dump(indent=2, sort_keys=True) writes it: lists one item a line. */
+static const char w4a16_text[] =
+	"{\n"
+	"  \"config_groups\": {\n"
+	"    \"group_0\": {\n"
+	"      \"format\": \"pack-quantized\",\n"
+	"      \"input_activations\": null,\n"
+	"      \"output_activations\": null,\n"
+	"      \"targets\": [\n"
+	"        \"Linear\"\n"
+	"      ],\n"
+	"      \"weights\": {\n"
+	"        \"actorder\": null,\n"
+	"        \"block_structure\": null,\n"
+	"        \"dynamic\": false,\n"
+	"        \"group_size\": 128,\n"
+	"        \"num_bits\": 4,\n"
+	"        \"observer\": \"minmax\",\n"
+	"        \"observer_kwargs\": {},\n"
+	"        \"strategy\": \"group\",\n"
+	"        \"symmetric\": true,\n"
+	"        \"type\": \"int\"\n"
+	"      }\n"
+	"    }\n"
+	"  },\n"
+	"  \"format\": \"pack-quantized\",\n"
+	"  \"global_compression_ratio\": null,\n"
+	"  \"ignore\": [\n"
+	"    \"lm_head\"\n"
+	"  ],\n"
+	"  \"kv_cache_scheme\": null,\n"
+	"  \"quant_method\": \"compressed-tensors\",\n"
+	"  \"quantization_status\": \"compressed\",\n"
+	"  \"sparsity_config\": {},\n"
+	"  \"transform_config\": {},\n"
+	"  \"version\": \"0.12.2\"\n"
+	"}";
+
+static const char w4a16_asym_text[] =
+	"{\n"
+	"  \"config_groups\": {\n"
+	"    \"group_0\": {\n"
+	"      \"format\": \"pack-quantized\",\n"
+	"      \"input_activations\": null,\n"
+	"      \"output_activations\": null,\n"
+	"      \"targets\": [\n"
+	"        \"Linear\"\n"
+	"      ],\n"
+	"      \"weights\": {\n"
+	"        \"actorder\": null,\n"
+	"        \"block_structure\": null,\n"
+	"        \"dynamic\": false,\n"
+	"        \"group_size\": 32,\n"
+	"        \"num_bits\": 4,\n"
+	"        \"observer\": \"mse\",\n"
+	"        \"observer_kwargs\": {},\n"
+	"        \"strategy\": \"group\",\n"
+	"        \"symmetric\": false,\n"
+	"        \"type\": \"int\"\n"
+	"      }\n"
+	"    }\n"
+	"  },\n"
+	"  \"format\": \"pack-quantized\",\n"
+	"  \"global_compression_ratio\": null,\n"
+	"  \"ignore\": [\n"
+	"    \"lm_head\",\n"
+	"    \"model.layers.0.mlp.gate\"\n"
+	"  ],\n"
+	"  \"kv_cache_scheme\": null,\n"
+	"  \"quant_method\": \"compressed-tensors\",\n"
+	"  \"quantization_status\": \"compressed\",\n"
+	"  \"sparsity_config\": {},\n"
+	"  \"transform_config\": {},\n"
+	"  \"version\": \"0.12.2\"\n"
+	"}";
+
+static const char w8a8_text[] =
+	"{\n"
+	"  \"config_groups\": {\n"
+	"    \"group_0\": {\n"
+	"      \"format\": \"int-quantized\",\n"
+	"      \"input_activations\": {\n"
+	"        \"actorder\": null,\n"
+	"        \"block_structure\": null,\n"
+	"        \"dynamic\": true,\n"
+	"        \"group_size\": null,\n"
+	"        \"num_bits\": 8,\n"
+	"        \"observer\": null,\n"
+	"        \"observer_kwargs\": {},\n"
+	"        \"strategy\": \"token\",\n"
+	"        \"symmetric\": true,\n"
+	"        \"type\": \"int\"\n"
+	"      },\n"
+	"      \"output_activations\": null,\n"
+	"      \"targets\": [\n"
+	"        \"Linear\"\n"
+	"      ],\n"
+	"      \"weights\": {\n"
+	"        \"actorder\": null,\n"
+	"        \"block_structure\": null,\n"
+	"        \"dynamic\": false,\n"
+	"        \"group_size\": null,\n"
+	"        \"num_bits\": 8,\n"
+	"        \"observer\": \"minmax\",\n"
+	"        \"observer_kwargs\": {},\n"
+	"        \"strategy\": \"channel\",\n"
+	"        \"symmetric\": true,\n"
+	"        \"type\": \"int\"\n"
+	"      }\n"
+	"    }\n"
+	"  },\n"
+	"  \"format\": \"int-quantized\",\n"
+	"  \"global_compression_ratio\": null,\n"
+	"  \"ignore\": [\n"
+	"    \"lm_head\"\n"
+	"  ],\n"
+	"  \"kv_cache_scheme\": null,\n"
+	"  \"quant_method\": \"compressed-tensors\",\n"
+	"  \"quantization_status\": \"compressed\",\n"
+	"  \"sparsity_config\": {},\n"
+	"  \"transform_config\": {},\n"
+	"  \"version\": \"0.12.2\"\n"
+	"}";
+
+static const char fp8_static_text[] =
+	"{\n"
+	"  \"config_groups\": {\n"
+	"    \"group_0\": {\n"
+	"      \"format\": \"float-quantized\",\n"
+	"      \"input_activations\": {\n"
+	"        \"actorder\": null,\n"
+	"        \"block_structure\": null,\n"
+	"        \"dynamic\": false,\n"
+	"        \"group_size\": null,\n"
+	"        \"num_bits\": 8,\n"
+	"        \"observer\": \"static_minmax\",\n"
+	"        \"observer_kwargs\": {},\n"
+	"        \"strategy\": \"tensor\",\n"
+	"        \"symmetric\": true,\n"
+	"        \"type\": \"float\"\n"
+	"      },\n"
+	"      \"output_activations\": null,\n"
+	"      \"targets\": [\n"
+	"        \"Linear\"\n"
+	"      ],\n"
+	"      \"weights\": {\n"
+	"        \"actorder\": null,\n"
+	"        \"block_structure\": null,\n"
+	"        \"dynamic\": false,\n"
+	"        \"group_size\": null,\n"
+	"        \"num_bits\": 8,\n"
+	"        \"observer\": \"minmax\",\n"
+	"        \"observer_kwargs\": {},\n"
+	"        \"strategy\": \"tensor\",\n"
+	"        \"symmetric\": true,\n"
+	"        \"type\": \"float\"\n"
+	"      }\n"
+	"    }\n"
+	"  },\n"
+	"  \"format\": \"float-quantized\",\n"
+	"  \"global_compression_ratio\": null,\n"
+	"  \"ignore\": [\n"
+	"    \"lm_head\"\n"
+	"  ],\n"
+	"  \"kv_cache_scheme\": null,\n"
+	"  \"quant_method\": \"compressed-tensors\",\n"
+	"  \"quantization_status\": \"compressed\",\n"
+	"  \"sparsity_config\": {},\n"
+	"  \"transform_config\": {},\n"
+	"  \"version\": \"0.12.2\"\n"
+	"}";
+
+static const char fp8_dynamic_text[] =
+	"{\n"
+	"  \"config_groups\": {\n"
+	"    \"group_0\": {\n"
+	"      \"format\": \"float-quantized\",\n"
+	"      \"input_activations\": {\n"
+	"        \"actorder\": null,\n"
+	"        \"block_structure\": null,\n"
+	"        \"dynamic\": true,\n"
+	"        \"group_size\": null,\n"
+	"        \"num_bits\": 8,\n"
+	"        \"observer\": null,\n"
+	"        \"observer_kwargs\": {},\n"
+	"        \"strategy\": \"token\",\n"
+	"        \"symmetric\": true,\n"
+	"        \"type\": \"float\"\n"
+	"      },\n"
+	"      \"output_activations\": null,\n"
+	"      \"targets\": [\n"
+	"        \"Linear\"\n"
+	"      ],\n"
+	"      \"weights\": {\n"
+	"        \"actorder\": null,\n"
+	"        \"block_structure\": null,\n"
+	"        \"dynamic\": false,\n"
+	"        \"group_size\": null,\n"
+	"        \"num_bits\": 8,\n"
+	"        \"observer\": \"minmax\",\n"
+	"        \"observer_kwargs\": {},\n"
+	"        \"strategy\": \"channel\",\n"
+	"        \"symmetric\": true,\n"
+	"        \"type\": \"float\"\n"
+	"      }\n"
+	"    }\n"
+	"  },\n"
+	"  \"format\": \"float-quantized\",\n"
+	"  \"global_compression_ratio\": null,\n"
+	"  \"ignore\": [],\n"
+	"  \"kv_cache_scheme\": null,\n"
+	"  \"quant_method\": \"compressed-tensors\",\n"
+	"  \"quantization_status\": \"compressed\",\n"
+	"  \"sparsity_config\": {},\n"
+	"  \"transform_config\": {},\n"
+	"  \"version\": \"0.12.2\"\n"
+	"}";
+
+
+static const char *const lm_head[] = { "lm_head" };
+
+static const struct mq_hf_quant w4a16 = {
+	.format = "pack-quantized",
+	.weights = { .type = "int", .num_bits = 4, .symmetric = 1, .strategy = "group", .group_size = 128 },
+	.ignore = lm_head,
+	.n_ignore = 1,
+};
+
+/* The printed text of q's config (malloc'd), or NULL with e holding why. */
+static char *quant_text(const struct mq_hf_quant *q, struct mq_error *e)
+{
+	cJSON *qc = NULL;
+	if (mq_hf_quant_config(q, &qc, e))
+		return NULL;
+	struct mq_buf b = MQ_BUF_INIT;
+	assert_int_equal(mq_hf_json_print(qc, &b, e), 0);
+	cJSON_Delete(qc);
+	return mq_buf_detach(&b, NULL);
+}
+
+static void assert_quant_text(const struct mq_hf_quant *q, const char *want)
+{
+	struct mq_error e = { 0 };
+	char *got = quant_text(q, &e);
+	if (!got)
+		fail_msg("%s", e.msg);
+	assert_string_equal(got, want);
+	free(got);
+}
+
+/* s without the white space outside string literals. */
+static char *squeeze(const char *s)
+{
+	char *o = malloc(strlen(s) + 1), *p = o;
+	int in_str = 0;
+	for (; *s; s++) {
+		if (in_str && *s == '\\' && s[1]) {
+			*p++ = *s++;
+		} else if (*s == '"') {
+			in_str = !in_str;
+		} else if (!in_str && strchr(" \n", *s)) {
+			continue;
+		}
+		*p++ = *s;
+	}
+	*p = '\0';
+	return o;
+}
+
+static void test_hf_w4a16_is_lowbit_b3_as_python_writes_it(void **state)
+{
+	(void)state;
+	assert_quant_text(&w4a16, w4a16_text);
+	/* The document's text, its layout aside: "quantization_config": and the object. */
+	char *doc = squeeze(b3_text), *ours = squeeze(w4a16_text);
+	const char *prefix = "\"quantization_config\":";
+	assert_memory_equal(doc, prefix, strlen(prefix));
+	assert_string_equal(doc + strlen(prefix), ours);
+	free(doc);
+	free(ours);
+}
+
+static void test_hf_asym_group_32_with_observer_and_two_ignores(void **state)
+{
+	(void)state;
+	static const char *const ignore[] = { "lm_head", "model.layers.0.mlp.gate" };
+	struct mq_hf_quant q = w4a16;
+	q.weights.symmetric = 0;
+	q.weights.group_size = 32;
+	q.weights.observer = "mse";
+	q.ignore = ignore;
+	q.n_ignore = 2;
+	assert_quant_text(&q, w4a16_asym_text);
+}
+
+static void test_hf_w8a8_int8_dynamic_input(void **state)
+{
+	(void)state;
+	const struct mq_hf_quant q = {
+		.format = "int-quantized",
+		.weights = { .type = "int", .num_bits = 8, .symmetric = 1, .strategy = "channel" },
+		.input = MQ_HF_INPUT_DYNAMIC_TOKEN,
+		.input_args = { .type = "int", .num_bits = 8, .symmetric = 1 },
+		.ignore = lm_head,
+		.n_ignore = 1,
+	};
+	assert_quant_text(&q, w8a8_text);
+}
+
+static void test_hf_fp8_static_and_dynamic_input(void **state)
+{
+	(void)state;
+	struct mq_hf_quant q = {
+		.format = "float-quantized",
+		.weights = { .type = "float", .num_bits = 8, .symmetric = 1, .strategy = "tensor" },
+		.input = MQ_HF_INPUT_STATIC_TENSOR,
+		.input_args = { .type = "float", .num_bits = 8, .symmetric = 1 },
+		.ignore = lm_head,
+		.n_ignore = 1,
+	};
+	assert_quant_text(&q, fp8_static_text);
+	q.weights.strategy = "channel";
+	q.input = MQ_HF_INPUT_DYNAMIC_TOKEN;
+	q.n_ignore = 0;
+	assert_quant_text(&q, fp8_dynamic_text);
+}
+
+/* Pairings vLLM or compressed-tensors refuse are the caller's bug, named. */
+static void test_hf_quant_config_refuses_what_loaders_refuse(void **state)
+{
+	(void)state;
+	const struct mq_hf_args int4 = w4a16.weights, int8 = { "int", 8, 1, "channel", 0, NULL };
+	const struct mq_hf_args fp8 = { "float", 8, 1, "tensor", 0, NULL };
+	static const char *const empty[] = { "" };
+	const enum mq_hf_input dyn = MQ_HF_INPUT_DYNAMIC_TOKEN;
+	const struct {
+		struct mq_hf_quant q;
+		const char *msg;
+	} cases[] = {
+		{ { "dense", int4, 0, { 0 }, NULL, 0 }, "format is not" },
+		{ { "int-quantized", int8, 0, { 0 }, NULL, 0 }, "need input activations" },
+		{ { "pack-quantized", int4, dyn, int8, NULL, 0 }, "input activations need format" },
+		{ { "naive-quantized", int4, 0, { 0 }, NULL, 0 }, "naive-quantized float weights" },
+		{ { "float-quantized", int8, dyn, fp8, NULL, 0 }, "float-quantized float weights" },
+		{ { "int-quantized", int8, dyn, fp8, NULL, 0 }, "int-quantized int weights and input" },
+		{ { "pack-quantized", { "int", 4, 1, "group", 0, NULL }, 0, { 0 }, NULL, 0 }, "group_size must be > 0" },
+		{ { "pack-quantized", { "int", 8, 1, "channel", 128, NULL }, 0, { 0 }, NULL, 0 }, "group_size must be > 0" },
+		{ { "pack-quantized", { "int", 4, 1, "block", 0, NULL }, 0, { 0 }, NULL, 0 }, "weights strategy" },
+		{ { "pack-quantized", { "int", 9, 1, "channel", 0, NULL }, 0, { 0 }, NULL, 0 }, "num_bits 1..8" },
+		{ { "naive-quantized", { "float", 4, 1, "channel", 0, NULL }, 0, { 0 }, NULL, 0 }, "takes num_bits 8" },
+		{ { "naive-quantized", { "float", 8, 0, "channel", 0, NULL }, 0, { 0 }, NULL, 0 }, "and symmetric" },
+		{ { "int-quantized", int4, dyn, int8, NULL, 0 }, "take num_bits 8" },
+		{ { "int-quantized", int8, dyn, { "int", 8, 1, NULL, 0, "minmax" }, NULL, 0 }, "take no observer" },
+		{ { "int-quantized", int8, 7, int8, NULL, 0 }, "unknown input" },
+		{ { "pack-quantized", int4, 0, { 0 }, empty, 1 }, "ignore entry is empty" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct mq_error e = { 0 };
+		cJSON *qc = cJSON_CreateNull();
+		cJSON *keep = qc;
+		assert_int_equal(mq_hf_quant_config(&cases[i].q, &qc, &e), MQ_ERR_INTERNAL);
+		assert_null(qc);
+		cJSON_Delete(keep);
+		if (!strstr(e.msg, cases[i].msg) || !strstr(e.msg, "quantization_config"))
+			fail_msg("case %zu: %s", i, e.msg);
+	}
+}
+
+/* ---- the printer ---------------------------------------------------------- */
+
+/*
+ * A tree of every kind of value (cJSON's parser builds it: numbers become
+ * doubles) printed as Python 3.11 prints the same values: whole numbers as
+ * integers, the rest as repr() (7.12...e-307 is a power of two, where the
+ * shortest decimal is not the nearest one of its length), keys in code point
+ * order, the last of a repeated key, ensure_ascii escapes.
+ */
+static void test_hf_json_print_writes_what_python_writes(void **state)
+{
+	(void)state;
+	static const char in[] =
+		"{\"b\":[1,2.5,{\"x\":[]}],\"a\":{},\"s\":\"h\\u00e9\\ud83d\\ude00\\u007f\\u0001/\\\"\\\\\\b\\f\\n\\r\\t~\","
+		"\"n\":null,\"t\":true,\"f\":false,\"dup\":1,"
+		"\"nums\":[1e-05,500000.5,0.02,1e16,0.0001,-0.5,1.5e-07,1e22,5e-324,2.2250738585072014e-308,"
+		"7.120236347223045e-307,123456789.125,-3,1000000000000000,0,1.7976931348623157e308],"
+		"\"dup\":2,\"\":\"empty key\",\"\\u00e9\":\"after ascii\",\"z\\ud83d\\ude00\":\"astral key\"}";
+	static const char want[] =
+		"{\n"
+		"  \"\": \"empty key\",\n"
+		"  \"a\": {},\n"
+		"  \"b\": [\n"
+		"    1,\n"
+		"    2.5,\n"
+		"    {\n"
+		"      \"x\": []\n"
+		"    }\n"
+		"  ],\n"
+		"  \"dup\": 2,\n"
+		"  \"f\": false,\n"
+		"  \"n\": null,\n"
+		"  \"nums\": [\n"
+		"    1e-05,\n"
+		"    500000.5,\n"
+		"    0.02,\n"
+		"    1e+16,\n"
+		"    0.0001,\n"
+		"    -0.5,\n"
+		"    1.5e-07,\n"
+		"    1e+22,\n"
+		"    5e-324,\n"
+		"    2.2250738585072014e-308,\n"
+		"    7.120236347223045e-307,\n"
+		"    123456789.125,\n"
+		"    -3,\n"
+		"    1000000000000000,\n"
+		"    0,\n"
+		"    1.7976931348623157e+308\n"
+		"  ],\n"
+		"  \"s\": \"h\\u00e9\\ud83d\\ude00\\u007f\\u0001/\\\"\\\\\\b\\f\\n\\r\\t~\",\n"
+		"  \"t\": true,\n"
+		"  \"z\\ud83d\\ude00\": \"astral key\",\n"
+		"  \"\\u00e9\": \"after ascii\"\n"
+		"}";
+	cJSON *v = cJSON_Parse(in);
+	assert_non_null(v);
+	struct mq_buf b = MQ_BUF_INIT;
+	struct mq_error e = { 0 };
+	assert_int_equal(mq_hf_json_print(v, &b, &e), 0);
+	assert_string_equal(b.data, want);
+	mq_buf_release(&b);
+	/* A string that is not UTF-8 cannot be written as Python would. */
+	cJSON_AddStringToObject(v, "bad", "\xff");
+	assert_int_equal(mq_hf_json_print(v, &b, &e), MQ_ERR_INTERNAL);
+	assert_non_null(strstr(e.msg, "not valid UTF-8"));
+	mq_buf_release(&b);
+	cJSON_Delete(v);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_hf_w4a16_is_lowbit_b3_as_python_writes_it),
+		cmocka_unit_test(test_hf_asym_group_32_with_observer_and_two_ignores),
+		cmocka_unit_test(test_hf_w8a8_int8_dynamic_input),
+		cmocka_unit_test(test_hf_fp8_static_and_dynamic_input),
+		cmocka_unit_test(test_hf_quant_config_refuses_what_loaders_refuse),
+		cmocka_unit_test(test_hf_json_print_writes_what_python_writes),
+	};
+	return cmocka_run_group_tests_name("hf", tests, NULL, NULL);
+}
