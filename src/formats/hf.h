@@ -8,6 +8,8 @@
  *                           scheme (LOWBIT.md B.3), a cJSON tree
  *   mq_hf_json_print()      any cJSON tree as Python's json.dump(indent=2,
  *                           sort_keys=True) writes it
+ *   mq_hf_config_rewrite()  config.json with that object put in, written as
+ *                           llm-compressor rewrites it
  *
  * JSON text is written the way llm-compressor writes config.json and the
  * index (json.dump(obj, f, indent=2, sort_keys=True)): 2-space indentation,
@@ -89,8 +91,29 @@ int mq_hf_quant_config(const struct mq_hf_quant *q, cJSON **out, struct mq_error
  * config.json reader keeps numbers so); a cJSON_Number that is a whole number
  * below 2^53 in magnitude as an integer, any other as Python's repr() of the
  * double (1e-05, 500000.0, 1e+16). Strings must be valid UTF-8
- * (MQ_ERR_INTERNAL otherwise); nesting is limited to 64 levels.
+ * (MQ_ERR_INTERNAL otherwise); nesting to 64 levels below the top.
  */
 int mq_hf_json_print(const cJSON *v, struct mq_buf *out, struct mq_error *err);
+
+/*
+ * Appends config.json's text json[0..len) with "quantization_config" set to
+ * a copy of qc (every member of that name replaced), the whole document
+ * written as mq_hf_json_print() writes it: what llm-compressor's
+ * update_config writes (json.load, set the key, json.dump(indent=2,
+ * sort_keys=True)). Numbers keep their value exactly: an integer is written
+ * as it was ("-0" as 0, more digits than 64 bits hold kept), any number with
+ * a fraction or an exponent as Python's repr() of its double (1e-05,
+ * 500000.0 and 0.02 come out as they went in; 1E-5 becomes 1e-05 and 0.10
+ * 0.1, as in Python). NaN, Infinity and -Infinity are read and written as
+ * Python's json does.
+ *
+ * MQ_ERR_INPUT, naming "config.json" and what to do, when the text is not
+ * UTF-8 or not JSON (the byte is given), is not an object, or has a
+ * quantization_config that says the model is quantized already (one with a
+ * quant_method or config_groups; null and {} are replaced). Unlike Python,
+ * it refuses a string holding \u0000 or a lone surrogate, and nesting
+ * more than 64 levels below the top. qc not an object: MQ_ERR_INTERNAL.
+ */
+int mq_hf_config_rewrite(const char *json, size_t len, const cJSON *qc, struct mq_buf *out, struct mq_error *err);
 
 #endif

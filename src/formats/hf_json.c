@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "json_lex.h"
 #include "safetensors.h"
 
 #define JSON_MAX_DEPTH 64
@@ -267,5 +268,290 @@ int mq_hf_json_print(const cJSON *v, struct mq_buf *out, struct mq_error *err)
 	int rc = print_value(out, v, 0, err);
 	if (!rc && !mq_buf_ok(out))
 		rc = mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+	return rc;
+}
+
+/* ---- config.json ------------------------------------------------------------ */
+
+#define CONFIG_NAME "config.json"
+#define CONFIG_ADVICE "a model's config.json is one JSON object, as transformers writes it; restore it from the model's source"
+
+static int parse_value(struct mq_json_lex *p, int depth, cJSON **out);
+
+/* A cJSON_Raw item of text t[0..n), or NULL when out of memory. */
+static cJSON *raw_item(const char *t, size_t n)
+{
+	char *s = malloc(n + 1);
+	if (!s)
+		return NULL;
+	memcpy(s, t, n);
+	s[n] = '\0';
+	cJSON *r = cJSON_CreateRaw(s);
+	free(s);
+	return r;
+}
+
+/* Steps over the digits at p->i; how many there were. */
+static size_t skip_digits(struct mq_json_lex *p)
+{
+	size_t start = p->i;
+	while (p->i < p->n && p->s[p->i] >= '0' && p->s[p->i] <= '9')
+		p->i++;
+	return p->i - start;
+}
+
+/*
+ * A number (JSON's grammar, as Python's json reads it) into the text
+ * json.dump writes for it: an integer as written ("-0" is 0), any number
+ * with a fraction or an exponent as repr() of the double it reads as.
+ */
+static int parse_number(struct mq_json_lex *p, cJSON **out)
+{
+	size_t start = p->i;
+	int is_float = 0;
+	if (p->s[p->i] == '-')
+		p->i++;
+	if (p->i < p->n && p->s[p->i] == '0')
+		p->i++;
+	else if (!skip_digits(p))
+		return mq_json_fail(p, "a number without digits");
+	if (p->i < p->n && p->s[p->i] == '.') {
+		p->i++;
+		is_float = 1;
+		if (!skip_digits(p))
+			return mq_json_fail(p, "no digit after the decimal point");
+	}
+	if (p->i < p->n && (p->s[p->i] == 'e' || p->s[p->i] == 'E')) {
+		p->i++;
+		is_float = 1;
+		if (p->i < p->n && (p->s[p->i] == '+' || p->s[p->i] == '-'))
+			p->i++;
+		if (!skip_digits(p))
+			return mq_json_fail(p, "no digit in the exponent");
+	}
+	size_t n = p->i - start;
+	if (!is_float) {
+		*out = n == 2 && memcmp(p->s + start, "-0", 2) == 0 ? raw_item("0", 1) : raw_item(p->s + start, n);
+		return 0;
+	}
+	cJSON *lexeme = raw_item(p->s + start, n);
+	struct mq_buf b = MQ_BUF_INIT;
+	if (lexeme)
+		py_float_repr(&b, strtod(lexeme->valuestring, NULL));
+	*out = mq_buf_ok(&b) && b.data ? raw_item(b.data, b.len) : NULL;
+	mq_buf_release(&b);
+	cJSON_Delete(lexeme);
+	return 0;
+}
+
+/* true, false, null, and the NaN, Infinity and -Infinity that Python's json reads and writes. */
+static int parse_literal(struct mq_json_lex *p, cJSON **out)
+{
+	static const char *const words[] = { "true", "false", "null", "NaN", "Infinity", "-Infinity" };
+	for (int k = 0; k < 6; k++) {
+		size_t l = strlen(words[k]);
+		if (p->n - p->i < l || memcmp(p->s + p->i, words[k], l) != 0)
+			continue;
+		p->i += l;
+		*out = k == 0 ? cJSON_CreateTrue() : k == 1 ? cJSON_CreateFalse() : k == 2 ? cJSON_CreateNull()
+		       : raw_item(words[k], l);
+		return 0;
+	}
+	int c = mq_json_peek(p);
+	if (c == '-' || (c >= '0' && c <= '9'))
+		return parse_number(p, out);
+	return mq_json_fail(p, c < 0 ? "the text ends where a value belongs" : "unexpected character");
+}
+
+/* After a member or an item: ',' (1, more follow) or the closing bracket (0). */
+static int next_or_close(struct mq_json_lex *p, char close, int *more)
+{
+	int c = mq_json_peek(p);
+	if (c == ',' || c == (unsigned char)close) {
+		p->i++;
+		*more = c == ',';
+		return 0;
+	}
+	return mq_json_fail(p, close == '}' ? "expected ',' or '}'" : "expected ',' or ']'");
+}
+
+/* The members of the object at p->i (on its '{') into o. */
+static int parse_members(struct mq_json_lex *p, int depth, cJSON *o)
+{
+	p->i++;
+	if (mq_json_peek(p) == '}') {
+		p->i++;
+		return 0;
+	}
+	for (int more = 1; more;) {
+		char *key = NULL;
+		cJSON *v = NULL;
+		int rc = mq_json_string(p, &key);
+		if (!rc)
+			rc = mq_json_expect(p, ':');
+		if (!rc)
+			rc = parse_value(p, depth + 1, &v);
+		if (!rc && !cJSON_AddItemToObject(o, key, v)) {
+			cJSON_Delete(v);
+			rc = mq_fail(p->err, MQ_ERR_INTERNAL, "out of memory reading '%s'", p->file);
+		}
+		free(key);
+		if (!rc)
+			rc = next_or_close(p, '}', &more);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+/* The items of the array at p->i (on its '[') into a. */
+static int parse_items(struct mq_json_lex *p, int depth, cJSON *a)
+{
+	p->i++;
+	if (mq_json_peek(p) == ']') {
+		p->i++;
+		return 0;
+	}
+	for (int more = 1; more;) {
+		cJSON *v = NULL;
+		int rc = parse_value(p, depth + 1, &v);
+		if (!rc && !cJSON_AddItemToArray(a, v)) {
+			cJSON_Delete(v);
+			rc = mq_fail(p->err, MQ_ERR_INTERNAL, "out of memory reading '%s'", p->file);
+		}
+		if (!rc)
+			rc = next_or_close(p, ']', &more);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+static int parse_value(struct mq_json_lex *p, int depth, cJSON **out)
+{
+	*out = NULL;
+	if (depth > JSON_MAX_DEPTH)
+		return mq_json_fail(p, "nested more than 64 levels deep");
+	int c = mq_json_peek(p), rc;
+	if (c == '{' || c == '[') {
+		*out = c == '{' ? cJSON_CreateObject() : cJSON_CreateArray();
+		rc = !*out ? 0 : c == '{' ? parse_members(p, depth, *out) : parse_items(p, depth, *out);
+	} else if (c == '"') {
+		char *s = NULL;
+		rc = mq_json_string(p, &s);
+		if (!rc)
+			*out = cJSON_CreateString(s);
+		free(s);
+	} else {
+		rc = parse_literal(p, out);
+	}
+	if (!rc && !*out)
+		rc = mq_fail(p->err, MQ_ERR_INTERNAL, "out of memory reading '%s'", p->file);
+	if (rc) {
+		cJSON_Delete(*out);
+		*out = NULL;
+	}
+	return rc;
+}
+
+/* config.json's text into a tree whose numbers are cJSON_Raw items of json.dump's text for them. */
+static int parse_config(const char *json, size_t len, cJSON **doc, struct mq_error *err)
+{
+	size_t bad;
+	if (len >= 3 && memcmp(json, "\xef\xbb\xbf", 3) == 0)
+		return mq_fail(err, MQ_ERR_INPUT,
+			"'%s' starts with a byte order mark, which Python's json (and so transformers) refuses; save it as UTF-8 without one",
+			CONFIG_NAME);
+	if (mq_utf8_check((const unsigned char *)json, len, &bad))
+		return mq_fail(err, MQ_ERR_INPUT, "'%s' is not UTF-8 text (byte %zu); %s", CONFIG_NAME, bad, CONFIG_ADVICE);
+	struct mq_json_lex p = { json, len, 0, CONFIG_NAME, err, "model config", CONFIG_ADVICE };
+	int rc = parse_value(&p, 0, doc);
+	if (!rc && mq_json_peek(&p) >= 0)
+		rc = mq_json_fail(&p, "more text after the JSON value");
+	if (rc) {
+		cJSON_Delete(*doc);
+		*doc = NULL;
+	}
+	return rc;
+}
+
+/* "an array", "a string", ... for messages. */
+static const char *kind_name(const cJSON *v)
+{
+	switch (v->type & 0xff) {
+	case cJSON_False:
+	case cJSON_True: return "a boolean";
+	case cJSON_NULL: return "null";
+	case cJSON_Number:
+	case cJSON_Raw: return "a number";
+	case cJSON_String: return "a string";
+	case cJSON_Array: return "an array";
+	default: return "an object";
+	}
+}
+
+/* The last member named key (the one json.load keeps), or NULL. */
+static const cJSON *last_member(const cJSON *o, const char *key)
+{
+	const cJSON *found = NULL;
+	for (const cJSON *c = o->child; c; c = c->next)
+		if (strcmp(c->string, key) == 0)
+			found = c;
+	return found;
+}
+
+/* config.json must be an object, and not the config of a model quantized already. */
+static int check_config(const cJSON *doc, struct mq_error *err)
+{
+	if (!cJSON_IsObject(doc))
+		return mq_fail(err, MQ_ERR_INPUT, "'%s' holds %s, not a JSON object; %s", CONFIG_NAME, kind_name(doc),
+			       CONFIG_ADVICE);
+	const cJSON *qc = last_member(doc, "quantization_config");
+	if (!qc || cJSON_IsNull(qc))
+		return 0;
+	if (!cJSON_IsObject(qc))
+		return mq_fail(err, MQ_ERR_INPUT,
+			"'%s': \"quantization_config\" is %s, not an object; remove it, or restore config.json from the model's source",
+			CONFIG_NAME, kind_name(qc));
+	const cJSON *method = last_member(qc, "quant_method");
+	if ((!method || cJSON_IsNull(method)) && !last_member(qc, "config_groups"))
+		return 0;
+	char what[96] = "it lists config_groups";
+	if (cJSON_IsString(method))
+		snprintf(what, sizeof(what), "quant_method \"%.64s\"", method->valuestring);
+	return mq_fail(err, MQ_ERR_INPUT,
+		"'%s' has a quantization_config (%s): the model is quantized already; quantize the original, unquantized model (whose config.json has none)",
+		CONFIG_NAME, what);
+}
+
+/* doc's quantization_config members replaced by a copy of qc. */
+static int put_quant(cJSON *doc, const cJSON *qc, struct mq_error *err)
+{
+	while (cJSON_GetObjectItemCaseSensitive(doc, "quantization_config"))
+		cJSON_DeleteItemFromObjectCaseSensitive(doc, "quantization_config");
+	cJSON *copy = cJSON_Duplicate(qc, 1);
+	if (!copy || !cJSON_AddItemToObject(doc, "quantization_config", copy)) {
+		cJSON_Delete(copy);
+		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+	}
+	return 0;
+}
+
+int mq_hf_config_rewrite(const char *json, size_t len, const cJSON *qc, struct mq_buf *out, struct mq_error *err)
+{
+	struct mq_error local = { 0 };
+	if (!err)
+		err = &local;
+	if (!cJSON_IsObject(qc))
+		return mq_fail(err, MQ_ERR_INTERNAL, "the quantization_config to write is not a JSON object");
+	cJSON *doc = NULL;
+	int rc = parse_config(json, len, &doc, err);
+	if (!rc)
+		rc = check_config(doc, err);
+	if (!rc)
+		rc = put_quant(doc, qc, err);
+	if (!rc)
+		rc = mq_hf_json_print(doc, out, err);
+	cJSON_Delete(doc);
 	return rc;
 }

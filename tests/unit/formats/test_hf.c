@@ -486,6 +486,265 @@ static void test_hf_json_print_writes_what_python_writes(void **state)
 	cJSON_Delete(v);
 }
 
+/* ---- config.json ------------------------------------------------------------ */
+
+/* The W4A16 config (the caller's, to cJSON_Delete). */
+static cJSON *w4a16_config(void)
+{
+	cJSON *qc = NULL;
+	struct mq_error e = { 0 };
+	assert_int_equal(mq_hf_quant_config(&w4a16, &qc, &e), 0);
+	return qc;
+}
+
+/* The rewrite of text (malloc'd), or NULL with e holding why. */
+static char *rewrite(const char *text, struct mq_error *e)
+{
+	cJSON *qc = w4a16_config();
+	struct mq_buf b = MQ_BUF_INIT;
+	int rc = mq_hf_config_rewrite(text, strlen(text), qc, &b, e);
+	cJSON_Delete(qc);
+	if (rc) {
+		assert_true(rc < 0 && e->code == rc);
+		mq_buf_release(&b);
+		return NULL;
+	}
+	return mq_buf_detach(&b, NULL);
+}
+
+/*
+ * A Llama 3.1 config.json, its keys out of order, with numbers written in
+ * other ways than Python writes them (1E-5, 0.10, -0, 1.0e4, 1e400, NaN), a
+ * non-ASCII name, null, booleans, nested and empty containers. The expected
+ * bytes are what Python 3.11 wrote for it: json.load, set
+ * "quantization_config" to the W4A16 object, json.dump(indent=2, sort_keys=True).
+ */
+static void test_hf_config_rewrite_matches_python_for_a_llama_config(void **state)
+{
+	(void)state;
+	static const char in[] =
+		"{\n"
+		"  \"architectures\": [\"LlamaForCausalLM\"],\n"
+		"  \"vocab_size\": 128256,\n"
+		"  \"attention_bias\": false,\n"
+		"  \"attention_dropout\": 0.0,\n"
+		"  \"bos_token_id\": 128000,\n"
+		"  \"eos_token_id\": [128001, 128008, 128009],\n"
+		"  \"head_dim\": 128,\n"
+		"  \"hidden_act\": \"silu\",\n"
+		"  \"hidden_size\": 4096,\n"
+		"  \"initializer_range\": 0.02,\n"
+		"  \"intermediate_size\": 14336,\n"
+		"  \"max_position_embeddings\": 131072,\n"
+		"  \"mlp_bias\": false,\n"
+		"  \"model_type\": \"llama\",\n"
+		"  \"num_attention_heads\": 32,\n"
+		"  \"num_hidden_layers\": 32,\n"
+		"  \"num_key_value_heads\": 8,\n"
+		"  \"pad_token_id\": null,\n"
+		"  \"pretraining_tp\": 1,\n"
+		"  \"rms_norm_eps\": 1e-05,\n"
+		"  \"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8.0, \"low_freq_factor\": 1.0, \"high_freq_factor\": 4.0,\n"
+		"                   \"original_max_position_embeddings\": 8192},\n"
+		"  \"rope_theta\": 500000.0,\n"
+		"  \"tie_word_embeddings\": false,\n"
+		"  \"torch_dtype\": \"bfloat16\",\n"
+		"  \"transformers_version\": \"4.43.0.dev0\",\n"
+		"  \"use_cache\": true,\n"
+		"  \"_name_or_path\": \"Modèle-Llama 😀 \\\"8B\\\"\\tv1\",\n"
+		"  \"numbers_as_written\": [1E-5, 0.10, -0, 1.0e4, 5e5, 123456789012345678901234567890, -2.5E+3, 1e400, 0.1e-6, NaN, -Infinity],\n"
+		"  \"empty\": {\"list\": [], \"map\": {}}\n"
+		"}";
+	static const char want[] =
+		"{\n"
+		"  \"_name_or_path\": \"Mod\\u00e8le-Llama \\ud83d\\ude00 \\\"8B\\\"\\tv1\",\n"
+		"  \"architectures\": [\n"
+		"    \"LlamaForCausalLM\"\n"
+		"  ],\n"
+		"  \"attention_bias\": false,\n"
+		"  \"attention_dropout\": 0.0,\n"
+		"  \"bos_token_id\": 128000,\n"
+		"  \"empty\": {\n"
+		"    \"list\": [],\n"
+		"    \"map\": {}\n"
+		"  },\n"
+		"  \"eos_token_id\": [\n"
+		"    128001,\n"
+		"    128008,\n"
+		"    128009\n"
+		"  ],\n"
+		"  \"head_dim\": 128,\n"
+		"  \"hidden_act\": \"silu\",\n"
+		"  \"hidden_size\": 4096,\n"
+		"  \"initializer_range\": 0.02,\n"
+		"  \"intermediate_size\": 14336,\n"
+		"  \"max_position_embeddings\": 131072,\n"
+		"  \"mlp_bias\": false,\n"
+		"  \"model_type\": \"llama\",\n"
+		"  \"num_attention_heads\": 32,\n"
+		"  \"num_hidden_layers\": 32,\n"
+		"  \"num_key_value_heads\": 8,\n"
+		"  \"numbers_as_written\": [\n"
+		"    1e-05,\n"
+		"    0.1,\n"
+		"    0,\n"
+		"    10000.0,\n"
+		"    500000.0,\n"
+		"    123456789012345678901234567890,\n"
+		"    -2500.0,\n"
+		"    Infinity,\n"
+		"    1e-07,\n"
+		"    NaN,\n"
+		"    -Infinity\n"
+		"  ],\n"
+		"  \"pad_token_id\": null,\n"
+		"  \"pretraining_tp\": 1,\n"
+		"  \"quantization_config\": {\n"
+		"    \"config_groups\": {\n"
+		"      \"group_0\": {\n"
+		"        \"format\": \"pack-quantized\",\n"
+		"        \"input_activations\": null,\n"
+		"        \"output_activations\": null,\n"
+		"        \"targets\": [\n"
+		"          \"Linear\"\n"
+		"        ],\n"
+		"        \"weights\": {\n"
+		"          \"actorder\": null,\n"
+		"          \"block_structure\": null,\n"
+		"          \"dynamic\": false,\n"
+		"          \"group_size\": 128,\n"
+		"          \"num_bits\": 4,\n"
+		"          \"observer\": \"minmax\",\n"
+		"          \"observer_kwargs\": {},\n"
+		"          \"strategy\": \"group\",\n"
+		"          \"symmetric\": true,\n"
+		"          \"type\": \"int\"\n"
+		"        }\n"
+		"      }\n"
+		"    },\n"
+		"    \"format\": \"pack-quantized\",\n"
+		"    \"global_compression_ratio\": null,\n"
+		"    \"ignore\": [\n"
+		"      \"lm_head\"\n"
+		"    ],\n"
+		"    \"kv_cache_scheme\": null,\n"
+		"    \"quant_method\": \"compressed-tensors\",\n"
+		"    \"quantization_status\": \"compressed\",\n"
+		"    \"sparsity_config\": {},\n"
+		"    \"transform_config\": {},\n"
+		"    \"version\": \"0.12.2\"\n"
+		"  },\n"
+		"  \"rms_norm_eps\": 1e-05,\n"
+		"  \"rope_scaling\": {\n"
+		"    \"factor\": 8.0,\n"
+		"    \"high_freq_factor\": 4.0,\n"
+		"    \"low_freq_factor\": 1.0,\n"
+		"    \"original_max_position_embeddings\": 8192,\n"
+		"    \"rope_type\": \"llama3\"\n"
+		"  },\n"
+		"  \"rope_theta\": 500000.0,\n"
+		"  \"tie_word_embeddings\": false,\n"
+		"  \"torch_dtype\": \"bfloat16\",\n"
+		"  \"transformers_version\": \"4.43.0.dev0\",\n"
+		"  \"use_cache\": true,\n"
+		"  \"vocab_size\": 128256\n"
+		"}";
+	struct mq_error e = { 0 };
+	char *got = rewrite(in, &e);
+	if (!got)
+		fail_msg("%s", e.msg);
+	assert_string_equal(got, want);
+	free(got);
+}
+
+/* A null or empty quantization_config is replaced, and so is every member of the name. */
+static void test_hf_config_rewrite_replaces_an_empty_quantization_config(void **state)
+{
+	(void)state;
+	static const char *const ins[] = {
+		"{\"b\": 1, \"quantization_config\": null, \"a\": [true, false]}",
+		"{\"quantization_config\": {}, \"b\": 1, \"a\": [true, false]}",
+		/* json.load keeps the last of a repeated key: null, so not quantized */
+		"{\"quantization_config\": {\"quant_method\": \"gptq\"}, \"a\": [true, false], \"b\": 1,"
+		" \"quantization_config\": null}",
+	};
+	for (size_t i = 0; i < sizeof(ins) / sizeof(ins[0]); i++) {
+		struct mq_error e = { 0 };
+		char *got = rewrite(ins[i], &e);
+		if (!got)
+			fail_msg("case %zu: %s", i, e.msg);
+		const char *want = "{\n  \"a\": [\n    true,\n    false\n  ],\n  \"b\": 1,\n  \"quantization_config\": {\n";
+		assert_memory_equal(got, want, strlen(want));
+		const char *qc = strstr(got, "\"quantization_config\"");
+		assert_null(strstr(qc + 1, "\"quantization_config\""));
+		assert_null(strstr(got, "gptq"));
+		free(got);
+	}
+}
+
+/* What cannot be a model's config.json, or is one of a quantized model: named, with what to do. */
+static void test_hf_config_rewrite_refuses_with_the_file_named(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *text, *msg;
+	} cases[] = {
+		{ "[1, 2]", "holds an array, not a JSON object" },
+		{ "\"llama\"", "holds a string, not a JSON object" },
+		{ "{\"a\": 1,}", "malformed model config at byte 8 of the JSON: expected '\"'" },
+		{ "{\"a\": 1 \"b\": 2}", "at byte 8 of the JSON: expected ',' or '}'" },
+		{ "{\"a\": [1 2]}", "expected ',' or ']'" },
+		{ "{\"a\": 01}", "expected ',' or '}'" },
+		{ "{\"a\": 1.}", "no digit after the decimal point" },
+		{ "{\"a\": -}", "a number without digits" },
+		{ "{\"a\": 1e}", "no digit in the exponent" },
+		{ "{\"a\": tru}", "unexpected character" },
+		{ "{\"a\": ", "the text ends where a value belongs" },
+		{ "{} {}", "more text after the JSON value" },
+		{ "", "the text ends where a value belongs" },
+		{ "{\"a\": \"\\ud800\"}", "unpaired surrogate" },
+		{ "{\"a\": \"\\u0000\"}", "NUL character" },
+		{ "{\"a\": \"\xff\"}", "is not UTF-8 text (byte 7)" },
+		{ "\xef\xbb\xbf{}", "byte order mark" },
+		{ "{\"quantization_config\": {\"quant_method\": \"gptq\", \"bits\": 4}}",
+		  "has a quantization_config (quant_method \"gptq\"): the model is quantized already; quantize the original" },
+		{ "{\"quantization_config\": {\"config_groups\": {}}}", "(it lists config_groups)" },
+		{ "{\"quantization_config\": \"fp8\"}", "\"quantization_config\" is a string, not an object" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct mq_error e = { 0 };
+		assert_null(rewrite(cases[i].text, &e));
+		assert_int_equal(e.code, MQ_ERR_INPUT);
+		if (!strstr(e.msg, cases[i].msg) || !strstr(e.msg, "config.json"))
+			fail_msg("case %zu: %s", i, e.msg);
+	}
+	/* Nesting: 64 levels below the top object are read, 65 are not. */
+	char deep[200] = "";
+	for (int d = 0; d < 2; d++) {
+		int n = 64 + d;
+		memset(deep, '[', (size_t)n);
+		memset(deep + n, ']', (size_t)n);
+		deep[2 * n] = '\0';
+		char doc[256];
+		snprintf(doc, sizeof(doc), "{\"a\": %s}", deep);
+		struct mq_error e = { 0 };
+		char *got = rewrite(doc, &e);
+		if (d == 0 && !got)
+			fail_msg("%s", e.msg);
+		if (d == 1)
+			assert_non_null(strstr(e.msg, "nested more than 64 levels"));
+		free(got);
+	}
+	/* The config to put in must be an object. */
+	cJSON *arr = cJSON_CreateArray();
+	struct mq_buf b = MQ_BUF_INIT;
+	struct mq_error e = { 0 };
+	assert_int_equal(mq_hf_config_rewrite("{}", 2, arr, &b, &e), MQ_ERR_INTERNAL);
+	assert_int_equal(mq_hf_config_rewrite("{}", 2, arr, &b, NULL), MQ_ERR_INTERNAL);
+	cJSON_Delete(arr);
+	assert_null(b.data);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -495,6 +754,9 @@ int main(void)
 		cmocka_unit_test(test_hf_fp8_static_and_dynamic_input),
 		cmocka_unit_test(test_hf_quant_config_refuses_what_loaders_refuse),
 		cmocka_unit_test(test_hf_json_print_writes_what_python_writes),
+		cmocka_unit_test(test_hf_config_rewrite_matches_python_for_a_llama_config),
+		cmocka_unit_test(test_hf_config_rewrite_replaces_an_empty_quantization_config),
+		cmocka_unit_test(test_hf_config_rewrite_refuses_with_the_file_named),
 	};
 	return cmocka_run_group_tests_name("hf", tests, NULL, NULL);
 }
