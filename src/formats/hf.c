@@ -1,8 +1,12 @@
 /*
- * hf: the compressed-tensors quantization_config of a scheme (hf.h).
+ * hf: the compressed-tensors quantization_config of a scheme, shard names
+ * and the shard index (hf.h).
  */
 #include "hf.h"
 
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* The compressed-tensors version the config claims: the newest one without scale_dtype/zp_dtype (LOWBIT.md B.2). */
@@ -188,4 +192,75 @@ int mq_hf_quant_config(const struct mq_hf_quant *q, cJSON **out, struct mq_error
 	}
 	*out = o;
 	return 0;
+}
+
+void mq_hf_shard_name(int i, int n, char *buf, size_t cap)
+{
+	MQ_ASSERT(n >= 1 && i >= 0 && i < n && cap >= MQ_HF_SHARD_NAME_MAX);
+	if (n == 1)
+		snprintf(buf, cap, "model.safetensors");
+	else
+		snprintf(buf, cap, "model-%05d-of-%05d.safetensors", i + 1, n);
+}
+
+static int cmp_weight_ptr(const void *a, const void *b)
+{
+	const struct mq_hf_weight *x = *(const struct mq_hf_weight *const *)a;
+	const struct mq_hf_weight *y = *(const struct mq_hf_weight *const *)b;
+	return strcmp(x->tensor, y->tensor);
+}
+
+/* The entries sorted by tensor name (a malloc'd array of pointers into w), each checked. */
+static int sorted_weights(const struct mq_hf_weight *w, size_t n, const struct mq_hf_weight ***out,
+			  struct mq_error *err)
+{
+	if (n == 0)
+		return mq_fail(err, MQ_ERR_INTERNAL, "shard index: no tensor");
+	for (size_t i = 0; i < n; i++) {
+		if (!w[i].tensor || !*w[i].tensor || !w[i].shard || !*w[i].shard)
+			return mq_fail(err, MQ_ERR_INTERNAL, "shard index: entry %zu has no tensor or shard name", i);
+		if (strchr(w[i].shard, '/'))
+			return mq_fail(err, MQ_ERR_INTERNAL, "shard index: shard '%s' is not a file name", w[i].shard);
+	}
+	const struct mq_hf_weight **s = malloc(n * sizeof(*s));
+	if (!s)
+		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+	for (size_t i = 0; i < n; i++)
+		s[i] = &w[i];
+	qsort(s, n, sizeof(*s), cmp_weight_ptr);
+	for (size_t i = 1; i < n; i++) {
+		if (strcmp(s[i - 1]->tensor, s[i]->tensor) == 0) {
+			int rc = mq_fail(err, MQ_ERR_INTERNAL, "shard index: tensor '%s' is listed twice ('%s' and '%s')",
+					 s[i]->tensor, s[i - 1]->shard, s[i]->shard);
+			free(s);
+			return rc;
+		}
+	}
+	*out = s;
+	return 0;
+}
+
+int mq_hf_index_json(const struct mq_hf_weight *w, size_t n, uint64_t total_size, struct mq_buf *out,
+		     struct mq_error *err)
+{
+	const struct mq_hf_weight **s = NULL;
+	int rc = sorted_weights(w, n, &s, err);
+	if (rc)
+		return rc;
+	char size[24];
+	snprintf(size, sizeof(size), "%" PRIu64, total_size);
+	cJSON *o = cJSON_CreateObject(), *meta = cJSON_AddObjectToObject(o, "metadata");
+	cJSON_AddRawToObject(meta, "total_size", size);
+	cJSON *map = cJSON_AddObjectToObject(o, "weight_map");
+	size_t k = 0;
+	for (; map && k < n; k++)
+		if (!cJSON_AddStringToObject(map, s[k]->tensor, s[k]->shard))
+			break;
+	free(s);
+	if (!complete(o, 2) || !complete(meta, 1) || k < n)
+		rc = mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+	else
+		rc = mq_hf_json_print(o, out, err);
+	cJSON_Delete(o);
+	return rc;
 }

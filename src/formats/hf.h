@@ -10,6 +10,9 @@
  *                           sort_keys=True) writes it
  *   mq_hf_config_rewrite()  config.json with that object put in, written as
  *                           llm-compressor rewrites it
+ *   mq_hf_shard_name()      model-00001-of-00003.safetensors, or
+ *                           model.safetensors for a single file
+ *   mq_hf_index_json()      model.safetensors.index.json (FORMATS.md 1.5)
  *
  * JSON text is written the way llm-compressor writes config.json and the
  * index (json.dump(obj, f, indent=2, sort_keys=True)): 2-space indentation,
@@ -115,5 +118,39 @@ int mq_hf_json_print(const cJSON *v, struct mq_buf *out, struct mq_error *err);
  * more than 64 levels below the top. qc not an object: MQ_ERR_INTERNAL.
  */
 int mq_hf_config_rewrite(const char *json, size_t len, const cJSON *qc, struct mq_buf *out, struct mq_error *err);
+
+/* ---- shards and their index ---------------------------------------------- */
+
+/* Room for any shard name mq_hf_shard_name() writes, NUL included. */
+#define MQ_HF_SHARD_NAME_MAX 48
+
+/*
+ * The file name of shard i (0-based, 0 <= i < n) of n, as transformers and
+ * llm-compressor name them: "model-%05d-of-%05d.safetensors" numbered from 1
+ * (i = 0 of 3 is model-00001-of-00003.safetensors), except that a model of
+ * one file is "model.safetensors" and has no index, as transformers'
+ * save_pretrained writes it (and as loaders look for it). cap must be at
+ * least MQ_HF_SHARD_NAME_MAX; bad arguments are a bug (MQ_ASSERT).
+ */
+void mq_hf_shard_name(int i, int n, char *buf, size_t cap);
+
+/* One tensor in the shard index: its name and the shard file that holds it (not owned). */
+struct mq_hf_weight {
+	const char *tensor;
+	const char *shard;  /* a file name beside the index, e.g. from mq_hf_shard_name() */
+};
+
+/*
+ * Appends model.safetensors.index.json for the n tensors of w (any order):
+ * {"metadata": {"total_size": total_size}, "weight_map": {tensor: shard}},
+ * tensors sorted, as json.dump(indent=2, sort_keys=True) writes it (what
+ * llm-compressor's update_safetensors_index writes). total_size is the sum of
+ * the tensors' data bytes, not of the file sizes (FORMATS.md 1.5). Only a
+ * model of more than one shard has an index (see mq_hf_shard_name). No
+ * tensor, an empty name, a tensor listed twice or a shard name with a '/' is
+ * a bug of the caller: MQ_ERR_INTERNAL, naming it.
+ */
+int mq_hf_index_json(const struct mq_hf_weight *w, size_t n, uint64_t total_size, struct mq_buf *out,
+		     struct mq_error *err);
 
 #endif

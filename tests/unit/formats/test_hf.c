@@ -745,6 +745,80 @@ static void test_hf_config_rewrite_refuses_with_the_file_named(void **state)
 	assert_null(b.data);
 }
 
+/* ---- shards and their index ---------------------------------------------- */
+
+static void test_hf_shard_names_follow_transformers(void **state)
+{
+	(void)state;
+	char name[MQ_HF_SHARD_NAME_MAX];
+	mq_hf_shard_name(0, 1, name, sizeof(name));
+	assert_string_equal(name, "model.safetensors");
+	mq_hf_shard_name(0, 3, name, sizeof(name));
+	assert_string_equal(name, "model-00001-of-00003.safetensors");
+	mq_hf_shard_name(2, 3, name, sizeof(name));
+	assert_string_equal(name, "model-00003-of-00003.safetensors");
+	/* Python's {:05d} widens past five digits. */
+	mq_hf_shard_name(99999, 100000, name, sizeof(name));
+	assert_string_equal(name, "model-100000-of-100000.safetensors");
+	mq_hf_shard_name(2147483646, 2147483647, name, sizeof(name));
+	assert_string_equal(name, "model-2147483647-of-2147483647.safetensors");
+}
+
+/* Sorted by name as Python sorts strings (layers.10 before layers.2), total_size exact past 2^53. */
+static void test_hf_index_json_sorted_with_total_size(void **state)
+{
+	(void)state;
+	static const struct mq_hf_weight w[] = {
+		{ "model.layers.2.mlp.down_proj.weight", "model-00002-of-00002.safetensors" },
+		{ "lm_head.weight", "model-00002-of-00002.safetensors" },
+		{ "model.layers.10.mlp.down_proj.weight_scale", "model-00001-of-00002.safetensors" },
+		{ "model.embed_tokens.weight", "model-00001-of-00002.safetensors" },
+		{ "model.layers.10.mlp.down_proj.weight_packed", "model-00001-of-00002.safetensors" },
+	};
+	static const char want[] =
+		"{\n"
+		"  \"metadata\": {\n"
+		"    \"total_size\": 9007199254740993\n"
+		"  },\n"
+		"  \"weight_map\": {\n"
+		"    \"lm_head.weight\": \"model-00002-of-00002.safetensors\",\n"
+		"    \"model.embed_tokens.weight\": \"model-00001-of-00002.safetensors\",\n"
+		"    \"model.layers.10.mlp.down_proj.weight_packed\": \"model-00001-of-00002.safetensors\",\n"
+		"    \"model.layers.10.mlp.down_proj.weight_scale\": \"model-00001-of-00002.safetensors\",\n"
+		"    \"model.layers.2.mlp.down_proj.weight\": \"model-00002-of-00002.safetensors\"\n"
+		"  }\n"
+		"}";
+	struct mq_buf b = MQ_BUF_INIT;
+	struct mq_error e = { 0 };
+	assert_int_equal(mq_hf_index_json(w, 5, 9007199254740993ull, &b, &e), 0);
+	assert_string_equal(b.data, want);
+	mq_buf_release(&b);
+}
+
+static void test_hf_index_json_refuses_what_no_index_holds(void **state)
+{
+	(void)state;
+	static const struct {
+		struct mq_hf_weight w[2];
+		size_t n;
+		const char *msg;
+	} cases[] = {
+		{ { { "a", "s1" } }, 0, "no tensor" },
+		{ { { "a", "s1" }, { "", "s2" } }, 2, "entry 1 has no tensor or shard name" },
+		{ { { "a", NULL } }, 1, "entry 0 has no tensor or shard name" },
+		{ { { "a", "s1" }, { "a", "s2" } }, 2, "tensor 'a' is listed twice" },
+		{ { { "a", "sub/s1" } }, 1, "shard 'sub/s1' is not a file name" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct mq_buf b = MQ_BUF_INIT;
+		struct mq_error e = { 0 };
+		assert_int_equal(mq_hf_index_json(cases[i].w, cases[i].n, 1, &b, &e), MQ_ERR_INTERNAL);
+		if (!strstr(e.msg, cases[i].msg))
+			fail_msg("case %zu: %s", i, e.msg);
+		assert_null(b.data);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -757,6 +831,9 @@ int main(void)
 		cmocka_unit_test(test_hf_config_rewrite_matches_python_for_a_llama_config),
 		cmocka_unit_test(test_hf_config_rewrite_replaces_an_empty_quantization_config),
 		cmocka_unit_test(test_hf_config_rewrite_refuses_with_the_file_named),
+		cmocka_unit_test(test_hf_shard_names_follow_transformers),
+		cmocka_unit_test(test_hf_index_json_sorted_with_total_size),
+		cmocka_unit_test(test_hf_index_json_refuses_what_no_index_holds),
 	};
 	return cmocka_run_group_tests_name("hf", tests, NULL, NULL);
 }
