@@ -13,6 +13,8 @@
  *   mq_hf_shard_name()      model-00001-of-00003.safetensors, or
  *                           model.safetensors for a single file
  *   mq_hf_index_json()      model.safetensors.index.json (FORMATS.md 1.5)
+ *   mq_hf_folder_scan()     what an input folder holds: config.json, the
+ *                           weights, and the other files to copy
  *
  * JSON text is written the way llm-compressor writes config.json and the
  * index (json.dump(obj, f, indent=2, sort_keys=True)): 2-space indentation,
@@ -152,5 +154,54 @@ struct mq_hf_weight {
  */
 int mq_hf_index_json(const struct mq_hf_weight *w, size_t n, uint64_t total_size, struct mq_buf *out,
 		     struct mq_error *err);
+
+/* ---- the input folder ------------------------------------------------------- */
+
+/* A file of the input folder that is left out of the output on purpose. */
+struct mq_hf_skip {
+	char *path;       /* relative to the folder ("original/consolidated.00.pth"), owned */
+	const char *why;  /* static text, for a warning */
+};
+
+/* What a model folder holds (mq_hf_folder_scan). Paths are relative to dir, '/'-separated. */
+struct mq_hf_folder {
+	char *dir;                  /* the folder as given, trailing '/' removed (owned) */
+	char *index;                /* "model.safetensors.index.json", or NULL: the one file "model.safetensors" */
+	char **shards;              /* the weight files the index names (or model.safetensors), sorted, each once */
+	size_t n_shards;
+	char **copy;                /* every other file, at any depth, to copy byte for byte; sorted */
+	size_t n_copy;
+	struct mq_hf_skip *skipped; /* files neither read nor copied, sorted by path */
+	size_t n_skipped;
+};
+
+/*
+ * Scans the model folder dir into *f (the caller's storage; released on
+ * failure too, and mq_hf_folder_release() afterwards either way):
+ *  - config.json must be there (MQ_ERR_INPUT naming the folder and what a
+ *    model folder holds otherwise);
+ *  - the weights: model.safetensors.index.json, preferred, and every shard
+ *    it names (file names beside it, each present), else model.safetensors;
+ *    neither is an error that lists what the folder holds;
+ *  - copy: every other regular file at any depth (tokenizer.json,
+ *    tokenizer_config.json, generation_config.json, chat templates, custom
+ *    *.py, files in subfolders), but config.json, the index and its shards
+ *    (the output has its own) and anything hidden (a name starting with '.',
+ *    such as .git, .cache or .gitattributes, at any depth);
+ *  - skipped: files that hold the model's weights in some other form, at any
+ *    depth (*.safetensors the index does not name, *.bin, *.pt, *.pth,
+ *    *.ckpt, *.h5, *.msgpack, *.gguf, *.onnx, and their *.index.json):
+ *    copied, they would put the unquantized model beside the quantized one
+ *    (a loader that globs *.safetensors, as vLLM does for a folder without
+ *    an index, would read both); and whatever is not a regular file (FIFO,
+ *    socket, device).
+ * Symbolic links are followed, to files and to folders (a Hugging Face cache
+ * snapshot is all links into ../../blobs); a dangling link, or a link back
+ * to a folder that contains it, is an error naming it. Lists are sorted by
+ * byte value, so a scan is the same on every run and every rank. At most
+ * MQ_FOLDER_MAX_ENTRIES entries and MQ_FOLDER_MAX_DEPTH levels (bounds.h).
+ */
+int mq_hf_folder_scan(const char *dir, struct mq_hf_folder *f, struct mq_error *err);
+void mq_hf_folder_release(struct mq_hf_folder *f);
 
 #endif

@@ -8,7 +8,11 @@
  */
 #include "test_util.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "hf.h"
 
@@ -819,6 +823,222 @@ static void test_hf_index_json_refuses_what_no_index_holds(void **state)
 	}
 }
 
+/* ---- the input folder ------------------------------------------------------- */
+
+/* A new folder for one test's files, under TMPDIR (path: at least 512 bytes). */
+static void tmp_dir(char *path)
+{
+	const char *tmp = getenv("TMPDIR");
+	snprintf(path, 512, "%s/mq-test-hf.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+	assert_non_null(mkdtemp(path));
+}
+
+/* Removes path and everything below it; links are removed, never followed. */
+static void rm_tree(const char *path)
+{
+	struct stat st;
+	if (lstat(path, &st))
+		return;
+	if (S_ISDIR(st.st_mode)) {
+		DIR *d = opendir(path);
+		assert_non_null(d);
+		for (struct dirent *e; (e = readdir(d));) {
+			if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+				continue;
+			char child[1024];
+			snprintf(child, sizeof(child), "%s/%s", path, e->d_name);
+			rm_tree(child);
+		}
+		closedir(d);
+		assert_int_equal(rmdir(path), 0);
+	} else {
+		assert_int_equal(unlink(path), 0);
+	}
+}
+
+/* The folders of dir/rel up to its last '/'. */
+static void make_parents(const char *dir, const char *rel)
+{
+	char p[1024];
+	snprintf(p, sizeof(p), "%s/%s", dir, rel);
+	for (char *s = p + strlen(dir) + 1; (s = strchr(s, '/')); s++) {
+		*s = '\0';
+		assert_true(mkdir(p, 0755) == 0 || errno == EEXIST);
+		*s = '/';
+	}
+}
+
+/* Writes text to dir/rel, making its folders. */
+static void put(const char *dir, const char *rel, const char *text)
+{
+	make_parents(dir, rel);
+	char p[1024];
+	snprintf(p, sizeof(p), "%s/%s", dir, rel);
+	FILE *f = fopen(p, "wb");
+	assert_non_null(f);
+	assert_int_equal(fwrite(text, 1, strlen(text), f), strlen(text));
+	assert_int_equal(fclose(f), 0);
+}
+
+/* dir/rel as a symbolic link to target (as written, relative to the link's folder). */
+static void link_to(const char *target, const char *dir, const char *rel)
+{
+	make_parents(dir, rel);
+	char p[1024];
+	snprintf(p, sizeof(p), "%s/%s", dir, rel);
+	assert_int_equal(symlink(target, p), 0);
+}
+
+/* The n strings of got against want, in order. */
+static void assert_list(char **got, size_t n, const char *const *want, size_t n_want)
+{
+	for (size_t i = 0; i < n && i < n_want; i++)
+		assert_string_equal(got[i], want[i]);
+	assert_int_equal(n, n_want);
+}
+
+#define N_OF(a) (sizeof(a) / sizeof((a)[0]))
+
+/* A folder of plain files: what is copied, what is the output's own, what is hidden or left out. */
+static void test_hf_folder_scan_lists_the_files_to_copy(void **state)
+{
+	(void)state;
+	char dir[512], arg[600];
+	tmp_dir(dir);
+	static const char *const files[] = {
+		"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+		"generation_config.json", "chat_template.jinja", "modeling_custom.py", "sub/nested/extra.txt",
+		".gitattributes", ".cache/huggingface/download/model.safetensors.lock", "sub/.hidden",
+		"pytorch_model.bin", "pytorch_model.bin.index.json", "original/consolidated.00.pth",
+		"original/params.json", "consolidated.safetensors", "sub/config.json",
+	};
+	for (size_t i = 0; i < N_OF(files); i++)
+		put(dir, files[i], "x");
+	char fifo[600];
+	snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	snprintf(arg, sizeof(arg), "%s//", dir);
+	struct mq_hf_folder f;
+	struct mq_error e = { 0 };
+	if (mq_hf_folder_scan(arg, &f, &e))
+		fail_msg("%s", e.msg);
+	assert_string_equal(f.dir, dir);
+	assert_null(f.index);
+	static const char *const shards[] = { "model.safetensors" };
+	assert_list(f.shards, f.n_shards, shards, N_OF(shards));
+	static const char *const copy[] = {
+		"chat_template.jinja", "generation_config.json", "modeling_custom.py", "original/params.json",
+		"sub/config.json", "sub/nested/extra.txt", "tokenizer.json", "tokenizer_config.json",
+	};
+	assert_list(f.copy, f.n_copy, copy, N_OF(copy));
+	static const char *const skipped[] = {
+		"consolidated.safetensors", "fifo", "original/consolidated.00.pth", "pytorch_model.bin",
+		"pytorch_model.bin.index.json",
+	};
+	assert_int_equal(f.n_skipped, N_OF(skipped));
+	for (size_t i = 0; i < N_OF(skipped); i++) {
+		assert_string_equal(f.skipped[i].path, skipped[i]);
+		assert_non_null(strstr(f.skipped[i].why, i == 1 ? "not a regular file" : "weights"));
+	}
+	mq_hf_folder_release(&f);
+	mq_hf_folder_release(&f);
+	rm_tree(dir);
+}
+
+/*
+ * A Hugging Face cache: the snapshot is all links into ../../blobs (and one
+ * into a folder elsewhere), the index names two shards, and a stray
+ * model.safetensors beside them is left out.
+ */
+static void test_hf_folder_scan_follows_a_cache_of_links(void **state)
+{
+	(void)state;
+	char root[512], snap[600];
+	tmp_dir(root);
+	put(root, "blobs/b1", "{}");
+	put(root, "blobs/b2",
+	    "{\"metadata\": {\"total_size\": 8}, \"weight_map\": {\"a\": \"model-00001-of-00002.safetensors\","
+	    " \"b\": \"model-00002-of-00002.safetensors\", \"c\": \"model-00001-of-00002.safetensors\"}}");
+	put(root, "blobs/b3", "x");
+	put(root, "blobs/b4", "x");
+	put(root, "blobs/b5", "tok");
+	put(root, "blobs/b6", "special");
+	put(root, "elsewhere/a.txt", "a");
+	link_to("../../blobs/b1", root, "snapshots/rev/config.json");
+	link_to("../../blobs/b2", root, "snapshots/rev/model.safetensors.index.json");
+	link_to("../../blobs/b3", root, "snapshots/rev/model-00001-of-00002.safetensors");
+	link_to("../../blobs/b4", root, "snapshots/rev/model-00002-of-00002.safetensors");
+	link_to("../../blobs/b3", root, "snapshots/rev/model.safetensors");
+	link_to("../../blobs/b5", root, "snapshots/rev/tokenizer.json");
+	link_to("../../../blobs/b6", root, "snapshots/rev/tok/special.json");
+	link_to("../../elsewhere", root, "snapshots/rev/extra");
+	snprintf(snap, sizeof(snap), "%s/snapshots/rev", root);
+	struct mq_hf_folder f;
+	struct mq_error e = { 0 };
+	if (mq_hf_folder_scan(snap, &f, &e))
+		fail_msg("%s", e.msg);
+	assert_string_equal(f.index, "model.safetensors.index.json");
+	static const char *const shards[] = { "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors" };
+	assert_list(f.shards, f.n_shards, shards, N_OF(shards));
+	static const char *const copy[] = { "extra/a.txt", "tok/special.json", "tokenizer.json" };
+	assert_list(f.copy, f.n_copy, copy, N_OF(copy));
+	assert_int_equal(f.n_skipped, 1);
+	assert_string_equal(f.skipped[0].path, "model.safetensors");
+	mq_hf_folder_release(&f);
+	rm_tree(root);
+}
+
+/* Scans dir and expects MQ_ERR_INPUT with each of the texts in the message. */
+static void assert_scan_fails(const char *dir, const char *want1, const char *want2)
+{
+	struct mq_hf_folder f;
+	struct mq_error e = { 0 };
+	assert_int_equal(mq_hf_folder_scan(dir, &f, &e), MQ_ERR_INPUT);
+	if (!strstr(e.msg, want1) || (want2 && !strstr(e.msg, want2)))
+		fail_msg("message: %s", e.msg);
+	assert_null(f.dir);
+	assert_int_equal(f.n_copy + f.n_shards + f.n_skipped, 0);
+	mq_hf_folder_release(&f);
+}
+
+static void test_hf_folder_scan_errors_name_the_file(void **state)
+{
+	(void)state;
+	char dir[512], p[700];
+	tmp_dir(dir);
+	snprintf(p, sizeof(p), "%s/none", dir);
+	assert_scan_fails(p, "cannot open the model folder", "/none");
+	put(dir, "tokenizer.json", "{}");
+	assert_scan_fails(dir, "has no config.json: a Hugging Face model folder holds config.json", dir);
+	snprintf(p, sizeof(p), "%s/tokenizer.json", dir);
+	assert_scan_fails(p, "is not a folder", "tokenizer.json");
+	link_to("../blobs/gone", dir, "config.json");
+	assert_scan_fails(dir, "config.json' is a symbolic link to '../blobs/gone', which does not exist", NULL);
+	snprintf(p, sizeof(p), "%s/config.json", dir);
+	assert_int_equal(unlink(p), 0);
+	put(dir, "config.json", "{}");
+	put(dir, "pytorch_model.bin", "x");
+	put(dir, ".git/HEAD", "x");
+	assert_scan_fails(dir, "no safetensors weights",
+			  "(it holds: config.json, pytorch_model.bin, tokenizer.json)");
+	put(dir, "model.safetensors.index.json", "{\"weight_map\": {\"a\": \"model-00001-of-00002.safetensors\"}}");
+	assert_scan_fails(dir, "names the shard 'model-00001-of-00002.safetensors', which is not in", NULL);
+	put(dir, "model.safetensors.index.json", "{\"weight_map\": {\"a\": \"../model.safetensors\"}}");
+	assert_scan_fails(dir, "the shard of tensor 'a' is not a file name beside the index", NULL);
+	put(dir, "model.safetensors.index.json", "[]");
+	assert_scan_fails(dir, "model.safetensors.index.json' is not a shard index", NULL);
+	snprintf(p, sizeof(p), "%s/model.safetensors.index.json", dir);
+	assert_int_equal(unlink(p), 0);
+	put(dir, "model.safetensors", "x");
+	link_to("nowhere", dir, "sub/broken");
+	assert_scan_fails(dir, "sub/broken' is a symbolic link to 'nowhere', which does not exist", NULL);
+	snprintf(p, sizeof(p), "%s/sub/broken", dir);
+	assert_int_equal(unlink(p), 0);
+	link_to("..", dir, "sub/loop");
+	assert_scan_fails(dir, "sub/loop' leads back to a folder that contains it", NULL);
+	rm_tree(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -834,6 +1054,9 @@ int main(void)
 		cmocka_unit_test(test_hf_shard_names_follow_transformers),
 		cmocka_unit_test(test_hf_index_json_sorted_with_total_size),
 		cmocka_unit_test(test_hf_index_json_refuses_what_no_index_holds),
+		cmocka_unit_test(test_hf_folder_scan_lists_the_files_to_copy),
+		cmocka_unit_test(test_hf_folder_scan_follows_a_cache_of_links),
+		cmocka_unit_test(test_hf_folder_scan_errors_name_the_file),
 	};
 	return cmocka_run_group_tests_name("hf", tests, NULL, NULL);
 }
