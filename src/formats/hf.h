@@ -15,6 +15,7 @@
  *   mq_hf_index_json()      model.safetensors.index.json (FORMATS.md 1.5)
  *   mq_hf_folder_scan()     what an input folder holds: config.json, the
  *                           weights, and the other files to copy
+ *   mq_hf_copy_file()       one of those files into the output folder
  *
  * JSON text is written the way llm-compressor writes config.json and the
  * index (json.dump(obj, f, indent=2, sort_keys=True)): 2-space indentation,
@@ -203,5 +204,22 @@ struct mq_hf_folder {
  */
 int mq_hf_folder_scan(const char *dir, struct mq_hf_folder *f, struct mq_error *err);
 void mq_hf_folder_release(struct mq_hf_folder *f);
+
+/* ---- files ------------------------------------------------------------------ */
+
+/* mq_hf_copy_file() flags. */
+#define MQ_HF_COPY_FSYNC 1u  /* the copy and its folder on disk (fsync) before it returns */
+
+/*
+ * Copies the file src (links followed) to dst byte for byte, making the
+ * folders above dst that are missing (mode 0777 less the umask). The bytes
+ * go to a hidden file beside dst (".<name>.mq-XXXXXX"), renamed to dst once
+ * complete: dst is never seen half-written, and one that exists is
+ * replaced. The copy keeps src's permission bits. Errors name both paths:
+ * MQ_ERR_INPUT when src cannot be read or is not a regular file,
+ * MQ_ERR_OUTPUT when dst cannot be written (disk full, a file where a folder
+ * belongs, ...); nothing is left behind but the folders made.
+ */
+int mq_hf_copy_file(const char *src, const char *dst, unsigned flags, struct mq_error *err);
 
 #endif

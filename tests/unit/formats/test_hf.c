@@ -1039,6 +1039,116 @@ static void test_hf_folder_scan_errors_name_the_file(void **state)
 	rm_tree(dir);
 }
 
+/* ---- files ------------------------------------------------------------------ */
+
+/* The bytes of path (malloc'd, *n of them). */
+static unsigned char *slurp(const char *path, size_t *n)
+{
+	FILE *f = fopen(path, "rb");
+	assert_non_null(f);
+	assert_int_equal(fseek(f, 0, SEEK_END), 0);
+	long size = ftell(f);
+	assert_true(size >= 0);
+	rewind(f);
+	unsigned char *p = malloc((size_t)size + 1);
+	assert_int_equal(fread(p, 1, (size_t)size, f), (size_t)size);
+	fclose(f);
+	*n = (size_t)size;
+	return p;
+}
+
+static int count_entries(const char *dir)
+{
+	DIR *d = opendir(dir);
+	assert_non_null(d);
+	int n = 0;
+	for (struct dirent *e; (e = readdir(d));)
+		n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+	closedir(d);
+	return n;
+}
+
+/* Every byte value, more than one read's worth, through a link, into folders that do not exist yet. */
+static void test_hf_copy_file_is_byte_for_byte(void **state)
+{
+	(void)state;
+	char dir[512], src[600], link[600], dst[600], leaf[600];
+	tmp_dir(dir);
+	snprintf(src, sizeof(src), "%s/blob", dir);
+	snprintf(link, sizeof(link), "%s/in/tokenizer.model", dir);
+	snprintf(dst, sizeof(dst), "%s/out/a//b/tokenizer.model", dir);
+	snprintf(leaf, sizeof(leaf), "%s/out/a/b", dir);
+	size_t n = (3u << 19) + 3;
+	unsigned char *data = malloc(n);
+	for (size_t i = 0; i < n; i++)
+		data[i] = (unsigned char)(i * 7 + i / 256);
+	FILE *f = fopen(src, "wb");
+	assert_non_null(f);
+	assert_int_equal(fwrite(data, 1, n, f), n);
+	assert_int_equal(fclose(f), 0);
+	assert_int_equal(chmod(src, 0640), 0);
+	link_to("../blob", dir, "in/tokenizer.model");
+	struct mq_error e = { 0 };
+	for (unsigned flags = 0; flags < 2; flags++) {
+		if (mq_hf_copy_file(link, dst, flags ? MQ_HF_COPY_FSYNC : 0, &e))
+			fail_msg("%s", e.msg);
+		size_t got_n = 0;
+		unsigned char *got = slurp(dst, &got_n);
+		assert_int_equal(got_n, n);
+		assert_memory_equal(got, data, n);
+		free(got);
+		struct stat st;
+		assert_int_equal(lstat(dst, &st), 0);
+		assert_true(S_ISREG(st.st_mode));
+		assert_int_equal(st.st_mode & 0777, 0640);
+		assert_int_equal(count_entries(leaf), 1);
+	}
+	/* A shorter file replaces a longer one whole. */
+	put(dir, "short", "tiny");
+	snprintf(src, sizeof(src), "%s/short", dir);
+	assert_int_equal(mq_hf_copy_file(src, dst, 0, &e), 0);
+	size_t got_n = 0;
+	unsigned char *got = slurp(dst, &got_n);
+	assert_int_equal(got_n, 4);
+	assert_memory_equal(got, "tiny", 4);
+	free(got);
+	free(data);
+	rm_tree(dir);
+}
+
+/* Copies that cannot be made: both paths named, the side at fault in the code, nothing left behind. */
+static void test_hf_copy_file_errors_name_both_paths(void **state)
+{
+	(void)state;
+	char dir[512], src[600], dst[600], p[600];
+	tmp_dir(dir);
+	put(dir, "a.json", "{}");
+	put(dir, "file", "x");
+	snprintf(src, sizeof(src), "%s/missing.json", dir);
+	snprintf(dst, sizeof(dst), "%s/out/a.json", dir);
+	struct mq_error e = { 0 };
+	assert_int_equal(mq_hf_copy_file(src, dst, 0, &e), MQ_ERR_INPUT);
+	if (!strstr(e.msg, "missing.json") || !strstr(e.msg, "out/a.json") || !strstr(e.msg, "No such file"))
+		fail_msg("%s", e.msg);
+	memset(&e, 0, sizeof(e));
+	assert_int_equal(mq_hf_copy_file(dir, dst, 0, &e), MQ_ERR_INPUT);
+	assert_non_null(strstr(e.msg, "it is not a regular file"));
+	snprintf(src, sizeof(src), "%s/a.json", dir);
+	snprintf(p, sizeof(p), "%s/file/a.json", dir);
+	memset(&e, 0, sizeof(e));
+	assert_int_equal(mq_hf_copy_file(src, p, 0, &e), MQ_ERR_OUTPUT);
+	if (!strstr(e.msg, "a.json' to '") || !strstr(e.msg, "file/a.json") || !strstr(e.msg, "Not a directory"))
+		fail_msg("%s", e.msg);
+	/* A folder where the file goes: the rename fails and the temporary file goes. */
+	put(dir, "out/a.json/inside", "x");
+	memset(&e, 0, sizeof(e));
+	assert_int_equal(mq_hf_copy_file(src, dst, 0, &e), MQ_ERR_OUTPUT);
+	assert_non_null(strstr(e.msg, "renaming the copy into place"));
+	snprintf(p, sizeof(p), "%s/out", dir);
+	assert_int_equal(count_entries(p), 1);
+	rm_tree(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1057,6 +1167,8 @@ int main(void)
 		cmocka_unit_test(test_hf_folder_scan_lists_the_files_to_copy),
 		cmocka_unit_test(test_hf_folder_scan_follows_a_cache_of_links),
 		cmocka_unit_test(test_hf_folder_scan_errors_name_the_file),
+		cmocka_unit_test(test_hf_copy_file_is_byte_for_byte),
+		cmocka_unit_test(test_hf_copy_file_errors_name_both_paths),
 	};
 	return cmocka_run_group_tests_name("hf", tests, NULL, NULL);
 }
