@@ -11,7 +11,7 @@
 
 
 enum opt_id {
-	OPT_OUTPUT, OPT_SCHEME, OPT_GRANULARITY, OPT_INCLUDE, OPT_EXCLUDE, OPT_NO_DEFAULT_EXCLUDES,
+	OPT_OUTPUT, OPT_SCHEME, OPT_GRANULARITY, OPT_GROUP_SIZE, OPT_KEEP_UNFIT, OPT_INCLUDE, OPT_EXCLUDE, OPT_NO_DEFAULT_EXCLUDES,
 	OPT_FORCE, OPT_DRY_RUN, OPT_REPORT, OPT_BUDGET, OPT_NO_SYNC, OPT_NO_CHECKSUM, OPT_OBSERVER, OPT_ACT, OPT_CALIB_SAMPLES, OPT_CALIB, OPT_CALIB_MISSING, OPT_JOB, OPT_GROUPS, OPT_VERBOSE, OPT_JSON, OPT_QUIET, OPT_HELP, OPT_VERSION,
 };
 
@@ -35,6 +35,12 @@ static const struct opt {
 	{ OPT_SCHEME, 's', "scheme", "NAME", FOR_RUN, NULL /* the scheme table's list (mq_scheme_help) */ },
 	{ OPT_GRANULARITY, 'g', "granularity", "G", FOR_RUN,
 	  "channel (one scale per output channel, default) or tensor" },
+	{ OPT_GROUP_SIZE, 0, "group-size", "N", FOR_RUN,
+	  "values per scale of the schemes that store groups (int4, w8a16 and their -asym rows): 32, 64, 128 "
+	  "(default) or channel (one scale per output channel)" },
+	{ OPT_KEEP_UNFIT, 0, "keep-unfit", NULL, FOR_RUN,
+	  "keep a weight whose shape the scheme cannot store as vLLM loads it (in not divisible by the group "
+	  "size or by 8, out not by 8 with zero points) unquantized, instead of stopping with an error" },
 	{ OPT_INCLUDE, 'i', "include", "REGEX", FOR_RUN,
 	  "quantize only weights whose name matches (repeatable; overrides the default exclusions)" },
 	{ OPT_EXCLUDE, 'x', "exclude", "REGEX", FOR_RUN,
@@ -409,6 +415,18 @@ static int apply(struct mq_options *o, const struct opt *op, const char *val, st
 	case OPT_OUTPUT: return apply_output(o, val, err);
 	case OPT_SCHEME: return apply_scheme(o, val, err);
 	case OPT_GRANULARITY: return apply_granularity(o, val, err);
+	case OPT_GROUP_SIZE:
+		if (strcmp(val, "channel") == 0) {
+			o->group_size = MQ_GROUP_CHANNEL;
+			return 0;
+		}
+		if (whole_in(val, 32, 128, &v, "group-size", "use 32, 64, 128 or channel (the group sizes vLLM's kernels take)", err))
+			return err->code;
+		if (v != 32 && v != 64 && v != 128)
+			return mq_fail(err, MQ_ERR_USAGE, "--group-size '%s': use 32, 64, 128 or channel (the group sizes vLLM's kernels take)", val);
+		o->group_size = (int)v;
+		return 0;
+	case OPT_KEEP_UNFIT: o->keep_unfit = 1; return 0;
 	case OPT_INCLUDE:
 		return check_regex(val, "include", err) ? err->code : push(&o->includes, &o->n_includes, val, err);
 	case OPT_EXCLUDE:
@@ -448,6 +466,31 @@ static const struct opt *find_long(const char *name, size_t len)
 		if (strlen(opts[j].long_name) == len && strncmp(opts[j].long_name, name, len) == 0)
 			return &opts[j];
 	return NULL;
+}
+
+/* The options that depend on the scheme: calibration, activations, granularity and groups. */
+static int check_scheme_options(const struct mq_options *o, struct mq_error *err)
+{
+	const struct mq_scheme_traits *si = mq_scheme_get(o->scheme);
+	if (o->calib && !si->granularities) /* casts have no scales to calibrate */
+		return mq_fail(err, MQ_ERR_USAGE, "--calib applies to the schemes with scales, not to %s casts", si->name);
+	if (o->act_asymmetric && si->acts != MQ_ACTS_INT8)
+		return mq_fail(err, MQ_ERR_USAGE, "--act int8-asym applies to int8 activations, not to the %s scheme's%s",
+			       si->name, si->acts == MQ_ACTS_NONE ? " (weight-only: its activations stay 16-bit)" : "");
+	if (o->act_asymmetric && (o->observer.kind == MQ_OBS_MSE || o->observer.kind == MQ_OBS_ENTROPY))
+		return mq_fail(err, MQ_ERR_USAGE, "--act int8-asym works with the minmax and percentile observers only");
+	if (o->per_tensor && !(si->granularities & MQ_GRAN_BIT(MQ_GRAN_TENSOR)))
+		return mq_fail(err, MQ_ERR_USAGE, "--granularity tensor does not apply to the %s scheme%s", si->name,
+			       si->granularities ? " (it takes --group-size N or channel)" : "");
+	if (o->group_size && !(si->granularities & MQ_GRAN_BIT(MQ_GRAN_GROUP))) {
+		struct mq_buf names = MQ_BUF_INIT;
+		mq_scheme_names_with(&names, MQ_GRAN_BIT(MQ_GRAN_GROUP));
+		mq_fail(err, MQ_ERR_USAGE, "--group-size applies to the schemes that store groups (%s), not to %s",
+			names.data ? names.data : "", si->name);
+		mq_buf_release(&names);
+		return err->code;
+	}
+	return 0;
 }
 
 int mq_options_parse(int argc, char **argv, struct mq_options *o, struct mq_error *err)
@@ -509,15 +552,7 @@ int mq_options_parse(int argc, char **argv, struct mq_options *o, struct mq_erro
 		return mq_fail(err, MQ_ERR_USAGE, "no model given (see --help)");
 	if (o->calib_options && !o->calib)
 		return mq_fail(err, MQ_ERR_USAGE, "--observer, --act, --calib-samples and --calib-missing need --calib FILE.h5");
-	const struct mq_scheme_traits *si = mq_scheme_get(o->scheme);
-	if (o->calib && si->float_format != MQ_FLOAT_NONE) /* static activation scales go with integer weights */
-		return mq_fail(err, MQ_ERR_USAGE, "--calib applies to the int8 and int8-asym schemes, not to %s casts",
-			       si->name);
-	if (o->act_asymmetric && (o->observer.kind == MQ_OBS_MSE || o->observer.kind == MQ_OBS_ENTROPY))
-		return mq_fail(err, MQ_ERR_USAGE, "--act int8-asym works with the minmax and percentile observers only");
-	if (o->per_tensor && !(si->granularities & MQ_GRAN_BIT(MQ_GRAN_TENSOR)))
-		return mq_fail(err, MQ_ERR_USAGE, "--granularity does not apply to the %s cast scheme", si->name);
-	return 0;
+	return check_scheme_options(o, err);
 }
 
 int mq_options_split(int argc, char **argv, int first, struct mq_optarg **out, int *n, struct mq_error *err)

@@ -26,6 +26,10 @@
 #define MQ_TORCH_MAX_PICKLE (256ull << 20)
 /* Objects the pickle reader builds (torch.save's pickles need about 25 per tensor). */
 #define MQ_PICKLE_MAX_OBJECTS (1 << 24)
+/* Files and folders below a model folder (a Hugging Face repository holds a few dozen). */
+#define MQ_FOLDER_MAX_ENTRIES (1 << 16)
+/* Folder levels below a model folder. */
+#define MQ_FOLDER_MAX_DEPTH 32
 /* A resume journal (a few hundred bytes per work unit). */
 #define MQ_JOURNAL_MAX_BYTES (256ull << 20)
 

@@ -6,9 +6,9 @@
 
 int mq_json_fail(struct mq_json_lex *p, const char *what)
 {
-	return mq_fail(p->err, MQ_ERR_INPUT,
-		"'%s': malformed safetensors header at byte %zu of the JSON: %s (the file is not a valid safetensors file; re-export or re-download it)",
-		p->file, p->i, what);
+	return mq_fail(p->err, MQ_ERR_INPUT, "'%s': malformed %s at byte %zu of the JSON: %s (%s)", p->file,
+		p->kind ? p->kind : "safetensors header", p->i, what,
+		p->advice ? p->advice : "the file is not a valid safetensors file; re-export or re-download it");
 }
 
 /* Steps over JSON white space. */

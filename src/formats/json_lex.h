@@ -1,14 +1,16 @@
 /*
  * json_lex: a strict JSON reader for exactly the safetensors header schema,
- * used by safetensors.c. A cursor over the header text reads one value at a
+ * used by safetensors.c (and its strings and punctuation by the config.json
+ * reader of hf_json.c). A cursor over the header text reads one value at a
  * time: strings (escapes decoded to UTF-8, no NUL), non-negative integers
  * without sign, fraction, exponent or leading zero, arrays of them, and any
  * other value skipped whole. It builds no tree; the caller walks the objects
  * key by key.
  *
  * Every failure records "malformed safetensors header at byte N" of `file`
- * in err and returns its code; the text is assumed to be valid UTF-8
- * (mq_utf8_check() first). Pure: any rank may call it.
+ * (or of the `kind` of text the cursor names) in err and returns its code;
+ * the text is assumed to be valid UTF-8 (mq_utf8_check() first). Pure: any
+ * rank may call it.
  */
 #ifndef MQ_JSON_LEX_H
 #define MQ_JSON_LEX_H
@@ -23,6 +25,8 @@ struct mq_json_lex {
 	size_t n, i;                 /* its length; the cursor, a byte offset */
 	const char *file;            /* for messages */
 	struct mq_error *err;        /* not NULL */
+	const char *kind;            /* what the text is, for messages; NULL: "safetensors header" */
+	const char *advice;          /* what to do about a malformed one; NULL: re-export or re-download */
 };
 
 /* Records a malformed-header error at the cursor and returns its code. */

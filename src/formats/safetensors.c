@@ -312,7 +312,7 @@ int mq_st_parse(const char *file, const char *json, uint64_t header_len, uint64_
 	size_t bad;
 	if (mq_utf8_check((const unsigned char *)json, header_len, &bad))
 		return mq_fail(err, MQ_ERR_INPUT, "'%s': header is not valid UTF-8 (at byte %zu of the JSON)", file, bad);
-	struct mq_json_lex p = { json, header_len, 0, file, err };
+	struct mq_json_lex p = { json, header_len, 0, file, err, NULL, NULL };
 	int cap = 0;
 	if (mq_json_expect(&p, '{'))
 		goto fail;

@@ -132,6 +132,64 @@ static void chunking(const struct mq_tensor *t, struct mq_plan_tensor *pt)
 	pt->n_chunks = (pt->n_rows + pt->chunk_rows - 1) / pt->chunk_rows;
 }
 
+/* Why s cannot store a tensor of rows x cols as vLLM loads it, into why; 0 if it can. */
+static int unfit(const struct mq_plan *p, const struct mq_scheme_traits *s, int packed_zp, uint64_t rows,
+		 uint64_t cols, char *why, size_t cap)
+{
+	if (p->granularity == MQ_GRAN_GROUP && cols % p->group_size)
+		snprintf(why, cap, "its %llu inputs are not a multiple of the group size %llu", (unsigned long long)cols,
+			 (unsigned long long)p->group_size);
+	else if (cols % (uint64_t)s->pack)
+		snprintf(why, cap, "its %llu inputs are not a multiple of %d (%d-bit values, %d to a 32-bit word)",
+			 (unsigned long long)cols, s->pack, s->bits, s->pack);
+	else if (packed_zp && rows % (uint64_t)s->pack)
+		snprintf(why, cap, "its %llu outputs are not a multiple of %d (zero points are packed along the outputs)",
+			 (unsigned long long)rows, s->pack);
+	else
+		return 0;
+	return 1;
+}
+
+/*
+ * A quantized tensor's parameter groups per row, and the rows its units and
+ * blocks start on (whole words of packed zero points). A shape the scheme
+ * cannot store loadably is an error naming the rule, or with --keep-unfit
+ * the tensor is kept as it is.
+ */
+static int plan_groups(struct mq_plan *p, const struct mq_tensor *t, const struct mq_options *o,
+		       struct mq_plan_tensor *pt, struct mq_error *err)
+{
+	const struct mq_scheme_traits *si = mq_scheme_get(p->scheme);
+	const struct mq_companion *zp = mq_scheme_part(si, MQ_PART_ZERO_POINT);
+	int packed_zp = zp && zp->shape_rule == MQ_PART_SHAPE_GROUPS_PACKED;
+	char why[160];
+	pt->row_groups = 1;
+	pt->row_align = 1;
+	if (pt->action != MQ_ACT_QUANT || si->pack == 1)
+		return 0;
+	if (unfit(p, si, packed_zp, pt->n_rows, pt->row_elems, why, sizeof(why))) {
+		if (!o->keep_unfit)
+			return mq_fail(err, MQ_ERR_INPUT,
+				"tensor '%s' [%llu, %llu]: the %s scheme cannot store it as vLLM loads it: %s; choose another --group-size, keep it with --exclude '%s', or keep every such weight unquantized with --keep-unfit",
+				t->name, (unsigned long long)pt->n_rows, (unsigned long long)pt->row_elems, si->name, why,
+				t->name);
+		free(pt->reason);
+		pt->reason = fmt("kept by --keep-unfit: %s", why);
+		pt->action = MQ_ACT_KEEP;
+		p->n_quantized--;
+		return pt->reason ? 0 : mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+	}
+	if (p->granularity == MQ_GRAN_GROUP)
+		pt->row_groups = pt->row_elems / p->group_size;
+	if (packed_zp && pt->n_chunks) {
+		pt->row_align = (uint64_t)si->pack;
+		pt->chunk_rows -= pt->chunk_rows % pt->row_align;
+		pt->chunk_rows = pt->chunk_rows ? pt->chunk_rows : pt->row_align;
+		pt->n_chunks = (pt->n_rows + pt->chunk_rows - 1) / pt->chunk_rows;
+	}
+	return 0;
+}
+
 char *mq_plan_layer_name(const char *weight)
 {
 	size_t n = strlen(weight);
@@ -351,10 +409,47 @@ static int assign(struct mq_plan *p, const struct mq_manifest *m, struct mq_erro
 	return 0;
 }
 
+static uint64_t align_up(uint64_t n)
+{
+	return (n + MQ_ARENA_ALIGN - 1) & ~(uint64_t)(MQ_ARENA_ALIGN - 1);
+}
+
+void mq_plan_block_regions(const struct mq_plan *p, const struct mq_plan_tensor *pt, enum mq_dtype dt,
+			   uint64_t rows, struct mq_block_regions *b)
+{
+	const struct mq_scheme_traits *si = mq_scheme_get(p->scheme);
+	uint64_t groups = rows * pt->row_groups, off = 0;
+	b->src = (size_t)off;
+	off += align_up(rows * pt->row_bytes);
+	b->x = dt == MQ_DTYPE_F32 ? b->src : (size_t)off;
+	off += dt == MQ_DTYPE_F32 ? 0 : align_up(rows * pt->row_elems * 4);
+	b->q = (size_t)off;
+	off += align_up(mq_scheme_bytes(si, rows * pt->row_elems));
+	b->params = (size_t)off;
+	off += align_up(groups * sizeof(struct mq_qparams));
+	b->scales = (size_t)off; /* at most 4 bytes a group */
+	off += align_up(groups * 4);
+	b->zero_points = (size_t)off; /* at most 1 byte a group (I8, or packed words) */
+	off += align_up(groups);
+	b->what = (size_t)off;
+	off += pt->calib == MQ_CALIB_STATIC ? align_up(rows * pt->row_elems * 4) : 0;
+	b->end = (size_t)off;
+}
+
+/*
+ * The bytes one row needs, every region rounded up: rows * this bounds the
+ * regions of a block of rows (rows * ceil(a / 64) >= ceil(rows * a / 64)).
+ */
+static uint64_t row_bytes_budget(const struct mq_plan *p, const struct mq_plan_tensor *pt, enum mq_dtype dt)
+{
+	struct mq_block_regions one;
+	mq_plan_block_regions(p, pt, dt, 1, &one);
+	return one.end;
+}
+
 /* Block sizes within the budget, and the per-rank buffers they need. */
 static int size_buffers(struct mq_plan *p, const struct mq_manifest *m, uint64_t budget, struct mq_error *err)
 {
-	const struct mq_scheme_traits *si = mq_scheme_get(p->scheme);
 	p->arena_bytes = 0;
 	for (int i = 0; i < p->n_tensors; i++) {
 		struct mq_plan_tensor *pt = &p->tensors[i];
@@ -370,33 +465,33 @@ static int size_buffers(struct mq_plan *p, const struct mq_manifest *m, uint64_t
 			p->arena_bytes = b > p->arena_bytes ? b : p->arena_bytes;
 			continue;
 		}
-		/* source rows, their float32 widening, the quantized rows, scale and zero point */
-		uint64_t per_row = pt->row_bytes + 4 * pt->row_elems + mq_scheme_bytes(si, pt->row_elems) + MQ_ARENA_ROW_EXTRA;
+		uint64_t per_row = row_bytes_budget(p, pt, t->dtype);
 		if (per_row > budget)
 			return mq_fail(err, MQ_ERR_USAGE,
 				"tensor '%s': one row needs %llu bytes of buffers, more than the memory budget of %llu MiB; raise --memory-budget",
 				t->name, (unsigned long long)per_row, (unsigned long long)(budget >> 20));
+		uint64_t rows;
 		if (pt->calib == MQ_CALIB_STATIC) {
 			/* output-space error needs a whole chunk of rows, and its dequantized copy, at once */
-			per_row += 4 * pt->row_elems;
-			uint64_t need = per_row * pt->chunk_rows;
-			if (need > budget)
+			rows = pt->chunk_rows;
+			if (per_row * rows > budget)
 				return mq_fail(err, MQ_ERR_USAGE,
 					"calibrated layer '%s' needs %llu MiB of buffers, more than the memory budget of %llu MiB; raise --memory-budget",
-					t->name, (unsigned long long)((need + (1u << 20) - 1) >> 20),
+					t->name, (unsigned long long)((per_row * rows + (1u << 20) - 1) >> 20),
 					(unsigned long long)(budget >> 20));
-			pt->block_rows = pt->chunk_rows;
-			p->arena_bytes = need > p->arena_bytes ? need : p->arena_bytes;
-			continue;
+		} else {
+			rows = budget / per_row;
+			/* cache-sized blocks; the per-row overhead counts for the short rows of cast norms and biases */
+			uint64_t target = MQ_BLOCK_BYTES / (pt->row_bytes + MQ_ARENA_ROW_EXTRA);
+			rows = rows < target ? rows : target;
+			rows = rows < pt->chunk_rows ? rows : pt->chunk_rows; /* a block never spans two chunks */
+			rows -= rows % pt->row_align;
+			rows = rows ? rows : pt->row_align;
 		}
-		uint64_t rows = budget / per_row;
-		/* cache-sized blocks; the per-row overhead counts for the short rows of cast norms and biases */
-		uint64_t target = MQ_BLOCK_BYTES / (pt->row_bytes + MQ_ARENA_ROW_EXTRA);
-		rows = rows < target ? rows : target;
-		rows = rows ? rows : 1;
-		rows = rows < pt->chunk_rows ? rows : pt->chunk_rows; /* a block never spans two chunks */
 		pt->block_rows = rows;
-		p->arena_bytes = rows * per_row > p->arena_bytes ? rows * per_row : p->arena_bytes;
+		struct mq_block_regions b;
+		mq_plan_block_regions(p, pt, t->dtype, rows, &b);
+		p->arena_bytes = b.end > p->arena_bytes ? b.end : p->arena_bytes;
 	}
 	return 0;
 }
@@ -437,7 +532,7 @@ static int plan_calib(struct mq_plan *p, const struct mq_manifest *m, const stru
 	pt->calib = MQ_CALIB_STATIC;
 	pt->cinfo = *ci;
 	pt->calib_rows = o->calib_samples && o->calib_samples < cs->shape[0] ? o->calib_samples : cs->shape[0];
-	pt->act_rank = o->act_none ? -1 : 0; /* owner assigned below */
+	pt->act_rank = o->act_none || mq_scheme_get(o->scheme)->acts == MQ_ACTS_NONE ? -1 : 0; /* owner assigned below */
 	p->n_calibrated++;
 	return 0;
 }
@@ -521,6 +616,8 @@ int mq_plan_build(const struct mq_manifest *m, const struct mq_options *o, int n
 			return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
 		p->n_quantized += pt->action == MQ_ACT_QUANT;
 		chunking(&m->tensors[i], pt);
+		if (plan_groups(p, &m->tensors[i], o, pt, err))
+			return err->code;
 		if (m->tensors[i].nbytes > MQ_PLAN_MAX_BYTES - p->bytes_in)
 			return mq_fail(err, MQ_ERR_INPUT,
 				"the input tensors hold more than %llu bytes (2^62) of data, at tensor '%s': the input's shapes are corrupt or hostile",

@@ -26,13 +26,13 @@
 #define MQ_BLOCK_BYTES (2u << 20)  /* source bytes read at a time: stays in cache */
 #define MQ_PLAN_MAX_BYTES (1ull << 62) /* tensor data in or out: sizes and offsets never overflow */
 /*
- * The arena's regions (pipeline/unit.c) start on cache lines; a budget per
- * row counts a row's scale and zero point (5 bytes) as MQ_ARENA_ROW_PARAMS
- * and the rounding of three regions as 3 * MQ_ARENA_ALIGN.
+ * The arena's regions (mq_plan_block_regions, carved by pipeline/unit.c)
+ * start on cache lines. The read-block heuristic counts a row's overhead as
+ * MQ_ARENA_ROW_EXTRA.
  */
 #define MQ_ARENA_ALIGN 64
-#define MQ_ARENA_ROW_PARAMS 8
-#define MQ_ARENA_ROW_EXTRA (MQ_ARENA_ROW_PARAMS + 3 * MQ_ARENA_ALIGN)
+#define MQ_ARENA_REGIONS 7
+#define MQ_ARENA_ROW_EXTRA (8 + 3 * MQ_ARENA_ALIGN)
 
 enum mq_action { MQ_ACT_KEEP, MQ_ACT_QUANT };
 enum mq_calib_state { MQ_CALIB_NONE, MQ_CALIB_STATIC, MQ_CALIB_MISSING };
@@ -47,6 +47,8 @@ struct mq_plan_tensor {
 	uint64_t chunk_rows;    /* rows per chunk */
 	uint64_t n_chunks;      /* 0 for an empty tensor */
 	uint64_t block_rows;    /* rows per read block (quantized tensors), within the budget */
+	uint64_t row_groups;    /* parameter groups per row: 1, or row_elems / group_size */
+	uint64_t row_align;     /* units and blocks start on a multiple of these rows (packed zero points) */
 	int out_data, out_scale, out_zero_point; /* indices in out[], -1 if none */
 	int out_input_scale, out_input_zero_point;
 	int out_shape;          /* weight_shape: its values, written by rank 0 at the end (write.c) */
@@ -90,6 +92,20 @@ struct mq_plan {
 	uint64_t bytes_in, bytes_out;    /* all tensor data, input and output */
 	uint64_t arena_bytes;            /* tensor buffers per rank, within the budget */
 };
+
+/*
+ * Where a block of `rows` rows of a quantized tensor lies in the arena: the
+ * source bytes, their float32 widening (the source itself for F32), the
+ * quantized rows, the parameters of every group, the stored scales and zero
+ * points, and for calibrated layers the dequantized rows. Offsets from the
+ * arena's start, each on MQ_ARENA_ALIGN; end is the bytes the block needs.
+ * The one formula: the plan budgets with it and unit.c carves with it.
+ */
+struct mq_block_regions {
+	size_t src, x, q, params, scales, zero_points, what, end;
+};
+void mq_plan_block_regions(const struct mq_plan *p, const struct mq_plan_tensor *pt, enum mq_dtype dt,
+			   uint64_t rows, struct mq_block_regions *b);
 
 /* calib: per manifest tensor, what the calibration file holds (NULL without --calib). */
 int mq_plan_build(const struct mq_manifest *m, const struct mq_options *o, int n_ranks,

@@ -124,32 +124,20 @@ struct blocks {
 	void *src;         /* source rows as stored */
 	float *x;          /* the same rows as float32 (aliases src for F32) */
 	void *q;           /* quantized rows */
-	float *scale;      /* per row */
-	int8_t *zp;        /* per row */
+	struct mq_qparams *p; /* per group of each row */
+	void *scales;      /* the groups' scales as stored */
+	void *zero_points; /* and their zero points */
 	float *what;       /* calibrated layers: the rows dequantized */
 };
 
-static size_t align_up(uint64_t n)
-{
-	return (size_t)(n + UNIT_ALIGN - 1) & ~(size_t)(UNIT_ALIGN - 1);
-}
-
 static struct blocks carve(struct run *r, const struct mq_plan_tensor *pt, enum mq_dtype dt)
 {
-	struct blocks b;
-	uint64_t rows = pt->block_rows;
-	unsigned char *p = r->arena;
-	size_t src = align_up(rows * pt->row_bytes);
-	size_t f32 = align_up(rows * pt->row_elems * 4);
-	size_t q = align_up(mq_scheme_bytes(mq_scheme_get(r->plan.scheme), rows * pt->row_elems));
-	b.src = p;
-	b.x = dt == MQ_DTYPE_F32 ? (float *)(void *)p : (float *)(void *)(p + src);
-	b.q = p + src + f32;
-	b.scale = (float *)(void *)(p + src + f32 + q);
-	b.zp = (int8_t *)(b.scale + rows);
-	/* after a float scale and an int8 zero point per row */
-	b.what = (float *)(void *)(p + src + f32 + q + align_up(rows * 5));
-	return b;
+	struct mq_block_regions g;
+	unsigned char *a = r->arena;
+	mq_plan_block_regions(&r->plan, pt, dt, pt->block_rows, &g);
+	MQ_ASSERT(g.end <= r->plan.arena_bytes);
+	return (struct blocks){ a + g.src, (float *)(void *)(a + g.x), a + g.q, (struct mq_qparams *)(void *)(a + g.params),
+				a + g.scales, a + g.zero_points, (float *)(void *)(a + g.what) };
 }
 
 static int data_error(struct run *r, const struct mq_tensor *t, uint64_t row, const float *x, size_t col)
@@ -196,6 +184,97 @@ static int load_block(struct run *r, const struct mq_tensor *t, const struct mq_
 	return 0;
 }
 
+/* The parameters of each group of one row (range checks first, with the row's own element numbers). */
+static int row_params(struct run *r, const struct mq_tensor *t, const struct mq_plan_tensor *pt, uint64_t row,
+		      const float *x, struct mq_qparams *p)
+{
+	const struct mq_scheme_traits *si = mq_scheme_get(r->plan.scheme);
+	const enum mq_dtype sd = mq_scheme_scale_dtype(si, t->dtype);
+	struct mq_range rg;
+	mq_range_init(&rg);
+	if (row_range(r, t, pt, row, x, &rg))
+		return r->err.code;
+	if (pt->row_groups == 1) {
+		p[0] = si->params(si, &rg, sd);
+		return 0;
+	}
+	const size_t group = (size_t)(pt->row_elems / pt->row_groups);
+	for (uint64_t g = 0; g < pt->row_groups; g++) {
+		size_t bad;
+		mq_range_init(&rg);
+		mq_range_update(&rg, x + g * group, group, &bad); /* finite: the row's check passed */
+		p[g] = si->params(si, &rg, sd);
+	}
+	return 0;
+}
+
+/* A block's scales and zero points, once its rows are quantized (per tensor: at the unit's end). */
+static int write_params(struct run *r, const struct mq_tensor *t, const struct mq_plan_tensor *pt,
+			const struct blocks *b, uint64_t row, uint64_t n)
+{
+	const struct mq_scheme_traits *si = mq_scheme_get(r->plan.scheme);
+	const uint64_t groups = n * pt->row_groups;
+	if (pt->out_scale >= 0) {
+		size_t len = mq_scales_store(mq_scheme_scale_dtype(si, t->dtype), b->p, (size_t)groups, b->scales);
+		if (write_out(r, pt->out_scale, row * (len / n), b->scales, len))
+			return r->err.code;
+	}
+	if (pt->out_zero_point >= 0) {
+		const struct mq_companion *c = mq_scheme_part(si, MQ_PART_ZERO_POINT);
+		size_t len = mq_zero_points_store(si, c, b->p, (size_t)n, (size_t)pt->row_groups, b->zero_points);
+		if (write_out(r, pt->out_zero_point, row / pt->row_align * (len / (n / pt->row_align)), b->zero_points,
+			      len))
+			return r->err.code;
+	}
+	return 0;
+}
+
+/* Pass 1 of a per-tensor unit: the exact range of the whole tensor (and the digests). */
+static int tensor_range(struct run *r, const struct mq_unit *u, const struct blocks *b, struct chunk_hasher *ch,
+			struct mq_range *whole)
+{
+	const struct mq_tensor *t = &r->man.tensors[u->tensor];
+	const struct mq_plan_tensor *pt = &r->plan.tensors[u->tensor];
+	mq_range_init(whole);
+	for (uint64_t row = u->row_begin; row < u->row_end;) {
+		uint64_t n = u->row_end - row < pt->block_rows ? u->row_end - row : pt->block_rows;
+		uint64_t to_chunk_end = (row / pt->chunk_rows + 1) * pt->chunk_rows - row;
+		n = n < to_chunk_end ? n : to_chunk_end; /* a block never straddles two chunk digests */
+		if (load_block(r, t, pt, b, row, n, ch))
+			return r->err.code;
+		for (uint64_t k = 0; k < n; k++)
+			if (row_range(r, t, pt, row + k, b->x + k * pt->row_elems, whole))
+				return r->err.code;
+		row += n;
+		collect_poll(r, 0);
+		if (r->cancelled)
+			return MQ_ERR_INTERNAL;
+	}
+	return 0;
+}
+
+/* Quantizes n rows of a block (their parameters already in b->p), and their output-space sums. */
+static int quant_rows(struct run *r, const struct mq_unit *u, const struct blocks *b, uint64_t row, uint64_t n,
+		      struct mq_err_acc *acc, struct mq_out_sums *oacc)
+{
+	const struct mq_plan_tensor *pt = &r->plan.tensors[u->tensor];
+	const struct mq_scheme_traits *si = mq_scheme_get(r->plan.scheme);
+	const size_t n_elems = (size_t)pt->row_elems, group = (size_t)(pt->row_elems / pt->row_groups);
+	const size_t out_row = (size_t)mq_scheme_bytes(si, n_elems);
+	const int per_tensor = r->plan.per_tensor;
+	for (uint64_t k = 0; k < n; k++)
+		mq_scheme_quantize(si, b->x + k * n_elems, n_elems, group, b->p + (per_tensor ? 0 : k * pt->row_groups),
+				   NULL, (char *)b->q + k * out_row, acc);
+	if (write_out(r, pt->out_data, row * out_row, b->q, n * out_row))
+		return r->err.code;
+	if (pt->calib != MQ_CALIB_STATIC)
+		return 0;
+	for (uint64_t k = 0; k < n; k++)
+		si->dequantize(si, (const char *)b->q + k * out_row, n_elems, group,
+			       b->p + (per_tensor ? 0 : k * pt->row_groups), b->what + k * n_elems);
+	return outspace_sums(r, u->tensor, b->x, b->what, n, oacc);
+}
+
 static int quant_unit(struct run *r, const struct mq_unit *u, struct chunk_hasher *ch, struct mq_err_acc *acc,
 		      struct mq_out_sums *oacc)
 {
@@ -203,62 +282,25 @@ static int quant_unit(struct run *r, const struct mq_unit *u, struct chunk_hashe
 	const struct mq_plan_tensor *pt = &r->plan.tensors[u->tensor];
 	const struct mq_plan *p = &r->plan;
 	const struct mq_scheme_traits *si = mq_scheme_get(p->scheme);
-	const size_t n_elems = (size_t)pt->row_elems; /* one group per row: >= 1 in a unit */
-	size_t out_row = (size_t)mq_scheme_bytes(si, n_elems);
 	struct blocks b = carve(r, pt, t->dtype);
 	struct mq_range whole;
-	mq_range_init(&whole);
-	if (p->per_tensor) { /* pass 1: the exact range of the whole tensor (and the digests) */
-		for (uint64_t row = u->row_begin; row < u->row_end;) {
-			uint64_t n = u->row_end - row < pt->block_rows ? u->row_end - row : pt->block_rows;
-			uint64_t to_chunk_end = (row / pt->chunk_rows + 1) * pt->chunk_rows - row;
-			n = n < to_chunk_end ? n : to_chunk_end; /* a block never straddles two chunk digests */
-			if (load_block(r, t, pt, &b, row, n, ch))
-				return r->err.code;
-			for (uint64_t k = 0; k < n; k++)
-				if (row_range(r, t, pt, row + k, b.x + k * pt->row_elems, &whole))
-					return r->err.code;
-			row += n;
-			collect_poll(r, 0);
-			if (r->cancelled)
-				return MQ_ERR_INTERNAL;
-		}
-	}
-	struct mq_qparams tensor_qp = si->params(si, &whole, mq_scheme_scale_dtype(si, t->dtype));
+	if (p->per_tensor && tensor_range(r, u, &b, ch, &whole))
+		return r->err.code;
+	const struct mq_qparams tensor_qp = p->per_tensor ? si->params(si, &whole, mq_scheme_scale_dtype(si, t->dtype))
+							  : (struct mq_qparams){ 1.0f, 0 };
 	for (uint64_t row = u->row_begin; row < u->row_end;) {
 		uint64_t n = u->row_end - row < pt->block_rows ? u->row_end - row : pt->block_rows;
 		if (load_block(r, t, pt, &b, row, n, p->per_tensor ? NULL : ch))
 			return r->err.code;
 		double t0 = mq_comm_time();
-		for (uint64_t k = 0; k < n; k++) {
-			const float *x = b.x + k * pt->row_elems;
-			struct mq_qparams qp = tensor_qp;
-			if (!p->per_tensor) {
-				struct mq_range rg;
-				mq_range_init(&rg);
-				if (row_range(r, t, pt, row + k, x, &rg))
-					return r->err.code;
-				qp = si->params(si, &rg, mq_scheme_scale_dtype(si, t->dtype));
-			}
-			mq_scheme_quantize(si, x, n_elems, n_elems, &qp, NULL, (char *)b.q + k * out_row, acc);
-			b.scale[k] = qp.scale;
-			b.zp[k] = (int8_t)qp.zero_point;
-		}
-		r->stats[MQ_STAT_T_QUANT] += mq_comm_time() - t0;
-		if (write_out(r, pt->out_data, row * out_row, b.q, n * out_row))
-			return r->err.code;
-		if (pt->calib == MQ_CALIB_STATIC) {
-			for (uint64_t k = 0; k < n; k++) {
-				const struct mq_qparams qp = { b.scale[k], b.zp[k] };
-				si->dequantize(si, (const char *)b.q + k * out_row, n_elems, n_elems, &qp,
-					       b.what + k * pt->row_elems);
-			}
-			if (outspace_sums(r, u->tensor, b.x, b.what, n, oacc))
+		for (uint64_t k = 0; k < n && !p->per_tensor; k++)
+			if (row_params(r, t, pt, row + k, b.x + k * pt->row_elems, b.p + k * pt->row_groups))
 				return r->err.code;
-		}
-		if (!p->per_tensor && pt->out_scale >= 0 && write_out(r, pt->out_scale, row * 4, b.scale, n * 4))
-			return r->err.code;
-		if (!p->per_tensor && pt->out_zero_point >= 0 && write_out(r, pt->out_zero_point, row, b.zp, n))
+		if (p->per_tensor)
+			b.p[0] = tensor_qp;
+		int rc = quant_rows(r, u, &b, row, n, acc, oacc);
+		r->stats[MQ_STAT_T_QUANT] += mq_comm_time() - t0;
+		if (rc || (!p->per_tensor && write_params(r, t, pt, &b, row, n)))
 			return r->err.code;
 		row += n;
 		collect_poll(r, 0);
@@ -266,10 +308,8 @@ static int quant_unit(struct run *r, const struct mq_unit *u, struct chunk_hashe
 			return MQ_ERR_INTERNAL;
 	}
 	if (p->per_tensor) {
-		int8_t zp = (int8_t)tensor_qp.zero_point;
-		if (write_out(r, pt->out_scale, 0, &tensor_qp.scale, 4) ||
-		    (pt->out_zero_point >= 0 && write_out(r, pt->out_zero_point, 0, &zp, 1)))
-			return r->err.code;
+		b.p[0] = tensor_qp;
+		return write_params(r, t, pt, &b, 0, 1);
 	}
 	return 0;
 }

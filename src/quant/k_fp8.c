@@ -3,6 +3,9 @@
  * fp8 row (compressed-tensors float-quantized, LOWBIT.md A.5 and F). The
  * conversion is torch's (c10's fp8e4m3fn_from_fp32_value) bit for bit; the
  * kernel clamps to +-448 first, as compressed-tensors does, so no code is NaN.
+ * The AVX2 kernel runs the same integer recipe 8 values at a time, bit for bit
+ * the same codes and error sums, and hands what its blocks of 8 do not cover
+ * (the last n % 8 values, groups not a multiple of 8) to the reference.
  */
 #include "kernel.h"
 
@@ -54,28 +57,100 @@ struct mq_qparams mq_fp8_params(const struct mq_scheme_traits *s, const struct m
 	return (struct mq_qparams){ scale < FLT_EPSILON ? FLT_EPSILON : scale, 0 };
 }
 
+/* Values [i, n) of the row into out and L: divide by the group's scale, clamp, convert. */
+static void fp8_span(const float *x, size_t i, size_t n, size_t group, const struct mq_qparams *p, uint8_t *out,
+		     struct mq_lanes *L)
+{
+	for (; i < n; i++) {
+		const float scale = p[i / group].scale;
+		float y = x[i] / scale;
+		y = y < -FP8_MAX ? -FP8_MAX : y > FP8_MAX ? FP8_MAX : y;
+		out[i] = mq_fp8_from_f32(y);
+		mq_lanes_add(L, i, x[i], mq_fp8_to_f32(out[i]) * scale);
+	}
+}
+
 size_t mq_fp8_quantize_ref(const struct mq_scheme_traits *s, const float *x, size_t n, size_t group,
 			   const struct mq_qparams *p, const float *importance, void *out, struct mq_err_acc *acc)
 {
 	(void)s;
 	(void)importance;
-	uint8_t *o = out;
 	struct mq_lanes L;
 	mq_lanes_init(&L);
-	for (size_t i = 0; i < n; i++) {
-		const float scale = p[i / group].scale;
-		float y = x[i] / scale;
-		y = y < -FP8_MAX ? -FP8_MAX : y > FP8_MAX ? FP8_MAX : y;
-		o[i] = mq_fp8_from_f32(y);
-		mq_lanes_add(&L, i, x[i], mq_fp8_to_f32(o[i]) * scale);
-	}
+	fp8_span(x, 0, n, group, p, out, &L);
 	mq_lanes_end(&L, acc);
 	return n;
 }
 
+#ifdef MQ_HAVE_AVX2
+/*
+ * mq_fp8_from_f32 on 8 lanes, step for step: the sign set aside, NaN (0x7f)
+ * from 480 up, below 2^-6 the FPU's addition of 2^14 (the same rounding as
+ * the scalar addition), else the integer round to nearest even; the branches
+ * become blends. Returns the codes, one per int32 lane, in [0, 255].
+ */
+MQ_AVX2 static inline __m256i fp8_codes(__m256 y)
+{
+	const __m256i sign = _mm256_and_si256(_mm256_castps_si256(y), _mm256_set1_epi32(INT32_MIN));
+	const __m256i a = _mm256_xor_si256(_mm256_castps_si256(y), sign);
+	const __m256 denorm = _mm256_castsi256_ps(_mm256_set1_epi32(141 << 23));
+	__m256i sub = _mm256_castps_si256(_mm256_add_ps(_mm256_castsi256_ps(a), denorm));
+	sub = _mm256_sub_epi32(sub, _mm256_set1_epi32(141 << 23));
+	__m256i odd = _mm256_and_si256(_mm256_srli_epi32(a, 20), _mm256_set1_epi32(1));
+	__m256i nrm = _mm256_add_epi32(a, _mm256_set1_epi32((int)(((uint32_t)(7 - 127) << 23) + 0x7ffffu)));
+	nrm = _mm256_srli_epi32(_mm256_add_epi32(nrm, odd), 20);
+	__m256i r = _mm256_blendv_epi8(nrm, sub, _mm256_cmpgt_epi32(_mm256_set1_epi32(121 << 23), a));
+	r = _mm256_blendv_epi8(r, _mm256_set1_epi32(0x7f), _mm256_cmpgt_epi32(a, _mm256_set1_epi32((1087 << 20) - 1)));
+	return _mm256_or_si256(r, _mm256_srli_epi32(sign, 24));
+}
+
+/*
+ * The exact values of codes r (mq_fp8_to_f32, but for 0x7f, which a clamped
+ * value never gets): a normal code's bits shifted into a float32 with the
+ * exponent rebiased (+120), a subnormal's m * 2^-9, the sign put back.
+ */
+MQ_AVX2 static inline __m256 fp8_values(__m256i r)
+{
+	const __m256i mag = _mm256_and_si256(r, _mm256_set1_epi32(0x7f));
+	__m256 nrm = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_slli_epi32(mag, 20), _mm256_set1_epi32(120 << 23)));
+	__m256 sub = _mm256_mul_ps(_mm256_cvtepi32_ps(mag), _mm256_set1_ps(0.001953125f)); /* m < 8 here */
+	__m256 v = _mm256_blendv_ps(nrm, sub, _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(8), mag)));
+	return _mm256_or_ps(v, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_srli_epi32(r, 7), 31)));
+}
+
+MQ_AVX2 static size_t fp8_avx2(const float *x, size_t n, size_t group, const struct mq_qparams *p, uint8_t *out,
+			       struct mq_err_acc *acc)
+{
+	const size_t span = mq_vector_span(n, group);
+	const __m256 top = _mm256_set1_ps(FP8_MAX), bottom = _mm256_set1_ps(-FP8_MAX);
+	struct mq_lanes_avx2 V;
+	mq_lanes_avx2_init(&V);
+	for (size_t i = 0; i < span;) {
+		const __m256 scale = _mm256_set1_ps(p[i / group].scale);
+		size_t end = i + group < span ? i + group : span;
+		for (; i < end; i += MQ_LANES) {
+			__m256 xv = _mm256_loadu_ps(x + i);
+			__m256 y = _mm256_min_ps(_mm256_max_ps(_mm256_div_ps(xv, scale), bottom), top);
+			__m256i r = fp8_codes(y);
+			_mm_storel_epi64((__m128i *)(void *)(out + i), mq_avx2_bytes8(r));
+			mq_lanes_avx2_add(&V, i, xv, _mm256_mul_ps(fp8_values(r), scale));
+		}
+	}
+	struct mq_lanes L;
+	mq_lanes_avx2_store(&V, &L);
+	fp8_span(x, span, n, group, p, out, &L);
+	mq_lanes_end(&L, acc);
+	return n;
+}
+#endif
+
 size_t mq_fp8_quantize(const struct mq_scheme_traits *s, const float *x, size_t n, size_t group,
 		       const struct mq_qparams *p, const float *importance, void *out, struct mq_err_acc *acc)
 {
+#ifdef MQ_HAVE_AVX2
+	if (mq_cpu_avx2())
+		return fp8_avx2(x, n, group, p, out, acc);
+#endif
 	return mq_fp8_quantize_ref(s, x, n, group, p, importance, out, acc);
 }
 

@@ -2,7 +2,10 @@
  * k_pack: b-bit integer codes packed into little-endian 32-bit words, the
  * int4, int4-asym, w8a16 and w8a16-asym rows (compressed-tensors
  * pack-quantized, LOWBIT.md A.3). The reference quantizes one value at a
- * time; a fast path must give the same words and error sums bit for bit.
+ * time; the AVX2 kernel 8 at a time (one word of int4, two of int8), bit for
+ * bit the same words and error sums, and hands what its blocks of 8 do not
+ * cover (the last 4 values of an int8 row, groups not a multiple of 8) to the
+ * reference.
  */
 #include "kernel.h"
 
@@ -49,9 +52,77 @@ size_t mq_pack_quantize_ref(const struct mq_scheme_traits *s, const float *x, si
 	return (size_t)mq_scheme_bytes(s, n);
 }
 
+#ifdef MQ_HAVE_AVX2
+/*
+ * Codes of 8 values, as the reference's pack_code: a true division (the
+ * reference divides, and x * (1/s) rounds differently), round half to even,
+ * the zero point, the clamp. Sets *u to the stored values q + 2^(b-1) and
+ * returns the values dequantized, (q - zp) * s (q - zp is a small integer:
+ * exact in float32, as the reference's int subtraction).
+ */
+MQ_AVX2 static inline __m256 pack8_codes(__m256 x, __m256 scale, __m256 zp, __m256 lo, __m256 hi, __m256i offset,
+					 __m256i *u)
+{
+	__m256 q = _mm256_round_ps(_mm256_div_ps(x, scale), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+	q = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(q, zp), lo), hi);
+	*u = _mm256_add_epi32(_mm256_cvtps_epi32(q), offset);
+	return _mm256_mul_ps(_mm256_sub_ps(q, zp), scale);
+}
+
+/*
+ * Stores 8 stored values u: for 4 bits the one word of nibbles, value j at
+ * bit 4j (bytes u0 + 16 u1, u2 + 16 u3, ...: maddubs forms them, each below
+ * 256); for 8 bits two words, which on this little-endian host are the bytes
+ * in order.
+ */
+MQ_AVX2 static inline void pack8_store(__m256i u, int four, unsigned char *out)
+{
+	__m128i b = mq_avx2_bytes8(u);
+	if (four) {
+		__m128i pairs = _mm_maddubs_epi16(b, _mm_set1_epi16(16 << 8 | 1));
+		uint32_t w = (uint32_t)_mm_cvtsi128_si32(_mm_packus_epi16(pairs, pairs));
+		memcpy(out, &w, 4);
+	} else {
+		_mm_storel_epi64((__m128i *)(void *)out, b);
+	}
+}
+
+MQ_AVX2 static size_t pack_avx2(const struct mq_scheme_traits *s, const float *x, size_t n, size_t group,
+				const struct mq_qparams *p, void *out, struct mq_err_acc *acc)
+{
+	const size_t span = mq_vector_span(n, group);
+	const int four = s->bits == 4;
+	const __m256 lo = _mm256_set1_ps((float)s->qmin), hi = _mm256_set1_ps((float)s->qmax);
+	const __m256i offset = _mm256_set1_epi32(1 << (s->bits - 1));
+	unsigned char *o = out;
+	struct mq_lanes_avx2 V;
+	mq_lanes_avx2_init(&V);
+	for (size_t i = 0; i < span;) {
+		const struct mq_qparams pg = p[i / group];
+		const __m256 scale = _mm256_set1_ps(pg.scale), zp = _mm256_set1_ps((float)pg.zero_point);
+		size_t end = i + group < span ? i + group : span;
+		for (; i < end; i += MQ_LANES) {
+			__m256 xv = _mm256_loadu_ps(x + i);
+			__m256i u;
+			mq_lanes_avx2_add(&V, i, xv, pack8_codes(xv, scale, zp, lo, hi, offset, &u));
+			pack8_store(u, four, o + i * (size_t)s->bits / 8);
+		}
+	}
+	struct mq_lanes L;
+	mq_lanes_avx2_store(&V, &L);
+	pack_span(s, x, span, n, group, p, out, &L);
+	mq_lanes_end(&L, acc);
+	return (size_t)mq_scheme_bytes(s, n);
+}
+#endif
+
 size_t mq_pack_quantize(const struct mq_scheme_traits *s, const float *x, size_t n, size_t group,
 			const struct mq_qparams *p, const float *importance, void *out, struct mq_err_acc *acc)
 {
+#ifdef MQ_HAVE_AVX2
+	if (mq_cpu_avx2() && (s->bits == 4 || s->bits == 8))
+		return pack_avx2(s, x, n, group, p, out, acc);
+#endif
 	return mq_pack_quantize_ref(s, x, n, group, p, importance, out, acc);
 }
 

@@ -118,6 +118,18 @@ MQ_AVX2 static inline void mq_lanes_avx2_store(const struct mq_lanes_avx2 *V, st
 	_mm256_storeu_pd(L->e, V->e_lo);
 	_mm256_storeu_pd(L->e + 4, V->e_hi);
 }
+
+/* ---- AVX2 helpers of the byte-code kernels (k_pack.c, k_fp8.c) ---- */
+
+/*
+ * 8 int32 lanes, each in [0, 255], as 8 bytes in lane order in the low half of the result (the
+ * high half repeats them): both packs saturate, which values in [0, 255] never reach.
+ */
+MQ_AVX2 static inline __m128i mq_avx2_bytes8(__m256i v)
+{
+	__m128i w = _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+	return _mm_packus_epi16(w, w);
+}
 #endif
 
 /*

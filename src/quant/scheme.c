@@ -194,6 +194,50 @@ float mq_scale_round(enum mq_dtype d, float s)
 	return s;
 }
 
+size_t mq_scales_store(enum mq_dtype d, const struct mq_qparams *p, size_t n, void *out)
+{
+	unsigned char *o = out;
+	if (d == MQ_DTYPE_F32) {
+		for (size_t i = 0; i < n; i++) {
+			uint32_t u = mq_f32_bits(p[i].scale);
+			for (int k = 0; k < 4; k++)
+				o[4 * i + (size_t)k] = (unsigned char)(u >> (8 * k));
+		}
+		return 4 * n;
+	}
+	MQ_ASSERT(d == MQ_DTYPE_F16 || d == MQ_DTYPE_BF16);
+	for (size_t i = 0; i < n; i++) {
+		uint16_t h = d == MQ_DTYPE_F16 ? mq_f32_to_f16(p[i].scale) : mq_f32_to_bf16(p[i].scale);
+		o[2 * i] = (unsigned char)h;
+		o[2 * i + 1] = (unsigned char)(h >> 8);
+	}
+	return 2 * n;
+}
+
+size_t mq_zero_points_store(const struct mq_scheme_traits *s, const struct mq_companion *c,
+			    const struct mq_qparams *p, size_t n_rows, size_t groups, void *out)
+{
+	unsigned char *o = out;
+	if (c->shape_rule != MQ_PART_SHAPE_GROUPS_PACKED) {
+		MQ_ASSERT(mq_companion_dtype(s, c, MQ_DTYPE_F32) == MQ_DTYPE_I8);
+		for (size_t i = 0; i < n_rows * groups; i++)
+			o[i] = (unsigned char)(int8_t)p[i].zero_point;
+		return n_rows * groups;
+	}
+	const size_t per = (size_t)s->pack, bits = (size_t)s->bits;
+	MQ_ASSERT(n_rows % per == 0);
+	for (size_t w = 0; w < n_rows / per; w++) {
+		for (size_t g = 0; g < groups; g++) {
+			uint32_t v = 0;
+			for (size_t k = 0; k < per; k++)
+				v |= (uint32_t)(p[(w * per + k) * groups + g].zero_point + (1 << (bits - 1))) << (k * bits);
+			for (int b = 0; b < 4; b++)
+				o[4 * (w * groups + g) + (size_t)b] = (unsigned char)(v >> (8 * b));
+		}
+	}
+	return n_rows / per * groups * 4;
+}
+
 /* Names of rows [from, to): "a", "a or b", "a, b or c". */
 static void add_names(struct mq_buf *b, int from, int to)
 {
@@ -219,4 +263,18 @@ void mq_scheme_help(struct mq_buf *b, enum mq_scheme dflt)
 void mq_scheme_names(struct mq_buf *b)
 {
 	add_names(b, 0, N_ROWS);
+}
+
+void mq_scheme_names_with(struct mq_buf *b, unsigned gran_bits)
+{
+	int n = 0, k = 0;
+	for (int s = 0; s < N_ROWS; s++)
+		n += (rows[s].granularities & gran_bits) != 0;
+	for (int s = 0; s < N_ROWS; s++) {
+		if (!(rows[s].granularities & gran_bits))
+			continue;
+		mq_buf_adds(b, k == 0 ? "" : k == n - 1 ? " or " : ", ");
+		mq_buf_adds(b, rows[s].name);
+		k++;
+	}
 }

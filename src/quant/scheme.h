@@ -191,6 +191,18 @@ int mq_companion_shape(const struct mq_scheme_traits *s, const struct mq_compani
 /* s rounded to nearest even in dtype d (F32: s itself; F16, BF16), as a float32. */
 float mq_scale_round(enum mq_dtype d, float s);
 
+/* The scales of n parameters in dtype d (F32, F16 or BF16), little-endian, into out. Returns the bytes. */
+size_t mq_scales_store(enum mq_dtype d, const struct mq_qparams *p, size_t n, void *out);
+/*
+ * The zero points of rows x groups parameters (row-major) as s's zero-point
+ * companion c stores them, into out: one I8 per group, or (GROUPS_PACKED)
+ * offset by 2^(bits-1) and packed along the rows, row k of a group at bit
+ * (k % pack) * bits of word (k / pack, group), little-endian; rows a multiple
+ * of pack. Returns the bytes.
+ */
+size_t mq_zero_points_store(const struct mq_scheme_traits *s, const struct mq_companion *c,
+			    const struct mq_qparams *p, size_t rows, size_t groups, void *out);
+
 /* Quantizes with the row's fast kernel, or its reference where it has none (arguments as mq_quant_fn). */
 static inline size_t mq_scheme_quantize(const struct mq_scheme_traits *s, const float *x, size_t n, size_t group,
 					const struct mq_qparams *p, const float *importance, void *out,
@@ -207,6 +219,8 @@ static inline size_t mq_scheme_quantize(const struct mq_scheme_traits *s, const 
 void mq_scheme_help(struct mq_buf *b, enum mq_scheme dflt);
 /* Every row's name: "int8, int8-asym, fp16 or bf16". */
 void mq_scheme_names(struct mq_buf *b);
+/* The names of the rows that take any of the granularities gran_bits (MQ_GRAN_BIT()s), as above. */
+void mq_scheme_names_with(struct mq_buf *b, unsigned gran_bits);
 
 /*
  * "avx2" or "scalar": the fast kernels' path on this CPU. AVX2 and F16C are

@@ -2,6 +2,8 @@
  * bench_kernel: the quantization kernel alone, and the memory-copy bandwidth
  * it is compared with. Prints one "name value" line per figure (GB/s of input).
  *   bench_kernel [MiB]     (default 512 MiB of float32 input, beyond any cache)
+ * Rows are 4096 values: whole words for the packed rows (a multiple of 8),
+ * and whole groups of 128 for the figures in groups.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,9 +42,30 @@ static double copy_bandwidth(size_t n)
 	return (double)n / best;
 }
 
-/* Range + quantize per row, as the pipeline does, over rows x cols float32 values. */
-static double kernel_bandwidth(enum mq_scheme scheme, enum mq_dtype in, size_t rows, size_t cols)
+#define MAX_GROUPS 512
+
+/*
+ * Parameters of each group of one row (group == cols: one per row) from its range, the scale
+ * rounded to the dtype the row stores it in for input in, as the pipeline does.
+ */
+static void row_params(const struct mq_scheme_traits *s, enum mq_dtype in, const float *x, size_t cols,
+		       size_t group, struct mq_qparams *p)
 {
+	for (size_t g = 0; g * group < cols; g++) {
+		struct mq_range rg;
+		size_t bad;
+		mq_range_init(&rg);
+		mq_range_update(&rg, x + g * group, group, &bad);
+		p[g] = s->params(s, &rg, mq_scheme_scale_dtype(s, in));
+	}
+}
+
+/* Range + quantize per row, as the pipeline does, over rows x cols values of dtype in (group 0: one per row). */
+static double kernel_bandwidth(enum mq_scheme scheme, enum mq_dtype in, size_t rows, size_t cols, size_t group)
+{
+	group = group ? group : cols;
+	if (cols % group || cols / group > MAX_GROUPS || cols % 8)
+		return 0;
 	size_t esz = mq_dtype_size(in), n = rows * cols;
 	unsigned char *src = malloc(n * esz);
 	float *x = malloc(cols * sizeof(float) * 64);
@@ -74,12 +97,9 @@ static double kernel_bandwidth(enum mq_scheme scheme, enum mq_dtype in, size_t r
 				mq_dtype_widen(in, src + row * cols * esz, x, cols);
 				xr = x;
 			}
-			struct mq_range rg;
-			size_t bad;
-			mq_range_init(&rg);
-			mq_range_update(&rg, xr, cols, &bad);
-			struct mq_qparams p = s->params(s, &rg, MQ_DTYPE_F32);
-			mq_scheme_quantize(s, xr, cols, cols, &p, NULL, out + row * row_bytes, &acc);
+			struct mq_qparams p[MAX_GROUPS];
+			row_params(s, in, xr, cols, group, p);
+			mq_scheme_quantize(s, xr, cols, group, p, NULL, out + row * row_bytes, &acc);
 		}
 		double t = now() - t0;
 		best = t < best ? t : best;
@@ -97,8 +117,16 @@ int main(int argc, char **argv)
 	mq_f16_table();
 	printf("kernel %s\n", mq_quant_kernel_name());
 	printf("memcpy_gbps %.3f\n", copy_bandwidth(mib << 20) / 1e9);
-	printf("int8_f32_gbps %.3f\n", kernel_bandwidth(MQ_SCHEME_INT8, MQ_DTYPE_F32, rows, cols) / 1e9);
-	printf("int8_bf16_gbps %.3f\n", kernel_bandwidth(MQ_SCHEME_INT8, MQ_DTYPE_BF16, rows, cols) / 1e9);
-	printf("int8_asym_f32_gbps %.3f\n", kernel_bandwidth(MQ_SCHEME_INT8_ASYM, MQ_DTYPE_F32, rows, cols) / 1e9);
+	printf("int8_f32_gbps %.3f\n", kernel_bandwidth(MQ_SCHEME_INT8, MQ_DTYPE_F32, rows, cols, 0) / 1e9);
+	printf("int8_bf16_gbps %.3f\n", kernel_bandwidth(MQ_SCHEME_INT8, MQ_DTYPE_BF16, rows, cols, 0) / 1e9);
+	printf("int8_asym_f32_gbps %.3f\n", kernel_bandwidth(MQ_SCHEME_INT8_ASYM, MQ_DTYPE_F32, rows, cols, 0) / 1e9);
+	printf("int4_f32_gbps %.3f\n", kernel_bandwidth(MQ_SCHEME_INT4, MQ_DTYPE_F32, rows, cols, 0) / 1e9);
+	printf("int4_g128_f32_gbps %.3f\n", kernel_bandwidth(MQ_SCHEME_INT4, MQ_DTYPE_F32, rows, cols, 128) / 1e9);
+	printf("int4_g128_bf16_gbps %.3f\n", kernel_bandwidth(MQ_SCHEME_INT4, MQ_DTYPE_BF16, rows, cols, 128) / 1e9);
+	printf("int4_asym_g128_f32_gbps %.3f\n",
+	       kernel_bandwidth(MQ_SCHEME_INT4_ASYM, MQ_DTYPE_F32, rows, cols, 128) / 1e9);
+	printf("w8a16_g128_f32_gbps %.3f\n", kernel_bandwidth(MQ_SCHEME_W8A16, MQ_DTYPE_F32, rows, cols, 128) / 1e9);
+	printf("fp8_f32_gbps %.3f\n", kernel_bandwidth(MQ_SCHEME_FP8, MQ_DTYPE_F32, rows, cols, 0) / 1e9);
+	printf("fp8_bf16_gbps %.3f\n", kernel_bandwidth(MQ_SCHEME_FP8, MQ_DTYPE_BF16, rows, cols, 0) / 1e9);
 	return 0;
 }

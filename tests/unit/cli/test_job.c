@@ -74,7 +74,7 @@ static void test_job_errors_name_the_entry_and_the_key(void **state)
 	(void)state;
 	expect_bad("{\"models\": [{\"input\": \"x\", \"optons\": {}}]}", "models[0]", "optons");
 	expect_bad("{\"defaults\": {\"schem\": \"int8\"}, \"models\": [{\"input\": \"x\"}]}", "defaults", "schem");
-	expect_bad("{\"models\": [{\"input\": \"x\"}, {\"name\": \"b\", \"input\": \"y\", \"options\": {\"scheme\": \"int4\"}}]}",
+	expect_bad("{\"models\": [{\"input\": \"x\"}, {\"name\": \"b\", \"input\": \"y\", \"options\": {\"scheme\": \"int3\"}}]}",
 		   "models[1] ('b')", "int4");
 	/* the old unsigned scheme is refused in job files too, pointing to its signed name */
 	expect_bad("{\"defaults\": {\"scheme\": \"uint8\"}, \"models\": [{\"input\": \"x\"}]}", "models[0]", "use int8-asym");

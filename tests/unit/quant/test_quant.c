@@ -238,6 +238,8 @@ static void test_quant_fast_kernel_matches_reference(void **state)
 		for (int s = 0; s < mq_scheme_count(); s++) {
 			if (!has_fast_kernel(row((enum mq_scheme)s), &told[s]))
 				continue;
+			if (n % (size_t)row((enum mq_scheme)s)->pack)
+				continue; /* a packed row is whole words (kernel.h): no other length is valid */
 			struct mq_qparams p = params_of(row((enum mq_scheme)s), x, n);
 			struct mq_err_acc acc;
 			quant_both(row((enum mq_scheme)s), x, n, p, out, &acc);
@@ -341,9 +343,24 @@ static void random_row(uint32_t *seed, float *x, size_t n, float limit)
 	}
 }
 
-/* Code i of a quantized row: signed for an integer grid, the raw bits for a float format. */
+/* Word k of packed storage, read as little-endian whatever the host. */
+static uint32_t word_at(const void *q, size_t k)
+{
+	const unsigned char *b = (const unsigned char *)q + k * 4;
+	return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+}
+
+/*
+ * Code i of a quantized row: signed for an integer grid, the raw bits for a float format. Packed
+ * storage (LOWBIT.md A.3): u = (word >> (j * bits)) & mask for value j of its word, q = u - 2^(b-1).
+ */
 static int64_t code_at(const struct mq_scheme_traits *s, const void *q, size_t i)
 {
+	if (s->pack != 1) {
+		size_t per = (size_t)s->pack;
+		uint32_t u = (word_at(q, i / per) >> ((i % per) * (size_t)s->bits)) & ((1u << s->bits) - 1);
+		return (int64_t)u - ((int64_t)1 << (s->bits - 1));
+	}
 	const unsigned char *b = (const unsigned char *)q + i * mq_dtype_size(s->storage);
 	int8_t c1;
 	int16_t c2;
@@ -358,22 +375,54 @@ static int64_t code_at(const struct mq_scheme_traits *s, const void *q, size_t i
 	return 0;
 }
 
+/* The value of code c with p, through the row's own dequantize (a packed code as value 0 of a word). */
 static float dequant_code(const struct mq_scheme_traits *s, int64_t c, struct mq_qparams p)
 {
 	unsigned char b[8];
+	float d[8];
+	if (s->pack != 1) {
+		uint32_t w = (uint32_t)(c + ((int64_t)1 << (s->bits - 1)));
+		for (int k = 0; k < 4; k++)
+			b[k] = (unsigned char)(w >> (8 * k));
+		s->dequantize(s, b, (size_t)s->pack, (size_t)s->pack, &p, d);
+		return d[0];
+	}
 	int8_t c1 = (int8_t)c;
 	uint16_t u2 = (uint16_t)c;
 	memcpy(b, mq_dtype_size(s->storage) == 1 ? (const void *)&c1 : (const void *)&u2, mq_dtype_size(s->storage));
-	float d;
-	s->dequantize(s, b, 1, 1, &p, &d);
-	return d;
+	s->dequantize(s, b, 1, 1, &p, d);
+	return d[0];
+}
+
+/*
+ * A float format's rounding: no neighbouring finite code is closer to v than code c (value vc),
+ * and the code keeps v's sign (so no code of the other sign, which is no neighbour in code
+ * space, can be closer either). p is the scale the codes are compared under.
+ */
+static void check_float_code(const struct mq_scheme_traits *s, float v, float vc, int64_t c, struct mq_qparams p)
+{
+	double e = fabs((double)v - (double)vc);
+	int top_bit = 8 * (int)mq_dtype_size(s->storage) - 1;
+	assert_true(isfinite(vc));
+	if (((c >> top_bit) & 1) != (signbit(v) != 0))
+		fail_msg("scheme '%s': %.9g got code %lld of the other sign", s->name, (double)v, (long long)c);
+	int64_t top = ((int64_t)1 << (8 * mq_dtype_size(s->storage))) - 1;
+	for (int64_t n = c - 1; n <= c + 1; n += 2) {
+		if (n < 0 || n > top)
+			continue;
+		float dn = dequant_code(s, n, p);
+		if (isfinite(dn) && fabs((double)v - (double)dn) < e)
+			fail_msg("scheme '%s': %.9g -> %.9g, but code %lld (%.9g) is closer", s->name, (double)v,
+				 (double)vc, (long long)n, (double)dn);
+	}
 }
 
 /*
  * The bound of one rounding. On an integer grid whose parameters came from a range holding x:
  * |x - d| <= s/2 (plus the float32 roundings of x * (1/s) and of d: 4u(|x| + |d|), u = 2^-24), so
  * the grid also covers the range, ends included. In a float format: no neighbouring finite code is
- * closer to x.
+ * closer to x; for e4m3 (a scale, and the clamp of kernel.h) closer to x / scale clamped to +-448,
+ * the value the format rounds.
  */
 static void check_rounding(const struct mq_scheme_traits *s, float x, float d, int64_t c, struct mq_qparams p)
 {
@@ -387,25 +436,28 @@ static void check_rounding(const struct mq_scheme_traits *s, float x, float d, i
 		return;
 	}
 	assert_true(isfinite(d));
-	int64_t top = ((int64_t)1 << (8 * mq_dtype_size(s->storage))) - 1;
-	for (int64_t n = c - 1; n <= c + 1; n += 2) {
-		if (n < 0 || n > top)
-			continue;
-		float dn = dequant_code(s, n, p);
-		if (isfinite(dn) && fabs((double)x - (double)dn) < e)
-			fail_msg("scheme '%s': x %.9g -> %.9g, but code %lld (%.9g) is closer", s->name, (double)x,
-				 (double)d, (long long)n, (double)dn);
+	if (s->float_format == MQ_FLOAT_E4M3) {
+		const struct mq_qparams unit = { 1.0f, 0 };
+		float y = x / p.scale;
+		y = y < -448.0f ? -448.0f : y > 448.0f ? 448.0f : y;
+		check_float_code(s, y, dequant_code(s, c, unit), c, unit);
+		return;
 	}
+	check_float_code(s, x, d, c, p);
 }
 
-/* One row with p: fast = reference, dequantize against the sums, and the rounding bound of each value. */
-static void check_row(const struct mq_scheme_traits *s, const float *x, size_t n, struct mq_qparams p)
+/*
+ * One row in groups of `group` values, group k with p[k]: fast = reference, dequantize against
+ * the sums, and the rounding bound of each value.
+ */
+static void check_row(const struct mq_scheme_traits *s, const float *x, size_t n, size_t group,
+		      const struct mq_qparams *p)
 {
 	unsigned char q[4 * N_MAX];
 	float d[N_MAX];
 	struct mq_err_acc acc;
-	quant_both(s, x, n, p, q, &acc);
-	s->dequantize(s, q, n, n, &p, d);
+	quant_groups_both(s, x, n, group, p, q, &acc);
+	s->dequantize(s, q, n, group, p, d);
 	double sig = 0, noise = 0;
 	float max_abs = 0;
 	for (size_t i = 0; i < n; i++) {
@@ -413,40 +465,56 @@ static void check_row(const struct mq_scheme_traits *s, const float *x, size_t n
 		sig += (double)x[i] * (double)x[i];
 		noise += (double)e * (double)e;
 		max_abs = fabsf(e) > max_abs ? fabsf(e) : max_abs;
-		check_rounding(s, x[i], d[i], code_at(s, q, i), p);
+		check_rounding(s, x[i], d[i], code_at(s, q, i), p[i / group]);
 	}
 	assert_true(acc.max_abs == (double)max_abs); /* dequantize gives the values the kernel summed */
 	assert_true(fabs(acc.signal - sig) <= 1e-5 * sig);
 	assert_true(fabs(acc.noise - noise) <= 1e-5 * noise + 1e-300);
 }
 
+/* Groups of 32 with their own parameters, where the row takes groups and n holds whole ones. */
+static void check_row_in_groups(const struct mq_scheme_traits *s, const float *x, size_t n)
+{
+	enum { GROUP = 32 };
+	struct mq_qparams p[N_MAX / GROUP];
+	if (!(s->granularities & MQ_GRAN_BIT(MQ_GRAN_GROUP)) || n % GROUP)
+		return;
+	for (size_t k = 0; k < n / GROUP; k++)
+		p[k] = params_of(s, x + k * GROUP, GROUP);
+	check_row(s, x, n, GROUP, p);
+}
+
 static void test_scheme_every_row_is_within_one_rounding(void **state)
 {
 	(void)state;
+	/* n = 1, 4, 13, ... (3n + 1), then lengths of whole words and groups for the packed rows */
+	static const size_t lengths[] = { 1, 4, 13, 40, 121, 364, 8, 32, 96, 256, N_MAX };
 	uint32_t seed = 4242;
 	static float x[4][N_MAX];
 	for (int k = 0; k < mq_scheme_count(); k++) {
 		const struct mq_scheme_traits *s = row((enum mq_scheme)k);
-		if (s->pack != 1) {
-			print_message("scheme '%s' packs values: no rounding check yet\n", s->name);
-			continue;
-		}
-		for (size_t n = 1; n <= N_MAX; n = n * 3 + 1) {
+		for (size_t li = 0; li < sizeof(lengths) / sizeof(lengths[0]); li++) {
+			size_t n = lengths[li];
+			if (n % (size_t)s->pack)
+				continue; /* a packed row is whole words (kernel.h): no other length is valid */
 			struct mq_range whole;
 			size_t bad;
 			mq_range_init(&whole);
 			for (int r = 0; r < 4; r++) {
 				random_row(&seed, x[r], n, s->limit);
 				assert_int_equal(mq_range_update(&whole, x[r], n, &bad), 0);
-				check_row(s, x[r], n, params_of(s, x[r], n)); /* per channel */
+				struct mq_qparams p = params_of(s, x[r], n);
+				check_row(s, x[r], n, n, &p); /* per channel */
+				check_row_in_groups(s, x[r], n);
 			}
-			if (s->granularities & MQ_GRAN_BIT(MQ_GRAN_TENSOR))
+			if (s->granularities & MQ_GRAN_BIT(MQ_GRAN_TENSOR)) {
+				struct mq_qparams p = s->params(s, &whole, MQ_DTYPE_F32);
 				for (int r = 0; r < 4; r++)
-					check_row(s, x[r], n, s->params(s, &whole, MQ_DTYPE_F32));
+					check_row(s, x[r], n, n, &p);
+			}
 		}
 	}
 }
-
 /* The table's own facts agree with each other. */
 static void test_scheme_rows_are_consistent(void **state)
 {
@@ -467,68 +535,149 @@ static void test_scheme_rows_are_consistent(void **state)
 			assert_string_equal(s->ct_type, "float");
 			assert_true(s->qmin == 0 && s->qmax == 0);
 		}
-		/* the data first, then a scale where there are parameters, a zero point where asymmetric */
-		assert_true(s->n_outputs >= 1 && s->outputs[0].part == MQ_PART_DATA && !s->outputs[0].suffix);
-		int scales = 0, zero_points = 0;
+		/*
+		 * the data first (under the tensor's own name, or "weight_packed" for packed words), then
+		 * a scale where there are parameters, a zero point where asymmetric, and the weight's
+		 * shape where the data is packed (its last dimension is no longer the weight's)
+		 */
+		assert_true(s->n_outputs >= 1 && s->outputs[0].part == MQ_PART_DATA);
+		if (s->pack == 1)
+			assert_null(s->outputs[0].suffix);
+		else
+			assert_string_equal(s->outputs[0].suffix, "weight_packed");
+		int scales = 0, zero_points = 0, shapes = 0;
 		for (int c = 1; c < s->n_outputs; c++) {
 			assert_non_null(s->outputs[c].suffix);
+			assert_true(s->outputs[c].part != MQ_PART_DATA);
+			for (int o = 0; o < c; o++) /* no two outputs under one name */
+				assert_true(!s->outputs[o].suffix ||
+					    strcmp(s->outputs[o].suffix, s->outputs[c].suffix) != 0);
 			scales += s->outputs[c].part == MQ_PART_SCALE;
 			zero_points += s->outputs[c].part == MQ_PART_ZERO_POINT;
+			shapes += s->outputs[c].part == MQ_PART_SHAPE;
 		}
 		assert_int_equal(scales, s->granularities != 0);
 		assert_int_equal(zero_points, s->granularities && !s->symmetric);
+		assert_int_equal(shapes, s->pack != 1);
 		float x[3] = { -1.0f, 0.25f, 2.0f };
+		struct mq_qparams p = params_of(s, x, 3);
 		if (s->symmetric)
-			assert_int_equal(params_of(s, x, 3).zero_point, 0);
+			assert_int_equal(p.zero_point, 0);
+		else
+			assert_true(p.zero_point >= s->qmin && p.zero_point <= s->qmax);
 	}
 	enum mq_scheme none;
 	assert_int_equal(mq_scheme_parse("uint8", &none), -1);
-	assert_int_equal(mq_scheme_parse("int4", &none), -1);
+	assert_int_equal(mq_scheme_parse("int3", &none), -1);
+	assert_int_equal(mq_scheme_parse("int4", &none), 0); /* a row since the pack-quantized rows */
+	assert_int_equal(none, MQ_SCHEME_INT4);
 }
 
 /*
  * The output tensors of a quantized weight, exactly what the plan lays out (README, "Output
- * tensors"): the data in the storage dtype and the weight's shape; weight_scale F32 and
- * weight_zero_point in the storage dtype, [out, 1] per channel, [1] per tensor.
+ * tensors"): the data in the storage dtype and the weight's shape (the last dimension in words
+ * where packed); weight_scale F32, or the weight's own dtype (F16, BF16, else F32) where the row
+ * says SOURCE, as pack-quantized does (LOWBIT.md A.3); weight_zero_point in the storage dtype,
+ * [out, 1] per channel, [1] per tensor, [out, cols / group] in groups, and packed along the rows,
+ * [ceil(out / pack), groups], where the data is packed; weight_shape I64 [ndim].
  */
+static void check_companion(const struct mq_scheme_traits *s, const struct mq_companion *o, enum mq_granularity g,
+			    uint64_t group, int ndim, const uint64_t *shape)
+{
+	static const enum mq_dtype sources[] = { MQ_DTYPE_F32, MQ_DTYPE_F16, MQ_DTYPE_BF16, MQ_DTYPE_F64 };
+	uint64_t out[8];
+	int nd = mq_companion_shape(s, o, g, group, ndim, shape, out);
+	enum mq_dtype dt = mq_companion_dtype(s, o, MQ_DTYPE_F32);
+	uint64_t cols = 1;
+	for (int d = 1; d < ndim; d++)
+		cols *= shape[d];
+	switch (o->part) {
+	case MQ_PART_DATA:
+		assert_int_equal(dt, s->storage);
+		assert_int_equal(nd, ndim);
+		assert_int_equal(out[ndim - 1] * (uint64_t)s->pack, shape[ndim - 1]);
+		assert_memory_equal(out, shape, (size_t)(ndim - 1) * sizeof(*shape));
+		return;
+	case MQ_PART_SHAPE:
+		assert_string_equal(o->suffix, "weight_shape");
+		assert_int_equal(dt, MQ_DTYPE_I64);
+		assert_int_equal(nd, 1);
+		assert_int_equal(out[0], ndim);
+		return;
+	case MQ_PART_SCALE:
+		assert_string_equal(o->suffix, "weight_scale");
+		for (size_t k = 0; k < sizeof(sources) / sizeof(sources[0]); k++) {
+			enum mq_dtype src = sources[k], want = MQ_DTYPE_F32;
+			if (o->dtype_rule == MQ_PART_DTYPE_SOURCE && (src == MQ_DTYPE_F16 || src == MQ_DTYPE_BF16))
+				want = src;
+			assert_int_equal(mq_companion_dtype(s, o, src), want);
+			assert_int_equal(mq_scheme_scale_dtype(s, src), want);
+		}
+		break;
+	case MQ_PART_ZERO_POINT:
+		assert_string_equal(o->suffix, "weight_zero_point");
+		assert_int_equal(dt, s->storage);
+		break;
+	}
+	assert_int_equal(nd, g == MQ_GRAN_TENSOR ? 1 : 2);
+	if (g == MQ_GRAN_TENSOR) {
+		assert_int_equal(out[0], 1);
+		return;
+	}
+	uint64_t rows = shape[0];
+	if (o->part == MQ_PART_ZERO_POINT && s->pack != 1)
+		rows = (rows + (uint64_t)s->pack - 1) / (uint64_t)s->pack;
+	assert_int_equal(out[0], rows);
+	assert_int_equal(out[1], g == MQ_GRAN_GROUP ? cols / group : 1);
+}
+
+/* mq_scheme_granularity's rule (scheme.h): none, tensor where asked and taken, group where taken, channel. */
+static enum mq_granularity granularity_wanted(const struct mq_scheme_traits *s, int per_tensor, int group_size)
+{
+	if (!s->granularities)
+		return MQ_GRAN_NONE;
+	if (per_tensor && (s->granularities & MQ_GRAN_BIT(MQ_GRAN_TENSOR)))
+		return MQ_GRAN_TENSOR;
+	if (group_size != MQ_GROUP_CHANNEL && (s->granularities & MQ_GRAN_BIT(MQ_GRAN_GROUP)))
+		return MQ_GRAN_GROUP;
+	return MQ_GRAN_CHANNEL;
+}
+
 static void test_scheme_outputs_follow_the_granularity(void **state)
 {
 	(void)state;
-	static const uint64_t w2[2] = { 6, 10 }, w4[4] = { 4, 3, 2, 2 };
+	static const int group_sizes[] = { MQ_GROUP_CHANNEL, 0, 32 };
 	for (int k = 0; k < mq_scheme_count(); k++) {
 		const struct mq_scheme_traits *s = row((enum mq_scheme)k);
+		/*
+		 * [6, 10] and [4, 3, 2, 2] as before; a packed row's last dimension holds whole words and
+		 * its 9 rows part of a second word of zero points
+		 */
+		uint64_t pk = (uint64_t)s->pack, group = 2 * pk;
+		const uint64_t w2[2] = { pk == 1 ? 6 : 9, 10 * pk }, w4[4] = { 4, 3, 2, 2 * pk };
 		for (int pt = 0; pt <= 1; pt++) {
 			enum mq_granularity g = mq_scheme_granularity(s, pt, MQ_GROUP_CHANNEL);
-			assert_int_equal(g, !s->granularities ? MQ_GRAN_NONE : pt ? MQ_GRAN_TENSOR : MQ_GRAN_CHANNEL);
-			for (int w = 0; w < 2; w++) {
-				const uint64_t *shape = w ? w4 : w2;
-				int ndim = w ? 4 : 2;
+			if (s->granularities & MQ_GRAN_BIT(MQ_GRAN_TENSOR)) /* the old rows: tensor or channel */
+				assert_int_equal(g, pt ? MQ_GRAN_TENSOR : MQ_GRAN_CHANNEL);
+			for (size_t gi = 0; gi < sizeof(group_sizes) / sizeof(group_sizes[0]); gi++) {
+				g = mq_scheme_granularity(s, pt, group_sizes[gi]);
+				assert_int_equal(g, granularity_wanted(s, pt, group_sizes[gi]));
+				assert_true(g == MQ_GRAN_NONE || (s->granularities & MQ_GRAN_BIT(g)));
 				for (int c = 0; c < s->n_outputs; c++) {
-					const struct mq_companion *o = &s->outputs[c];
-					uint64_t out[8];
-					int nd = mq_companion_shape(s, o, g, 0, ndim, shape, out);
-					enum mq_dtype dt = mq_companion_dtype(s, o, MQ_DTYPE_F32);
-					if (o->part == MQ_PART_DATA) {
-						assert_int_equal(dt, s->storage);
-						assert_int_equal(nd, ndim);
-						assert_int_equal(out[ndim - 1] * (uint64_t)s->pack, shape[ndim - 1]);
-						assert_memory_equal(out, shape, (size_t)(ndim - 1) * sizeof(*shape));
-						continue;
-					}
-					assert_int_equal(dt, o->part == MQ_PART_SCALE ? MQ_DTYPE_F32 : s->storage);
-					assert_string_equal(o->suffix, o->part == MQ_PART_SCALE ? "weight_scale"
-											 : "weight_zero_point");
-					assert_int_equal(nd, g == MQ_GRAN_TENSOR ? 1 : 2);
-					assert_int_equal(out[0], g == MQ_GRAN_TENSOR ? 1 : shape[0]);
-					if (nd == 2)
-						assert_int_equal(out[1], 1);
+					check_companion(s, &s->outputs[c], g, group, 2, w2);
+					check_companion(s, &s->outputs[c], g, group, 4, w4);
 				}
 			}
 		}
+		if (!s->granularities)
+			assert_int_equal(mq_scheme_granularity(s, 1, 0), MQ_GRAN_NONE);
+		if (s->pack != 1) /* pack-quantized: model-dtype scales (LOWBIT.md A.3) */
+			assert_int_equal(mq_scheme_part(s, MQ_PART_SCALE)->dtype_rule, MQ_PART_DTYPE_SOURCE);
 	}
 	assert_string_equal(mq_granularity_name(MQ_GRAN_NONE), "none");
 	assert_string_equal(mq_granularity_name(MQ_GRAN_TENSOR), "tensor");
 	assert_string_equal(mq_granularity_name(MQ_GRAN_CHANNEL), "channel");
+	assert_string_equal(mq_granularity_name(MQ_GRAN_GROUP), "group");
 }
 
 /*
@@ -548,6 +697,8 @@ static void test_scheme_groups_take_their_own_parameters(void **state)
 		random_row(&seed, x, 240, s->limit);
 		for (size_t gi = 0; gi < sizeof(groups) / sizeof(groups[0]); gi++) {
 			size_t g = groups[gi], ng = 240 / g;
+			if (g % (size_t)s->pack)
+				continue; /* a packed group is whole words, or group k's bytes would not be its own */
 			struct mq_qparams p[8], same[8];
 			for (size_t j = 0; j < ng; j++) {
 				for (size_t i = j * g; i < (j + 1) * g; i++)
@@ -610,6 +761,7 @@ static void test_scheme_help_lists_every_row(void **state)
 	/* today's text, word for word (rows added after these four follow it) */
 	const char *today = "int8 (symmetric, default), int8-asym (with zero points), fp16 or bf16 (casts)";
 	assert_memory_equal(h.data, today, strlen(today));
+	assert_true(h.data[strlen(today)] == '\0' || strncmp(h.data + strlen(today), ", ", 2) == 0);
 	assert_memory_equal(names.data, "int8, int8-asym, fp16", strlen("int8, int8-asym, fp16"));
 	/* the default is named, and not merged with its neighbours */
 	assert_non_null(strstr(other.data, "int8 (symmetric), int8-asym (with zero points), fp16 (casts), "
@@ -637,8 +789,12 @@ static void test_scheme_dummy_row_needs_nothing_else(void **state)
 	mq_scheme_help(&h, MQ_SCHEME_INT8);
 	mq_scheme_names(&names);
 	assert_string_equal(h.data, "int8 (symmetric, default), int8-asym (with zero points), fp16 or bf16 (casts), "
-				    "int8-dummy (test only)");
-	assert_string_equal(names.data, "int8, int8-asym, fp16, bf16 or int8-dummy");
+				    "int4 (W4A16 in groups), int4-asym (W4A16 with zero points), "
+				    "w8a16 (int8 weight-only in groups), "
+				    "w8a16-asym (int8 weight-only with zero points), "
+				    "fp8 (float8 e4m3), int8-dummy (test only)");
+	assert_string_equal(names.data, "int8, int8-asym, fp16, bf16, int4, int4-asym, w8a16, w8a16-asym, fp8 "
+					"or int8-dummy");
 	mq_buf_release(&h);
 	mq_buf_release(&names);
 	/* a weight [6, 10]: P.weight I8 [6, 10] and P.weight_scale F32 [6, 1], or [1] per tensor */
