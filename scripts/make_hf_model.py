@@ -17,6 +17,7 @@ on the sharding.  Linear weights are Student-t (5 degrees of freedom) with per-r
 outlier input channels (x4 to x10) and a few single outliers (x5 to x20), std 0.02; norms are near 1 with a
 few larger entries.  --break-groups sets intermediate_size to 200: down_proj then has in = 200,
 divisible by 8 (it packs) but not by 32, 64 or 128 (group quantization must refuse it).
+--edge-rows writes the quantizers' edge cases into a few rows of one weight and zeroes another.
 
 --merge writes every tensor of a model folder (its index, or model.safetensors) into one
 .safetensors file, the bytes unchanged, sorted by name.
@@ -133,6 +134,28 @@ def values(name, shape, kind, seed):
         idx = rng.choice(x.size, size=k, replace=False)
         x.reshape(-1)[idx] *= rng.uniform(5.0, 20.0, size=k)
     return x.astype(np.float32)
+
+
+EDGE_TENSOR = "model.layers.0.self_attn.q_proj.weight"
+ZERO_TENSOR = "model.layers.1.self_attn.v_proj.weight"
+
+
+def edge_rows(n, rng):
+    """Rows of n values for the quantizers' edge cases (each pattern tiles groups of 16)."""
+    u = 2.0 ** -6
+    sym_ties = (np.arange(-8, 8) + 0.5) * u                      # amax 7.5u: s = u, x/s = k + 0.5
+    asym_ties = np.concatenate([[-4 * u, 11 * u], (np.arange(-4, 10) + 0.5) * u])   # s = u, zp 4
+    fp8_pos = np.array([(8 + m) * 2.0 ** (e - 10) for e in range(1, 16) for m in range(8)][:-1])
+    fp8_mids = (fp8_pos[:-1] + fp8_pos[1:]) / 2 * 2.0 ** -10     # amax 448 * 2^-10: s = 2^-10
+    rows = [np.zeros(n),                                          # a zero row
+            np.full(n, 0.03), np.full(n, -0.03),                  # constant rows
+            rng.uniform(0.01, 0.05, n), -rng.uniform(0.01, 0.05, n),   # one-signed rows
+            np.resize(sym_ties, n), np.resize(asym_ties, n),      # exact ties of x / s
+            rng.uniform(-1e-7, 1e-7, n),                          # scale below 2^-23 (floored)
+            np.where(np.arange(n) % 7 == 0, 1e-39, 0.0),          # subnormals
+            np.concatenate([[50.0], rng.standard_normal(n - 1) * 0.02]),   # one huge outlier
+            np.concatenate([[448 * 2.0 ** -10], np.resize(fp8_mids[::-1], n - 1)])]  # e4m3 ties
+    return np.array(rows)
 
 
 def config(args):
@@ -291,8 +314,15 @@ def write_model(args):
     for i, group in enumerate(split(specs, args.shards, args.dtype)):
         fname = ("model.safetensors" if args.shards == 1
                  else "model-%05d-of-%05d.safetensors" % (i + 1, args.shards))
-        tensors = [(name, args.dtype, shape, encode(values(name, shape, kind, args.seed), args.dtype))
-                   for name, shape, kind in sorted(group)]
+        tensors = []
+        for name, shape, kind in sorted(group):
+            x = values(name, shape, kind, args.seed)
+            if args.edge_rows and name == EDGE_TENSOR:
+                e = edge_rows(shape[1], np.random.default_rng([args.seed, 99]))
+                x[:len(e)] = e
+            if args.edge_rows and name == ZERO_TENSOR:
+                x[:] = 0
+            tensors.append((name, args.dtype, shape, encode(x, args.dtype)))
         write_safetensors(os.path.join(args.out, fname), tensors)
         for name, _, _, blob in tensors:
             weight_map[name] = fname
@@ -338,6 +368,10 @@ def main(argv):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--break-groups", action="store_true",
                     help="intermediate_size 200: down_proj's in is not a multiple of 32/64/128")
+    ap.add_argument("--edge-rows", action="store_true",
+                    help="edge cases in the first rows of " + EDGE_TENSOR + " (zero, constant, "
+                    "one-signed, exact ties of x/s for int4 and e4m3, tiny, subnormal, one huge "
+                    "value) and an all-zero " + ZERO_TENSOR)
     ap.add_argument("--merge", nargs=2, metavar=("MODEL_DIR", "OUT"),
                     help="write all tensors of MODEL_DIR into the single file OUT and exit")
     args = ap.parse_args(argv)

@@ -89,6 +89,10 @@ refuse() {
 hf_model bf16 --dtype BF16 --shards 2 --seed 1 || fail "make_hf_model.py bf16"
 hf_model f32 --dtype F32 --shards 3 --seed 2 || fail "make_hf_model.py f32"
 hf_model odd --dtype BF16 --shards 2 --seed 3 --break-groups || fail "make_hf_model.py odd"
+# edge rows (zero, constant, one-signed, exact ties of x/s, tiny, subnormal, huge) and a zero tensor
+hf_model edge-bf16 --dtype BF16 --shards 2 --seed 4 --edge-rows || fail "make_hf_model.py edge-bf16"
+hf_model edge-f32 --dtype F32 --shards 1 --seed 5 --edge-rows || fail "make_hf_model.py edge-f32"
+hf_model edge-f16 --dtype F16 --shards 2 --seed 6 --edge-rows || fail "make_hf_model.py edge-f16"
 BF16="$WORK/bf16.safetensors"
 F32="$WORK/f32.safetensors"
 ODD="$WORK/odd.safetensors"
@@ -120,6 +124,16 @@ lowbit f32-fp8 "$F32" fp8 "--granularity channel"
 lowbit bf16-fp8 "$BF16" fp8 "--granularity channel"
 lowbit f32-fp8-tensor "$F32" fp8 "--granularity tensor" --granularity tensor
 lowbit bf16-fp8-tensor "$BF16" fp8 "--granularity tensor" --granularity tensor
+# edge cases, and F16 inputs (F16 scales)
+lowbit edge-bf16-int4-g32 "$WORK/edge-bf16.safetensors" int4 "--group-size 32" --group-size 32
+lowbit edge-bf16-int4-asym-g32 "$WORK/edge-bf16.safetensors" int4-asym "--group-size 32" --group-size 32
+lowbit edge-f32-int4-asym "$WORK/edge-f32.safetensors" int4-asym "--group-size 128"
+lowbit edge-f32-w8a16-g64 "$WORK/edge-f32.safetensors" w8a16 "--group-size 64" --group-size 64
+lowbit edge-f16-int4 "$WORK/edge-f16.safetensors" int4 "--group-size 128"
+lowbit edge-f16-w8a16-asym-channel "$WORK/edge-f16.safetensors" w8a16-asym "--group-size channel" --group-size channel
+lowbit edge-bf16-fp8 "$WORK/edge-bf16.safetensors" fp8 "--granularity channel"
+lowbit edge-f32-fp8 "$WORK/edge-f32.safetensors" fp8 "--granularity channel"
+lowbit edge-f16-fp8-tensor "$WORK/edge-f16.safetensors" fp8 "--granularity tensor" --granularity tensor
 # the sharded folder's index as the input (the checker reads the shards)
 lowbit sharded-int4-asym "$WORK/bf16/model.safetensors.index.json" int4-asym "--group-size 128"
 # in = 200 quantizes per channel (200 is a multiple of 8: it packs) ...
@@ -132,5 +146,7 @@ refuse odd-int4-g128 "$ODD" "$DOWN" -s int4
 refuse odd-int4-g32 "$ODD" "$DOWN" -s int4 --group-size 32
 refuse odd-int4-asym-g64 "$ODD" "$DOWN" -s int4-asym --group-size 64
 refuse odd-w8a16-g128 "$ODD" "$DOWN" -s w8a16 --group-size 128
+# --keep-unfit keeps the layers that do not fit unquantized, byte for byte, and quantizes the rest
+lowbit odd-int4-keep-unfit "$ODD" int4 "--group-size 128 --exclude mlp\.down_proj" --keep-unfit
 
 finish
