@@ -52,7 +52,9 @@ struct mq_options {
 	int groups;              /* --groups K (0: not given) */
 	int job_mode;            /* set by the job runner: an up-to-date output is skipped, a stale one replaced */
 	const char *out_format;  /* set once the output path is known: its writer's name ("safetensors", "pt") */
+	int folder_output;       /* set with it: the output is a model folder (Linear weights only, by default) */
 	uint64_t memory_budget;  /* bytes of tensor buffers per rank */
+	uint64_t max_shard;      /* folder output: bytes of tensor data per shard at most */
 };
 
 /*
@@ -71,7 +73,9 @@ extern const int mq_n_default_excludes;
 void mq_options_release(struct mq_options *o);
 
 /*
- * The output path when -o is not given: beside the input, STEM.SCHEME.EXT,
+ * The output path when -o is not given: for a model folder, the folder
+ * beside it, DIR-SCHEME (plus -per-tensor, -channel or -gN where the
+ * grouping is not the default); else beside the input, STEM.SCHEME.EXT,
  * where EXT is .safetensors, or for a torch checkpoint input .pt (.pth for a
  * .pth input).
  */

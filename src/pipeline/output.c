@@ -1,7 +1,10 @@
+#define _GNU_SOURCE /* nftw, renameat2 */
 #include "output.h"
 
 #include <errno.h>
+#include <ftw.h>
 #include <signal.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <stdlib.h>
@@ -195,19 +198,90 @@ int output_place(struct run *r)
 	const struct mq_plan *p = &r->plan;
 	uint64_t reserve = 0;
 	if (mq_metadata_reserve(&r->man, p, r->opt, r->writer->meta == MQ_META_OBJECT, &reserve, &r->err) ||
-	    r->writer->layout(p->out, p->n_out, reserve, &r->files, &r->err))
+	    r->writer->layout(p->out, p->n_out, reserve, r->opt->max_shard, &r->files, &r->err))
 		return r->err.code;
 	r->header_len = r->files.meta_reserve;
 	r->out_pos = r->files.pos;
-	r->out_size = r->files.file_size[0];
+	r->out_size = 0;
+	for (int f = 0; f < r->files.n_files; f++)
+		r->out_size += r->files.file_size[f];
 	if (r->out_size < p->bytes_out) /* the plan bounds bytes_out far below 2^64; a broken bound is a bug */
 		return mq_fail(&r->err, MQ_ERR_INTERNAL, "the output size overflows");
 	return 0;
 }
 
+char *output_part_path(const struct run *r, int f)
+{
+	if (!r->writer->folder)
+		return strdup(r->tmp);
+	struct mq_buf b = MQ_BUF_INIT;
+	mq_buf_addf(&b, "%s/%s", r->tmp, r->files.names[f]);
+	return mq_buf_ok(&b) ? mq_buf_detach(&b, NULL) : NULL;
+}
+
+int output_open_parts(struct run *r)
+{
+	r->fh = calloc((size_t)r->files.n_files + 1, sizeof(*r->fh));
+	if (!r->fh)
+		mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
+	for (int f = 0; f < r->files.n_files && !mq_comm_agree(r->comm, &r->err); f++) {
+		char *path = output_part_path(r, f);
+		if (!path)
+			mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
+		else if (!mq_comm_agree(r->comm, &r->err))
+			mq_comm_file_open(r->comm, path, &r->fh[f], &r->err);
+		free(path);
+	}
+	return mq_comm_agree(r->comm, &r->err);
+}
+
+int output_close_parts(struct run *r, int sync)
+{
+	for (int f = 0; r->fh && f < r->files.n_files; f++) {
+		if (sync && !r->err.code)
+			mq_comm_file_sync(r->fh[f], &r->err);
+		struct mq_error e = { 0 };
+		mq_comm_file_close(&r->fh[f], r->err.code ? &e : &r->err);
+	}
+	free(r->fh);
+	r->fh = NULL;
+	return r->err.code;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+int output_remove_partial(const char *path)
+{
+	struct stat st;
+	if (lstat(path, &st) != 0)
+		return errno == ENOENT ? 0 : -1;
+	if (!S_ISDIR(st.st_mode))
+		return unlink(path);
+	return nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+int output_commit(struct run *r)
+{
+	if (rename(r->tmp, r->output) == 0)
+		return 0;
+	/* an existing folder (--force, or a stale job output): swapped with the new one at once, then removed */
+	if (r->writer->folder && (errno == EEXIST || errno == ENOTEMPTY) &&
+	    renameat2(AT_FDCWD, r->tmp, AT_FDCWD, r->output, RENAME_EXCHANGE) == 0) {
+		output_remove_partial(r->tmp);
+		return 0;
+	}
+	return mq_fail(&r->err, MQ_ERR_OUTPUT, "cannot rename '%s' to '%s': %s", r->tmp, r->output, strerror(errno));
+}
+
 void output_release(struct run *r)
 {
-	mq_comm_file_close(&r->file, &(struct mq_error){ 0 }); /* already closed on every path that opened it */
+	output_close_parts(r, 0); /* already closed on every path that opened them */
 	if (r->writer)
 		r->writer->release(&r->files);
 	free(r->output);

@@ -64,7 +64,7 @@ static uint64_t slot_offset(const struct run *r, const struct mq_unit *u, int k)
 }
 
 /* Rank 0: a journaled unit is trusted only if its output bytes still have the CRCs it recorded. */
-static int verify_unit(struct run *r, int fd, const struct unit_record *rec, size_t len, unsigned char *buf)
+static int verify_unit(struct run *r, const int *fds, const struct unit_record *rec, size_t len, unsigned char *buf)
 {
 	const struct mq_plan *p = &r->plan;
 	if (len < sizeof(*rec) || rec->unit < 0 || rec->unit >= p->n_units || rec->failed || r->done[rec->unit])
@@ -89,7 +89,7 @@ static int verify_unit(struct run *r, int fd, const struct unit_record *rec, siz
 		uLong crc = crc32(0L, Z_NULL, 0);
 		for (uint64_t done = 0; done < n;) {
 			size_t step = (size_t)(n - done < VERIFY_BLOCK ? n - done : VERIFY_BLOCK);
-			if (mq_pread_full(fd, buf, step, r->out_pos[outs[k]] + off + done, NULL))
+			if (mq_pread_full(fds[r->files.file_of[outs[k]]], buf, step, r->out_pos[outs[k]] + off + done, NULL))
 				return 0;
 			crc = crc32(crc, buf, (uInt)step);
 			done += step;
@@ -103,7 +103,13 @@ static int verify_unit(struct run *r, int fd, const struct unit_record *rec, siz
 /* Rank 0: the journaled units whose output bytes still match their CRCs (r->done, r->pending). */
 static void resume_units(struct run *r, const struct mq_journal_load *jl)
 {
-	int fd = open(r->tmp, O_RDONLY | O_CLOEXEC);
+	int *fds = malloc((size_t)r->files.n_files * sizeof(int)), fd = fds ? 0 : -1;
+	for (int f = 0; fds && f < r->files.n_files; f++) {
+		char *path = output_part_path(r, f);
+		fds[f] = path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+		fd = fds[f] < 0 ? -1 : fd;
+		free(path);
+	}
 	unsigned char *buf = malloc(VERIFY_BLOCK);
 	r->pending = calloc((size_t)r->plan.n_units + 1, sizeof(void *));
 	r->pending_len = calloc((size_t)r->plan.n_units + 1, sizeof(size_t));
@@ -121,7 +127,7 @@ static void resume_units(struct run *r, const struct mq_journal_load *jl)
 		if (!whole)
 			break;
 		memcpy(whole, rec, jl->entries[i].len);
-		if (verify_unit(r, fd, whole, jl->entries[i].len, buf)) {
+		if (verify_unit(r, fds, whole, jl->entries[i].len, buf)) {
 			r->done[copy.unit] = 1;
 			r->pending[copy.unit] = whole;
 			r->pending_len[copy.unit] = jl->entries[i].len;
@@ -129,9 +135,40 @@ static void resume_units(struct run *r, const struct mq_journal_load *jl)
 		}
 		free(whole);
 	}
-	if (fd >= 0)
-		close(fd);
+	for (int f = 0; fds && f < r->files.n_files; f++)
+		if (fds[f] >= 0)
+			close(fds[f]);
+	free(fds);
 	free(buf);
+}
+
+/* Rank 0: whether the partial output on disk has every file of the layout, at its size (a resume's start). */
+static int partial_matches(const struct run *r)
+{
+	for (int f = 0; f < r->files.n_files; f++) {
+		struct stat st;
+		char *path = output_part_path(r, f);
+		int ok = path && lstat(path, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size == r->files.file_size[f];
+		free(path);
+		if (!ok)
+			return 0;
+	}
+	return 1;
+}
+
+/* Rank 0: creates file f of the partial output and reserves its blocks; a posix_fallocate error, or 0. */
+static int reserve_part(struct run *r, int f, const char *dir)
+{
+	char *path = output_part_path(r, f);
+	int fd = path ? open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0666) : -1;
+	free(path);
+	if (fd < 0)
+		return mq_fail(&r->err, MQ_ERR_OUTPUT, "cannot create the output in folder '%s': %s", dir,
+			       strerror(errno)), 0;
+	uint64_t size = r->files.file_size[f];
+	int rc = size && (f > 0 || !output_check_space(r, fd)) ? posix_fallocate(fd, 0, (off_t)size) : 0;
+	close(fd);
+	return rc;
 }
 
 /*
@@ -177,8 +214,8 @@ int resume_open_partial(struct run *r)
 	}
 	struct stat st;
 	struct mq_journal_load jl;
-	int had = stat(r->tmp, &st) == 0;
-	int resume = had && S_ISREG(st.st_mode) && (uint64_t)st.st_size == r->out_size &&
+	int had = lstat(r->tmp, &st) == 0;
+	int resume = had && partial_matches(r) &&
 		     mq_journal_read(r->journal_path, r->identity, (uint64_t)r->plan.n_units, &jl) == 0;
 	if (resume) {
 		resume_units(r, &jl);
@@ -186,20 +223,20 @@ int resume_open_partial(struct run *r)
 	} else {
 		if (had || had_journal)
 			mq_info("discarding '%s' (left by a run with other inputs or options, or without a journal)\n", r->tmp);
-		unlink(r->tmp); /* the journal is truncated in place, keeping its lock */
+		output_remove_partial(r->tmp); /* the journal is truncated in place, keeping its lock */
 	}
-	int fd = open(r->tmp, O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
-	if (fd < 0) {
+	if (r->writer->folder && mkdir(r->tmp, 0777) != 0 && errno != EEXIST) {
 		mq_fail(&r->err, MQ_ERR_OUTPUT, "cannot create the output in folder '%s': %s", dir, strerror(errno));
 		free(copy);
 		if (resume)
 			mq_journal_load_release(&jl);
 		return r->err.code;
 	}
-	free(copy);
 	output_guard_tmp(r->tmp, r->journal_path);
-	int rc = r->out_size && !output_check_space(r, fd) ? posix_fallocate(fd, 0, (off_t)r->out_size) : 0;
-	close(fd);
+	int rc = 0;
+	for (int f = 0; f < r->files.n_files && !rc && !r->err.code; f++)
+		rc = reserve_part(r, f, dir);
+	free(copy);
 	char need[32];
 	if (rc == ENOSPC || rc == EDQUOT) /* rc stays 0 when output_check_space failed: it said why */
 		mq_fail(&r->err, MQ_ERR_OUTPUT, "'%s': no space left on device for the %s (%llu-byte) output", r->output,
@@ -342,9 +379,9 @@ int resume_confirm(struct run *r)
 /* After SIGUSR1: the finished units' bytes reach the disk and the journal stays, for a resume. */
 void resume_keep_partial(struct run *r)
 {
-	struct mq_error e = { 0 };
-	mq_comm_file_sync(r->file, &e);
-	mq_comm_file_close(&r->file, &e);
+	struct mq_error e = r->err; /* the run's error (the interruption) stays */
+	output_close_parts(r, 1);
+	r->err = e;
 	if (r->rank != 0)
 		return;
 	if (r->journal_fd >= 0) {
