@@ -63,7 +63,21 @@
  *
  * Cost: per evaluated candidate, the kernel and the dequantization of the
  * group, 64 values at a time in stack buffers (no allocation), and one term a
- * value.
+ * value. Most of it is int4's scalar kernel (a division and a rounding call a
+ * value) and its unpacking; a fast kernel in the row speeds the search too.
+ *
+ * Measured (tests/unit/quant/test_clip.c, test_clip_measure_int4_layers,
+ * prints them): int4 g128, layers of 256 rows x 4096, rows of random scale,
+ * SQNR of the kernel's own sums, min/max -> --clip mse, the same to 0.003 dB
+ * for F32, F16 and BF16 scales:
+ *   Gaussian with 4 outliers of 6-12 sigma a row  16.19 -> 16.93 dB (+0.74)
+ *   Laplace                                        16.41 -> 17.15 dB (+0.74)
+ *   Gaussian                                       19.12 -> 19.84 dB (+0.72)
+ * 91-94 % of the groups change, 0.2-0.4 % fall back to min/max, the mean
+ * shrink is 0.08-0.09, and a group takes 13.5-14.4 of the 20 steps. Time:
+ * about 0.21 s per million weights with the AVX2 terms, 0.27-0.34 s with
+ * MQ_NO_SIMD=1 (Release build, one core of a shared 2.6 GHz AMD EPYC; min
+ * of three runs). The same choices on either path.
  *
  * Pure: no I/O, no allocation, no global state; the caller owns the stats.
  */
