@@ -112,6 +112,8 @@ void mq_options_json(const struct mq_options *o, struct mq_buf *b)
 	mq_buf_addf(b, ",\"granularity\":\"%s\"", mq_granularity_name(g));
 	if (g == MQ_GRAN_GROUP) /* only here: the options of the other schemes keep their bytes */
 		mq_buf_addf(b, ",\"group_size\":%d", o->group_size > 0 ? o->group_size : MQ_GROUP_DEFAULT);
+	if (o->clip != MQ_CLIP_NONE)
+		mq_buf_addf(b, ",\"clip\":\"%s\"", mq_clip_name(o->clip));
 	mq_buf_adds(b, ",\"include\":");
 	json_str_array(b, o->includes, o->n_includes);
 	mq_buf_adds(b, ",\"exclude\":");

@@ -141,6 +141,10 @@ static void layers_json(const struct mq_manifest *m, const struct mq_plan *p, co
 		}
 		mq_buf_adds(b, ",\"sha256\":");
 		digest_json(b, o, res ? res[i].sha256 : NULL);
+		if (q && p->granularity == MQ_GRAN_GROUP)
+			mq_buf_addf(b, ",\"group_size\":%llu", (unsigned long long)p->group_size);
+		if (q && o->clip != MQ_CLIP_NONE)
+			mq_buf_addf(b, ",\"clip\":\"%s\"", mq_clip_name(o->clip));
 		if (o->calib && q)
 			calib_record_json(p, i, res, b);
 		mq_buf_adds(b, "}");

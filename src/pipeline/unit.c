@@ -194,11 +194,16 @@ static int row_params(struct run *r, const struct mq_tensor *t, const struct mq_
 	mq_range_init(&rg);
 	if (row_range(r, t, pt, row, x, &rg))
 		return r->err.code;
+	const size_t group = (size_t)(pt->row_elems / pt->row_groups);
+	if (r->opt->clip == MQ_CLIP_MSE) {
+		for (uint64_t g = 0; g < pt->row_groups; g++)
+			p[g] = mq_clip_mse(si, x + g * group, group, sd, NULL, NULL);
+		return 0;
+	}
 	if (pt->row_groups == 1) {
 		p[0] = si->params(si, &rg, sd);
 		return 0;
 	}
-	const size_t group = (size_t)(pt->row_elems / pt->row_groups);
 	for (uint64_t g = 0; g < pt->row_groups; g++) {
 		size_t bad;
 		mq_range_init(&rg);
