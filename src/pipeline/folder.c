@@ -35,26 +35,6 @@ int folder_scan_input(struct run *r, char **weights)
 	return 0;
 }
 
-/* Whether path is dir or lies inside it, through links and "..": the nearest existing ancestor decides. */
-static int inside(const char *dir, const char *path)
-{
-	char *d = realpath(dir, NULL), *p = strdup(path), *rp = NULL;
-	while (d && p && !(rp = realpath(p, NULL))) {
-		char *slash = strrchr(p, '/');
-		if (!slash || slash == p)
-			break;
-		*slash = '\0';
-	}
-	if (!rp && p && !strchr(p, '/'))
-		rp = realpath(".", NULL); /* a bare name: the working folder */
-	size_t n = d ? strlen(d) : 0;
-	int yes = d && rp && strncmp(rp, d, n) == 0 && (rp[n] == '\0' || rp[n] == '/' || n == 1);
-	free(d);
-	free(p);
-	free(rp);
-	return yes;
-}
-
 int folder_check_output(struct run *r)
 {
 	if (!r->writer->folder)
@@ -63,7 +43,7 @@ int folder_check_output(struct run *r)
 		return mq_fail(&r->err, MQ_ERR_USAGE,
 			"output '%s' is a model folder, which needs a Hugging Face model folder as input (its config.json and tokenizer go with the weights); give the folder, or an output file name such as OUT.safetensors",
 			r->output);
-	if (inside(r->hf->dir, r->output))
+	if (mq_hf_path_inside(r->hf->dir, r->output) != 0) /* inside, or cannot tell */
 		return mq_fail(&r->err, MQ_ERR_USAGE,
 			"output '%s' lies inside the input folder '%s'; choose a folder beside it (the default is '%s-SCHEME')",
 			r->output, r->hf->dir, r->hf->dir);
@@ -110,107 +90,46 @@ int folder_check_fused(const struct run *r)
 	return 0;
 }
 
-/* All n bytes to fd. 0, or -1 with errno. */
-static int write_all(int fd, const void *p, size_t n)
-{
-	const char *at = p;
-	while (n > 0) {
-		ssize_t w = write(fd, at, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		at += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
-/* Creates path (its folders inside root made first) for writing; -1 after failing into r->err. */
-static int create_in(struct run *r, const char *root, const char *path)
-{
-	char *p = strdup(path);
-	if (!p)
-		return mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory"), -1;
-	for (char *s = p + strlen(root) + 1; *s; s++) {
-		if (*s != '/')
-			continue;
-		*s = '\0';
-		int bad = mkdir(p, 0777) != 0 && errno != EEXIST;
-		*s = '/';
-		if (bad) {
-			mq_fail(&r->err, MQ_ERR_OUTPUT, "cannot create the folders of '%s': %s", path, strerror(errno));
-			free(p);
-			return -1;
-		}
-	}
-	free(p);
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		mq_fail(&r->err, MQ_ERR_OUTPUT, "cannot create '%s': %s", path, strerror(errno));
-	return fd;
-}
-
-/* Ends a written file: fsync unless --no-sync, close; errors name it. */
-static int end_file(struct run *r, int fd, const char *path, int failed)
-{
-	int e = errno;
-	if (!failed && !r->opt->no_sync && fsync(fd) != 0) {
-		failed = 1;
-		e = errno;
-	}
-	if (close(fd) != 0 && !failed) {
-		failed = 1;
-		e = errno;
-	}
-	return failed ? mq_fail(&r->err, MQ_ERR_OUTPUT, "cannot write '%s': %s", path, strerror(e)) : 0;
-}
-
-/* Writes a file rel of the partial folder from memory. */
-static int write_new(struct run *r, const char *rel, const void *p, size_t n)
+/* Writes the file name (no folder) of the partial folder from memory, fsync'd unless --no-sync. */
+static int write_new(struct run *r, const char *name, const char *p, size_t n)
 {
 	struct mq_buf to = MQ_BUF_INIT;
-	mq_buf_addf(&to, "%s/%s", r->tmp, rel);
-	int fd = mq_buf_ok(&to) ? create_in(r, r->tmp, to.data) : (mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory"), -1);
-	if (fd >= 0)
-		end_file(r, fd, to.data, write_all(fd, p, n) != 0);
+	mq_buf_addf(&to, "%s/%s", r->tmp, name);
+	if (!mq_buf_ok(&to))
+		return mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
+	int fd = open(to.data, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644), bad = fd < 0;
+	while (!bad && n > 0) {
+		ssize_t w = write(fd, p, n);
+		bad = w <= 0 && !(w < 0 && errno == EINTR);
+		if (w > 0) {
+			p += w;
+			n -= (size_t)w;
+		}
+	}
+	bad = bad || (!r->opt->no_sync && fsync(fd) != 0);
+	int e = errno;
+	if (fd >= 0 && close(fd) != 0 && !bad) {
+		bad = 1;
+		e = errno;
+	}
+	if (bad)
+		mq_fail(&r->err, MQ_ERR_OUTPUT, "cannot write '%s': %s", to.data, strerror(e));
 	mq_buf_release(&to);
 	return r->err.code;
 }
 
 #define COPY_BLOCK (1u << 20)
 
-/* Copies file rel of the input folder into the partial folder, byte for byte, a block at a time. */
-static int copy_file(struct run *r, const char *rel, unsigned char *buf)
+/* Copies file rel of the input folder into the partial folder, byte for byte. */
+static int copy_file(struct run *r, const char *rel)
 {
 	struct mq_buf from = MQ_BUF_INIT, to = MQ_BUF_INIT;
 	mq_buf_addf(&from, "%s/%s", r->hf->dir, rel);
 	mq_buf_addf(&to, "%s/%s", r->tmp, rel);
-	int in = -1, out = -1;
 	if (!mq_buf_ok(&from) || !mq_buf_ok(&to))
 		mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
-	else if ((in = open(from.data, O_RDONLY | O_CLOEXEC)) < 0)
-		mq_fail(&r->err, MQ_ERR_INPUT, "cannot read '%s': %s", from.data, strerror(errno));
 	else
-		out = create_in(r, r->tmp, to.data);
-	int failed = 0;
-	for (uint64_t pos = 0; out >= 0 && !failed;) {
-		size_t got = 0;
-		errno = 0;
-		int rc = mq_pread_full(in, buf, COPY_BLOCK, pos, &got);
-		if (rc && errno != 0) {
-			mq_fail(&r->err, MQ_ERR_INPUT, "cannot read '%s': %s", from.data, strerror(errno));
-			break;
-		}
-		failed = write_all(out, buf, got) != 0;
-		pos += got;
-		if (got < COPY_BLOCK)
-			break;
-	}
-	if (out >= 0)
-		end_file(r, out, to.data, failed || r->err.code);
-	if (in >= 0)
-		close(in);
+		mq_hf_copy_file(from.data, to.data, r->opt->no_sync ? 0 : MQ_HF_COPY_FSYNC, &r->err);
 	mq_buf_release(&from);
 	mq_buf_release(&to);
 	return r->err.code;
@@ -256,7 +175,7 @@ static int quant_config(struct run *r, cJSON **qc, char ***names)
 static int write_config(struct run *r, unsigned char *buf)
 {
 	if (!mq_scheme_get(r->plan.scheme)->granularities)
-		return copy_file(r, "config.json", buf);
+		return copy_file(r, "config.json");
 	struct mq_buf in = MQ_BUF_INIT, out = MQ_BUF_INIT, path = MQ_BUF_INIT;
 	cJSON *qc = NULL;
 	char **names = NULL;
@@ -313,7 +232,7 @@ int output_folder_finish(struct run *r)
 		return mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
 	if (!write_config(r, buf) && !write_index(r))
 		for (size_t i = 0; i < r->hf->n_copy && !r->err.code; i++)
-			copy_file(r, r->hf->copy[i], buf);
+			copy_file(r, r->hf->copy[i]);
 	free(buf);
 	return r->err.code;
 }
