@@ -67,10 +67,31 @@ static const char *fused_family(const char *name, size_t *stem)
 	return NULL;
 }
 
-int folder_check_fused(const struct run *r)
+/* A scheme and options whose folder vLLM would refuse or misread (LOWBIT.md A.1, A.4). */
+static int check_loadable(const struct run *r, struct mq_error *err)
+{
+	const struct mq_scheme_traits *si = mq_scheme_get(r->plan.scheme);
+	if (si->acts == MQ_ACTS_INT8 && !si->symmetric)
+		return mq_fail(err, MQ_ERR_USAGE,
+			"a model folder of %s would not load: vLLM's int8 W8A8 layers take symmetric weights only; use int8, or w8a16-asym for 8-bit weights with zero points",
+			si->name);
+	if (si->acts == MQ_ACTS_INT8 && r->opt->act_none)
+		return mq_fail(err, MQ_ERR_USAGE,
+			"a model folder of %s with --act none would not load (int-quantized needs input activations); use w8a16 for int8 weight-only",
+			si->name);
+	if (r->plan.n_calibrated && r->plan.n_weights_only && si->acts != MQ_ACTS_NONE && !r->opt->act_none)
+		return mq_fail(err, MQ_ERR_USAGE,
+			"%d layers have static input scales and %d none (--calib-missing=weights-only): one model folder config group cannot say both; capture calibration for every layer, or exclude those without",
+			r->plan.n_calibrated, r->plan.n_weights_only);
+	return 0;
+}
+
+int folder_check_plan(const struct run *r)
 {
 	struct mq_error *err = (struct mq_error *)&r->err;
 	const struct mq_manifest *m = &r->man;
+	if (check_loadable(r, err))
+		return err->code;
 	for (int i = 0; i < m->n_tensors; i++) {
 		size_t si, sj;
 		const char *fi = fused_family(m->tensors[i].name, &si);

@@ -17,8 +17,11 @@ int folder_is_dir(const char *path);
 int folder_scan_input(struct run *r, char **weights);
 /* Rank 0, before any work: a folder output needs a folder input, and lies outside it. */
 int folder_check_output(struct run *r);
-/* Every rank: vLLM fuses q/k/v and gate/up; their fates must agree (after the plan's selection). */
-int folder_check_fused(const struct run *r);
+/*
+ * Every rank, after the plan: the scheme and options load in vLLM, and q/k/v
+ * and gate/up (which vLLM fuses) share one fate.
+ */
+int folder_check_plan(const struct run *r);
 /* Rank 0, after the shards: config.json, the index and the copied files, into the partial folder. */
 int output_folder_finish(struct run *r);
 

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <ftw.h>
+#include <glob.h>
 #include <signal.h>
 #include <stdio.h>
 #include <fcntl.h>
@@ -103,6 +104,25 @@ static int same_file(const char *a, const char *b)
 	return stat(a, &x) == 0 && stat(b, &y) == 0 && x.st_dev == y.st_dev && x.st_ino == y.st_ino;
 }
 
+/* A model folder's first shard (its metadata is every shard's), malloc'd; NULL if it has none. */
+static char *first_shard(const char *dir)
+{
+	struct mq_buf b = MQ_BUF_INIT;
+	mq_buf_addf(&b, "%s/model.safetensors", dir);
+	char *path = mq_buf_ok(&b) ? mq_buf_detach(&b, NULL) : NULL;
+	if (path && access(path, F_OK) != 0) {
+		glob_t g;
+		mq_buf_release(&b);
+		mq_buf_addf(&b, "%s/model-00001-of-*.safetensors", dir);
+		free(path);
+		path = mq_buf_ok(&b) && glob(b.data, 0, NULL, &g) == 0 ? (g.gl_pathc ? strdup(g.gl_pathv[0]) : NULL) : NULL;
+		if (mq_buf_ok(&b))
+			globfree(&g);
+	}
+	mq_buf_release(&b);
+	return path;
+}
+
 /*
  * Rank 0, job mode: an existing output written by mq-dist is replaced unless
  * its fingerprint shows it up to date (checked later); any other file needs --force.
@@ -111,7 +131,9 @@ static int existing_output(struct run *r)
 {
 	cJSON *meta = NULL;
 	struct mq_error e = { 0 };
-	int unreadable = mq_output_metadata(r->output, &meta, &e) != 0;
+	char *file = r->writer->folder ? first_shard(r->output) : strdup(r->output);
+	int unreadable = !file || mq_output_metadata(file, &meta, &e) != 0;
+	free(file);
 	const char *fp = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(meta, "fingerprint"));
 	int ours = fp != NULL;
 	if (fp && strlen(fp) == 2 * MQ_SHA256_LEN && !r->opt->force)
@@ -140,8 +162,10 @@ int output_check(struct run *r)
 		return mq_fail(&r->err, MQ_ERR_OUTPUT, "output '%s' is the input; choose another -o", out);
 	struct stat st;
 	if (stat(out, &st) == 0) {
-		if (S_ISDIR(st.st_mode))
-			return mq_fail(&r->err, MQ_ERR_OUTPUT, "output '%s' is a folder; give a file name", out);
+		if (S_ISDIR(st.st_mode) != (r->writer->folder != 0))
+			return mq_fail(&r->err, MQ_ERR_OUTPUT, r->writer->folder
+				? "output '%s' exists and is not a folder; remove it or choose another -o"
+				: "output '%s' is a folder; give a file name", out);
 		if (r->opt->job_mode && !r->opt->dry_run)
 			return existing_output(r);
 		if (!r->opt->force && !r->opt->dry_run)

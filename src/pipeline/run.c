@@ -84,7 +84,7 @@ static int phase_plan(struct run *r)
 	if (!r->err.code && r->rank == 0 && !output_check(r))
 		folder_check_output(r);
 	if (!r->err.code && !mq_plan_build(&r->man, r->opt, r->size, r->cinfo, &r->plan, &r->err) &&
-	    (!r->opt->folder_output || !folder_check_fused(r)))
+	    (!r->opt->folder_output || !folder_check_plan(r)))
 		output_place(r);
 	r->stats[MQ_STAT_T_PLAN] = mq_comm_time() - t0;
 	return mq_comm_agree(r->comm, &r->err);
