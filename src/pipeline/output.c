@@ -36,13 +36,16 @@ volatile sig_atomic_t mq_units_journaled;
  * message prepared beforehand): all async-signal-safe.
  */
 static char tmp_on_signal[4096], journal_on_signal[4096], kept_on_signal[4096 + 160];
+static char parts_on_signal[1 << 16]; /* a partial folder's files: NUL-terminated paths, an empty one last */
 static const int cleanup_signals[] = { SIGINT, SIGTERM, SIGHUP };
 
 static void on_fatal_signal(int sig)
 {
 	if (sig != SIGTERM || !mq_units_journaled) {
-		if (tmp_on_signal[0])
-			unlink(tmp_on_signal);
+		for (const char *p = parts_on_signal; *p; p += strlen(p) + 1)
+			unlink(p);
+		if (tmp_on_signal[0] && unlink(tmp_on_signal) != 0)
+			rmdir(tmp_on_signal); /* a partial folder, emptied above */
 		if (journal_on_signal[0])
 			unlink(journal_on_signal);
 	} else if (kept_on_signal[0]) {
@@ -61,7 +64,7 @@ void output_guard_tmp(const char *path, const char *journal)
 	sigemptyset(&sa.sa_mask);
 	mq_units_journaled = 0;
 	/* nothing of an earlier model's stays, also when these paths do not fit */
-	tmp_on_signal[0] = journal_on_signal[0] = kept_on_signal[0] = '\0';
+	tmp_on_signal[0] = journal_on_signal[0] = kept_on_signal[0] = parts_on_signal[0] = '\0';
 	if (path && strlen(path) < sizeof(tmp_on_signal) && strlen(journal) < sizeof(journal_on_signal)) {
 		memcpy(tmp_on_signal, path, strlen(path) + 1);
 		memcpy(journal_on_signal, journal, strlen(journal) + 1);
@@ -76,6 +79,22 @@ void output_guard_tmp(const char *path, const char *journal)
 	}
 	for (size_t i = 0; i < sizeof(cleanup_signals) / sizeof(cleanup_signals[0]); i++)
 		sigaction(cleanup_signals[i], &sa, NULL);
+}
+
+void output_guard_parts(const struct run *r)
+{
+	size_t at = 0;
+	parts_on_signal[0] = '\0';
+	for (int f = 0; r->writer->folder && f < r->files.n_files; f++) {
+		char *p = output_part_path(r, f);
+		size_t n = p ? strlen(p) + 1 : 0;
+		if (p && at + n + 1 <= sizeof(parts_on_signal)) {
+			memcpy(parts_on_signal + at, p, n);
+			at += n;
+			parts_on_signal[at] = '\0';
+		}
+		free(p);
+	}
 }
 
 /*

@@ -29,6 +29,11 @@ int output_check_space(struct run *r, int fd);
  * default handlers.
  */
 void output_guard_tmp(const char *path, const char *journal);
+/*
+ * Rank 0, after output_guard_tmp: a partial folder's files, removed by the
+ * same signals (then the folder itself, if nothing else is in it yet).
+ */
+void output_guard_parts(const struct run *r);
 /* Every rank: SIGUSR1 sets mq_stop_requested. */
 void output_catch_stop(void);
 /* fsync of the folder that holds path (after a rename). */

@@ -233,6 +233,7 @@ int resume_open_partial(struct run *r)
 		return r->err.code;
 	}
 	output_guard_tmp(r->tmp, r->journal_path);
+	output_guard_parts(r);
 	int rc = 0;
 	for (int f = 0; f < r->files.n_files && !rc && !r->err.code; f++)
 		rc = reserve_part(r, f, dir);
