@@ -176,33 +176,34 @@ static int reserve_part(struct run *r, int f, const char *dir)
  * An interrupted run's pair is resumed when the journal's identity matches;
  * otherwise it is discarded and a new partial file is created and reserved.
  */
-int resume_open_partial(struct run *r)
+/* Rank 0: the partial output's and the journal's paths beside the output (".NAME.tmp"); *dir its folder. */
+static int partial_paths(struct run *r, char **dir)
 {
 	char *copy = strdup(r->output), *copy2 = strdup(r->output);
-	if (!copy || !copy2) {
-		free(copy);
-		free(copy2);
-		return mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
+	*dir = NULL;
+	if (copy && copy2) {
+		const char *d = dirname(copy), *base = basename(copy2);
+		size_t n = strlen(d) + strlen(base) + 32;
+		r->tmp = malloc(n);
+		r->journal_path = malloc(n + 8);
+		*dir = strdup(d);
+		if (r->tmp && r->journal_path) {
+			snprintf(r->tmp, n, "%s/.%s.tmp", d, base);
+			snprintf(r->journal_path, n + 8, "%s.journal", r->tmp);
+		}
 	}
-	const char *dir = dirname(copy), *base = basename(copy2);
-	size_t n = strlen(dir) + strlen(base) + 32;
-	r->tmp = malloc(n);
-	r->journal_path = malloc(n + 8);
-	if (r->tmp && r->journal_path) {
-		snprintf(r->tmp, n, "%s/.%s.tmp", dir, base);
-		snprintf(r->journal_path, n + 8, "%s.journal", r->tmp);
-	}
+	free(copy);
 	free(copy2);
-	if (!r->tmp || !r->journal_path) {
-		free(copy);
+	if (!*dir || !r->tmp || !r->journal_path)
 		return mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
-	}
-	compute_identity(r);
-	/* one run at a time per output: the journal's lock is held until the run ends */
-	int had_journal = access(r->journal_path, F_OK) == 0;
+	return 0;
+}
+
+/* Rank 0: one run at a time per output: the journal's lock, held until the run ends. */
+static int lock_journal(struct run *r)
+{
 	r->lock_fd = open(r->journal_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
 	if (r->lock_fd >= 0 && flock(r->lock_fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK) {
-		free(copy);
 		close(r->lock_fd);
 		r->lock_fd = -1;
 		mq_fail(&r->err, MQ_ERR_OUTPUT, "another mq-dist run is writing '%s' (its journal '%s' is locked)", r->output,
@@ -210,6 +211,41 @@ int resume_open_partial(struct run *r)
 		free(r->tmp); /* not ours: the failure path must leave them alone */
 		free(r->journal_path);
 		r->tmp = r->journal_path = NULL;
+	}
+	return r->err.code;
+}
+
+/* Rank 0: creates and reserves the partial output's files (a folder's first); the errors name the output. */
+static int reserve_parts(struct run *r, const char *dir)
+{
+	if (r->writer->folder && mkdir(r->tmp, 0777) != 0 && errno != EEXIST)
+		return mq_fail(&r->err, MQ_ERR_OUTPUT, "cannot create the output in folder '%s': %s", dir, strerror(errno));
+	output_guard_tmp(r->tmp, r->journal_path);
+	output_guard_parts(r);
+	int rc = 0;
+	for (int f = 0; f < r->files.n_files && !rc && !r->err.code; f++)
+		rc = reserve_part(r, f, dir);
+	char need[32];
+	if (rc == ENOSPC || rc == EDQUOT) /* rc stays 0 when output_check_space failed: it said why */
+		mq_fail(&r->err, MQ_ERR_OUTPUT, "'%s': no space left on device for the %s (%llu-byte) output", r->output,
+			mq_report_size(r->out_size, need, sizeof(need)), (unsigned long long)r->out_size);
+	else if (rc && rc != EOPNOTSUPP && rc != EINVAL)
+		mq_fail(&r->err, MQ_ERR_OUTPUT, "'%s': cannot reserve %llu bytes: %s", r->output,
+			(unsigned long long)r->out_size, strerror(rc));
+	return r->err.code;
+}
+
+int resume_open_partial(struct run *r)
+{
+	char *dir = NULL;
+	if (partial_paths(r, &dir)) {
+		free(dir);
+		return r->err.code;
+	}
+	compute_identity(r);
+	int had_journal = access(r->journal_path, F_OK) == 0;
+	if (lock_journal(r)) {
+		free(dir);
 		return r->err.code;
 	}
 	struct stat st;
@@ -225,29 +261,10 @@ int resume_open_partial(struct run *r)
 			mq_info("discarding '%s' (left by a run with other inputs or options, or without a journal)\n", r->tmp);
 		output_remove_partial(r->tmp); /* the journal is truncated in place, keeping its lock */
 	}
-	if (r->writer->folder && mkdir(r->tmp, 0777) != 0 && errno != EEXIST) {
-		mq_fail(&r->err, MQ_ERR_OUTPUT, "cannot create the output in folder '%s': %s", dir, strerror(errno));
-		free(copy);
-		if (resume)
-			mq_journal_load_release(&jl);
-		return r->err.code;
-	}
-	output_guard_tmp(r->tmp, r->journal_path);
-	output_guard_parts(r);
-	int rc = 0;
-	for (int f = 0; f < r->files.n_files && !rc && !r->err.code; f++)
-		rc = reserve_part(r, f, dir);
-	free(copy);
-	char need[32];
-	if (rc == ENOSPC || rc == EDQUOT) /* rc stays 0 when output_check_space failed: it said why */
-		mq_fail(&r->err, MQ_ERR_OUTPUT, "'%s': no space left on device for the %s (%llu-byte) output", r->output,
-			mq_report_size(r->out_size, need, sizeof(need)), (unsigned long long)r->out_size);
-	else if (rc && rc != EOPNOTSUPP && rc != EINVAL)
-		mq_fail(&r->err, MQ_ERR_OUTPUT, "'%s': cannot reserve %llu bytes: %s", r->output,
-			(unsigned long long)r->out_size, strerror(rc));
-	if (!r->err.code)
+	if (!reserve_parts(r, dir))
 		r->journal_fd = mq_journal_start(r->journal_path, r->identity, (uint64_t)r->plan.n_units,
 						 resume ? jl.valid_len : 0, &r->err);
+	free(dir);
 	for (int u = 0; r->journal_fd >= 0 && u < r->plan.n_units; u++)
 		if (r->done[u])
 			mq_units_journaled = 1; /* an earlier run's units, kept in the journal */
