@@ -5,8 +5,10 @@
 # bandwidth and the kernel's own GB/s. Two modes: "durable" is the default command (SHA-256 of
 # the source, output flushed to disk before the rename); "fast" adds --no-checksum --no-sync.
 # Dirty pages are flushed (sync) before every run, so runs do not pay for each other's writes.
+# The "lowbit" part: int4 g128 and fp8 (and int4 with --clip mse) end to end next to int8, default
+# options, F32 and BF16, -n 1 and -n 2.
 # Usage: scripts/bench.sh [SIZE_MIB]      (env MQ_BENCH_DIR: where the models go;
-#                                          MQ_BENCH_PARTS: "weights pt calib", the default, or some of them)
+#                                          MQ_BENCH_PARTS: "weights lowbit pt calib", the default, or some)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SIZE=${1:-2048}
@@ -27,12 +29,15 @@ echo "# machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d:
 "$ROOT/build-bench/tests/bench_kernel" 512 | tee "$DIR/kernel.txt" | sed 's/^/# /'
 COPY=$(awk '$1 == "memcpy_gbps" {print $2}' "$DIR/kernel.txt")
 ratio() { awk -v a="$1" -v b="$COPY" 'BEGIN { printf "%.3f", a / b }'; }
-for k in int8_f32_gbps int8_bf16_gbps int8_asym_f32_gbps; do
+for k in int8_f32_gbps int8_bf16_gbps int8_asym_f32_gbps int4_g128_f32_gbps int4_g128_bf16_gbps fp8_f32_gbps \
+    fp8_bf16_gbps; do
     v=$(awk -v k=$k '$1 == k {print $2}' "$DIR/kernel.txt")
     echo "kernel $k: $v GB/s = $(ratio "$v") x copy bandwidth"
 done
 
-PARTS=${MQ_BENCH_PARTS:-weights pt calib}
+PARTS=${MQ_BENCH_PARTS:-weights lowbit pt calib}
+gbps_of() { "$PY" -c 'import json, sys; r = json.load(open(sys.argv[1]))
+print("%.3f %.1f" % (r["input_gb_per_s"], max(q["peak_rss_bytes"] for q in r["per_rank"]) / 2**20))' "$1"; }
 case " $PARTS " in *" weights "*) ;; *) DTYPES="" ;; esac
 printf '%-6s %-3s %-8s %8s %8s %12s  %-16s  %s\n' model n mode "GB/s" "x copy" "peak RSS MiB" "output sha256" \
     "time split (slowest rank)"
@@ -79,10 +84,43 @@ print("%.1f" % rss, "read %.2f hash %.2f quant %.2f write %.2f sync+close %.2f o
     done
     rm -f "$DIR"/out-"$dtype"-*.safetensors
 done
+# Low-bit schemes, default options (durable), best of 3, against int8 on the same model.
+case " $PARTS " in
+*" lowbit "*)
+    printf '%-6s %-3s %-22s %8s %8s %12s  %s\n' model n scheme "GB/s" "x copy" "peak RSS MiB" "output sha256"
+    for dtype in F32 BF16; do
+        model="$DIR/bench-$dtype.safetensors"
+        [ -f "$model" ] || "$PY" "$ROOT/scripts/make_model.py" "$model" --dtype "$dtype" --size-mib "$SIZE" \
+            --hidden 4096 --outliers --seed 42
+        cat "$model" >/dev/null
+        for how in "int8" "int4" "int4 --clip mse" "fp8"; do
+            for n in 1 2; do
+                out="$DIR/lb-out-$n.safetensors"
+                best=0 rss=0
+                for rep in 1 2 3; do
+                    rm -f "$out"
+                    sync
+                    # shellcheck disable=SC2086 # the scheme and its options, word-split on purpose
+                    mpirun -n $n "$BIN" "$model" -s $how -o "$out" -q --report "$DIR/lb-report.json"
+                    read -r g r < <(gbps_of "$DIR/lb-report.json")
+                    if awk -v a="$g" -v b="$best" 'BEGIN { exit !(a > b) }'; then best=$g rss=$r; fi
+                done
+                printf '%-6s %-3s %-22s %8.3f %8s %12s  %s\n' "$dtype" "$n" "$how" "$best" "$(ratio "$best")" "$rss" \
+                    "$(sha256sum "$out" | cut -c1-16)"
+                cp "$out" "$DIR/lb-out-$n-keep.safetensors"
+            done
+            if cmp -s "$DIR/lb-out-1-keep.safetensors" "$DIR/lb-out-2-keep.safetensors"; then
+                echo "$dtype $how: -n 1 and -n 2 outputs identical"
+            else
+                echo "$dtype $how: OUTPUTS DIFFER between -n 1 and -n 2"
+            fi
+        done
+    done
+    rm -f "$DIR"/lb-out-*
+    ;;
+esac
 # PyTorch .pt: writing one (CRC-32 per unit, joined by rank 0) and reading one (a .pt copy of the F32
 # model, made by keeping every tensor), in the fast mode.
-gbps_of() { "$PY" -c 'import json, sys; r = json.load(open(sys.argv[1]))
-print("%.3f %.1f" % (r["input_gb_per_s"], max(q["peak_rss_bytes"] for q in r["per_rank"]) / 2**20))' "$1"; }
 case " $PARTS " in
 *" pt "*)
     model="$DIR/bench-F32.safetensors"

@@ -6,10 +6,13 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "calib.h"
 #include "fileio.h"
+#include "hf.h"
+#include "inspect_folder.h"
 #include "manifest.h"
 #include "options.h"
 #include "scheme.h"
@@ -494,6 +497,30 @@ static int print_json(const char *path, const struct mq_manifest *m, const struc
 	return 0;
 }
 
+/* A model folder's config.json, whole (it is small: at most MQ_MAX_HEADER_BYTES). */
+static int read_config(const struct mq_hf_folder *f, struct mq_buf *b, struct mq_error *err)
+{
+	struct mq_buf path = MQ_BUF_INIT;
+	mq_buf_addf(&path, "%s/config.json", f->dir);
+	int fd = mq_buf_ok(&path) ? open(path.data, O_RDONLY | O_CLOEXEC) : -1;
+	char buf[65536];
+	for (uint64_t pos = 0; fd >= 0 && b->len <= MQ_MAX_HEADER_BYTES;) {
+		size_t got = 0;
+		int rc = mq_pread_full(fd, buf, sizeof(buf), pos, &got);
+		mq_buf_add(b, buf, got);
+		pos += got;
+		if (rc || got < sizeof(buf))
+			break;
+	}
+	int rc = fd < 0 ? mq_fail(err, MQ_ERR_INPUT, "cannot read '%s': %s", path.data ? path.data : "config.json",
+				  strerror(errno))
+			: !mq_buf_ok(b) ? mq_fail(err, MQ_ERR_INTERNAL, "out of memory") : 0;
+	if (fd >= 0)
+		close(fd);
+	mq_buf_release(&path);
+	return rc;
+}
+
 int mq_inspect(const struct mq_options *o, FILE *out, struct mq_error *err)
 {
 	if (mq_calib_is_hdf5(o->input)) {
@@ -502,8 +529,19 @@ int mq_inspect(const struct mq_options *o, FILE *out, struct mq_error *err)
 				       "statistics are printed as text", o->input, o->json ? "json" : "verbose");
 		return mq_calib_inspect(o->input, &o->observer, !o->act_asymmetric, o->calib_samples, out, err);
 	}
+	struct mq_hf_folder folder;
+	struct mq_buf weights = MQ_BUF_INIT, config = MQ_BUF_INIT;
+	struct stat st;
+	int is_folder = stat(o->input, &st) == 0 && S_ISDIR(st.st_mode), rc = 0;
+	memset(&folder, 0, sizeof(folder));
+	if (is_folder && !(rc = mq_hf_folder_scan(o->input, &folder, err))) {
+		mq_buf_addf(&weights, "%s/%s", folder.dir, folder.index ? folder.index : folder.shards[0]);
+		rc = read_config(&folder, &config, err);
+	}
 	struct mq_manifest m;
-	int rc = mq_manifest_load(o->input, &m, err);
+	memset(&m, 0, sizeof(m));
+	if (!rc)
+		rc = mq_manifest_load(is_folder ? weights.data : o->input, &m, err);
 	if (!rc && o->calib_options)
 		rc = mq_fail(err, MQ_ERR_USAGE, "inspect '%s': --observer, --act and --calib-samples apply to HDF5 "
 			     "calibration files, not to a model file (see --verbose and --json)", o->input);
@@ -517,6 +555,12 @@ int mq_inspect(const struct mq_options *o, FILE *out, struct mq_error *err)
 		rc = print_json(o->input, &m, fi, out, err);
 	else if (!rc)
 		print_text(o->input, &m, fi, o->verbose, out);
+	if (!rc && is_folder && !o->json)
+		rc = mq_inspect_folder(&folder, &m, config.data, config.len, out, err);
+	if (is_folder)
+		mq_hf_folder_release(&folder);
+	mq_buf_release(&weights);
+	mq_buf_release(&config);
 	for (int f = 0; f < n_loaded; f++)
 		file_info_release(&fi[f]);
 	free(fi);

@@ -16,6 +16,8 @@
  *   mq_hf_folder_scan()     what an input folder holds: config.json, the
  *                           weights, and the other files to copy
  *   mq_hf_copy_file()       one of those files into the output folder
+ *   mq_hf_path_inside()     whether a path lies in a folder (to refuse an
+ *                           output inside the input)
  *
  * JSON text is written the way llm-compressor writes config.json and the
  * index (json.dump(obj, f, indent=2, sort_keys=True)): 2-space indentation,
@@ -221,5 +223,18 @@ void mq_hf_folder_release(struct mq_hf_folder *f);
  * belongs, ...); nothing is left behind but the folders made.
  */
 int mq_hf_copy_file(const char *src, const char *dst, unsigned flags, struct mq_error *err);
+
+/*
+ * Whether path is the folder dir or lies inside it, both resolved as the
+ * kernel resolves them (realpath(): links and ".." followed, relative paths
+ * from the current folder): 1 yes, 0 no, -1 when it cannot tell (dir does
+ * not resolve, a part of path cannot be read, or path runs through a
+ * dangling link; errno says why). A caller refusing an output inside its
+ * input refuses on -1 too. A path that does not exist yet is resolved
+ * through its nearest existing parent and the rest taken as mkdir -p would
+ * make it ("." dropped, ".." the folder above). For the other way round (the
+ * input inside the output), swap the arguments.
+ */
+int mq_hf_path_inside(const char *dir, const char *path);
 
 #endif

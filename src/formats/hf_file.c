@@ -154,3 +154,90 @@ int mq_hf_copy_file(const char *src, const char *dst, unsigned flags, struct mq_
 	free(c.tmp);
 	return rc;
 }
+
+/* The existing part of a path: its first cut bytes ("." for none, "/" for the root alone). */
+static char *head_of(const char *path, size_t cut)
+{
+	if (cut == 0)
+		return strdup(path[0] == '/' ? "/" : ".");
+	return strndup(path, cut);
+}
+
+/* real with the components of tail (each after a '/', or tail whole) applied as written, into a new string. */
+static char *apply_tail(const char *real, const char *tail)
+{
+	size_t n = strlen(real);
+	char *out = malloc(n + strlen(tail) + 2);
+	if (!out)
+		return NULL;
+	memcpy(out, real, n + 1);
+	for (const char *s = tail; *s;) {
+		while (*s == '/')
+			s++;
+		size_t k = strcspn(s, "/");
+		if (k == 2 && memcmp(s, "..", 2) == 0) {
+			char *slash = strrchr(out, '/');
+			if (slash)
+				slash[slash == out ? 1 : 0] = '\0';
+		} else if (k && !(k == 1 && s[0] == '.')) {
+			size_t len = strlen(out);
+			if (len > 1)
+				out[len++] = '/';
+			memcpy(out + len, s, k);
+			out[len + k] = '\0';
+		}
+		s += k;
+	}
+	return out;
+}
+
+/* path resolved (as hf.h says), malloc'd, or NULL with errno set. */
+static char *resolve(const char *path)
+{
+	size_t cut = strlen(path);
+	if (!cut) {
+		errno = ENOENT;
+		return NULL;
+	}
+	for (;;) {
+		char *head = head_of(path, cut);
+		if (!head)
+			return NULL;
+		char *real = realpath(head, NULL);
+		int e = errno;
+		struct stat st;
+		int dangling = !real && e == ENOENT && lstat(head, &st) == 0;
+		free(head);
+		if (real) {
+			char *out = apply_tail(real, path + cut);
+			free(real);
+			return out;
+		}
+		if (e != ENOENT || dangling || cut == 0) {
+			errno = e;
+			return NULL;
+		}
+		while (cut > 1 && path[cut - 1] == '/')
+			cut--;
+		while (cut > 0 && path[cut - 1] != '/')
+			cut--;
+		if (cut > 1)
+			cut--; /* the '/' before the component goes with the tail */
+	}
+}
+
+int mq_hf_path_inside(const char *dir, const char *path)
+{
+	char *d = realpath(dir, NULL);
+	if (!d)
+		return -1;
+	char *p = resolve(path);
+	int inside = -1;
+	if (p) {
+		size_t n = strlen(d);
+		inside = strcmp(d, "/") == 0 || (strncmp(p, d, n) == 0 && (p[n] == '\0' || p[n] == '/'));
+	}
+	free(d);
+	free(p);
+	return inside;
+}

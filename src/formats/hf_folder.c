@@ -191,17 +191,22 @@ static int index_shards(const char *path, const char *text, size_t len, struct s
 			"'%s' is not a shard index: expected a JSON object with a non-empty \"weight_map\" object (restore it from the model's source)",
 			path);
 	const cJSON *it;
+	int n_tensors = 0;
 	cJSON_ArrayForEach(it, map) {
 		const char *v = cJSON_GetStringValue(it);
-		if (rc)
-			break;
 		if (!v || !*v || strchr(v, '/') || strchr(v, '\\') || strcmp(v, ".") == 0 || strcmp(v, "..") == 0)
 			rc = mq_fail(err, MQ_ERR_INPUT,
 				"'%s': the shard of tensor '%s' is not a file name beside the index", path, it->string);
-		else if (shards->n >= MQ_MAX_TENSORS)
-			rc = mq_fail(err, MQ_ERR_INPUT, "'%s' names more shards than mq-dist reads (MQ_MAX_TENSORS)", path);
+		else if (++n_tensors > MQ_MAX_TENSORS)
+			rc = mq_fail(err, MQ_ERR_INPUT,
+				"'%s' lists more than %d tensors, the limit of mq-dist (MQ_MAX_TENSORS in src/core/bounds.h)",
+				path, MQ_MAX_TENSORS);
+		else if (shards->n && strcmp(shards->v[shards->n - 1], v) == 0)
+			continue; /* the usual run of tensors of one shard */
 		else if (strlist_push(shards, v))
 			rc = nomem(err);
+		if (rc)
+			break;
 	}
 	cJSON_Delete(root);
 	if (rc)

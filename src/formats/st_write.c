@@ -12,9 +12,10 @@
 
 #define PREFIX 8 /* bytes of the header length */
 
-static int st_layout(const struct mq_out_tensor *out, int n_out, uint64_t meta_reserve, struct mq_out_files *f,
-		     struct mq_error *err)
+static int st_layout(const struct mq_out_tensor *out, int n_out, uint64_t meta_reserve, uint64_t max_shard,
+			struct mq_out_files *f, struct mq_error *err)
 {
+	(void)max_shard; /* one file */
 	if (mq_out_files_alloc(f, n_out, err))
 		return err->code;
 	f->meta_reserve = meta_reserve;
@@ -28,9 +29,10 @@ static int st_layout(const struct mq_out_tensor *out, int n_out, uint64_t meta_r
 }
 
 /* The prefix, then the header padded with spaces to its reservation. */
-static int st_finish(const struct mq_out_files *f, const char *meta, size_t meta_len, const uint32_t *crc,
-		     mq_write_fn write, void *ctx, struct mq_error *err)
+static int st_finish(const struct mq_out_files *f, const struct mq_out_tensor *out, const char *meta,
+			size_t meta_len, const uint32_t *crc, mq_write_fn write, void *ctx, struct mq_error *err)
 {
+	(void)out; /* the header came whole from the pipeline */
 	(void)crc;
 	if (meta_len > f->meta_reserve)
 		return mq_fail(err, MQ_ERR_INTERNAL, "header exceeds its reservation");

@@ -153,9 +153,10 @@ void mq_torch_out_release(struct mq_torch_out *t)
 
 /* ---- the row of the writer table ---- */
 
-static int pt_layout(const struct mq_out_tensor *out, int n_out, uint64_t meta_reserve, struct mq_out_files *f,
-		     struct mq_error *err)
+static int pt_layout(const struct mq_out_tensor *out, int n_out, uint64_t meta_reserve, uint64_t max_shard,
+			struct mq_out_files *f, struct mq_error *err)
 {
+	(void)max_shard; /* one file */
 	if (mq_out_files_alloc(f, n_out, err))
 		return err->code;
 	f->meta_reserve = meta_reserve;
@@ -172,9 +173,10 @@ static int pt_layout(const struct mq_out_tensor *out, int n_out, uint64_t meta_r
 }
 
 /* The local headers (with data.pkl, version and the metadata record after theirs), then the directory. */
-static int pt_finish(const struct mq_out_files *f, const char *meta, size_t meta_len, const uint32_t *crc,
-		     mq_write_fn write, void *ctx, struct mq_error *err)
+static int pt_finish(const struct mq_out_files *f, const struct mq_out_tensor *out, const char *meta,
+			size_t meta_len, const uint32_t *crc, mq_write_fn write, void *ctx, struct mq_error *err)
 {
+	(void)out; /* the header came whole from the pipeline */
 	struct mq_torch_out *t = f->state;
 	if (meta_len != t->entries[t->meta_entry].size) /* the pipeline pads it to its reservation */
 		return mq_fail(err, MQ_ERR_INTERNAL, "the metadata record does not fill its reservation");

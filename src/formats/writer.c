@@ -11,6 +11,7 @@ extern const struct mq_writer MQ_TEST_WRITER;
 static const struct mq_writer *const rows[] = {
 	&mq_writer_safetensors,
 	&mq_writer_torch,
+	&mq_writer_hf,
 #ifdef MQ_TEST_WRITER
 	&MQ_TEST_WRITER,
 #endif
@@ -46,7 +47,8 @@ void mq_writer_extensions(char *buf, size_t cap)
 	buf[0] = '\0';
 	for (int i = 0; i < N_ROWS; i++)
 		for (const char *const *e = rows[i]->extensions; *e && at < cap; e++)
-			at += (size_t)snprintf(buf + at, cap - at, "%s%s", at ? ", " : "", *e);
+			at += (size_t)snprintf(buf + at, cap - at, "%s%s", at ? ", " : "",
+					       **e ? *e : "a folder (a name without an extension, or ending in /)");
 }
 
 int mq_out_files_alloc(struct mq_out_files *f, int n_out, struct mq_error *err)

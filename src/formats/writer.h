@@ -21,7 +21,8 @@
 
 /* Where an output's bytes go, as a row laid them out. */
 struct mq_out_files {
-	int n_files;               /* 1 for both formats of today */
+	int n_files;               /* 1 for a file, the shards of a folder */
+	char **names;              /* a folder's: per file, its name in the folder; NULL for a file */
 	uint64_t *file_size;       /* per file */
 	int *file_of;              /* per output tensor: its file */
 	uint64_t *pos;             /* per output tensor: the offset of its first byte in its file */
@@ -41,19 +42,24 @@ typedef int (*mq_write_fn)(void *ctx, int file, uint64_t pos, const void *p, siz
 struct mq_writer {
 	const char *name;                   /* "safetensors", "pt": in the fingerprint and the journal's identity */
 	const char *const *extensions;      /* output names it writes, NULL-terminated, case-sensitive */
+	int folder;                         /* writes a folder of files (the names in mq_out_files) */
 	enum mq_meta_kind meta;             /* what finish() is given */
 	int tensor_crcs;                    /* finish() needs each output tensor's CRC-32 */
-	/* Pure, every rank: places n_out tensors with meta_reserve bytes kept for the metadata. */
-	int (*layout)(const struct mq_out_tensor *out, int n_out, uint64_t meta_reserve, struct mq_out_files *f,
-		      struct mq_error *err);
+	/*
+	 * Pure, every rank: places n_out tensors with meta_reserve bytes kept for
+	 * the metadata; a folder row cuts shards of at most max_shard bytes of
+	 * tensor data (0: no limit), which file rows ignore.
+	 */
+	int (*layout)(const struct mq_out_tensor *out, int n_out, uint64_t meta_reserve, uint64_t max_shard,
+		      struct mq_out_files *f, struct mq_error *err);
 	/* Rank 0, after every tensor's bytes: the rest. crc: per output tensor (tensor_crcs rows only). */
-	int (*finish)(const struct mq_out_files *f, const char *meta, size_t meta_len, const uint32_t *crc,
-		      mq_write_fn write, void *ctx, struct mq_error *err);
+	int (*finish)(const struct mq_out_files *f, const struct mq_out_tensor *out, const char *meta, size_t meta_len,
+		      const uint32_t *crc, mq_write_fn write, void *ctx, struct mq_error *err);
 	/* Frees what layout() made (also after a failed layout). */
 	void (*release)(struct mq_out_files *f);
 };
 
-extern const struct mq_writer mq_writer_safetensors, mq_writer_torch;
+extern const struct mq_writer mq_writer_safetensors, mq_writer_torch, mq_writer_hf;
 
 /* The row that writes path (by its extension), or NULL. */
 const struct mq_writer *mq_writer_select(const char *path);

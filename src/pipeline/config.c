@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <strings.h>
 
 const char *const mq_default_excludes[] = {
@@ -17,10 +18,7 @@ int mq_options_check_output_name(const char *val, struct mq_error *err)
 	if (mq_writer_select(val))
 		return 0;
 	const char *ext = mq_path_extension(val);
-	if (!*ext)
-		return mq_fail(err, MQ_ERR_USAGE, "--output '%s': the name has no extension: end it in .safetensors, or in "
-			       ".pt, .pth or .bin for a torch archive", val);
-	char accepted[128];
+	char accepted[160];
 	mq_writer_extensions(accepted, sizeof(accepted));
 	const struct mq_writer *w;
 	for (int i = 0; (w = mq_writer_get(i)); i++)
@@ -29,7 +27,8 @@ int mq_options_check_output_name(const char *val, struct mq_error *err)
 				return mq_fail(err, MQ_ERR_USAGE, "--output '%s': extensions are case-sensitive: '%s' is not "
 					       "'%s' (accepted: %s)", val, ext, *e, accepted);
 	return mq_fail(err, MQ_ERR_USAGE, "--output '%s': mq-dist does not write '%s' files: end the name in "
-		       ".safetensors, or in .pt, .pth or .bin for a torch archive", val, ext);
+		       ".safetensors, or in .pt, .pth or .bin for a torch archive, or give a folder name (no extension, "
+		       "or ending in /) for a Hugging Face model folder", val, ext);
 }
 
 void mq_options_release(struct mq_options *o)
@@ -46,10 +45,31 @@ static int has_suffix(const char *s, size_t n, const char *suf)
 	return n >= k && memcmp(s + n - k, suf, k) == 0;
 }
 
+/* A folder input's default output: the folder's path, "-", the scheme and its non-default grouping. */
+static char *default_folder(const struct mq_options *o)
+{
+	size_t n = strlen(o->input);
+	while (n > 1 && o->input[n - 1] == '/')
+		n--;
+	struct mq_buf b = MQ_BUF_INIT;
+	mq_buf_add(&b, o->input, n);
+	mq_buf_addf(&b, "-%s", mq_scheme_get(o->scheme)->name);
+	if (o->per_tensor)
+		mq_buf_adds(&b, "-per-tensor");
+	if (o->group_size == MQ_GROUP_CHANNEL)
+		mq_buf_adds(&b, "-channel");
+	else if (o->group_size > 0 && o->group_size != MQ_GROUP_DEFAULT)
+		mq_buf_addf(&b, "-g%d", o->group_size);
+	return mq_buf_ok(&b) ? mq_buf_detach(&b, NULL) : NULL;
+}
+
 char *mq_options_default_output(const struct mq_options *o, int torch_input)
 {
 	const char *in = o->input;
 	size_t n = strlen(in);
+	struct stat st;
+	if (stat(in, &st) == 0 && S_ISDIR(st.st_mode))
+		return default_folder(o);
 	static const char *const sufs[] = { ".safetensors.index.json", ".index.json", ".safetensors", ".json",
 					    ".pth", ".pt", ".bin" };
 	const char *ext = ".safetensors";
@@ -92,6 +112,8 @@ void mq_options_json(const struct mq_options *o, struct mq_buf *b)
 	mq_buf_addf(b, ",\"granularity\":\"%s\"", mq_granularity_name(g));
 	if (g == MQ_GRAN_GROUP) /* only here: the options of the other schemes keep their bytes */
 		mq_buf_addf(b, ",\"group_size\":%d", o->group_size > 0 ? o->group_size : MQ_GROUP_DEFAULT);
+	if (o->clip != MQ_CLIP_NONE)
+		mq_buf_addf(b, ",\"clip\":\"%s\"", mq_clip_name(o->clip));
 	mq_buf_adds(b, ",\"include\":");
 	json_str_array(b, o->includes, o->n_includes);
 	mq_buf_adds(b, ",\"exclude\":");

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "clip.h"
 #include "observe.h"
 #include "scheme.h"
 #include "status.h"
@@ -31,6 +32,7 @@ struct mq_options {
 	char *output;            /* owned; -o, or NULL: the run takes mq_options_default_output() */
 	enum mq_scheme scheme;
 	int per_tensor;          /* 0: per output channel (or group) */
+	enum mq_clip clip;       /* --clip: the weights' range search (none: min/max) */
 	int keep_unfit;          /* --keep-unfit: a weight the scheme cannot store loadably is kept, not refused */
 	int group_size;          /* --group-size: 0 (the scheme's default), MQ_GROUP_CHANNEL, or 32, 64, 128 */
 	int n_includes, n_excludes;
@@ -52,7 +54,9 @@ struct mq_options {
 	int groups;              /* --groups K (0: not given) */
 	int job_mode;            /* set by the job runner: an up-to-date output is skipped, a stale one replaced */
 	const char *out_format;  /* set once the output path is known: its writer's name ("safetensors", "pt") */
+	int folder_output;       /* set with it: the output is a model folder (Linear weights only, by default) */
 	uint64_t memory_budget;  /* bytes of tensor buffers per rank */
+	uint64_t max_shard;      /* folder output: bytes of tensor data per shard at most */
 };
 
 /*
@@ -71,7 +75,9 @@ extern const int mq_n_default_excludes;
 void mq_options_release(struct mq_options *o);
 
 /*
- * The output path when -o is not given: beside the input, STEM.SCHEME.EXT,
+ * The output path when -o is not given: for a model folder, the folder
+ * beside it, DIR-SCHEME (plus -per-tensor, -channel or -gN where the
+ * grouping is not the default); else beside the input, STEM.SCHEME.EXT,
  * where EXT is .safetensors, or for a torch checkpoint input .pt (.pth for a
  * .pth input).
  */

@@ -141,6 +141,10 @@ static void layers_json(const struct mq_manifest *m, const struct mq_plan *p, co
 		}
 		mq_buf_adds(b, ",\"sha256\":");
 		digest_json(b, o, res ? res[i].sha256 : NULL);
+		if (q && p->granularity == MQ_GRAN_GROUP)
+			mq_buf_addf(b, ",\"group_size\":%llu", (unsigned long long)p->group_size);
+		if (q && o->clip != MQ_CLIP_NONE)
+			mq_buf_addf(b, ",\"clip\":\"%s\"", mq_clip_name(o->clip));
 		if (o->calib && q)
 			calib_record_json(p, i, res, b);
 		mq_buf_adds(b, "}");
@@ -220,15 +224,16 @@ static void calib_keys(const struct mq_plan *p, const struct mq_options *o, cons
 	mq_buf_adds(b, ",");
 	kv(b, "observer", v);
 	mq_buf_adds(b, ",");
-	kv(b, "activation_dtype", o->act_none ? "none" : "int8");
-	if (!o->act_none) { /* compressed-tensors' input_activations "symmetric" */
+	const enum mq_acts acts = o->act_none ? MQ_ACTS_NONE : mq_scheme_get(p->scheme)->acts;
+	kv(b, "activation_dtype", acts == MQ_ACTS_NONE ? "none" : acts == MQ_ACTS_FP8 ? "float8_e4m3fn" : "int8");
+	if (acts != MQ_ACTS_NONE) { /* compressed-tensors' input_activations "symmetric" */
 		mq_buf_adds(b, ",");
 		kv(b, "activation_symmetric", o->act_asymmetric ? "false" : "true");
 	}
 	mq_buf_adds(b, ",\"output_sqnr_db_w\":\"");
 	num(b, res, res ? mq_metadata_output_sqnr(p, res, 0) : 0);
 	mq_buf_adds(b, "\",\"output_sqnr_db_wa\":\"");
-	num(b, res, res && !o->act_none ? mq_metadata_output_sqnr(p, res, 1) : (double)NAN);
+	num(b, res, res && acts != MQ_ACTS_NONE ? mq_metadata_output_sqnr(p, res, 1) : (double)NAN);
 	snprintf(v, sizeof(v), "%d", p->n_weights_only);
 	mq_buf_adds(b, "\",");
 	kv(b, "weights_only_layers", v);

@@ -1,7 +1,11 @@
+#define _GNU_SOURCE /* nftw, renameat2 */
 #include "output.h"
 
 #include <errno.h>
+#include <ftw.h>
+#include <glob.h>
 #include <signal.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <stdlib.h>
@@ -32,13 +36,16 @@ volatile sig_atomic_t mq_units_journaled;
  * message prepared beforehand): all async-signal-safe.
  */
 static char tmp_on_signal[4096], journal_on_signal[4096], kept_on_signal[4096 + 160];
+static char parts_on_signal[1 << 16]; /* a partial folder's files: NUL-terminated paths, an empty one last */
 static const int cleanup_signals[] = { SIGINT, SIGTERM, SIGHUP };
 
 static void on_fatal_signal(int sig)
 {
 	if (sig != SIGTERM || !mq_units_journaled) {
-		if (tmp_on_signal[0])
-			unlink(tmp_on_signal);
+		for (const char *p = parts_on_signal; *p; p += strlen(p) + 1)
+			unlink(p);
+		if (tmp_on_signal[0] && unlink(tmp_on_signal) != 0)
+			rmdir(tmp_on_signal); /* a partial folder, emptied above */
 		if (journal_on_signal[0])
 			unlink(journal_on_signal);
 	} else if (kept_on_signal[0]) {
@@ -57,7 +64,7 @@ void output_guard_tmp(const char *path, const char *journal)
 	sigemptyset(&sa.sa_mask);
 	mq_units_journaled = 0;
 	/* nothing of an earlier model's stays, also when these paths do not fit */
-	tmp_on_signal[0] = journal_on_signal[0] = kept_on_signal[0] = '\0';
+	tmp_on_signal[0] = journal_on_signal[0] = kept_on_signal[0] = parts_on_signal[0] = '\0';
 	if (path && strlen(path) < sizeof(tmp_on_signal) && strlen(journal) < sizeof(journal_on_signal)) {
 		memcpy(tmp_on_signal, path, strlen(path) + 1);
 		memcpy(journal_on_signal, journal, strlen(journal) + 1);
@@ -72,6 +79,22 @@ void output_guard_tmp(const char *path, const char *journal)
 	}
 	for (size_t i = 0; i < sizeof(cleanup_signals) / sizeof(cleanup_signals[0]); i++)
 		sigaction(cleanup_signals[i], &sa, NULL);
+}
+
+void output_guard_parts(const struct run *r)
+{
+	size_t at = 0;
+	parts_on_signal[0] = '\0';
+	for (int f = 0; r->writer->folder && f < r->files.n_files; f++) {
+		char *p = output_part_path(r, f);
+		size_t n = p ? strlen(p) + 1 : 0;
+		if (p && at + n + 1 <= sizeof(parts_on_signal)) {
+			memcpy(parts_on_signal + at, p, n);
+			at += n;
+			parts_on_signal[at] = '\0';
+		}
+		free(p);
+	}
 }
 
 /*
@@ -100,6 +123,25 @@ static int same_file(const char *a, const char *b)
 	return stat(a, &x) == 0 && stat(b, &y) == 0 && x.st_dev == y.st_dev && x.st_ino == y.st_ino;
 }
 
+/* A model folder's first shard (its metadata is every shard's), malloc'd; NULL if it has none. */
+static char *first_shard(const char *dir)
+{
+	struct mq_buf b = MQ_BUF_INIT;
+	mq_buf_addf(&b, "%s/model.safetensors", dir);
+	char *path = mq_buf_ok(&b) ? mq_buf_detach(&b, NULL) : NULL;
+	if (path && access(path, F_OK) != 0) {
+		glob_t g;
+		mq_buf_release(&b);
+		mq_buf_addf(&b, "%s/model-00001-of-*.safetensors", dir);
+		free(path);
+		path = mq_buf_ok(&b) && glob(b.data, 0, NULL, &g) == 0 ? (g.gl_pathc ? strdup(g.gl_pathv[0]) : NULL) : NULL;
+		if (mq_buf_ok(&b))
+			globfree(&g);
+	}
+	mq_buf_release(&b);
+	return path;
+}
+
 /*
  * Rank 0, job mode: an existing output written by mq-dist is replaced unless
  * its fingerprint shows it up to date (checked later); any other file needs --force.
@@ -108,7 +150,9 @@ static int existing_output(struct run *r)
 {
 	cJSON *meta = NULL;
 	struct mq_error e = { 0 };
-	int unreadable = mq_output_metadata(r->output, &meta, &e) != 0;
+	char *file = r->writer->folder ? first_shard(r->output) : strdup(r->output);
+	int unreadable = !file || mq_output_metadata(file, &meta, &e) != 0;
+	free(file);
 	const char *fp = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(meta, "fingerprint"));
 	int ours = fp != NULL;
 	if (fp && strlen(fp) == 2 * MQ_SHA256_LEN && !r->opt->force)
@@ -137,8 +181,10 @@ int output_check(struct run *r)
 		return mq_fail(&r->err, MQ_ERR_OUTPUT, "output '%s' is the input; choose another -o", out);
 	struct stat st;
 	if (stat(out, &st) == 0) {
-		if (S_ISDIR(st.st_mode))
-			return mq_fail(&r->err, MQ_ERR_OUTPUT, "output '%s' is a folder; give a file name", out);
+		if (S_ISDIR(st.st_mode) != (r->writer->folder != 0))
+			return mq_fail(&r->err, MQ_ERR_OUTPUT, r->writer->folder
+				? "output '%s' exists and is not a folder; remove it or choose another -o"
+				: "output '%s' is a folder; give a file name", out);
 		if (r->opt->job_mode && !r->opt->dry_run)
 			return existing_output(r);
 		if (!r->opt->force && !r->opt->dry_run)
@@ -195,19 +241,90 @@ int output_place(struct run *r)
 	const struct mq_plan *p = &r->plan;
 	uint64_t reserve = 0;
 	if (mq_metadata_reserve(&r->man, p, r->opt, r->writer->meta == MQ_META_OBJECT, &reserve, &r->err) ||
-	    r->writer->layout(p->out, p->n_out, reserve, &r->files, &r->err))
+	    r->writer->layout(p->out, p->n_out, reserve, r->opt->max_shard, &r->files, &r->err))
 		return r->err.code;
 	r->header_len = r->files.meta_reserve;
 	r->out_pos = r->files.pos;
-	r->out_size = r->files.file_size[0];
+	r->out_size = 0;
+	for (int f = 0; f < r->files.n_files; f++)
+		r->out_size += r->files.file_size[f];
 	if (r->out_size < p->bytes_out) /* the plan bounds bytes_out far below 2^64; a broken bound is a bug */
 		return mq_fail(&r->err, MQ_ERR_INTERNAL, "the output size overflows");
 	return 0;
 }
 
+char *output_part_path(const struct run *r, int f)
+{
+	if (!r->writer->folder)
+		return strdup(r->tmp);
+	struct mq_buf b = MQ_BUF_INIT;
+	mq_buf_addf(&b, "%s/%s", r->tmp, r->files.names[f]);
+	return mq_buf_ok(&b) ? mq_buf_detach(&b, NULL) : NULL;
+}
+
+int output_open_parts(struct run *r)
+{
+	r->fh = calloc((size_t)r->files.n_files + 1, sizeof(*r->fh));
+	if (!r->fh)
+		mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
+	for (int f = 0; f < r->files.n_files && !mq_comm_agree(r->comm, &r->err); f++) {
+		char *path = output_part_path(r, f);
+		if (!path)
+			mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
+		else if (!mq_comm_agree(r->comm, &r->err))
+			mq_comm_file_open(r->comm, path, &r->fh[f], &r->err);
+		free(path);
+	}
+	return mq_comm_agree(r->comm, &r->err);
+}
+
+int output_close_parts(struct run *r, int sync)
+{
+	for (int f = 0; r->fh && f < r->files.n_files; f++) {
+		if (sync && !r->err.code)
+			mq_comm_file_sync(r->fh[f], &r->err);
+		struct mq_error e = { 0 };
+		mq_comm_file_close(&r->fh[f], r->err.code ? &e : &r->err);
+	}
+	free(r->fh);
+	r->fh = NULL;
+	return r->err.code;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+int output_remove_partial(const char *path)
+{
+	struct stat st;
+	if (lstat(path, &st) != 0)
+		return errno == ENOENT ? 0 : -1;
+	if (!S_ISDIR(st.st_mode))
+		return unlink(path);
+	return nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+int output_commit(struct run *r)
+{
+	if (rename(r->tmp, r->output) == 0)
+		return 0;
+	/* an existing folder (--force, or a stale job output): swapped with the new one at once, then removed */
+	if (r->writer->folder && (errno == EEXIST || errno == ENOTEMPTY) &&
+	    renameat2(AT_FDCWD, r->tmp, AT_FDCWD, r->output, RENAME_EXCHANGE) == 0) {
+		output_remove_partial(r->tmp);
+		return 0;
+	}
+	return mq_fail(&r->err, MQ_ERR_OUTPUT, "cannot rename '%s' to '%s': %s", r->tmp, r->output, strerror(errno));
+}
+
 void output_release(struct run *r)
 {
-	mq_comm_file_close(&r->file, &(struct mq_error){ 0 }); /* already closed on every path that opened it */
+	output_close_parts(r, 0); /* already closed on every path that opened them */
 	if (r->writer)
 		r->writer->release(&r->files);
 	free(r->output);

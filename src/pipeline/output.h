@@ -29,10 +29,30 @@ int output_check_space(struct run *r, int fd);
  * default handlers.
  */
 void output_guard_tmp(const char *path, const char *journal);
+/*
+ * Rank 0, after output_guard_tmp: a partial folder's files, removed by the
+ * same signals (then the folder itself, if nothing else is in it yet).
+ */
+void output_guard_parts(const struct run *r);
 /* Every rank: SIGUSR1 sets mq_stop_requested. */
 void output_catch_stop(void);
 /* fsync of the folder that holds path (after a rename). */
 void output_sync_dir(const char *path);
+
+/*
+ * The partial output is a file, or for a folder row a folder holding the
+ * shards (r->files.names). output_part_path: file f's path in it (malloc'd).
+ */
+char *output_part_path(const struct run *r, int f);
+/* Every rank, collectively: opens every file of the partial output (r->fh). */
+int output_open_parts(struct run *r);
+/* Every rank, collectively: flushes them to stable storage (sync) and closes them. */
+int output_close_parts(struct run *r, int sync);
+/* Rank 0: removes a partial output: the file, or the folder and all it holds. 0, or -1 with errno. */
+int output_remove_partial(const char *path);
+
+/* Rank 0: the partial output becomes the output (an existing folder is swapped out and removed). */
+int output_commit(struct run *r);
 
 /* Frees the paths and the layout (the files are the run's to keep or remove). */
 void output_release(struct run *r);

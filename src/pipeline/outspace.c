@@ -12,6 +12,18 @@
 /* x -> dequant(quant(x)) with the layer's static activation parameters, on the activations' grid. */
 static void fake_quant(const struct run *r, int t, const float *x, float *out, size_t n)
 {
+	const struct mq_scheme_traits *si = mq_scheme_get(r->plan.scheme);
+	if (si->acts == MQ_ACTS_FP8) { /* the e4m3 grid: the fp8 row itself, with the activations' scale */
+		const struct mq_qparams qp = { (float)r->layers[t].act_scale, 0 };
+		unsigned char codes[256];
+		for (size_t i = 0; i < n; i += sizeof(codes)) {
+			size_t m = n - i < sizeof(codes) ? n - i : sizeof(codes);
+			struct mq_err_acc unused = { 0, 0, 0 };
+			si->quantize_ref(si, x + i, m, m, &qp, NULL, codes, &unused);
+			si->dequantize(si, codes, m, m, &qp, out + i);
+		}
+		return;
+	}
 	const struct mq_scheme_traits *g = mq_obs_grid(!r->opt->act_asymmetric);
 	const float lo = (float)g->qmin, hi = (float)g->qmax;
 	float s = (float)r->layers[t].act_scale, inv = 1.0f / s, zp = (float)r->layers[t].act_zero_point;

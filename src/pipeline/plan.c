@@ -100,6 +100,9 @@ static char *select_tensor(const struct mq_tensor *t, const struct mq_options *o
 	char *why = user_rules(t, o, act, &decided);
 	if (decided)
 		return why;
+	if (o->folder_output && t->ndim != 2)
+		return fmt("%d-D weight (a model folder quantizes Linear layers only, as compressed-tensors does; --include takes it)",
+			   t->ndim);
 	if (!o->no_default_excludes)
 		for (int i = 0; i < mq_n_default_excludes; i++)
 			if (matches(mq_default_excludes[i], t->name))

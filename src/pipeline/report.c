@@ -94,15 +94,21 @@ void mq_report_progress(const struct mq_manifest *m, const struct mq_plan *p, in
 			snprintf(sq, sizeof(sq), "  exact   ");
 		char cal[96] = "";
 		if (pt->calib == MQ_CALIB_STATIC && pt->act_rank >= 0)
-			snprintf(cal, sizeof(cal), "  output %.2f dB (W8A8 %.2f dB)", mq_sqnr_db(r->out_signal, r->out_noise_w),
+			snprintf(cal, sizeof(cal), "  output %.2f dB (%s %.2f dB)", mq_sqnr_db(r->out_signal, r->out_noise_w),
+				 mq_scheme_get(p->scheme)->acts == MQ_ACTS_FP8 ? "FP8 W8A8" : "W8A8",
 				 mq_sqnr_db(r->out_signal, r->out_noise_wa));
 		else if (pt->calib == MQ_CALIB_STATIC)
 			snprintf(cal, sizeof(cal), "  output %.2f dB", mq_sqnr_db(r->out_signal, r->out_noise_w));
 		else if (pt->calib == MQ_CALIB_MISSING)
 			snprintf(cal, sizeof(cal), "  no calibration: weights only");
+		const struct mq_scheme_traits *si = mq_scheme_get(p->scheme);
+		char to[48]; /* a packed scheme by name: its storage (I32 words) says little */
+		if (si->pack > 1 && p->granularity == MQ_GRAN_GROUP)
+			snprintf(to, sizeof(to), "%s g%llu", si->name, (unsigned long long)p->group_size);
+		else
+			snprintf(to, sizeof(to), "%s", si->pack > 1 ? si->name : mq_dtype_name(si->storage));
 		mq_info("[%*d/%d] %s %s %s -> %s  sqnr %s%s  %.2f -> %.2f MiB\n", w, done, p->n_tensors, t->name, shape,
-			mq_dtype_name(t->dtype), mq_dtype_name(mq_scheme_get(p->scheme)->storage), sq, cal,
-			mib(t->nbytes), mib(pt->bytes_out));
+			mq_dtype_name(t->dtype), to, sq, cal, mib(t->nbytes), mib(pt->bytes_out));
 	} else {
 		mq_info("[%*d/%d] %s %s %s  kept (%s)  %.2f MiB\n", w, done, p->n_tensors, t->name, shape,
 			mq_dtype_name(t->dtype), pt->reason, mib(t->nbytes));

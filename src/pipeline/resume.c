@@ -64,7 +64,7 @@ static uint64_t slot_offset(const struct run *r, const struct mq_unit *u, int k)
 }
 
 /* Rank 0: a journaled unit is trusted only if its output bytes still have the CRCs it recorded. */
-static int verify_unit(struct run *r, int fd, const struct unit_record *rec, size_t len, unsigned char *buf)
+static int verify_unit(struct run *r, const int *fds, const struct unit_record *rec, size_t len, unsigned char *buf)
 {
 	const struct mq_plan *p = &r->plan;
 	if (len < sizeof(*rec) || rec->unit < 0 || rec->unit >= p->n_units || rec->failed || r->done[rec->unit])
@@ -89,7 +89,7 @@ static int verify_unit(struct run *r, int fd, const struct unit_record *rec, siz
 		uLong crc = crc32(0L, Z_NULL, 0);
 		for (uint64_t done = 0; done < n;) {
 			size_t step = (size_t)(n - done < VERIFY_BLOCK ? n - done : VERIFY_BLOCK);
-			if (mq_pread_full(fd, buf, step, r->out_pos[outs[k]] + off + done, NULL))
+			if (mq_pread_full(fds[r->files.file_of[outs[k]]], buf, step, r->out_pos[outs[k]] + off + done, NULL))
 				return 0;
 			crc = crc32(crc, buf, (uInt)step);
 			done += step;
@@ -103,7 +103,13 @@ static int verify_unit(struct run *r, int fd, const struct unit_record *rec, siz
 /* Rank 0: the journaled units whose output bytes still match their CRCs (r->done, r->pending). */
 static void resume_units(struct run *r, const struct mq_journal_load *jl)
 {
-	int fd = open(r->tmp, O_RDONLY | O_CLOEXEC);
+	int *fds = malloc((size_t)r->files.n_files * sizeof(int)), fd = fds ? 0 : -1;
+	for (int f = 0; fds && f < r->files.n_files; f++) {
+		char *path = output_part_path(r, f);
+		fds[f] = path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+		fd = fds[f] < 0 ? -1 : fd;
+		free(path);
+	}
 	unsigned char *buf = malloc(VERIFY_BLOCK);
 	r->pending = calloc((size_t)r->plan.n_units + 1, sizeof(void *));
 	r->pending_len = calloc((size_t)r->plan.n_units + 1, sizeof(size_t));
@@ -121,7 +127,7 @@ static void resume_units(struct run *r, const struct mq_journal_load *jl)
 		if (!whole)
 			break;
 		memcpy(whole, rec, jl->entries[i].len);
-		if (verify_unit(r, fd, whole, jl->entries[i].len, buf)) {
+		if (verify_unit(r, fds, whole, jl->entries[i].len, buf)) {
 			r->done[copy.unit] = 1;
 			r->pending[copy.unit] = whole;
 			r->pending_len[copy.unit] = jl->entries[i].len;
@@ -129,9 +135,40 @@ static void resume_units(struct run *r, const struct mq_journal_load *jl)
 		}
 		free(whole);
 	}
-	if (fd >= 0)
-		close(fd);
+	for (int f = 0; fds && f < r->files.n_files; f++)
+		if (fds[f] >= 0)
+			close(fds[f]);
+	free(fds);
 	free(buf);
+}
+
+/* Rank 0: whether the partial output on disk has every file of the layout, at its size (a resume's start). */
+static int partial_matches(const struct run *r)
+{
+	for (int f = 0; f < r->files.n_files; f++) {
+		struct stat st;
+		char *path = output_part_path(r, f);
+		int ok = path && lstat(path, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size == r->files.file_size[f];
+		free(path);
+		if (!ok)
+			return 0;
+	}
+	return 1;
+}
+
+/* Rank 0: creates file f of the partial output and reserves its blocks; a posix_fallocate error, or 0. */
+static int reserve_part(struct run *r, int f, const char *dir)
+{
+	char *path = output_part_path(r, f);
+	int fd = path ? open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0666) : -1;
+	free(path);
+	if (fd < 0)
+		return mq_fail(&r->err, MQ_ERR_OUTPUT, "cannot create the output in folder '%s': %s", dir,
+			       strerror(errno)), 0;
+	uint64_t size = r->files.file_size[f];
+	int rc = size && (f > 0 || !output_check_space(r, fd)) ? posix_fallocate(fd, 0, (off_t)size) : 0;
+	close(fd);
+	return rc;
 }
 
 /*
@@ -139,33 +176,34 @@ static void resume_units(struct run *r, const struct mq_journal_load *jl)
  * An interrupted run's pair is resumed when the journal's identity matches;
  * otherwise it is discarded and a new partial file is created and reserved.
  */
-int resume_open_partial(struct run *r)
+/* Rank 0: the partial output's and the journal's paths beside the output (".NAME.tmp"); *dir its folder. */
+static int partial_paths(struct run *r, char **dir)
 {
 	char *copy = strdup(r->output), *copy2 = strdup(r->output);
-	if (!copy || !copy2) {
-		free(copy);
-		free(copy2);
-		return mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
+	*dir = NULL;
+	if (copy && copy2) {
+		const char *d = dirname(copy), *base = basename(copy2);
+		size_t n = strlen(d) + strlen(base) + 32;
+		r->tmp = malloc(n);
+		r->journal_path = malloc(n + 8);
+		*dir = strdup(d);
+		if (r->tmp && r->journal_path) {
+			snprintf(r->tmp, n, "%s/.%s.tmp", d, base);
+			snprintf(r->journal_path, n + 8, "%s.journal", r->tmp);
+		}
 	}
-	const char *dir = dirname(copy), *base = basename(copy2);
-	size_t n = strlen(dir) + strlen(base) + 32;
-	r->tmp = malloc(n);
-	r->journal_path = malloc(n + 8);
-	if (r->tmp && r->journal_path) {
-		snprintf(r->tmp, n, "%s/.%s.tmp", dir, base);
-		snprintf(r->journal_path, n + 8, "%s.journal", r->tmp);
-	}
+	free(copy);
 	free(copy2);
-	if (!r->tmp || !r->journal_path) {
-		free(copy);
+	if (!*dir || !r->tmp || !r->journal_path)
 		return mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
-	}
-	compute_identity(r);
-	/* one run at a time per output: the journal's lock is held until the run ends */
-	int had_journal = access(r->journal_path, F_OK) == 0;
+	return 0;
+}
+
+/* Rank 0: one run at a time per output: the journal's lock, held until the run ends. */
+static int lock_journal(struct run *r)
+{
 	r->lock_fd = open(r->journal_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
 	if (r->lock_fd >= 0 && flock(r->lock_fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK) {
-		free(copy);
 		close(r->lock_fd);
 		r->lock_fd = -1;
 		mq_fail(&r->err, MQ_ERR_OUTPUT, "another mq-dist run is writing '%s' (its journal '%s' is locked)", r->output,
@@ -173,33 +211,20 @@ int resume_open_partial(struct run *r)
 		free(r->tmp); /* not ours: the failure path must leave them alone */
 		free(r->journal_path);
 		r->tmp = r->journal_path = NULL;
-		return r->err.code;
 	}
-	struct stat st;
-	struct mq_journal_load jl;
-	int had = stat(r->tmp, &st) == 0;
-	int resume = had && S_ISREG(st.st_mode) && (uint64_t)st.st_size == r->out_size &&
-		     mq_journal_read(r->journal_path, r->identity, (uint64_t)r->plan.n_units, &jl) == 0;
-	if (resume) {
-		resume_units(r, &jl);
-		r->resuming = 1;
-	} else {
-		if (had || had_journal)
-			mq_info("discarding '%s' (left by a run with other inputs or options, or without a journal)\n", r->tmp);
-		unlink(r->tmp); /* the journal is truncated in place, keeping its lock */
-	}
-	int fd = open(r->tmp, O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
-	if (fd < 0) {
-		mq_fail(&r->err, MQ_ERR_OUTPUT, "cannot create the output in folder '%s': %s", dir, strerror(errno));
-		free(copy);
-		if (resume)
-			mq_journal_load_release(&jl);
-		return r->err.code;
-	}
-	free(copy);
+	return r->err.code;
+}
+
+/* Rank 0: creates and reserves the partial output's files (a folder's first); the errors name the output. */
+static int reserve_parts(struct run *r, const char *dir)
+{
+	if (r->writer->folder && mkdir(r->tmp, 0777) != 0 && errno != EEXIST)
+		return mq_fail(&r->err, MQ_ERR_OUTPUT, "cannot create the output in folder '%s': %s", dir, strerror(errno));
 	output_guard_tmp(r->tmp, r->journal_path);
-	int rc = r->out_size && !output_check_space(r, fd) ? posix_fallocate(fd, 0, (off_t)r->out_size) : 0;
-	close(fd);
+	output_guard_parts(r);
+	int rc = 0;
+	for (int f = 0; f < r->files.n_files && !rc && !r->err.code; f++)
+		rc = reserve_part(r, f, dir);
 	char need[32];
 	if (rc == ENOSPC || rc == EDQUOT) /* rc stays 0 when output_check_space failed: it said why */
 		mq_fail(&r->err, MQ_ERR_OUTPUT, "'%s': no space left on device for the %s (%llu-byte) output", r->output,
@@ -207,9 +232,39 @@ int resume_open_partial(struct run *r)
 	else if (rc && rc != EOPNOTSUPP && rc != EINVAL)
 		mq_fail(&r->err, MQ_ERR_OUTPUT, "'%s': cannot reserve %llu bytes: %s", r->output,
 			(unsigned long long)r->out_size, strerror(rc));
-	if (!r->err.code)
+	return r->err.code;
+}
+
+int resume_open_partial(struct run *r)
+{
+	char *dir = NULL;
+	if (partial_paths(r, &dir)) {
+		free(dir);
+		return r->err.code;
+	}
+	compute_identity(r);
+	int had_journal = access(r->journal_path, F_OK) == 0;
+	if (lock_journal(r)) {
+		free(dir);
+		return r->err.code;
+	}
+	struct stat st;
+	struct mq_journal_load jl;
+	int had = lstat(r->tmp, &st) == 0;
+	int resume = had && partial_matches(r) &&
+		     mq_journal_read(r->journal_path, r->identity, (uint64_t)r->plan.n_units, &jl) == 0;
+	if (resume) {
+		resume_units(r, &jl);
+		r->resuming = 1;
+	} else {
+		if (had || had_journal)
+			mq_info("discarding '%s' (left by a run with other inputs or options, or without a journal)\n", r->tmp);
+		output_remove_partial(r->tmp); /* the journal is truncated in place, keeping its lock */
+	}
+	if (!reserve_parts(r, dir))
 		r->journal_fd = mq_journal_start(r->journal_path, r->identity, (uint64_t)r->plan.n_units,
 						 resume ? jl.valid_len : 0, &r->err);
+	free(dir);
 	for (int u = 0; r->journal_fd >= 0 && u < r->plan.n_units; u++)
 		if (r->done[u])
 			mq_units_journaled = 1; /* an earlier run's units, kept in the journal */
@@ -342,9 +397,9 @@ int resume_confirm(struct run *r)
 /* After SIGUSR1: the finished units' bytes reach the disk and the journal stays, for a resume. */
 void resume_keep_partial(struct run *r)
 {
-	struct mq_error e = { 0 };
-	mq_comm_file_sync(r->file, &e);
-	mq_comm_file_close(&r->file, &e);
+	struct mq_error e = r->err; /* the run's error (the interruption) stays */
+	output_close_parts(r, 1);
+	r->err = e;
 	if (r->rank != 0)
 		return;
 	if (r->journal_fd >= 0) {

@@ -9,6 +9,8 @@
 #include "collect.h"
 #include "metadata.h"
 #include "output.h"
+#include "folder.h"
+#include "hf.h"
 #include "prepare.h"
 #include "resume.h"
 #include "state.h"
@@ -20,8 +22,12 @@ static int phase_manifest(struct run *r)
 	double t0 = mq_comm_time();
 	char *blob = NULL;
 	size_t len = 0;
-	if (r->rank == 0 && !mq_manifest_load(r->opt->input, &r->man, &r->err))
+	char *weights = NULL;
+	if (r->rank == 0 && folder_is_dir(r->opt->input))
+		folder_scan_input(r, &weights);
+	if (r->rank == 0 && !r->err.code && !mq_manifest_load(weights ? weights : r->opt->input, &r->man, &r->err))
 		mq_manifest_pack(&r->man, &blob, &len, &r->err);
+	free(weights);
 	if (mq_comm_agree(r->comm, &r->err))
 		goto out;
 	if (mq_comm_bcast_blob(r->comm, &blob, &len, &r->err) == 0 && r->rank != 0)
@@ -73,9 +79,12 @@ static int phase_plan(struct run *r)
 		mq_options_check_output_name(r->output, &r->err);
 	else
 		r->opt->out_format = r->writer->name;
-	if (!r->err.code && r->rank == 0)
-		output_check(r);
-	if (!r->err.code && !mq_plan_build(&r->man, r->opt, r->size, r->cinfo, &r->plan, &r->err))
+	if (r->writer)
+		r->opt->folder_output = r->writer->folder;
+	if (!r->err.code && r->rank == 0 && !output_check(r))
+		folder_check_output(r);
+	if (!r->err.code && !mq_plan_build(&r->man, r->opt, r->size, r->cinfo, &r->plan, &r->err) &&
+	    (!r->opt->folder_output || !folder_check_plan(r)))
 		output_place(r);
 	r->stats[MQ_STAT_T_PLAN] = mq_comm_time() - t0;
 	return mq_comm_agree(r->comm, &r->err);
@@ -112,8 +121,7 @@ static int phase_open(struct run *r)
 	free(done);
 	if (mq_comm_agree(r->comm, &r->err) || resume_confirm(r))
 		return r->err.code;
-	mq_comm_file_open(r->comm, r->tmp, &r->file, &r->err);
-	return mq_comm_agree(r->comm, &r->err);
+	return output_open_parts(r);
 }
 
 static int phase_finish(struct run *r)
@@ -122,14 +130,13 @@ static int phase_finish(struct run *r)
 	if (r->rank == 0)
 		writer_finish(r);
 	mq_comm_agree(r->comm, &r->err);
-	if (!r->err.code && !r->opt->no_sync)
-		mq_comm_file_sync(r->file, &r->err);
-	mq_comm_file_close(&r->file, &r->err);
+	output_close_parts(r, !r->opt->no_sync);
 	if (!mq_comm_agree(r->comm, &r->err) && r->rank == 0) {
-		if (rename(r->tmp, r->output) != 0)
-			mq_fail(&r->err, MQ_ERR_OUTPUT, "cannot rename '%s' to '%s': %s", r->tmp, r->output,
-				strerror(errno));
-		else if (!r->opt->no_sync)
+		if (r->writer->folder)
+			output_folder_finish(r);
+		if (!r->err.code)
+			output_commit(r);
+		if (!r->err.code && !r->opt->no_sync)
 			output_sync_dir(r->output);
 		if (!r->err.code) {
 			output_guard_tmp(NULL, NULL);
@@ -159,6 +166,9 @@ static void report(struct run *r)
 
 static void release(struct run *r)
 {
+	if (r->hf)
+		mq_hf_folder_release(r->hf);
+	free(r->hf);
 	mq_calib_close(r->calib);
 	free(r->cinfo);
 	free(r->layers);
@@ -216,7 +226,7 @@ static int quantize(struct run *r)
 	report(r);
 	return 0;
 fail:
-	mq_comm_file_close(&r->file, &(struct mq_error){ 0 });
+	output_close_parts(r, 0);
 	if (r->rank == 0 && r->tmp && r->err.code == MQ_ERR_INTERNAL && mq_units_journaled && r->journal_fd >= 0) {
 		/* an MPI failure is how a peer's crash may surface: keep the finished units as a crash does */
 		fsync(r->journal_fd);
@@ -224,7 +234,7 @@ fail:
 		mq_info("the finished work units are kept in '%s' with its journal: run the same command again to resume\n",
 			r->tmp);
 	} else if (r->rank == 0 && r->tmp) {
-		unlink(r->tmp);
+		output_remove_partial(r->tmp);
 		if (r->journal_path)
 			unlink(r->journal_path);
 		output_guard_tmp(NULL, NULL);

@@ -20,6 +20,8 @@
 #include "report.h"
 #include "writer.h"
 
+struct mq_hf_folder;
+
 /* A unit's output tensors, each with its CRC: the data, the scale and the zero point (see unit_outputs). */
 #define UNIT_OUTPUTS 3
 
@@ -66,9 +68,10 @@ struct run {
 	struct mq_out_files files;    /* where the writer put every output tensor */
 	uint64_t header_len;          /* files.meta_reserve: the safetensors header, or the .pt metadata record */
 	uint64_t *out_pos;            /* files.pos: per output tensor, file offset of its first byte */
-	uint64_t out_size;            /* of the whole output file */
+	uint64_t out_size;            /* of the whole output (all its files) */
 	char *output, *tmp;           /* final and partial output paths (all ranks) */
-	struct mq_comm_file *file;    /* the partial output, open on every rank during the work */
+	struct mq_comm_file **fh;     /* the partial output's files, open on every rank during the work */
+	struct mq_hf_folder *hf;      /* rank 0, folder.c: the input model folder's scan, NULL for a file */
 	char existing_fp[2 * MQ_SHA256_LEN + 1]; /* rank 0, job mode: the existing output's fingerprint */
 	/* resume.c: the journal, resuming and the up-to-date check */
 	char *journal_path;           /* rank 0: the journal beside the partial output */

@@ -61,11 +61,11 @@ static int read_at(struct run *r, const struct mq_tensor *t, uint64_t off, void 
 	return r->err.code;
 }
 
-/* n bytes at absolute offset pos of the output file. */
-int unit_write_at(struct run *r, uint64_t pos, const void *buf, size_t n)
+/* n bytes at absolute offset pos of file `file` of the output. */
+int unit_write_at(struct run *r, int file, uint64_t pos, const void *buf, size_t n)
 {
 	double t0 = mq_comm_time();
-	int rc = mq_comm_file_write(r->file, pos, buf, n, &r->err);
+	int rc = mq_comm_file_write(r->fh[file], pos, buf, n, &r->err);
 	r->stats[MQ_STAT_T_WRITE] += mq_comm_time() - t0;
 	r->stats[MQ_STAT_BYTES_WRITTEN] += (double)n;
 	return rc;
@@ -79,7 +79,7 @@ static int write_out(struct run *r, int o, uint64_t off, const void *buf, size_t
 			r->ucrc[k] = (uint32_t)crc32(r->ucrc[k], buf, (uInt)n);
 			r->ucrc_len[k] += n;
 		}
-	return unit_write_at(r, r->out_pos[o] + off, buf, n);
+	return unit_write_at(r, r->files.file_of[o], r->out_pos[o] + off, buf, n);
 }
 
 static int hash_block(struct run *r, struct chunk_hasher *ch, const void *p, size_t n, int ends_chunk)
@@ -194,11 +194,16 @@ static int row_params(struct run *r, const struct mq_tensor *t, const struct mq_
 	mq_range_init(&rg);
 	if (row_range(r, t, pt, row, x, &rg))
 		return r->err.code;
+	const size_t group = (size_t)(pt->row_elems / pt->row_groups);
+	if (r->opt->clip == MQ_CLIP_MSE) {
+		for (uint64_t g = 0; g < pt->row_groups; g++)
+			p[g] = mq_clip_mse(si, x + g * group, group, sd, NULL, NULL);
+		return 0;
+	}
 	if (pt->row_groups == 1) {
 		p[0] = si->params(si, &rg, sd);
 		return 0;
 	}
-	const size_t group = (size_t)(pt->row_elems / pt->row_groups);
 	for (uint64_t g = 0; g < pt->row_groups; g++) {
 		size_t bad;
 		mq_range_init(&rg);

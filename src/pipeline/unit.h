@@ -33,7 +33,7 @@ int unit_work(struct run *r);
 /* The digests of one unit's source chunks into ch, nothing written. */
 int unit_hash(struct run *r, const struct mq_unit *u, struct chunk_hasher *ch);
 /* n bytes at absolute offset pos of the output file (timed and counted). */
-int unit_write_at(struct run *r, uint64_t pos, const void *buf, size_t n);
+int unit_write_at(struct run *r, int file, uint64_t pos, const void *buf, size_t n);
 
 /* Closes the input files and frees the buffers. */
 void unit_release(struct run *r);

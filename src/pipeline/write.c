@@ -16,7 +16,7 @@ static int write_shape(struct run *r, int t, int o)
 	size_t n = 8 * (size_t)mt->ndim;
 	if (r->writer->tensor_crcs)
 		r->out_crc[o] = (uint32_t)crc32(0L, v, (uInt)n);
-	return unit_write_at(r, r->out_pos[o], v, n);
+	return unit_write_at(r, r->files.file_of[o], r->out_pos[o], v, n);
 }
 
 /* Rank 0: one layer's static activation parameters. */
@@ -28,13 +28,13 @@ static int write_act_params(struct run *r, int t)
 	if (pt->out_input_scale >= 0) {
 		if (r->writer->tensor_crcs)
 			r->out_crc[pt->out_input_scale] = (uint32_t)crc32(0L, (const Bytef *)&s, 4);
-		if (unit_write_at(r, r->out_pos[pt->out_input_scale], &s, 4))
+		if (unit_write_at(r, r->files.file_of[pt->out_input_scale], r->out_pos[pt->out_input_scale], &s, 4))
 			return r->err.code;
 	}
 	if (pt->out_input_zero_point >= 0) {
 		if (r->writer->tensor_crcs)
 			r->out_crc[pt->out_input_zero_point] = (uint32_t)crc32(0L, (const Bytef *)&zp, 1);
-		if (unit_write_at(r, r->out_pos[pt->out_input_zero_point], &zp, 1))
+		if (unit_write_at(r, r->files.file_of[pt->out_input_zero_point], r->out_pos[pt->out_input_zero_point], &zp, 1))
 			return r->err.code;
 	}
 	return 0;
@@ -51,13 +51,12 @@ static int write_small_params(struct run *r)
 	return 0;
 }
 
-/* The writer's file writes go to the partial output (one file today). */
+/* The writer's file writes go to the partial output's files. */
 static int write_file(void *ctx, int file, uint64_t pos, const void *p, size_t n, struct mq_error *err)
 {
 	struct run *r = ctx;
-	(void)file;
 	(void)err; /* unit_write_at fails into r->err, which is err */
-	return unit_write_at(r, pos, p, n);
+	return unit_write_at(r, file, pos, p, n);
 }
 
 int writer_finish(struct run *r)
@@ -68,9 +67,10 @@ int writer_finish(struct run *r)
 	const char *calib = r->calib_digest[0] ? r->calib_digest : NULL;
 	int rc = r->writer->meta == MQ_META_HEADER
 			 ? mq_metadata_header(&r->man, &r->plan, r->opt, r->res, calib, 0, &meta, &r->err)
-			 : mq_metadata_object(&r->man, &r->plan, r->opt, r->res, calib, r->header_len, &meta, &r->err);
+			 : mq_metadata_object(&r->man, &r->plan, r->opt, r->res, calib, r->writer->folder ? 0 : r->header_len, &meta,
+					      &r->err);
 	if (!rc)
-		rc = r->writer->finish(&r->files, meta.data, meta.len, r->out_crc, write_file, r, &r->err);
+		rc = r->writer->finish(&r->files, r->plan.out, meta.data, meta.len, r->out_crc, write_file, r, &r->err);
 	mq_buf_release(&meta);
 	return rc;
 }

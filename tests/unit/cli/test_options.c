@@ -88,9 +88,10 @@ static void test_options_output_name_picks_the_format(void **state)
 	assert_ptr_equal(mq_writer_select("m.gguf"), NULL);
 	assert_ptr_equal(mq_writer_select("m.PT"), NULL);            /* case matters */
 	assert_ptr_equal(mq_writer_select("m.Safetensors"), NULL);
-	assert_ptr_equal(mq_writer_select("model"), NULL);           /* no extension */
-	assert_ptr_equal(mq_writer_select("d.pt/model"), NULL);      /* a dot in the folder only */
-	assert_ptr_equal(mq_writer_select(".pt"), NULL);             /* a hidden name, no extension */
+	assert_ptr_equal(mq_writer_select("model"), &mq_writer_hf);  /* no extension: a model folder */
+	assert_ptr_equal(mq_writer_select("out/"), &mq_writer_hf);
+	assert_ptr_equal(mq_writer_select("d.pt/model"), &mq_writer_hf); /* a dot in the folder only */
+	assert_ptr_equal(mq_writer_select(".pt"), &mq_writer_hf);    /* a hidden name, no extension */
 	assert_ptr_equal(mq_writer_select("m.pt.tmp"), NULL);
 	/* every default name is one mq-dist writes */
 	struct mq_options o;
@@ -114,7 +115,7 @@ static void test_options_unwritable_output_names_refused(void **state)
 	expect_usage(4, (const char *[]){ "mq-dist", "-o", "m.gguf", "m" }, "--output 'm.gguf': mq-dist does not write '.gguf'");
 	expect_usage(4, (const char *[]){ "mq-dist", "-o", "m.gguf", "m" }, ".safetensors, or in .pt, .pth or .bin");
 	expect_usage(4, (const char *[]){ "mq-dist", "-o", "m.PT", "m" }, "case-sensitive: '.PT' is not '.pt'");
-	expect_usage(3, (const char *[]){ "mq-dist", "--output=out/model", "m" }, "--output 'out/model': the name has no extension");
+	expect_usage(3, (const char *[]){ "mq-dist", "--output=out/m.gguf", "m" }, "or give a folder name");
 	expect_usage(4, (const char *[]){ "mq-dist", "-o", "m.Safetensors", "m" }, "'.Safetensors' is not '.safetensors'");
 }
 

@@ -10,9 +10,10 @@
 #include "buf.h"
 #include "writer.h"
 
-static int raw_layout(const struct mq_out_tensor *out, int n_out, uint64_t meta_reserve, struct mq_out_files *f,
-		      struct mq_error *err)
+static int raw_layout(const struct mq_out_tensor *out, int n_out, uint64_t meta_reserve, uint64_t max_shard,
+			struct mq_out_files *f, struct mq_error *err)
 {
+	(void)max_shard; /* one file */
 	if (mq_out_files_alloc(f, n_out, err))
 		return err->code;
 	uint64_t end = 0;
@@ -25,9 +26,10 @@ static int raw_layout(const struct mq_out_tensor *out, int n_out, uint64_t meta_
 	return 0;
 }
 
-static int raw_finish(const struct mq_out_files *f, const char *meta, size_t meta_len, const uint32_t *crc,
-		      mq_write_fn write, void *ctx, struct mq_error *err)
+static int raw_finish(const struct mq_out_files *f, const struct mq_out_tensor *out, const char *meta,
+			size_t meta_len, const uint32_t *crc, mq_write_fn write, void *ctx, struct mq_error *err)
 {
+	(void)out; /* the header came whole from the pipeline */
 	(void)crc;
 	if (meta_len > f->meta_reserve)
 		return mq_fail(err, MQ_ERR_INTERNAL, "metadata exceeds its reservation");

@@ -1149,6 +1149,60 @@ static void test_hf_copy_file_errors_name_both_paths(void **state)
 	rm_tree(dir);
 }
 
+/* Through links, "..", paths not made yet, and a folder whose name starts another's. */
+static void test_hf_path_inside_resolves_links_and_dots(void **state)
+{
+	(void)state;
+	char t[512], in[600], p[800];
+	tmp_dir(t);
+	snprintf(in, sizeof(in), "%s/model", t);
+	put(t, "model/sub/x.json", "{}");
+	put(t, "model2/y", "y");
+	link_to("model", t, "alias");
+	link_to("../model/sub", t, "elsewhere/into");
+	link_to("nowhere", t, "dangling");
+	link_to("model/ghost", t, "to_ghost");
+	static const struct {
+		const char *rel;
+		int want;
+	} cases[] = {
+		{ "model", 1 },
+		{ "model/", 1 },
+		{ "model/sub/x.json", 1 },
+		{ "model/new/deeper", 1 },          /* not made yet */
+		{ "model/./new/../other", 1 },
+		{ "model/..", 0 },
+		{ "model/sub/../../model2", 0 },
+		{ "model2", 0 },                    /* "model2" starts with "model" */
+		{ "model2/out", 0 },
+		{ "model/new/../../model2/out", 0 }, /* ".." past a folder not made yet */
+		{ "model/new/../../model/out", 1 },
+		{ "alias/out", 1 },                 /* a link to the folder */
+		{ "elsewhere/into/out", 1 },        /* a link into it from elsewhere */
+		{ "elsewhere/into/../..", 0 },      /* ".." after a link: the target's parent */
+		{ "elsewhere", 0 },
+		{ "dangling/out", -1 },
+		{ "to_ghost", -1 },                 /* would create model/ghost: cannot tell */
+		{ "model/sub/x.json/out", -1 },     /* a file where a folder belongs */
+	};
+	for (size_t i = 0; i < N_OF(cases); i++) {
+		snprintf(p, sizeof(p), "%s/%s", t, cases[i].rel);
+		int got = mq_hf_path_inside(in, p);
+		if (got != cases[i].want)
+			fail_msg("'%s': %d, not %d", cases[i].rel, got, cases[i].want);
+	}
+	snprintf(p, sizeof(p), "%s/alias", t);
+	snprintf(in, sizeof(in), "%s/model/sub/new", t);
+	assert_int_equal(mq_hf_path_inside(p, in), 1);   /* the folder given as a link */
+	snprintf(p, sizeof(p), "%s/no-such-folder", t);
+	assert_int_equal(mq_hf_path_inside(p, in), -1);
+	assert_int_equal(mq_hf_path_inside(".", "not-made-yet/out"), 1); /* relative: from the current folder */
+	assert_int_equal(mq_hf_path_inside(".", ".."), 0);
+	assert_int_equal(mq_hf_path_inside(".", ""), -1);
+	assert_int_equal(mq_hf_path_inside("/", t), 1);
+	rm_tree(t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1169,6 +1223,7 @@ int main(void)
 		cmocka_unit_test(test_hf_folder_scan_errors_name_the_file),
 		cmocka_unit_test(test_hf_copy_file_is_byte_for_byte),
 		cmocka_unit_test(test_hf_copy_file_errors_name_both_paths),
+		cmocka_unit_test(test_hf_path_inside_resolves_links_and_dots),
 	};
 	return cmocka_run_group_tests_name("hf", tests, NULL, NULL);
 }

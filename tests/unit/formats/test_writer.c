@@ -107,6 +107,20 @@ static void read_back(const struct mq_writer *w, const struct memfile *m, const 
 		free(raw);
 		close(fd);
 		unlink(path);
+	} else if (w == &mq_writer_hf) { /* one shard: a safetensors file with the metadata object inside */
+		uint64_t n = 0;
+		for (int i = 0; i < 8; i++)
+			n |= (uint64_t)m->data[i] << (8 * i);
+		struct mq_st_header h;
+		assert_int_equal(mq_st_parse("mem", (const char *)m->data + 8, n, m->size, &h, &err), 0);
+		assert_int_equal(h.n_tensors, N_OUT);
+		for (int i = 0; i < N_OUT; i++)
+			for (int o = 0; o < N_OUT; o++)
+				if (strcmp(h.tensors[i].name, outs[o].name) == 0)
+					assert_int_equal(h.data_start + h.tensors[i].begin, f->pos[o]);
+		assert_int_equal(h.n_meta, 1);
+		assert_string_equal(f->names[0], "model.safetensors");
+		mq_st_header_release(&h);
 	} else { /* the dummy: the metadata after the tensors */
 		assert_memory_equal(m->data + m->size - RESERVE, "{\"k\":\"v\"}", 9);
 	}
@@ -116,7 +130,7 @@ static void check_row(const struct mq_writer *w)
 {
 	struct mq_out_files f;
 	struct mq_error err = { 0 };
-	assert_int_equal(w->layout(outs, N_OUT, RESERVE, &f, &err), 0);
+	assert_int_equal(w->layout(outs, N_OUT, RESERVE, 0, &f, &err), 0);
 	assert_int_equal(f.n_files, 1);
 	struct memfile m = { calloc(1, f.file_size[0]), f.file_size[0] };
 	assert_non_null(m.data);
@@ -135,7 +149,7 @@ static void check_row(const struct mq_writer *w)
 	struct mq_buf meta = MQ_BUF_INIT;
 	metadata_for(w, &meta);
 	assert_true(mq_buf_ok(&meta));
-	assert_int_equal(w->finish(&f, meta.data, meta.len, crc, mem_write, &m, &err), 0);
+	assert_int_equal(w->finish(&f, outs, meta.data, meta.len, crc, mem_write, &m, &err), 0);
 	for (int o = 0; o < N_OUT; o++) /* finish() left the tensors alone */
 		for (uint64_t k = 0; k < outs[o].end - outs[o].begin; k++)
 			assert_int_equal(m.data[f.pos[o] + k], pattern(o, k));
@@ -151,7 +165,7 @@ static void test_writer_rows_keep_the_contract(void **state)
 	int n = 0;
 	for (const struct mq_writer *w; (w = mq_writer_get(n)); n++)
 		check_row(w);
-	assert_int_equal(n, 3); /* safetensors, torch, and the dummy of this test build */
+	assert_int_equal(n, 4); /* safetensors, torch, the model folder, and the dummy of this test build */
 }
 
 static void test_writer_select_by_extension(void **state)
@@ -162,10 +176,10 @@ static void test_writer_select_by_extension(void **state)
 	assert_ptr_equal(mq_writer_select("pytorch_model.bin"), &mq_writer_torch);
 	assert_ptr_equal(mq_writer_select("m.raw"), &mq_writer_test_raw); /* a new row is found like the others */
 	assert_null(mq_writer_select("m.RAW"));
-	assert_null(mq_writer_select("raw"));
-	char list[128];
+	assert_ptr_equal(mq_writer_select("raw"), &mq_writer_hf); /* no extension: a model folder */
+	char list[160];
 	mq_writer_extensions(list, sizeof(list));
-	assert_string_equal(list, ".safetensors, .pt, .pth, .bin, .raw");
+	assert_string_equal(list, ".safetensors, .pt, .pth, .bin, a folder (a name without an extension, or ending in /), .raw");
 }
 
 /* A header longer than its reservation is a bug of the caller, reported, never written past. */
@@ -176,12 +190,12 @@ static void test_writer_refuses_metadata_past_its_reservation(void **state)
 		const struct mq_writer *w = mq_writer_get(i);
 		struct mq_out_files f;
 		struct mq_error err = { 0 };
-		assert_int_equal(w->layout(outs, N_OUT, 8, &f, &err), 0);
+		assert_int_equal(w->layout(outs, N_OUT, 8, 0, &f, &err), 0);
 		struct memfile m = { calloc(1, f.file_size[0]), f.file_size[0] };
 		uint32_t crc[N_OUT] = { 0 };
 		char big[64];
 		memset(big, ' ', sizeof(big));
-		assert_int_equal(w->finish(&f, big, sizeof(big), crc, mem_write, &m, &err), MQ_ERR_INTERNAL);
+		assert_int_equal(w->finish(&f, outs, big, sizeof(big), crc, mem_write, &m, &err), MQ_ERR_INTERNAL);
 		free(m.data);
 		w->release(&f);
 	}

@@ -1,0 +1,259 @@
+#include "folder.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "fileio.h"
+#include "hf.h"
+#include "output.h"
+
+int folder_is_dir(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+int folder_scan_input(struct run *r, char **weights)
+{
+	*weights = NULL;
+	r->hf = calloc(1, sizeof(*r->hf));
+	if (!r->hf)
+		return mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
+	if (mq_hf_folder_scan(r->opt->input, r->hf, &r->err))
+		return r->err.code;
+	struct mq_buf b = MQ_BUF_INIT;
+	mq_buf_addf(&b, "%s/%s", r->hf->dir, r->hf->index ? r->hf->index : r->hf->shards[0]);
+	if (!mq_buf_ok(&b))
+		return mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
+	*weights = mq_buf_detach(&b, NULL);
+	return 0;
+}
+
+int folder_check_output(struct run *r)
+{
+	if (!r->writer->folder)
+		return 0;
+	if (!r->hf)
+		return mq_fail(&r->err, MQ_ERR_USAGE,
+			"output '%s' is a model folder, which needs a Hugging Face model folder as input (its config.json and tokenizer go with the weights); give the folder, or an output file name such as OUT.safetensors",
+			r->output);
+	if (mq_hf_path_inside(r->hf->dir, r->output) != 0) /* inside, or cannot tell */
+		return mq_fail(&r->err, MQ_ERR_USAGE,
+			"output '%s' lies inside the input folder '%s'; choose a folder beside it (the default is '%s-SCHEME')",
+			r->output, r->hf->dir, r->hf->dir);
+	return 0;
+}
+
+/* The fused family of a weight ("P.q_proj.weight" -> "P.qkv"), or NULL. */
+static const char *fused_family(const char *name, size_t *stem)
+{
+	static const char *const members[][2] = { { "q_proj.weight", "qkv" }, { "k_proj.weight", "qkv" },
+						  { "v_proj.weight", "qkv" }, { "gate_proj.weight", "gate_up" },
+						  { "up_proj.weight", "gate_up" } };
+	size_t n = strlen(name);
+	for (size_t k = 0; k < sizeof(members) / sizeof(members[0]); k++) {
+		size_t m = strlen(members[k][0]);
+		if (n >= m && strcmp(name + n - m, members[k][0]) == 0 && (n == m || name[n - m - 1] == '.')) {
+			*stem = n - m;
+			return members[k][1];
+		}
+	}
+	return NULL;
+}
+
+/* A scheme and options whose folder vLLM would refuse or misread (LOWBIT.md A.1, A.4). */
+static int check_loadable(const struct run *r, struct mq_error *err)
+{
+	const struct mq_scheme_traits *si = mq_scheme_get(r->plan.scheme);
+	if (si->acts == MQ_ACTS_INT8 && !si->symmetric)
+		return mq_fail(err, MQ_ERR_USAGE,
+			"a model folder of %s would not load: vLLM's int8 W8A8 layers take symmetric weights only; use int8, or w8a16-asym for 8-bit weights with zero points",
+			si->name);
+	if (si->acts == MQ_ACTS_INT8 && r->opt->act_none)
+		return mq_fail(err, MQ_ERR_USAGE,
+			"a model folder of %s with --act none would not load (int-quantized needs input activations); use w8a16 for int8 weight-only",
+			si->name);
+	if (r->plan.n_calibrated && r->plan.n_weights_only && si->acts != MQ_ACTS_NONE && !r->opt->act_none)
+		return mq_fail(err, MQ_ERR_USAGE,
+			"%d layers have static input scales and %d none (--calib-missing=weights-only): one model folder config group cannot say both; capture calibration for every layer, or exclude those without",
+			r->plan.n_calibrated, r->plan.n_weights_only);
+	return 0;
+}
+
+int folder_check_plan(const struct run *r)
+{
+	struct mq_error *err = (struct mq_error *)&r->err;
+	const struct mq_manifest *m = &r->man;
+	if (check_loadable(r, err))
+		return err->code;
+	for (int i = 0; i < m->n_tensors; i++) {
+		size_t si, sj;
+		const char *fi = fused_family(m->tensors[i].name, &si);
+		for (int j = i + 1; fi && j < m->n_tensors; j++) {
+			const char *fj = fused_family(m->tensors[j].name, &sj);
+			if (!fj || strcmp(fi, fj) != 0 || si != sj || strncmp(m->tensors[i].name, m->tensors[j].name, si) != 0)
+				continue;
+			const struct mq_plan_tensor *a = &r->plan.tensors[i], *b = &r->plan.tensors[j];
+			if (a->action != b->action)
+				return mq_fail(err, MQ_ERR_USAGE,
+					"'%s' is %s but '%s' is %s (%s): vLLM fuses them into one layer, which takes one scheme; quantize both or neither (check --include, --exclude and --keep-unfit)",
+					m->tensors[i].name, a->action == MQ_ACT_QUANT ? "quantized" : "kept",
+					m->tensors[j].name, b->action == MQ_ACT_QUANT ? "quantized" : "kept",
+					a->action == MQ_ACT_QUANT ? b->reason : a->reason);
+		}
+	}
+	return 0;
+}
+
+/* Writes the file name (no folder) of the partial folder from memory, fsync'd unless --no-sync. */
+static int write_new(struct run *r, const char *name, const char *p, size_t n)
+{
+	struct mq_buf to = MQ_BUF_INIT;
+	mq_buf_addf(&to, "%s/%s", r->tmp, name);
+	if (!mq_buf_ok(&to))
+		return mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
+	int fd = open(to.data, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644), bad = fd < 0;
+	while (!bad && n > 0) {
+		ssize_t w = write(fd, p, n);
+		bad = w <= 0 && !(w < 0 && errno == EINTR);
+		if (w > 0) {
+			p += w;
+			n -= (size_t)w;
+		}
+	}
+	bad = bad || (!r->opt->no_sync && fsync(fd) != 0);
+	int e = errno;
+	if (fd >= 0 && close(fd) != 0 && !bad) {
+		bad = 1;
+		e = errno;
+	}
+	if (bad)
+		mq_fail(&r->err, MQ_ERR_OUTPUT, "cannot write '%s': %s", to.data, strerror(e));
+	mq_buf_release(&to);
+	return r->err.code;
+}
+
+#define COPY_BLOCK (1u << 20)
+
+/* Copies file rel of the input folder into the partial folder, byte for byte. */
+static int copy_file(struct run *r, const char *rel)
+{
+	struct mq_buf from = MQ_BUF_INIT, to = MQ_BUF_INIT;
+	mq_buf_addf(&from, "%s/%s", r->hf->dir, rel);
+	mq_buf_addf(&to, "%s/%s", r->tmp, rel);
+	if (!mq_buf_ok(&from) || !mq_buf_ok(&to))
+		mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
+	else
+		mq_hf_copy_file(from.data, to.data, r->opt->no_sync ? 0 : MQ_HF_COPY_FSYNC, &r->err);
+	mq_buf_release(&from);
+	mq_buf_release(&to);
+	return r->err.code;
+}
+
+/* Whether a kept 2-D weight is a Linear layer's (embeddings are not: compressed-tensors ignores only Linear). */
+static int kept_linear(const struct mq_tensor *t, const struct mq_plan_tensor *pt)
+{
+	size_t n = strlen(t->name);
+	return pt->action == MQ_ACT_KEEP && t->ndim == 2 && n > 7 && strcmp(t->name + n - 7, ".weight") == 0 &&
+	       mq_dtype_is_float(t->dtype) && !strstr(t->name, "embed") && !strstr(t->name, "wte.") &&
+	       !strstr(t->name, "wpe.");
+}
+
+/* The scheme's quantization_config, with `ignore` the Linear modules kept (names in *names, to free). */
+static int quant_config(struct run *r, cJSON **qc, char ***names)
+{
+	const struct mq_plan *p = &r->plan;
+	const struct mq_scheme_traits *si = mq_scheme_get(p->scheme);
+	static const char *const strategy[] = { [MQ_GRAN_NONE] = "tensor", [MQ_GRAN_TENSOR] = "tensor",
+						[MQ_GRAN_CHANNEL] = "channel", [MQ_GRAN_GROUP] = "group" };
+	struct mq_hf_quant q;
+	memset(&q, 0, sizeof(q));
+	q.format = si->ct_format;
+	q.weights = (struct mq_hf_args){ si->ct_type, si->bits, si->symmetric, strategy[p->granularity],
+					 (int)p->group_size, NULL };
+	if (si->acts != MQ_ACTS_NONE && !r->opt->act_none) {
+		q.input = p->n_calibrated ? MQ_HF_INPUT_STATIC_TENSOR : MQ_HF_INPUT_DYNAMIC_TOKEN;
+		q.input_args = (struct mq_hf_args){ si->ct_type, 8, !p->act_asymmetric, NULL, 0, NULL };
+	}
+	*names = calloc((size_t)p->n_tensors + 1, sizeof(char *));
+	if (!*names)
+		return mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
+	for (int i = 0; i < p->n_tensors; i++)
+		if (kept_linear(&r->man.tensors[i], &p->tensors[i]) &&
+		    !((*names)[q.n_ignore++] = mq_plan_layer_name(r->man.tensors[i].name)))
+			return mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
+	q.ignore = (const char *const *)*names;
+	return mq_hf_quant_config(&q, qc, &r->err);
+}
+
+/* config.json: the input's, with the scheme's quantization_config (a cast's is copied as it is). */
+static int write_config(struct run *r, unsigned char *buf)
+{
+	if (!mq_scheme_get(r->plan.scheme)->granularities)
+		return copy_file(r, "config.json");
+	struct mq_buf in = MQ_BUF_INIT, out = MQ_BUF_INIT, path = MQ_BUF_INIT;
+	cJSON *qc = NULL;
+	char **names = NULL;
+	mq_buf_addf(&path, "%s/config.json", r->hf->dir);
+	int fd = mq_buf_ok(&path) ? open(path.data, O_RDONLY | O_CLOEXEC) : -1;
+	if (fd < 0)
+		mq_fail(&r->err, MQ_ERR_INPUT, "cannot read '%s': %s", path.data ? path.data : "config.json", strerror(errno));
+	for (uint64_t pos = 0; fd >= 0;) {
+		size_t got = 0;
+		int rc = mq_pread_full(fd, buf, COPY_BLOCK, pos, &got);
+		mq_buf_add(&in, buf, got);
+		pos += got;
+		if (rc || got < COPY_BLOCK || in.len > MQ_MAX_HEADER_BYTES)
+			break;
+	}
+	if (fd >= 0)
+		close(fd);
+	if (!r->err.code && !quant_config(r, &qc, &names) &&
+	    !mq_hf_config_rewrite(in.data ? in.data : "", in.len, qc, &out, &r->err))
+		write_new(r, "config.json", out.data, out.len);
+	cJSON_Delete(qc);
+	for (int i = 0; names && names[i]; i++)
+		free(names[i]);
+	free(names);
+	mq_buf_release(&in);
+	mq_buf_release(&out);
+	mq_buf_release(&path);
+	return r->err.code;
+}
+
+/* model.safetensors.index.json, for more than one shard. */
+static int write_index(struct run *r)
+{
+	const struct mq_plan *p = &r->plan;
+	if (r->files.n_files < 2)
+		return 0;
+	struct mq_hf_weight *w = calloc((size_t)p->n_out + 1, sizeof(*w));
+	struct mq_buf b = MQ_BUF_INIT;
+	if (!w)
+		return mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
+	for (int k = 0; k < p->n_out; k++)
+		w[k] = (struct mq_hf_weight){ p->out[k].name, r->files.names[r->files.file_of[k]] };
+	if (!mq_hf_index_json(w, (size_t)p->n_out, p->bytes_out, &b, &r->err))
+		write_new(r, "model.safetensors.index.json", b.data, b.len);
+	free(w);
+	mq_buf_release(&b);
+	return r->err.code;
+}
+
+int output_folder_finish(struct run *r)
+{
+	unsigned char *buf = malloc(COPY_BLOCK);
+	if (!buf)
+		return mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
+	if (!write_config(r, buf) && !write_index(r))
+		for (size_t i = 0; i < r->hf->n_copy && !r->err.code; i++)
+			copy_file(r, r->hf->copy[i]);
+	free(buf);
+	return r->err.code;
+}
