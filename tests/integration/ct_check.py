@@ -112,25 +112,51 @@ class SafeTensors:
         raise FormatError("%s is %s, not a float tensor" % (name, t.dtype))
 
 
-class Input:
-    """A single file or the shards of an index file, as one name -> (file, Entry) map."""
+INDEX = "model.safetensors.index.json"
+
+
+class Model:
+    """A .safetensors file, an index file with its shards, or a model folder (its index, else its
+    model.safetensors), as one set of tensors with the SafeTensors reading methods."""
 
     def __init__(self, path):
-        self.files = {}
-        if path.endswith(".json"):
-            with open(path, encoding="utf-8") as f:
-                wmap = json.load(f)["weight_map"]
-            folder = os.path.dirname(path)
-            shards = {s: SafeTensors(os.path.join(folder, s)) for s in sorted(set(wmap.values()))}
-            for name, shard in wmap.items():
-                self.files[name] = shards[shard]
+        self.folder = path if os.path.isdir(path) else None
+        index = None
+        if self.folder:
+            if os.path.exists(os.path.join(path, INDEX)):
+                index = os.path.join(path, INDEX)
+            else:
+                self.shards = {"model.safetensors": SafeTensors(os.path.join(path, "model.safetensors"))}
+        elif path.endswith(".json"):
+            index = path
         else:
-            st = SafeTensors(path)
-            for name in st.entries:
-                self.files[name] = st
+            self.shards = {os.path.basename(path): SafeTensors(path)}
+        self.index = None
+        if index:
+            with open(index, encoding="utf-8") as f:
+                self.index = json.load(f)
+            base = os.path.dirname(index)
+            self.shards = {s: SafeTensors(os.path.join(base, s))
+                           for s in sorted(set(self.index["weight_map"].values()))}
+        self.files, self.entries, self.shard_of = {}, {}, {}
+        for sname, st in self.shards.items():
+            for name, e in st.entries.items():
+                if name in self.files:
+                    raise FormatError("tensor %s is in two shards" % name)
+                self.files[name], self.entries[name], self.shard_of[name] = st, e, sname
+        self.metadata = next(iter(self.shards.values())).metadata
 
     def entry(self, name):
-        return self.files[name].entries[name]
+        return self.entries[name]
+
+    def array(self, name):
+        return self.files[name].array(name)
+
+    def floats(self, name):
+        return self.files[name].floats(name)
+
+    def raw(self, name):
+        return self.files[name].raw(name)
 
 
 # ---------------------------------------------------------------- packing (A.3)
@@ -407,7 +433,7 @@ def check_pack_layer(rep, inp, st, name, rec, scheme, group, totals):
     bits, symmetric = PACK_SCHEMES[scheme]
     prefix = name[:-len("weight")]
     t = inp.entry(name)
-    x = inp.files[name].floats(name).reshape(t.shape[0], -1)
+    x = inp.floats(name).reshape(t.shape[0], -1)
     out, n = x.shape
     gs = n if group == "channel" else int(group)
     if not rep.check(n % gs == 0, "%s: in %d is not divisible by group size %d, yet the output "
@@ -472,7 +498,7 @@ def check_pack_layer(rep, inp, st, name, rec, scheme, group, totals):
 def check_fp8_layer(rep, inp, st, name, rec, granularity, input_scale, totals):
     prefix = name[:-len("weight")]
     t = inp.entry(name)
-    x = inp.files[name].floats(name).reshape(t.shape[0], -1)
+    x = inp.floats(name).reshape(t.shape[0], -1)
     out = x.shape[0]
     pshape = [1] if granularity == "tensor" else [out, 1]
     ok = shape_check(rep, st, name, "F8_E4M3", t.shape)
@@ -540,16 +566,158 @@ def layer_names(prefix, scheme, input_scale):
     return names
 
 
+# ---------------------------------------------------------------- model folders (B.3, B.4)
+
+WEIGHT_FORMS = (".bin", ".pth", ".pt", ".ckpt", ".h5", ".msgpack", ".gguf", ".onnx", ".safetensors")
+ARGS_KEYS = {"num_bits", "type", "symmetric", "group_size", "strategy", "block_structure",
+             "dynamic", "actorder", "observer", "observer_kwargs"}      # CT 0.11+ forbids others
+
+
+def folder_files(folder):
+    """relative path -> path of every non-hidden file under folder."""
+    out = {}
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for f in files:
+            if not f.startswith("."):
+                full = os.path.join(root, f)
+                out[os.path.relpath(full, folder)] = full
+    return out
+
+
+def read_bytes(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def expected_args(args):
+    """(weights args that loaders read, input_activations or None, format)."""
+    if args.scheme == "fp8":
+        w = {"num_bits": 8, "type": "float", "symmetric": True, "group_size": None,
+             "strategy": args.granularity, "dynamic": False, "actorder": None,
+             "block_structure": None}
+        inp = {"num_bits": 8, "type": "float", "symmetric": True, "strategy": "token",
+               "dynamic": True}
+        return w, inp, "float-quantized"
+    bits, sym = PACK_SCHEMES[args.scheme]
+    group = args.group_size != "channel"
+    w = {"num_bits": bits, "type": "int", "symmetric": sym,
+         "group_size": int(args.group_size) if group else None,
+         "strategy": "group" if group else "channel", "dynamic": False, "actorder": None,
+         "block_structure": None}
+    return w, None, "pack-quantized"
+
+
+def check_config(rep, args, text, in_cfg, ignore):
+    try:
+        cfg = json.loads(text)
+    except json.JSONDecodeError as e:
+        rep.check(False, "output config.json is not JSON: %s" % e)
+        return
+    dumped = json.dumps(cfg, indent=2, sort_keys=True)
+    rep.check(text in (dumped, dumped + "\n"), "output config.json is not the text of "
+              "json.dump(indent=2, sort_keys=True)")
+    qc = cfg.pop("quantization_config", None)
+    if in_cfg is not None:
+        diff = sorted(k for k in set(cfg) | set(in_cfg) if cfg.get(k, "?") != in_cfg.get(k, "?"))
+        rep.check(not diff, "config.json: keys besides quantization_config changed: %s" % diff[:8])
+    if not rep.check(isinstance(qc, dict), "config.json: no quantization_config object"):
+        return
+    w_want, in_want, fmt = expected_args(args)
+    rep.equal(qc.get("quant_method"), "compressed-tensors", "quantization_config.quant_method")
+    rep.equal(qc.get("format"), fmt, "quantization_config.format")
+    rep.equal(qc.get("quantization_status"), "compressed", "quantization_config.quantization_status")
+    rep.equal(qc.get("kv_cache_scheme"), None, "quantization_config.kv_cache_scheme")
+    rep.check(isinstance(qc.get("version"), str), "quantization_config.version %r is not a string"
+              % qc.get("version"))
+    rep.equal(sorted(qc.get("ignore") or []), sorted(ignore), "quantization_config.ignore (sorted)")
+    groups = qc.get("config_groups")
+    if not rep.check(isinstance(groups, dict) and list(groups) == ["group_0"],
+                     "quantization_config.config_groups %r is not one group_0"
+                     % (list(groups) if isinstance(groups, dict) else groups)):
+        return
+    g = groups["group_0"]
+    rep.equal(g.get("targets"), ["Linear"], "group_0.targets")
+    if "format" in g:
+        rep.equal(g.get("format"), fmt, "group_0.format")
+    rep.equal(g.get("output_activations"), None, "group_0.output_activations")
+    for what, want in (("weights", w_want), ("input_activations", in_want)):
+        got = g.get(what)
+        if want is None:
+            rep.equal(got, None, "group_0." + what)
+            continue
+        if not rep.check(isinstance(got, dict), "group_0.%s is %r, not an object" % (what, got)):
+            continue
+        rep.check(set(got) <= ARGS_KEYS, "group_0.%s: keys loaders refuse: %s"
+                  % (what, sorted(set(got) - ARGS_KEYS)))
+        for k, v in want.items():
+            rep.equal(got.get(k, "(absent)"), v, "group_0.%s.%s" % (what, k))
+
+
+def check_folder(rep, args, inp, st, quantized):
+    """Shards, index, config.json and the copied files of an output folder."""
+    names = sorted(st.shards)
+    if st.index is None:
+        rep.equal(names, ["model.safetensors"], "output folder: weights without an index")
+    else:
+        k = len(names)
+        rep.equal(names, ["model-%05d-of-%05d.safetensors" % (i + 1, k) for i in range(k)],
+                  "output folder: shard names")
+        rep.equal((st.index.get("metadata") or {}).get("total_size"),
+                  sum(e.end - e.begin for e in st.entries.values()), "index metadata.total_size")
+        wm = st.index.get("weight_map") or {}
+        bad = sorted(n for n in set(wm) | set(st.shard_of) if wm.get(n) != st.shard_of.get(n))
+        rep.check(not bad, "index weight_map disagrees with the shards for %d tensors: %s"
+                  % (len(bad), bad[:4]))
+        rep.equal(list(wm), sorted(wm), "index weight_map keys sorted")
+    for name in quantized:
+        prefix = name[:-len("weight")]
+        where = {st.shard_of[n] for n in layer_names(prefix, args.scheme, args.input_scale)
+                 if n in st.shard_of}
+        rep.check(len(where) <= 1, "%s: the layer's tensors are split over %s" % (prefix, sorted(where)))
+    if args.max_shard_size:
+        for sname, sh in st.shards.items():
+            size = sum(e.end - e.begin for e in sh.entries.values())
+            rep.check(size <= args.max_shard_size or len(sh.entries) == 1 or
+                      len({n[:n.rfind(".")] for n in sh.entries}) == 1,
+                      "%s: %d tensor bytes > --max-shard-size %d" % (sname, size, args.max_shard_size))
+    kept_linear = sorted(n[:-len(".weight")] for n, e in inp.entries.items()
+                         if n.endswith(".weight") and len(e.shape) == 2 and n not in quantized
+                         and "embed" not in n)
+    in_cfg = None
+    dst = folder_files(st.folder)
+    expected = set(st.shards) | {"config.json"} | ({INDEX} if st.index else set())
+    if inp.folder:
+        src = folder_files(inp.folder)
+        skip = set(inp.shards) | {INDEX, "config.json"}
+        copies = sorted(r for r in src if r not in skip and not r.endswith(WEIGHT_FORMS))
+        for rel in copies:
+            rep.check(rel in dst and read_bytes(src[rel]) == read_bytes(dst[rel]),
+                      "output folder: %s %s" % (rel, "differs from the input's" if rel in dst
+                                                else "was not copied"))
+        expected |= set(copies)
+        with open(os.path.join(inp.folder, "config.json"), encoding="utf-8") as f:
+            in_cfg = json.load(f)
+    extra = sorted(set(dst) - expected)
+    rep.check(not extra, "output folder: unexpected files %s" % extra[:6])
+    if rep.check("config.json" in dst, "output folder: no config.json"):
+        with open(dst["config.json"], encoding="utf-8") as f:
+            check_config(rep, args, f.read(), in_cfg, kept_linear)
+
+
 def run(args):
     rep = Report()
     try:
-        inp = Input(args.input)
-        st = SafeTensors(args.output)
+        inp = Model(args.input)
+        st = Model(args.output)
     except (FormatError, OSError, KeyError, ValueError) as e:
         print("ct_check: %s" % e)
         return None
-    rep.check(st.header_len % 8 == 0, "output header length %d is not a multiple of 8"
-              % st.header_len)
+    for sname, sh in st.shards.items():
+        rep.check(sh.header_len % 8 == 0, "%s: header length %d is not a multiple of 8"
+                  % (sname, sh.header_len))
+        rep.check(sh.metadata == st.metadata, "%s: __metadata__ differs from %s's"
+                  % (sname, next(iter(st.shards))))
     meta = st.metadata
     rep.equal(meta.get("scheme"), args.scheme, "metadata scheme")
     try:
@@ -578,7 +746,7 @@ def run(args):
     for name in sorted(inp.files):
         if name in quantized or name not in st.entries:
             continue
-        src, dst = inp.files[name], st
+        src, dst = inp, st
         a, b = src.entries[name], dst.entries[name]
         rep.check((a.dtype, a.shape) == (b.dtype, b.shape) and src.raw(name) == dst.raw(name),
                   "%s: untouched tensor differs from the input (%s %s -> %s %s%s)" % (
@@ -597,6 +765,8 @@ def run(args):
         except (FormatError, ValueError, IndexError, KeyError, ArithmeticError) as e:
             rep.check(False, "%s: the layer could not be checked: %s: %s"
                       % (name, type(e).__name__, e))
+    if st.folder:
+        check_folder(rep, args, inp, st, quantized)
     want = db(*totals)
     if want is not None:
         try:
@@ -793,7 +963,7 @@ def self_test():
             out, meta = synthetic_output(inp, sch, gs, gran)
             a = argparse.Namespace(input=ipath, output=opath, scheme=sch, group_size=gs,
                                    granularity=gran, input_scale=False, no_default_excludes=False,
-                                   exclude=[])
+                                   exclude=[], max_shard_size=None)
             write_safetensors(opath, out, meta)
             r = run(a)
             ok(r is not None and r.failed == 0, "synthetic %s g%s %s passes" % (sch, gs, gran))
@@ -841,7 +1011,7 @@ def self_test():
         write_safetensors(opath, out, meta)
         a = argparse.Namespace(input=ipath, output=opath, scheme="int4", group_size="48",
                                granularity="channel", input_scale=False,
-                               no_default_excludes=False, exclude=[])
+                               no_default_excludes=False, exclude=[], max_shard_size=None)
         r = run_quiet(a)
         ok(r is not None and r.failed > 0, "group size 48 does not fit in 128 and is reported")
     print("ct_check self-test: %s" % ("%d FAILED" % len(fails) if fails else "all passed"))
@@ -867,6 +1037,8 @@ def main(argv):
                     help="fp8: one scale per output channel (default) or per tensor")
     ap.add_argument("--input-scale", action="store_true",
                     help="fp8: expect an input_scale per layer (a calibrated run)")
+    ap.add_argument("--max-shard-size", type=int, metavar="BYTES",
+                    help="output folder: the shards' tensor bytes at most (a lone tensor may pass)")
     ap.add_argument("--no-default-excludes", action="store_true")
     ap.add_argument("--exclude", action="append", default=[], metavar="REGEX")
     ap.add_argument("--self-test", action="store_true")

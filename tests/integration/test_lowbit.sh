@@ -25,13 +25,15 @@ hf_model() {
 }
 
 # lowbit NAME INPUT SCHEME "CT_CHECK OPTIONS" [mq-dist options...]: -n 1, 2, 3 byte-identical,
-# then ct_check.py on the -n 1 output.
+# then ct_check.py on the -n 1 output: NAME.nN.safetensors, or the model folder NAME-nN for a
+# NAME beginning with dir-.
 lowbit() {
     local name=$1 input=$2 scheme=$3 ctopts=$4
     shift 4
     local ref="" ok=1 n rc
     for n in 1 2 3; do
         local out="$WORK/$name.n$n.safetensors"
+        case $name in dir-*) out="$WORK/$name-n$n" ;; esac
         mq "$n" "$input" -o "$out" -q -s "$scheme" "$@"
         rc=$?
         if [ $rc -ne 0 ]; then
@@ -41,8 +43,8 @@ lowbit() {
         fi
         if [ -z "$ref" ]; then
             ref=$out
-        elif ! cmp -s "$ref" "$out"; then
-            fail "$name: -n $n output differs from -n $([ "$ref" = "$WORK/$name.n1.safetensors" ] && echo 1 || echo 2)"
+        elif ! diff -r -q "$ref" "$out" >"$WORK/diff.log" 2>&1; then
+            fail "$name: -n $n output differs from $(basename "$ref"): $(head -c 300 "$WORK/diff.log")"
             ok=0
         fi
     done
@@ -58,14 +60,16 @@ lowbit() {
 }
 
 # refuse NAME INPUT TENSOR [mq-dist options...]: the run must fail (not crash: exit 6 is an internal
-# error), name TENSOR on stderr and leave nothing in its output folder.
+# error), name TENSOR on stderr and leave nothing (no file, no partial folder) where its output
+# would be: out.safetensors, or the model folder out for a NAME beginning with dir-.
 refuse() {
-    local name=$1 input=$2 tensor=$3 n rc
+    local name=$1 input=$2 tensor=$3 n rc out=out.safetensors
     shift 3
+    case $name in dir-*) out=out ;; esac
     for n in 1 2; do
         local dir="$WORK/refuse.$name.n$n"
         mkdir -p "$dir"
-        mq "$n" "$input" -o "$dir/out.safetensors" "$@"
+        mq "$n" "$input" -o "$dir/$out" "$@"
         rc=$?
         local what="$name (-n $n)"
         if [ $rc -eq 0 ] || [ $rc -eq 6 ] || [ $rc -ge 124 ] || grep -q "unknown option" "$WORK/last.err"; then
@@ -87,6 +91,11 @@ refuse() {
 }
 
 hf_model bf16 --dtype BF16 --shards 2 --seed 1 || fail "make_hf_model.py bf16"
+# files a folder output copies (a nested one) and leaves out (hidden, the weights in another form)
+mkdir -p "$WORK/bf16/extra"
+echo "notes" >"$WORK/bf16/extra/notes.txt"
+echo "hidden" >"$WORK/bf16/.hidden"
+echo "not torch" >"$WORK/bf16/pytorch_model.bin"
 hf_model f32 --dtype F32 --shards 3 --seed 2 || fail "make_hf_model.py f32"
 hf_model odd --dtype BF16 --shards 2 --seed 3 --break-groups || fail "make_hf_model.py odd"
 # edge rows (zero, constant, one-signed, exact ties of x/s, tiny, subnormal, huge) and a zero tensor
@@ -148,5 +157,20 @@ refuse odd-int4-asym-g64 "$ODD" "$DOWN" -s int4-asym --group-size 64
 refuse odd-w8a16-g128 "$ODD" "$DOWN" -s w8a16 --group-size 128
 # --keep-unfit keeps the layers that do not fit unquantized, byte for byte, and quantizes the rest
 lowbit odd-int4-keep-unfit "$ODD" int4 "--group-size 128 --exclude mlp\.down_proj" --keep-unfit
+
+# Model folders in and out: config.json's quantization_config, the shards and index, the copied
+# files (ct_check.py's folder checks); small shards so that layers meet shard boundaries.
+lowbit dir-bf16-int4 "$WORK/bf16" int4 "--group-size 128"
+lowbit dir-bf16-int4-asym-g32 "$WORK/bf16" int4-asym "--group-size 32 --max-shard-size 500000" \
+    --group-size 32 --max-shard-size 500kB
+lowbit dir-bf16-w8a16-asym-g32 "$WORK/bf16" w8a16-asym "--group-size 32 --max-shard-size 500000" \
+    --group-size 32 --max-shard-size 500kB
+lowbit dir-f32-w8a16-channel "$WORK/f32" w8a16 "--group-size channel" --group-size channel
+lowbit dir-bf16-fp8 "$WORK/bf16" fp8 "--granularity channel --max-shard-size 300000" --max-shard-size 300kB
+lowbit dir-f32-fp8-tensor "$WORK/f32" fp8 "--granularity tensor" --granularity tensor
+lowbit dir-odd-int4-keep-unfit "$WORK/odd" int4 "--group-size 128 --exclude mlp\.down_proj" --keep-unfit
+refuse dir-odd-int4-g64 "$WORK/odd" "$DOWN" -s int4 --group-size 64
+# vLLM fuses q/k/v: quantizing k_proj and v_proj but not q_proj is refused, naming q_proj
+refuse dir-split-qkv "$WORK/bf16" model.layers.0.self_attn.q_proj -s int4 -x 'layers\.0\.self_attn\.q_proj'
 
 finish
