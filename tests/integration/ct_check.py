@@ -429,7 +429,7 @@ def check_sqnr(rep, name, rec, x, deq, totals):
                   "(|diff| %.3g dB > 1e-3)" % (name, got, want, abs(got - want)))
 
 
-def check_pack_layer(rep, inp, st, name, rec, scheme, group, totals):
+def check_pack_layer(rep, inp, st, name, rec, scheme, group, totals, clip, clipped):
     bits, symmetric = PACK_SCHEMES[scheme]
     prefix = name[:-len("weight")]
     t = inp.entry(name)
@@ -464,18 +464,30 @@ def check_pack_layer(rep, inp, st, name, rec, scheme, group, totals):
     rep.check(np.array_equal(pack_int32(q_got, bits), words),
               "%sweight_packed: padding bits past column %d are not zero" % (prefix, n))
 
-    def grp(idx):
-        return "group max|x| %.9g, expected scale %.9g" % (
-            float(np.abs(x[idx[0], idx[1] * gs:(idx[1] + 1) * gs]).max()), float(s_ref[idx]))
-    msg = first_diff(stored_bits(s_got, sc.dtype), stored_bits(s_ref, sc.dtype),
-                     prefix + "weight_scale bits", grp)
-    rep.check(msg is None, msg)
     zp_got = np.zeros((out, ng), np.int64)
     if not symmetric:
         zw = st.array(prefix + "weight_zero_point")
         zp_got = unpack_rows(zw, bits, out)
         rep.check(np.array_equal(pack_rows(zp_got, bits), zw),
                   "%sweight_zero_point: padding bits past row %d are not zero" % (prefix, out))
+    deq = dequant_groups(q_got, s_got, zp_got, gs)
+    if clip == "mse":
+        qmin, qmax = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+        g = x.reshape(out, ng, gs)
+        q_own = np.clip(np.rint(g / s_got[:, :, None]) + zp_got[:, :, None].astype(np.float32),
+                        qmin, qmax).reshape(out, n).astype(np.int64)
+        check_clipped(rep, prefix, x, gs, s_got, s_ref, q_got, q_own, deq,
+                      dequant_groups(q_ref, s_ref, zp_ref, gs), clipped)
+        check_sqnr(rep, name, rec, x, deq, totals)
+        return
+
+    def grp(idx):
+        return "group max|x| %.9g, expected scale %.9g" % (
+            float(np.abs(x[idx[0], idx[1] * gs:(idx[1] + 1) * gs]).max()), float(s_ref[idx]))
+    msg = first_diff(stored_bits(s_got, sc.dtype), stored_bits(s_ref, sc.dtype),
+                     prefix + "weight_scale bits", grp)
+    rep.check(msg is None, msg)
+    if not symmetric:
         msg = first_diff(zp_got, zp_ref, prefix + "weight_zero_point",
                          lambda i: "group min %.9g, scale %.9g" % (
                              float(x[i[0], i[1] * gs:(i[1] + 1) * gs].min()), float(s_ref[i])))
@@ -488,14 +500,45 @@ def check_pack_layer(rep, inp, st, name, rec, scheme, group, totals):
             float(x[r, c]), s, z, float(np.float32(x[r, c]) / np.float32(s)))
     msg = first_diff(q_got, q_ref, prefix + "weight_packed codes (reference scale and zp)", code)
     rep.check(msg is None, msg)
-    deq = dequant_groups(q_got, s_got, zp_got, gs)
     if shape_ok:
         rep.check(np.array_equal(deq, decompress_pack(st, prefix, bits)),
                   prefix + ": decompress_pack disagrees with the layer check's dequantization")
     check_sqnr(rep, name, rec, x, deq, totals)
 
 
-def check_fp8_layer(rep, inp, st, name, rec, granularity, input_scale, totals):
+def check_clipped(rep, prefix, x, gs, s_got, s_ref, q_got, q_own, deq, deq_ref, clipped):
+    """--clip mse: the search itself is not redone.  Each group's scale is at most min/max's (a
+    shrunk range), the codes are the scheme's own of the stored scale and zero point, and the
+    group's squared error is no larger than min/max's."""
+    out, n = x.shape
+    ng = n // gs
+    bad = np.argwhere(s_got > s_ref)
+    if bad.size:
+        i = tuple(bad[0])
+        rep.check(False, "%sweight_scale: %d groups above the min/max scale (--clip mse only "
+                  "shrinks); first %s: %.9g > %.9g" % (prefix, len(bad), list(i),
+                                                       float(s_got[i]), float(s_ref[i])))
+    else:
+        rep.check(True, "")
+    if q_got is not None:
+        msg = first_diff(q_got, q_own, prefix + "codes against clamp(rne(x / stored scale) + "
+                         "stored zp)")
+        rep.check(msg is None, msg)
+    x64 = x.astype(np.float64).reshape(out, ng, gs)
+    e_got = ((x64 - deq.astype(np.float64).reshape(out, ng, gs)) ** 2).sum(axis=2)
+    e_ref = ((x64 - deq_ref.astype(np.float64).reshape(out, ng, gs)) ** 2).sum(axis=2)
+    worse = np.argwhere(e_got > e_ref * (1 + 1e-6) + 1e-30)
+    if worse.size:
+        i = tuple(worse[0])
+        rep.check(False, "%s: %d groups with more squared error than min/max's; first %s: "
+                  "%.9g > %.9g" % (prefix, len(worse), list(i), float(e_got[i]), float(e_ref[i])))
+    else:
+        rep.check(True, "")
+    clipped[0] += int((s_got < s_ref).sum())
+    clipped[1] += s_got.size
+
+
+def check_fp8_layer(rep, inp, st, name, rec, granularity, input_scale, totals, clip, clipped):
     prefix = name[:-len("weight")]
     t = inp.entry(name)
     x = inp.floats(name).reshape(t.shape[0], -1)
@@ -512,11 +555,20 @@ def check_fp8_layer(rep, inp, st, name, rec, granularity, input_scale, totals):
     amax = np.abs(x).max(axis=1, keepdims=True) if granularity == "channel" else \
         np.abs(x).max().reshape(1, 1)
     s_ref = np.maximum(amax / np.float32(448), F32_EPS).astype(np.float32)
-    msg = first_diff(s_got.view(np.uint32), s_ref.view(np.uint32),
+    if clip == "mse":
+        deq_ref = FP8[fp8_nearest(np.clip(x / s_ref, np.float32(-448), np.float32(448)))] * s_ref
+        if granularity == "channel":
+            check_clipped(rep, prefix, x, x.shape[1], s_got, s_ref, None, None,
+                          FP8[codes] * s_got, deq_ref, clipped)
+        else:
+            check_clipped(rep, prefix, x.reshape(1, -1), x.size, s_got.reshape(1, 1),
+                          s_ref.reshape(1, 1), None, None, (FP8[codes] * s_got).reshape(1, -1),
+                          deq_ref.reshape(1, -1), clipped)
+    msg = None if clip == "mse" else first_diff(s_got.view(np.uint32), s_ref.view(np.uint32),
                      prefix + "weight_scale bits (max(amax/448, 2^-23))",
                      lambda i: "amax %.9g, got %.9g, expected %.9g" % (
                          float(amax[i]), float(s_got[i]), float(s_ref[i])))
-    rep.check(msg is None, msg)
+    rep.check(msg is None, msg or "")
     nan = np.isnan(FP8[codes])
     rep.check(not nan.any(), "%s: %d NaN codes (0x7F/0xFF), first at %s" % (
         name, int(nan.sum()), np.argwhere(nan)[0].tolist() if nan.any() else None))
@@ -753,18 +805,22 @@ def run(args):
                       name, a.dtype, a.shape, b.dtype, b.shape,
                       ", bytes differ" if (a.dtype, a.shape) == (b.dtype, b.shape) else ""))
 
-    totals = [0.0, 0.0]
+    totals, clipped = [0.0, 0.0], [0, 0]
     for name in quantized:
         rec = layers.get(name, {})
         try:
             if args.scheme == "fp8":
                 check_fp8_layer(rep, inp, st, name, rec, args.granularity, args.input_scale,
-                                totals)
+                                totals, args.clip, clipped)
             else:
-                check_pack_layer(rep, inp, st, name, rec, args.scheme, args.group_size, totals)
+                check_pack_layer(rep, inp, st, name, rec, args.scheme, args.group_size, totals,
+                                 args.clip, clipped)
         except (FormatError, ValueError, IndexError, KeyError, ArithmeticError) as e:
             rep.check(False, "%s: the layer could not be checked: %s: %s"
                       % (name, type(e).__name__, e))
+    if args.clip == "mse":
+        rep.check(clipped[0] > 0, "--clip mse shrank none of the %d groups" % clipped[1])
+        print("ct_check: --clip mse shrank %d of %d groups" % tuple(clipped))
     if st.folder:
         check_folder(rep, args, inp, st, quantized)
     want = db(*totals)
@@ -963,7 +1019,7 @@ def self_test():
             out, meta = synthetic_output(inp, sch, gs, gran)
             a = argparse.Namespace(input=ipath, output=opath, scheme=sch, group_size=gs,
                                    granularity=gran, input_scale=False, no_default_excludes=False,
-                                   exclude=[], max_shard_size=None)
+                                   exclude=[], max_shard_size=None, clip="minmax")
             write_safetensors(opath, out, meta)
             r = run(a)
             ok(r is not None and r.failed == 0, "synthetic %s g%s %s passes" % (sch, gs, gran))
@@ -1006,12 +1062,28 @@ def self_test():
                 recs["a.weight"]["sqnr_db"] += 0.01
                 m["layers"] = json.dumps(recs)
             damaged(sqnr_off, "an SQNR off by 0.01 dB")
+        # --clip mse: a min/max file passes all but "shrank none"; a halved scale with its old
+        # codes is caught
+        out, meta = synthetic_output(inp, "int4-asym", 32)
+        write_safetensors(opath, out, meta)
+        a = argparse.Namespace(input=ipath, output=opath, scheme="int4-asym", group_size=32,
+                               granularity="channel", input_scale=False, no_default_excludes=False,
+                               exclude=[], max_shard_size=None, clip="mse")
+        r = run_quiet(a)
+        ok(r is not None and r.failed == 1, "--clip mse on a min/max file: only 'shrank none' fails")
+        d, shp, blob = out["b.weight_scale"]
+        sc = np.frombuffer(blob, "<f4").copy()
+        sc[0] *= np.float32(0.5)
+        out["b.weight_scale"] = (d, shp, sc.tobytes())
+        write_safetensors(opath, out, meta)
+        r = run_quiet(a)
+        ok(r is not None and r.failed >= 3, "--clip mse: a halved scale with the old codes is caught")
         # group divisibility: the checker refuses a quantized in=128 layer at group size 48
         out, meta = synthetic_output(inp, "int4", 32)
         write_safetensors(opath, out, meta)
         a = argparse.Namespace(input=ipath, output=opath, scheme="int4", group_size="48",
                                granularity="channel", input_scale=False,
-                               no_default_excludes=False, exclude=[], max_shard_size=None)
+                               no_default_excludes=False, exclude=[], max_shard_size=None, clip="minmax")
         r = run_quiet(a)
         ok(r is not None and r.failed > 0, "group size 48 does not fit in 128 and is reported")
     print("ct_check self-test: %s" % ("%d FAILED" % len(fails) if fails else "all passed"))
@@ -1039,6 +1111,9 @@ def main(argv):
                     help="fp8: expect an input_scale per layer (a calibrated run)")
     ap.add_argument("--max-shard-size", type=int, metavar="BYTES",
                     help="output folder: the shards' tensor bytes at most (a lone tensor may pass)")
+    ap.add_argument("--clip", default="minmax", choices=("minmax", "mse"),
+                    help="mse: check scales no larger than min/max's, codes of the stored scale "
+                    "and zero point, and no group worse than min/max (the search is not redone)")
     ap.add_argument("--no-default-excludes", action="store_true")
     ap.add_argument("--exclude", action="append", default=[], metavar="REGEX")
     ap.add_argument("--self-test", action="store_true")

@@ -143,6 +143,13 @@ lowbit edge-f16-w8a16-asym-channel "$WORK/edge-f16.safetensors" w8a16-asym "--gr
 lowbit edge-bf16-fp8 "$WORK/edge-bf16.safetensors" fp8 "--granularity channel"
 lowbit edge-f32-fp8 "$WORK/edge-f32.safetensors" fp8 "--granularity channel"
 lowbit edge-f16-fp8-tensor "$WORK/edge-f16.safetensors" fp8 "--granularity tensor" --granularity tensor
+# --clip mse: scales at most min/max's, codes of the stored scale, no group worse than min/max
+lowbit edge-bf16-int4-mse "$WORK/edge-bf16.safetensors" int4 "--group-size 128 --clip mse" --clip mse
+lowbit edge-f32-int4-asym-g32-mse "$WORK/edge-f32.safetensors" int4-asym "--group-size 32 --clip mse" \
+    --group-size 32 --clip mse
+lowbit edge-f16-w8a16-channel-mse "$WORK/edge-f16.safetensors" w8a16 "--group-size channel --clip mse" \
+    --group-size channel --clip mse
+lowbit edge-bf16-fp8-mse "$WORK/edge-bf16.safetensors" fp8 "--granularity channel --clip mse" --clip mse
 # the sharded folder's index as the input (the checker reads the shards)
 lowbit sharded-int4-asym "$WORK/bf16/model.safetensors.index.json" int4-asym "--group-size 128"
 # in = 200 quantizes per channel (200 is a multiple of 8: it packs) ...
