@@ -32,6 +32,7 @@ import os
 import struct
 import sys
 import zlib
+from fractions import Fraction
 
 import numpy as np
 
@@ -140,7 +141,24 @@ EDGE_TENSOR = "model.layers.0.self_attn.q_proj.weight"
 ZERO_TENSOR = "model.layers.1.self_attn.v_proj.weight"
 
 
-def edge_rows(n, rng):
+def near_ties(amax, div, ties):
+    """F32 values x whose float32 quotient x / s, s = float32(amax / div), is exactly a tie t while
+    the exact quotient is not: float32 and float64 division round them differently."""
+    s = np.float32(amax) / np.float32(div)
+    out = [np.float32(amax)]
+    for t in ties:
+        x = np.float32(t * float(s))
+        for step in (0, 1, -1, 2, -2, 3, -3, 4, -4):
+            y = x
+            for _ in range(abs(step)):
+                y = np.nextafter(y, np.float32(np.sign(step) * 1e9))
+            if y / s == np.float32(t) and Fraction(float(y)) / Fraction(float(s)) != Fraction(t):
+                out.append(y)
+                break
+    return np.array(out[:16], np.float64)
+
+
+def edge_rows(n, rng, dtype):
     """Rows of n values for the quantizers' edge cases (each pattern tiles groups of 16)."""
     u = 2.0 ** -6
     sym_ties = (np.arange(-8, 8) + 0.5) * u                      # amax 7.5u: s = u, x/s = k + 0.5
@@ -155,6 +173,10 @@ def edge_rows(n, rng):
             np.where(np.arange(n) % 7 == 0, 1e-39, 0.0),          # subnormals
             np.concatenate([[50.0], rng.standard_normal(n - 1) * 0.02]),   # one huge outlier
             np.concatenate([[448 * 2.0 ** -10], np.resize(fp8_mids[::-1], n - 1)])]  # e4m3 ties
+    if dtype == "F32":      # ties only in float32 arithmetic (int4 symmetric, then e4m3)
+        rows.append(np.resize(near_ties(0.0917, 7.5, [4.5, 5.5, 6.5, -4.5, -5.5, -6.5, -7.5]), n))
+        row = near_ties(0.3, 448, fp8_mids[::-1] * 2.0 ** 10)
+        rows.append(np.concatenate([row, np.resize(row[1:], n - len(row))]))
     return np.array(rows)
 
 
@@ -318,7 +340,7 @@ def write_model(args):
         for name, shape, kind in sorted(group):
             x = values(name, shape, kind, args.seed)
             if args.edge_rows and name == EDGE_TENSOR:
-                e = edge_rows(shape[1], np.random.default_rng([args.seed, 99]))
+                e = edge_rows(shape[1], np.random.default_rng([args.seed, 99]), args.dtype)
                 x[:len(e)] = e
             if args.edge_rows and name == ZERO_TENSOR:
                 x[:] = 0
@@ -371,7 +393,7 @@ def main(argv):
     ap.add_argument("--edge-rows", action="store_true",
                     help="edge cases in the first rows of " + EDGE_TENSOR + " (zero, constant, "
                     "one-signed, exact ties of x/s for int4 and e4m3, tiny, subnormal, one huge "
-                    "value) and an all-zero " + ZERO_TENSOR)
+                    "value; in F32 also float32-only ties) and an all-zero " + ZERO_TENSOR)
     ap.add_argument("--merge", nargs=2, metavar=("MODEL_DIR", "OUT"),
                     help="write all tensors of MODEL_DIR into the single file OUT and exit")
     args = ap.parse_args(argv)
