@@ -95,7 +95,7 @@ refused() {
 refused "-o x.gguf" "--output '$WORK/hf/x.gguf': mq-dist does not write '.gguf' files: end the name in .safetensors, or in .pt, .pth or .bin" \
     "$WORK/m.safetensors" -o "$WORK/hf/x.gguf"
 refused "-o x.PT (case matters)" "extensions are case-sensitive: '.PT' is not '.pt'" "$WORK/m.safetensors" -o "$WORK/hf/x.PT"
-refused "-o without an extension" "--output '$WORK/hf/model': the name has no extension" "$WORK/m.safetensors" -o "$WORK/hf/model"
+refused "-o without an extension from a file input (a model folder needs one)" "output '$WORK/hf/model' is a model folder, which needs a Hugging Face model folder as input" "$WORK/m.safetensors" -o "$WORK/hf/model"
 refused "-n 3 (mpirun's option)" "-n is not an mq-dist option: --dry-run prints the plan; the rank count goes to mpirun -n" \
     -n 3 "$WORK/m.safetensors"
 refused "--json on a run" "--json applies to inspect only" "$WORK/m.safetensors" --json

@@ -90,8 +90,8 @@ job_error "unknown option in defaults" "defaults|schem" \
     '{"defaults": {"schem": "int8-asym"}, "models": [{"input": "a.safetensors"}]}'
 job_error "unknown option in a model" "models[1]|granularty" \
     '{"models": [{"input": "a.safetensors"}, {"input": "b.safetensors", "options": {"granularty": "tensor"}}]}'
-job_error "wrong scheme" "models[0]|int4" \
-    '{"models": [{"input": "a.safetensors", "options": {"scheme": "int4"}}]}'
+job_error "wrong scheme" "models[0]|int3" \
+    '{"models": [{"input": "a.safetensors", "options": {"scheme": "int3"}}]}'
 job_error "wrong value in a later model" "models[1]|memory-budget" \
     '{"models": [{"input": "a.safetensors"}, {"input": "b.safetensors", "options": {"memory-budget": 2}}]}'
 job_error "flag given a string" "models[1]|no_checksum" \
