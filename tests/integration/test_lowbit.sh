@@ -73,7 +73,7 @@ refuse() {
         rc=$?
         local what="$name (-n $n)"
         if [ $rc -eq 0 ] || [ $rc -eq 6 ] || [ $rc -ge 124 ] || grep -q "unknown option" "$WORK/last.err"; then
-            fail "$what: exit $rc, expected a refusal of the shape ($(grep -m 1 -v '^-*$' "$WORK/last.err" | head -c 200))"
+            fail "$what: exit $rc, expected a refusal ($(grep -m 1 -v '^-*$' "$WORK/last.err" | head -c 200))"
         else
             pass "$what: exit $rc"
         fi
@@ -164,6 +164,15 @@ refuse odd-int4-asym-g64 "$ODD" "$DOWN" -s int4-asym --group-size 64
 refuse odd-w8a16-g128 "$ODD" "$DOWN" -s w8a16 --group-size 128
 # --keep-unfit keeps the layers that do not fit unquantized, byte for byte, and quantizes the rest
 lowbit odd-int4-keep-unfit "$ODD" int4 "--group-size 128 --exclude mlp\.down_proj" --keep-unfit
+
+# make_model.py's model: a 4-D conv weight (kept by the packed schemes, quantized by fp8), a bias,
+# I64 position ids; a NaN in a selected weight is refused naming it (exit 4), nothing written.
+make_model "$WORK/mm.safetensors" --dtype F32 --hidden 128 --outliers --seed 7
+make_model "$WORK/nan.safetensors" --hidden 128 --corrupt nan
+lowbit mm-int4-asym-g64 "$WORK/mm.safetensors" int4-asym "--group-size 64" --group-size 64
+lowbit mm-fp8 "$WORK/mm.safetensors" fp8 "--granularity channel"
+refuse nan-int4 "$WORK/nan.safetensors" model.layers.0.self_attn.q_proj.weight -s int4
+refuse nan-fp8 "$WORK/nan.safetensors" model.layers.0.self_attn.q_proj.weight -s fp8
 
 # Model folders in and out: config.json's quantization_config, the shards and index, the copied
 # files (ct_check.py's folder checks); small shards so that layers meet shard boundaries.
