@@ -198,6 +198,15 @@ out f32-bf16                1234 safetensors f32.safetensors -s bf16
 out f16-int8-asym-tensor    13   safetensors f16.safetensors -s int8-asym -g tensor
 out f16-bf16                13   safetensors f16.safetensors -s bf16
 out bf16-int8               13   safetensors bf16.safetensors
+# the low-bit rows: pack-quantized groups (scales in the model's dtype), fp8, the MSE range search
+out f32-int4-keep-unfit     1234 safetensors f32.safetensors -s int4 --keep-unfit
+out bf16-int4-asym-g32      13   safetensors bf16.safetensors -s int4-asym --group-size 32
+out f16-w8a16-channel       13   safetensors f16.safetensors -s w8a16 --group-size channel
+out f32-w8a16-asym-g64      13   safetensors f32.safetensors -s w8a16-asym --group-size 64
+out bf16-fp8                13   safetensors bf16.safetensors -s fp8
+out f32-fp8-tensor          13   safetensors f32.safetensors -s fp8 -g tensor
+out f32-int4-g32-clip       13   safetensors f32.safetensors -s int4 --group-size 32 --clip mse
+out f32-int4-asym-clip-pt   13   pt          f32.safetensors -s int4-asym --group-size 32 --clip mse
 out bf16-int8-tensor        13   safetensors bf16.safetensors -g tensor
 out bf16-fp16               13   safetensors bf16.safetensors -s fp16
 out pt-f32-int8             1234 pt          f32.safetensors
@@ -252,6 +261,8 @@ out cal-minmax              13   safetensors f32.safetensors -c "$CAL" --observe
 out cal-percentile-99.9     13   safetensors f32.safetensors -c "$CAL" --observer percentile:99.9
 out cal-mse                 13   safetensors f32.safetensors -c "$CAL" --observer mse
 out cal-entropy             13   safetensors f32.safetensors -c "$CAL" --observer entropy
+out cal-fp8                 13   safetensors f32.safetensors -c "$CAL" -s fp8
+out cal-int4-channel        13   safetensors f32.safetensors -c "$CAL" -s int4 --group-size channel
 out cal-act-asym            13   safetensors f32.safetensors -c "$CAL" --act int8-asym
 out cal-act-none            13   safetensors f32.safetensors -c "$CAL" --act none
 out cal-samples-16          13   safetensors f32.safetensors -c "$CAL" --calib-samples 16
