@@ -354,12 +354,14 @@ static int apply_scheme(struct mq_options *o, const char *val, struct mq_error *
 
 static int apply_granularity(struct mq_options *o, const char *val, struct mq_error *err)
 {
-	if (strcmp(val, "channel") == 0)
+	if (strcmp(val, "channel") == 0) {
 		o->per_tensor = 0;
-	else if (strcmp(val, "tensor") == 0)
+		o->channel_given = 1;
+	} else if (strcmp(val, "tensor") == 0) {
 		o->per_tensor = 1;
-	else
+	} else {
 		return mq_fail(err, MQ_ERR_USAGE, "--granularity '%s': use channel or tensor", val);
+	}
 	return 0;
 }
 
@@ -503,7 +505,7 @@ static const struct opt *find_long(const char *name, size_t len)
 }
 
 /* The options that depend on the scheme: calibration, activations, granularity and groups. */
-static int check_scheme_options(const struct mq_options *o, struct mq_error *err)
+static int check_scheme_options(struct mq_options *o, struct mq_error *err)
 {
 	const struct mq_scheme_traits *si = mq_scheme_get(o->scheme);
 	if (o->calib && !si->granularities) /* casts have no scales to calibrate */
@@ -519,6 +521,8 @@ static int check_scheme_options(const struct mq_options *o, struct mq_error *err
 	if (o->clip != MQ_CLIP_NONE && (!si->granularities || o->per_tensor))
 		return mq_fail(err, MQ_ERR_USAGE, "--clip %s searches the range of each group or channel: not for %s%s",
 			       mq_clip_name(o->clip), si->name, o->per_tensor ? " per tensor" : " casts");
+	if (o->channel_given && !o->group_size && (si->granularities & MQ_GRAN_BIT(MQ_GRAN_GROUP)))
+		o->group_size = MQ_GROUP_CHANNEL; /* -g channel on a scheme of groups: one group per row */
 	if (o->group_size && !(si->granularities & MQ_GRAN_BIT(MQ_GRAN_GROUP))) {
 		struct mq_buf names = MQ_BUF_INIT;
 		mq_scheme_names_with(&names, MQ_GRAN_BIT(MQ_GRAN_GROUP));

@@ -1,13 +1,13 @@
 /*
  * The Hugging Face folder row of the writer table: the tensors in shards of
- * at most max_shard bytes of tensor data (a larger tensor alone in its
- * shard), each shard a safetensors file with its own header and mq-dist's
- * metadata object in its __metadata__. Tensors go to shards in name order,
- * so a layer's tensors stay together; within a shard they are placed as the
- * single-file layout places them (dtype size first, then name), which keeps
- * every tensor aligned to its element size. One shard is model.safetensors,
- * more are model-0000i-of-0000n.safetensors (the index beside them is the
- * pipeline's, with the folder's other files).
+ * at most max_shard bytes of tensor data, each shard a safetensors file with
+ * its own header and mq-dist's metadata object in its __metadata__. Tensors
+ * go to shards in name order, a module's tensors always to the same one (a
+ * module larger than max_shard gets a shard alone); within a shard they are
+ * placed as the single-file layout places them (dtype size first, then
+ * name), which keeps every tensor aligned to its element size. One shard is
+ * model.safetensors, more are model-0000i-of-0000n.safetensors (the index
+ * beside them is the pipeline's, with the folder's other files).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,18 +65,37 @@ static void hf_release(struct mq_out_files *f)
 	mq_out_files_release(f);
 }
 
-/* Cuts the name-ordered tensors into shards (a tensor larger than max_shard alone); returns their number. */
+/* Whether two tensor names belong to one module: the same name up to their last '.'. */
+static int same_module(const char *a, const char *b)
+{
+	const char *da = strrchr(a, '.'), *db = strrchr(b, '.');
+	size_t na = da ? (size_t)(da - a) : strlen(a), nb = db ? (size_t)(db - b) : strlen(b);
+	return na == nb && memcmp(a, b, na) == 0;
+}
+
+/*
+ * Cuts the name-ordered tensors into shards of at most max_shard bytes; a
+ * module's tensors (P.weight_packed, P.weight_scale, ..., P.bias) never part,
+ * so a module larger than max_shard gets a shard of its own. Returns the
+ * number of shards.
+ */
 static int cut_shards(const struct mq_out_tensor *out, int n_out, const int *by, uint64_t max_shard, int *shard_of)
 {
 	int n = 0;
 	uint64_t used = 0;
-	for (int k = 0; k < n_out; k++) {
+	for (int k = 0; k < n_out;) {
+		int end = k + 1;
 		uint64_t size = out[by[k]].end - out[by[k]].begin;
+		while (end < n_out && same_module(out[by[k]].name, out[by[end]].name)) {
+			size += out[by[end]].end - out[by[end]].begin;
+			end++;
+		}
 		if (n == 0 || (used > 0 && (used >= max_shard || size > max_shard - used))) {
 			n++;
 			used = 0;
 		}
-		shard_of[by[k]] = n - 1;
+		for (; k < end; k++)
+			shard_of[by[k]] = n - 1;
 		used += size;
 	}
 	return n ? n : 1;

@@ -32,6 +32,7 @@ struct mq_options {
 	char *output;            /* owned; -o, or NULL: the run takes mq_options_default_output() */
 	enum mq_scheme scheme;
 	int per_tensor;          /* 0: per output channel (or group) */
+	int channel_given;       /* -g channel was given (on a scheme of groups: --group-size channel) */
 	enum mq_clip clip;       /* --clip: the weights' range search (none: min/max) */
 	int keep_unfit;          /* --keep-unfit: a weight the scheme cannot store loadably is kept, not refused */
 	int group_size;          /* --group-size: 0 (the scheme's default), MQ_GROUP_CHANNEL, or 32, 64, 128 */

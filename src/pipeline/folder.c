@@ -47,6 +47,11 @@ int folder_check_output(struct run *r)
 		return mq_fail(&r->err, MQ_ERR_USAGE,
 			"output '%s' lies inside the input folder '%s'; choose a folder beside it (the default is '%s-SCHEME')",
 			r->output, r->hf->dir, r->hf->dir);
+	/* an existing output is replaced whole: it must not hold the input, nor be anything but a model folder */
+	if (folder_is_dir(r->output) && mq_hf_path_inside(r->output, r->hf->dir) != 0)
+		return mq_fail(&r->err, MQ_ERR_USAGE,
+			"the input folder '%s' lies inside the output '%s', which would be replaced; choose another -o",
+			r->hf->dir, r->output);
 	return 0;
 }
 
@@ -86,12 +91,24 @@ static int check_loadable(const struct run *r, struct mq_error *err)
 	return 0;
 }
 
-int folder_check_plan(const struct run *r)
+static int quant_config(struct run *r, cJSON **qc, char ***names);
+static void release_names(char **names);
+
+int folder_check_plan(struct run *r)
 {
-	struct mq_error *err = (struct mq_error *)&r->err;
+	struct mq_error *err = &r->err;
 	const struct mq_manifest *m = &r->man;
 	if (check_loadable(r, err))
 		return err->code;
+	if (mq_scheme_get(r->plan.scheme)->granularities) { /* the config the folder will get, built before any work */
+		cJSON *qc = NULL;
+		char **names = NULL;
+		quant_config(r, &qc, &names);
+		cJSON_Delete(qc);
+		release_names(names);
+		if (err->code)
+			return err->code;
+	}
 	for (int i = 0; i < m->n_tensors; i++) {
 		size_t si, sj;
 		const char *fi = fused_family(m->tensors[i].name, &si);
@@ -165,6 +182,13 @@ static int kept_linear(const struct mq_tensor *t, const struct mq_plan_tensor *p
 	       !strstr(t->name, "wpe.");
 }
 
+static void release_names(char **names)
+{
+	for (int i = 0; names && names[i]; i++)
+		free(names[i]);
+	free(names);
+}
+
 /* The scheme's quantization_config, with `ignore` the Linear modules kept (names in *names, to free). */
 static int quant_config(struct run *r, cJSON **qc, char ***names)
 {
@@ -174,7 +198,8 @@ static int quant_config(struct run *r, cJSON **qc, char ***names)
 						[MQ_GRAN_CHANNEL] = "channel", [MQ_GRAN_GROUP] = "group" };
 	struct mq_hf_quant q;
 	memset(&q, 0, sizeof(q));
-	q.format = si->ct_format;
+	/* fp8 without activations is compressed-tensors' naive-quantized (float-quantized needs them) */
+	q.format = si->acts == MQ_ACTS_FP8 && r->opt->act_none ? "naive-quantized" : si->ct_format;
 	q.weights = (struct mq_hf_args){ si->ct_type, si->bits, si->symmetric, strategy[p->granularity],
 					 (int)p->group_size, NULL };
 	if (si->acts != MQ_ACTS_NONE && !r->opt->act_none) {
@@ -218,9 +243,7 @@ static int write_config(struct run *r, unsigned char *buf)
 	    !mq_hf_config_rewrite(in.data ? in.data : "", in.len, qc, &out, &r->err))
 		write_new(r, "config.json", out.data, out.len);
 	cJSON_Delete(qc);
-	for (int i = 0; names && names[i]; i++)
-		free(names[i]);
-	free(names);
+	release_names(names);
 	mq_buf_release(&in);
 	mq_buf_release(&out);
 	mq_buf_release(&path);

@@ -21,7 +21,7 @@ int folder_check_output(struct run *r);
  * Every rank, after the plan: the scheme and options load in vLLM, and q/k/v
  * and gate/up (which vLLM fuses) share one fate.
  */
-int folder_check_plan(const struct run *r);
+int folder_check_plan(struct run *r);
 /* Rank 0, after the shards: config.json, the index and the copied files, into the partial folder. */
 int output_folder_finish(struct run *r);
 

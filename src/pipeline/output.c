@@ -169,6 +169,27 @@ static int existing_output(struct run *r)
 		r->output);
 }
 
+/*
+ * Rank 0, --force onto an existing folder: it is replaced whole, so it must
+ * be a model folder mq-dist wrote (a shard with its fingerprint) or empty;
+ * any other folder is left to its owner.
+ */
+static int replaceable_folder(struct run *r)
+{
+	cJSON *meta = NULL;
+	struct mq_error e = { 0 };
+	char *file = first_shard(r->output);
+	int ours = file && mq_output_metadata(file, &meta, &e) == 0 &&
+		   cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(meta, "fingerprint")) != NULL;
+	free(file);
+	cJSON_Delete(meta);
+	if (ours || rmdir(r->output) == 0)
+		return 0;
+	return mq_fail(&r->err, MQ_ERR_OUTPUT,
+		"output '%s' is a folder that mq-dist did not write (no shard with its fingerprint); --force replaces model folders of mq-dist only: remove it yourself or choose another -o",
+		r->output);
+}
+
 /* Rank 0: refuse to overwrite the input or, without --force, an existing file. */
 int output_check(struct run *r)
 {
@@ -189,6 +210,8 @@ int output_check(struct run *r)
 			return existing_output(r);
 		if (!r->opt->force && !r->opt->dry_run)
 			return mq_fail(&r->err, MQ_ERR_OUTPUT, "output '%s' exists; use --force to overwrite it", out);
+		if (r->writer->folder && !r->opt->dry_run)
+			return replaceable_folder(r);
 	}
 	return 0;
 }
@@ -311,6 +334,16 @@ int output_remove_partial(const char *path)
 
 int output_commit(struct run *r)
 {
+	if (r->writer->folder && !r->opt->no_sync) { /* the partial folder's own entries on disk first */
+		int fd = open(r->tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd < 0 || fsync(fd) != 0) {
+			int e = errno;
+			if (fd >= 0)
+				close(fd);
+			return mq_fail(&r->err, MQ_ERR_OUTPUT, "cannot flush the folder '%s': %s", r->tmp, strerror(e));
+		}
+		close(fd);
+	}
 	if (rename(r->tmp, r->output) == 0)
 		return 0;
 	/* an existing folder (--force, or a stale job output): swapped with the new one at once, then removed */

@@ -168,6 +168,7 @@ static int plan_groups(struct mq_plan *p, const struct mq_tensor *t, const struc
 	char why[160];
 	pt->row_groups = 1;
 	pt->row_align = 1;
+	pt->unit_chunks = 1;
 	if (pt->action != MQ_ACT_QUANT || si->pack == 1)
 		return 0;
 	if (unfit(p, si, packed_zp, pt->n_rows, pt->row_elems, why, sizeof(why))) {
@@ -184,11 +185,10 @@ static int plan_groups(struct mq_plan *p, const struct mq_tensor *t, const struc
 	}
 	if (p->granularity == MQ_GRAN_GROUP)
 		pt->row_groups = pt->row_elems / p->group_size;
-	if (packed_zp && pt->n_chunks) {
+	if (packed_zp) { /* units of whole chunks (the source digests' own) that end on whole words */
 		pt->row_align = (uint64_t)si->pack;
-		pt->chunk_rows -= pt->chunk_rows % pt->row_align;
-		pt->chunk_rows = pt->chunk_rows ? pt->chunk_rows : pt->row_align;
-		pt->n_chunks = (pt->n_rows + pt->chunk_rows - 1) / pt->chunk_rows;
+		while (pt->unit_chunks * pt->chunk_rows % pt->row_align)
+			pt->unit_chunks++;
 	}
 	return 0;
 }
@@ -347,7 +347,7 @@ static int make_units(struct mq_plan *p, struct mq_error *err)
 	for (int i = 0; i < p->n_tensors; i++) {
 		const struct mq_plan_tensor *pt = &p->tensors[i];
 		int whole = pt->action == MQ_ACT_QUANT && p->per_tensor;
-		total += whole ? (pt->n_chunks ? 1 : 0) : pt->n_chunks;
+		total += whole ? (pt->n_chunks ? 1 : 0) : (pt->n_chunks + pt->unit_chunks - 1) / pt->unit_chunks;
 	}
 	if (total > 100000000u)
 		return mq_fail(err, MQ_ERR_INPUT, "model too large to plan (%llu units)", (unsigned long long)total);
@@ -357,13 +357,13 @@ static int make_units(struct mq_plan *p, struct mq_error *err)
 	for (int i = 0; i < p->n_tensors; i++) {
 		struct mq_plan_tensor *pt = &p->tensors[i];
 		int whole = pt->action == MQ_ACT_QUANT && p->per_tensor;
-		uint64_t step = whole ? pt->n_chunks : 1;
+		uint64_t step = whole ? pt->n_chunks : pt->unit_chunks;
 		pt->first_unit = p->n_units;
 		for (uint64_t c = 0; c < pt->n_chunks; c += step) {
 			struct mq_unit *u = &p->units[p->n_units++];
 			u->tensor = i;
 			u->chunk_begin = c;
-			u->chunk_end = c + step;
+			u->chunk_end = c + step < pt->n_chunks ? c + step : pt->n_chunks;
 			u->row_begin = c * pt->chunk_rows;
 			u->row_end = u->chunk_end * pt->chunk_rows;
 			if (u->row_end > pt->n_rows)
@@ -468,15 +468,20 @@ static int size_buffers(struct mq_plan *p, const struct mq_manifest *m, uint64_t
 			p->arena_bytes = b > p->arena_bytes ? b : p->arena_bytes;
 			continue;
 		}
-		uint64_t per_row = row_bytes_budget(p, pt, t->dtype);
-		if (per_row > budget)
+		uint64_t per_row = row_bytes_budget(p, pt, t->dtype), unit_rows = pt->unit_chunks * pt->chunk_rows;
+		if (per_row * pt->row_align > budget) {
+			char what[80] = "one row needs";
+			if (pt->row_align > 1) /* the least a block holds */
+				snprintf(what, sizeof(what), "the %llu rows of a word of packed zero points need",
+					 (unsigned long long)pt->row_align);
 			return mq_fail(err, MQ_ERR_USAGE,
-				"tensor '%s': one row needs %llu bytes of buffers, more than the memory budget of %llu MiB; raise --memory-budget",
-				t->name, (unsigned long long)per_row, (unsigned long long)(budget >> 20));
+				"tensor '%s': %s %llu bytes of buffers, more than the memory budget of %llu MiB; raise --memory-budget",
+				t->name, what, (unsigned long long)(per_row * pt->row_align), (unsigned long long)(budget >> 20));
+		}
 		uint64_t rows;
 		if (pt->calib == MQ_CALIB_STATIC) {
-			/* output-space error needs a whole chunk of rows, and its dequantized copy, at once */
-			rows = pt->chunk_rows;
+			/* output-space error needs a whole unit of rows, and its dequantized copy, at once */
+			rows = unit_rows < pt->n_rows ? unit_rows : pt->n_rows;
 			if (per_row * rows > budget)
 				return mq_fail(err, MQ_ERR_USAGE,
 					"calibrated layer '%s' needs %llu MiB of buffers, more than the memory budget of %llu MiB; raise --memory-budget",
@@ -487,7 +492,7 @@ static int size_buffers(struct mq_plan *p, const struct mq_manifest *m, uint64_t
 			/* cache-sized blocks; the per-row overhead counts for the short rows of cast norms and biases */
 			uint64_t target = MQ_BLOCK_BYTES / (pt->row_bytes + MQ_ARENA_ROW_EXTRA);
 			rows = rows < target ? rows : target;
-			rows = rows < pt->chunk_rows ? rows : pt->chunk_rows; /* a block never spans two chunks */
+			rows = rows < unit_rows ? rows : unit_rows; /* a block never spans two units */
 			rows -= rows % pt->row_align;
 			rows = rows ? rows : pt->row_align;
 		}

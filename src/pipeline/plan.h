@@ -49,6 +49,7 @@ struct mq_plan_tensor {
 	uint64_t block_rows;    /* rows per read block (quantized tensors), within the budget */
 	uint64_t row_groups;    /* parameter groups per row: 1, or row_elems / group_size */
 	uint64_t row_align;     /* units and blocks start on a multiple of these rows (packed zero points) */
+	uint64_t unit_chunks;   /* chunks per unit (more than 1 where chunks do not end on whole words) */
 	int out_data, out_scale, out_zero_point; /* indices in out[], -1 if none */
 	int out_input_scale, out_input_zero_point;
 	int out_shape;          /* weight_shape: its values, written by rank 0 at the end (write.c) */

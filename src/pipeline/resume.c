@@ -60,7 +60,9 @@ static uint64_t slot_offset(const struct run *r, const struct mq_unit *u, int k)
 	if (k > 0 && r->plan.per_tensor) /* one scale (and zero point) for the whole tensor, at its start */
 		return 0;
 	const struct mq_out_tensor *o = &r->plan.out[outs[k]];
-	return u->row_begin * ((o->end - o->begin) / (pt->n_rows ? pt->n_rows : 1)); /* a row's bytes times its rows */
+	/* the bytes of row_align rows (one row, or a word of packed zero points) times the unit's first */
+	uint64_t align = outs[k] == pt->out_zero_point ? pt->row_align : 1, blocks = pt->n_rows / align;
+	return u->row_begin / align * ((o->end - o->begin) / (blocks ? blocks : 1));
 }
 
 /* Rank 0: a journaled unit is trusted only if its output bytes still have the CRCs it recorded. */

@@ -172,10 +172,13 @@ static int load_block(struct run *r, const struct mq_tensor *t, const struct mq_
 	size_t bytes = (size_t)(n * pt->row_bytes);
 	if (read_at(r, t, row * pt->row_bytes, b->src, bytes))
 		return r->err.code;
-	if (ch) {
-		uint64_t chunk_end = (row / pt->chunk_rows + 1) * pt->chunk_rows;
-		if (hash_block(r, ch, b->src, bytes, row + n == chunk_end || row + n == pt->n_rows))
+	/* the block's rows chunk by chunk: a block of packed zero points' whole words may cross a chunk's end */
+	for (uint64_t at = row; ch && at < row + n;) {
+		uint64_t chunk_end = (at / pt->chunk_rows + 1) * pt->chunk_rows, end = chunk_end < row + n ? chunk_end : row + n;
+		if (hash_block(r, ch, (const char *)b->src + (at - row) * pt->row_bytes, (size_t)((end - at) * pt->row_bytes),
+			       end == chunk_end || end == pt->n_rows))
 			return r->err.code;
+		at = end;
 	}
 	double t0 = mq_comm_time();
 	if (t->dtype != MQ_DTYPE_F32)

@@ -168,4 +168,35 @@ fi
 end_run
 rm -f "$X" "$O"/.x*
 
+
+# A model folder with packed zero points (int4-asym per channel: a word holds 8 rows' zero points)
+# and tensors of several units: SIGTERM once 10 of its 15 units are journaled keeps the partial folder; the
+# rerun verifies all 3 (none redone: their packed zero points are checked at their own offset) and
+# gives the uninterrupted folder, file for file.
+FD="$WORK/fd"
+mkdir -p "$FD"
+"$MQ_PYTHON" "$MQ_SCRIPTS/make_hf_model.py" --dtype F32 --hidden 1024 --intermediate 8192 --layers 1 "$FD/in" \
+    >/dev/null || fail "folder input not made"
+mq 2 "$FD/in" -s int4-asym --group-size channel -o "$FD/ref" -q || fail "folder reference run: $(head -c 300 "$WORK/last.err")"
+X="$FD/x"
+start 10 2 "$FD/in" -s int4-asym --group-size channel -o "$X" -q
+if [ "$STOPPED" = 1 ]; then
+    p0=$(pid_of 0)
+    kill -TERM $(all_pids)
+    kill -CONT "$p0" 2>/dev/null
+    end_run
+    [ $RC -ne 0 ] && [ -d "$FD/.x.tmp" ] && [ -f "$FD/.x.tmp.journal" ] && [ ! -e "$X" ] &&
+        pass "folder, SIGTERM after 10 units: exit $RC, the partial folder and its journal kept" ||
+        fail "folder, SIGTERM after 10 units: exit $RC, left: $(ls -A "$FD" | tr '\n' ' ')"
+    mq 2 "$FD/in" -s int4-asym --group-size channel -o "$X"
+    rc=$?
+    k=$(resumed)
+    [ $rc -eq 0 ] && [ "${k:-0}" -eq 10 ] && pass "folder rerun: every journaled unit verified (10), exit 0" ||
+        fail "folder rerun: exit $rc, resumed '${k:-no resuming line}' of the 10 journaled units"
+    diff -r "$X" "$FD/ref" >/dev/null && pass "folder rerun = uninterrupted run, file for file" ||
+        fail "folder rerun differs from the uninterrupted run"
+    [ "$(ls -A "$FD" | tr '\n' ' ')" = "in ref x " ] && pass "folder rerun left nothing else" ||
+        fail "folder rerun left: $(ls -A "$FD" | tr '\n' ' ')"
+fi
+end_run
 finish

@@ -198,6 +198,15 @@ out f32-bf16                1234 safetensors f32.safetensors -s bf16
 out f16-int8-asym-tensor    13   safetensors f16.safetensors -s int8-asym -g tensor
 out f16-bf16                13   safetensors f16.safetensors -s bf16
 out bf16-int8               13   safetensors bf16.safetensors
+# the low-bit rows: pack-quantized groups (scales in the model's dtype), fp8, the MSE range search
+out f32-int4-keep-unfit     1234 safetensors f32.safetensors -s int4 --keep-unfit
+out bf16-int4-asym-g32      13   safetensors bf16.safetensors -s int4-asym --group-size 32
+out f16-w8a16-channel       13   safetensors f16.safetensors -s w8a16 --group-size channel
+out f32-w8a16-asym-g64      13   safetensors f32.safetensors -s w8a16-asym --group-size 64
+out bf16-fp8                13   safetensors bf16.safetensors -s fp8
+out f32-fp8-tensor          13   safetensors f32.safetensors -s fp8 -g tensor
+out f32-int4-g32-clip       13   safetensors f32.safetensors -s int4 --group-size 32 --clip mse
+out f32-int4-asym-clip-pt   13   pt          f32.safetensors -s int4-asym --group-size 32 --clip mse
 out bf16-int8-tensor        13   safetensors bf16.safetensors -g tensor
 out bf16-fp16               13   safetensors bf16.safetensors -s fp16
 out pt-f32-int8             1234 pt          f32.safetensors
@@ -252,6 +261,8 @@ out cal-minmax              13   safetensors f32.safetensors -c "$CAL" --observe
 out cal-percentile-99.9     13   safetensors f32.safetensors -c "$CAL" --observer percentile:99.9
 out cal-mse                 13   safetensors f32.safetensors -c "$CAL" --observer mse
 out cal-entropy             13   safetensors f32.safetensors -c "$CAL" --observer entropy
+out cal-fp8                 13   safetensors f32.safetensors -c "$CAL" -s fp8
+out cal-int4-channel        13   safetensors f32.safetensors -c "$CAL" -s int4 --group-size channel
 out cal-act-asym            13   safetensors f32.safetensors -c "$CAL" --act int8-asym
 out cal-act-none            13   safetensors f32.safetensors -c "$CAL" --act none
 out cal-samples-16          13   safetensors f32.safetensors -c "$CAL" --calib-samples 16
@@ -274,8 +285,8 @@ dflt dflt-bin-fp16        13 model-sd.bin model-sd.fp16.pt -s fp16
 
 # Each run in a folder of its own: job.json and the two inputs whose outputs go beside them
 # (default names); the others come from $IN through relative paths. defaults: int8-asym,
-# exclude up_proj, budget 64. "cal-4m" fails (its calibrated Conv layer needs more than 4 MiB):
-# the zoo report's failure row is pinned too.
+# exclude up_proj, budget 64. "unfit" fails (int4's groups of 128 do not divide its 64 inputs):
+# the zoo report's failure row is pinned too; "cal-4m" runs its calibrated layers in 4 MiB.
 job_dir() {
     local d=$1
     mkdir -p "$d/out"
@@ -292,6 +303,8 @@ job_dir() {
      "options": {"scheme": "int8", "observer": "mse", "memory-budget": 256, "no_checksum": true}},
     {"name": "cal-4m", "input": "../in/bf16.safetensors", "output": "out/cal-4m.safetensors",
      "calib": "../in/calib.h5", "options": {"memory_budget": 4}},
+    {"name": "unfit", "input": "../in/bf16.safetensors", "output": "out/unfit.safetensors",
+     "options": {"scheme": "int4"}},
     {"name": "shard", "input": "../in/shard/model.safetensors.index.json", "output": "out/shard.safetensors",
      "options": {"scheme": "bf16"}},
     {"input": "model-sd.pt", "options": {"include": ["conv", "blocks"], "no_default_excludes": true}}
@@ -299,7 +312,7 @@ job_dir() {
 }
 EOF
 }
-JOB_FILES="a:a.int8-asym.safetensors bee:out/bee.pt cal:out/cal.safetensors shard:out/shard.safetensors
+JOB_FILES="a:a.int8-asym.safetensors bee:out/bee.pt cal:out/cal.safetensors cal-4m:out/cal-4m.safetensors shard:out/shard.safetensors
     model-sd:model-sd.int8-asym.pt report-json:report.json report-md:report.md"   # CASE:FILE
 # Times are masked in the zoo report: "time_s" in the JSON, the last column of the Markdown table.
 mask_times() {

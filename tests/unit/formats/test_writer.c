@@ -182,6 +182,32 @@ static void test_writer_select_by_extension(void **state)
 	assert_string_equal(list, ".safetensors, .pt, .pth, .bin, a folder (a name without an extension, or ending in /), .raw");
 }
 
+/*
+ * The model folder's shards: at most max_shard bytes of tensors each, cut in name order, and a
+ * module's tensors never part (a.weight, 32 bytes, and a.weight_scale, 16, share a shard even
+ * at 40 bytes a shard; b, 6 bytes, gets the next). One shard has no number.
+ */
+static void test_writer_folder_shards_keep_modules_whole(void **state)
+{
+	(void)state;
+	static const struct { uint64_t max; int n; int of[N_OUT]; } cases[] = {
+		{ 0, 1, { 0, 0, 0 } }, { 1000, 1, { 0, 0, 0 } }, { 54, 1, { 0, 0, 0 } },
+		{ 48, 2, { 0, 0, 1 } }, { 40, 2, { 0, 0, 1 } }, { 1, 2, { 0, 0, 1 } },
+	};
+	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		struct mq_out_files f;
+		struct mq_error err = { 0 };
+		assert_int_equal(mq_writer_hf.layout(outs, N_OUT, RESERVE, cases[c].max, &f, &err), 0);
+		assert_int_equal(f.n_files, cases[c].n);
+		for (int o = 0; o < N_OUT; o++)
+			assert_int_equal(f.file_of[o], cases[c].of[o]);
+		assert_string_equal(f.names[0], cases[c].n == 1 ? "model.safetensors" : "model-00001-of-00002.safetensors");
+		if (cases[c].n == 2)
+			assert_string_equal(f.names[1], "model-00002-of-00002.safetensors");
+		mq_writer_hf.release(&f);
+	}
+}
+
 /* A header longer than its reservation is a bug of the caller, reported, never written past. */
 static void test_writer_refuses_metadata_past_its_reservation(void **state)
 {
@@ -206,6 +232,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_writer_rows_keep_the_contract),
 		cmocka_unit_test(test_writer_select_by_extension),
+		cmocka_unit_test(test_writer_folder_shards_keep_modules_whole),
 		cmocka_unit_test(test_writer_refuses_metadata_past_its_reservation),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
