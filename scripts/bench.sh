@@ -39,8 +39,8 @@ PARTS=${MQ_BENCH_PARTS:-weights lowbit pt calib}
 gbps_of() { "$PY" -c 'import json, sys; r = json.load(open(sys.argv[1]))
 print("%.3f %.1f" % (r["input_gb_per_s"], max(q["peak_rss_bytes"] for q in r["per_rank"]) / 2**20))' "$1"; }
 case " $PARTS " in *" weights "*) ;; *) DTYPES="" ;; esac
-printf '%-6s %-3s %-8s %8s %8s %12s  %-16s  %s\n' model n mode "GB/s" "x copy" "peak RSS MiB" "output sha256" \
-    "time split (slowest rank)"
+[ -n "${DTYPES-x}" ] && printf '%-6s %-3s %-8s %8s %8s %12s  %-16s  %s\n' model n mode "GB/s" "x copy" \
+    "peak RSS MiB" "output sha256" "time split (slowest rank)"
 for dtype in ${DTYPES-F32 BF16}; do
     model="$DIR/bench-$dtype.safetensors"
     [ -f "$model" ] || "$PY" "$ROOT/scripts/make_model.py" "$model" --dtype "$dtype" --size-mib "$SIZE" \
