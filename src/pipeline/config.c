@@ -129,7 +129,5 @@ void mq_options_json(const struct mq_options *o, struct mq_buf *b)
 			    acts == MQ_ACTS_NONE ? "none" : acts == MQ_ACTS_FP8 ? "fp8" : o->act_asymmetric ? "int8-asym" : "int8",
 			    (unsigned long long)o->calib_samples, o->calib_weights_only ? "weights-only" : "error");
 	}
-	if (o->folder_output) /* the shards a folder is cut into */
-		mq_buf_addf(b, ",\"max_shard_size\":%llu", (unsigned long long)o->max_shard);
 	mq_buf_adds(b, "}");
 }

@@ -28,6 +28,9 @@ static void compute_identity(struct run *r)
 	mq_buf_addf(&b, "mq-dist partial 1\nversion %s\nformat %s\nunits %d\nsize %llu\noptions ", MQ_VERSION,
 		    r->writer->name, r->plan.n_units, (unsigned long long)r->out_size);
 	mq_options_json(r->opt, &b);
+	/* the output's files: a folder's shards (--max-shard-size is not in the options: it changes no byte) */
+	for (int f = 0; f < r->files.n_files; f++)
+		mq_buf_addf(&b, "\nout %d %llu", f, (unsigned long long)r->files.file_size[f]);
 	for (int f = 0; f < r->man.n_files; f++) {
 		struct stat st;
 		memset(&st, 0, sizeof(st));

@@ -450,7 +450,7 @@ def ct_numeric(rep, in_dir, shards, scheme, group_size, keep):
                 f.write(b)
         a = argparse.Namespace(input=inp, output=merged, scheme=scheme, group_size=group_size,
                                granularity="channel", input_scale=False, no_default_excludes=False,
-                               exclude=list(keep))
+                               exclude=list(keep), clip="minmax", max_shard_size=None, self_test=False)
         r = ct_check.run(a)
     if r is None:
         rep.check(False, "ct_check could not read the merged shards")
@@ -550,8 +550,16 @@ def cmd_hub(a):
 
 
 def cmd_max_shard(a):
+    # The largest tensor bytes of a shard holding more than one module: a limit from there up to
+    # the one that cut the folder gives the same shards, as mq-dist closes a shard when the next
+    # module does not fit (a module larger than the limit, alone in its shard, does not count).
     top = sorted(f for f in os.listdir(a.dir) if SHARD_RE.match(f) or f == "model.safetensors")
-    print(max(Shard(os.path.join(a.dir, f)).data_bytes() for f in top))
+    sizes = []
+    for f in top:
+        sh = Shard(os.path.join(a.dir, f))
+        modules = {t.rsplit(".", 1)[0] for t in sh.tensors}
+        sizes.append((len(modules) > 1, sh.data_bytes()))
+    print(max(b for multi, b in sizes if multi) if any(m for m, _ in sizes) else max(b for _, b in sizes))
     return 0
 
 

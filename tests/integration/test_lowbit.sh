@@ -6,6 +6,9 @@
 # exact, SQNR to 1e-3 dB, tensor names, untouched tensors byte for byte).  Error cases: a layer
 # whose in is not divisible by the group size fails, names the tensor and leaves no output.
 . "$(dirname "$0")/lib.sh"
+# One machine needs no munge authentication between mpirun and its ranks (where munge is
+# installed but its daemon is down, PMIx retries it for 2 s at every start).
+export PMIX_MCA_psec=native
 CT="$HERE/ct_check.py"
 MAKE_HF="$MQ_SCRIPTS/make_hf_model.py"
 
