@@ -55,21 +55,42 @@ int folder_check_output(struct run *r)
 	return 0;
 }
 
-/* The fused family of a weight ("P.q_proj.weight" -> "P.qkv"), or NULL. */
-static const char *fused_family(const char *name, size_t *stem)
+/* The weights vLLM fuses into one layer, by family: q/k/v into qkv_proj, gate/up into gate_up_proj. */
+static const char *const fused[][3] = { { "q_proj.weight", "k_proj.weight", "v_proj.weight" },
+					{ "gate_proj.weight", "up_proj.weight", NULL } };
+#define N_FUSED ((int)(sizeof(fused) / sizeof(fused[0])))
+
+/* The family of a weight ("P.k_proj.weight": 0, with the length of "P." in *stem), or -1. */
+static int fused_family(const char *name, size_t *stem)
 {
-	static const char *const members[][2] = { { "q_proj.weight", "qkv" }, { "k_proj.weight", "qkv" },
-						  { "v_proj.weight", "qkv" }, { "gate_proj.weight", "gate_up" },
-						  { "up_proj.weight", "gate_up" } };
 	size_t n = strlen(name);
-	for (size_t k = 0; k < sizeof(members) / sizeof(members[0]); k++) {
-		size_t m = strlen(members[k][0]);
-		if (n >= m && strcmp(name + n - m, members[k][0]) == 0 && (n == m || name[n - m - 1] == '.')) {
-			*stem = n - m;
-			return members[k][1];
+	for (int f = 0; f < N_FUSED; f++)
+		for (int k = 0; k < 3 && fused[f][k]; k++) {
+			size_t m = strlen(fused[f][k]);
+			if (n >= m && strcmp(name + n - m, fused[f][k]) == 0 && (n == m || name[n - m - 1] == '.')) {
+				*stem = n - m;
+				return f;
+			}
 		}
+	return -1;
+}
+
+/* The first sibling of weight i (a later tensor of its family, by name lookup) whose fate differs, or -1. */
+static int split_sibling(const struct run *r, int i)
+{
+	const struct mq_manifest *m = &r->man;
+	size_t stem;
+	int f = fused_family(m->tensors[i].name, &stem);
+	for (int k = 0; f >= 0 && k < 3 && fused[f][k]; k++) {
+		struct mq_buf b = MQ_BUF_INIT;
+		mq_buf_add(&b, m->tensors[i].name, stem);
+		mq_buf_adds(&b, fused[f][k]);
+		int j = mq_buf_ok(&b) ? mq_manifest_find(m, b.data) : -1;
+		mq_buf_release(&b);
+		if (j > i && r->plan.tensors[j].action != r->plan.tensors[i].action)
+			return j;
 	}
-	return NULL;
+	return -1;
 }
 
 /* A scheme and options whose folder vLLM would refuse or misread (LOWBIT.md A.1, A.4). */
@@ -110,20 +131,14 @@ int folder_check_plan(struct run *r)
 			return err->code;
 	}
 	for (int i = 0; i < m->n_tensors; i++) {
-		size_t si, sj;
-		const char *fi = fused_family(m->tensors[i].name, &si);
-		for (int j = i + 1; fi && j < m->n_tensors; j++) {
-			const char *fj = fused_family(m->tensors[j].name, &sj);
-			if (!fj || strcmp(fi, fj) != 0 || si != sj || strncmp(m->tensors[i].name, m->tensors[j].name, si) != 0)
-				continue;
-			const struct mq_plan_tensor *a = &r->plan.tensors[i], *b = &r->plan.tensors[j];
-			if (a->action != b->action)
-				return mq_fail(err, MQ_ERR_USAGE,
-					"'%s' is %s but '%s' is %s (%s): vLLM fuses them into one layer, which takes one scheme; quantize both or neither (check --include, --exclude and --keep-unfit)",
-					m->tensors[i].name, a->action == MQ_ACT_QUANT ? "quantized" : "kept",
-					m->tensors[j].name, b->action == MQ_ACT_QUANT ? "quantized" : "kept",
-					a->action == MQ_ACT_QUANT ? b->reason : a->reason);
-		}
+		int j = split_sibling(r, i);
+		if (j < 0)
+			continue;
+		const struct mq_plan_tensor *a = &r->plan.tensors[i], *b = &r->plan.tensors[j];
+		return mq_fail(err, MQ_ERR_USAGE,
+			"'%s' is %s but '%s' is %s (%s): vLLM fuses them into one layer, which takes one scheme; quantize both or neither (check --include, --exclude and --keep-unfit)",
+			m->tensors[i].name, a->action == MQ_ACT_QUANT ? "quantized" : "kept", m->tensors[j].name,
+			b->action == MQ_ACT_QUANT ? "quantized" : "kept", a->action == MQ_ACT_QUANT ? b->reason : a->reason);
 	}
 	return 0;
 }
