@@ -498,25 +498,15 @@ static int print_json(const char *path, const struct mq_manifest *m, const struc
 }
 
 /* A model folder's config.json, whole (it is small: at most MQ_MAX_HEADER_BYTES). */
-static int read_config(const struct mq_hf_folder *f, struct mq_buf *b, struct mq_error *err)
+static int read_config(const struct mq_hf_folder *f, char **text, size_t *len, struct mq_error *err)
 {
 	struct mq_buf path = MQ_BUF_INIT;
 	mq_buf_addf(&path, "%s/config.json", f->dir);
-	int fd = mq_buf_ok(&path) ? open(path.data, O_RDONLY | O_CLOEXEC) : -1;
-	char buf[65536];
-	for (uint64_t pos = 0; fd >= 0 && b->len <= MQ_MAX_HEADER_BYTES;) {
-		size_t got = 0;
-		int rc = mq_pread_full(fd, buf, sizeof(buf), pos, &got);
-		mq_buf_add(b, buf, got);
-		pos += got;
-		if (rc || got < sizeof(buf))
-			break;
-	}
-	int rc = fd < 0 ? mq_fail(err, MQ_ERR_INPUT, "cannot read '%s': %s", path.data ? path.data : "config.json",
-				  strerror(errno))
-			: !mq_buf_ok(b) ? mq_fail(err, MQ_ERR_INTERNAL, "out of memory") : 0;
-	if (fd >= 0)
-		close(fd);
+	int rc = !mq_buf_ok(&path) ? mq_fail(err, MQ_ERR_INTERNAL, "out of memory") : 0;
+	if (!rc && mq_read_small(path.data, MQ_MAX_HEADER_BYTES, text, len))
+		rc = mq_fail(err, errno == ENOMEM ? MQ_ERR_INTERNAL : MQ_ERR_INPUT, "cannot read '%s': %s", path.data,
+			     errno == EFBIG ? "larger than 1 GiB, not a model's config" : errno ? strerror(errno)
+											 : "it ended early");
 	mq_buf_release(&path);
 	return rc;
 }
@@ -530,13 +520,15 @@ int mq_inspect(const struct mq_options *o, FILE *out, struct mq_error *err)
 		return mq_calib_inspect(o->input, &o->observer, !o->act_asymmetric, o->calib_samples, out, err);
 	}
 	struct mq_hf_folder folder;
-	struct mq_buf weights = MQ_BUF_INIT, config = MQ_BUF_INIT;
+	struct mq_buf weights = MQ_BUF_INIT;
+	char *config = NULL;
+	size_t config_len = 0;
 	struct stat st;
 	int is_folder = stat(o->input, &st) == 0 && S_ISDIR(st.st_mode), rc = 0;
 	memset(&folder, 0, sizeof(folder));
 	if (is_folder && !(rc = mq_hf_folder_scan(o->input, &folder, err))) {
 		mq_buf_addf(&weights, "%s/%s", folder.dir, folder.index ? folder.index : folder.shards[0]);
-		rc = read_config(&folder, &config, err);
+		rc = read_config(&folder, &config, &config_len, err);
 	}
 	struct mq_manifest m;
 	memset(&m, 0, sizeof(m));
@@ -556,11 +548,11 @@ int mq_inspect(const struct mq_options *o, FILE *out, struct mq_error *err)
 	else if (!rc)
 		print_text(o->input, &m, fi, o->verbose, out);
 	if (!rc && is_folder && !o->json)
-		rc = mq_inspect_folder(&folder, &m, config.data, config.len, out, err);
+		rc = mq_inspect_folder(&folder, &m, config, config_len, out, err);
 	if (is_folder)
 		mq_hf_folder_release(&folder);
 	mq_buf_release(&weights);
-	mq_buf_release(&config);
+	free(config);
 	for (int f = 0; f < n_loaded; f++)
 		file_info_release(&fi[f]);
 	free(fi);

@@ -15,4 +15,12 @@
  */
 int mq_pread_full(int fd, void *buf, size_t n, uint64_t pos, size_t *done);
 
+/*
+ * The whole of the file at path, at most max bytes, into *text (malloc'd,
+ * NUL-terminated, *len bytes before the NUL; the caller frees it). 0, or -1
+ * with errno: the open's or read's, EFBIG when larger than max, ENOMEM, or 0
+ * when the file ended before its size (it shrank while read).
+ */
+int mq_read_small(const char *path, size_t max, char **text, size_t *len);
+
 #endif

@@ -154,30 +154,15 @@ static int list_names(const char *path, struct strlist *names, struct mq_error *
 /* The whole of file path (at most max bytes) into a malloc'd buffer. */
 static int read_small(const char *path, size_t max, char **text, size_t *len, struct mq_error *err)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return mq_fail(err, MQ_ERR_INPUT, "cannot open '%s': %s", path, strerror(errno));
-	struct stat st;
-	int rc = 0;
-	*text = NULL;
-	if (fstat(fd, &st))
-		rc = mq_fail(err, MQ_ERR_INPUT, "cannot read '%s': %s", path, strerror(errno));
-	else if ((uint64_t)st.st_size > max)
-		rc = mq_fail(err, MQ_ERR_INPUT,
+	if (!mq_read_small(path, max, text, len))
+		return 0;
+	if (errno == EFBIG)
+		return mq_fail(err, MQ_ERR_INPUT,
 			"'%s' is larger than %zu MiB, the limit of mq-dist (MQ_INDEX_MAX_BYTES in src/core/bounds.h); it is not a Hugging Face shard index, or one for more tensors than mq-dist reads",
 			path, max >> 20);
-	else if (!(*text = malloc((size_t)st.st_size + 1)))
-		rc = nomem(err);
-	else if (mq_pread_full(fd, *text, (size_t)st.st_size, 0, NULL))
-		rc = mq_fail(err, MQ_ERR_INPUT, "cannot read '%s': %s", path, errno ? strerror(errno) : "it ended early");
-	close(fd);
-	if (rc) {
-		free(*text);
-		*text = NULL;
-		return rc;
-	}
-	*len = (size_t)st.st_size;
-	return 0;
+	if (errno == ENOMEM)
+		return nomem(err);
+	return mq_fail(err, MQ_ERR_INPUT, "cannot read '%s': %s", path, errno ? strerror(errno) : "it ended early");
 }
 
 /* The shard file names an index's weight_map names, each once, sorted. */

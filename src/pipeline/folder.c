@@ -171,8 +171,6 @@ static int write_new(struct run *r, const char *name, const char *p, size_t n)
 	return r->err.code;
 }
 
-#define COPY_BLOCK (1u << 20)
-
 /* Copies file rel of the input folder into the partial folder, byte for byte. */
 static int copy_file(struct run *r, const char *rel)
 {
@@ -233,33 +231,25 @@ static int quant_config(struct run *r, cJSON **qc, char ***names)
 }
 
 /* config.json: the input's, with the scheme's quantization_config (a cast's is copied as it is). */
-static int write_config(struct run *r, unsigned char *buf)
+static int write_config(struct run *r)
 {
 	if (!mq_scheme_get(r->plan.scheme)->granularities)
 		return copy_file(r, "config.json");
-	struct mq_buf in = MQ_BUF_INIT, out = MQ_BUF_INIT, path = MQ_BUF_INIT;
+	struct mq_buf out = MQ_BUF_INIT, path = MQ_BUF_INIT;
 	cJSON *qc = NULL;
-	char **names = NULL;
+	char **names = NULL, *in = NULL;
+	size_t len = 0;
 	mq_buf_addf(&path, "%s/config.json", r->hf->dir);
-	int fd = mq_buf_ok(&path) ? open(path.data, O_RDONLY | O_CLOEXEC) : -1;
-	if (fd < 0)
-		mq_fail(&r->err, MQ_ERR_INPUT, "cannot read '%s': %s", path.data ? path.data : "config.json", strerror(errno));
-	for (uint64_t pos = 0; fd >= 0;) {
-		size_t got = 0;
-		int rc = mq_pread_full(fd, buf, COPY_BLOCK, pos, &got);
-		mq_buf_add(&in, buf, got);
-		pos += got;
-		if (rc || got < COPY_BLOCK || in.len > MQ_MAX_HEADER_BYTES)
-			break;
-	}
-	if (fd >= 0)
-		close(fd);
-	if (!r->err.code && !quant_config(r, &qc, &names) &&
-	    !mq_hf_config_rewrite(in.data ? in.data : "", in.len, qc, &out, &r->err))
+	if (!mq_buf_ok(&path))
+		mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
+	else if (mq_read_small(path.data, MQ_MAX_HEADER_BYTES, &in, &len))
+		mq_fail(&r->err, errno == ENOMEM ? MQ_ERR_INTERNAL : MQ_ERR_INPUT, "cannot read '%s': %s", path.data,
+			errno == EFBIG ? "larger than 1 GiB, not a model's config" : errno ? strerror(errno) : "it ended early");
+	if (!r->err.code && !quant_config(r, &qc, &names) && !mq_hf_config_rewrite(in, len, qc, &out, &r->err))
 		write_new(r, "config.json", out.data, out.len);
 	cJSON_Delete(qc);
 	release_names(names);
-	mq_buf_release(&in);
+	free(in);
 	mq_buf_release(&out);
 	mq_buf_release(&path);
 	return r->err.code;
@@ -286,12 +276,8 @@ static int write_index(struct run *r)
 
 int output_folder_finish(struct run *r)
 {
-	unsigned char *buf = malloc(COPY_BLOCK);
-	if (!buf)
-		return mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
-	if (!write_config(r, buf) && !write_index(r))
+	if (!write_config(r) && !write_index(r))
 		for (size_t i = 0; i < r->hf->n_copy && !r->err.code; i++)
 			copy_file(r, r->hf->copy[i]);
-	free(buf);
 	return r->err.code;
 }
