@@ -179,36 +179,25 @@ static int hf_layout(const struct mq_out_tensor *out, int n_out, uint64_t meta_r
 	return 0;
 }
 
-/* One shard's header: its metadata, then its tensors' entries, padded to the reservation. */
+/* One shard's first bytes: its header (the metadata, then its tensors' entries), framed to its reservation. */
 static int shard_header(const struct mq_out_tensor *out, const struct mq_out_files *f, int i, const char *meta,
 			size_t meta_len, struct mq_buf *b, struct mq_error *err)
 {
 	const struct hf_state *s = f->state;
-	unsigned char prefix[PREFIX];
-	for (int k = 0; k < PREFIX; k++)
-		prefix[k] = (unsigned char)(s->reserve[i] >> (8 * k));
-	mq_buf_add(b, prefix, PREFIX);
-	mq_buf_adds(b, "{\"__metadata__\":");
-	mq_buf_add(b, meta, meta_len);
+	struct mq_buf h = MQ_BUF_INIT;
+	mq_buf_adds(&h, "{\"__metadata__\":");
+	mq_buf_add(&h, meta, meta_len);
 	for (int k = s->first[i]; k < s->first[i + 1]; k++) {
 		const struct mq_out_tensor *t = &out[s->order[k]];
 		uint64_t at = s->data_at[s->order[k]];
-		mq_buf_adds(b, ",");
-		mq_buf_add_json_str(b, t->name);
-		mq_buf_addf(b, ":{\"dtype\":\"%s\",\"shape\":[", mq_dtype_name(t->dtype));
-		for (int d = 0; d < t->ndim; d++)
-			mq_buf_addf(b, d ? ",%llu" : "%llu", (unsigned long long)t->shape[d]);
-		mq_buf_addf(b, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)at,
-			    (unsigned long long)(at + t->end - t->begin));
+		mq_buf_adds(&h, ",");
+		mq_st_entry_json(&h, t, at, at + t->end - t->begin);
 	}
-	mq_buf_adds(b, "}");
-	if (!mq_buf_ok(b))
-		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
-	if (b->len - PREFIX > s->reserve[i])
-		return mq_fail(err, MQ_ERR_INTERNAL, "shard header exceeds its reservation");
-	while (mq_buf_ok(b) && b->len - PREFIX < s->reserve[i])
-		mq_buf_add(b, " ", 1);
-	return mq_buf_ok(b) ? 0 : mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+	mq_buf_adds(&h, "}");
+	int rc = mq_buf_ok(&h) ? mq_st_frame(b, h.data, h.len, s->reserve[i], err)
+			       : mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+	mq_buf_release(&h);
+	return rc;
 }
 
 static int hf_finish(const struct mq_out_files *f, const struct mq_out_tensor *out, const char *meta,

@@ -28,23 +28,39 @@ static int st_layout(const struct mq_out_tensor *out, int n_out, uint64_t meta_r
 	return 0;
 }
 
+void mq_st_entry_json(struct mq_buf *b, const struct mq_out_tensor *t, uint64_t begin, uint64_t end)
+{
+	mq_buf_add_json_str(b, t->name);
+	mq_buf_addf(b, ":{\"dtype\":\"%s\",\"shape\":[", mq_dtype_name(t->dtype));
+	for (int d = 0; d < t->ndim; d++)
+		mq_buf_addf(b, d ? ",%llu" : "%llu", (unsigned long long)t->shape[d]);
+	mq_buf_addf(b, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)begin, (unsigned long long)end);
+}
+
+int mq_st_frame(struct mq_buf *b, const char *header, size_t len, uint64_t reserve, struct mq_error *err)
+{
+	if (len > reserve)
+		return mq_fail(err, MQ_ERR_INTERNAL, "header exceeds its reservation");
+	unsigned char prefix[PREFIX];
+	for (int i = 0; i < PREFIX; i++)
+		prefix[i] = (unsigned char)(reserve >> (8 * i));
+	mq_buf_add(b, prefix, PREFIX);
+	mq_buf_add(b, header, len);
+	while (mq_buf_ok(b) && b->len < PREFIX + reserve)
+		mq_buf_add(b, " ", 1);
+	return mq_buf_ok(b) ? 0 : mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+}
+
 /* The prefix, then the header padded with spaces to its reservation. */
 static int st_finish(const struct mq_out_files *f, const struct mq_out_tensor *out, const char *meta,
-			size_t meta_len, const uint32_t *crc, mq_write_fn write, void *ctx, struct mq_error *err)
+		     size_t meta_len, const uint32_t *crc, mq_write_fn write, void *ctx, struct mq_error *err)
 {
 	(void)out; /* the header came whole from the pipeline */
 	(void)crc;
-	if (meta_len > f->meta_reserve)
-		return mq_fail(err, MQ_ERR_INTERNAL, "header exceeds its reservation");
 	struct mq_buf b = MQ_BUF_INIT;
-	unsigned char prefix[PREFIX];
-	for (int i = 0; i < PREFIX; i++)
-		prefix[i] = (unsigned char)(f->meta_reserve >> (8 * i));
-	mq_buf_add(&b, prefix, PREFIX);
-	mq_buf_add(&b, meta, meta_len);
-	while (mq_buf_ok(&b) && b.len - PREFIX < f->meta_reserve)
-		mq_buf_add(&b, " ", 1);
-	int rc = mq_buf_ok(&b) ? write(ctx, 0, 0, b.data, b.len, err) : mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+	int rc = mq_st_frame(&b, meta, meta_len, f->meta_reserve, err);
+	if (!rc)
+		rc = write(ctx, 0, 0, b.data, b.len, err);
 	mq_buf_release(&b);
 	return rc;
 }

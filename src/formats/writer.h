@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "buf.h"
 #include "layout.h"
 #include "status.h"
 
@@ -69,6 +70,15 @@ void mq_writer_extensions(char *buf, size_t cap);
 const char *mq_path_extension(const char *path);
 /* The i-th row, NULL past the end (help text, tests). */
 const struct mq_writer *mq_writer_get(int i);
+
+/* A safetensors header entry of t with its data at [begin, end): "name":{"dtype":..,"shape":..,"data_offsets":..}. */
+void mq_st_entry_json(struct mq_buf *b, const struct mq_out_tensor *t, uint64_t begin, uint64_t end);
+/*
+ * A safetensors file's first bytes into b: the 8-byte little-endian length
+ * reserve, then the header's len bytes padded with spaces to reserve
+ * (MQ_ERR_INTERNAL when longer: the reservation is a bound).
+ */
+int mq_st_frame(struct mq_buf *b, const char *header, size_t len, uint64_t reserve, struct mq_error *err);
 
 /* Allocates the per-tensor arrays of one file of f (layout helpers of the rows). */
 int mq_out_files_alloc(struct mq_out_files *f, int n_out, struct mq_error *err);

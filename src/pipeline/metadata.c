@@ -338,13 +338,8 @@ int mq_metadata_header(const struct mq_manifest *m, const struct mq_plan *p, con
 	mq_buf_adds(b, "{\"__metadata__\":");
 	metadata_object(m, p, o, res, calib_digest, b);
 	for (int k = 0; k < p->n_out; k++) {
-		const struct mq_out_tensor *t = &p->out[k];
 		mq_buf_adds(b, ",");
-		mq_buf_add_json_str(b, t->name);
-		mq_buf_addf(b, ":{\"dtype\":\"%s\",\"shape\":", mq_dtype_name(t->dtype));
-		shape_json(b, t->shape, t->ndim);
-		mq_buf_addf(b, ",\"data_offsets\":[%llu,%llu]}", (unsigned long long)t->begin,
-			    (unsigned long long)t->end);
+		mq_st_entry_json(b, &p->out[k], p->out[k].begin, p->out[k].end);
 	}
 	mq_buf_adds(b, "}");
 	return pad(b, pad_to, err);
