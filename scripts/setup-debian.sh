@@ -4,7 +4,7 @@ set -euo pipefail
 PACKAGES=(
     build-essential cmake pkg-config
     openmpi-bin libopenmpi-dev libhdf5-openmpi-dev
-    libcjson-dev libcmocka-dev libssl-dev zlib1g-dev libopenblas-serial-dev
+    libcjson-dev libcmocka-dev libssl-dev zlib1g-dev libopenblas-serial-dev liblapacke-dev
     python3-numpy python3-torch python3-h5py
     clang libclang-rt-14-dev llvm
 )

@@ -1,6 +1,7 @@
 #include "linalg.h"
 
 #include <cblas.h>
+#include <lapacke.h>
 
 void mq_linalg_init(void)
 {
@@ -41,4 +42,37 @@ void mq_linalg_gemm_sums(const float *x, const float *xh, const float *w, const 
 		acc->noise_w += e1 * e1;
 		acc->noise_wa += e2 * e2;
 	}
+}
+
+void mq_linalg_syrk_add(float *h, uint64_t n, const float *x, uint64_t m)
+{
+	cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)n, (int)m, 1.0f, x, (int)n, 1.0f, h, (int)n);
+}
+
+/*
+ * The row-major upper triangle is, read column-major, the lower one: the
+ * column-major 'L' routines work on it in place (LAPACKE's row-major entry
+ * points would transpose the whole matrix into a copy).
+ */
+int mq_linalg_inverse_factor(float *a, uint64_t n)
+{
+	lapack_int k = (lapack_int)n;
+	if (LAPACKE_spotrf(LAPACK_COL_MAJOR, 'L', k, a, k) != 0 || LAPACKE_spotri(LAPACK_COL_MAJOR, 'L', k, a, k) != 0 ||
+	    LAPACKE_spotrf(LAPACK_COL_MAJOR, 'L', k, a, k) != 0)
+		return 1;
+	return 0;
+}
+
+void mq_linalg_gemm_sub(const float *a, uint64_t lda, const float *b, uint64_t ldb, float *c, uint64_t ldc,
+			uint64_t m, uint64_t n, uint64_t k)
+{
+	if (!m || !n || !k)
+		return;
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n, (int)k, -1.0f, a, (int)lda, b, (int)ldb,
+		    1.0f, c, (int)ldc);
+}
+
+void mq_linalg_symm_lower(const float *s, uint64_t m, const float *h, uint64_t n, float *y)
+{
+	cblas_ssymm(CblasRowMajor, CblasRight, CblasLower, (int)m, (int)n, 1.0f, h, (int)n, s, (int)n, 0.0f, y, (int)n);
 }

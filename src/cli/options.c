@@ -8,10 +8,11 @@
 #include <strings.h>
 
 #include "buf.h"
+#include "options_method.h"
 
 
 enum opt_id {
-	OPT_OUTPUT, OPT_SCHEME, OPT_GRANULARITY, OPT_GROUP_SIZE, OPT_CLIP, OPT_KEEP_UNFIT, OPT_MAX_SHARD, OPT_INCLUDE, OPT_EXCLUDE, OPT_NO_DEFAULT_EXCLUDES,
+	OPT_OUTPUT, OPT_SCHEME, OPT_GRANULARITY, OPT_GROUP_SIZE, OPT_CLIP, OPT_METHOD, OPT_DAMP, OPT_BLOCK_SIZE, OPT_ACTORDER, OPT_GPTQ_SCALES, OPT_KEEP_UNFIT, OPT_MAX_SHARD, OPT_INCLUDE, OPT_EXCLUDE, OPT_NO_DEFAULT_EXCLUDES,
 	OPT_FORCE, OPT_DRY_RUN, OPT_REPORT, OPT_BUDGET, OPT_NO_SYNC, OPT_NO_CHECKSUM, OPT_OBSERVER, OPT_ACT, OPT_CALIB_SAMPLES, OPT_CALIB, OPT_CALIB_MISSING, OPT_JOB, OPT_GROUPS, OPT_VERBOSE, OPT_JSON, OPT_QUIET, OPT_HELP, OPT_VERSION,
 };
 
@@ -41,6 +42,23 @@ static const struct opt {
 	{ OPT_CLIP, 0, "clip", "HOW", FOR_RUN,
 	  "the weights' range: minmax (default) or mse (per group or channel, the shrunk range with the least "
 	  "|error|^2.4 of 20 steps down to 0.81, kept only where it lowers the squared error)" },
+	{ OPT_METHOD, 0, "method", "NAME", FOR_RUN,
+	  "how the weights are rounded: rtn (to nearest, default) or gptq (GPTQ: each column's rounding error "
+	  "spread over the columns not yet quantized, by the inverse Hessian of the layer's calibration inputs; "
+	  "needs --calib, and a weight-only scheme: int4, int4-asym, w8a16, w8a16-asym, or int8 with --act none)" },
+	{ OPT_DAMP, 0, "damp", "F", FOR_RUN,
+	  "gptq: dampening, a fraction of the Hessian's mean diagonal added to it (default 0.01, 0 to 0.99); "
+	  "where its Cholesky fails it is raised by 0.01 at a time below 1, then the layer is rounded to nearest" },
+	{ OPT_BLOCK_SIZE, 0, "block-size", "N", FOR_RUN,
+	  "gptq: columns updated together (default 128, 1 to 4096); the result does not depend on it beyond "
+	  "float rounding" },
+	{ OPT_ACTORDER, 0, "actorder", "HOW", FOR_RUN,
+	  "gptq: column order, static (default: largest Hessian diagonal first, groups and scales kept in the "
+	  "original order, so no g_idx is written) or none" },
+	{ OPT_GPTQ_SCALES, 0, "gptq-scales", "FROM", FOR_RUN,
+	  "gptq: the groups' scales from the original weights (original, default, as llm-compressor) or, with "
+	  "--actorder none, from the weights updated so far at each group's first column (updated, as the GPTQ "
+	  "paper's code)" },
 	{ OPT_MAX_SHARD, 0, "max-shard-size", "SIZE", FOR_RUN,
 	  "folder output: at most SIZE bytes of tensors per shard (a larger tensor gets a shard alone): a "
 	  "number of bytes, or with kB, MB, GB (powers of 1000) or KiB, MiB, GiB (of 1024); default 5GB" },
@@ -58,7 +76,7 @@ static const struct opt {
 	  "print the plan (ranks, bytes, memory, sizes) and write nothing (no short form: -n belongs to mpirun)" },
 	{ OPT_REPORT, 'r', "report", "FILE.json", FOR_RUN, "write the run report (timings, bytes, memory per rank)" },
 	{ OPT_BUDGET, 'm', "memory-budget", "MIB", FOR_RUN,
-	  "tensor buffer budget per rank in MiB (default 256, 4 to 1024)" },
+	  "tensor buffer budget per rank in MiB (default 256, 4 to 65536), GPTQ's per-layer Hessian included" },
 	{ OPT_NO_SYNC, 0, "no-sync", NULL, FOR_RUN, "do not flush the output to stable storage before renaming it" },
 	{ OPT_NO_CHECKSUM, 0, "no-checksum", NULL, FOR_RUN,
 	  "skip the SHA-256 of the source tensors (faster; provenance then has none)" },
@@ -454,6 +472,8 @@ static int apply(struct mq_options *o, const struct opt *op, const char *val, st
 		o->group_size = (int)v;
 		return 0;
 	case OPT_KEEP_UNFIT: o->keep_unfit = 1; return 0;
+	case OPT_METHOD: case OPT_DAMP: case OPT_GPTQ_SCALES: case OPT_BLOCK_SIZE: case OPT_ACTORDER:
+		return mq_options_apply_method(o, op->long_name, val, err);
 	case OPT_MAX_SHARD: return apply_shard_size(o, val, err);
 	case OPT_CLIP:
 		if (strcmp(val, "minmax") == 0) {
@@ -472,7 +492,7 @@ static int apply(struct mq_options *o, const struct opt *op, const char *val, st
 	case OPT_DRY_RUN: o->dry_run = 1; return 0;
 	case OPT_REPORT: o->report = val; return 0;
 	case OPT_BUDGET:
-		if (whole_in(val, 4, 1024, &v, "memory-budget", "give a whole number of MiB from 4 to 1024", err))
+		if (whole_in(val, 4, 65536, &v, "memory-budget", "give a whole number of MiB from 4 to 65536", err))
 			return err->code;
 		o->memory_budget = (uint64_t)v << 20;
 		return 0;
@@ -521,6 +541,8 @@ static int check_scheme_options(struct mq_options *o, struct mq_error *err)
 	if (o->clip != MQ_CLIP_NONE && (!si->granularities || o->per_tensor))
 		return mq_fail(err, MQ_ERR_USAGE, "--clip %s searches the range of each group or channel: not for %s%s",
 			       mq_clip_name(o->clip), si->name, o->per_tensor ? " per tensor" : " casts");
+	if (mq_options_check_method(o, err))
+		return err->code;
 	if (o->channel_given && !o->group_size && (si->granularities & MQ_GRAN_BIT(MQ_GRAN_GROUP)))
 		o->group_size = MQ_GROUP_CHANNEL; /* -g channel on a scheme of groups: one group per row */
 	if (o->group_size && !(si->granularities & MQ_GRAN_BIT(MQ_GRAN_GROUP))) {
@@ -540,6 +562,8 @@ int mq_options_parse(int argc, char **argv, struct mq_options *o, struct mq_erro
 	o->scheme = default_scheme;
 	o->memory_budget = 256ull << 20;
 	o->max_shard = 5000000000ull; /* 5GB, as transformers' save_pretrained */
+	o->gptq = (struct mq_gptq_opts){ .damp = 0.01, .block = MQ_GPTQ_BLOCK_DEFAULT, .actorder = MQ_ACTORDER_STATIC,
+					 .scales = MQ_GPTQ_SCALES_ORIGINAL };
 	o->command = MQ_CMD_RUN;
 	mq_observer_parse("percentile", &o->observer);
 	int first = 1, n = 0, rc = 0;

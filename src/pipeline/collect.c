@@ -39,6 +39,15 @@ static void finish_tensor(struct run *r, int t)
 			res->out_signal += r->u_out[u].signal;
 			res->out_noise_w += r->u_out[u].noise_w;
 			res->out_noise_wa += r->u_out[u].noise_wa;
+			res->out_noise_rtn += r->u_out[u].noise_rtn;
+		}
+		if (pt->gptq && r->u_gptq) {
+			const struct unit_record *g = &r->u_gptq[u];
+			res->gptq_loss += g->gptq_loss;
+			res->gptq_seconds += g->gptq_seconds;
+			res->gptq_damp = g->gptq_damp; /* the layer's: the same in every unit */
+			res->gptq = g->gptq;
+			res->gptq_raised = g->gptq_raised;
 		}
 	}
 	if (r->layers) {
@@ -92,8 +101,11 @@ void collect_take(struct run *r, const struct unit_record *rec, size_t len)
 	r->u_noise[rec->unit] = rec->noise;
 	r->u_max[rec->unit] = rec->max_abs;
 	if (r->u_out) {
-		r->u_out[rec->unit] = (struct mq_out_sums){ rec->out_signal, rec->out_noise_w, rec->out_noise_wa };
+		r->u_out[rec->unit] = (struct mq_out_sums){ rec->out_signal, rec->out_noise_w, rec->out_noise_wa,
+							    rec->out_noise_rtn };
 	}
+	if (r->u_gptq)
+		r->u_gptq[rec->unit] = *rec;
 	memcpy(r->chunk_digests + (r->chunk_base[u->tensor] + u->chunk_begin) * MQ_SHA256_LEN, rec + 1,
 	       rec->n_digests * (size_t)MQ_SHA256_LEN);
 	r->units_taken++;
@@ -148,6 +160,8 @@ void collect_release(struct run *r)
 	free(r->u_max);
 	free(r->chunk_digests);
 	free(r->u_out);
+	free(r->u_gptq);
+	r->u_gptq = NULL;
 	free(r->u_crc);
 	free(r->u_crc_len);
 	free(r->out_crc);
@@ -178,6 +192,8 @@ int collect_setup(struct run *r)
 		r->units_left[t] = p->tensors[t].n_units;
 	}
 	r->chunk_digests = malloc((size_t)chunks * MQ_SHA256_LEN + 1);
+	if (p->n_gptq && !(r->u_gptq = calloc((size_t)p->n_units + 1, sizeof(*r->u_gptq))))
+		return mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
 	if (r->opt->calib && !(r->u_out = calloc((size_t)p->n_units + 1, sizeof(*r->u_out))))
 		return mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
 	if (!(r->u_crc = calloc(UNIT_OUTPUTS * (size_t)p->n_units + 1, sizeof(uint32_t))) ||

@@ -114,6 +114,11 @@ void mq_options_json(const struct mq_options *o, struct mq_buf *b)
 		mq_buf_addf(b, ",\"group_size\":%d", o->group_size > 0 ? o->group_size : MQ_GROUP_DEFAULT);
 	if (o->clip != MQ_CLIP_NONE)
 		mq_buf_addf(b, ",\"clip\":\"%s\"", mq_clip_name(o->clip));
+	if (o->method == MQ_METHOD_GPTQ) /* only here, as group_size */
+		mq_buf_addf(b, ",\"method\":\"gptq\",\"damp\":%.17g,\"block_size\":%llu,\"actorder\":\"%s\",\"gptq_scales\":\"%s\"",
+			    o->gptq.damp, (unsigned long long)o->gptq.block,
+			    o->gptq.actorder == MQ_ACTORDER_STATIC ? "static" : "none",
+			    o->gptq.scales == MQ_GPTQ_SCALES_ORIGINAL ? "original" : "updated");
 	mq_buf_adds(b, ",\"include\":");
 	json_str_array(b, o->includes, o->n_includes);
 	mq_buf_adds(b, ",\"exclude\":");

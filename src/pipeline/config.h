@@ -12,6 +12,8 @@
 
 #include "buf.h"
 #include "clip.h"
+#include "gptq.h"
+#include "method.h"
 #include "observe.h"
 #include "scheme.h"
 #include "status.h"
@@ -34,6 +36,9 @@ struct mq_options {
 	int per_tensor;          /* 0: per output channel (or group) */
 	int channel_given;       /* -g channel was given (on a scheme of groups: --group-size channel) */
 	enum mq_clip clip;       /* --clip: the weights' range search (none: min/max) */
+	enum mq_method_id method; /* --method: rtn or gptq */
+	struct mq_gptq_opts gptq; /* --damp, --block-size, --actorder (and --clip mse for its scales) */
+	int gptq_options;        /* one of them was given */
 	int keep_unfit;          /* --keep-unfit: a weight the scheme cannot store loadably is kept, not refused */
 	int group_size;          /* --group-size: 0 (the scheme's default), MQ_GROUP_CHANNEL, or 32, 64, 128 */
 	int n_includes, n_excludes;

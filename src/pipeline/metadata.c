@@ -94,6 +94,17 @@ static void calib_record_json(const struct mq_plan *p, int i, const struct mq_te
 	mq_buf_addf(b, ",\"calibration\":\"static\",\"calib_rows\":%llu,\"output_sqnr_db_w\":",
 		    (unsigned long long)pt->calib_rows);
 	num(b, res, r ? mq_sqnr_db(r->out_signal, r->out_noise_w) : 0);
+	if (pt->gptq) { /* GPTQ's figures, and round to nearest's output error beside its own */
+		mq_buf_addf(b, ",\"method\":\"gptq\",\"gptq_fallback\":%s,\"damp\":",
+			    r && r->gptq == 2 ? "true" : "false");
+		num(b, res, r ? r->gptq_damp : 0);
+		mq_buf_adds(b, ",\"damp_raised\":");
+		num(b, res, r ? r->gptq_raised : 0);
+		mq_buf_adds(b, ",\"gptq_loss\":");
+		num(b, res, r ? r->gptq_loss : 0);
+		mq_buf_adds(b, ",\"output_sqnr_db_w_rtn\":");
+		num(b, res, r ? mq_sqnr_db(r->out_signal, r->out_noise_rtn) : 0);
+	}
 	if (pt->act_rank < 0)
 		return;
 	mq_buf_adds(b, ",\"output_sqnr_db_wa\":");

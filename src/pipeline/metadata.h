@@ -31,6 +31,13 @@ struct mq_tensor_result {
 	double out_noise_w; /* sum (Y - X What^T)^2: weights quantized */
 	double out_noise_wa; /* sum (Y - Xhat What^T)^2: weights and activations quantized */
 	double act_threshold, act_scale, act_zero_point; /* the observer's result */
+	/* GPTQ layers */
+	double out_noise_rtn;  /* sum (Y - X Wrtn^T)^2: round to nearest, for comparison */
+	double gptq_loss;      /* ½ Σ (w − q)² / d² */
+	double gptq_damp;      /* dampening fraction used */
+	double gptq_seconds;   /* this run's time on it (the run report's, never the file's) */
+	int gptq;              /* 1: GPTQ, 2: fell back to round to nearest */
+	int gptq_raised;       /* times the dampening was raised */
 };
 
 /* 10 log10(signal / noise); +Inf when noise is 0 (printed as null). */

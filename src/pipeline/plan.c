@@ -389,21 +389,34 @@ static int assign(struct mq_plan *p, const struct mq_manifest *m, struct mq_erro
 		free(load);
 		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
 	}
+	/* one item per unit, and one per GPTQ layer (its first unit's slot stands for them all) */
+	int n = 0;
 	for (int u = 0; u < p->n_units; u++) {
 		const struct mq_unit *un = &p->units[u];
-		items[u] = (struct mq_lpt_item){ un->cost, un->cost ? un->cost : 1, m->tensors[un->tensor].name,
-						 un->chunk_begin, u, 0 };
+		const struct mq_plan_tensor *pt = &p->tensors[un->tensor];
+		if (pt->gptq && u != pt->first_unit)
+			continue;
+		uint64_t cost = pt->gptq ? mq_plan_gptq_cost(pt, &m->tensors[un->tensor]) : un->cost;
+		items[n++] = (struct mq_lpt_item){ cost, cost ? cost : 1, m->tensors[un->tensor].name, un->chunk_begin, u, 0 };
 	}
-	mq_lpt_assign(items, p->n_units, p->n_ranks, load);
-	for (int k = 0; k < p->n_units; k++) {
-		struct mq_unit *u = &p->units[items[k].index];
-		const struct mq_plan_tensor *pt = &p->tensors[u->tensor];
-		u->rank = items[k].bin;
-		struct mq_rank_load *l = &p->ranks[u->rank];
-		l->n_units++;
-		uint64_t rows = u->row_end - u->row_begin;
-		l->bytes_in += rows * pt->row_bytes;
-		l->bytes_out += pt->n_rows ? pt->bytes_out * rows / pt->n_rows : pt->bytes_out;
+	mq_lpt_assign(items, n, p->n_ranks, load);
+	for (int k = 0; k < n; k++) {
+		const int first = items[k].index;
+		struct mq_plan_tensor *pt = &p->tensors[p->units[first].tensor];
+		const int last = pt->gptq ? pt->first_unit + pt->n_units : first + 1;
+		if (pt->gptq)
+			pt->gptq_rank = items[k].bin;
+		for (int id = first; id < last; id++) {
+			struct mq_unit *u = &p->units[id];
+			u->rank = items[k].bin;
+			struct mq_rank_load *l = &p->ranks[u->rank];
+			l->n_units++;
+			uint64_t rows = u->row_end - u->row_begin;
+			l->bytes_in += rows * pt->row_bytes;
+			l->bytes_out += pt->n_rows ? pt->bytes_out * rows / pt->n_rows : pt->bytes_out;
+			if (pt->gptq && pt->gptq_bytes > l->gptq_bytes)
+				l->gptq_bytes = pt->gptq_bytes;
+		}
 	}
 	for (int r = 0; r < p->n_ranks; r++)
 		p->ranks[r].cost = load[r];
@@ -436,6 +449,20 @@ void mq_plan_block_regions(const struct mq_plan *p, const struct mq_plan_tensor 
 	off += align_up(groups);
 	b->what = (size_t)off;
 	off += pt->calib == MQ_CALIB_STATIC ? align_up(rows * pt->row_elems * 4) : 0;
+	/* GPTQ: the values as quantized, round to nearest's result and parameters, the sweep's scratch */
+	const int gptq = pt->gptq;
+	const uint64_t n = pt->row_elems;
+	b->xq = (size_t)off;
+	off += gptq ? align_up(rows * n * 4) : 0;
+	b->rtn = (size_t)off;
+	off += gptq ? align_up(rows * n * 4) : 0;
+	b->rtn_params = (size_t)off;
+	off += gptq ? align_up(groups * sizeof(struct mq_qparams)) : 0;
+	b->scratch = (size_t)off;
+	if (gptq) {
+		uint64_t sweep = mq_gptq_sweep_bytes(n, rows, p->gptq_block), quad = mq_gptq_quad_bytes(n, rows, 3);
+		off += align_up(sweep > quad ? sweep : quad);
+	}
 	b->end = (size_t)off;
 }
 
@@ -479,7 +506,7 @@ static int size_buffers(struct mq_plan *p, const struct mq_manifest *m, uint64_t
 				t->name, what, (unsigned long long)(per_row * pt->row_align), (unsigned long long)(budget >> 20));
 		}
 		uint64_t rows;
-		if (pt->calib == MQ_CALIB_STATIC) {
+		if (pt->calib == MQ_CALIB_STATIC && !pt->gptq) {
 			/* output-space error needs a whole unit of rows, and its dequantized copy, at once */
 			rows = unit_rows < pt->n_rows ? unit_rows : pt->n_rows;
 			if (per_row * rows > budget)
@@ -500,8 +527,10 @@ static int size_buffers(struct mq_plan *p, const struct mq_manifest *m, uint64_t
 		struct mq_block_regions b;
 		mq_plan_block_regions(p, pt, t->dtype, rows, &b);
 		p->arena_bytes = b.end > p->arena_bytes ? b.end : p->arena_bytes;
+		if (pt->gptq)
+			pt->gptq_bytes = mq_plan_gptq_state_bytes(pt, t);
 	}
-	return 0;
+	return mq_plan_gptq_budget(p, m, budget, err);
 }
 
 /* Calibration of one selected layer: its state, and the shape checks against the weight. */
@@ -541,7 +570,9 @@ static int plan_calib(struct mq_plan *p, const struct mq_manifest *m, const stru
 	pt->cinfo = *ci;
 	pt->calib_rows = o->calib_samples && o->calib_samples < cs->shape[0] ? o->calib_samples : cs->shape[0];
 	pt->act_rank = o->act_none || mq_scheme_get(o->scheme)->acts == MQ_ACTS_NONE ? -1 : 0; /* owner assigned below */
+	pt->gptq = o->method == MQ_METHOD_GPTQ;
 	p->n_calibrated++;
+	p->n_gptq += pt->gptq;
 	return 0;
 }
 
@@ -608,6 +639,7 @@ int mq_plan_build(const struct mq_manifest *m, const struct mq_options *o, int n
 	p->granularity = mq_scheme_granularity(mq_scheme_get(o->scheme), p->per_tensor, o->group_size);
 	p->group_size = p->granularity != MQ_GRAN_GROUP ? 0 : o->group_size > 0 ? (uint64_t)o->group_size : MQ_GROUP_DEFAULT;
 	p->act_asymmetric = o->act_asymmetric;
+	p->gptq_block = o->gptq.block ? o->gptq.block : MQ_GPTQ_BLOCK_DEFAULT;
 	p->n_tensors = m->n_tensors;
 	p->tensors = calloc((size_t)m->n_tensors + 1, sizeof(*p->tensors));
 	if (!p->tensors)
@@ -618,7 +650,7 @@ int mq_plan_build(const struct mq_manifest *m, const struct mq_options *o, int n
 		pt->src = i;
 		pt->out_data = pt->out_scale = pt->out_zero_point = -1;
 		pt->out_input_scale = pt->out_input_zero_point = pt->out_shape = -1;
-		pt->act_rank = -1;
+		pt->act_rank = pt->gptq_rank = -1;
 		pt->reason = select_tensor(&m->tensors[i], o, &pt->action);
 		if (!pt->reason)
 			return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");

@@ -31,7 +31,7 @@
  * MQ_ARENA_ROW_EXTRA.
  */
 #define MQ_ARENA_ALIGN 64
-#define MQ_ARENA_REGIONS 7
+#define MQ_ARENA_REGIONS 11
 #define MQ_ARENA_ROW_EXTRA (8 + 3 * MQ_ARENA_ALIGN)
 
 enum mq_action { MQ_ACT_KEEP, MQ_ACT_QUANT };
@@ -57,6 +57,9 @@ struct mq_plan_tensor {
 	struct mq_calib_info cinfo; /* what the calibration file holds for this layer */
 	uint64_t calib_rows;    /* calibration rows used */
 	int act_rank;           /* rank that runs this layer's activation observer, -1 if none */
+	int gptq;               /* quantized by GPTQ (--method gptq, calibrated): all its units on gptq_rank */
+	int gptq_rank;          /* the rank that builds its Hessian and sweeps its rows, -1 if none */
+	uint64_t gptq_bytes;    /* its Hessian and factor, and one read of its calibration inputs */
 	uint64_t bytes_out;     /* all output bytes that stem from this tensor */
 	int first_unit, n_units;
 };
@@ -72,6 +75,7 @@ struct mq_unit {
 struct mq_rank_load {
 	int n_units;
 	uint64_t bytes_in, bytes_out, cost;
+	uint64_t gptq_bytes;    /* the largest GPTQ state it holds at once */
 };
 
 struct mq_plan {
@@ -90,9 +94,22 @@ struct mq_plan {
 	struct mq_rank_load *ranks;      /* n_ranks entries */
 	int n_quantized;
 	int n_calibrated, n_weights_only; /* layers with static calibration, and without (allowed) */
+	int n_gptq;                      /* layers quantized by GPTQ */
 	uint64_t bytes_in, bytes_out;    /* all tensor data, input and output */
 	uint64_t arena_bytes;            /* tensor buffers per rank, within the budget */
+	uint64_t gptq_block;             /* --block-size of GPTQ */
+	uint64_t gptq_bytes;             /* the largest GPTQ layer's state, held beside the buffers */
 };
+
+#define MQ_GPTQ_X_BYTES (16u << 20) /* calibration inputs a GPTQ layer's Hessian takes per syrk */
+/* Rows of calibration inputs a GPTQ layer reads at a time (conv: samples). */
+uint64_t mq_plan_gptq_read_rows(const struct mq_plan_tensor *pt, int conv);
+/* Patch rows per calibration sample of a Conv weight t (oh * ow). */
+uint64_t mq_plan_conv_patches(const struct mq_calib_info *ci, const struct mq_tensor *t);
+/* plan_gptq.c, for plan.c: a GPTQ layer's state (its Hessian and one read of its inputs), its cost, the budget check. */
+uint64_t mq_plan_gptq_state_bytes(const struct mq_plan_tensor *pt, const struct mq_tensor *t);
+uint64_t mq_plan_gptq_cost(const struct mq_plan_tensor *pt, const struct mq_tensor *t);
+int mq_plan_gptq_budget(struct mq_plan *p, const struct mq_manifest *m, uint64_t budget, struct mq_error *err);
 
 /*
  * Where a block of `rows` rows of a quantized tensor lies in the arena: the
@@ -103,7 +120,7 @@ struct mq_plan {
  * The one formula: the plan budgets with it and unit.c carves with it.
  */
 struct mq_block_regions {
-	size_t src, x, q, params, scales, zero_points, what, end;
+	size_t src, x, q, params, scales, zero_points, what, xq, rtn, rtn_params, scratch, end;
 };
 void mq_plan_block_regions(const struct mq_plan *p, const struct mq_plan_tensor *pt, enum mq_dtype dt,
 			   uint64_t rows, struct mq_block_regions *b);

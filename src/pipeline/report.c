@@ -92,11 +92,18 @@ void mq_report_progress(const struct mq_manifest *m, const struct mq_plan *p, in
 			snprintf(sq, sizeof(sq), "%7.2f dB", s);
 		else
 			snprintf(sq, sizeof(sq), "  exact   ");
-		char cal[96] = "";
+		char cal[160] = "";
 		if (pt->calib == MQ_CALIB_STATIC && pt->act_rank >= 0)
 			snprintf(cal, sizeof(cal), "  output %.2f dB (%s %.2f dB)", mq_sqnr_db(r->out_signal, r->out_noise_w),
 				 mq_scheme_get(p->scheme)->acts == MQ_ACTS_FP8 ? "FP8 W8A8" : "W8A8",
 				 mq_sqnr_db(r->out_signal, r->out_noise_wa));
+		else if (pt->calib == MQ_CALIB_STATIC && pt->gptq && r->gptq == 2)
+			snprintf(cal, sizeof(cal), "  output %.2f dB  gptq failed: rounded to nearest (no Cholesky below damp 1)",
+				 mq_sqnr_db(r->out_signal, r->out_noise_w));
+		else if (pt->calib == MQ_CALIB_STATIC && pt->gptq)
+			snprintf(cal, sizeof(cal), "  output %.2f dB (rtn %.2f dB)  gptq loss %.4g damp %.2f%s  %.2f s",
+				 mq_sqnr_db(r->out_signal, r->out_noise_w), mq_sqnr_db(r->out_signal, r->out_noise_rtn),
+				 r->gptq_loss, r->gptq_damp, r->gptq_raised ? " (raised)" : "", r->gptq_seconds);
 		else if (pt->calib == MQ_CALIB_STATIC)
 			snprintf(cal, sizeof(cal), "  output %.2f dB", mq_sqnr_db(r->out_signal, r->out_noise_w));
 		else if (pt->calib == MQ_CALIB_MISSING)

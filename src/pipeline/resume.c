@@ -25,7 +25,7 @@ static void compute_identity(struct run *r)
 {
 	struct mq_sha256 h;
 	struct mq_buf b = MQ_BUF_INIT;
-	mq_buf_addf(&b, "mq-dist partial 1\nversion %s\nformat %s\nunits %d\nsize %llu\noptions ", MQ_VERSION,
+	mq_buf_addf(&b, "mq-dist partial 2\nversion %s\nformat %s\nunits %d\nsize %llu\noptions ", MQ_VERSION,
 		    r->writer->name, r->plan.n_units, (unsigned long long)r->out_size);
 	mq_options_json(r->opt, &b);
 	/* the output's files: a folder's shards (--max-shard-size is not in the options: it changes no byte) */

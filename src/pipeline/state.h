@@ -21,6 +21,7 @@
 #include "writer.h"
 
 struct mq_hf_folder;
+struct gptq_cache;
 
 /* A unit's output tensors, each with its CRC: the data, the scale and the zero point (see unit_outputs). */
 #define UNIT_OUTPUTS 3
@@ -34,9 +35,16 @@ struct unit_record {
 	uint64_t crc_len[UNIT_OUTPUTS]; /* bytes written to the data, scale and zero-point tensors */
 	uint32_t crc[UNIT_OUTPUTS];     /* and their CRC-32 (a .pt needs them; a resume checks them) */
 	uint32_t n_digests;
+	/* GPTQ layers */
+	double out_noise_rtn;  /* round to nearest's output-space noise, for comparison */
+	double gptq_loss;      /* ½ Σ (w − q)² / d² over the unit's rows */
+	double gptq_damp;      /* the dampening fraction the layer's factor used */
+	double gptq_seconds;   /* the factor (on the layer's first unit this run) and the sweep: the run report's */
+	int32_t gptq;          /* 0: not GPTQ, 1: GPTQ, 2: fell back to round to nearest */
+	int32_t gptq_raised;   /* times the dampening was raised */
 };
 /* Sent as bytes between ranks and journaled raw: its layout is part of the journal format. */
-_Static_assert(sizeof(struct unit_record) == 96, "unit_record is sent and journaled as bytes: keep its layout");
+_Static_assert(sizeof(struct unit_record) == 136, "unit_record is sent and journaled as bytes: keep its layout");
 
 /* What a layer's owner rank prepares before its units run (prepare.c), as doubles. */
 struct mq_layer_state {
@@ -91,10 +99,12 @@ struct run {
 	uint64_t ucrc_len[UNIT_OUTPUTS];
 	int ucrc_out[UNIT_OUTPUTS];   /* its output tensors, -1 if none */
 	int interrupted;              /* this rank stopped taking units on SIGUSR1 */
+	struct gptq_cache *gptq;      /* gptq.c: the factor of the GPTQ layer in hand */
 	/* collect.c: what has come in (rank 0), and whether to stop (every rank) */
 	struct mq_tensor_result *res; /* per tensor */
 	double *u_signal, *u_noise, *u_max; /* per unit */
 	struct mq_out_sums *u_out;    /* per unit: output-space sums, with --calib */
+	struct unit_record *u_gptq;   /* per unit of a GPTQ layer: its record's GPTQ fields (others unused) */
 	uint32_t *u_crc;              /* per unit: UNIT_OUTPUTS CRC-32s of its data, scale, zero-point bytes */
 	uint64_t *u_crc_len;          /* and their lengths */
 	uint32_t *out_crc;            /* per output tensor (.pt) */

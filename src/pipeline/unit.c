@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -9,6 +10,7 @@
 #include <zlib.h>
 
 #include "collect.h"
+#include "factor.h"
 #include "fileio.h"
 #include "gather.h"
 #include "output.h"
@@ -128,6 +130,10 @@ struct blocks {
 	void *scales;      /* the groups' scales as stored */
 	void *zero_points; /* and their zero points */
 	float *what;       /* calibrated layers: the rows dequantized */
+	float *xq;         /* GPTQ: the values as quantized (the sweep's result) */
+	float *rtn;        /* GPTQ: the rows rounded to nearest, dequantized */
+	struct mq_qparams *rtn_p; /* and their parameters */
+	void *scratch;     /* GPTQ: the sweep's and the output-space sums' */
 };
 
 static struct blocks carve(struct run *r, const struct mq_plan_tensor *pt, enum mq_dtype dt)
@@ -137,7 +143,8 @@ static struct blocks carve(struct run *r, const struct mq_plan_tensor *pt, enum 
 	mq_plan_block_regions(&r->plan, pt, dt, pt->block_rows, &g);
 	MQ_ASSERT(g.end <= r->plan.arena_bytes);
 	return (struct blocks){ a + g.src, (float *)(void *)(a + g.x), a + g.q, (struct mq_qparams *)(void *)(a + g.params),
-				a + g.scales, a + g.zero_points, (float *)(void *)(a + g.what) };
+				a + g.scales, a + g.zero_points, (float *)(void *)(a + g.what), (float *)(void *)(a + g.xq),
+				(float *)(void *)(a + g.rtn), (struct mq_qparams *)(void *)(a + g.rtn_params), a + g.scratch };
 }
 
 static int data_error(struct run *r, const struct mq_tensor *t, uint64_t row, const float *x, size_t col)
@@ -283,9 +290,84 @@ static int quant_rows(struct run *r, const struct mq_unit *u, const struct block
 	return outspace_sums(r, u->tensor, b->x, b->what, n, oacc);
 }
 
-static int quant_unit(struct run *r, const struct mq_unit *u, struct chunk_hasher *ch, struct mq_err_acc *acc,
-		      struct mq_out_sums *oacc)
+/*
+ * One block of a GPTQ unit: the sweep, the kernel on the values as the sweep
+ * quantized them (the GPTQ codes), the errors against the original weights,
+ * and round to nearest's beside them.
+ */
+static int gptq_block(struct run *r, const struct mq_unit *u, const struct mq_gptq_layer *g, const struct blocks *b,
+		      uint64_t row, uint64_t n, struct mq_err_acc *acc, struct mq_out_sums *oacc, struct unit_record *rec)
 {
+	const struct mq_tensor *t = &r->man.tensors[u->tensor];
+	const struct mq_plan_tensor *pt = &r->plan.tensors[u->tensor];
+	const struct mq_scheme_traits *si = mq_scheme_get(r->plan.scheme);
+	const size_t n_elems = (size_t)pt->row_elems, groups = (size_t)pt->row_groups, group = n_elems / groups;
+	const size_t out_row = (size_t)mq_scheme_bytes(si, n_elems);
+	for (uint64_t k = 0; k < n; k++) /* the range checks, and round to nearest's parameters */
+		if (row_params(r, t, pt, row + k, b->x + k * n_elems, b->rtn_p + k * groups))
+			return r->err.code;
+	mq_gptq_sweep(g, &r->opt->gptq, si, mq_scheme_scale_dtype(si, t->dtype), group, b->x, n, b->p, b->xq,
+		      &rec->gptq_loss, b->scratch);
+	for (uint64_t k = 0; k < n; k++) {
+		struct mq_err_acc unused = { 0, 0, 0 };
+		mq_scheme_quantize(si, b->xq + k * n_elems, n_elems, group, b->p + k * groups, NULL,
+				   (char *)b->q + k * out_row, &unused);
+		si->dequantize(si, (const char *)b->q + k * out_row, n_elems, group, b->p + k * groups,
+			       b->what + k * n_elems);
+	}
+	if (write_out(r, pt->out_data, row * out_row, b->q, n * out_row))
+		return r->err.code;
+	for (size_t i = 0; i < n * n_elems; i++) { /* the weights' own error, in index order */
+		const double x = (double)b->x[i], e = x - (double)b->what[i];
+		acc->signal += x * x;
+		acc->noise += e * e;
+		acc->max_abs = fabs(e) > acc->max_abs ? fabs(e) : acc->max_abs;
+		b->rtn[i] = si->fake(si, b->x[i], b->rtn_p[i / n_elems * groups + i % n_elems / group]);
+	}
+	const float *const xh[2] = { b->what, b->rtn };
+	double noise[2] = { 0, 0 };
+	mq_gptq_quad(g, b->x, xh, 2, n, &oacc->signal, noise, b->scratch);
+	oacc->noise_w += noise[0];
+	oacc->noise_rtn += noise[1];
+	return 0;
+}
+
+static int gptq_unit(struct run *r, const struct mq_unit *u, struct chunk_hasher *ch, struct mq_err_acc *acc,
+		     struct mq_out_sums *oacc, struct unit_record *rec)
+{
+	const struct mq_tensor *t = &r->man.tensors[u->tensor];
+	const struct mq_plan_tensor *pt = &r->plan.tensors[u->tensor];
+	const struct mq_gptq_layer *g = gptq_layer(r, u->tensor, &rec->gptq_seconds);
+	if (!g)
+		return r->err.code;
+	struct blocks b = carve(r, pt, t->dtype);
+	for (uint64_t row = u->row_begin; row < u->row_end;) {
+		uint64_t n = u->row_end - row < pt->block_rows ? u->row_end - row : pt->block_rows;
+		if (load_block(r, t, pt, &b, row, n, ch))
+			return r->err.code;
+		double t0 = mq_comm_time();
+		int rc = gptq_block(r, u, g, &b, row, n, acc, oacc, rec);
+		double dt = mq_comm_time() - t0;
+		r->stats[MQ_STAT_T_QUANT] += dt;
+		rec->gptq_seconds += dt;
+		if (rc || write_params(r, t, pt, &b, row, n))
+			return r->err.code;
+		row += n;
+		collect_poll(r, 0);
+		if (r->cancelled)
+			return MQ_ERR_INTERNAL;
+	}
+	rec->gptq = g->fallback ? 2 : 1;
+	rec->gptq_damp = g->damp;
+	rec->gptq_raised = g->raised;
+	return 0;
+}
+
+static int quant_unit(struct run *r, const struct mq_unit *u, struct chunk_hasher *ch, struct mq_err_acc *acc,
+		      struct mq_out_sums *oacc, struct unit_record *rec)
+{
+	if (r->plan.tensors[u->tensor].gptq)
+		return gptq_unit(r, u, ch, acc, oacc, rec);
 	const struct mq_tensor *t = &r->man.tensors[u->tensor];
 	const struct mq_plan_tensor *pt = &r->plan.tensors[u->tensor];
 	const struct mq_plan *p = &r->plan;
@@ -350,7 +432,7 @@ static int do_unit(struct run *r, int id, struct unit_record *rec)
 	const struct mq_unit *u = &r->plan.units[id];
 	struct chunk_hasher ch = { .out = r->opt->no_checksum ? NULL : (uint8_t *)(rec + 1) };
 	struct mq_err_acc acc = { 0, 0, 0 };
-	struct mq_out_sums oacc = { 0, 0, 0 };
+	struct mq_out_sums oacc = { 0, 0, 0, 0 };
 	memset(rec, 0, sizeof(*rec));
 	rec->unit = id;
 	rec->n_digests = r->opt->no_checksum ? 0 : (uint32_t)(u->chunk_end - u->chunk_begin);
@@ -361,7 +443,7 @@ static int do_unit(struct run *r, int id, struct unit_record *rec)
 		r->ucrc_len[k] = 0;
 	}
 	int rc = r->hash_only ? unit_hash(r, u, &ch)
-		 : r->plan.tensors[u->tensor].action == MQ_ACT_QUANT ? quant_unit(r, u, &ch, &acc, &oacc)
+		 : r->plan.tensors[u->tensor].action == MQ_ACT_QUANT ? quant_unit(r, u, &ch, &acc, &oacc, rec)
 								      : copy_unit(r, u, &ch);
 	if (ch.open)
 		mq_sha256_release(&ch.h);
@@ -372,6 +454,7 @@ static int do_unit(struct run *r, int id, struct unit_record *rec)
 	rec->out_signal = oacc.signal;
 	rec->out_noise_w = oacc.noise_w;
 	rec->out_noise_wa = oacc.noise_wa;
+	rec->out_noise_rtn = oacc.noise_rtn;
 	memcpy(rec->crc, r->ucrc, sizeof(rec->crc));
 	memcpy(rec->crc_len, r->ucrc_len, sizeof(rec->crc_len));
 	for (int k = 0; k < UNIT_OUTPUTS; k++)
@@ -441,6 +524,7 @@ int unit_work(struct run *r)
 
 void unit_release(struct run *r)
 {
+	gptq_release(r);
 	mq_gather_free(r->gather);
 	if (r->fds)
 		for (int f = 0; f < r->man.n_files; f++)

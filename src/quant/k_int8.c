@@ -27,6 +27,13 @@ static void int8_span(const struct mq_scheme_traits *s, const float *x, size_t i
 	}
 }
 
+float mq_int8_fake(const struct mq_scheme_traits *s, float x, struct mq_qparams p)
+{
+	long q = lrintf(x * (1.0f / p.scale)) + p.zero_point;
+	q = q < s->qmin ? s->qmin : q > s->qmax ? s->qmax : q;
+	return mq_dequant(p, (int32_t)q);
+}
+
 size_t mq_int8_quantize_ref(const struct mq_scheme_traits *s, const float *x, size_t n, size_t group,
 			    const struct mq_qparams *p, const float *importance, void *out, struct mq_err_acc *acc)
 {

@@ -41,6 +41,11 @@ static void pack_span(const struct mq_scheme_traits *s, const float *x, size_t i
 	}
 }
 
+float mq_pack_fake(const struct mq_scheme_traits *s, float x, struct mq_qparams p)
+{
+	return mq_dequant(p, pack_code(s, x, p));
+}
+
 size_t mq_pack_quantize_ref(const struct mq_scheme_traits *s, const float *x, size_t n, size_t group,
 			    const struct mq_qparams *p, const float *importance, void *out, struct mq_err_acc *acc)
 {

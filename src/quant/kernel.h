@@ -157,6 +157,7 @@ size_t mq_int8_quantize(const struct mq_scheme_traits *s, const float *x, size_t
 			const struct mq_qparams *p, const float *importance, void *out, struct mq_err_acc *acc);
 void mq_int8_dequantize(const struct mq_scheme_traits *s, const void *q, size_t n, size_t group,
 			const struct mq_qparams *p, float *out);
+float mq_int8_fake(const struct mq_scheme_traits *s, float x, struct mq_qparams p);
 
 /*
  * k_pack.c: b-bit integer codes (b = s->bits, 4 or 8) on the grid
@@ -172,6 +173,7 @@ size_t mq_pack_quantize(const struct mq_scheme_traits *s, const float *x, size_t
 			const struct mq_qparams *p, const float *importance, void *out, struct mq_err_acc *acc);
 void mq_pack_dequantize(const struct mq_scheme_traits *s, const void *q, size_t n, size_t group,
 			const struct mq_qparams *p, float *out);
+float mq_pack_fake(const struct mq_scheme_traits *s, float x, struct mq_qparams p);
 
 /*
  * k_fp8.c: float8 e4m3fn (torch.float8_e4m3fn) with a float32 scale:

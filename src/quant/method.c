@@ -8,7 +8,18 @@ const struct mq_method mq_method_rtn = {
 	.row_units = 1,
 };
 
-static const struct mq_method *const rows[] = { &mq_method_rtn };
+const struct mq_method mq_method_gptq = {
+	.name = "gptq",
+	.needs = MQ_NEED_XTX | MQ_NEED_OUT_SUMS,
+	.row_units = 0,
+};
+
+static const struct mq_method *const rows[] = { [MQ_METHOD_RTN] = &mq_method_rtn, [MQ_METHOD_GPTQ] = &mq_method_gptq };
+
+const struct mq_method *mq_method_get(enum mq_method_id id)
+{
+	return rows[id];
+}
 
 const struct mq_method *mq_method_find(const char *name)
 {

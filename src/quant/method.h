@@ -22,6 +22,8 @@ enum mq_need {
 	MQ_NEED_OUT_SUMS = 1 << 2,  /* output-space error sums of the result (Y = X Wᵀ) */
 };
 
+enum mq_method_id { MQ_METHOD_RTN, MQ_METHOD_GPTQ };
+
 struct mq_method {
 	const char *name;     /* "rtn" */
 	unsigned needs;       /* enum mq_need bits */
@@ -29,6 +31,10 @@ struct mq_method {
 };
 
 extern const struct mq_method mq_method_rtn;
+/* GPTQ: a layer's Hessian factor before its rows; all of a layer's units on one rank (its owner). */
+extern const struct mq_method mq_method_gptq;
+
+const struct mq_method *mq_method_get(enum mq_method_id id);
 
 /* The row named name, or NULL. */
 const struct mq_method *mq_method_find(const char *name);

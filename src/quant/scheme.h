@@ -123,6 +123,13 @@ typedef size_t (*mq_quant_fn)(const struct mq_scheme_traits *s, const float *x, 
 typedef void (*mq_dequant_fn)(const struct mq_scheme_traits *s, const void *q, size_t n, size_t group,
 			      const struct mq_qparams *p, float *out);
 
+/*
+ * One value x on the row's grid with parameters p, dequantized: bit for bit
+ * what the row's kernels store for x and what its dequantize returns (the
+ * column-at-a-time methods, GPTQ, quantize with it).
+ */
+typedef float (*mq_fake_fn)(const struct mq_scheme_traits *s, float x, struct mq_qparams p);
+
 struct mq_scheme_traits {
 	const char *name;            /* command line, output names, metadata "scheme": "int8" */
 	const char *help;            /* --help note; neighbouring rows with the same note share it */
@@ -145,6 +152,7 @@ struct mq_scheme_traits {
 	mq_quant_fn quantize_ref;    /* the spec */
 	mq_quant_fn quantize;        /* fast, bit for bit the reference (on any CPU: it checks); NULL: none */
 	mq_dequant_fn dequantize;
+	mq_fake_fn fake;             /* integer grids: one value at a time; NULL: none (no GPTQ) */
 };
 
 /* Number of rows: valid indices are 0 .. mq_scheme_count() - 1. */
