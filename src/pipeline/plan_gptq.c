@@ -17,7 +17,8 @@ uint64_t mq_plan_gptq_read_rows(const struct mq_plan_tensor *pt, int conv)
 		return 1; /* one sample, and its patches */
 	uint64_t chunk = pt->cinfo.shape.chunk_rows ? pt->cinfo.shape.chunk_rows : 1, in_row = pt->cinfo.shape.row_elems;
 	uint64_t rows = MQ_GPTQ_X_BYTES / (in_row * 4 + 1) / chunk * chunk;
-	return rows ? rows : chunk;
+	rows = rows ? rows : chunk;
+	return pt->calib_rows && pt->calib_rows < rows ? pt->calib_rows : rows;
 }
 
 /* The bytes of its Hessian and factor, and of one read of calibration inputs (and their patches for a Conv). */

@@ -146,9 +146,12 @@ void mq_report_plan(const struct mq_manifest *m, const struct mq_plan *p, const 
 	uint64_t max_cost = 0, sum_cost = 0;
 	for (int r = 0; r < p->n_ranks; r++) {
 		const struct mq_rank_load *l = &p->ranks[r];
-		uint64_t est = p->arena_bytes + 2 * manifest + (r == 0 ? rank0_extra : 0);
-		mq_print(stdout, "  %-6d %8d %12.3f %12.3f %14.1f\n", r, l->n_units, mib(l->bytes_in), mib(l->bytes_out),
-		       mib(est) + 40.0);
+		uint64_t est = p->arena_bytes + l->gptq_bytes + 2 * manifest + (r == 0 ? rank0_extra : 0);
+		char gptq[48] = "";
+		if (p->n_gptq)
+			snprintf(gptq, sizeof(gptq), "  (GPTQ state %.1f MiB)", mib(l->gptq_bytes));
+		mq_print(stdout, "  %-6d %8d %12.3f %12.3f %14.1f%s\n", r, l->n_units, mib(l->bytes_in), mib(l->bytes_out),
+		       mib(est) + 40.0, gptq);
 		max_cost = l->cost > max_cost ? l->cost : max_cost;
 		sum_cost += l->cost;
 	}
@@ -160,10 +163,13 @@ void mq_report_plan(const struct mq_manifest *m, const struct mq_plan *p, const 
 	for (int i = 0; i < p->n_tensors; i++) {
 		const struct mq_tensor *t = &m->tensors[i];
 		const struct mq_plan_tensor *pt = &p->tensors[i];
-		char cal[64] = "";
+		char cal[96] = "";
 		if (pt->calib == MQ_CALIB_STATIC && pt->act_rank >= 0)
 			snprintf(cal, sizeof(cal), "; calibrated, %llu rows, observer on rank %d",
 				 (unsigned long long)pt->calib_rows, pt->act_rank);
+		else if (pt->calib == MQ_CALIB_STATIC && pt->gptq)
+			snprintf(cal, sizeof(cal), "; gptq on rank %d, %llu calibration rows, %.1f MiB", pt->gptq_rank,
+				 (unsigned long long)pt->calib_rows, mib(pt->gptq_bytes));
 		else if (pt->calib == MQ_CALIB_STATIC)
 			snprintf(cal, sizeof(cal), "; calibrated, %llu rows", (unsigned long long)pt->calib_rows);
 		else if (pt->calib == MQ_CALIB_MISSING)

@@ -5,7 +5,7 @@
 # granularities; every output format (.safetensors, .pt, .pth, .bin); every input kind (single F32,
 # F16 and BF16 files, a sharded index, torch.save files (.pt, .pth, F64 and views), a hand-built
 # .pt, a .bin, an mq-dist .pt read back); --include, --exclude, --no-default-excludes; --no-checksum;
-# calibration (every --observer and --act, --calib-samples, --calib-missing weights-only, a .pt
+# calibration (every --observer and --act, --calib-samples, --calib-missing weights-only, GPTQ, a .pt
 # input, a sharded one); a 4 MiB --memory-budget over tensors of several units; the default output
 # names; a job file on 1..4 ranks and with --groups 2 (each output, and its zoo report with the
 # times masked); and the text of --dry-run, inspect and --help. A case runs on 1, 2, 3 and 4 ranks
@@ -263,6 +263,10 @@ out cal-mse                 13   safetensors f32.safetensors -c "$CAL" --observe
 out cal-entropy             13   safetensors f32.safetensors -c "$CAL" --observer entropy
 out cal-fp8                 13   safetensors f32.safetensors -c "$CAL" -s fp8
 out cal-int4-channel        13   safetensors f32.safetensors -c "$CAL" -s int4 --group-size channel
+# GPTQ: the Hessian's sums and the sweep's GEMMs are pinned by the OpenBLAS kernel above
+out cal-gptq-int4-g32        1234 safetensors f32.safetensors -c "$CAL" -s int4 --group-size 32 --method gptq
+out cal-gptq-w8a16-asym-none 13   safetensors f32.safetensors -c "$CAL" -s w8a16-asym --group-size 32 --method gptq --actorder none --damp 0.05 --block-size 32 --gptq-scales updated
+out cal-gptq-int4-clip-pt    13   pt          f32.safetensors -c "$CAL" -s int4-asym --group-size channel --method gptq --clip mse
 out cal-act-asym            13   safetensors f32.safetensors -c "$CAL" --act int8-asym
 out cal-act-none            13   safetensors f32.safetensors -c "$CAL" --act none
 out cal-samples-16          13   safetensors f32.safetensors -c "$CAL" --calib-samples 16
