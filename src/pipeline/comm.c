@@ -8,6 +8,7 @@
 
 #define TAG_RECORD 17
 #define TAG_CANCEL 18
+#define TAG_BULK 19
 #define MAX_IO (1u << 30) /* bytes per MPI call: counts are int */
 
 struct mq_comm {
@@ -145,6 +146,76 @@ int mq_comm_bcast_blob(struct mq_comm *c, char **blob, size_t *len, struct mq_er
 int mq_comm_send_record(struct mq_comm *c, const void *rec, size_t len, struct mq_error *err)
 {
 	MQ_MPI_CHECK(MPI_Send(rec, (int)len, MPI_BYTE, 0, TAG_RECORD, c->comm), "MPI_Send");
+	return 0;
+}
+
+struct mq_comm_sends {
+	int n, cap;
+	MPI_Request *req;
+};
+
+int mq_comm_send_start(struct mq_comm *c, struct mq_comm_sends **s, const void *buf, size_t len, int dest,
+		       struct mq_error *err)
+{
+	if (!*s && !(*s = calloc(1, sizeof(**s))))
+		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+	struct mq_comm_sends *q = *s;
+	size_t off = 0;
+	do {
+		size_t n = len - off < MAX_IO ? len - off : MAX_IO;
+		if (q->n == q->cap) {
+			int cap = q->cap ? 2 * q->cap : 8;
+			MPI_Request *r = realloc(q->req, (size_t)cap * sizeof(*r));
+			if (!r)
+				return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+			q->req = r;
+			q->cap = cap;
+		}
+		MQ_MPI_CHECK(MPI_Isend((const char *)buf + off, (int)n, MPI_BYTE, dest, TAG_BULK, c->comm, &q->req[q->n]),
+			     "MPI_Isend");
+		q->n++;
+		off += n;
+	} while (off < len);
+	return 0;
+}
+
+/* Tests requests until all are done, polling between tests. */
+static int wait_polling(int n, MPI_Request *req, void (*poll)(void *), void *ctx, struct mq_error *err)
+{
+	for (;;) {
+		int done = 0;
+		MQ_MPI_CHECK(MPI_Testall(n, req, &done, MPI_STATUSES_IGNORE), "MPI_Testall");
+		if (done)
+			return 0;
+		if (poll)
+			poll(ctx);
+	}
+}
+
+int mq_comm_sends_wait(struct mq_comm_sends **s, void (*poll)(void *), void *ctx, struct mq_error *err)
+{
+	int rc = 0;
+	if (*s && (*s)->n)
+		rc = wait_polling((*s)->n, (*s)->req, poll, ctx, err);
+	if (*s)
+		free((*s)->req);
+	free(*s);
+	*s = NULL;
+	return rc;
+}
+
+int mq_comm_recv_wait(struct mq_comm *c, void *buf, size_t len, int src, void (*poll)(void *), void *ctx,
+		      struct mq_error *err)
+{
+	size_t off = 0;
+	do {
+		size_t n = len - off < MAX_IO ? len - off : MAX_IO;
+		MPI_Request req;
+		MQ_MPI_CHECK(MPI_Irecv((char *)buf + off, (int)n, MPI_BYTE, src, TAG_BULK, c->comm, &req), "MPI_Irecv");
+		if (wait_polling(1, &req, poll, ctx, err))
+			return err->code;
+		off += n;
+	} while (off < len);
 	return 0;
 }
 

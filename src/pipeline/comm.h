@@ -41,6 +41,23 @@ int mq_comm_send_record(struct mq_comm *c, const void *rec, size_t len, struct m
 void *mq_comm_recv_record(struct mq_comm *c, int blocking, size_t *len, struct mq_error *err);
 
 /*
+ * Point to point, bulk data between two ranks (a GPTQ layer's factor from
+ * its owner to the ranks that sweep its rows), in pieces of at most 1 GiB
+ * in order. Sends are started and completed later, so that the sender goes
+ * on working; every wait calls poll(ctx) between tests, so that rank 0 keeps
+ * taking records meanwhile.
+ */
+struct mq_comm_sends;
+/* Starts sending len bytes of buf (which must stay valid until the wait) to dest, added to *s. */
+int mq_comm_send_start(struct mq_comm *c, struct mq_comm_sends **s, const void *buf, size_t len, int dest,
+		       struct mq_error *err);
+/* Waits until every send of *s is done, then frees it (*s = NULL). */
+int mq_comm_sends_wait(struct mq_comm_sends **s, void (*poll)(void *), void *ctx, struct mq_error *err);
+/* Receives len bytes from src into buf (the same pieces as its sends), waiting. */
+int mq_comm_recv_wait(struct mq_comm *c, void *buf, size_t len, int src, void (*poll)(void *), void *ctx,
+		      struct mq_error *err);
+
+/*
  * Cancellation: rank 0 tells the other ranks to stop early after a failure.
  * mq_comm_cancel_poll() takes a pending cancel (1) or returns 0. After the
  * failed phase, every rank calls mq_comm_cancel_drain() so that no message is

@@ -1,19 +1,29 @@
 /*
- * factor: the GPTQ factor of the layer in hand. The rank that owns a GPTQ layer
- * (plan: gptq_rank, all of the layer's units) builds its Hessian from the
- * calibration inputs once, on its first unit, keeps the factor while it
- * works through the layer's units, and frees it before the next layer: one
- * layer's state at a time (plan: gptq_bytes). The arithmetic is calib/gptq.c.
+ * factor: GPTQ layers' factors in the run, in waves (plan: gptq_order,
+ * gptq_wave). In a wave every owner rank builds one layer's Hessian and
+ * factor from the calibration inputs at the same time; the wave's layers are
+ * then taken one after another: the owner sends the factor to the ranks that
+ * have units of the layer (plan: unit j on rank owner + j), and every rank
+ * sweeps its units of it. A rank so holds its own layer's state and at most
+ * one received factor at a time. The arithmetic is calib/gptq.c.
+ *
+ * Every rank goes through the same sequence of layers whatever happens: an
+ * owner that cannot build (a failure, a cancel, SIGUSR1) still sends the
+ * layer's header, saying so, and the others report their units of it as
+ * skipped or not started, so nobody waits for a factor that never comes.
  */
 #ifndef MQ_FACTOR_H
 #define MQ_FACTOR_H
 
 #include "state.h"
 
-/* The factor of plan tensor t, built now unless it is the one in hand; NULL on error (r->err). Adds its time to *seconds. */
+/* The factor of plan tensor t, which the wave in progress holds; adds its build time once to *seconds. */
 const struct mq_gptq_layer *gptq_layer(struct run *r, int t, double *seconds);
 
-/* Frees the factor in hand (end of the run, or of a failure). */
+/* This rank's part of every GPTQ layer's units (unit.c's unit_take for each of its units). */
+int gptq_waves(struct run *r);
+
+/* Frees whatever factor is still held (end of the run, or of a failure). */
 void gptq_release(struct run *r);
 
 #endif

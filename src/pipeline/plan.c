@@ -379,6 +379,18 @@ static int make_units(struct mq_plan *p, struct mq_error *err)
 	return 0;
 }
 
+void mq_plan_give(struct mq_plan *p, int id, int rank)
+{
+	struct mq_unit *u = &p->units[id];
+	const struct mq_plan_tensor *pt = &p->tensors[u->tensor];
+	u->rank = rank;
+	struct mq_rank_load *l = &p->ranks[rank];
+	l->n_units++;
+	uint64_t rows = u->row_end - u->row_begin;
+	l->bytes_in += rows * pt->row_bytes;
+	l->bytes_out += pt->n_rows ? pt->bytes_out * rows / pt->n_rows : pt->bytes_out;
+}
+
 static int assign(struct mq_plan *p, const struct mq_manifest *m, struct mq_error *err)
 {
 	p->ranks = calloc((size_t)p->n_ranks, sizeof(*p->ranks));
@@ -389,40 +401,24 @@ static int assign(struct mq_plan *p, const struct mq_manifest *m, struct mq_erro
 		free(load);
 		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
 	}
-	/* one item per unit, and one per GPTQ layer (its first unit's slot stands for them all) */
+	/* GPTQ layers first (plan_gptq.c): their owners and their units, and the load they put on each rank */
+	int rc = mq_plan_gptq_assign(p, m, load, err);
 	int n = 0;
-	for (int u = 0; u < p->n_units; u++) {
+	for (int u = 0; u < p->n_units && !rc; u++) {
 		const struct mq_unit *un = &p->units[u];
-		const struct mq_plan_tensor *pt = &p->tensors[un->tensor];
-		if (pt->gptq && u != pt->first_unit)
+		if (p->tensors[un->tensor].gptq)
 			continue;
-		uint64_t cost = pt->gptq ? mq_plan_gptq_cost(pt, &m->tensors[un->tensor]) : un->cost;
-		items[n++] = (struct mq_lpt_item){ cost, cost ? cost : 1, m->tensors[un->tensor].name, un->chunk_begin, u, 0 };
+		items[n++] = (struct mq_lpt_item){ un->cost, un->cost ? un->cost : 1, m->tensors[un->tensor].name,
+						   un->chunk_begin, u, 0 };
 	}
 	mq_lpt_assign(items, n, p->n_ranks, load);
-	for (int k = 0; k < n; k++) {
-		const int first = items[k].index;
-		struct mq_plan_tensor *pt = &p->tensors[p->units[first].tensor];
-		const int last = pt->gptq ? pt->first_unit + pt->n_units : first + 1;
-		if (pt->gptq)
-			pt->gptq_rank = items[k].bin;
-		for (int id = first; id < last; id++) {
-			struct mq_unit *u = &p->units[id];
-			u->rank = items[k].bin;
-			struct mq_rank_load *l = &p->ranks[u->rank];
-			l->n_units++;
-			uint64_t rows = u->row_end - u->row_begin;
-			l->bytes_in += rows * pt->row_bytes;
-			l->bytes_out += pt->n_rows ? pt->bytes_out * rows / pt->n_rows : pt->bytes_out;
-			if (pt->gptq && pt->gptq_bytes > l->gptq_bytes)
-				l->gptq_bytes = pt->gptq_bytes;
-		}
-	}
+	for (int k = 0; k < n; k++)
+		mq_plan_give(p, items[k].index, items[k].bin);
 	for (int r = 0; r < p->n_ranks; r++)
 		p->ranks[r].cost = load[r];
 	free(items);
 	free(load);
-	return 0;
+	return rc;
 }
 
 static uint64_t align_up(uint64_t n)
@@ -693,5 +689,6 @@ void mq_plan_release(struct mq_plan *p)
 	free(p->out);
 	free(p->units);
 	free(p->ranks);
+	free(p->gptq_order);
 	memset(p, 0, sizeof(*p));
 }

@@ -57,8 +57,9 @@ struct mq_plan_tensor {
 	struct mq_calib_info cinfo; /* what the calibration file holds for this layer */
 	uint64_t calib_rows;    /* calibration rows used */
 	int act_rank;           /* rank that runs this layer's activation observer, -1 if none */
-	int gptq;               /* quantized by GPTQ (--method gptq, calibrated): all its units on gptq_rank */
-	int gptq_rank;          /* the rank that builds its Hessian and sweeps its rows, -1 if none */
+	int gptq;               /* quantized by GPTQ (--method gptq, calibrated) */
+	int gptq_rank;          /* the rank that builds its Hessian and factor (its owner), -1 if none */
+	int gptq_wave;          /* its owner's n-th GPTQ layer: the wave the factor is built in */
 	uint64_t gptq_bytes;    /* its Hessian and factor, and one read of its calibration inputs */
 	uint64_t bytes_out;     /* all output bytes that stem from this tensor */
 	int first_unit, n_units;
@@ -99,6 +100,7 @@ struct mq_plan {
 	uint64_t arena_bytes;            /* tensor buffers per rank, within the budget */
 	uint64_t gptq_block;             /* --block-size of GPTQ */
 	uint64_t gptq_bytes;             /* the largest GPTQ layer's state, held beside the buffers */
+	int *gptq_order;                 /* the n_gptq GPTQ layers (plan tensors) in the order they are swept */
 };
 
 #define MQ_GPTQ_X_BYTES (16u << 20) /* calibration inputs a GPTQ layer's Hessian takes per syrk */
@@ -106,10 +108,13 @@ struct mq_plan {
 uint64_t mq_plan_gptq_read_rows(const struct mq_plan_tensor *pt, int conv);
 /* Patch rows per calibration sample of a Conv weight t (oh * ow). */
 uint64_t mq_plan_conv_patches(const struct mq_calib_info *ci, const struct mq_tensor *t);
-/* plan_gptq.c, for plan.c: a GPTQ layer's state (its Hessian and one read of its inputs), its cost, the budget check. */
+/* plan_gptq.c, for plan.c: a GPTQ layer's state (its Hessian and one read of its inputs), the budget check. */
 uint64_t mq_plan_gptq_state_bytes(const struct mq_plan_tensor *pt, const struct mq_tensor *t);
-uint64_t mq_plan_gptq_cost(const struct mq_plan_tensor *pt, const struct mq_tensor *t);
 int mq_plan_gptq_budget(struct mq_plan *p, const struct mq_manifest *m, uint64_t budget, struct mq_error *err);
+/* Unit id to rank, and its bytes to the rank's load (plan.c). */
+void mq_plan_give(struct mq_plan *p, int id, int rank);
+/* Owners, waves and the order of the GPTQ layers, and their units to ranks; adds their work to load. */
+int mq_plan_gptq_assign(struct mq_plan *p, const struct mq_manifest *m, uint64_t *load, struct mq_error *err);
 
 /*
  * Where a block of `rows` rows of a quantized tensor lies in the arena: the

@@ -1,6 +1,9 @@
 #include "plan.h"
 
+#include <stdlib.h>
+
 #include "gptq.h"
+#include "lpt.h"
 
 uint64_t mq_plan_conv_patches(const struct mq_calib_info *ci, const struct mq_tensor *t)
 {
@@ -31,33 +34,104 @@ uint64_t mq_plan_gptq_state_bytes(const struct mq_plan_tensor *pt, const struct 
 	return x;
 }
 
-/*
- * A GPTQ layer's work on its owner rank: the Hessian (calibration rows × in²
- * multiply-adds), its factor (about in³), and the sweep, the output-space
- * sums and round to nearest's (about 4 out × in²), as weighted bytes at 16
- * flops a byte.
- */
-uint64_t mq_plan_gptq_cost(const struct mq_plan_tensor *pt, const struct mq_tensor *t)
+/* A layer's factor, on its owner: the Hessian (calibration rows × in² multiply-adds) and about 2 in³, at 16 flops a weighted byte. */
+static uint64_t factor_cost(const struct mq_plan_tensor *pt, const struct mq_tensor *t)
 {
-	const double n = (double)pt->row_elems, rows = (double)pt->calib_rows * (t->ndim == 4 ? (double)mq_plan_conv_patches(&pt->cinfo, t) : 1.0);
-	double flops = rows * n * n + 2.0 * n * n * n + 8.0 * (double)pt->n_rows * n * n;
-	return (uint64_t)(flops / 16.0) + 3 * t->nbytes;
+	const double n = (double)pt->row_elems;
+	const double rows = (double)pt->calib_rows * (t->ndim == 4 ? (double)mq_plan_conv_patches(&pt->cinfo, t) : 1.0);
+	return (uint64_t)((rows * n * n + 2.0 * n * n * n) / 16.0) + 1;
+}
+
+/* A unit's sweep, its output-space sums and round to nearest's: about 8 rows × in² flops. */
+static uint64_t sweep_cost(const struct mq_plan_tensor *pt, const struct mq_unit *u)
+{
+	const double n = (double)pt->row_elems, rows = (double)(u->row_end - u->row_begin);
+	return (uint64_t)(8.0 * rows * n * n / 16.0) + 3 * rows * pt->row_bytes;
 }
 
 int mq_plan_gptq_budget(struct mq_plan *p, const struct mq_manifest *m, uint64_t budget, struct mq_error *err)
 {
 	/* a GPTQ layer's Hessian is held beside the buffers while its owner works on it */
+	uint64_t largest = 0;
+	for (int i = 0; i < p->n_tensors; i++)
+		if (p->tensors[i].gptq && mq_gptq_layer_bytes(p->tensors[i].row_elems) > largest)
+			largest = mq_gptq_layer_bytes(p->tensors[i].row_elems);
 	for (int i = 0; i < p->n_tensors; i++) {
 		const struct mq_plan_tensor *pt = &p->tensors[i];
 		if (!pt->gptq)
 			continue;
-		if (p->arena_bytes + pt->gptq_bytes > budget)
+		/* its own state, and (on more than one rank) another layer's factor received meanwhile */
+		const uint64_t need = p->arena_bytes + pt->gptq_bytes + (p->n_ranks > 1 ? largest : 0);
+		if (need > budget)
 			return mq_fail(err, MQ_ERR_USAGE,
-				"GPTQ layer '%s' needs %llu MiB (its %llu x %llu Hessian and factor in float32, its calibration reads and %llu MiB of buffers), more than the memory budget of %llu MiB; raise --memory-budget, or keep it unquantized with --exclude",
-				m->tensors[i].name, (unsigned long long)((p->arena_bytes + pt->gptq_bytes + (1u << 20) - 1) >> 20),
+				"GPTQ layer '%s' needs %llu MiB (its %llu x %llu Hessian and factor in float32, its calibration reads, %llu MiB of buffers and, on more than one rank, room for another layer's factor), more than the memory budget of %llu MiB; raise --memory-budget, or keep it unquantized with --exclude",
+				m->tensors[i].name, (unsigned long long)((need + (1u << 20) - 1) >> 20),
 				(unsigned long long)pt->row_elems, (unsigned long long)pt->row_elems,
 				(unsigned long long)((p->arena_bytes + (1u << 20) - 1) >> 20), (unsigned long long)(budget >> 20));
 		p->gptq_bytes = pt->gptq_bytes > p->gptq_bytes ? pt->gptq_bytes : p->gptq_bytes;
 	}
+	return 0;
+}
+
+/*
+ * GPTQ layers to owners, longest factor first (LPT over the factors alone).
+ * An owner's k-th layer is built in wave k: in a wave every owner builds one
+ * factor at once, and the wave's layers are then swept one after another,
+ * each by every rank: unit j of a layer goes to rank (owner + j) mod ranks,
+ * so the owner sweeps its first unit and a layer of few units still spreads.
+ */
+int mq_plan_gptq_assign(struct mq_plan *p, const struct mq_manifest *m, uint64_t *load, struct mq_error *err)
+{
+	if (!p->n_gptq)
+		return 0;
+	struct mq_lpt_item *items = calloc((size_t)p->n_gptq + 1, sizeof(*items));
+	uint64_t *owned = calloc((size_t)p->n_ranks, sizeof(*owned));
+	int *waves = calloc((size_t)p->n_ranks, sizeof(*waves));
+	p->gptq_order = calloc((size_t)p->n_gptq + 1, sizeof(int));
+	if (!items || !owned || !waves || !p->gptq_order) {
+		free(items);
+		free(owned);
+		free(waves);
+		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+	}
+	int n = 0, n_waves = 0;
+	for (int i = 0; i < p->n_tensors; i++)
+		if (p->tensors[i].gptq) {
+			uint64_t c = factor_cost(&p->tensors[i], &m->tensors[i]);
+			items[n++] = (struct mq_lpt_item){ c, c, m->tensors[i].name, 0, i, 0 };
+		}
+	mq_lpt_assign(items, n, p->n_ranks, owned);
+	for (int k = 0; k < n; k++) {
+		struct mq_plan_tensor *pt = &p->tensors[items[k].index];
+		pt->gptq_rank = items[k].bin;
+		pt->gptq_wave = waves[items[k].bin]++;
+		n_waves = pt->gptq_wave + 1 > n_waves ? pt->gptq_wave + 1 : n_waves;
+		load[pt->gptq_rank] += items[k].cost;
+	}
+	int o = 0;
+	for (int w = 0; w < n_waves; w++) /* wave by wave, longest factor first within one */
+		for (int k = 0; k < n; k++)
+			if (p->tensors[items[k].index].gptq_wave == w)
+				p->gptq_order[o++] = items[k].index;
+	uint64_t largest = 0;
+	for (int k = 0; k < n; k++)
+		largest = mq_gptq_layer_bytes(p->tensors[items[k].index].row_elems) > largest
+				  ? mq_gptq_layer_bytes(p->tensors[items[k].index].row_elems) : largest;
+	for (int k = 0; k < n; k++) {
+		const struct mq_plan_tensor *pt = &p->tensors[items[k].index];
+		for (int j = 0; j < pt->n_units; j++) {
+			const int rank = (int)(((uint64_t)pt->gptq_rank + (uint64_t)j) % (uint64_t)p->n_ranks);
+			mq_plan_give(p, pt->first_unit + j, rank);
+			load[rank] += sweep_cost(pt, &p->units[pt->first_unit + j]);
+		}
+		struct mq_rank_load *l = &p->ranks[pt->gptq_rank];
+		const uint64_t held = pt->gptq_bytes + (p->n_ranks > 1 ? largest : 0);
+		l->gptq_bytes = held > l->gptq_bytes ? held : l->gptq_bytes;
+	}
+	for (int r = 0; r < p->n_ranks && p->n_ranks > 1; r++) /* a rank that owns none still receives */
+		p->ranks[r].gptq_bytes = p->ranks[r].gptq_bytes > largest ? p->ranks[r].gptq_bytes : largest;
+	free(items);
+	free(owned);
+	free(waves);
 	return 0;
 }

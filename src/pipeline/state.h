@@ -99,6 +99,8 @@ struct run {
 	uint64_t ucrc_len[UNIT_OUTPUTS];
 	int ucrc_out[UNIT_OUTPUTS];   /* its output tensors, -1 if none */
 	int interrupted;              /* this rank stopped taking units on SIGUSR1 */
+	int unit_failed;              /* a unit of this rank failed (or its buffers could not be had) */
+	struct unit_record *unit_full; /* the record of the unit in progress, with room for its digests */
 	struct gptq_cache *gptq;      /* gptq.c: the factor of the GPTQ layer in hand */
 	/* collect.c: what has come in (rank 0), and whether to stop (every rank) */
 	struct mq_tensor_result *res; /* per tensor */

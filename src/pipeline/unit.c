@@ -462,6 +462,40 @@ static int do_unit(struct run *r, int id, struct unit_record *rec)
 	return rc;
 }
 
+void unit_note_interrupt(struct run *r)
+{
+	r->interrupted = 1;
+	mq_info("SIGUSR1: stopping after the units in hand\n");
+}
+
+void unit_take(struct run *r, int id, int usable)
+{
+	struct unit_record *rec = r->unit_full, skip;
+	if (mq_stop_requested && !r->interrupted) /* finish the unit in hand, start no other */
+		unit_note_interrupt(r);
+	if (usable && !r->unit_failed && !r->cancelled && !r->interrupted) {
+		r->unit_failed = do_unit(r, id, rec) != 0;
+		r->stats[MQ_STAT_UNITS]++;
+		if (r->unit_failed && r->rank == 0)
+			collect_cancel_all(r);
+	} else { /* after a failure anywhere, the remaining units are only reported as skipped */
+		rec = &skip;
+		memset(rec, 0, sizeof(*rec));
+		rec->unit = id;
+		rec->failed = r->unit_failed || r->cancelled || !r->interrupted ? 1 : 2;
+	}
+	if (rec->failed)
+		rec->n_digests = 0;
+	size_t len = sizeof(*rec) + rec->n_digests * (size_t)MQ_SHA256_LEN;
+	if (r->rank == 0) {
+		collect_take(r, rec, len);
+	} else {
+		struct mq_error e = { 0 };
+		if (mq_comm_send_record(r->comm, rec, len, &e))
+			MQ_ASSERT(!"cannot send a unit record");
+	}
+}
+
 int unit_work(struct run *r)
 {
 	const struct mq_plan *p = &r->plan;
@@ -470,45 +504,22 @@ int unit_work(struct run *r)
 		if (p->units[u].chunk_end - p->units[u].chunk_begin > max_digests)
 			max_digests = p->units[u].chunk_end - p->units[u].chunk_begin;
 	size_t rec_len = sizeof(struct unit_record) + (size_t)max_digests * MQ_SHA256_LEN;
-	struct unit_record *full = malloc(rec_len), skip;
+	r->unit_full = malloc(rec_len);
 	free(r->arena);
 	r->arena = malloc((size_t)p->arena_bytes + UNIT_ARENA_SLACK);
 	/* Without buffers this rank still reports every unit (as skipped), or rank 0 would wait forever. */
-	int failed = 0;
-	if (!full || !r->arena)
-		failed = mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory for %llu bytes of buffers",
-				 (unsigned long long)p->arena_bytes) != 0;
-	for (int id = 0; id < p->n_units; id++) {
-		if (p->units[id].rank != r->rank || r->done[id])
-			continue;
-		struct unit_record *rec = &skip;
-		if (mq_stop_requested && !r->interrupted) { /* finish the unit in hand, start no other */
-			r->interrupted = 1;
-			mq_info("SIGUSR1: stopping after the units in hand\n");
-		}
-		if (!failed && !r->cancelled && !r->interrupted) {
-			rec = full;
-			failed = do_unit(r, id, rec) != 0;
-			r->stats[MQ_STAT_UNITS]++;
-			if (failed && r->rank == 0)
-				collect_cancel_all(r);
-		} else { /* after a failure anywhere, the remaining units are only reported as skipped */
-			memset(rec, 0, sizeof(*rec));
-			rec->unit = id;
-			rec->failed = failed || r->cancelled ? 1 : 2;
-		}
-		if (rec->failed)
-			rec->n_digests = 0;
-		size_t len = sizeof(*rec) + rec->n_digests * (size_t)MQ_SHA256_LEN;
-		if (r->rank == 0) {
-			collect_take(r, rec, len);
-		} else {
-			struct mq_error e = { 0 };
-			if (mq_comm_send_record(r->comm, rec, len, &e))
-				MQ_ASSERT(!"cannot send a unit record");
-		}
-	}
-	free(full);
+	r->unit_failed = 0;
+	if (!r->unit_full || !r->arena)
+		r->unit_failed = mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory for %llu bytes of buffers",
+					 (unsigned long long)p->arena_bytes) != 0;
+	/* GPTQ layers' units go in waves once the others are done (factor.c); the up-to-date check only hashes */
+	for (int id = 0; id < p->n_units; id++)
+		if (p->units[id].rank == r->rank && !r->done[id] && (r->hash_only || !p->tensors[p->units[id].tensor].gptq))
+			unit_take(r, id, 1);
+	if (!r->hash_only)
+		gptq_waves(r);
+	free(r->unit_full);
+	r->unit_full = NULL;
 	double t0 = mq_comm_time();
 	collect_poll(r, 1);
 	r->stats[MQ_STAT_T_WAIT] += mq_comm_time() - t0;

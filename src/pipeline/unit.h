@@ -30,6 +30,14 @@ struct chunk_hasher {
 
 /* Every unit the plan gives this rank and that is not done yet; then waits for all records (rank 0). */
 int unit_work(struct run *r);
+/*
+ * Unit id of this rank: done now if usable and nothing has failed, been
+ * cancelled or interrupted; else reported as skipped (or, interrupted, as
+ * not started). Its record goes to rank 0 either way.
+ */
+void unit_take(struct run *r, int id, int usable);
+/* SIGUSR1 seen: this rank starts no other unit. */
+void unit_note_interrupt(struct run *r);
 /* The digests of one unit's source chunks into ch, nothing written. */
 int unit_hash(struct run *r, const struct mq_unit *u, struct chunk_hasher *ch);
 /* n bytes at absolute offset pos of the output file (timed and counted). */

@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# GPTQ (--method gptq) end to end on the fixture of scripts/gptq_ref.py (four Linear layers: one
+# with correlated inputs and outlier channels, one with dead input columns, one with fewer
+# calibration rows than inputs, a plain one; an embedding, lm_head and a norm kept): int4 in groups
+# of 128, 32, 64 and per channel, int4-asym, w8a16 and w8a16-asym, --actorder none, --damp 0.05,
+# --damp 0 (the Cholesky of the rank-deficient layer fails and is retried at 0.01), --block-size 32,
+# a BF16 model (BF16 scales), and --scales updated where mq-dist offers it; each on -n 1, 2, 3 and 4,
+# byte-identical, and checked by gptq_check.py against the numpy reference (codes, scales and zero
+# points, output-space error, the layer records' loss, damp and output SQNR).  GPTQ must beat RTN
+# by 2 dB in output SQNR on the correlated layer at int4 g128.  Errors: --method gptq without
+# --calib names --calib; an unknown --actorder or --method value is refused.
+. "$(dirname "$0")/lib.sh"
+# One machine needs no munge authentication between mpirun and its ranks (where munge is
+# installed but its daemon is down, PMIx retries it for 2 s at every start).
+export PMIX_MCA_psec=native
+REF="$MQ_SCRIPTS/gptq_ref.py"
+GC="$HERE/gptq_check.py"
+CORR=model.layers.0.self_attn.q_proj
+
+for t in "$REF selftest" "$GC --self-check"; do
+    # shellcheck disable=SC2086
+    if "$MQ_PYTHON" $t >"$WORK/self.log" 2>&1; then
+        pass "$(basename "${t%% *}") ${t#* }"
+    else
+        fail "$(basename "${t%% *}") ${t#* }"
+        grep -v '^ok' "$WORK/self.log" | tail -n 20
+    fi
+done
+
+"$MQ_PYTHON" "$REF" make "$WORK/f32" || fail "gptq_ref.py make f32"
+"$MQ_PYTHON" "$REF" make "$WORK/bf16" --dtype BF16 || fail "gptq_ref.py make bf16"
+
+# gptq NAME DIR "GPTQ_CHECK OPTIONS" [mq-dist options...]: DIR/model.safetensors with
+# DIR/calib.h5 and --method gptq on -n 1..4, byte-identical; gptq_check.py on the -n 1 output
+# $WORK/NAME.n1.safetensors.
+gptq() {
+    local name=$1 dir=$2 chk=$3
+    shift 3
+    local ref="" ok=1 n rc
+    for n in 1 2 3 4; do
+        local out="$WORK/$name.n$n.safetensors"
+        mq "$n" "$dir/model.safetensors" --calib "$dir/calib.h5" --method gptq -o "$out" -q "$@"
+        rc=$?
+        if [ $rc -ne 0 ]; then
+            fail "$name: -n $n exited $rc ($(grep -m 1 -v '^-*$' "$WORK/last.err" | head -c 300))"
+            ok=0
+            continue
+        fi
+        if [ -z "$ref" ]; then
+            ref=$out
+        elif ! cmp -s "$ref" "$out"; then
+            fail "$name: -n $n output differs from -n 1: $("$MQ_PYTHON" "$GC" --diff "$ref" "$out" |
+                head -n 5 | tr '\n' ';' | head -c 400)"
+            ok=0
+        fi
+    done
+    [ $ok = 1 ] && pass "$name: byte-identical for -n 1..4"
+    [ -n "$ref" ] || return
+    # shellcheck disable=SC2086
+    if "$MQ_PYTHON" "$GC" "$ref" "$dir/model.safetensors" "$dir/calib.h5" $chk >"$WORK/check.log" 2>&1; then
+        pass "$name: gptq_check ($(tail -n 1 "$WORK/check.log"))"
+    else
+        fail "$name: gptq_check"
+        grep -E '^(FAIL|gptq_check|Traceback|  File|[A-Za-z]*Error)' "$WORK/check.log" | sed 's/^/    /' | tail -n 25
+    fi
+}
+
+# refuse NAME NEEDLE [mq-dist options...]: a run on the f32 fixture must fail as a usage error
+# (not crash: exit 6 is an internal error; not "unknown option": the options must exist), print
+# NEEDLE on stderr and leave no output.
+refuse() {
+    local name=$1 needle=$2 rc
+    shift 2
+    local dir="$WORK/refuse.$name"
+    mkdir -p "$dir"
+    mq 1 "$WORK/f32/model.safetensors" -o "$dir/out.safetensors" "$@"
+    rc=$?
+    if [ $rc -eq 0 ] || [ $rc -eq 6 ] || [ $rc -ge 124 ] || grep -q "unknown option" "$WORK/last.err"; then
+        fail "$name: exit $rc, expected a refusal ($(grep -m 1 -v '^-*$' "$WORK/last.err" | head -c 200))"
+    else
+        pass "$name: exit $rc"
+    fi
+    if grep -qF -- "$needle" "$WORK/last.err"; then
+        pass "$name: the message names $needle"
+    else
+        fail "$name: stderr does not name $needle: $(head -c 300 "$WORK/last.err")"
+    fi
+    if [ -z "$(ls -A "$dir")" ]; then
+        pass "$name: no output left"
+    else
+        fail "$name: left $(ls -A "$dir" | tr '\n' ' ')"
+    fi
+}
+
+F32=$WORK/f32
+# int4 with the defaults: group 128, actorder static, damp 0.01, block 128; the 2 dB gain
+gptq int4 "$F32" "--scheme int4 --group 128 --min-gain 2 $CORR" -s int4
+mq 2 "$F32/model.safetensors" --calib "$F32/calib.h5" --method gptq -o "$WORK/int4-explicit.safetensors" \
+    -q -s int4 --group-size 128 --actorder static --damp 0.01 --block-size 128
+rc=$?
+if [ $rc -ne 0 ]; then
+    fail "int4 with the defaults explicit: exit $rc ($(grep -m 1 -v '^-*$' "$WORK/last.err" | head -c 300))"
+elif cmp -s "$WORK/int4.n1.safetensors" "$WORK/int4-explicit.safetensors"; then
+    pass "int4: the defaults are --group-size 128 --actorder static --damp 0.01 --block-size 128"
+else
+    fail "int4: the defaults made explicit give another file: $("$MQ_PYTHON" "$GC" --diff \
+        "$WORK/int4.n1.safetensors" "$WORK/int4-explicit.safetensors" | head -n 5 | tr '\n' ';' | head -c 400)"
+fi
+if [ -f "$WORK/int4.n1.safetensors" ]; then
+    # GPTQ's codes are not RTN's: the RTN checker must find them different
+    if "$MQ_PYTHON" "$HERE/ct_check.py" "$F32/model.safetensors" "$WORK/int4.n1.safetensors" \
+        --scheme int4 --group-size 128 >"$WORK/ct.log" 2>&1; then
+        fail "int4: ct_check.py finds the RTN codes in a GPTQ output"
+    elif grep -q "weight_packed codes" "$WORK/ct.log"; then
+        pass "int4: the codes are not RTN's (ct_check.py: $(grep -c 'weight_packed codes' "$WORK/ct.log") layers differ)"
+    else
+        fail "int4: ct_check.py failed for another reason than the codes: $(grep -m 3 FAIL "$WORK/ct.log" | head -c 400)"
+    fi
+fi
+gptq int4-g32 "$F32" "--scheme int4 --group 32" -s int4 --group-size 32
+gptq int4-g64 "$F32" "--scheme int4 --group 64" -s int4 --group-size 64
+gptq int4-channel "$F32" "--scheme int4 --group channel" -s int4 --group-size channel
+gptq int4-asym "$F32" "--scheme int4-asym --group 128" -s int4-asym
+gptq int4-asym-g32 "$F32" "--scheme int4-asym --group 32" -s int4-asym --group-size 32
+gptq w8a16 "$F32" "--scheme w8a16 --group 128" -s w8a16
+gptq w8a16-asym-channel "$F32" "--scheme w8a16-asym --group channel" -s w8a16-asym --group-size channel
+gptq int4-actorder-none "$F32" "--scheme int4 --group 128 --actorder none" -s int4 --actorder none
+gptq int4-damp-0.05 "$F32" "--scheme int4 --group 128 --damp 0.05" -s int4 --damp 0.05
+# damp 0: the layer with 96 rows for 256 inputs has a singular H, retried at 0.01 (its record's damp)
+gptq int4-damp-0 "$F32" "--scheme int4 --group 128 --damp 0" -s int4 --damp 0
+gptq int4-g32-block-32 "$F32" "--scheme int4 --group 32 --block-size 32" -s int4 --group-size 32 --block-size 32
+gptq bf16-int4 "$WORK/bf16" "--scheme int4 --group 128" -s int4
+gptq bf16-int4-asym-g64-none "$WORK/bf16" "--scheme int4-asym --group 64 --actorder none" -s int4-asym \
+    --group-size 64 --actorder none
+
+# --scales updated (IST's in-loop group parameters, actorder none only), if this mq-dist has it:
+# groups smaller than blocks, so that the parameters see W without the block's own updates
+if timeout 20 "$MQ_DIST" --help 2>/dev/null | grep -q -- '--scales'; then
+    gptq int4-updated "$F32" "--scheme int4 --group 32 --actorder none --scales updated --block-size 64" \
+        -s int4 --group-size 32 --actorder none --scales updated --block-size 64
+    gptq int4-asym-updated "$F32" "--scheme int4-asym --group 128 --actorder none --scales updated" \
+        -s int4-asym --actorder none --scales updated
+    refuse scales-updated-static "--scales" -s int4 --calib "$F32/calib.h5" --method gptq --scales updated
+else
+    pass "# skip --scales updated: mq-dist --help does not list --scales"
+fi
+
+refuse no-calib "--calib" -s int4 --method gptq
+refuse bad-actorder "--actorder" -s int4 --calib "$F32/calib.h5" --method gptq --actorder sideways
+refuse bad-method "--method" -s int4 --calib "$F32/calib.h5" --method gptq2
+
+finish
