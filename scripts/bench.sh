@@ -7,8 +7,12 @@
 # Dirty pages are flushed (sync) before every run, so runs do not pay for each other's writes.
 # The "lowbit" part: int4 g128 and fp8 (and int4 with --clip mse) end to end next to int8, default
 # options, F32 and BF16, -n 1 and -n 2.
+# The "gptq" part: one 4096 x 4096 layer with 65,536 calibration rows on one rank, part by part
+# (bench_gptq: the Hessian, the factor, the sweep and the output-space sums, each in GFLOP/s next to
+# the machine's sgemm rate), then end to end a model of 4 such layers at -n 1 and -n 2 (4 GiB of
+# calibration inputs on disk).
 # Usage: scripts/bench.sh [SIZE_MIB]      (env MQ_BENCH_DIR: where the models go;
-#                                          MQ_BENCH_PARTS: "weights lowbit pt calib", the default, or some)
+#                                          MQ_BENCH_PARTS: "weights lowbit pt calib gptq", the default, or some)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SIZE=${1:-2048}
@@ -21,7 +25,7 @@ fi
 export OMPI_MCA_rmaps_base_oversubscribe=1
 
 cmake -S "$ROOT" -B "$ROOT/build-bench" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$ROOT/build-bench" -j "$(nproc)" --target mq-dist bench_kernel >/dev/null
+cmake --build "$ROOT/build-bench" -j "$(nproc)" --target mq-dist bench_kernel bench_gptq >/dev/null
 BIN=$ROOT/build-bench/mq-dist
 mkdir -p "$DIR"
 
@@ -35,7 +39,7 @@ for k in int8_f32_gbps int8_bf16_gbps int8_asym_f32_gbps int4_g128_f32_gbps int4
     echo "kernel $k: $v GB/s = $(ratio "$v") x copy bandwidth"
 done
 
-PARTS=${MQ_BENCH_PARTS:-weights lowbit pt calib}
+PARTS=${MQ_BENCH_PARTS:-weights lowbit pt calib gptq}
 gbps_of() { "$PY" -c 'import json, sys; r = json.load(open(sys.argv[1]))
 print("%.3f %.1f" % (r["input_gb_per_s"], max(q["peak_rss_bytes"] for q in r["per_rank"]) / 2**20))' "$1"; }
 case " $PARTS " in *" weights "*) ;; *) DTYPES="" ;; esac
@@ -150,6 +154,62 @@ case " $PARTS " in
         else echo "pt: .$ext OUTPUTS DIFFER between -n 1 and -n 2"; fi
     done
     rm -f "$DIR"/pt-out-*
+    ;;
+esac
+# GPTQ: one layer part by part, then a model of 4 layers end to end at -n 1 and -n 2.
+case " $PARTS " in
+*" gptq "*)
+    "$ROOT/build-bench/tests/bench_gptq" 4096 4096 65536 >"$DIR/gptq.txt"
+    "$PY" - "$DIR/gptq.txt" <<'PY'
+import sys
+v = dict(l.split() for l in open(sys.argv[1]))
+f = lambda k: float(v[k])
+print("gptq layer %sx%s, %s calibration rows, 1 rank (OpenBLAS sgemm %.1f GFLOP/s):" % (v["out"], v["in"],
+      v["calib_rows"], f("sgemm_gflops")))
+for part in ("hessian", "factor", "sweep", "outspace"):
+    print("  %-9s %7.2f s  %6.1f GFLOP/s = %.2f x sgemm" % (part, f(part + "_s"), f(part + "_gflops"),
+          f(part + "_gflops") / f("sgemm_gflops")))
+print("  layer     %7.2f s  (the reference's measured 44 s on this machine class: %.2f x)" % (f("layer_s"),
+      f("layer_s") / 44.0))
+PY
+    gmodel="$DIR/gptq-model.safetensors"
+    gcalib="$DIR/gptq-calib.h5"
+    [ -f "$gmodel" ] || "$PY" - "$gmodel" <<'PY'
+import json, struct, sys
+import numpy as np
+rng = np.random.default_rng(11)
+names = ["model.layers.%d.mlp.up_proj.weight" % i for i in range(4)]
+hdr, off = {}, 0
+for nm in names:
+    hdr[nm] = {"dtype": "F32", "shape": [4096, 4096], "data_offsets": [off, off + 4096 * 4096 * 4]}
+    off += 4096 * 4096 * 4
+h = json.dumps(hdr).encode()
+h += b" " * (-len(h) % 8)
+with open(sys.argv[1], "wb") as f:
+    f.write(struct.pack("<Q", len(h)) + h)
+    for nm in names:
+        f.write((rng.standard_normal((4096, 4096), dtype=np.float32) * 0.02).tobytes())
+PY
+    [ -f "$gcalib" ] || "$PY" "$ROOT/scripts/make_calibration.py" "$gmodel" "$gcalib" --rows 65536 --seed 4
+    cat "$gmodel" "$gcalib" >/dev/null
+    printf '%-3s %9s %9s %13s %12s  %s\n' n "total s" speedup "calibrate s" "peak RSS MiB" "output sha256"
+    t1=0
+    for n in 1 2; do
+        rm -f "$DIR/gptq-out-$n.safetensors"
+        sync
+        mpirun -n $n "$BIN" "$gmodel" --calib "$gcalib" -s int4 --method gptq -o "$DIR/gptq-out-$n.safetensors" -q \
+            --report "$DIR/gptq-report.json"
+        read -r tot cal rss < <("$PY" -c 'import json, sys
+r = json.load(open(sys.argv[1]))
+print("%.2f" % r["total_s"], "%.2f" % max(p["calibrate_s"] for p in r["per_rank"]),
+      "%.1f" % (max(p["peak_rss_bytes"] for p in r["per_rank"]) / 2**20))' "$DIR/gptq-report.json")
+        [ $n = 1 ] && t1=$tot
+        printf '%-3s %9s %9s %13s %12s  %s\n' "$n" "$tot" "$(awk -v a="$t1" -v b="$tot" 'BEGIN { printf "%.2f", a / b }')" \
+            "$cal" "$rss" "$(sha256sum "$DIR/gptq-out-$n.safetensors" | cut -c1-16)"
+    done
+    cmp -s "$DIR/gptq-out-1.safetensors" "$DIR/gptq-out-2.safetensors" && echo "gptq: -n 1 and -n 2 outputs identical" ||
+        echo "gptq: OUTPUTS DIFFER between -n 1 and -n 2"
+    rm -f "$DIR"/gptq-out-*
     ;;
 esac
 # Calibration: activations of at least 1 GiB for a model's Linear layers, at two row counts; peak
