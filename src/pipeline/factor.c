@@ -5,6 +5,7 @@
 
 #include "collect.h"
 #include "output.h"
+#include "outspace.h"
 #include "unit.h"
 
 /* What an owner tells the layer's other ranks before its factor. */
@@ -49,56 +50,43 @@ const struct mq_gptq_layer *gptq_layer(struct run *r, int t, double *seconds)
 	return NULL;
 }
 
-/* H over the layer's calibration rows, read in fixed blocks of whole chunks (a Conv: one sample's patches). */
+struct hessian_ctx {
+	int t;
+	struct mq_gptq_layer *g;
+	float *xc;              /* a Conv sample's patches */
+	uint64_t oh, ow;
+};
+
+static int hessian_block(struct run *r, const float *x, uint64_t row, uint64_t nx, void *ctx)
+{
+	(void)row;
+	struct hessian_ctx *c = ctx;
+	const struct mq_tensor *tt = &r->man.tensors[c->t];
+	if (!c->xc) {
+		mq_gptq_add_rows(c->g, x, nx);
+		return 0;
+	}
+	mq_linalg_im2col(x, &r->plan.tensors[c->t].cinfo, tt->shape[1], tt->shape[2], tt->shape[3], c->oh, c->ow, c->xc);
+	mq_gptq_add_rows(c->g, c->xc, c->oh * c->ow);
+	return 0;
+}
+
+/* H over the layer's calibration rows, in fixed blocks of whole chunks (a Conv: one sample's patches). */
 static int accumulate(struct run *r, int t, struct mq_gptq_layer *g)
 {
 	const struct mq_tensor *tt = &r->man.tensors[t];
 	const struct mq_plan_tensor *pt = &r->plan.tensors[t];
-	const struct mq_calib_info *ci = &pt->cinfo;
 	const int conv = tt->ndim == 4;
-	const uint64_t xb = mq_plan_gptq_read_rows(pt, conv), in_row = ci->shape.row_elems;
-	const uint64_t patches = conv ? mq_plan_conv_patches(ci, tt) : 0;
-	char *layer = mq_plan_layer_name(tt->name);
-	float *x = malloc((size_t)(xb * in_row + 1) * sizeof(float));
-	float *xc = conv ? malloc((size_t)(patches * pt->row_elems + 1) * sizeof(float)) : NULL;
-	struct mq_calib_layer *l = NULL;
-	struct mq_calib_shape sh;
-	int rc = 0;
-	if (!layer || !x || (conv && !xc))
-		rc = mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory for the Hessian of '%s'", tt->name);
-	if (!rc)
-		rc = mq_calib_layer_open(r->calib, layer, &l, &sh, &r->err);
-	for (uint64_t row = 0; !rc && row < pt->calib_rows; row += xb) {
-		const uint64_t nx = pt->calib_rows - row < xb ? pt->calib_rows - row : xb;
-		size_t bad;
-		struct mq_range rg;
-		mq_range_init(&rg);
-		double t0 = mq_comm_time();
-		if ((rc = mq_calib_layer_read(l, row, nx, x, &r->err)))
-			break;
-		r->stats[MQ_STAT_T_READ] += mq_comm_time() - t0;
-		if (mq_range_update(&rg, x, (size_t)(nx * in_row), &bad)) {
-			rc = mq_calib_layer_nonfinite(l, row, x, bad, &r->err);
-			break;
-		}
-		t0 = mq_comm_time();
-		if (conv) { /* im2col takes oh and ow: the plan's patches are oh * ow */
-			uint64_t oh = (uint64_t)(((int64_t)ci->shape.shape[2] + 2 * ci->padding[0] -
-						  ci->dilation[0] * ((int64_t)tt->shape[2] - 1) - 1) / ci->stride[0] + 1);
-			mq_linalg_im2col(x, ci, tt->shape[1], tt->shape[2], tt->shape[3], oh, patches / oh, xc);
-			mq_gptq_add_rows(g, xc, patches);
-		} else {
-			mq_gptq_add_rows(g, x, nx);
-		}
-		r->stats[MQ_STAT_T_CALIB] += mq_comm_time() - t0;
-		collect_poll(r, 0);
-		if (r->cancelled)
-			rc = MQ_ERR_INTERNAL;
-	}
-	mq_calib_layer_close(l);
-	free(layer);
+	const uint64_t xb = mq_plan_gptq_read_rows(pt, conv);
+	struct hessian_ctx c = { t, g, NULL, 1, 1 };
+	if (conv)
+		mq_plan_conv_out(&pt->cinfo, tt, &c.oh, &c.ow);
+	float *x = malloc((size_t)(xb * pt->cinfo.shape.row_elems + 1) * sizeof(float));
+	c.xc = conv ? malloc((size_t)(c.oh * c.ow * pt->row_elems + 1) * sizeof(float)) : NULL;
+	int rc = !x || (conv && !c.xc) ? mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory for the Hessian of '%s'", tt->name)
+				       : outspace_blocks(r, t, xb, x, hessian_block, &c);
 	free(x);
-	free(xc);
+	free(c.xc);
 	return rc;
 }
 

@@ -34,45 +34,19 @@ static void fake_quant(const struct run *r, int t, const float *x, float *out, s
 	}
 }
 
-/*
- * Output-space sums of n weight rows (w, and wh dequantized) over the layer's
- * calibration rows, read in fixed blocks: 1 MiB of Linear rows, or one Conv
- * sample. The order of the sums depends on the shapes only.
- */
-int outspace_sums(struct run *r, int t, const float *w, const float *wh, uint64_t n, struct mq_out_sums *acc)
+int outspace_blocks(struct run *r, int t, uint64_t xb, float *x,
+		    int (*fn)(struct run *r, const float *x, uint64_t row, uint64_t n, void *ctx), void *ctx)
 {
 	const struct mq_tensor *tt = &r->man.tensors[t];
 	const struct mq_plan_tensor *pt = &r->plan.tensors[t];
-	const struct mq_calib_info *ci = &pt->cinfo;
-	int conv = tt->ndim == 4, act = pt->act_rank >= 0;
-	uint64_t k = pt->row_elems, in_row = ci->shape.row_elems, xb, m_rows, oh = 1, ow = 1;
-	if (conv) {
-		oh = (uint64_t)(((int64_t)ci->shape.shape[2] + 2 * ci->padding[0] - ci->dilation[0] * ((int64_t)tt->shape[2] - 1) - 1) / ci->stride[0] + 1);
-		ow = (uint64_t)(((int64_t)ci->shape.shape[3] + 2 * ci->padding[1] - ci->dilation[1] * ((int64_t)tt->shape[3] - 1) - 1) / ci->stride[1] + 1);
-		xb = 1;
-		m_rows = oh * ow;
-	} else {
-		uint64_t chunk = ci->shape.chunk_rows ? ci->shape.chunk_rows : 1;
-		xb = OUTSPACE_X_BYTES / (k * 4) / chunk * chunk; /* whole HDF5 chunks of rows */
-		xb = xb ? xb : chunk;
-		uint64_t y_cap = OUTSPACE_Y_BYTES / (n * 12); /* and at most 8 MiB of outputs */
-		y_cap = y_cap ? y_cap : 1;
-		xb = xb < y_cap ? xb : y_cap;
-		m_rows = xb;
-	}
+	const uint64_t in_row = pt->cinfo.shape.row_elems;
 	char *layer = mq_plan_layer_name(tt->name);
 	struct mq_calib_layer *l = NULL;
 	struct mq_calib_shape sh;
-	float *x = malloc(xb * in_row * sizeof(float)), *xh = malloc(xb * in_row * sizeof(float));
-	float *xc = conv ? malloc(m_rows * k * sizeof(float)) : NULL, *xhc = conv ? malloc(m_rows * k * sizeof(float)) : NULL;
-	float *y = malloc(m_rows * n * sizeof(float) * 3);
-	int rc = 0;
-	if (!layer || !x || !xh || !y || (conv && (!xc || !xhc)))
-		rc = mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory for the output-space error of '%s'", tt->name);
-	if (!rc)
-		rc = mq_calib_layer_open(r->calib, layer, &l, &sh, &r->err);
+	int rc = layer ? mq_calib_layer_open(r->calib, layer, &l, &sh, &r->err)
+		       : mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
 	for (uint64_t row = 0; !rc && row < pt->calib_rows; row += xb) {
-		uint64_t nx = pt->calib_rows - row < xb ? pt->calib_rows - row : xb;
+		const uint64_t nx = pt->calib_rows - row < xb ? pt->calib_rows - row : xb;
 		size_t bad;
 		struct mq_range rg;
 		mq_range_init(&rg);
@@ -85,25 +59,90 @@ int outspace_sums(struct run *r, int t, const float *w, const float *wh, uint64_
 			break;
 		}
 		t0 = mq_comm_time();
-		if (act)
-			fake_quant(r, t, x, xh, (size_t)(nx * in_row));
-		if (conv) {
-			mq_linalg_im2col(x, ci, tt->shape[1], tt->shape[2], tt->shape[3], oh, ow, xc);
-			if (act)
-				mq_linalg_im2col(xh, ci, tt->shape[1], tt->shape[2], tt->shape[3], oh, ow, xhc);
-			mq_linalg_gemm_sums(xc, act ? xhc : NULL, w, wh, m_rows, n, k, y, y + m_rows * n, y + 2 * m_rows * n, acc);
-		} else {
-			mq_linalg_gemm_sums(x, act ? xh : NULL, w, wh, nx, n, k, y, y + nx * n, y + 2 * nx * n, acc);
-		}
+		rc = fn(r, x, row, nx, ctx);
 		r->stats[MQ_STAT_T_CALIB] += mq_comm_time() - t0;
 		collect_poll(r, 0);
+		if (!rc && r->cancelled)
+			rc = MQ_ERR_INTERNAL;
 	}
 	mq_calib_layer_close(l);
 	free(layer);
+	return rc;
+}
+
+struct sums_ctx {
+	int t, conv;
+	const float *w, *wh;
+	uint64_t n, k, oh, ow;
+	float *xh, *xc, *xhc, *y;
+	struct mq_out_sums *acc;
+};
+
+/* One block of calibration rows: Y, Ŷw and Ŷwa, and their sums. */
+static int sums_block(struct run *r, const float *x, uint64_t row, uint64_t nx, void *ctx)
+{
+	(void)row;
+	struct sums_ctx *c = ctx;
+	const struct mq_tensor *tt = &r->man.tensors[c->t];
+	const struct mq_plan_tensor *pt = &r->plan.tensors[c->t];
+	const struct mq_calib_info *ci = &pt->cinfo;
+	const int act = pt->act_rank >= 0;
+	if (act)
+		fake_quant(r, c->t, x, c->xh, (size_t)(nx * ci->shape.row_elems));
+	if (c->conv) {
+		const uint64_t m = c->oh * c->ow;
+		mq_linalg_im2col(x, ci, tt->shape[1], tt->shape[2], tt->shape[3], c->oh, c->ow, c->xc);
+		if (act)
+			mq_linalg_im2col(c->xh, ci, tt->shape[1], tt->shape[2], tt->shape[3], c->oh, c->ow, c->xhc);
+		mq_linalg_gemm_sums(c->xc, act ? c->xhc : NULL, c->w, c->wh, m, c->n, c->k, c->y, c->y + m * c->n,
+				    c->y + 2 * m * c->n, c->acc);
+	} else {
+		mq_linalg_gemm_sums(x, act ? c->xh : NULL, c->w, c->wh, nx, c->n, c->k, c->y, c->y + nx * c->n,
+				    c->y + 2 * nx * c->n, c->acc);
+	}
+	return 0;
+}
+
+/*
+ * Output-space sums of n weight rows (w, and wh dequantized) over the layer's
+ * calibration rows, read in fixed blocks: 1 MiB of Linear rows, or one Conv
+ * sample. The order of the sums depends on the shapes only.
+ */
+int outspace_sums(struct run *r, int t, const float *w, const float *wh, uint64_t n, struct mq_out_sums *acc)
+{
+	const struct mq_tensor *tt = &r->man.tensors[t];
+	const struct mq_plan_tensor *pt = &r->plan.tensors[t];
+	const struct mq_calib_info *ci = &pt->cinfo;
+	struct sums_ctx c = { .t = t, .conv = tt->ndim == 4, .w = w, .wh = wh, .n = n, .k = pt->row_elems, .oh = 1, .ow = 1,
+			      .acc = acc };
+	uint64_t in_row = ci->shape.row_elems, xb, m_rows;
+	if (c.conv) {
+		mq_plan_conv_out(ci, tt, &c.oh, &c.ow);
+		xb = 1;
+		m_rows = c.oh * c.ow;
+	} else {
+		uint64_t chunk = ci->shape.chunk_rows ? ci->shape.chunk_rows : 1;
+		xb = OUTSPACE_X_BYTES / (c.k * 4) / chunk * chunk; /* whole HDF5 chunks of rows */
+		xb = xb ? xb : chunk;
+		uint64_t y_cap = OUTSPACE_Y_BYTES / (n * 12); /* and at most 8 MiB of outputs */
+		y_cap = y_cap ? y_cap : 1;
+		xb = xb < y_cap ? xb : y_cap;
+		m_rows = xb;
+	}
+	float *x = malloc(xb * in_row * sizeof(float));
+	c.xh = malloc(xb * in_row * sizeof(float));
+	c.xc = c.conv ? malloc(m_rows * c.k * sizeof(float)) : NULL;
+	c.xhc = c.conv ? malloc(m_rows * c.k * sizeof(float)) : NULL;
+	c.y = malloc(m_rows * n * sizeof(float) * 3);
+	int rc = 0;
+	if (!x || !c.xh || !c.y || (c.conv && (!c.xc || !c.xhc)))
+		rc = mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory for the output-space error of '%s'", tt->name);
+	if (!rc)
+		rc = outspace_blocks(r, t, xb, x, sums_block, &c);
 	free(x);
-	free(xh);
-	free(xc);
-	free(xhc);
-	free(y);
+	free(c.xh);
+	free(c.xc);
+	free(c.xhc);
+	free(c.y);
 	return rc;
 }

@@ -12,6 +12,16 @@
 
 #include "state.h"
 
+/*
+ * Tensor t's calibration rows [0, calib_rows) in blocks of xb rows (whole
+ * HDF5 chunks): each block read into x (xb × the row's values), checked for
+ * NaN and Inf (an error naming the file, layer and position), then given to
+ * fn with its first row and its row count. The read time and the bytes are
+ * counted; between blocks rank 0 takes records. Stops at fn's nonzero return.
+ */
+int outspace_blocks(struct run *r, int t, uint64_t xb, float *x,
+		    int (*fn)(struct run *r, const float *x, uint64_t row, uint64_t n, void *ctx), void *ctx);
+
 /* Adds the sums of tensor t's rows w / wh (n rows) into acc. */
 int outspace_sums(struct run *r, int t, const float *w, const float *wh, uint64_t n, struct mq_out_sums *acc);
 

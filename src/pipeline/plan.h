@@ -106,6 +106,8 @@ struct mq_plan {
 #define MQ_GPTQ_X_BYTES (16u << 20) /* calibration inputs a GPTQ layer's Hessian takes per syrk */
 /* Rows of calibration inputs a GPTQ layer reads at a time (conv: samples). */
 uint64_t mq_plan_gptq_read_rows(const struct mq_plan_tensor *pt, int conv);
+/* The output height and width of a Conv weight t over its calibration samples (plan_calib checked them). */
+void mq_plan_conv_out(const struct mq_calib_info *ci, const struct mq_tensor *t, uint64_t *oh, uint64_t *ow);
 /* Patch rows per calibration sample of a Conv weight t (oh * ow). */
 uint64_t mq_plan_conv_patches(const struct mq_calib_info *ci, const struct mq_tensor *t);
 /* plan_gptq.c, for plan.c: a GPTQ layer's state (its Hessian and one read of its inputs), the budget check. */

@@ -5,12 +5,18 @@
 #include "gptq.h"
 #include "lpt.h"
 
-uint64_t mq_plan_conv_patches(const struct mq_calib_info *ci, const struct mq_tensor *t)
+void mq_plan_conv_out(const struct mq_calib_info *ci, const struct mq_tensor *t, uint64_t *oh, uint64_t *ow)
 {
 	const uint64_t *cs = ci->shape.shape;
-	int64_t oh = ((int64_t)cs[2] + 2 * ci->padding[0] - ci->dilation[0] * ((int64_t)t->shape[2] - 1) - 1) / ci->stride[0] + 1;
-	int64_t ow = ((int64_t)cs[3] + 2 * ci->padding[1] - ci->dilation[1] * ((int64_t)t->shape[3] - 1) - 1) / ci->stride[1] + 1;
-	return (uint64_t)oh * (uint64_t)ow;
+	*oh = (uint64_t)(((int64_t)cs[2] + 2 * ci->padding[0] - ci->dilation[0] * ((int64_t)t->shape[2] - 1) - 1) / ci->stride[0] + 1);
+	*ow = (uint64_t)(((int64_t)cs[3] + 2 * ci->padding[1] - ci->dilation[1] * ((int64_t)t->shape[3] - 1) - 1) / ci->stride[1] + 1);
+}
+
+uint64_t mq_plan_conv_patches(const struct mq_calib_info *ci, const struct mq_tensor *t)
+{
+	uint64_t oh, ow;
+	mq_plan_conv_out(ci, t, &oh, &ow);
+	return oh * ow;
 }
 
 /* Rows of calibration inputs a GPTQ layer reads at a time: whole HDF5 chunks, about MQ_GPTQ_X_BYTES. */

@@ -69,6 +69,16 @@ static struct mq_gptq_layer layer_of(const float *x, uint64_t m, uint64_t n, con
 	return g;
 }
 
+/* Round to nearest's parameters of n values, the scale in float32. */
+static struct mq_qparams params_of(const struct mq_scheme_traits *s, const float *x, size_t n)
+{
+	struct mq_range rg;
+	size_t bad;
+	mq_range_init(&rg);
+	mq_range_update(&rg, x, n, &bad);
+	return s->params(s, &rg, MQ_DTYPE_F32);
+}
+
 struct sweep {
 	struct mq_qparams *p;
 	float *xq;
@@ -171,13 +181,8 @@ static double literal(const float *x, uint64_t m, uint64_t n, const float *w, ui
 	for (uint64_t r = 0; r < rows; r++) {
 		for (uint64_t c = 0; c < n; c++)
 			row[c] = dead[c] ? 0.0f : w[r * n + c];
-		for (uint64_t k = 0; k < n / group; k++) {
-			struct mq_range rg;
-			size_t bad;
-			mq_range_init(&rg);
-			mq_range_update(&rg, row + k * group, (size_t)group, &bad);
-			p[k] = s->params(s, &rg, MQ_DTYPE_F32);
-		}
+		for (uint64_t k = 0; k < n / group; k++)
+			p[k] = params_of(s, row + k * group, (size_t)group);
 		double *wp = malloc((size_t)n * sizeof(double));
 		for (uint64_t j = 0; j < n; j++)
 			wp[j] = row[perm[j]];
@@ -218,11 +223,7 @@ static void test_fake_matches_kernels(void **state)
 		for (int k = 0; k < N / G; k++) {
 			for (int i = 0; i < G; i++) /* ties and values past the range too */
 				x[k * G + i] = i % 9 == 0 ? (float)(i - 16) * 0.5f : normal() * (float)(k + 1);
-			struct mq_range rg;
-			size_t bad;
-			mq_range_init(&rg);
-			mq_range_update(&rg, x + k * G, G, &bad);
-			p[k] = s->params(s, &rg, MQ_DTYPE_F32);
+			p[k] = params_of(s, x + k * G, G);
 			p[k].scale *= k == 3 ? 0.5f : 1.0f; /* clamped values */
 		}
 		struct mq_err_acc acc = { 0, 0, 0 };
@@ -292,11 +293,7 @@ static void test_output_error(void **state)
 	struct sweep sw = run_sweep(&g, &o, s, group, w, rows);
 	float *gq = malloc(rows * n * sizeof(float)), *rq = malloc(rows * n * sizeof(float));
 	for (uint64_t r = 0; r < rows; r++) {
-		struct mq_range rg;
-		size_t bad;
-		mq_range_init(&rg);
-		mq_range_update(&rg, w + r * n, (size_t)n, &bad);
-		struct mq_qparams p = s->params(s, &rg, MQ_DTYPE_F32);
+		struct mq_qparams p = params_of(s, w + r * n, (size_t)n);
 		for (uint64_t c = 0; c < n; c++) {
 			gq[r * n + c] = held(s, &sw, n, group, r, c);
 			rq[r * n + c] = s->fake(s, w[r * n + c], p);
@@ -386,11 +383,7 @@ static void test_fallback(void **state)
 	assert_true(g.fallback);
 	struct sweep sw = run_sweep(&g, &o, s, 32, w, rows);
 	for (uint64_t r = 0; r < rows; r++) {
-		struct mq_range rg;
-		size_t bad;
-		mq_range_init(&rg);
-		mq_range_update(&rg, w + r * n, (size_t)n, &bad);
-		struct mq_qparams p = s->params(s, &rg, MQ_DTYPE_F32);
+		struct mq_qparams p = params_of(s, w + r * n, (size_t)n);
 		for (uint64_t c = 0; c < n; c++)
 			assert_true(held(s, &sw, n, 32, r, c) == s->fake(s, w[r * n + c], p));
 	}

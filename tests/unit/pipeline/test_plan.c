@@ -293,6 +293,87 @@ static void test_plan_refuses_input_sums_past_2e62(void **state)
 	mq_manifest_release(&m);
 }
 
+/* A calibration entry for every quantized weight of m: `rows` Linear rows, chunked by 64. */
+static struct mq_calib_info *calib_all(const struct mq_manifest *m, uint64_t rows)
+{
+	struct mq_calib_info *ci = calloc((size_t)m->n_tensors + 1, sizeof(*ci));
+	for (int i = 0; i < m->n_tensors; i++) {
+		const struct mq_tensor *t = &m->tensors[i];
+		if (t->ndim != 2)
+			continue;
+		ci[i].present = 1;
+		ci[i].shape = (struct mq_calib_shape){ 2, { rows, t->shape[1] }, 0, 64, t->shape[1] };
+		ci[i].stride[0] = ci[i].stride[1] = ci[i].dilation[0] = ci[i].dilation[1] = ci[i].groups = 1;
+	}
+	return ci;
+}
+
+/*
+ * GPTQ layers: one owner each, longest factor first; an owner's k-th layer in
+ * wave k; unit j of a layer on rank owner + j; every layer once in the sweep
+ * order, wave by wave; the units themselves those of any rank count; and a
+ * layer whose Hessian cannot fit the budget is an error naming it.
+ */
+static void test_plan_gptq_owners_waves_and_budget(void **state)
+{
+	(void)state;
+	static const struct spec layers[] = {
+		{ "model.layers.0.mlp.down_proj.weight", MQ_DTYPE_F32, 2, { 512, 2048 } },
+		{ "model.layers.0.mlp.up_proj.weight", MQ_DTYPE_F32, 2, { 8192, 512 } }, /* 16 MiB: 1 unit */
+		{ "model.layers.0.self_attn.q_proj.weight", MQ_DTYPE_F32, 2, { 512, 512 } },
+		{ "model.layers.0.self_attn.k_proj.weight", MQ_DTYPE_F32, 2, { 512, 512 } },
+		{ "model.layers.1.mlp.up_proj.weight", MQ_DTYPE_F32, 2, { 24576, 512 } }, /* 3 units */
+		{ "lm_head.weight", MQ_DTYPE_F32, 2, { 1000, 512 } },
+	};
+	struct mq_manifest m;
+	struct mq_options o;
+	struct mq_error e = { 0 };
+	make_manifest(&m, layers, 6);
+	default_options(&o);
+	o.scheme = MQ_SCHEME_INT4;
+	o.calib = "calib.h5";
+	o.method = MQ_METHOD_GPTQ;
+	o.gptq = (struct mq_gptq_opts){ 0.01, 128, MQ_ACTORDER_STATIC, MQ_GPTQ_SCALES_ORIGINAL, 0 };
+	struct mq_calib_info *ci = calib_all(&m, 256);
+	for (int ranks = 1; ranks <= 4; ranks++) {
+		struct mq_plan p;
+		assert_int_equal(mq_plan_build(&m, &o, ranks, ci, &p, &e), 0);
+		assert_int_equal(p.n_gptq, 5);
+		int seen[8] = { 0 }, last_wave = 0;
+		for (int k = 0; k < p.n_gptq; k++) {
+			const struct mq_plan_tensor *pt = &p.tensors[p.gptq_order[k]];
+			assert_true(pt->gptq && pt->gptq_rank >= 0 && pt->gptq_rank < ranks);
+			assert_true(pt->gptq_wave >= last_wave); /* wave by wave */
+			last_wave = pt->gptq_wave;
+			seen[p.gptq_order[k]]++;
+			for (int j = 0; j < pt->n_units; j++)
+				assert_int_equal(p.units[pt->first_unit + j].rank, (pt->gptq_rank + j) % ranks);
+			/* the k-th layer of an owner is in its wave k */
+			int before = 0;
+			for (int q = 0; q < k; q++)
+				before += p.tensors[p.gptq_order[q]].gptq_rank == pt->gptq_rank;
+			assert_int_equal(pt->gptq_wave, before);
+		}
+		for (int i = 0; i < m.n_tensors; i++)
+			assert_int_equal(seen[i], p.tensors[i].gptq ? 1 : 0);
+		/* the widest factor (in 2048) first, on rank 0 */
+		assert_int_equal(p.gptq_order[0], mq_manifest_find(&m, "model.layers.0.mlp.down_proj.weight"));
+		assert_int_equal(p.tensors[p.gptq_order[0]].gptq_rank, 0);
+		assert_int_equal(find(&m, &p, "model.layers.1.mlp.up_proj.weight")->n_units, 3);
+		assert_false(find(&m, &p, "lm_head.weight")->gptq);
+		mq_plan_release(&p);
+	}
+	/* 16 MiB for the 2048-wide Hessian alone (and another layer's factor received on 2 ranks) */
+	o.memory_budget = 16u << 20;
+	struct mq_plan p;
+	assert_int_equal(mq_plan_build(&m, &o, 2, ci, &p, &e), MQ_ERR_USAGE);
+	if (!strstr(e.msg, "GPTQ layer 'model.layers.0.mlp.down_proj.weight' needs") || !strstr(e.msg, "2048 x 2048"))
+		fail_msg("message: %s", e.msg);
+	mq_plan_release(&p);
+	free(ci);
+	mq_manifest_release(&m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -304,6 +385,7 @@ int main(void)
 		cmocka_unit_test(test_plan_is_deterministic_and_balanced),
 		cmocka_unit_test(test_plan_per_tensor_keeps_tensors_whole),
 		cmocka_unit_test(test_plan_refuses_rows_over_budget_and_name_clashes),
+		cmocka_unit_test(test_plan_gptq_owners_waves_and_budget),
 	};
 	return cmocka_run_group_tests_name("plan", tests, NULL, NULL);
 }
