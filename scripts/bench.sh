@@ -160,6 +160,13 @@ esac
 case " $PARTS " in
 *" gptq "*)
     "$ROOT/build-bench/tests/bench_gptq" 4096 4096 65536 >"$DIR/gptq.txt"
+    # what a second rank can add to BLAS-bound work here: sgemm on one core, then on two at once
+    one=$("$ROOT/build-bench/tests/bench_gptq" sgemm | awk '{print $2}')
+    "$ROOT/build-bench/tests/bench_gptq" sgemm >"$DIR/sgemm-a.txt" &
+    "$ROOT/build-bench/tests/bench_gptq" sgemm >"$DIR/sgemm-b.txt"
+    wait
+    two=$(cat "$DIR/sgemm-a.txt" "$DIR/sgemm-b.txt" | awk '{s += $2} END {print s}')
+    echo "sgemm: $one GFLOP/s on one core, $two GFLOP/s on two at once: a second rank can add at most $(awk -v a="$one" -v b="$two" 'BEGIN { printf "%.2f", b / a }')x to BLAS-bound work"
     "$PY" - "$DIR/gptq.txt" <<'PY'
 import sys
 v = dict(l.split() for l in open(sys.argv[1]))

@@ -2,6 +2,8 @@
  * GPTQ's arithmetic on one layer, timed part by part (run by scripts/bench.sh, not by ctest):
  *
  *   bench_gptq [IN] [OUT] [ROWS]      (default 4096 4096 65536)
+ *   bench_gptq sgemm                  (the sgemm rate alone: run on each core at once, it shows
+ *                                      what ranks that share the machine can add)
  *
  * Prints, one "key value" per line: the machine's sgemm rate (a 2048³ product, best of 3), the
  * Hessian's time (syrk over ROWS calibration rows, in the 4096-row blocks mq-dist uses for this
@@ -59,6 +61,11 @@ static double sgemm_gflops(void)
 
 int main(int argc, char **argv)
 {
+	if (argc > 1 && strcmp(argv[1], "sgemm") == 0) {
+		mq_linalg_init();
+		printf("sgemm_gflops %.1f\n", sgemm_gflops());
+		return 0;
+	}
 	const uint64_t n = argc > 1 ? strtoull(argv[1], NULL, 10) : 4096;
 	const uint64_t out = argc > 2 ? strtoull(argv[2], NULL, 10) : 4096;
 	const uint64_t rows = argc > 3 ? strtoull(argv[3], NULL, 10) : 65536;
