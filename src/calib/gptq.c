@@ -52,11 +52,30 @@ void mq_gptq_layer_release(struct mq_gptq_layer *g)
 	memset(g, 0, sizeof(*g));
 }
 
-void mq_gptq_add_rows(struct mq_gptq_layer *g, const float *x, uint64_t m)
+void mq_gptq_segment(uint64_t n, const float *x, uint64_t m, float *p)
 {
+	for (uint64_t i = 0; i < n; i++) /* syrk adds: the upper triangle starts at zero */
+		memset(p + i * n + i, 0, (n - i) * sizeof(float));
 	if (m)
-		mq_linalg_syrk_add(g->a, g->n, x, m);
+		mq_linalg_syrk_add(p, n, x, m);
+}
+
+void mq_gptq_add_segment(struct mq_gptq_layer *g, const float *p, uint64_t m)
+{
+	const uint64_t n = g->n;
+	for (uint64_t i = 0; i < n; i++) {
+		float *a = g->a + i * n;
+		const float *b = p + i * n;
+		for (uint64_t j = i; j < n; j++)
+			a[j] += b[j];
+	}
 	g->rows += m;
+}
+
+void mq_gptq_add_rows(struct mq_gptq_layer *g, const float *x, uint64_t m, float *scratch)
+{
+	mq_gptq_segment(g->n, x, m, scratch);
+	mq_gptq_add_segment(g, scratch, m);
 }
 
 /* Descending diagonal, ties by index: a total order, so the sort is the same everywhere. */

@@ -4,7 +4,9 @@
  * calibration rows and the weight rows.
  *
  * A layer's state is its Hessian H = (2/N) Σ x xᵀ over its N calibration
- * rows (tokens), accumulated by syrk in the order the rows are given, and
+ * rows (tokens): the sum, in their fixed order, of the Gram matrices of
+ * fixed segments of rows, each made by one syrk (so that any rank can make a
+ * segment's and the sum is the same however they are shared out), and
  * from it the upper Cholesky factor U of (H + λI)⁻¹ in the sweep's column
  * order. Both live in one n × n float32 matrix: U in the strict upper
  * triangle (its diagonal apart), H in the lower triangle and the diagonal,
@@ -79,8 +81,12 @@ uint64_t mq_gptq_sweep_bytes(uint64_t n, uint64_t rows, uint64_t block);
 int mq_gptq_layer_init(struct mq_gptq_layer *g, uint64_t n);
 void mq_gptq_layer_release(struct mq_gptq_layer *g);
 
-/* H += xᵀ x for m rows of x (the 2/N comes at the factor). */
-void mq_gptq_add_rows(struct mq_gptq_layer *g, const float *x, uint64_t m);
+/* A segment's Gram matrix: the upper triangle of the n × n p = xᵀ x for m rows of x. */
+void mq_gptq_segment(uint64_t n, const float *x, uint64_t m, float *p);
+/* H += p, the Gram matrix of a segment of m rows (upper triangles; the 2/N comes at the factor). */
+void mq_gptq_add_segment(struct mq_gptq_layer *g, const float *p, uint64_t m);
+/* Both for m rows of x, through scratch (n × n floats). */
+void mq_gptq_add_rows(struct mq_gptq_layer *g, const float *x, uint64_t m, float *scratch);
 
 /* The factor from the accumulated rows (see above). Returns 0 (also on a fallback), -1 out of memory. */
 int mq_gptq_factor(struct mq_gptq_layer *g, const struct mq_gptq_opts *o);

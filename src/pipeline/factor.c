@@ -50,63 +50,164 @@ const struct mq_gptq_layer *gptq_layer(struct run *r, int t, double *seconds)
 	return NULL;
 }
 
-struct hessian_ctx {
-	int t;
-	struct mq_gptq_layer *g;
-	float *xc;              /* a Conv sample's patches */
-	uint64_t oh, ow;
+/* A layer's segments: read blocks of its calibration rows (a Conv: one sample each, as its patches). */
+struct segments {
+	int t, conv;
+	uint64_t xb, count, oh, ow;
+	struct mq_calib_layer *l;
+	float *x, *xc, *p;       /* a read, its patches, a segment's Gram matrix */
 };
 
-static int hessian_block(struct run *r, const float *x, uint64_t row, uint64_t nx, void *ctx)
+static void segments_close(struct segments *sg)
 {
-	(void)row;
-	struct hessian_ctx *c = ctx;
-	const struct mq_tensor *tt = &r->man.tensors[c->t];
-	if (!c->xc) {
-		mq_gptq_add_rows(c->g, x, nx);
-		return 0;
-	}
-	mq_linalg_im2col(x, &r->plan.tensors[c->t].cinfo, tt->shape[1], tt->shape[2], tt->shape[3], c->oh, c->ow, c->xc);
-	mq_gptq_add_rows(c->g, c->xc, c->oh * c->ow);
-	return 0;
+	mq_calib_layer_close(sg->l);
+	free(sg->x);
+	free(sg->xc);
+	free(sg->p);
+	memset(sg, 0, sizeof(*sg));
 }
 
-/* H over the layer's calibration rows, in fixed blocks of whole chunks (a Conv: one sample's patches). */
-static int accumulate(struct run *r, int t, struct mq_gptq_layer *g)
+/* The number of segments of layer t. */
+static uint64_t segment_count(const struct run *r, int t)
+{
+	const struct mq_plan_tensor *pt = &r->plan.tensors[t];
+	const uint64_t xb = mq_plan_gptq_read_rows(pt, r->man.tensors[t].ndim == 4);
+	return (pt->calib_rows + xb - 1) / xb;
+}
+
+static int segments_open(struct run *r, int t, struct segments *sg)
 {
 	const struct mq_tensor *tt = &r->man.tensors[t];
 	const struct mq_plan_tensor *pt = &r->plan.tensors[t];
-	const int conv = tt->ndim == 4;
-	const uint64_t xb = mq_plan_gptq_read_rows(pt, conv);
-	struct hessian_ctx c = { t, g, NULL, 1, 1 };
-	if (conv)
-		mq_plan_conv_out(&pt->cinfo, tt, &c.oh, &c.ow);
-	float *x = malloc((size_t)(xb * pt->cinfo.shape.row_elems + 1) * sizeof(float));
-	c.xc = conv ? malloc((size_t)(c.oh * c.ow * pt->row_elems + 1) * sizeof(float)) : NULL;
-	int rc = !x || (conv && !c.xc) ? mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory for the Hessian of '%s'", tt->name)
-				       : outspace_blocks(r, t, xb, x, hessian_block, &c);
-	free(x);
-	free(c.xc);
+	memset(sg, 0, sizeof(*sg));
+	sg->t = t;
+	sg->conv = tt->ndim == 4;
+	sg->xb = mq_plan_gptq_read_rows(pt, sg->conv);
+	sg->count = segment_count(r, t);
+	sg->oh = sg->ow = 1;
+	if (sg->conv)
+		mq_plan_conv_out(&pt->cinfo, tt, &sg->oh, &sg->ow);
+	const uint64_t n = pt->row_elems;
+	sg->x = malloc((size_t)(sg->xb * pt->cinfo.shape.row_elems + 1) * sizeof(float));
+	sg->xc = sg->conv ? malloc((size_t)(sg->oh * sg->ow * n + 1) * sizeof(float)) : NULL;
+	sg->p = malloc((size_t)(n * n + 1) * sizeof(float));
+	char *layer = mq_plan_layer_name(tt->name);
+	struct mq_calib_shape sh;
+	int rc = !sg->x || (sg->conv && !sg->xc) || !sg->p || !layer
+		 ? mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory for the Hessian of '%s'", tt->name)
+		 : mq_calib_layer_open(r->calib, layer, &sg->l, &sh, &r->err);
+	free(layer);
 	return rc;
 }
 
-/* The owner: layer t's Hessian and factor into c->own. */
-static int build(struct run *r, int t, struct gptq_cache *c)
+/* Rows of segment s (a Conv: its patch rows). */
+static uint64_t segment_rows(const struct run *r, const struct segments *sg, uint64_t s)
+{
+	const uint64_t rows = r->plan.tensors[sg->t].calib_rows;
+	const uint64_t nx = rows - s * sg->xb < sg->xb ? rows - s * sg->xb : sg->xb;
+	return sg->conv ? nx * sg->oh * sg->ow : nx;
+}
+
+/* Segment s's Gram matrix into sg->p. */
+static int segment_make(struct run *r, struct segments *sg, uint64_t s)
+{
+	const struct mq_tensor *tt = &r->man.tensors[sg->t];
+	const struct mq_plan_tensor *pt = &r->plan.tensors[sg->t];
+	const uint64_t row = s * sg->xb, nx = pt->calib_rows - row < sg->xb ? pt->calib_rows - row : sg->xb;
+	if (outspace_read(r, sg->l, sg->t, row, nx, sg->x))
+		return r->err.code;
+	double t0 = mq_comm_time();
+	if (sg->conv) {
+		mq_linalg_im2col(sg->x, &pt->cinfo, tt->shape[1], tt->shape[2], tt->shape[3], sg->oh, sg->ow, sg->xc);
+		mq_gptq_segment(pt->row_elems, sg->xc, sg->oh * sg->ow, sg->p);
+	} else {
+		mq_gptq_segment(pt->row_elems, sg->x, nx, sg->p);
+	}
+	r->stats[MQ_STAT_T_CALIB] += mq_comm_time() - t0;
+	return 0;
+}
+
+static void poll_records(void *ctx);
+
+/*
+ * The owner: layer t's Hessian from its segments in order, each made here or
+ * received from the group member that made it, then its factor into c->own.
+ * Every member's segments are received even after a failure, so that no
+ * member waits on its send. Returns 0 or an error code.
+ */
+static int build(struct run *r, int t, struct gptq_cache *c, const int *members, int n_members)
 {
 	double t0 = mq_comm_time();
 	const struct mq_plan_tensor *pt = &r->plan.tensors[t];
-	if (mq_gptq_layer_init(&c->own, pt->row_elems))
-		return mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory for the %llu x %llu Hessian of '%s'",
-			       (unsigned long long)pt->row_elems, (unsigned long long)pt->row_elems, r->man.tensors[t].name);
-	c->own_tensor = t;
-	if (accumulate(r, t, &c->own))
-		return r->err.code ? r->err.code : MQ_ERR_INTERNAL;
+	const size_t nn = (size_t)(pt->row_elems * pt->row_elems);
+	struct segments sg;
+	int rc = segments_open(r, t, &sg);
+	if (!rc && mq_gptq_layer_init(&c->own, pt->row_elems))
+		rc = mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory for the %llu x %llu Hessian of '%s'",
+			     (unsigned long long)pt->row_elems, (unsigned long long)pt->row_elems, r->man.tensors[t].name);
+	c->own_tensor = rc ? -1 : t;
+	float *p = sg.p;
+	const uint64_t count = segment_count(r, t);
+	for (uint64_t s = 0; s < count; s++) {
+		const int from = members[s % (uint64_t)n_members];
+		int32_t status = 1;
+		if (from == r->rank) {
+			status = !rc && !r->cancelled && !r->interrupted && !segment_make(r, &sg, s);
+		} else {
+			if (mq_comm_recv_wait(r->comm, &status, sizeof(status), from, poll_records, r, &r->err))
+				return r->err.code; /* MPI itself failed: the agreement after the phase ends the run */
+			if (status == 1 && !p) { /* no room for it here: still take it off the wire, a piece at a time */
+				float sink[1024];
+				for (size_t off = 0; off < nn; off += 1024)
+					if (mq_comm_recv_wait(r->comm, sink, (nn - off < 1024 ? nn - off : 1024) * sizeof(float), from,
+							      poll_records, r, &r->err))
+						return r->err.code;
+			} else if (status == 1 &&
+				   mq_comm_recv_wait(r->comm, p, nn * sizeof(float), from, poll_records, r, &r->err)) {
+				return r->err.code;
+			}
+		}
+		if (status == 1 && !rc)
+			mq_gptq_add_segment(&c->own, p, segment_rows(r, &sg, s));
+		else if (!rc)
+			rc = r->err.code ? r->err.code : MQ_ERR_INTERNAL; /* a member failed: its error travels by agreement */
+		collect_poll(r, 0);
+	}
+	segments_close(&sg);
+	if (rc)
+		return rc;
 	double t1 = mq_comm_time();
 	if (mq_gptq_factor(&c->own, &r->opt->gptq))
 		return mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory for the factor of '%s'", r->man.tensors[t].name);
 	r->stats[MQ_STAT_T_CALIB] += mq_comm_time() - t1;
 	c->own_seconds = mq_comm_time() - t0;
 	return 0;
+}
+
+/* A member other than the owner: its segments of layer t (s = index mod count), each sent to the owner. */
+static int help(struct run *r, int t, int index, int n_members)
+{
+	const struct mq_plan_tensor *pt = &r->plan.tensors[t];
+	const size_t nn = (size_t)(pt->row_elems * pt->row_elems);
+	struct segments sg;
+	int ok = !segments_open(r, t, &sg), mpi_ok = 1;
+	const uint64_t count = segment_count(r, t);
+	for (uint64_t s = (uint64_t)index; s < count && mpi_ok; s += (uint64_t)n_members) {
+		int32_t status = ok && !r->unit_failed && !r->cancelled && !segment_make(r, &sg, s);
+		ok = ok && status == 1;
+		struct mq_comm_sends *sends = NULL;
+		mpi_ok = !mq_comm_send_start(r->comm, &sends, &status, sizeof(status), pt->gptq_rank, &r->err) &&
+			 (status != 1 || !mq_comm_send_start(r->comm, &sends, sg.p, nn * sizeof(float), pt->gptq_rank, &r->err));
+		if (mq_comm_sends_wait(&sends, poll_records, r, &r->err))
+			mpi_ok = 0;
+	}
+	segments_close(&sg);
+	if ((!ok || !mpi_ok) && !r->unit_failed) {
+		r->unit_failed = 1;
+		if (r->rank == 0)
+			collect_cancel_all(r);
+	}
+	return ok && mpi_ok ? 0 : MQ_ERR_INTERNAL;
 }
 
 static void poll_records(void *ctx)
@@ -189,20 +290,32 @@ static int wave(struct run *r, int k0, int k1)
 	struct gptq_cache *c = r->gptq;
 	struct mq_comm_sends *sends = NULL;
 	int own_status = 0;
-	for (int k = k0; k < k1; k++) {
+	int *members = malloc((size_t)r->size * sizeof(int));
+	if (!members)
+		return mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
+	for (int k = k0; k < k1; k++) { /* the Hessians of the wave, each by its group */
 		const int t = r->plan.gptq_order[k];
-		if (r->plan.tensors[t].gptq_rank != r->rank || !has_work(r, t, -1))
+		if (!has_work(r, t, -1))
 			continue;
-		if (mq_stop_requested && !r->interrupted)
-			unit_note_interrupt(r);
-		own_status = r->interrupted ? HDR_INTERRUPTED : r->unit_failed || r->cancelled ? HDR_FAILED
-			   : build(r, t, c) ? HDR_FAILED : HDR_OK;
-		if (own_status == HDR_FAILED && !r->unit_failed) {
-			r->unit_failed = 1;
-			if (r->rank == 0)
-				collect_cancel_all(r);
+		const int n = mq_plan_gptq_group(&r->plan, t, members);
+		int index = -1;
+		for (int j = 0; j < n; j++)
+			index = members[j] == r->rank ? j : index;
+		if (index > 0) {
+			help(r, t, index, n);
+		} else if (index == 0) {
+			if (mq_stop_requested && !r->interrupted)
+				unit_note_interrupt(r);
+			int rc = build(r, t, c, members, n); /* interrupted too: its members' segments are on their way */
+			own_status = r->interrupted ? HDR_INTERRUPTED : rc || r->unit_failed || r->cancelled ? HDR_FAILED : HDR_OK;
+			if (own_status == HDR_FAILED && !r->unit_failed) {
+				r->unit_failed = 1;
+				if (r->rank == 0)
+					collect_cancel_all(r);
+			}
 		}
 	}
+	free(members);
 	for (int k = k0; k < k1; k++) {
 		const int t = r->plan.gptq_order[k];
 		const struct mq_plan_tensor *pt = &r->plan.tensors[t];

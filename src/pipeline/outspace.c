@@ -34,31 +34,34 @@ static void fake_quant(const struct run *r, int t, const float *x, float *out, s
 	}
 }
 
+int outspace_read(struct run *r, struct mq_calib_layer *l, int t, uint64_t row, uint64_t n, float *x)
+{
+	size_t bad;
+	struct mq_range rg;
+	mq_range_init(&rg);
+	double t0 = mq_comm_time();
+	if (mq_calib_layer_read(l, row, n, x, &r->err))
+		return r->err.code;
+	r->stats[MQ_STAT_T_READ] += mq_comm_time() - t0;
+	if (mq_range_update(&rg, x, (size_t)(n * r->plan.tensors[t].cinfo.shape.row_elems), &bad))
+		return mq_calib_layer_nonfinite(l, row, x, bad, &r->err);
+	return 0;
+}
+
 int outspace_blocks(struct run *r, int t, uint64_t xb, float *x,
 		    int (*fn)(struct run *r, const float *x, uint64_t row, uint64_t n, void *ctx), void *ctx)
 {
-	const struct mq_tensor *tt = &r->man.tensors[t];
 	const struct mq_plan_tensor *pt = &r->plan.tensors[t];
-	const uint64_t in_row = pt->cinfo.shape.row_elems;
-	char *layer = mq_plan_layer_name(tt->name);
+	char *layer = mq_plan_layer_name(r->man.tensors[t].name);
 	struct mq_calib_layer *l = NULL;
 	struct mq_calib_shape sh;
 	int rc = layer ? mq_calib_layer_open(r->calib, layer, &l, &sh, &r->err)
 		       : mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
 	for (uint64_t row = 0; !rc && row < pt->calib_rows; row += xb) {
 		const uint64_t nx = pt->calib_rows - row < xb ? pt->calib_rows - row : xb;
-		size_t bad;
-		struct mq_range rg;
-		mq_range_init(&rg);
+		if ((rc = outspace_read(r, l, t, row, nx, x)))
+			break;
 		double t0 = mq_comm_time();
-		if ((rc = mq_calib_layer_read(l, row, nx, x, &r->err)))
-			break;
-		r->stats[MQ_STAT_T_READ] += mq_comm_time() - t0;
-		if (mq_range_update(&rg, x, (size_t)(nx * in_row), &bad)) {
-			rc = mq_calib_layer_nonfinite(l, row, x, bad, &r->err);
-			break;
-		}
-		t0 = mq_comm_time();
 		rc = fn(r, x, row, nx, ctx);
 		r->stats[MQ_STAT_T_CALIB] += mq_comm_time() - t0;
 		collect_poll(r, 0);

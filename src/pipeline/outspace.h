@@ -22,6 +22,9 @@
 int outspace_blocks(struct run *r, int t, uint64_t xb, float *x,
 		    int (*fn)(struct run *r, const float *x, uint64_t row, uint64_t n, void *ctx), void *ctx);
 
+/* Rows [row, row + n) of tensor t's calibration inputs (open as l) into x, timed and checked as above. */
+int outspace_read(struct run *r, struct mq_calib_layer *l, int t, uint64_t row, uint64_t n, float *x);
+
 /* Adds the sums of tensor t's rows w / wh (n rows) into acc. */
 int outspace_sums(struct run *r, int t, const float *w, const float *wh, uint64_t n, struct mq_out_sums *acc);
 

@@ -113,6 +113,8 @@ uint64_t mq_plan_conv_patches(const struct mq_calib_info *ci, const struct mq_te
 /* plan_gptq.c, for plan.c: a GPTQ layer's state (its Hessian and one read of its inputs), the budget check. */
 uint64_t mq_plan_gptq_state_bytes(const struct mq_plan_tensor *pt, const struct mq_tensor *t);
 int mq_plan_gptq_budget(struct mq_plan *p, const struct mq_manifest *m, uint64_t budget, struct mq_error *err);
+/* The ranks that build GPTQ layer t's Hessian, its owner first, into members (room for n_ranks). Returns their count. */
+int mq_plan_gptq_group(const struct mq_plan *p, int t, int *members);
 /* Unit id to rank, and its bytes to the rank's load (plan.c). */
 void mq_plan_give(struct mq_plan *p, int id, int rank);
 /* Owners, waves and the order of the GPTQ layers, and their units to ranks; adds their work to load. */

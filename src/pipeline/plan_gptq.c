@@ -30,11 +30,15 @@ uint64_t mq_plan_gptq_read_rows(const struct mq_plan_tensor *pt, int conv)
 	return pt->calib_rows && pt->calib_rows < rows ? pt->calib_rows : rows;
 }
 
-/* The bytes of its Hessian and factor, and of one read of calibration inputs (and their patches for a Conv). */
+/*
+ * The bytes its build holds: its Hessian (then factor), one segment's Gram
+ * matrix, and one read of calibration inputs (and their patches for a Conv).
+ */
 uint64_t mq_plan_gptq_state_bytes(const struct mq_plan_tensor *pt, const struct mq_tensor *t)
 {
 	const struct mq_calib_info *ci = &pt->cinfo;
-	uint64_t x = mq_gptq_layer_bytes(pt->row_elems) + mq_plan_gptq_read_rows(pt, t->ndim == 4) * ci->shape.row_elems * 4;
+	uint64_t x = mq_gptq_layer_bytes(pt->row_elems) + pt->row_elems * pt->row_elems * 4 +
+		     mq_plan_gptq_read_rows(pt, t->ndim == 4) * ci->shape.row_elems * 4;
 	if (t->ndim == 4)
 		x += mq_plan_conv_patches(ci, t) * pt->row_elems * 4;
 	return x;
@@ -66,11 +70,12 @@ int mq_plan_gptq_budget(struct mq_plan *p, const struct mq_manifest *m, uint64_t
 		const struct mq_plan_tensor *pt = &p->tensors[i];
 		if (!pt->gptq)
 			continue;
-		/* its own state, and (on more than one rank) another layer's factor received meanwhile */
-		const uint64_t need = p->arena_bytes + pt->gptq_bytes + (p->n_ranks > 1 ? largest : 0);
+		/* its build; then its factor and (on more than one rank) another layer's received meanwhile */
+		const uint64_t sweep = mq_gptq_layer_bytes(pt->row_elems) + (p->n_ranks > 1 ? largest : 0);
+		const uint64_t need = p->arena_bytes + (pt->gptq_bytes > sweep ? pt->gptq_bytes : sweep);
 		if (need > budget)
 			return mq_fail(err, MQ_ERR_USAGE,
-				"GPTQ layer '%s' needs %llu MiB (its %llu x %llu Hessian and factor in float32, its calibration reads, %llu MiB of buffers and, on more than one rank, room for another layer's factor), more than the memory budget of %llu MiB; raise --memory-budget, or keep it unquantized with --exclude",
+				"GPTQ layer '%s' needs %llu MiB (its %llu x %llu Hessian and a segment's in float32 and its calibration reads, or its factor and, on more than one rank, another layer's, besides %llu MiB of buffers), more than the memory budget of %llu MiB; raise --memory-budget, or keep it unquantized with --exclude",
 				m->tensors[i].name, (unsigned long long)((need + (1u << 20) - 1) >> 20),
 				(unsigned long long)pt->row_elems, (unsigned long long)pt->row_elems,
 				(unsigned long long)((p->arena_bytes + (1u << 20) - 1) >> 20), (unsigned long long)(budget >> 20));
@@ -80,45 +85,40 @@ int mq_plan_gptq_budget(struct mq_plan *p, const struct mq_manifest *m, uint64_t
 }
 
 /*
- * GPTQ layers to owners, longest factor first (LPT over the factors alone).
- * An owner's k-th layer is built in wave k: in a wave every owner builds one
- * factor at once, and the wave's layers are then swept one after another,
- * each by every rank: unit j of a layer goes to rank (owner + j) mod ranks,
- * so the owner sweeps its first unit and a layer of few units still spreads.
+ * GPTQ layers in waves of as many layers as ranks, longest factor first (the
+ * balancer's order), so that the layers of a wave cost about the same: the
+ * i-th layer of wave w is owned by rank (i + w) mod ranks. In a wave every
+ * owner builds its layer's factor at once (with the ranks a short last wave
+ * leaves idle, mq_plan_gptq_group); the wave's layers are then swept one
+ * after another, each by every rank: unit j of a layer goes to rank
+ * (owner + j) mod ranks, so the owner sweeps its first unit and a layer of
+ * few units still spreads.
  */
 int mq_plan_gptq_assign(struct mq_plan *p, const struct mq_manifest *m, uint64_t *load, struct mq_error *err)
 {
 	if (!p->n_gptq)
 		return 0;
 	struct mq_lpt_item *items = calloc((size_t)p->n_gptq + 1, sizeof(*items));
-	uint64_t *owned = calloc((size_t)p->n_ranks, sizeof(*owned));
-	int *waves = calloc((size_t)p->n_ranks, sizeof(*waves));
+	uint64_t one = 0;
 	p->gptq_order = calloc((size_t)p->n_gptq + 1, sizeof(int));
-	if (!items || !owned || !waves || !p->gptq_order) {
+	if (!items || !p->gptq_order) {
 		free(items);
-		free(owned);
-		free(waves);
 		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
 	}
-	int n = 0, n_waves = 0;
+	int n = 0;
 	for (int i = 0; i < p->n_tensors; i++)
 		if (p->tensors[i].gptq) {
 			uint64_t c = factor_cost(&p->tensors[i], &m->tensors[i]);
 			items[n++] = (struct mq_lpt_item){ c, c, m->tensors[i].name, 0, i, 0 };
 		}
-	mq_lpt_assign(items, n, p->n_ranks, owned);
+	mq_lpt_assign(items, n, 1, &one); /* the order alone: longest first, ties by name */
 	for (int k = 0; k < n; k++) {
 		struct mq_plan_tensor *pt = &p->tensors[items[k].index];
-		pt->gptq_rank = items[k].bin;
-		pt->gptq_wave = waves[items[k].bin]++;
-		n_waves = pt->gptq_wave + 1 > n_waves ? pt->gptq_wave + 1 : n_waves;
+		pt->gptq_wave = k / p->n_ranks;
+		pt->gptq_rank = (k % p->n_ranks + pt->gptq_wave) % p->n_ranks;
 		load[pt->gptq_rank] += items[k].cost;
+		p->gptq_order[k] = items[k].index;
 	}
-	int o = 0;
-	for (int w = 0; w < n_waves; w++) /* wave by wave, longest factor first within one */
-		for (int k = 0; k < n; k++)
-			if (p->tensors[items[k].index].gptq_wave == w)
-				p->gptq_order[o++] = items[k].index;
 	uint64_t largest = 0;
 	for (int k = 0; k < n; k++)
 		largest = mq_gptq_layer_bytes(p->tensors[items[k].index].row_elems) > largest
@@ -131,13 +131,47 @@ int mq_plan_gptq_assign(struct mq_plan *p, const struct mq_manifest *m, uint64_t
 			load[rank] += sweep_cost(pt, &p->units[pt->first_unit + j]);
 		}
 		struct mq_rank_load *l = &p->ranks[pt->gptq_rank];
-		const uint64_t held = pt->gptq_bytes + (p->n_ranks > 1 ? largest : 0);
+		const uint64_t sweep = mq_gptq_layer_bytes(pt->row_elems) + (p->n_ranks > 1 ? largest : 0);
+		const uint64_t held = pt->gptq_bytes > sweep ? pt->gptq_bytes : sweep;
 		l->gptq_bytes = held > l->gptq_bytes ? held : l->gptq_bytes;
 	}
-	for (int r = 0; r < p->n_ranks && p->n_ranks > 1; r++) /* a rank that owns none still receives */
-		p->ranks[r].gptq_bytes = p->ranks[r].gptq_bytes > largest ? p->ranks[r].gptq_bytes : largest;
+	/* a rank that owns none still helps build (a segment's matrix and a read) and receives factors */
+	for (int r = 0; r < p->n_ranks && p->n_ranks > 1; r++)
+		p->ranks[r].gptq_bytes = p->ranks[r].gptq_bytes > 2 * largest ? p->ranks[r].gptq_bytes : 2 * largest;
 	free(items);
-	free(owned);
-	free(waves);
 	return 0;
+}
+
+/*
+ * The ranks that build layer t's Hessian: its owner first, then the ranks
+ * that own no layer of its wave, dealt out over the wave's layers in order
+ * (the i-th of them to the layer at position i mod m of the wave's m). With
+ * as many layers as ranks a group is its owner alone; with one layer it is
+ * every rank. Segment s of the layer's calibration rows is made by member
+ * s mod count.
+ */
+int mq_plan_gptq_group(const struct mq_plan *p, int t, int *members)
+{
+	const int w = p->tensors[t].gptq_wave;
+	int first = -1, m = 0, pos = -1, n = 0;
+	for (int k = 0; k < p->n_gptq; k++)
+		if (p->tensors[p->gptq_order[k]].gptq_wave == w) {
+			if (first < 0)
+				first = k;
+			if (p->gptq_order[k] == t)
+				pos = m;
+			m++;
+		}
+	members[n++] = p->tensors[t].gptq_rank;
+	int idle = 0;
+	for (int r = 0; r < p->n_ranks; r++) {
+		int owns = 0;
+		for (int k = first; k < first + m && !owns; k++)
+			owns = p->tensors[p->gptq_order[k]].gptq_rank == r;
+		if (owns)
+			continue;
+		if (idle++ % m == pos)
+			members[n++] = r;
+	}
+	return n;
 }

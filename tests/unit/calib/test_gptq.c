@@ -63,8 +63,10 @@ static struct mq_gptq_layer layer_of(const float *x, uint64_t m, uint64_t n, con
 {
 	struct mq_gptq_layer g;
 	assert_int_equal(mq_gptq_layer_init(&g, n), 0);
-	mq_gptq_add_rows(&g, x, m / 2); /* in two calls: H is a sum over calls */
-	mq_gptq_add_rows(&g, x + (m / 2) * n, m - m / 2);
+	float *p = malloc((size_t)(n * n) * sizeof(float));
+	mq_gptq_add_rows(&g, x, m / 2, p); /* in two segments: H is a sum over them */
+	mq_gptq_add_rows(&g, x + (m / 2) * n, m - m / 2, p);
+	free(p);
 	assert_int_equal(mq_gptq_factor(&g, o), 0);
 	return g;
 }

@@ -311,8 +311,8 @@ static struct mq_calib_info *calib_all(const struct mq_manifest *m, uint64_t row
 /*
  * GPTQ layers: one owner each, longest factor first; an owner's k-th layer in
  * wave k; unit j of a layer on rank owner + j; every layer once in the sweep
- * order, wave by wave; the units themselves those of any rank count; and a
- * layer whose Hessian cannot fit the budget is an error naming it.
+ * order, wave by wave; every rank in one Hessian group per wave; and a layer
+ * whose Hessian cannot fit the budget is an error naming it.
  */
 static void test_plan_gptq_owners_waves_and_budget(void **state)
 {
@@ -361,6 +361,25 @@ static void test_plan_gptq_owners_waves_and_budget(void **state)
 		assert_int_equal(p.tensors[p.gptq_order[0]].gptq_rank, 0);
 		assert_int_equal(find(&m, &p, "model.layers.1.mlp.up_proj.weight")->n_units, 3);
 		assert_false(find(&m, &p, "lm_head.weight")->gptq);
+		/* Hessian groups: every rank in exactly one group per wave, the owner first */
+		for (int w = 0; w <= last_wave; w++) {
+			int in_group[4] = { 0 }, members[4];
+			for (int k = 0; k < p.n_gptq; k++) {
+				const int t = p.gptq_order[k];
+				if (p.tensors[t].gptq_wave != w)
+					continue;
+				int n = mq_plan_gptq_group(&p, t, members);
+				assert_int_equal(members[0], p.tensors[t].gptq_rank);
+				for (int j = 0; j < n; j++)
+					in_group[members[j]]++;
+			}
+			for (int r = 0; r < ranks; r++)
+				assert_int_equal(in_group[r], 1);
+		}
+		if (ranks == 4) { /* 5 layers: the last wave's one layer is built by all four ranks */
+			int members[4];
+			assert_int_equal(mq_plan_gptq_group(&p, p.gptq_order[4], members), 4);
+		}
 		mq_plan_release(&p);
 	}
 	/* 16 MiB for the 2048-wide Hessian alone (and another layer's factor received on 2 ranks) */
