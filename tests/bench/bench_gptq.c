@@ -88,9 +88,13 @@ int main(int argc, char **argv)
 		return 1;
 	for (uint64_t i = 0; i < xb * n; i++)
 		x[i] = rnd() + (i % n == 7 ? 20.0f : 0.0f);
+	float *seg = malloc((size_t)(n * n) * sizeof(float));
+	if (!seg)
+		return 1;
 	double t0 = now();
 	for (uint64_t r = 0; r < rows; r += xb)
-		mq_gptq_add_rows(&g, x, rows - r < xb ? rows - r : xb);
+		mq_gptq_add_rows(&g, x, rows - r < xb ? rows - r : xb, seg);
+	free(seg);
 	double t_h = now() - t0;
 	t0 = now();
 	mq_gptq_factor(&g, &o);
