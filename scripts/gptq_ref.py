@@ -2,10 +2,12 @@
 """A small numpy reference implementation of GPTQ, as mq-dist's `--method gptq` specifies it, and
 the fixtures of its integration test.
 
-    gptq_ref.py make DIR [--dtype F32|BF16|F16] [--seed S]
+    gptq_ref.py make DIR [--dtype F32|BF16|F16] [--seed S] [--overflow]
         DIR/model.safetensors (a few Linear weights, an embedding, lm_head and a norm that the
-        default exclusions keep) and DIR/calib.h5 (each quantized layer's "inputs").
+        default exclusions keep) and DIR/calib.h5 (each quantized layer's "inputs"); --overflow
+        adds a layer whose inputs (~3e19) overflow X^T X in float32: GPTQ's fallback.
     gptq_ref.py show MODEL.safetensors CALIB.h5 [--scheme int4] [--group-size 128] [--actorder ...]
+                [--gptq-scales original|updated] [--clip minmax|mse] [--damp F] [--block-size N]
         per layer: the reference's loss, damp, and output-space SQNR of GPTQ and of RTN.
     gptq_ref.py selftest
 
@@ -16,17 +18,24 @@ independent decoder, imported, not copied).  Float64 numpy, except where the spe
 float32.  Per Linear weight W [out, in] (the float32 values of the stored weight) and
 calibration rows X [N, in]:
 
- 1. H = (2/N) X^T X, N the calibration rows (tokens).
+ 1. H = (2/N) X^T X, N the calibration rows (tokens).  mq-dist accumulates X^T X in float32 (syrk)
+    and scales it after: an entry beyond the float32 range is inf there, and so is H's (every
+    Cholesky then fails: step 5's fallback).  Modelled so (hessian), away from the boundary.
  2. dead = diag(H) == 0; H[dead, dead] = 1; W[:, dead] = 0.
  3. actorder "static": perm = stable argsort of -diag(H) (ties: lower index first); "none":
     identity.  W's columns and H's rows and columns are permuted.
  4. H += frac * mean(diag(H)) * I (frac = --damp, 0.01).
  5. U = the upper Cholesky factor of H^-1 (U^T U = H^-1), computed as torch's
     cholesky(cholesky_inverse(cholesky(H)), upper=True).  If a Cholesky fails, frac + 0.01 k
-    (k = 1, 2, ...) while < 1; if all fail, plain RTN of the original W ("fallback").
+    (k = 1, 2, ...) while < 1; if all fail, plain RTN of the original W ("fallback": the
+    weights as stored, dead columns NOT zeroed, group parameters from them; loss
+    1/2 sum (w - q)^2, i.e. d = 1; damp the last fraction tried, raised the k of that try).
  6. Group parameters (scale, zero point per row and group of `group` ORIGINAL columns) by the
     scheme's RTN formula (ct_check.ref_pack_quantize: the scale rounded to the stored dtype
-    before the zero point and codes); scales "original": from W after step 2, before any update;
+    before the zero point and codes), or with clip "mse" by the MSE range search of
+    src/quant/clip.h's specification (mse_params below: llm-compressor's memoryless MSE observer,
+    grid 100, maxshrink 0.2, norm 2.4, patience 5 per group, min/max kept where the winner's
+    squared error is larger); scales "original": from W after step 2, before any update;
     "updated" (actorder none only): at column j with j % group == 0, from W[:, j:j+group] as of the
     start of the current block (previous blocks' updates in, this block's not: IST reads W, not
     W1).
@@ -36,8 +45,10 @@ calibration rows X [N, in]:
     W1[:, i:] -= err U[i1+i, i1+i:i2]; after the block W[:, i2:] -= Err1 U[i1:i2, i2:].
     fakequant(x, s, zp) = (clamp(rint(f32(x) / f32(s)) + zp, qmin, qmax) - zp) * s in float32.
     The codes of column perm[j] are those of step j; the output is in the original order.
- 8. Per layer: the loss, the damp fraction used, the output-space SQNR
-    10 log10(sum Y^2 / sum (Y - Yhat)^2), Y = X W^T, Yhat = X What^T, of GPTQ and of RTN.
+ 8. Per layer: the loss, the damp fraction used (and the times it was raised), the output-space
+    SQNR 10 log10(sum Y^2 / sum (Y - Yhat)^2), Y = X W^T, Yhat = X What^T, of GPTQ and of RTN
+    (mq-dist's record keys "output_sqnr_db_w" and "output_sqnr_db_w_rtn"; RTN with the same
+    --clip as GPTQ's group parameters, of the original W).
 """
 
 import argparse
@@ -54,6 +65,8 @@ import ct_check  # noqa: E402  (the independent compressed-tensors decoder and R
 PACK_SCHEMES = ct_check.PACK_SCHEMES          # scheme -> (bits, symmetric)
 ACTORDERS = ("static", "none")
 SCALES = ("original", "updated")
+CLIPS = ("minmax", "mse")
+DAMP_STEP = 0.01                               # step 5: frac + DAMP_STEP k while < 1
 
 
 # ---------------------------------------------------------------- pieces
@@ -75,19 +88,116 @@ def group_size(group, n):
     return gs
 
 
+FLT_MAX = float(np.finfo(np.float32).max)
+
+
 def hessian(X, dtype=np.float64):
-    """H = (2/N) X^T X of calibration rows X [N, in] (float32 values), in dtype."""
+    """H = (2/N) X^T X of calibration rows X [N, in] (float32 values), in dtype; entries whose
+    X^T X is beyond the float32 range are inf (step 1)."""
     X = np.asarray(X, np.float32).astype(dtype)
     n = X.shape[0]
     if n == 0:
         raise ValueError("no calibration rows")
-    return (X.T @ X) * dtype(2.0 / n)
+    with np.errstate(over="ignore", invalid="ignore"):
+        G = X.T @ X                                  # float32 (the self-check's): inf by itself
+        big = np.abs(G) > FLT_MAX
+        G[big] = np.inf * np.sign(G[big])
+        return G * dtype(2.0 / n)
 
 
-def params(Wg, scheme, gs, scale_dtype):
+def range_params(lo, hi, bits, sym, scale_dtype):
+    """Scale and zero point of the ranges [lo, hi] (float32 arrays, lo <= 0 <= hi) by
+    ct_check.ref_pack_quantize's formula (written out again: that function takes the range from
+    the values; the self-test checks that the two agree)."""
+    qmin, qmax = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    lo = np.asarray(lo, np.float32)
+    hi = np.asarray(hi, np.float32)
+    if sym:
+        s = np.maximum(-lo, hi) / np.float32((qmax - qmin) / 2)
+    else:
+        s = (hi - lo) / np.float32(qmax - qmin)
+    s = ct_check.round_to_dtype(np.maximum(s.astype(np.float32), ct_check.F32_EPS), scale_dtype)
+    s = np.asarray(s, np.float32).reshape(lo.shape)
+    if sym:
+        zp = np.zeros(s.shape, np.float32)
+    else:
+        zp = np.clip(np.rint(-lo / s), 0, qmax - qmin) + np.float32(qmin)
+    return s, zp.astype(np.int64)
+
+
+def _group_errors(G, s, zp, qmin, qmax, norm):
+    """(sum |e|^norm, sum e^2) per group in float64, e = x - (q - zp) s in float32 as the kernels
+    compute it; G [..., gs], s and zp [...]."""
+    z = zp.astype(np.float32)[..., None]
+    q = np.clip(np.rint(G / s[..., None]) + z, np.float32(qmin), np.float32(qmax))
+    e = (G - ((q - z) * s[..., None]).astype(np.float32)).astype(np.float32)
+    a = np.abs(e).astype(np.float64)
+    return np.sum(a ** norm, axis=-1), np.sum(a * a, axis=-1)
+
+
+def mse_params(Wg, scheme, gs, scale_dtype, grid=100, maxshrink=0.2, norm=2.4, patience=5):
+    """--clip mse: the parameters [out, ncols/gs] the MSE range search chooses for each group of
+    gs columns of Wg (float32 values), as src/quant/clip.h specifies it (not from clip.c): from
+    the group's exact range (lo = min(min x, 0), hi = max(max x, 0)), step i = 0 .. (int)(maxshrink
+    grid) - 1 takes p = f32(1 - i / grid) and the range lo p, hi p in float32 through the scheme's
+    min/max formula (step 0 is min/max); E = sum |e|^norm in float64; the strictly smallest E wins
+    (a tie keeps the larger p); a group stops after `patience` steps in a row that did not lower
+    its best E; the winner is kept only if its sum e^2 is at most min/max's, else min/max's."""
+    bits, sym, qmin, qmax = scheme_bits(scheme)
+    W = np.asarray(Wg, np.float32)
+    out, n = W.shape
+    G = W.reshape(out, n // gs, gs)
+    lo = np.minimum(G.min(axis=2), np.float32(0))
+    hi = np.maximum(G.max(axis=2), np.float32(0))
+    s0, z0 = range_params(lo, hi, bits, sym, scale_dtype)
+    best_e, sq0 = _group_errors(G, s0, z0, qmin, qmax, norm)
+    bs, bz = s0.copy(), z0.copy()
+    stale = np.zeros(best_e.shape, np.int64)
+    active = np.ones(best_e.shape, bool)
+    for i in range(1, max(1, int(maxshrink * grid))):
+        if not active.any():
+            break
+        p = np.float32(1 - i / grid)
+        s, z = range_params((lo * p).astype(np.float32), (hi * p).astype(np.float32), bits, sym,
+                            scale_dtype)
+        e, _ = _group_errors(G, s, z, qmin, qmax, norm)
+        better = active & (e < best_e)
+        best_e = np.where(better, e, best_e)
+        bs = np.where(better, s, bs)
+        bz = np.where(better, z, bz)
+        stale = np.where(better, 0, stale + 1)
+        active &= stale < patience
+    _, sq = _group_errors(G, bs, bz, qmin, qmax, norm)
+    keep = sq <= sq0
+    return np.where(keep, bs, s0).astype(np.float32), np.where(keep, bz, z0).astype(np.int64)
+
+
+def mse_steps(Wg, scheme, gs, scale_dtype, grid=100, maxshrink=0.2, norm=2.4):
+    """Every step of the MSE search without its choice, for the checker's near-ties: scales and
+    zero points [steps, out, ncols/gs], E = sum |e|^norm and sum e^2 [steps, out, ncols/gs]."""
+    bits, sym, qmin, qmax = scheme_bits(scheme)
+    W = np.asarray(Wg, np.float32)
+    out, n = W.shape
+    G = W.reshape(out, n // gs, gs)
+    lo = np.minimum(G.min(axis=2), np.float32(0))
+    hi = np.maximum(G.max(axis=2), np.float32(0))
+    res = []
+    for i in range(max(1, int(maxshrink * grid))):
+        p = np.float32(1 - i / grid)
+        s, z = range_params((lo * p).astype(np.float32), (hi * p).astype(np.float32), bits, sym,
+                            scale_dtype)
+        e, sq = _group_errors(G, s, z, qmin, qmax, norm)
+        res.append((s, z, e, sq))
+    return tuple(np.stack(a) for a in zip(*res))
+
+
+def params(Wg, scheme, gs, scale_dtype, clip="minmax"):
     """Scale (float32 values of the stored dtype) and zero point (int64) [out, ncols/gs] of the
-    float32 values of Wg [out, ncols], by the scheme's RTN formula (ct_check)."""
+    float32 values of Wg [out, ncols], by the scheme's RTN formula (ct_check), or by the MSE
+    range search (clip "mse")."""
     bits, sym, _, _ = scheme_bits(scheme)
+    if clip == "mse":
+        return mse_params(Wg, scheme, gs, scale_dtype)
     _, s, zp = ct_check.ref_pack_quantize(np.asarray(Wg, np.float32), bits, sym, gs, scale_dtype)
     return s, zp
 
@@ -102,12 +212,19 @@ def fakequant(x, s, zp, qmin, qmax):
     return q.astype(np.int64), ((q - z32) * s32).astype(np.float32)
 
 
-def rtn(W, scheme, group, scale_dtype="F32"):
-    """Plain round-to-nearest of the float32 values of W: codes [out, in], scales, zero points."""
-    bits, sym, _, _ = scheme_bits(scheme)
+def rtn(W, scheme, group, scale_dtype="F32", clip="minmax"):
+    """Plain round-to-nearest of the float32 values of W: codes [out, in], scales, zero points
+    (the group parameters by min/max, or by the MSE search with clip "mse")."""
+    bits, sym, qmin, qmax = scheme_bits(scheme)
     W = np.asarray(W, np.float32)
     gs = group_size(group, W.shape[1])
-    return ct_check.ref_pack_quantize(W, bits, sym, gs, scale_dtype)
+    if clip != "mse":
+        return ct_check.ref_pack_quantize(W, bits, sym, gs, scale_dtype)
+    s, zp = mse_params(W, scheme, gs, scale_dtype)
+    out, n = W.shape
+    q = np.clip(np.rint(W.reshape(out, n // gs, gs) / s[:, :, None]) +
+                zp.astype(np.float32)[:, :, None], qmin, qmax)
+    return q.reshape(out, n).astype(np.int64), s, zp
 
 
 def dequant(codes, s, zp):
@@ -115,15 +232,18 @@ def dequant(codes, s, zp):
     return ct_check.dequant_groups(codes, s, zp, codes.shape[1] // s.shape[1])
 
 
-def hinv_upper(H, frac, fdtype=np.float64):
+def hinv_upper(H, frac, fdtype=np.float64, raised=None):
     """(U, frac used) with U the upper Cholesky factor of (H + frac mean(diag H) I)^-1, retrying
-    frac + 0.01 k (k = 1, 2, ...) while that is below 1; (None, last frac tried) if all fail."""
+    frac + 0.01 k (k = 1, 2, ...) while that is below 1; (None, last frac tried) if all fail.
+    raised (a list) gets the k of the last try appended."""
     n = H.shape[0]
     mean = float(np.mean(np.diag(H)))
     k, tried = 0, frac
     while True:
-        f = frac + 0.01 * k
+        f = frac + DAMP_STEP * k
         if k > 0 and not f < 1:
+            if raised is not None:
+                raised.append(k - 1)
             return None, tried
         tried = f
         Hd = np.array(H, np.float64)
@@ -137,6 +257,8 @@ def hinv_upper(H, frac, fdtype=np.float64):
             U = np.linalg.cholesky(Hinv).T                 # upper, U^T U = H^-1
             if not np.all(np.isfinite(U)):
                 raise np.linalg.LinAlgError("not finite")
+            if raised is not None:
+                raised.append(k)
             return U.astype(fdtype), f
         except np.linalg.LinAlgError:
             k += 1
@@ -144,7 +266,12 @@ def hinv_upper(H, frac, fdtype=np.float64):
 
 class Result:
     """codes [out, in] int64 (original column order), scales [out, ng] float32, zps [out, ng]
-    int64, loss, damp (fraction used), fallback (None, or "cholesky failed at damp F"), perm."""
+    int64, loss, damp (fraction used, the last tried after a fallback), raised (the times it was
+    raised), fallback (None, or "cholesky failed at damp F"), perm; sources (scales "updated"
+    only): [out, in] float32, original order, the values each group's parameters were computed
+    from (W at the start of the block of the group's first column); ratio: [out, in] float32,
+    original order, f32(w) / f32(s) of each value as the sweep rounded it (before rint), so that
+    a checker can tell how close a value was to a rounding boundary (None after a fallback)."""
 
     def __init__(self, **kw):
         self.__dict__.update(kw)
@@ -153,7 +280,9 @@ class Result:
         return dequant(self.codes, self.scales, self.zps)
 
 
-def check_options(actorder, scales, block):
+def check_options(actorder, scales, block, clip="minmax"):
+    if clip not in CLIPS:
+        raise ValueError("clip %r: %s" % (clip, ", ".join(CLIPS)))
     if actorder not in ACTORDERS:
         raise ValueError("actorder %r: %s" % (actorder, ", ".join(ACTORDERS)))
     if scales not in SCALES:
@@ -164,7 +293,7 @@ def check_options(actorder, scales, block):
         raise ValueError("block size %r" % block)
 
 
-def prepare(W, H, scheme, gs, actorder, scales, scale_dtype, fdtype):
+def prepare(W, H, scheme, gs, actorder, scales, scale_dtype, fdtype, clip="minmax"):
     """Steps 2-3 and the original scales: (W permuted, H permuted, perm, s, zp or None)."""
     W = np.array(W, np.float32).astype(fdtype)
     H = np.array(H, fdtype)
@@ -173,7 +302,7 @@ def prepare(W, H, scheme, gs, actorder, scales, scale_dtype, fdtype):
     W[:, dead] = 0
     s = zp = None
     if scales == "original":
-        s, zp = params(W, scheme, gs, scale_dtype)
+        s, zp = params(W, scheme, gs, scale_dtype, clip)
     if actorder == "static":
         perm = np.argsort(-np.diag(H), kind="stable")
     else:
@@ -181,27 +310,39 @@ def prepare(W, H, scheme, gs, actorder, scales, scale_dtype, fdtype):
     return W[:, perm], H[np.ix_(perm, perm)], perm, s, zp
 
 
+def fallback_result(W0, scheme, gs, scale_dtype, clip, frac, raised, perm):
+    """Step 5's fallback: RTN of the original W (dead columns not zeroed), loss 1/2 sum (w - q)^2
+    (float64 of the float32 values: the d of the sweep's loss is 1)."""
+    q, s, zp = rtn(W0, scheme, gs, scale_dtype, clip)
+    e = np.asarray(W0, np.float32).astype(np.float64) - dequant(q, s, zp).astype(np.float64)
+    return Result(codes=q, scales=s, zps=zp, loss=float(np.sum(e * e)) / 2, damp=frac,
+                  raised=raised, perm=perm, fallback="cholesky failed at damp %g" % frac,
+                  sources=None, ratio=None)
+
+
 def gptq(W, H, scheme, group, actorder="static", scales="original", damp=0.01, block=128,
-         scale_dtype="F32", fdtype=np.float64):
+         scale_dtype="F32", fdtype=np.float64, clip="minmax"):
     """GPTQ of W [out, in] (float32 values) with Hessian H [in, in] (steps 2-7 of the module
     docstring).  fdtype float32 runs the sweep in float32 (for the checker's self-check only: a
     second, differently rounded implementation)."""
-    check_options(actorder, scales, block)
+    check_options(actorder, scales, block, clip)
     _, sym, qmin, qmax = scheme_bits(scheme)
     W0 = np.asarray(W, np.float32)
     out, n = W0.shape
     gs = group_size(group, n)
     B = int(block)
-    W, H, perm, s_all, zp_all = prepare(W0, H, scheme, gs, actorder, scales, scale_dtype, fdtype)
-    U, frac = hinv_upper(H, damp, fdtype)
+    W, H, perm, s_all, zp_all = prepare(W0, H, scheme, gs, actorder, scales, scale_dtype, fdtype,
+                                        clip)
+    raised = []
+    U, frac = hinv_upper(H, damp, fdtype, raised)
     if U is None:
-        q, s, zp = rtn(W0, scheme, gs, scale_dtype)
-        return Result(codes=q, scales=s, zps=zp, loss=None, damp=frac, perm=perm,
-                      fallback="cholesky failed at damp %g" % frac)
+        return fallback_result(W0, scheme, gs, scale_dtype, clip, frac, raised[0], perm)
     if s_all is None:
         s_all = np.zeros((out, n // gs), np.float32)
         zp_all = np.zeros((out, n // gs), np.int64)
     codes = np.zeros((out, n), np.int64)
+    sources = np.zeros((out, n), np.float32) if scales == "updated" else None
+    ratio = np.zeros((out, n), np.float32)
     loss = 0.0
     for i1 in range(0, n, B):
         i2 = min(i1 + B, n)
@@ -212,28 +353,30 @@ def gptq(W, H, scheme, group, actorder="static", scales="original", damp=0.01, b
             if scales == "updated" and j % gs == 0:
                 # W, not W1: this block's in-block updates are not seen (IST's quirk)
                 s_all[:, j // gs], zp_all[:, j // gs] = (a[:, 0] for a in params(
-                    W[:, j:j + gs], scheme, gs, scale_dtype))
+                    W[:, j:j + gs], scheme, gs, scale_dtype, clip))
+                sources[:, j:j + gs] = W[:, j:j + gs]
             g = perm[j] // gs
             w = W1[:, i]
             d = U[j, j]
             c, q = fakequant(w, s_all[:, g], zp_all[:, g], qmin, qmax)
             codes[:, perm[j]] = c
+            ratio[:, perm[j]] = np.asarray(w).astype(np.float32) / s_all[:, g]
             q = q.astype(fdtype)
             loss += float(np.sum((w - q) ** 2)) / float(d) ** 2 / 2
             err = (w - q) / d
             W1[:, i:] -= np.outer(err, U[j, j:i2])
             Err1[:, i] = err
         W[:, i2:] -= Err1 @ U[i1:i2, i2:]
-    return Result(codes=codes, scales=s_all, zps=zp_all, loss=loss, damp=frac, perm=perm,
-                  fallback=None)
+    return Result(codes=codes, scales=s_all, zps=zp_all, loss=loss, damp=frac, raised=raised[0],
+                  perm=perm, fallback=None, sources=sources, ratio=ratio)
 
 
 def gptq_slow(W, H, scheme, group, actorder="static", scales="original", damp=0.01, block=128,
-              scale_dtype="F32"):
+              scale_dtype="F32", clip="minmax"):
     """A literal column-by-column transcription without lazy blocks, for the self-test: every
     column's error is applied at once to all later columns.  `block` only fixes when "updated"
     scales read W (the values at the start of the column's block)."""
-    check_options(actorder, scales, block)
+    check_options(actorder, scales, block, clip)
     bits, sym, qmin, qmax = scheme_bits(scheme)
     W0 = np.array(W, np.float32)
     W = W0.astype(np.float64)
@@ -245,7 +388,7 @@ def gptq_slow(W, H, scheme, group, actorder="static", scales="original", damp=0.
             H[c, c] = 1.0
             W[:, c] = 0.0
     if scales == "original":
-        s_all, zp_all = params(W, scheme, gs, scale_dtype)
+        s_all, zp_all = params(W, scheme, gs, scale_dtype, clip)
     else:
         s_all = np.zeros((out, n // gs), np.float32)
         zp_all = np.zeros((out, n // gs), np.int64)
@@ -256,10 +399,10 @@ def gptq_slow(W, H, scheme, group, actorder="static", scales="original", damp=0.
     P[order, np.arange(n)] = 1                             # W @ P: column k is W[:, order[k]]
     W = W @ P
     H = P.T @ H @ P
-    U, frac = hinv_upper(H, damp)
+    raised = []
+    U, frac = hinv_upper(H, damp, raised=raised)
     if U is None:
-        q, s, zp = rtn(W0, scheme, gs, scale_dtype)
-        return Result(codes=q, scales=s, zps=zp, loss=None, damp=frac, fallback="rtn")
+        return fallback_result(W0, scheme, gs, scale_dtype, clip, frac, raised[0], None)
     codes = np.zeros((out, n), np.int64)
     loss = 0.0
     snapshot = W.copy()
@@ -267,7 +410,7 @@ def gptq_slow(W, H, scheme, group, actorder="static", scales="original", damp=0.
         if k % int(block) == 0:
             snapshot = W.copy()
         if scales == "updated" and k % gs == 0:
-            s, zp = params(snapshot[:, k:k + gs], scheme, gs, scale_dtype)
+            s, zp = params(snapshot[:, k:k + gs], scheme, gs, scale_dtype, clip)
             s_all[:, k // gs], zp_all[:, k // gs] = s[:, 0], zp[:, 0]
         col = order[k]
         for r in range(out):
@@ -280,7 +423,8 @@ def gptq_slow(W, H, scheme, group, actorder="static", scales="original", damp=0.
             e = (W[r, k] - deq) / U[k, k]
             loss += e * e / 2
             W[r, k:] -= e * U[k, k:]
-    return Result(codes=codes, scales=s_all, zps=zp_all, loss=loss, damp=frac, fallback=None)
+    return Result(codes=codes, scales=s_all, zps=zp_all, loss=loss, damp=frac, raised=raised[0],
+                  fallback=None)
 
 
 def gram(X):
@@ -328,6 +472,10 @@ FEW_ROWS = "model.layers.0.mlp.down_proj.weight"
 # boundaries, and one whole group of 32 (64..95)
 DEAD_COLUMNS = sorted({0, 1, 2, 31, 32, 100, 127, 128, 129, 200, 254, 255} | set(range(64, 96)))
 CHUNK_ROWS = 64
+# make --overflow: a layer whose float32 X^T X overflows (x ~ 3e19, 64 rows: sums ~6e40), with a
+# dead input column that the fallback must not zero
+OVERFLOW_LAYER = "model.layers.1.mlp.up_proj.weight"
+OVERFLOW_DEAD = 5
 
 
 def fixture_inputs(kind, rows, n, rng):
@@ -389,9 +537,15 @@ def write_calib(path, inputs, model_name):
                               maxshape=(None, x.shape[1]))
 
 
-def make(d, dtype="F32", seed=0):
+def make(d, dtype="F32", seed=0, overflow=False):
     os.makedirs(d, exist_ok=True)
     weights, inputs = fixture_arrays(seed)
+    if overflow:
+        rng = np.random.default_rng(seed + 1000)
+        weights[OVERFLOW_LAYER] = (rng.standard_normal((64, 128)) * 0.02).astype(np.float32)
+        x = (rng.standard_normal((64, 128)) * 3e19).astype(np.float32)
+        x[:, OVERFLOW_DEAD] = 0
+        inputs[OVERFLOW_LAYER[:-len(".weight")]] = x
     tensors = {}
     for name, w in weights.items():
         _, blob = to_dtype(w, dtype)
@@ -416,13 +570,13 @@ def cmd_show(a):
         e = model.entry(name)
         W = model.floats(name).reshape(e.shape[0], -1)
         X = read_calib(a.calib, name[:-len(".weight")], a.calib_samples)
-        r = gptq(W, hessian(X), a.scheme, a.group_size, a.actorder, a.scales, a.damp,
-                 a.block_size, e.dtype)
-        q, s, zp = rtn(W, a.scheme, a.group_size, e.dtype)
+        r = gptq(W, hessian(X), a.scheme, a.group_size, a.actorder, a.gptq_scales, a.damp,
+                 a.block_size, e.dtype, clip=a.clip)
+        q, s, zp = rtn(W, a.scheme, a.group_size, e.dtype, a.clip)
         g_db = output_sqnr_db(X, W, r.dequant())
         r_db = output_sqnr_db(X, W, dequant(q, s, zp))
         print("%-45s loss %-12.6g damp %-5g %s output SQNR gptq %.3f dB, rtn %.3f dB (%+.3f)"
-              % (name, r.loss if r.loss is not None else math.nan, r.damp,
+              % (name, r.loss, r.damp,
                  "FALLBACK" if r.fallback else "", g_db, r_db, g_db - r_db))
     return 0
 
@@ -507,7 +661,8 @@ def selftest():
     r_db = output_sqnr_db(X, W, dequant(*rtn(W, "int4", 128)))
     ok(g_db - r_db >= 2, "correlated layer int4 g128: GPTQ %.2f dB, RTN %.2f dB, gain %.2f >= 2"
        % (g_db, r_db, g_db - r_db))
-    ok(r.loss > 0 and r.fallback is None and r.damp == 0.01, "loss %.6g > 0, damp 0.01" % r.loss)
+    ok(r.loss > 0 and r.fallback is None and r.damp == 0.01 and r.raised == 0,
+       "loss %.6g > 0, damp 0.01, not raised" % r.loss)
 
     # dead columns: code for 0 (dequantized exactly 0) whatever the scheme and order
     W, X = weights[DEAD_LAYER], inputs[DEAD_LAYER[:-7]]
@@ -535,6 +690,7 @@ def selftest():
     H2 = np.array([[4.0, 4.0], [4.0, 4.0]])
     U, f = hinv_upper(H2, 0.0)
     ok(U is not None and f == 0.01, "H = [[4, 4], [4, 4]] (exactly singular), damp 0: retried")
+    ok(r.raised == 1, "... raised once (%r)" % r.raised)
     # an H no damp below 1 makes positive definite: RTN of the original W
     Hbad = np.array([[1.0, 10.0], [10.0, 1.0]])
     W = np.array([[0.3, -0.2], [0.1, 0.25]], np.float32)
@@ -544,10 +700,59 @@ def selftest():
        and np.array_equal(r.codes, q) and np.array_equal(r.scales, s),
        "indefinite H: fallback to RTN (%s)" % r.fallback)
     ok(0.99 - 1e-9 <= r.damp < 1, "the last damp tried is 0.99 (%r)" % r.damp)
+    ok(r.raised == 98, "the last try raised the damp 98 times (%r)" % r.raised)
+    e = np.tile(W, (1, 4)).astype(np.float64) - dequant(q, s, zp)
+    ok(abs(r.loss - float(np.sum(e * e)) / 2) <= 1e-15,
+       "the fallback's loss is 1/2 sum (w - q)^2 of RTN (%r)" % r.loss)
+    # ... with a dead column: the fallback rounds the ORIGINAL W (the dead column not zeroed)
+    Hd = np.kron(np.eye(4), Hbad)
+    Hd[0, :] = Hd[:, 0] = 0
+    W8 = np.tile(W, (1, 4))
+    for scheme, clip in (("int4", "minmax"), ("int4-asym", "mse")):
+        r = gptq(W8, Hd, scheme, 8, clip=clip)
+        q, s, zp = rtn(W8, scheme, 8, clip=clip)
+        sl = gptq_slow(W8, Hd, scheme, 8, clip=clip)
+        ok(r.fallback is not None and np.array_equal(r.codes, q) and np.any(r.dequant()[:, 0] != 0)
+           and np.array_equal(sl.codes, q) and r.loss == sl.loss,
+           "fallback with a dead column: RTN of the original W, %s clip %s" % (scheme, clip))
+
+    # the MSE range search (--clip mse): step 0 is min/max (range_params = ct_check's formula),
+    # it only shrinks, never raises a group's squared error, and shrinks some
+    Wm = weights[CORRELATED][:32]
+    for scheme in PACK_SCHEMES:
+        bits, sym, qmin, qmax = scheme_bits(scheme)
+        for dt in ("F32", "BF16", "F16"):
+            for gs in (32, 128, 512):
+                G = Wm.reshape(32, -1, gs)
+                _, s_ref, zp_ref = ct_check.ref_pack_quantize(Wm, bits, sym, gs, dt)
+                s0, z0 = range_params(np.minimum(G.min(axis=2), 0), np.maximum(G.max(axis=2), 0),
+                                      bits, sym, dt)
+                sm, zm = mse_params(Wm, scheme, gs, dt)
+                _, sq0 = _group_errors(G, s0, z0, qmin, qmax, 2.4)
+                _, sqm = _group_errors(G, sm, zm, qmin, qmax, 2.4)
+                # (w8a16-asym: 255 steps over the exact range; on these Gaussian weights no
+                # shrink of both ends lowers the 2.4-norm error, so none is required there)
+                ok(np.array_equal(s0, s_ref) and np.array_equal(z0, zp_ref) and np.all(sm <= s0)
+                   and np.all(sqm <= sq0) and (np.any(sm < s0) or scheme == "w8a16-asym"),
+                   "mse search %s %s g%d: min/max at step 0, %d of %d groups shrunk, none worse"
+                   % (scheme, dt, gs, int((sm < s0).sum()), sm.size))
+    x = np.array([[1.0, -0.9, 0.5, 0.02] * 8], np.float32)
+    sm, _ = mse_params(x, "int4", 32, "F32")
+    ok(sm[0, 0] <= np.float32(1) / np.float32(7.5), "mse search of a small group: %r" % sm)
+    for scheme, group, actorder, scales, W, X in cases[:2] + cases[4:6]:
+        H = hessian(X)
+        fast = gptq(W, H, scheme, group, actorder, scales, 0.01, 7, clip="mse")
+        slow = gptq_slow(W, H, scheme, group, actorder, scales, 0.01, 7, clip="mse")
+        mm = gptq(W, H, scheme, group, actorder, scales, 0.01, 7)
+        ok(np.array_equal(fast.codes, slow.codes) and np.array_equal(fast.scales, slow.scales)
+           and abs(fast.loss - slow.loss) <= 1e-9 * slow.loss and not np.array_equal(
+               fast.scales, mm.scales),
+           "clip mse: lazy = column by column, other scales than min/max: %s g%s %s %s"
+           % (scheme, group, actorder, scales))
 
     # the options
     for bad in (dict(actorder="static", scales="updated"), dict(actorder="weight"),
-                dict(scales="new"), dict(block=0)):
+                dict(scales="new"), dict(block=0), dict(clip="max")):
         try:
             gptq(Wc, hessian(Xc), "int4", 32, **bad)
             ok(False, "refused: %s" % bad)
@@ -585,6 +790,17 @@ def selftest():
         ok(m.entry(CORRELATED).dtype == "BF16" and np.array_equal(
             m.floats(CORRELATED), ct_check.round_to_dtype(weights[CORRELATED], "BF16")),
             "--dtype BF16 stores the rounded weights")
+        make(tmp, "F32", overflow=True)
+        m = ct_check.Model(os.path.join(tmp, "model.safetensors"))
+        X = read_calib(os.path.join(tmp, "calib.h5"), OVERFLOW_LAYER[:-7])
+        H = hessian(X)
+        W = m.floats(OVERFLOW_LAYER).reshape(64, 128)
+        r = gptq(W, H, "int4", 128)
+        q, s, zp = rtn(W, "int4", 128)
+        ok(np.all(np.isfinite(X)) and not np.all(np.isfinite(H)) and np.all(np.isfinite(
+            np.asarray(X, np.float64).T @ X)) and r.fallback is not None and r.raised == 98
+           and np.array_equal(r.codes, q) and np.any(r.dequant()[:, OVERFLOW_DEAD] != 0),
+           "--overflow: finite inputs, a float32-overflowing H, the fallback: RTN of the original W")
     print("gptq_ref selftest: %s" % ("%d FAILED" % len(fails) if fails else "all passed"))
     return 1 if fails else 0
 
@@ -597,20 +813,23 @@ def main(argv):
     mk.add_argument("dir")
     mk.add_argument("--dtype", default="F32", choices=("F32", "BF16", "F16"))
     mk.add_argument("--seed", type=int, default=0)
+    mk.add_argument("--overflow", action="store_true",
+                    help="add a layer whose float32 X^T X overflows (GPTQ's fallback)")
     sh = sub.add_parser("show", help="the reference's per-layer figures")
     sh.add_argument("model")
     sh.add_argument("calib")
     sh.add_argument("--scheme", default="int4", choices=tuple(PACK_SCHEMES))
     sh.add_argument("--group-size", default="128", choices=("32", "64", "128", "channel"))
     sh.add_argument("--actorder", default="static", choices=ACTORDERS)
-    sh.add_argument("--scales", default="original", choices=SCALES)
+    sh.add_argument("--gptq-scales", default="original", choices=SCALES)
+    sh.add_argument("--clip", default="minmax", choices=CLIPS)
     sh.add_argument("--damp", type=float, default=0.01)
     sh.add_argument("--block-size", type=int, default=128)
     sh.add_argument("--calib-samples", type=int)
     sub.add_parser("selftest", help="check the reference against a slow transcription, and more")
     a = ap.parse_args(argv)
     if a.cmd == "make":
-        make(a.dir, a.dtype, a.seed)
+        make(a.dir, a.dtype, a.seed, a.overflow)
         return 0
     if a.cmd == "show":
         return cmd_show(a)
