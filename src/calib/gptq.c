@@ -196,6 +196,9 @@ int mq_gptq_factor(struct mq_gptq_layer *g, const struct mq_gptq_opts *o)
 			a[i * n + j] = v;
 			a[j * n + i] = v;
 		}
+	g->h_nonfinite = 0;
+	for (uint64_t i = 0; i < n * n && !g->h_nonfinite; i++)
+		g->h_nonfinite = !isfinite(a[i]);
 	for (uint64_t j = 0; j < n; j++) {
 		raw[j] = a[j * n + j];
 		g->dead[j] = raw[j] == 0.0f;

@@ -69,6 +69,7 @@ struct mq_gptq_layer {
 	double damp;             /* the fraction used */
 	int raised;              /* times the damping was raised */
 	int fallback;            /* 1: no factor at any damping: round to nearest */
+	int h_nonfinite;         /* H itself overflowed float32 (inputs near 1e19): no output-space sums from it */
 	uint64_t rows;           /* calibration rows accumulated */
 };
 

@@ -12,7 +12,7 @@
 enum { HDR_OK = 1, HDR_FAILED, HDR_INTERRUPTED };
 struct header {
 	int32_t status;
-	int32_t raised, fallback, pad;
+	int32_t raised, fallback, h_nonfinite;
 	double damp;
 	uint64_t rows;
 };
@@ -270,6 +270,7 @@ static int recv_layer(struct run *r, int t, struct gptq_cache *c)
 	g->damp = h.damp;
 	g->raised = h.raised;
 	g->fallback = h.fallback;
+	g->h_nonfinite = h.h_nonfinite;
 	g->rows = h.rows;
 	c->recv_tensor = t;
 	return HDR_OK;
@@ -323,7 +324,8 @@ static int wave(struct run *r, int k0, int k1)
 			continue;
 		int status;
 		if (pt->gptq_rank == r->rank) {
-			struct header h = { own_status, c->own.raised, c->own.fallback, 0, c->own.damp, c->own.rows };
+			struct header h = { own_status, c->own.raised, c->own.fallback, c->own.h_nonfinite, c->own.damp,
+					    c->own.rows };
 			if (send_layer(r, t, &h, &sends))
 				r->unit_failed = 1; /* the others would wait: there is no way on but the agreement's abort */
 			status = own_status;

@@ -324,6 +324,15 @@ static int gptq_block(struct run *r, const struct mq_unit *u, const struct mq_gp
 		acc->max_abs = fabs(e) > acc->max_abs ? fabs(e) : acc->max_abs;
 		b->rtn[i] = si->fake(si, b->x[i], b->rtn_p[i / n_elems * groups + i % n_elems / group]);
 	}
+	if (g->h_nonfinite) { /* rounded to nearest (the fallback): its output error from the calibration rows */
+		struct mq_out_sums s = { 0, 0, 0, 0 };
+		if (outspace_sums(r, u->tensor, b->x, b->what, n, &s))
+			return r->err.code;
+		oacc->signal += s.signal;
+		oacc->noise_w += s.noise_w;
+		oacc->noise_rtn += s.noise_w;
+		return 0;
+	}
 	const float *const xh[2] = { b->what, b->rtn };
 	double noise[2] = { 0, 0 };
 	mq_gptq_quad(g, b->x, xh, 2, n, &oacc->signal, noise, b->scratch);
