@@ -172,6 +172,32 @@ gptq bf16-w8a16-clip-mse "$WORK/bf16" "--scheme w8a16 --group 64 --clip mse" -s 
 RANKS="1 2 3 4" gptq fallback "$WORK/overflow" "--scheme int4-asym --group 64" -s int4-asym --group-size 64
 gptq fallback-clip-mse "$WORK/overflow" "--scheme int4 --group 128 --clip mse" -s int4 --clip mse
 
+# The product's main output: a model folder in, GPTQ int4 to a folder out, on 1 and 2 ranks
+# (identical), checked by folder_check.py (config.json's quantization_config, the shards, the copied
+# files) and its weights by gptq_check.py against the reference (ct_check.py's --ct would want
+# round-to-nearest codes).
+FD="$WORK/folder"
+mkdir -p "$FD"
+if "$MQ_PYTHON" "$MQ_SCRIPTS/make_hf_model.py" --dtype BF16 --layers 2 --shards 1 --hidden 256 --intermediate 512 "$FD/in" \
+    >/dev/null && "$MQ_PYTHON" "$MQ_SCRIPTS/make_calibration.py" "$FD/in/model.safetensors" "$FD/cal.h5" --rows 256 \
+    --seed 6 >/dev/null; then
+    ok=1
+    for n in 1 2; do
+        mq "$n" "$FD/in" --calib "$FD/cal.h5" -s int4 --method gptq -o "$FD/out$n" -q ||
+            { fail "folder: -n $n exited $?: $(head -c 300 "$WORK/last.err")"; ok=0; }
+    done
+    [ $ok = 1 ] && diff -r "$FD/out1" "$FD/out2" >/dev/null && pass "folder: -n 1 and 2 write identical folders" ||
+        fail "folder: the folders of -n 1 and 2 differ"
+    "$MQ_PYTHON" "$HERE/folder_check.py" check "$FD/in" "$FD/out1" --scheme int4 --single >"$WORK/fc.out" 2>&1 &&
+        pass "folder: folder_check (config, tensors, copies)" ||
+        fail "folder: folder_check: $(tail -5 "$WORK/fc.out")"
+    "$MQ_PYTHON" "$GC" "$FD/out1/model.safetensors" "$FD/in/model.safetensors" "$FD/cal.h5" --scheme int4 \
+        --group 128 -q >"$WORK/gc.out" 2>&1 && pass "folder: gptq_check of its weights ($(tail -1 "$WORK/gc.out"))" ||
+        fail "folder: gptq_check: $(grep FAIL "$WORK/gc.out" | head -3) $(tail -1 "$WORK/gc.out")"
+else
+    fail "folder: the input folder or its calibration could not be made"
+fi
+
 refuse gptq-scales-updated-static "--gptq-scales" -s int4 --calib "$F32/calib.h5" --method gptq --gptq-scales updated
 refuse bad-gptq-scales "--gptq-scales" -s int4 --calib "$F32/calib.h5" --method gptq --gptq-scales newest
 refuse no-calib "--calib" -s int4 --method gptq
