@@ -19,8 +19,9 @@ float32.  Per Linear weight W [out, in] (the float32 values of the stored weight
 calibration rows X [N, in]:
 
  1. H = (2/N) X^T X, N the calibration rows (tokens).  mq-dist accumulates X^T X in float32 (syrk)
-    and scales it after: an entry beyond the float32 range is inf there, and so is H's (every
-    Cholesky then fails: step 5's fallback).  Modelled so (hessian), away from the boundary.
+    and scales it after: an entry beyond the float32 range is inf there, and so is H's; such an H
+    is not dampened at all but goes straight to step 5's fallback at the --damp fraction (raised
+    0 times).  Modelled so (hessian), away from the boundary.
  2. dead = diag(H) == 0; H[dead, dead] = 1; W[:, dead] = 0.
  3. actorder "static": perm = stable argsort of -diag(H) (ties: lower index first); "none":
     identity.  W's columns and H's rows and columns are permuted.
@@ -237,6 +238,10 @@ def hinv_upper(H, frac, fdtype=np.float64, raised=None):
     frac + 0.01 k (k = 1, 2, ...) while that is below 1; (None, last frac tried) if all fail.
     raised (a list) gets the k of the last try appended."""
     n = H.shape[0]
+    if not np.all(np.isfinite(H)):   # an overflowed H: the fallback at once, no dampening tried
+        if raised is not None:
+            raised.append(0)
+        return None, frac
     mean = float(np.mean(np.diag(H)))
     k, tried = 0, frac
     while True:
@@ -798,7 +803,7 @@ def selftest():
         r = gptq(W, H, "int4", 128)
         q, s, zp = rtn(W, "int4", 128)
         ok(np.all(np.isfinite(X)) and not np.all(np.isfinite(H)) and np.all(np.isfinite(
-            np.asarray(X, np.float64).T @ X)) and r.fallback is not None and r.raised == 98
+            np.asarray(X, np.float64).T @ X)) and r.fallback is not None and r.raised == 0
            and np.array_equal(r.codes, q) and np.any(r.dequant()[:, OVERFLOW_DEAD] != 0),
            "--overflow: finite inputs, a float32-overflowing H, the fallback: RTN of the original W")
     print("gptq_ref selftest: %s" % ("%d FAILED" % len(fails) if fails else "all passed"))

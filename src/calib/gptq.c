@@ -152,7 +152,8 @@ static void dampen(struct mq_gptq_layer *g, const struct mq_gptq_opts *o, const 
 	mean = n ? mean / (double)n : 0.0;
 	g->fallback = 1;
 	g->raised = 0;
-	for (int k = 0;; k++) {
+	g->damp = o->damp;
+	for (int k = 0; !g->h_nonfinite; k++) { /* an overflowed H factors at no dampening */
 		double frac = o->damp + MQ_GPTQ_DAMP_STEP * k;
 		if (k > 0 && frac >= MQ_GPTQ_DAMP_LIMIT)
 			break;
@@ -199,9 +200,11 @@ int mq_gptq_factor(struct mq_gptq_layer *g, const struct mq_gptq_opts *o)
 	g->h_nonfinite = 0;
 	for (uint64_t i = 0; i < n * n && !g->h_nonfinite; i++)
 		g->h_nonfinite = !isfinite(a[i]);
+	g->n_dead = 0;
 	for (uint64_t j = 0; j < n; j++) {
 		raw[j] = a[j * n + j];
 		g->dead[j] = raw[j] == 0.0f;
+		g->n_dead += g->dead[j];
 		d[j] = g->dead[j] ? 1.0f : raw[j];
 		g->perm[j] = (uint32_t)j;
 	}

@@ -70,6 +70,7 @@ struct mq_gptq_layer {
 	int raised;              /* times the damping was raised */
 	int fallback;            /* 1: no factor at any damping: round to nearest */
 	int h_nonfinite;         /* H itself overflowed float32 (inputs near 1e19): no output-space sums from it */
+	uint64_t n_dead;         /* columns whose calibration inputs are all zero (their weights are zeroed) */
 	uint64_t rows;           /* calibration rows accumulated */
 };
 

@@ -48,6 +48,7 @@ static void finish_tensor(struct run *r, int t)
 			res->gptq_damp = g->gptq_damp; /* the layer's: the same in every unit */
 			res->gptq = g->gptq;
 			res->gptq_raised = g->gptq_raised;
+			res->gptq_dead = g->gptq_dead;
 		}
 	}
 	if (r->layers) {

@@ -14,7 +14,7 @@ struct header {
 	int32_t status;
 	int32_t raised, fallback, h_nonfinite;
 	double damp;
-	uint64_t rows;
+	uint64_t rows, n_dead;
 };
 
 struct gptq_cache {
@@ -130,84 +130,13 @@ static int segment_make(struct run *r, struct segments *sg, uint64_t s)
 static void poll_records(void *ctx);
 
 /*
- * The owner: layer t's Hessian from its segments in order, each made here or
- * received from the group member that made it, then its factor into c->own.
- * Every member's segments are received even after a failure, so that no
- * member waits on its send. Returns 0 or an error code.
+ * MPI itself failed in the middle of a wave: the other ranks would wait for
+ * this one's messages, and cannot be told. The run ends on every rank.
  */
-static int build(struct run *r, int t, struct gptq_cache *c, const int *members, int n_members)
+static void lost(struct run *r)
 {
-	double t0 = mq_comm_time();
-	const struct mq_plan_tensor *pt = &r->plan.tensors[t];
-	const size_t nn = (size_t)(pt->row_elems * pt->row_elems);
-	struct segments sg;
-	int rc = segments_open(r, t, &sg);
-	if (!rc && mq_gptq_layer_init(&c->own, pt->row_elems))
-		rc = mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory for the %llu x %llu Hessian of '%s'",
-			     (unsigned long long)pt->row_elems, (unsigned long long)pt->row_elems, r->man.tensors[t].name);
-	c->own_tensor = rc ? -1 : t;
-	float *p = sg.p;
-	const uint64_t count = segment_count(r, t);
-	for (uint64_t s = 0; s < count; s++) {
-		const int from = members[s % (uint64_t)n_members];
-		int32_t status = 1;
-		if (from == r->rank) {
-			status = !rc && !r->cancelled && !r->interrupted && !segment_make(r, &sg, s);
-		} else {
-			if (mq_comm_recv_wait(r->comm, &status, sizeof(status), from, poll_records, r, &r->err))
-				return r->err.code; /* MPI itself failed: the agreement after the phase ends the run */
-			if (status == 1 && !p) { /* no room for it here: still take it off the wire, a piece at a time */
-				float sink[1024];
-				for (size_t off = 0; off < nn; off += 1024)
-					if (mq_comm_recv_wait(r->comm, sink, (nn - off < 1024 ? nn - off : 1024) * sizeof(float), from,
-							      poll_records, r, &r->err))
-						return r->err.code;
-			} else if (status == 1 &&
-				   mq_comm_recv_wait(r->comm, p, nn * sizeof(float), from, poll_records, r, &r->err)) {
-				return r->err.code;
-			}
-		}
-		if (status == 1 && !rc)
-			mq_gptq_add_segment(&c->own, p, segment_rows(r, &sg, s));
-		else if (!rc)
-			rc = r->err.code ? r->err.code : MQ_ERR_INTERNAL; /* a member failed: its error travels by agreement */
-		collect_poll(r, 0);
-	}
-	segments_close(&sg);
-	if (rc)
-		return rc;
-	double t1 = mq_comm_time();
-	if (mq_gptq_factor(&c->own, &r->opt->gptq))
-		return mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory for the factor of '%s'", r->man.tensors[t].name);
-	r->stats[MQ_STAT_T_CALIB] += mq_comm_time() - t1;
-	c->own_seconds = mq_comm_time() - t0;
-	return 0;
-}
-
-/* A member other than the owner: its segments of layer t (s = index mod count), each sent to the owner. */
-static int help(struct run *r, int t, int index, int n_members)
-{
-	const struct mq_plan_tensor *pt = &r->plan.tensors[t];
-	const size_t nn = (size_t)(pt->row_elems * pt->row_elems);
-	struct segments sg;
-	int ok = !segments_open(r, t, &sg), mpi_ok = 1;
-	const uint64_t count = segment_count(r, t);
-	for (uint64_t s = (uint64_t)index; s < count && mpi_ok; s += (uint64_t)n_members) {
-		int32_t status = ok && !r->unit_failed && !r->cancelled && !segment_make(r, &sg, s);
-		ok = ok && status == 1;
-		struct mq_comm_sends *sends = NULL;
-		mpi_ok = !mq_comm_send_start(r->comm, &sends, &status, sizeof(status), pt->gptq_rank, &r->err) &&
-			 (status != 1 || !mq_comm_send_start(r->comm, &sends, sg.p, nn * sizeof(float), pt->gptq_rank, &r->err));
-		if (mq_comm_sends_wait(&sends, poll_records, r, &r->err))
-			mpi_ok = 0;
-	}
-	segments_close(&sg);
-	if ((!ok || !mpi_ok) && !r->unit_failed) {
-		r->unit_failed = 1;
-		if (r->rank == 0)
-			collect_cancel_all(r);
-	}
-	return ok && mpi_ok ? 0 : MQ_ERR_INTERNAL;
+	mq_warn("%s; the GPTQ layers' messages between ranks cannot go on: stopping every rank\n", r->err.msg);
+	mq_comm_abort_world();
 }
 
 static void poll_records(void *ctx)
@@ -225,15 +154,74 @@ static int has_work(const struct run *r, int t, int rank)
 	return 0;
 }
 
+/*
+ * The owner: layer t's Hessian from its segments in order, each made here or
+ * received from the group member that made it, then its factor into c->own
+ * (both allocated before the wave). Every member's segments are received even
+ * after a failure, so that no member waits on its send. Returns 0 or an error.
+ */
+static int build(struct run *r, int t, struct gptq_cache *c, struct segments *sg, const int *members, int n_members)
+{
+	double t0 = mq_comm_time();
+	const struct mq_plan_tensor *pt = &r->plan.tensors[t];
+	const size_t nn = (size_t)(pt->row_elems * pt->row_elems);
+	int rc = 0;
+	for (uint64_t s = 0; s < sg->count; s++) {
+		const int from = members[s % (uint64_t)n_members];
+		int32_t status = 1;
+		if (from == r->rank) {
+			status = !rc && !r->unit_failed && !r->cancelled && !r->interrupted && !segment_make(r, sg, s);
+		} else if (mq_comm_recv_wait(r->comm, &status, sizeof(status), from, poll_records, r, &r->err) ||
+			   (status == 1 && mq_comm_recv_wait(r->comm, sg->p, nn * sizeof(float), from, poll_records, r, &r->err))) {
+			lost(r);
+		}
+		if (status == 1 && !rc)
+			mq_gptq_add_segment(&c->own, sg->p, segment_rows(r, sg, s));
+		else if (!rc)
+			rc = r->err.code ? r->err.code : MQ_ERR_INTERNAL; /* a member failed: its error travels by agreement */
+		collect_poll(r, 0);
+	}
+	if (rc)
+		return rc;
+	double t1 = mq_comm_time();
+	if (mq_gptq_factor(&c->own, &r->opt->gptq))
+		return mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory for the factor of '%s'", r->man.tensors[t].name);
+	r->stats[MQ_STAT_T_CALIB] += mq_comm_time() - t1;
+	c->own_seconds = mq_comm_time() - t0;
+	return 0;
+}
+
+/* A member other than the owner: its segments of layer t (s = index mod count), each sent to the owner. */
+static void help(struct run *r, int t, struct segments *sg, int index, int n_members)
+{
+	const struct mq_plan_tensor *pt = &r->plan.tensors[t];
+	const size_t nn = (size_t)(pt->row_elems * pt->row_elems);
+	int ok = 1;
+	for (uint64_t s = (uint64_t)index; s < sg->count; s += (uint64_t)n_members) {
+		int32_t status = ok && !r->unit_failed && !r->cancelled && !segment_make(r, sg, s);
+		ok = ok && status == 1;
+		struct mq_comm_sends *sends = NULL;
+		if (mq_comm_send_start(r->comm, &sends, &status, sizeof(status), pt->gptq_rank, &r->err) ||
+		    (status == 1 && mq_comm_send_start(r->comm, &sends, sg->p, nn * sizeof(float), pt->gptq_rank, &r->err)) ||
+		    mq_comm_sends_wait(&sends, poll_records, r, &r->err))
+			lost(r);
+	}
+	if (!ok && !r->unit_failed && !r->cancelled) { /* this rank's own error (a read, a NaN) */
+		r->unit_failed = 1;
+		if (r->rank == 0)
+			collect_cancel_all(r);
+	}
+}
+
 /* The owner's side of layer t: the header (and the factor if it has one) to every other rank with work on it. */
-static int send_layer(struct run *r, int t, const struct header *h, struct mq_comm_sends **sends)
+static void send_layer(struct run *r, int t, const struct header *h, struct mq_comm_sends **sends)
 {
 	const struct mq_gptq_layer *g = &r->gptq->own;
 	for (int s = 0; s < r->size; s++) {
 		if (s == r->rank || !has_work(r, t, s))
 			continue;
 		if (mq_comm_send_start(r->comm, sends, h, sizeof(*h), s, &r->err))
-			return r->err.code;
+			lost(r);
 		if (h->status != HDR_OK)
 			continue;
 		const size_t n = (size_t)g->n;
@@ -241,37 +229,34 @@ static int send_layer(struct run *r, int t, const struct header *h, struct mq_co
 		    mq_comm_send_start(r->comm, sends, g->udiag, n * sizeof(float), s, &r->err) ||
 		    mq_comm_send_start(r->comm, sends, g->perm, n * sizeof(uint32_t), s, &r->err) ||
 		    mq_comm_send_start(r->comm, sends, g->dead, n, s, &r->err))
-			return r->err.code;
+			lost(r);
 	}
-	return 0;
 }
 
-/* The other side: the header, and the factor into c->recv. Returns the header's status, 0 on an error. */
+/* The other side: the header, and the factor into c->recv (room made before the wave). Returns the header's status. */
 static int recv_layer(struct run *r, int t, struct gptq_cache *c)
 {
 	const struct mq_plan_tensor *pt = &r->plan.tensors[t];
 	const int from = pt->gptq_rank;
 	struct header h;
 	if (mq_comm_recv_wait(r->comm, &h, sizeof(h), from, poll_records, r, &r->err))
-		return 0;
+		lost(r);
 	if (h.status != HDR_OK)
 		return h.status;
 	struct mq_gptq_layer *g = &c->recv;
-	if (mq_gptq_layer_init(g, pt->row_elems)) {
-		mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory for the factor of '%s'", r->man.tensors[t].name);
-		return 0;
-	}
+	g->n = pt->row_elems; /* within the room of the wave's widest received layer */
 	const size_t n = (size_t)g->n;
 	if (mq_comm_recv_wait(r->comm, g->a, n * n * sizeof(float), from, poll_records, r, &r->err) ||
 	    mq_comm_recv_wait(r->comm, g->udiag, n * sizeof(float), from, poll_records, r, &r->err) ||
 	    mq_comm_recv_wait(r->comm, g->perm, n * sizeof(uint32_t), from, poll_records, r, &r->err) ||
 	    mq_comm_recv_wait(r->comm, g->dead, n, from, poll_records, r, &r->err))
-		return 0;
+		lost(r);
 	g->damp = h.damp;
 	g->raised = h.raised;
 	g->fallback = h.fallback;
 	g->h_nonfinite = h.h_nonfinite;
 	g->rows = h.rows;
+	g->n_dead = h.n_dead;
 	c->recv_tensor = t;
 	return HDR_OK;
 }
@@ -285,67 +270,118 @@ static void take_units(struct run *r, int t, int usable)
 			unit_take(r, u, usable);
 }
 
-/* One wave: layers order[k0 .. k1) of the plan's GPTQ order. */
-static int wave(struct run *r, int k0, int k1)
+/* What this rank does in a wave: the layer it builds or helps build, and the widest layer it receives. */
+struct role {
+	int own, help;          /* plan tensors, -1 if none */
+	int index, n_members;   /* its place in the group it is in */
+	uint64_t recv_n;        /* columns of the widest layer it receives, 0 if none */
+};
+
+static struct role role_in(struct run *r, int k0, int k1, int *members)
 {
-	struct gptq_cache *c = r->gptq;
-	struct mq_comm_sends *sends = NULL;
-	int own_status = 0;
-	int *members = malloc((size_t)r->size * sizeof(int));
-	if (!members)
-		return mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
-	for (int k = k0; k < k1; k++) { /* the Hessians of the wave, each by its group */
+	struct role ro = { -1, -1, 0, 0, 0 };
+	for (int k = k0; k < k1; k++) {
 		const int t = r->plan.gptq_order[k];
+		const struct mq_plan_tensor *pt = &r->plan.tensors[t];
 		if (!has_work(r, t, -1))
 			continue;
 		const int n = mq_plan_gptq_group(&r->plan, t, members);
-		int index = -1;
 		for (int j = 0; j < n; j++)
-			index = members[j] == r->rank ? j : index;
-		if (index > 0) {
-			help(r, t, index, n);
-		} else if (index == 0) {
+			if (members[j] == r->rank) {
+				*(j ? &ro.help : &ro.own) = t;
+				ro.index = j;
+				ro.n_members = n;
+			}
+		if (pt->gptq_rank != r->rank && has_work(r, t, r->rank) && pt->row_elems > ro.recv_n)
+			ro.recv_n = pt->row_elems;
+	}
+	return ro;
+}
+
+/*
+ * One wave: layers order[k0 .. k1). First every rank makes room for all it
+ * will hold in the wave and the ranks agree that all could: after that no
+ * allocation can leave a message unreceived. Then the Hessians, each by its
+ * group; then the layers one after another, each factor sent to the ranks
+ * with its units, which sweep them.
+ */
+static void wave(struct run *r, int k0, int k1, int *members)
+{
+	struct gptq_cache *c = r->gptq;
+	struct mq_comm_sends *sends = NULL;
+	struct header h = { 0, 0, 0, 0, 0.0, 0, 0 }; /* this rank's layer's: alive until the wave's sends are done */
+	struct segments sg = { 0 };
+	const struct role ro = role_in(r, k0, k1, members);
+	const int t_build = ro.own >= 0 ? ro.own : ro.help;
+	if (t_build >= 0) /* role_in went through every layer's group: this rank's own again */
+		mq_plan_gptq_group(&r->plan, t_build, members);
+	int ok = 1;
+	if (t_build >= 0)
+		ok = !segments_open(r, t_build, &sg);
+	if (ok && ro.own >= 0 && mq_gptq_layer_init(&c->own, r->plan.tensors[ro.own].row_elems))
+		ok = !mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory for the Hessian of '%s'", r->man.tensors[ro.own].name);
+	if (ok && ro.recv_n && mq_gptq_layer_init(&c->recv, ro.recv_n))
+		ok = !mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory for a received GPTQ factor of %llu columns",
+			      (unsigned long long)ro.recv_n);
+	double mine = ok ? 0.0 : 1.0, failed = 0.0;
+	if (mq_comm_allreduce_sum(r->comm, &mine, &failed, 1, &r->err))
+		lost(r);
+	if (!ok && !r->unit_failed) {
+		r->unit_failed = 1;
+		if (r->rank == 0)
+			collect_cancel_all(r);
+	}
+	if (failed == 0.0) {
+		c->own_tensor = ro.own;
+		if (ro.help >= 0)
+			help(r, ro.help, &sg, ro.index, ro.n_members);
+		if (ro.own >= 0) {
 			if (mq_stop_requested && !r->interrupted)
-				unit_note_interrupt(r);
-			int rc = build(r, t, c, members, n); /* interrupted too: its members' segments are on their way */
-			own_status = r->interrupted ? HDR_INTERRUPTED : rc || r->unit_failed || r->cancelled ? HDR_FAILED : HDR_OK;
-			if (own_status == HDR_FAILED && !r->unit_failed) {
+				unit_note_interrupt(r, NULL);
+			int rc = build(r, ro.own, c, &sg, members, ro.n_members); /* interrupted too: its members' segments come */
+			h.status = r->interrupted ? HDR_INTERRUPTED : rc || r->unit_failed || r->cancelled ? HDR_FAILED : HDR_OK;
+			h.raised = c->own.raised;
+			h.fallback = c->own.fallback;
+			h.h_nonfinite = c->own.h_nonfinite;
+			h.damp = c->own.damp;
+			h.rows = c->own.rows;
+			h.n_dead = c->own.n_dead;
+			if (h.status == HDR_FAILED && !r->unit_failed) {
 				r->unit_failed = 1;
 				if (r->rank == 0)
 					collect_cancel_all(r);
 			}
 		}
 	}
-	free(members);
+	segments_close(&sg);
 	for (int k = k0; k < k1; k++) {
 		const int t = r->plan.gptq_order[k];
 		const struct mq_plan_tensor *pt = &r->plan.tensors[t];
+		if (!has_work(r, t, r->rank) && pt->gptq_rank != r->rank)
+			continue;
+		if (failed != 0.0) { /* nobody built: every rank reports its units of the wave as skipped */
+			take_units(r, t, 0);
+			continue;
+		}
 		if (!has_work(r, t, -1))
 			continue;
 		int status;
 		if (pt->gptq_rank == r->rank) {
-			struct header h = { own_status, c->own.raised, c->own.fallback, c->own.h_nonfinite, c->own.damp,
-					    c->own.rows };
-			if (send_layer(r, t, &h, &sends))
-				r->unit_failed = 1; /* the others would wait: there is no way on but the agreement's abort */
-			status = own_status;
-		} else if (has_work(r, t, r->rank)) {
-			status = recv_layer(r, t, c);
-			if (!status)
-				r->unit_failed = 1;
+			send_layer(r, t, &h, &sends);
+			status = h.status;
 		} else {
-			continue;
+			status = recv_layer(r, t, c);
 		}
 		if (status == HDR_INTERRUPTED && !r->interrupted)
-			unit_note_interrupt(r);
+			unit_note_interrupt(r, r->man.tensors[t].name);
 		take_units(r, t, status == HDR_OK);
-		mq_gptq_layer_release(&c->recv);
 		c->recv_tensor = -1;
 	}
-	int rc = mq_comm_sends_wait(&sends, poll_records, r, &r->err);
+	if (mq_comm_sends_wait(&sends, poll_records, r, &r->err))
+		lost(r);
 	mq_gptq_layer_release(&c->own);
-	c->own_tensor = -1;
-	return rc;
+	mq_gptq_layer_release(&c->recv);
+	c->own_tensor = c->recv_tensor = -1;
 }
 
 int gptq_waves(struct run *r)
@@ -353,17 +389,23 @@ int gptq_waves(struct run *r)
 	const struct mq_plan *p = &r->plan;
 	if (!p->n_gptq)
 		return 0;
-	if (!r->gptq && !(r->gptq = calloc(1, sizeof(*r->gptq))))
-		return mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
+	/* a few bytes: without them this rank could not follow the waves, which the others wait on */
+	int *members = malloc((size_t)r->size * sizeof(int));
+	if (!r->gptq)
+		r->gptq = calloc(1, sizeof(*r->gptq));
+	if (!members || !r->gptq) {
+		mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory for the GPTQ layers' waves");
+		lost(r);
+	}
 	r->gptq->own_tensor = r->gptq->recv_tensor = -1;
 	for (int k0 = 0; k0 < p->n_gptq;) {
 		int k1 = k0;
 		while (k1 < p->n_gptq && p->tensors[p->gptq_order[k1]].gptq_wave == p->tensors[p->gptq_order[k0]].gptq_wave)
 			k1++;
-		if (wave(r, k0, k1))
-			r->unit_failed = 1;
+		wave(r, k0, k1, members);
 		k0 = k1;
 	}
+	free(members);
 	gptq_release(r);
 	return 0;
 }

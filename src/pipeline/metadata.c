@@ -96,10 +96,12 @@ static void calib_record_json(const struct mq_plan *p, int i, const struct mq_te
 	num(b, res, r ? mq_sqnr_db(r->out_signal, r->out_noise_w) : 0);
 	if (pt->gptq) { /* GPTQ's figures, and round to nearest's output error beside its own */
 		mq_buf_addf(b, ",\"method\":\"gptq\",\"gptq_fallback\":%s,\"damp\":",
-			    r && r->gptq == 2 ? "true" : "false");
+			    r && r->gptq >= 2 ? "true" : "false");
 		num(b, res, r ? r->gptq_damp : 0);
 		mq_buf_adds(b, ",\"damp_raised\":");
 		num(b, res, r ? r->gptq_raised : 0);
+		mq_buf_adds(b, ",\"dead_inputs\":");
+		num(b, res, r ? (double)r->gptq_dead : 0);
 		mq_buf_adds(b, ",\"gptq_loss\":");
 		num(b, res, r ? r->gptq_loss : 0);
 		mq_buf_adds(b, ",\"output_sqnr_db_w_rtn\":");

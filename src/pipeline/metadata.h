@@ -36,8 +36,9 @@ struct mq_tensor_result {
 	double gptq_loss;      /* ½ Σ (w − q)² / d² */
 	double gptq_damp;      /* dampening fraction used */
 	double gptq_seconds;   /* this run's time on it (the run report's, never the file's) */
-	int gptq;              /* 1: GPTQ, 2: fell back to round to nearest */
+	int gptq;              /* 1: GPTQ, 2: fell back to round to nearest, 3: so, its Hessian overflowed */
 	int gptq_raised;       /* times the dampening was raised */
+	uint64_t gptq_dead;    /* input columns always zero in the calibration rows */
 };
 
 /* 10 log10(signal / noise); +Inf when noise is 0 (printed as null). */

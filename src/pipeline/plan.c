@@ -477,6 +477,14 @@ static uint64_t row_bytes_budget(const struct mq_plan *p, const struct mq_plan_t
 static int size_buffers(struct mq_plan *p, const struct mq_manifest *m, uint64_t budget, struct mq_error *err)
 {
 	p->arena_bytes = 0;
+	uint64_t reserve = 0; /* GPTQ's Hessians and factors first: the buffers get what they leave */
+	if (mq_plan_gptq_reserve(p, m, budget, &reserve, err))
+		return err->code;
+	char held[96] = "";
+	if (reserve)
+		snprintf(held, sizeof(held), " (%llu MiB of the %llu MiB are GPTQ's Hessians and factors)",
+			 (unsigned long long)((reserve + (1u << 20) - 1) >> 20), (unsigned long long)(budget >> 20));
+	budget -= reserve;
 	for (int i = 0; i < p->n_tensors; i++) {
 		struct mq_plan_tensor *pt = &p->tensors[i];
 		const struct mq_tensor *t = &m->tensors[i];
@@ -498,8 +506,8 @@ static int size_buffers(struct mq_plan *p, const struct mq_manifest *m, uint64_t
 				snprintf(what, sizeof(what), "the %llu rows of a word of packed zero points need",
 					 (unsigned long long)pt->row_align);
 			return mq_fail(err, MQ_ERR_USAGE,
-				"tensor '%s': %s %llu bytes of buffers, more than the memory budget of %llu MiB; raise --memory-budget",
-				t->name, what, (unsigned long long)(per_row * pt->row_align), (unsigned long long)(budget >> 20));
+				"tensor '%s': %s %llu bytes of buffers, more than the memory budget of %llu MiB leaves%s; raise --memory-budget",
+				t->name, what, (unsigned long long)(per_row * pt->row_align), (unsigned long long)(budget >> 20), held);
 		}
 		uint64_t rows;
 		if (pt->calib == MQ_CALIB_STATIC && !pt->gptq) {
@@ -523,10 +531,8 @@ static int size_buffers(struct mq_plan *p, const struct mq_manifest *m, uint64_t
 		struct mq_block_regions b;
 		mq_plan_block_regions(p, pt, t->dtype, rows, &b);
 		p->arena_bytes = b.end > p->arena_bytes ? b.end : p->arena_bytes;
-		if (pt->gptq)
-			pt->gptq_bytes = mq_plan_gptq_state_bytes(pt, t);
 	}
-	return mq_plan_gptq_budget(p, m, budget, err);
+	return 0;
 }
 
 /* Calibration of one selected layer: its state, and the shape checks against the weight. */

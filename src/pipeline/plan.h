@@ -110,9 +110,11 @@ uint64_t mq_plan_gptq_read_rows(const struct mq_plan_tensor *pt, int conv);
 void mq_plan_conv_out(const struct mq_calib_info *ci, const struct mq_tensor *t, uint64_t *oh, uint64_t *ow);
 /* Patch rows per calibration sample of a Conv weight t (oh * ow). */
 uint64_t mq_plan_conv_patches(const struct mq_calib_info *ci, const struct mq_tensor *t);
-/* plan_gptq.c, for plan.c: a GPTQ layer's state (its Hessian and one read of its inputs), the budget check. */
+/* plan_gptq.c, for plan.c: a GPTQ layer's state (its Hessian and one read of its inputs), the memory it holds back. */
 uint64_t mq_plan_gptq_state_bytes(const struct mq_plan_tensor *pt, const struct mq_tensor *t);
-int mq_plan_gptq_budget(struct mq_plan *p, const struct mq_manifest *m, uint64_t budget, struct mq_error *err);
+/* Sets each GPTQ layer's gptq_bytes and *reserve, what the largest holds at once; an error naming it if that leaves no room. */
+int mq_plan_gptq_reserve(struct mq_plan *p, const struct mq_manifest *m, uint64_t budget, uint64_t *reserve,
+			 struct mq_error *err);
 /* The ranks that build GPTQ layer t's Hessian, its owner first, into members (room for n_ranks). Returns their count. */
 int mq_plan_gptq_group(const struct mq_plan *p, int t, int *members);
 /* Unit id to rank, and its bytes to the rank's load (plan.c). */

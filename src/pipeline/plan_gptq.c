@@ -59,28 +59,36 @@ static uint64_t sweep_cost(const struct mq_plan_tensor *pt, const struct mq_unit
 	return (uint64_t)(8.0 * rows * n * n / 16.0) + 3 * rows * pt->row_bytes;
 }
 
-int mq_plan_gptq_budget(struct mq_plan *p, const struct mq_manifest *m, uint64_t budget, struct mq_error *err)
+int mq_plan_gptq_reserve(struct mq_plan *p, const struct mq_manifest *m, uint64_t budget, uint64_t *reserve,
+			 struct mq_error *err)
 {
-	/* a GPTQ layer's Hessian is held beside the buffers while its owner works on it */
 	uint64_t largest = 0;
+	*reserve = 0;
 	for (int i = 0; i < p->n_tensors; i++)
 		if (p->tensors[i].gptq && mq_gptq_layer_bytes(p->tensors[i].row_elems) > largest)
 			largest = mq_gptq_layer_bytes(p->tensors[i].row_elems);
+	int worst = -1;
 	for (int i = 0; i < p->n_tensors; i++) {
-		const struct mq_plan_tensor *pt = &p->tensors[i];
+		struct mq_plan_tensor *pt = &p->tensors[i];
 		if (!pt->gptq)
 			continue;
+		pt->gptq_bytes = mq_plan_gptq_state_bytes(pt, &m->tensors[i]);
 		/* its build; then its factor and (on more than one rank) another layer's received meanwhile */
 		const uint64_t sweep = mq_gptq_layer_bytes(pt->row_elems) + (p->n_ranks > 1 ? largest : 0);
-		const uint64_t need = p->arena_bytes + (pt->gptq_bytes > sweep ? pt->gptq_bytes : sweep);
-		if (need > budget)
-			return mq_fail(err, MQ_ERR_USAGE,
-				"GPTQ layer '%s' needs %llu MiB (its %llu x %llu Hessian and a segment's in float32 and its calibration reads, or its factor and, on more than one rank, another layer's, besides %llu MiB of buffers), more than the memory budget of %llu MiB; raise --memory-budget, or keep it unquantized with --exclude",
-				m->tensors[i].name, (unsigned long long)((need + (1u << 20) - 1) >> 20),
-				(unsigned long long)pt->row_elems, (unsigned long long)pt->row_elems,
-				(unsigned long long)((p->arena_bytes + (1u << 20) - 1) >> 20), (unsigned long long)(budget >> 20));
+		const uint64_t need = pt->gptq_bytes > sweep ? pt->gptq_bytes : sweep;
+		if (need > *reserve) {
+			*reserve = need;
+			worst = i;
+		}
 		p->gptq_bytes = pt->gptq_bytes > p->gptq_bytes ? pt->gptq_bytes : p->gptq_bytes;
 	}
+	/* and room for the smallest blocks of buffers beside it (a MiB) */
+	if (worst >= 0 && *reserve + (1u << 20) > budget)
+		return mq_fail(err, MQ_ERR_USAGE,
+			"GPTQ layer '%s' needs %llu MiB (its %llu x %llu Hessian and a segment's in float32 and its calibration reads, or its factor and, on more than one rank, another layer's), and its buffers more, beyond the memory budget of %llu MiB; raise --memory-budget, or keep it unquantized with --exclude",
+			m->tensors[worst].name, (unsigned long long)((*reserve + (1u << 20) - 1) >> 20),
+			(unsigned long long)p->tensors[worst].row_elems, (unsigned long long)p->tensors[worst].row_elems,
+			(unsigned long long)(budget >> 20));
 	return 0;
 }
 

@@ -92,18 +92,25 @@ void mq_report_progress(const struct mq_manifest *m, const struct mq_plan *p, in
 			snprintf(sq, sizeof(sq), "%7.2f dB", s);
 		else
 			snprintf(sq, sizeof(sq), "  exact   ");
-		char cal[160] = "";
+		char cal[256] = "";
 		if (pt->calib == MQ_CALIB_STATIC && pt->act_rank >= 0)
 			snprintf(cal, sizeof(cal), "  output %.2f dB (%s %.2f dB)", mq_sqnr_db(r->out_signal, r->out_noise_w),
 				 mq_scheme_get(p->scheme)->acts == MQ_ACTS_FP8 ? "FP8 W8A8" : "W8A8",
 				 mq_sqnr_db(r->out_signal, r->out_noise_wa));
-		else if (pt->calib == MQ_CALIB_STATIC && pt->gptq && r->gptq == 2)
-			snprintf(cal, sizeof(cal), "  output %.2f dB  gptq failed: rounded to nearest (no Cholesky below damp 1)",
-				 mq_sqnr_db(r->out_signal, r->out_noise_w));
-		else if (pt->calib == MQ_CALIB_STATIC && pt->gptq)
-			snprintf(cal, sizeof(cal), "  output %.2f dB (rtn %.2f dB)  gptq loss %.4g damp %.2f%s  %.2f s",
+		else if (pt->calib == MQ_CALIB_STATIC && pt->gptq && r->gptq >= 2)
+			snprintf(cal, sizeof(cal), "  output %.2f dB  gptq failed: rounded to nearest (%s)",
+				 mq_sqnr_db(r->out_signal, r->out_noise_w),
+				 r->gptq == 3 ? "its Hessian overflows float32: calibration inputs near 1e19"
+					      : "no Cholesky below damp 1");
+		else if (pt->calib == MQ_CALIB_STATIC && pt->gptq) {
+			char dead[96] = "";
+			if (r->gptq_dead) /* GPTQ zeroes them, as the reference does: say so */
+				snprintf(dead, sizeof(dead), "  WARNING: %llu of %llu inputs always zero, their weights zeroed",
+					 (unsigned long long)r->gptq_dead, (unsigned long long)pt->row_elems);
+			snprintf(cal, sizeof(cal), "  output %.2f dB (rtn %.2f dB)  gptq loss %.4g damp %.2f%s%s  %.2f s",
 				 mq_sqnr_db(r->out_signal, r->out_noise_w), mq_sqnr_db(r->out_signal, r->out_noise_rtn),
-				 r->gptq_loss, r->gptq_damp, r->gptq_raised ? " (raised)" : "", r->gptq_seconds);
+				 r->gptq_loss, r->gptq_damp, r->gptq_raised ? " (raised)" : "", dead, r->gptq_seconds);
+		}
 		else if (pt->calib == MQ_CALIB_STATIC)
 			snprintf(cal, sizeof(cal), "  output %.2f dB", mq_sqnr_db(r->out_signal, r->out_noise_w));
 		else if (pt->calib == MQ_CALIB_MISSING)

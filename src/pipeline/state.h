@@ -40,11 +40,12 @@ struct unit_record {
 	double gptq_loss;      /* ½ Σ (w − q)² / d² over the unit's rows */
 	double gptq_damp;      /* the dampening fraction the layer's factor used */
 	double gptq_seconds;   /* the factor (on the layer's first unit this run) and the sweep: the run report's */
-	int32_t gptq;          /* 0: not GPTQ, 1: GPTQ, 2: fell back to round to nearest */
+	int32_t gptq;          /* 0: not GPTQ, 1: GPTQ, 2: fell back to round to nearest, 3: so, its H overflowed */
 	int32_t gptq_raised;   /* times the dampening was raised */
+	uint64_t gptq_dead;    /* the layer's input columns that are always zero */
 };
 /* Sent as bytes between ranks and journaled raw: its layout is part of the journal format. */
-_Static_assert(sizeof(struct unit_record) == 136, "unit_record is sent and journaled as bytes: keep its layout");
+_Static_assert(sizeof(struct unit_record) == 144, "unit_record is sent and journaled as bytes: keep its layout");
 
 /* What a layer's owner rank prepares before its units run (prepare.c), as doubles. */
 struct mq_layer_state {

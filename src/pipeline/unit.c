@@ -366,7 +366,8 @@ static int gptq_unit(struct run *r, const struct mq_unit *u, struct chunk_hasher
 		if (r->cancelled)
 			return MQ_ERR_INTERNAL;
 	}
-	rec->gptq = g->fallback ? 2 : 1;
+	rec->gptq = g->fallback ? (g->h_nonfinite ? 3 : 2) : 1;
+	rec->gptq_dead = g->n_dead;
 	rec->gptq_damp = g->damp;
 	rec->gptq_raised = g->raised;
 	return 0;
@@ -471,17 +472,20 @@ static int do_unit(struct run *r, int id, struct unit_record *rec)
 	return rc;
 }
 
-void unit_note_interrupt(struct run *r)
+void unit_note_interrupt(struct run *r, const char *layer)
 {
 	r->interrupted = 1;
-	mq_info("SIGUSR1: stopping after the units in hand\n");
+	if (layer)
+		mq_info("SIGUSR1 on the rank that builds '%s': stopping after the units in hand\n", layer);
+	else
+		mq_info("SIGUSR1: stopping after the units in hand\n");
 }
 
 void unit_take(struct run *r, int id, int usable)
 {
 	struct unit_record *rec = r->unit_full, skip;
 	if (mq_stop_requested && !r->interrupted) /* finish the unit in hand, start no other */
-		unit_note_interrupt(r);
+		unit_note_interrupt(r, NULL);
 	if (usable && !r->unit_failed && !r->cancelled && !r->interrupted) {
 		r->unit_failed = do_unit(r, id, rec) != 0;
 		r->stats[MQ_STAT_UNITS]++;

@@ -36,8 +36,8 @@ int unit_work(struct run *r);
  * not started). Its record goes to rank 0 either way.
  */
 void unit_take(struct run *r, int id, int usable);
-/* SIGUSR1 seen: this rank starts no other unit. */
-void unit_note_interrupt(struct run *r);
+/* SIGUSR1 seen (here, or by the rank that builds GPTQ layer `layer`): this rank starts no other unit. */
+void unit_note_interrupt(struct run *r, const char *layer);
 /* The digests of one unit's source chunks into ch, nothing written. */
 int unit_hash(struct run *r, const struct mq_unit *u, struct chunk_hasher *ch);
 /* n bytes at absolute offset pos of the output file (timed and counted). */

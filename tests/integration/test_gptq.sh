@@ -168,7 +168,8 @@ gptq bf16-w8a16-clip-mse "$WORK/bf16" "--scheme w8a16 --group 64 --clip mse" -s 
 
 # the fallback: a layer whose float32 X^T X overflows (inputs ~3e19) has no Cholesky at any
 # dampening, and is round to nearest of its original weights (its dead input column not zeroed):
-# method gptq, gptq_fallback true, damp 0.99, damp_raised 98, gptq_loss 1/2 sum (w - q)^2
+# method gptq, gptq_fallback true, damp the --damp given, damp_raised 0 (an overflowed H is not
+# dampened), gptq_loss 1/2 sum (w - q)^2
 RANKS="1 2 3 4" gptq fallback "$WORK/overflow" "--scheme int4-asym --group 64" -s int4-asym --group-size 64
 gptq fallback-clip-mse "$WORK/overflow" "--scheme int4 --group 128 --clip mse" -s int4 --clip mse
 
