@@ -67,7 +67,7 @@ int mq_options_check_method(struct mq_options *o, struct mq_error *err)
 	if (o->method == MQ_METHOD_GPTQ) {
 		if (!o->calib)
 			return mq_fail(err, MQ_ERR_USAGE,
-				"--method gptq needs the layers' calibration inputs: give --calib FILE.h5 (see README, \"Calibration file\")");
+				"--method gptq needs the layers' calibration inputs: give --calib FILE.h5 (see README, \"Calibration\")");
 		if (!si->fake || (si->acts != MQ_ACTS_NONE && !o->act_none))
 			return mq_fail(err, MQ_ERR_USAGE,
 				"--method gptq quantizes weights for 16-bit activations: use -s int4, int4-asym, w8a16 or w8a16-asym (or %s with --act none), not %s",
