@@ -23,7 +23,6 @@ struct gptq_cache {
 	double own_seconds;            /* its build time, not yet in a record */
 	int recv_tensor;               /* the layer received from its owner, -1 if none */
 	struct mq_gptq_layer recv;
-	int current;                   /* the layer whose units are being taken */
 };
 
 void gptq_release(struct run *r)

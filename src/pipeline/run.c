@@ -250,7 +250,7 @@ int mq_run_model(struct mq_comm *c, struct mq_options *o, int *skipped, struct m
 	r.rank = mq_comm_rank(c);
 	r.size = mq_comm_size(c);
 	r.opt = o;
-	r.method = &mq_method_rtn;
+	r.method = mq_method_get(o->method);
 	for (int k = 0; k < UNIT_OUTPUTS; k++)
 		r.ucrc_out[k] = -1;
 	r.journal_fd = r.lock_fd = -1;

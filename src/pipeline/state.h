@@ -69,7 +69,7 @@ struct run {
 	/* run.c: calibration */
 	struct mq_calib *calib;       /* open on every rank with --calib */
 	struct mq_calib_info *cinfo;  /* per manifest tensor */
-	const struct mq_method *method; /* how the weights are quantized (round to nearest) */
+	const struct mq_method *method; /* how the weights are quantized (--method: round to nearest, GPTQ) */
 	struct mq_layer_state *layers; /* prepare.c: per plan tensor, what its owner rank prepared */
 	char calib_digest[2 * MQ_SHA256_LEN + 1]; /* rank 0 */
 	/* output.c: the output file and its layout */

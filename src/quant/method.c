@@ -11,7 +11,7 @@ const struct mq_method mq_method_rtn = {
 const struct mq_method mq_method_gptq = {
 	.name = "gptq",
 	.needs = MQ_NEED_XTX | MQ_NEED_OUT_SUMS,
-	.row_units = 0,
+	.row_units = 1, /* once the factor is known, each row is swept on its own */
 };
 
 static const struct mq_method *const rows[] = { [MQ_METHOD_RTN] = &mq_method_rtn, [MQ_METHOD_GPTQ] = &mq_method_gptq };

@@ -31,7 +31,7 @@ struct mq_method {
 };
 
 extern const struct mq_method mq_method_rtn;
-/* GPTQ: a layer's Hessian factor before its rows; all of a layer's units on one rank (its owner). */
+/* GPTQ: a layer's Hessian factor before its rows (built by its owner, sent to the ranks of its units). */
 extern const struct mq_method mq_method_gptq;
 
 const struct mq_method *mq_method_get(enum mq_method_id id);
