@@ -23,6 +23,7 @@ static const char *const stat_names[MQ_STAT_COUNT] = {
 	[MQ_STAT_T_CALIB] = "calibrate_s",
 	[MQ_STAT_T_CALIB_READ] = "calib_read_s",
 	[MQ_STAT_T_FINISH] = "finish_s",
+	[MQ_STAT_T_SYNC] = "sync_s",
 	[MQ_STAT_BYTES_READ] = "bytes_read",
 	[MQ_STAT_BYTES_WRITTEN] = "bytes_written",
 	[MQ_STAT_CALIB_BYTES] = "calib_bytes_read",
@@ -277,8 +278,11 @@ int mq_report_write(const char *path, const struct mq_manifest *m, const struct 
 		    p->n_ranks, p->n_tensors, p->n_quantized, p->n_units);
 	mq_buf_addf(&b, "  \"bytes_in\": %llu,\n  \"bytes_out\": %llu,\n  \"total_s\": %.6f,\n",
 		    (unsigned long long)p->bytes_in, (unsigned long long)p->bytes_out, total);
-	mq_buf_addf(&b, "  \"input_gb_per_s\": %.6f,\n  \"load_imbalance\": %.6f,\n",
-		    total > 0 ? (double)p->bytes_in / total / 1e9 : 0.0, work_mean > 0 ? work_max / work_mean : 1.0);
+	double sync = max_over(stats, p->n_ranks, MQ_STAT_T_SYNC, &sum);
+	mq_buf_addf(&b, "  \"input_gb_per_s\": %.6f,\n  \"sync_s\": %.6f,\n  \"input_gb_per_s_without_sync\": %.6f,\n",
+		    total > 0 ? (double)p->bytes_in / total / 1e9 : 0.0, sync,
+		    total - sync > 0 ? (double)p->bytes_in / (total - sync) / 1e9 : 0.0);
+	mq_buf_addf(&b, "  \"load_imbalance\": %.6f,\n", work_mean > 0 ? work_max / work_mean : 1.0);
 	double rss = max_over(stats, p->n_ranks, MQ_STAT_PEAK_RSS, &sum);
 	mq_buf_addf(&b, "  \"peak_rss_bytes_max\": %.0f,\n  \"per_rank\": [\n", rss);
 	for (int r = 0; r < p->n_ranks; r++) {

@@ -27,6 +27,7 @@ enum mq_stat {
 	MQ_STAT_T_CALIB,
 	MQ_STAT_T_CALIB_READ,
 	MQ_STAT_T_FINISH,
+	MQ_STAT_T_SYNC, /* of finish: the output's fsyncs (on a virtual disk they time the disk) */
 	MQ_STAT_BYTES_READ,
 	MQ_STAT_BYTES_WRITTEN,
 	MQ_STAT_CALIB_BYTES,

@@ -52,7 +52,13 @@ for p in r["per_rank"]:
         assert k in p, k
 assert sum(p["bytes_read"] for p in r["per_rank"]) >= r["bytes_in"] - 1
 assert r["load_imbalance"] >= 1.0
+# the output's fsync is timed on its own and within the total; the rate without it is at least the total's
+assert 0 <= r["sync_s"] <= r["total_s"] and all(0 <= p["sync_s"] <= p["finish_s"] for p in r["per_rank"]), r
+assert r["input_gb_per_s_without_sync"] >= r["input_gb_per_s"] > 0, r
 PY
+mq 1 "$WORK/m.safetensors" -q --no-sync --force -o "$WORK/nosync.safetensors" --report "$WORK/report-nosync.json"
+"$MQ_PYTHON" -c 'import json, sys; r = json.load(open(sys.argv[1])); assert r["sync_s"] == 0, r["sync_s"]' \
+    "$WORK/report-nosync.json" && pass "--no-sync: the report's sync_s is 0" || fail "--no-sync sync_s"
 mq 1 "$WORK/m.safetensors" -q
 [ $? -eq 5 ] && pass "second run refuses to overwrite" || fail "second run"
 mq 1 "$WORK/m.safetensors" -q --force
