@@ -4,8 +4,8 @@ set -euo pipefail
 PACKAGES=(
     build-essential cmake pkg-config
     openmpi-bin libopenmpi-dev libhdf5-openmpi-dev
-    libcjson-dev libcmocka-dev libssl-dev zlib1g-dev libopenblas-serial-dev liblapacke-dev
-    python3-numpy python3-torch python3-h5py
+    libcjson-dev libcmocka-dev libssl-dev zlib1g-dev libxxhash-dev libisal-dev libopenblas-serial-dev liblapacke-dev
+    python3-numpy python3-torch python3-h5py python3-xxhash
     clang libclang-rt-14-dev llvm
 )
 missing=()

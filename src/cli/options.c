@@ -13,7 +13,7 @@
 
 enum opt_id {
 	OPT_OUTPUT, OPT_SCHEME, OPT_GRANULARITY, OPT_GROUP_SIZE, OPT_CLIP, OPT_METHOD, OPT_DAMP, OPT_BLOCK_SIZE, OPT_ACTORDER, OPT_GPTQ_SCALES, OPT_KEEP_UNFIT, OPT_MAX_SHARD, OPT_INCLUDE, OPT_EXCLUDE, OPT_NO_DEFAULT_EXCLUDES,
-	OPT_FORCE, OPT_DRY_RUN, OPT_REPORT, OPT_BUDGET, OPT_NO_SYNC, OPT_NO_CHECKSUM, OPT_OBSERVER, OPT_ACT, OPT_CALIB_SAMPLES, OPT_CALIB, OPT_CALIB_MISSING, OPT_JOB, OPT_GROUPS, OPT_VERBOSE, OPT_JSON, OPT_QUIET, OPT_HELP, OPT_VERSION,
+	OPT_FORCE, OPT_DRY_RUN, OPT_REPORT, OPT_BUDGET, OPT_NO_SYNC, OPT_NO_CHECKSUM, OPT_DIGEST, OPT_OBSERVER, OPT_ACT, OPT_CALIB_SAMPLES, OPT_CALIB, OPT_CALIB_MISSING, OPT_JOB, OPT_GROUPS, OPT_VERBOSE, OPT_JSON, OPT_QUIET, OPT_HELP, OPT_VERSION,
 };
 
 /* Where an option applies besides quantizing: inspect of a model file, of a calibration file. */
@@ -79,7 +79,8 @@ static const struct opt {
 	  "tensor buffer budget per rank in MiB (default 256, 4 to 65536), GPTQ's per-layer Hessian included" },
 	{ OPT_NO_SYNC, 0, "no-sync", NULL, FOR_RUN, "do not flush the output to stable storage before renaming it" },
 	{ OPT_NO_CHECKSUM, 0, "no-checksum", NULL, FOR_RUN,
-	  "skip the SHA-256 of the source tensors (faster; provenance then has none)" },
+	  "skip the digests of the source tensors (provenance, resume checks and job skips then have none)" },
+	{ OPT_DIGEST, 0, "digest", "ALGO", FOR_RUN, "the source data's digests: xxh3 (XXH3-128, default) or sha256" },
 	{ OPT_CALIB, 'c', "calib", "FILE.h5", FOR_RUN,
 	  "calibration activations: static input scales and output-space SQNR per layer" },
 	{ OPT_CALIB_SAMPLES, 0, "calib-samples", "N", FOR_RUN | FOR_INSPECT_CALIB,
@@ -498,6 +499,10 @@ static int apply(struct mq_options *o, const struct opt *op, const char *val, st
 		return 0;
 	case OPT_NO_SYNC: o->no_sync = 1; return 0;
 	case OPT_NO_CHECKSUM: o->no_checksum = 1; return 0;
+	case OPT_DIGEST:
+		if (mq_digest_parse(val, &o->digest))
+			return mq_fail(err, MQ_ERR_USAGE, "--digest '%s': give xxh3 (the default) or sha256", val);
+		return 0;
 	case OPT_OBSERVER: case OPT_ACT: case OPT_CALIB_MISSING: case OPT_CALIB_SAMPLES:
 		return apply_calib(o, op->id, val, err);
 	case OPT_CALIB: o->calib = val; return 0;

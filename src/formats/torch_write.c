@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <zlib.h>
+#include "crc.h"
 
 #include "pickle.h"
 #include "writer.h"
@@ -183,7 +183,7 @@ static int pt_finish(const struct mq_out_files *f, const struct mq_out_tensor *o
 	const void *payload[3] = { t->pickle.data, "3\n", meta };
 	int fixed[3] = { 0, t->n_entries - 2, t->meta_entry };
 	for (int k = 0; k < 3; k++)
-		t->entries[fixed[k]].crc = (uint32_t)crc32(0L, payload[k], (uInt)t->entries[fixed[k]].size);
+		t->entries[fixed[k]].crc = mq_crc32(0, payload[k], (size_t)t->entries[fixed[k]].size);
 	for (int o = 0; o < t->n_entries - 3; o++) /* every entry but data.pkl, version and the metadata */
 		t->entries[t->entry_of_out[o]].crc = crc[o];
 	struct mq_buf b = MQ_BUF_INIT;

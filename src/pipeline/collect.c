@@ -6,7 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <zlib.h>
+#include "crc.h"
 
 #include "journal.h"
 #include "output.h"
@@ -57,19 +57,19 @@ static void finish_tensor(struct run *r, int t)
 		res->act_zero_point = r->layers[t].act_zero_point;
 	}
 	if (!r->opt->no_checksum)
-		mq_sha256(r->chunk_digests + r->chunk_base[t] * MQ_SHA256_LEN, pt->n_chunks * MQ_SHA256_LEN,
-			  res->sha256);
+		mq_digest_slots(r->opt->digest, r->chunk_digests + r->chunk_base[t] * MQ_DIGEST_MAX, pt->n_chunks,
+				res->sha256);
 	int outs[UNIT_OUTPUTS];
 	unit_outputs(pt, outs);
 	for (int k = 0; r->writer->tensor_crcs && k < UNIT_OUTPUTS; k++) { /* the units' CRCs joined in unit order */
 		if (outs[k] < 0)
 			continue;
-		uLong crc = crc32(0L, Z_NULL, 0);
+		uint32_t crc = 0;
 		for (int i = 0; i < pt->n_units; i++) {
 			int u = pt->first_unit + i;
-			crc = crc32_combine(crc, r->u_crc[UNIT_OUTPUTS * u + k], (z_off_t)r->u_crc_len[UNIT_OUTPUTS * u + k]);
+			crc = mq_crc32_combine(crc, r->u_crc[UNIT_OUTPUTS * u + k], r->u_crc_len[UNIT_OUTPUTS * u + k]);
 		}
-		r->out_crc[outs[k]] = (uint32_t)crc;
+		r->out_crc[outs[k]] = crc;
 	}
 	++r->tensors_done;
 	if (!r->hash_only)

@@ -125,7 +125,7 @@ void mq_options_json(const struct mq_options *o, struct mq_buf *b)
 	json_str_array(b, o->excludes, o->n_excludes);
 	mq_buf_adds(b, ",\"default_excludes\":");
 	json_str_array(b, mq_default_excludes, o->no_default_excludes ? 0 : mq_n_default_excludes);
-	mq_buf_addf(b, ",\"checksum\":\"%s\"", o->no_checksum ? "none" : "sha256");
+	mq_buf_addf(b, ",\"checksum\":\"%s\"", o->no_checksum ? "none" : mq_digest_name(o->digest));
 	if (o->calib) {
 		char obs[48];
 		mq_observer_name(&o->observer, obs, sizeof(obs));

@@ -12,6 +12,7 @@
 
 #include "buf.h"
 #include "clip.h"
+#include "digest.h"
 #include "gptq.h"
 #include "method.h"
 #include "observe.h"
@@ -45,7 +46,8 @@ struct mq_options {
 	const char **includes, **excludes; /* owned arrays of argv strings */
 	int no_default_excludes;
 	int force, dry_run, quiet, no_sync;
-	int no_checksum;         /* skip the SHA-256 of the source data */
+	int no_checksum;         /* skip the digests of the source data */
+	enum mq_digest_algo digest; /* their algorithm (--digest; XXH3-128 by default) */
 	/* calibration (--calib), and the statistics inspect shows for a calibration file */
 	const char *calib;       /* HDF5 calibration file, or NULL */
 	int calib_weights_only;  /* --calib-missing=weights-only */

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <zlib.h>
+#include "crc.h"
 
 #define MAGIC "mq-dist journal 1\n"
 #define MAGIC_LEN (sizeof(MAGIC) - 1)
@@ -60,7 +60,7 @@ int mq_journal_read(const char *path, const uint8_t id[MQ_SHA256_LEN], uint64_t 
 		if (len > size - pos - 8)
 			break;
 		memcpy(&crc, out->data + pos + 4 + len, 4);
-		if ((uint32_t)crc32(0L, (const Bytef *)out->data + pos + 4, len) != crc)
+		if (mq_crc32(0, out->data + pos + 4, len) != crc)
 			break;
 		if ((size_t)out->n == cap) {
 			cap = cap ? 2 * cap : 256;
@@ -109,7 +109,7 @@ int mq_journal_append(int fd, const void *rec, uint32_t len)
 	char *buf = malloc((size_t)len + 8);
 	if (!buf)
 		return -1;
-	uint32_t crc = (uint32_t)crc32(0L, rec, len);
+	uint32_t crc = mq_crc32(0, rec, len);
 	memcpy(buf, &len, 4);
 	memcpy(buf + 4, rec, len);
 	memcpy(buf + 4 + len, &crc, 4);

@@ -37,17 +37,17 @@ double mq_metadata_output_sqnr(const struct mq_plan *p, const struct mq_tensor_r
 	return p->n_calibrated ? mq_sqnr_db(s, n) : (double)NAN;
 }
 
-void mq_metadata_source_digest(const struct mq_plan *p, const struct mq_tensor_result *res,
-			       uint8_t out[MQ_SHA256_LEN])
+void mq_metadata_source_digest(const struct mq_plan *p, const struct mq_tensor_result *res, enum mq_digest_algo a,
+			       uint8_t out[MQ_DIGEST_MAX])
 {
-	struct mq_sha256 h;
-	if (mq_sha256_init(&h)) {
-		memset(out, 0, MQ_SHA256_LEN);
+	struct mq_hasher h;
+	if (mq_hasher_init(&h, a)) {
+		memset(out, 0, MQ_DIGEST_MAX);
 		return;
 	}
 	for (int i = 0; i < p->n_tensors; i++)
-		mq_sha256_update(&h, res[i].sha256, MQ_SHA256_LEN);
-	mq_sha256_final(&h, out);
+		mq_hasher_update(&h, res[i].sha256, mq_digest_len(a));
+	mq_hasher_final(&h, out);
 }
 
 static void num(struct mq_buf *b, const struct mq_tensor_result *res, double v)
@@ -70,15 +70,16 @@ static void shape_json(struct mq_buf *b, const uint64_t *shape, int ndim)
 
 static void digest_json(struct mq_buf *b, const struct mq_options *o, const uint8_t *d)
 {
-	char hex[2 * MQ_SHA256_LEN + 1];
+	char hex[2 * MQ_DIGEST_MAX + 1];
+	const size_t len = mq_digest_len(o->digest);
 	if (o->no_checksum) {
 		mq_buf_adds(b, "null");
 		return;
 	}
 	if (d)
-		mq_hex(d, MQ_SHA256_LEN, hex);
+		mq_hex(d, len, hex);
 	else
-		memset(hex, '0', 2 * MQ_SHA256_LEN), hex[2 * MQ_SHA256_LEN] = '\0';
+		memset(hex, '0', 2 * len), hex[2 * len] = '\0';
 	mq_buf_add_json_str(b, hex);
 }
 
@@ -152,7 +153,7 @@ static void layers_json(const struct mq_manifest *m, const struct mq_plan *p, co
 		} else {
 			mq_buf_adds(b, "null,\"mse\":null,\"max_abs_err\":null");
 		}
-		mq_buf_adds(b, ",\"sha256\":");
+		mq_buf_addf(b, ",\"%s\":", mq_digest_key(o->digest));
 		digest_json(b, o, res ? res[i].sha256 : NULL);
 		if (q && p->granularity == MQ_GRAN_GROUP)
 			mq_buf_addf(b, ",\"group_size\":%llu", (unsigned long long)p->group_size);
@@ -179,10 +180,10 @@ static void provenance_json(const struct mq_manifest *m, const struct mq_plan *p
 		mq_buf_add_json_str(b, m->files[f].name);
 		mq_buf_addf(b, ",\"bytes\":%llu}", (unsigned long long)m->files[f].size);
 	}
-	mq_buf_addf(b, "],\"source_sha256\":");
-	uint8_t d[MQ_SHA256_LEN];
+	mq_buf_addf(b, "],\"source_%s\":", mq_digest_key(o->digest));
+	uint8_t d[MQ_DIGEST_MAX];
 	if (res)
-		mq_metadata_source_digest(p, res, d);
+		mq_metadata_source_digest(p, res, o->digest, d);
 	digest_json(b, o, res ? d : NULL);
 	mq_buf_addf(b, ",\"chunk_bytes\":%u,\"options\":", MQ_CHUNK_BYTES);
 	mq_options_json(o, b);
@@ -226,13 +227,17 @@ static void calib_keys(const struct mq_plan *p, const struct mq_options *o, cons
 	const char *base = strrchr(o->calib, '/');
 	char v[64];
 	kv(b, "calibration_file", base ? base + 1 : o->calib);
-	mq_buf_adds(b, ",\"calibration_sha256\":");
-	if (o->no_checksum)
+	mq_buf_addf(b, ",\"calibration_%s\":", mq_digest_key(o->digest));
+	if (o->no_checksum) {
 		mq_buf_adds(b, "\"none\"");
-	else if (calib_digest && res)
+	} else if (calib_digest && res) {
 		mq_buf_add_json_str(b, calib_digest);
-	else
-		mq_buf_adds(b, "\"0000000000000000000000000000000000000000000000000000000000000000\"");
+	} else { /* the reservation form: as many zeros as the digest has hex digits */
+		char zeros[2 * MQ_DIGEST_MAX + 1];
+		memset(zeros, '0', 2 * mq_digest_len(o->digest));
+		zeros[2 * mq_digest_len(o->digest)] = '\0';
+		mq_buf_add_json_str(b, zeros);
+	}
 	mq_observer_name(&o->observer, v, sizeof(v));
 	mq_buf_adds(b, ",");
 	kv(b, "observer", v);
@@ -264,17 +269,18 @@ void mq_metadata_fingerprint(const struct mq_plan *p, const struct mq_options *o
 	hex[2 * MQ_SHA256_LEN] = '\0';
 	if (!res)
 		return; /* the reservation form */
-	uint8_t d[MQ_SHA256_LEN];
-	char src[2 * MQ_SHA256_LEN + 1];
-	mq_metadata_source_digest(p, res, d);
-	mq_hex(d, MQ_SHA256_LEN, src);
+	uint8_t d[MQ_DIGEST_MAX];
+	char src[2 * MQ_DIGEST_MAX + 1];
+	const char *key = mq_digest_key(o->digest);
+	mq_metadata_source_digest(p, res, o->digest, d);
+	mq_hex(d, mq_digest_len(o->digest), src);
 	MQ_ASSERT(o->out_format != NULL); /* set with the output path, before anything is fingerprinted */
 	struct mq_buf b = MQ_BUF_INIT;
 	mq_buf_addf(&b, "mq-dist fingerprint 1\nversion %s\nformat %s\nchunk_bytes %u\noptions ", MQ_VERSION,
 		    o->out_format, MQ_CHUNK_BYTES);
 	mq_options_json(o, &b);
-	mq_buf_addf(&b, "\ncalibration_sha256 %s\nsource_sha256 %s\n",
-		    o->calib ? (calib_digest ? calib_digest : "unknown") : "none", src);
+	mq_buf_addf(&b, "\ncalibration_%s %s\nsource_%s %s\n", key,
+		    o->calib ? (calib_digest ? calib_digest : "unknown") : "none", key, src);
 	if (mq_buf_ok(&b) && mq_sha256(b.data, b.len, d) == 0)
 		mq_hex(d, MQ_SHA256_LEN, hex);
 	mq_buf_release(&b);

@@ -25,7 +25,7 @@ struct mq_tensor_result {
 	double signal;    /* sum x^2 over the tensor */
 	double noise;     /* sum (x - dequant)^2 */
 	double max_abs;   /* max |x - dequant| */
-	uint8_t sha256[MQ_SHA256_LEN]; /* tree digest of the source data */
+	uint8_t sha256[MQ_DIGEST_MAX]; /* tree digest of the source data (--digest; the name is historical) */
 	/* calibrated layers: output-space sums over the calibration rows, Y = X W^T */
 	double out_signal;  /* sum Y^2 */
 	double out_noise_w; /* sum (Y - X What^T)^2: weights quantized */
@@ -47,15 +47,15 @@ double mq_sqnr_db(double signal, double noise);
 /* Aggregate SQNR over the quantized tensors. */
 double mq_metadata_aggregate_sqnr(const struct mq_plan *p, const struct mq_tensor_result *res);
 
-/* SHA-256 over the tensor digests in name order. */
+/* The digest (algorithm a) of the tensor digests in name order. */
 void mq_metadata_source_digest(const struct mq_plan *p, const struct mq_tensor_result *res,
-			       uint8_t out[MQ_SHA256_LEN]);
+			       enum mq_digest_algo a, uint8_t out[MQ_DIGEST_MAX]);
 
 /*
  * The header JSON. res == NULL builds the reservation form. pad_to > 0 pads
  * the result with spaces to exactly that length (fails if it is longer).
  */
-/* calib_digest: hex SHA-256 of the calibration file (NULL: unknown yet, or not computed). */
+/* calib_digest: hex digest of the calibration file, --digest's algorithm (NULL: unknown yet, or not computed). */
 int mq_metadata_header(const struct mq_manifest *m, const struct mq_plan *p, const struct mq_options *o,
 		       const struct mq_tensor_result *res, const char *calib_digest, uint64_t pad_to,
 		       struct mq_buf *out, struct mq_error *err);
@@ -63,7 +63,8 @@ int mq_metadata_header(const struct mq_manifest *m, const struct mq_plan *p, con
 /*
  * The fingerprint of a run's inputs: SHA-256 over the tool version, the
  * output format, the options that shape the output, the calibration file's
- * SHA-256 and the source data's (source_sha256). "none" with --no-checksum;
+ * digest and the source data's (source_sha256 or source_xxh3_128, as
+ * --digest chose; the options name it too). "none" with --no-checksum;
  * 64 zeros in the reservation form (res == NULL). A job skips a model whose
  * output records the fingerprint its inputs have now.
  */

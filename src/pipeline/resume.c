@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <zlib.h>
+#include "crc.h"
 
 #include "collect.h"
 #include "fileio.h"
@@ -91,15 +91,15 @@ static int verify_unit(struct run *r, const int *fds, const struct unit_record *
 		uint64_t off = slot_offset(r, u, k), n = rec->crc_len[k];
 		if (off > o->end - o->begin || n > o->end - o->begin - off)
 			return 0;
-		uLong crc = crc32(0L, Z_NULL, 0);
+		uint32_t crc = 0;
 		for (uint64_t done = 0; done < n;) {
 			size_t step = (size_t)(n - done < VERIFY_BLOCK ? n - done : VERIFY_BLOCK);
 			if (mq_pread_full(fds[r->files.file_of[outs[k]]], buf, step, r->out_pos[outs[k]] + off + done, NULL))
 				return 0;
-			crc = crc32(crc, buf, (uInt)step);
+			crc = mq_crc32(crc, buf, step);
 			done += step;
 		}
-		if ((uint32_t)crc != rec->crc[k])
+		if (crc != rec->crc[k])
 			return 0;
 	}
 	return 1;
@@ -324,7 +324,7 @@ static void rehash_resumed(struct run *r, const char *dig, size_t len, unsigned 
 			if (unit_hash(r, &p->units[u], &ch) == 0)
 				bad[u] = memcmp(mine, dig + at, n) != 0;
 			if (ch.open)
-				mq_sha256_release(&ch.h);
+				mq_hasher_release(&ch.h);
 		}
 		at += n;
 	}

@@ -63,7 +63,7 @@ static int phase_calib(struct run *r)
 		}
 	}
 	if (!r->err.code && r->rank == 0 && !r->opt->no_checksum && !r->opt->dry_run)
-		mq_sha256_file(r->opt->calib, r->calib_digest, &r->err);
+		mq_digest_file(r->opt->digest, r->opt->calib, r->calib_digest, &r->err);
 	r->stats[MQ_STAT_T_CALIB] += mq_comm_time() - t0;
 	return mq_comm_agree(r->comm, &r->err);
 }

@@ -7,9 +7,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <zlib.h>
-
 #include "collect.h"
+#include "crc.h"
 #include "factor.h"
 #include "fileio.h"
 #include "gather.h"
@@ -95,7 +94,7 @@ static int write_out(struct run *r, int o, uint64_t off, const void *buf, size_t
 {
 	for (int k = 0; k < UNIT_OUTPUTS; k++)
 		if (r->ucrc_out[k] == o) {
-			r->ucrc[k] = (uint32_t)crc32(r->ucrc[k], buf, (uInt)n);
+			r->ucrc[k] = mq_crc32(r->ucrc[k], buf, n);
 			r->ucrc_len[k] += n;
 		}
 	return unit_write_at(r, r->files.file_of[o], r->out_pos[o] + off, buf, n);
@@ -107,13 +106,13 @@ static int hash_block(struct run *r, struct chunk_hasher *ch, const void *p, siz
 		return 0; /* --no-checksum */
 	double t0 = mq_comm_time();
 	if (!ch->open) {
-		if (mq_sha256_init(&ch->h))
+		if (mq_hasher_init(&ch->h, r->opt->digest))
 			return mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
 		ch->open = 1;
 	}
-	mq_sha256_update(&ch->h, p, n);
+	mq_hasher_update(&ch->h, p, n);
 	if (ends_chunk) {
-		mq_sha256_final(&ch->h, ch->out + (size_t)ch->next++ * MQ_SHA256_LEN);
+		mq_hasher_final(&ch->h, ch->out + (size_t)ch->next++ * MQ_DIGEST_MAX);
 		ch->open = 0;
 	}
 	r->stats[MQ_STAT_T_HASH] += mq_comm_time() - t0;
@@ -466,14 +465,14 @@ static int do_unit(struct run *r, int id, struct unit_record *rec)
 	const struct mq_plan_tensor *pt = &r->plan.tensors[u->tensor];
 	unit_outputs(pt, r->ucrc_out);
 	for (int k = 0; k < UNIT_OUTPUTS; k++) {
-		r->ucrc[k] = (uint32_t)crc32(0L, Z_NULL, 0);
+		r->ucrc[k] = 0;
 		r->ucrc_len[k] = 0;
 	}
 	int rc = r->hash_only ? unit_hash(r, u, &ch)
 		 : r->plan.tensors[u->tensor].action == MQ_ACT_QUANT ? quant_unit(r, u, &ch, &acc, &oacc, rec)
 								      : copy_unit(r, u, &ch);
 	if (ch.open)
-		mq_sha256_release(&ch.h);
+		mq_hasher_release(&ch.h);
 	rec->failed = rc != 0;
 	rec->signal = acc.signal;
 	rec->noise = acc.noise;

@@ -22,7 +22,7 @@
 
 /* Chunk digests of a unit: one SHA-256 per chunk, blocks fed in order. */
 struct chunk_hasher {
-	struct mq_sha256 h;
+	struct mq_hasher h;
 	int open;
 	uint8_t *out;     /* digests of the unit's chunks */
 	int next;         /* index of the chunk being hashed */

@@ -1,6 +1,6 @@
 #include "write.h"
 
-#include <zlib.h>
+#include "crc.h"
 
 #include "metadata.h"
 #include "unit.h"
@@ -15,7 +15,7 @@ static int write_shape(struct run *r, int t, int o)
 			v[8 * d + k] = (unsigned char)(mt->shape[d] >> (8 * k));
 	size_t n = 8 * (size_t)mt->ndim;
 	if (r->writer->tensor_crcs)
-		r->out_crc[o] = (uint32_t)crc32(0L, v, (uInt)n);
+		r->out_crc[o] = mq_crc32(0, v, n);
 	return unit_write_at(r, r->files.file_of[o], r->out_pos[o], v, n);
 }
 
@@ -27,13 +27,13 @@ static int write_act_params(struct run *r, int t)
 	int8_t zp = (int8_t)r->layers[t].act_zero_point;
 	if (pt->out_input_scale >= 0) {
 		if (r->writer->tensor_crcs)
-			r->out_crc[pt->out_input_scale] = (uint32_t)crc32(0L, (const Bytef *)&s, 4);
+			r->out_crc[pt->out_input_scale] = mq_crc32(0, &s, 4);
 		if (unit_write_at(r, r->files.file_of[pt->out_input_scale], r->out_pos[pt->out_input_scale], &s, 4))
 			return r->err.code;
 	}
 	if (pt->out_input_zero_point >= 0) {
 		if (r->writer->tensor_crcs)
-			r->out_crc[pt->out_input_zero_point] = (uint32_t)crc32(0L, (const Bytef *)&zp, 1);
+			r->out_crc[pt->out_input_zero_point] = mq_crc32(0, &zp, 1);
 		if (unit_write_at(r, r->files.file_of[pt->out_input_zero_point], r->out_pos[pt->out_input_zero_point], &zp, 1))
 			return r->err.code;
 	}

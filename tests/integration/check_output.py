@@ -54,7 +54,24 @@ SCHEMES = {  # scheme -> (quantization_dtype, output dtype, symmetric or None if
     "fp16": ("float16", "F16", None), "bf16": ("bfloat16", "BF16", None),
 }
 LAYER_KEYS = ("action", "reason", "dtype_in", "dtype_out", "shape", "bytes_in",
-              "bytes_out", "sqnr_db", "mse", "max_abs_err", "sha256")
+              "bytes_out", "sqnr_db", "mse", "max_abs_err")
+# The source digests' algorithm, as the output's options name it (--digest): the metadata key and the
+# hash function. set_digest() picks it before any tensor is checked.
+DIGESTS = {"sha256": ("sha256", hashlib.sha256), "xxh3-128": ("xxh3_128", None)}
+KEY, HASH = "sha256", hashlib.sha256
+
+
+def set_digest(meta):
+    """Picks KEY and HASH from the provenance's options ("checksum"); SHA-256 when it cannot be read."""
+    global KEY, HASH
+    try:
+        algo = json.loads(meta.get("provenance", "{}")).get("options", {}).get("checksum", "sha256")
+    except (ValueError, AttributeError):
+        algo = "sha256"
+    KEY, HASH = DIGESTS.get(algo, DIGESTS["sha256"])
+    if HASH is None:
+        import xxhash   # Debian's python3-xxhash: an implementation independent of mq-dist's libxxhash use
+        HASH = xxhash.xxh3_128
 META_KEYS = ("format", "quantization_dtype", "scheme", "symmetric", "per_channel",
              "selected_layers", "calibration_samples", "mq_dist_version",
              "original_size_bytes", "quantized_size_bytes", "original_size_mb",
@@ -298,9 +315,9 @@ def bf16_bits(x):
 
 
 def tensor_sha256(t):
-    """Spec digest: SHA-256 over the SHA-256 of each chunk of whole rows."""
+    """Spec digest: the digest (HASH) over the digests of each chunk of whole rows."""
     if t.nbytes == 0:
-        return hashlib.sha256(b"").digest()
+        return HASH(b"").digest()
     if len(t.shape) == 0:
         row_bytes, rows = t.nbytes, 1
     elif len(t.shape) == 1:
@@ -308,11 +325,11 @@ def tensor_sha256(t):
     else:
         row_bytes, rows = t.row_bytes, t.rows
     per_chunk = max(1, HASH_CHUNK // row_bytes)
-    outer = hashlib.sha256()
+    outer = HASH()
     base = t.data_start + t.begin
     for r0 in range(0, rows, per_chunk):
         n = min(per_chunk, rows - r0) * row_bytes
-        outer.update(hashlib.sha256(read_at(t.path, base + r0 * row_bytes, n)).digest())
+        outer.update(HASH(read_at(t.path, base + r0 * row_bytes, n)).digest())
     return outer.digest()
 
 
@@ -613,13 +630,13 @@ def torch_cast_bits(t, scheme):
 def check_tensor(rep, t, digest, rec, out, scheme, per_channel, totals, expected_out):
     """All checks of one input tensor; updates totals and the expected output names."""
     name = t.name
-    rep.equal(str(rec.get("sha256")).lower(), digest.hex(), name + ": sha256")
+    rep.equal(str(rec.get(KEY)).lower(), digest.hex(), name + ": " + KEY)
     rep.equal(rec.get("dtype_in"), t.dtype, name + ": dtype_in")
     rep.equal(rec.get("shape"), t.shape, name + ": shape")
     rep.equal(rec.get("bytes_in"), t.nbytes, name + ": bytes_in")
     rep.check(isinstance(rec.get("reason"), str) and rec.get("reason"),
               "%s: reason %r is not a non-empty string" % (name, rec.get("reason")))
-    missing = [k for k in LAYER_KEYS if k not in rec]
+    missing = [k for k in LAYER_KEYS + (KEY,) if k not in rec]
     rep.check(not missing, "%s: layer record lacks %s" % (name, missing))
     action = rec.get("action")
     if action == "kept":
@@ -699,9 +716,9 @@ def check_totals(rep, meta, inputs, files, index, out, totals, digests):
     rep.equal(prov.get("version"), meta.get("mq_dist_version"), "provenance version")
     rep.equal(prov.get("chunk_bytes"), HASH_CHUNK, "provenance chunk_bytes")
     rep.check(isinstance(prov.get("options"), dict), "provenance options is not an object")
-    source = hashlib.sha256(b"".join(digests[n] for n in sorted(digests, key=str.encode)))
-    rep.equal(str(prov.get("source_sha256")).lower(), source.hexdigest(),
-              "provenance source_sha256")
+    source = HASH(b"".join(digests[n] for n in sorted(digests, key=str.encode)))
+    rep.equal(str(prov.get("source_" + KEY)).lower(), source.hexdigest(),
+              "provenance source_" + KEY)
     listed = prov.get("inputs")
     if rep.check(isinstance(listed, list) and all(isinstance(e, dict) for e in listed),
                  "provenance inputs is not a list of objects"):
@@ -739,6 +756,7 @@ def run(args):
     rep.check(not extra, "metadata layers: records for %d unknown tensors, e.g. %s"
               % (len(extra), extra[:3]))
 
+    set_digest(meta)
     totals = {"signal": 0.0, "noise": 0.0, "numel": 0, "quantized": []}
     digests, expected_out = {}, []
     for name in sorted(inputs, key=str.encode):

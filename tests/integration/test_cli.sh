@@ -9,6 +9,9 @@ make_model "$WORK/m.safetensors" --seed 21 --outliers
 "$MQ_DIST" --version | grep -qE '^mq-dist [0-9]+\.[0-9]+\.[0-9]+$' && pass "--version" || fail "--version"
 mq 2 --scheme int3 "$WORK/m.safetensors"
 [ $? -eq 2 ] && grep -q "unknown scheme" "$WORK/last.err" && pass "bad option: exit 2 on every rank" || fail "bad option"
+mq 2 --digest md5 "$WORK/m.safetensors"
+[ $? -eq 2 ] && grep -qF -- "--digest 'md5': give xxh3 (the default) or sha256" "$WORK/last.err" && [ ! -e "$WORK/m.int8.safetensors" ] \
+    && pass "--digest md5 refused, naming the two algorithms" || fail "--digest md5: $(cat "$WORK/last.err")"
 # The old unsigned scheme wrote U8 codes and zero points; it is refused and points to int8-asym,
 # on the command line and in a job file.
 mq 2 -s uint8 "$WORK/m.safetensors"

@@ -5,6 +5,7 @@
 # granularities; every output format (.safetensors, .pt, .pth, .bin); every input kind (single F32,
 # F16 and BF16 files, a sharded index, torch.save files (.pt, .pth, F64 and views), a hand-built
 # .pt, a .bin, an mq-dist .pt read back); --include, --exclude, --no-default-excludes; --no-checksum;
+# --digest sha256;
 # calibration (every --observer and --act, --calib-samples, --calib-missing weights-only, GPTQ, a .pt
 # input, a sharded one); a 4 MiB --memory-budget over tensors of several units; the default output
 # names; a job file on 1..4 ranks and with --groups 2 (each output, and its zoo report with the
@@ -244,6 +245,11 @@ out sel-cast-include        13   safetensors f32.safetensors -s fp16 -i q_proj
 out nock-f32-int8           13   safetensors f32.safetensors --no-checksum
 out nock-pt-asym            13   pt          f16.safetensors -s int8-asym --no-checksum
 out nosync-f32-int8         13   safetensors f32.safetensors --no-sync
+# --digest sha256: the source digests of earlier versions, whose default it was; these three cases keep
+# the hashes the default cases f32-int8, pth-f16-int8-asym and cal had before XXH3-128 became the default.
+out sha256-f32-int8         13   safetensors f32.safetensors --digest sha256
+out sha256-pth-f16-asym     13   pth         f16.safetensors -s int8-asym --digest sha256
+out sha256-cal              13   safetensors f32.safetensors -c "$CAL" --digest sha256
 
 # ---------------------------------------------------------------- memory budget, several units per tensor
 

@@ -124,11 +124,13 @@ static void test_metadata_keys_and_records(void **state)
 	assert_int_equal(cJSON_GetArraySize(sel), 3);
 	cJSON_Delete(sel);
 	cJSON *prov = cJSON_Parse(mq_st_meta_get(&h, "provenance"));
-	uint8_t d[MQ_SHA256_LEN];
+	uint8_t d[MQ_DIGEST_MAX];
 	char hex[65];
-	mq_metadata_source_digest(&f->p, f->res, d);
-	mq_hex(d, MQ_SHA256_LEN, hex);
-	assert_string_equal(cJSON_GetObjectItem(prov, "source_sha256")->valuestring, hex);
+	mq_metadata_source_digest(&f->p, f->res, MQ_DIGEST_XXH3, d); /* the options' default */
+	mq_hex(d, mq_digest_len(MQ_DIGEST_XXH3), hex);
+	assert_int_equal(strlen(hex), 32);
+	assert_string_equal(cJSON_GetObjectItem(prov, "source_xxh3_128")->valuestring, hex);
+	assert_null(cJSON_GetObjectItem(prov, "source_sha256"));
 	cJSON_Delete(prov);
 	/* the output tensors are all there, with their scale and zero point */
 	assert_int_equal(h.n_tensors, 3 * 3 + 1);
