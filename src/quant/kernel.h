@@ -73,11 +73,14 @@ static inline void mq_lanes_end(struct mq_lanes *L, struct mq_err_acc *acc)
 
 /* 1 where the AVX2 paths may run: the CPU has AVX2 and F16C and MQ_NO_SIMD is unset (cpu.c, cached). */
 int mq_cpu_avx2(void);
+/* 1 where the AVX-512 paths may run: AVX-512 F, BW, VL, DQ besides, and no MQ_SIMD cap below it. */
+int mq_cpu_avx512(void);
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define MQ_HAVE_AVX2 1
 #include <immintrin.h>
 #define MQ_AVX2 __attribute__((target("avx2,f16c")))
+#define MQ_AVX512 __attribute__((target("avx2,f16c,avx512f,avx512bw,avx512vl,avx512dq")))
 
 /* The same sums, 8 lanes in registers: run sums ps, pe, lane max pm, float64 totals. */
 struct mq_lanes_avx2 {
