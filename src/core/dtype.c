@@ -1,7 +1,20 @@
+/*
+ * dtype: names and sizes, the exact 16-bit conversions, the CPU's vector
+ * level (shared with src/quant/'s kernels), and the widening of rows, whose
+ * vector paths (AVX2 + F16C, AVX-512) give the scalar paths' bits.
+ */
 #include "dtype.h"
 
 #include <stdlib.h>
 #include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define MQ_DTYPE_X86 1
+#include <cpuid.h>
+#include <immintrin.h>
+#define MQ_AVX2 __attribute__((target("avx2,f16c")))
+#define MQ_AVX512 __attribute__((target("avx2,f16c,avx512f,avx512bw,avx512vl,avx512dq")))
+#endif
 
 static const struct {
 	const char *name;
@@ -129,23 +142,212 @@ const float *mq_f16_table(void)
 	return f16_table;
 }
 
+/* ---- the CPU's vector level ---- */
+
+#ifdef MQ_DTYPE_X86
+/*
+ * What the CPU and the OS allow, read from cpuid and XCR0 directly (clang 14
+ * knows no "f16c" feature name): AVX2 and F16C with the YMM state saved
+ * (XCR0 bits 1, 2); AVX-512 F, BW, VL, DQ with the opmask and ZMM state too
+ * (bits 5, 6, 7).
+ */
+static enum mq_simd cpu_simd(void)
+{
+	unsigned a, b, c, d;
+	if (!__get_cpuid(1, &a, &b, &c, &d))
+		return MQ_SIMD_SCALAR;
+	if (!(c & bit_OSXSAVE) || !(c & bit_AVX) || !(c & bit_F16C))
+		return MQ_SIMD_SCALAR;
+	unsigned xcr0_lo, xcr0_hi;
+	__asm__ __volatile__("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+	if ((xcr0_lo & 6u) != 6u || !__get_cpuid_count(7, 0, &a, &b, &c, &d) || !(b & bit_AVX2))
+		return MQ_SIMD_SCALAR;
+	const unsigned avx512 = bit_AVX512F | bit_AVX512BW | bit_AVX512VL | bit_AVX512DQ;
+	if ((xcr0_lo & 0xe6u) == 0xe6u && (b & avx512) == avx512)
+		return MQ_SIMD_AVX512;
+	return MQ_SIMD_AVX2;
+}
+#else
+static enum mq_simd cpu_simd(void)
+{
+	return MQ_SIMD_SCALAR;
+}
+#endif
+
+static int simd_detected = -1, simd_cap = MQ_SIMD_AVX512;
+
+/* The CPU's level under the environment's cap (dtype.h). */
+static int simd_from_env(void)
+{
+	int level = (int)cpu_simd(), cap = MQ_SIMD_AVX512;
+	const char *want = getenv("MQ_SIMD");
+	if (getenv("MQ_NO_SIMD"))
+		cap = MQ_SIMD_SCALAR;
+	else if (want && strcmp(want, "scalar") == 0)
+		cap = MQ_SIMD_SCALAR;
+	else if (want && strcmp(want, "avx2") == 0)
+		cap = MQ_SIMD_AVX2;
+	return level < cap ? level : cap;
+}
+
+enum mq_simd mq_dtype_simd(void)
+{
+	if (simd_detected < 0)
+		simd_detected = simd_from_env();
+	return (enum mq_simd)(simd_detected < simd_cap ? simd_detected : simd_cap);
+}
+
+enum mq_simd mq_dtype_simd_cap(enum mq_simd max)
+{
+	simd_cap = (int)max;
+	return mq_dtype_simd();
+}
+
+const char *mq_dtype_simd_name(enum mq_simd level)
+{
+	static const char *const names[] = { "scalar", "avx2", "avx512" };
+	return (unsigned)level <= MQ_SIMD_AVX512 ? names[level] : "?";
+}
+
+/* ---- widening ---- */
+
+static void widen_bf16(const uint16_t *s, float *dst, size_t i, size_t n)
+{
+	uint32_t *o = (uint32_t *)(void *)dst;
+	for (; i < n; i++)
+		o[i] = (uint32_t)s[i] << 16;
+}
+
+static void widen_f16(const uint16_t *s, float *dst, size_t i, size_t n)
+{
+	const float *t = mq_f16_table();
+	if (!t) { /* no memory for the table: convert one at a time */
+		for (; i < n; i++)
+			dst[i] = mq_f16_to_f32(s[i]);
+		return;
+	}
+	for (; i < n; i++)
+		dst[i] = t[s[i]];
+}
+
+static void widen_f64(const double *s, float *dst, size_t i, size_t n)
+{
+	for (; i < n; i++)
+		dst[i] = (float)s[i];
+}
+
+#ifdef MQ_DTYPE_X86
+/*
+ * The vector paths: bf16 is a shift; f16 is vcvtph2ps, exact for every
+ * finite value and infinity, but it sets the quiet bit of a signalling NaN,
+ * which the scalar conversion keeps, so a block holding any NaN is converted
+ * by the scalar code (NaN rows are refused later, but the bits stay the same
+ * all the same); f64 is vcvtpd2ps, the same rounding (MXCSR's, to nearest)
+ * and NaN quieting as the scalar cast's cvtsd2ss. Each returns how far it
+ * got; the scalar loops finish.
+ */
+MQ_AVX2 static size_t widen_bf16_avx2(const uint16_t *s, float *dst, size_t n)
+{
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		__m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)(s + i)));
+		_mm256_storeu_si256((__m256i *)(void *)(dst + i), _mm256_slli_epi32(w, 16));
+	}
+	return i;
+}
+
+MQ_AVX2 static size_t widen_f16_avx2(const uint16_t *s, float *dst, size_t n)
+{
+	const __m128i mag = _mm_set1_epi16(0x7fff), inf = _mm_set1_epi16(0x7c00);
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		__m128i h = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
+		if (_mm_movemask_epi8(_mm_cmpgt_epi16(_mm_and_si128(h, mag), inf)))
+			widen_f16(s, dst, i, i + 8);
+		else
+			_mm256_storeu_ps(dst + i, _mm256_cvtph_ps(h));
+	}
+	return i;
+}
+
+MQ_AVX2 static size_t widen_f64_avx2(const double *s, float *dst, size_t n)
+{
+	size_t i = 0;
+	for (; i + 4 <= n; i += 4)
+		_mm_storeu_ps(dst + i, _mm256_cvtpd_ps(_mm256_loadu_pd(s + i)));
+	return i;
+}
+
+MQ_AVX512 static size_t widen_bf16_avx512(const uint16_t *s, float *dst, size_t n)
+{
+	size_t i = 0;
+	for (; i + 16 <= n; i += 16) {
+		__m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(const void *)(s + i)));
+		_mm512_storeu_si512((void *)(dst + i), _mm512_slli_epi32(w, 16));
+	}
+	return i;
+}
+
+MQ_AVX512 static size_t widen_f16_avx512(const uint16_t *s, float *dst, size_t n)
+{
+	const __m256i mag = _mm256_set1_epi16(0x7fff), inf = _mm256_set1_epi16(0x7c00);
+	size_t i = 0;
+	for (; i + 16 <= n; i += 16) {
+		__m256i h = _mm256_loadu_si256((const __m256i *)(const void *)(s + i));
+		if (_mm256_cmpgt_epi16_mask(_mm256_and_si256(h, mag), inf))
+			widen_f16(s, dst, i, i + 16);
+		else
+			_mm512_storeu_ps(dst + i, _mm512_cvtph_ps(h));
+	}
+	return i;
+}
+
+MQ_AVX512 static size_t widen_f64_avx512(const double *s, float *dst, size_t n)
+{
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8)
+		_mm256_storeu_ps(dst + i, _mm512_cvtpd_ps(_mm512_loadu_pd(s + i)));
+	return i;
+}
+
+/* The values a vector path converted (0 on a scalar CPU, or for F32). */
+static size_t widen_vector(enum mq_dtype d, const void *src, float *dst, size_t n)
+{
+	const enum mq_simd level = mq_dtype_simd();
+	if (level == MQ_SIMD_AVX512)
+		return d == MQ_DTYPE_BF16  ? widen_bf16_avx512(src, dst, n)
+		       : d == MQ_DTYPE_F16 ? widen_f16_avx512(src, dst, n)
+		       : d == MQ_DTYPE_F64 ? widen_f64_avx512(src, dst, n)
+					   : 0;
+	if (level == MQ_SIMD_AVX2)
+		return d == MQ_DTYPE_BF16  ? widen_bf16_avx2(src, dst, n)
+		       : d == MQ_DTYPE_F16 ? widen_f16_avx2(src, dst, n)
+		       : d == MQ_DTYPE_F64 ? widen_f64_avx2(src, dst, n)
+					   : 0;
+	return 0;
+}
+#else
+static size_t widen_vector(enum mq_dtype d, const void *src, float *dst, size_t n)
+{
+	(void)d;
+	(void)src;
+	(void)dst;
+	(void)n;
+	return 0;
+}
+#endif
+
 void mq_dtype_widen(enum mq_dtype d, const void *src, float *dst, size_t n)
 {
 	if (d == MQ_DTYPE_F32) {
 		memcpy(dst, src, n * sizeof(float));
-	} else if (d == MQ_DTYPE_F64) { /* rounded to nearest; beyond the float32 range becomes Inf */
-		const double *s = src;
-		for (size_t i = 0; i < n; i++)
-			dst[i] = (float)s[i];
-	} else if (d == MQ_DTYPE_BF16) {
-		const uint16_t *s = src;
-		uint32_t *o = (uint32_t *)(void *)dst;
-		for (size_t i = 0; i < n; i++)
-			o[i] = (uint32_t)s[i] << 16;
-	} else {
-		const uint16_t *s = src;
-		const float *t = mq_f16_table();
-		for (size_t i = 0; i < n; i++)
-			dst[i] = t[s[i]];
+		return;
 	}
+	size_t i = widen_vector(d, src, dst, n);
+	if (d == MQ_DTYPE_F64) /* rounded to nearest; beyond the float32 range becomes Inf */
+		widen_f64(src, dst, i, n);
+	else if (d == MQ_DTYPE_BF16)
+		widen_bf16(src, dst, i, n);
+	else
+		widen_f16(src, dst, i, n);
 }

@@ -52,8 +52,29 @@ uint16_t mq_f32_to_bf16(float f);
 /* A 65536-entry table f16 bits -> f32, built on first use (not thread-safe). */
 const float *mq_f16_table(void);
 
-/* Widen n elements of a float dtype (F32, F16, BF16; F64 narrowed, to nearest) into dst. */
+/*
+ * Widen n elements of a float dtype (F32, F16, BF16; F64 narrowed, to nearest) into dst. Vector
+ * paths (mq_dtype_simd) give the scalar conversions' bits exactly, NaN payloads included.
+ */
 void mq_dtype_widen(enum mq_dtype d, const void *src, float *dst, size_t n);
+
+/*
+ * The vector extensions that the conversions here and the quantization kernels (src/quant/) may
+ * use, asked of the CPU once and cached: MQ_SIMD_AVX2 is AVX2 and F16C, MQ_SIMD_AVX512 adds
+ * AVX-512 F, BW, VL and DQ, each with an OS that saves the registers. MQ_NO_SIMD set in the
+ * environment means scalar; MQ_SIMD=scalar, avx2 or avx512 caps the level (never above the
+ * CPU's; another value is ignored). Every path gives the same bits, so the level changes speed
+ * only.
+ */
+enum mq_simd { MQ_SIMD_SCALAR, MQ_SIMD_AVX2, MQ_SIMD_AVX512 };
+enum mq_simd mq_dtype_simd(void);
+/*
+ * Caps the level at max for the rest of the process (tests and benchmarks run each path) and
+ * returns the level now in effect; MQ_SIMD_AVX512 lifts the cap again. Not thread-safe: call it
+ * while no kernel runs.
+ */
+enum mq_simd mq_dtype_simd_cap(enum mq_simd max);
+const char *mq_dtype_simd_name(enum mq_simd level); /* "scalar", "avx2", "avx512" */
 
 static inline uint32_t mq_f32_bits(float f)
 {

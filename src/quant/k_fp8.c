@@ -118,6 +118,75 @@ MQ_AVX2 static inline __m256 fp8_values(__m256i r)
 	return _mm256_or_ps(v, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_srli_epi32(r, 7), 31)));
 }
 
+/* fp8_codes on 16 lanes, the blends as masked moves. */
+MQ_AVX512 static inline __m512i fp8_codes16(__m512 y)
+{
+	const __m512i sign = _mm512_and_si512(_mm512_castps_si512(y), _mm512_set1_epi32(INT32_MIN));
+	const __m512i a = _mm512_xor_si512(_mm512_castps_si512(y), sign);
+	const __m512 denorm = _mm512_castsi512_ps(_mm512_set1_epi32(141 << 23));
+	__m512i sub = _mm512_castps_si512(_mm512_add_ps(_mm512_castsi512_ps(a), denorm));
+	sub = _mm512_sub_epi32(sub, _mm512_set1_epi32(141 << 23));
+	__m512i odd = _mm512_and_si512(_mm512_srli_epi32(a, 20), _mm512_set1_epi32(1));
+	__m512i nrm = _mm512_add_epi32(a, _mm512_set1_epi32((int)(((uint32_t)(7 - 127) << 23) + 0x7ffffu)));
+	nrm = _mm512_srli_epi32(_mm512_add_epi32(nrm, odd), 20);
+	__m512i r = _mm512_mask_mov_epi32(nrm, _mm512_cmplt_epi32_mask(a, _mm512_set1_epi32(121 << 23)), sub);
+	r = _mm512_mask_mov_epi32(r, _mm512_cmpgt_epi32_mask(a, _mm512_set1_epi32((1087 << 20) - 1)),
+				  _mm512_set1_epi32(0x7f));
+	return _mm512_or_si512(r, _mm512_srli_epi32(sign, 24));
+}
+
+/* fp8_values on 16 lanes. */
+MQ_AVX512 static inline __m512 fp8_values16(__m512i r)
+{
+	const __m512i mag = _mm512_and_si512(r, _mm512_set1_epi32(0x7f));
+	__m512 nrm = _mm512_castsi512_ps(_mm512_add_epi32(_mm512_slli_epi32(mag, 20), _mm512_set1_epi32(120 << 23)));
+	__m512 sub = _mm512_mul_ps(_mm512_cvtepi32_ps(mag), _mm512_set1_ps(0.001953125f)); /* m < 8 here */
+	__m512 v = _mm512_mask_mov_ps(nrm, _mm512_cmplt_epi32_mask(mag, _mm512_set1_epi32(8)), sub);
+	return _mm512_or_ps(v, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_srli_epi32(r, 7), 31)));
+}
+
+/* Values [i, end) of one group, end - i a multiple of 8: 16 at a time, a last 8 as fp8_avx2 does. */
+MQ_AVX512 static size_t fp8_group_avx512(const float *x, size_t n, size_t i, size_t end, float scale1, uint8_t *out,
+					 struct mq_lanes_avx512 *W)
+{
+	const __m512 top = _mm512_set1_ps(FP8_MAX), bottom = _mm512_set1_ps(-FP8_MAX), scale = _mm512_set1_ps(scale1);
+	for (; i + 16 <= end; i += 16) {
+		__m512 xv = _mm512_loadu_ps(x + i);
+		mq_prefetch_next_row(x, n, i);
+		__m512 y = _mm512_min_ps(_mm512_max_ps(_mm512_div_ps(xv, scale), bottom), top);
+		__m512i r = fp8_codes16(y);
+		_mm_storeu_si128((__m128i *)(void *)(out + i), _mm512_cvtepi32_epi8(r));
+		mq_lanes_avx512_add(W, i, xv, _mm512_mul_ps(fp8_values16(r), scale));
+	}
+	if (i < end) {
+		__m256 xv = _mm256_loadu_ps(x + i), s8 = _mm512_castps512_ps256(scale);
+		__m256 y = _mm256_min_ps(_mm256_max_ps(_mm256_div_ps(xv, s8), _mm512_castps512_ps256(bottom)),
+					 _mm512_castps512_ps256(top));
+		__m256i r = fp8_codes(y);
+		_mm_storel_epi64((__m128i *)(void *)(out + i), mq_avx2_bytes8(r));
+		mq_lanes_avx2_add(&W->v, i, xv, _mm256_mul_ps(fp8_values(r), s8));
+		i += MQ_LANES;
+	}
+	return i;
+}
+
+MQ_AVX512 static size_t fp8_avx512(const float *x, size_t n, size_t group, const struct mq_qparams *p, uint8_t *out,
+				   struct mq_err_acc *acc)
+{
+	const size_t span = mq_vector_span(n, group);
+	struct mq_lanes_avx512 W;
+	mq_lanes_avx512_init(&W);
+	for (size_t i = 0; i < span;) {
+		size_t end = i + group < span ? i + group : span;
+		i = fp8_group_avx512(x, n, i, end, p[i / group].scale, out, &W);
+	}
+	struct mq_lanes L;
+	mq_lanes_avx512_store(&W, &L);
+	fp8_span(x, span, n, group, p, out, &L);
+	mq_lanes_end(&L, acc);
+	return n;
+}
+
 MQ_AVX2 static size_t fp8_avx2(const float *x, size_t n, size_t group, const struct mq_qparams *p, uint8_t *out,
 			       struct mq_err_acc *acc)
 {
@@ -130,6 +199,8 @@ MQ_AVX2 static size_t fp8_avx2(const float *x, size_t n, size_t group, const str
 		size_t end = i + group < span ? i + group : span;
 		for (; i < end; i += MQ_LANES) {
 			__m256 xv = _mm256_loadu_ps(x + i);
+			if (i % 16 == 0)
+				mq_prefetch_next_row(x, n, i);
 			__m256 y = _mm256_min_ps(_mm256_max_ps(_mm256_div_ps(xv, scale), bottom), top);
 			__m256i r = fp8_codes(y);
 			_mm_storel_epi64((__m128i *)(void *)(out + i), mq_avx2_bytes8(r));
@@ -148,6 +219,8 @@ size_t mq_fp8_quantize(const struct mq_scheme_traits *s, const float *x, size_t 
 		       const struct mq_qparams *p, const float *importance, void *out, struct mq_err_acc *acc)
 {
 #ifdef MQ_HAVE_AVX2
+	if (mq_cpu_avx512())
+		return fp8_avx512(x, n, group, p, out, acc);
 	if (mq_cpu_avx2())
 		return fp8_avx2(x, n, group, p, out, acc);
 #endif

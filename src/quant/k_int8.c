@@ -69,6 +69,55 @@ MQ_AVX2 static inline __m256 q8_int(__m256 x, __m256 inv, __m256 zp, __m256 lo, 
 	return _mm256_mul_ps(_mm256_sub_ps(q, zp), scale);
 }
 
+/* As q8_int, 16 values. */
+MQ_AVX512 static inline __m512 q16_int(__m512 x, __m512 inv, __m512 zp, __m512 lo, __m512 hi, __m512 scale,
+				       void *out)
+{
+	__m512 q = _mm512_roundscale_ps(_mm512_mul_ps(x, inv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+	q = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(q, zp), lo), hi);
+	_mm_storeu_si128((__m128i *)out, _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(q)));
+	return _mm512_mul_ps(_mm512_sub_ps(q, zp), scale);
+}
+
+/* Elements [i, end) of one group, end - i a multiple of 8: 16 at a time, a last 8 with q8_int. */
+MQ_AVX512 static size_t int8_group_avx512(const float *x, size_t n, size_t i, size_t end, struct mq_qparams pg,
+					  __m512 lo, __m512 hi, int8_t *out, struct mq_lanes_avx512 *W)
+{
+	const __m512 inv = _mm512_set1_ps(1.0f / pg.scale), scale = _mm512_set1_ps(pg.scale);
+	const __m512 zp = _mm512_set1_ps((float)pg.zero_point);
+	for (; i + 16 <= end; i += 16) {
+		__m512 xv = _mm512_loadu_ps(x + i);
+		mq_prefetch_next_row(x, n, i);
+		mq_lanes_avx512_add(W, i, xv, q16_int(xv, inv, zp, lo, hi, scale, out + i));
+	}
+	if (i < end) {
+		__m256 xv = _mm256_loadu_ps(x + i), zp8 = _mm512_castps512_ps256(zp);
+		__m256 d = q8_int(xv, _mm512_castps512_ps256(inv), zp8, _mm512_castps512_ps256(lo),
+				  _mm512_castps512_ps256(hi), _mm512_castps512_ps256(scale), out + i);
+		mq_lanes_avx2_add(&W->v, i, xv, d);
+		i += MQ_LANES;
+	}
+	return i;
+}
+
+MQ_AVX512 static size_t int8_avx512(const struct mq_scheme_traits *s, const float *x, size_t n, size_t group,
+				    const struct mq_qparams *p, int8_t *out, struct mq_err_acc *acc)
+{
+	const size_t span = mq_vector_span(n, group);
+	const __m512 lo = _mm512_set1_ps((float)s->qmin), hi = _mm512_set1_ps((float)s->qmax);
+	struct mq_lanes_avx512 W;
+	mq_lanes_avx512_init(&W);
+	for (size_t i = 0; i < span;) {
+		size_t end = i + group < span ? i + group : span;
+		i = int8_group_avx512(x, n, i, end, p[i / group], lo, hi, out, &W);
+	}
+	struct mq_lanes L;
+	mq_lanes_avx512_store(&W, &L);
+	int8_span(s, x, span, n, group, p, out, &L);
+	mq_lanes_end(&L, acc);
+	return n;
+}
+
 MQ_AVX2 static size_t int8_avx2(const struct mq_scheme_traits *s, const float *x, size_t n, size_t group,
 				const struct mq_qparams *p, int8_t *out, struct mq_err_acc *acc)
 {
@@ -83,6 +132,8 @@ MQ_AVX2 static size_t int8_avx2(const struct mq_scheme_traits *s, const float *x
 		size_t end = i + group < span ? i + group : span;
 		for (; i < end; i += MQ_LANES) {
 			__m256 xv = _mm256_loadu_ps(x + i);
+			if (i % 16 == 0)
+				mq_prefetch_next_row(x, n, i);
 			mq_lanes_avx2_add(&V, i, xv, q8_int(xv, inv, zp, lo, hi, scale, out + i));
 		}
 	}
@@ -98,6 +149,8 @@ size_t mq_int8_quantize(const struct mq_scheme_traits *s, const float *x, size_t
 			const struct mq_qparams *p, const float *importance, void *out, struct mq_err_acc *acc)
 {
 #ifdef MQ_HAVE_AVX2
+	if (mq_cpu_avx512())
+		return int8_avx512(s, x, n, group, p, out, acc);
 	if (mq_cpu_avx2())
 		return int8_avx2(s, x, n, group, p, out, acc);
 #endif

@@ -92,6 +92,80 @@ MQ_AVX2 static inline void pack8_store(__m256i u, int four, unsigned char *out)
 	}
 }
 
+/* As pack8_codes, 16 values. */
+MQ_AVX512 static inline __m512 pack16_codes(__m512 x, __m512 scale, __m512 zp, __m512 lo, __m512 hi, __m512i offset,
+					    __m512i *u)
+{
+	__m512 q = _mm512_roundscale_ps(_mm512_div_ps(x, scale), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+	q = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(q, zp), lo), hi);
+	*u = _mm512_add_epi32(_mm512_cvtps_epi32(q), offset);
+	return _mm512_mul_ps(_mm512_sub_ps(q, zp), scale);
+}
+
+/* As pack8_store, 16 stored values: two words of nibbles, or four of bytes. */
+MQ_AVX512 static inline void pack16_store(__m512i u, int four, unsigned char *out)
+{
+	__m128i b = _mm512_cvtepi32_epi8(u);
+	if (four) {
+		__m128i pairs = _mm_maddubs_epi16(b, _mm_set1_epi16(16 << 8 | 1));
+		_mm_storel_epi64((__m128i *)(void *)out, _mm_packus_epi16(pairs, pairs));
+	} else {
+		_mm_storeu_si128((__m128i *)(void *)out, b);
+	}
+}
+
+/* The constants of one row, 16 lanes wide. */
+struct pack_consts {
+	__m512 lo, hi;
+	__m512i offset;
+	int four;
+	unsigned bits;
+};
+
+/* Values [i, end) of one group, end - i a multiple of 8: 16 at a time, a last 8 with pack8_codes. */
+MQ_AVX512 static size_t pack_group_avx512(const float *x, size_t n, size_t i, size_t end, struct mq_qparams pg,
+					  const struct pack_consts *k, unsigned char *o, struct mq_lanes_avx512 *W)
+{
+	const __m512 scale = _mm512_set1_ps(pg.scale), zp = _mm512_set1_ps((float)pg.zero_point);
+	for (; i + 16 <= end; i += 16) {
+		__m512 xv = _mm512_loadu_ps(x + i);
+		__m512i u;
+		mq_prefetch_next_row(x, n, i);
+		mq_lanes_avx512_add(W, i, xv, pack16_codes(xv, scale, zp, k->lo, k->hi, k->offset, &u));
+		pack16_store(u, k->four, o + i * k->bits / 8);
+	}
+	if (i < end) {
+		__m256 xv = _mm256_loadu_ps(x + i);
+		__m256i u;
+		__m256 d = pack8_codes(xv, _mm512_castps512_ps256(scale), _mm512_castps512_ps256(zp),
+				       _mm512_castps512_ps256(k->lo), _mm512_castps512_ps256(k->hi),
+				       _mm512_castsi512_si256(k->offset), &u);
+		mq_lanes_avx2_add(&W->v, i, xv, d);
+		pack8_store(u, k->four, o + i * k->bits / 8);
+		i += MQ_LANES;
+	}
+	return i;
+}
+
+MQ_AVX512 static size_t pack_avx512(const struct mq_scheme_traits *s, const float *x, size_t n, size_t group,
+				    const struct mq_qparams *p, void *out, struct mq_err_acc *acc)
+{
+	const size_t span = mq_vector_span(n, group);
+	const struct pack_consts k = { _mm512_set1_ps((float)s->qmin), _mm512_set1_ps((float)s->qmax),
+				       _mm512_set1_epi32(1 << (s->bits - 1)), s->bits == 4, (unsigned)s->bits };
+	struct mq_lanes_avx512 W;
+	mq_lanes_avx512_init(&W);
+	for (size_t i = 0; i < span;) {
+		size_t end = i + group < span ? i + group : span;
+		i = pack_group_avx512(x, n, i, end, p[i / group], &k, out, &W);
+	}
+	struct mq_lanes L;
+	mq_lanes_avx512_store(&W, &L);
+	pack_span(s, x, span, n, group, p, out, &L);
+	mq_lanes_end(&L, acc);
+	return (size_t)mq_scheme_bytes(s, n);
+}
+
 MQ_AVX2 static size_t pack_avx2(const struct mq_scheme_traits *s, const float *x, size_t n, size_t group,
 				const struct mq_qparams *p, void *out, struct mq_err_acc *acc)
 {
@@ -109,6 +183,8 @@ MQ_AVX2 static size_t pack_avx2(const struct mq_scheme_traits *s, const float *x
 		for (; i < end; i += MQ_LANES) {
 			__m256 xv = _mm256_loadu_ps(x + i);
 			__m256i u;
+			if (i % 16 == 0)
+				mq_prefetch_next_row(x, n, i);
 			mq_lanes_avx2_add(&V, i, xv, pack8_codes(xv, scale, zp, lo, hi, offset, &u));
 			pack8_store(u, four, o + i * (size_t)s->bits / 8);
 		}
@@ -125,6 +201,8 @@ size_t mq_pack_quantize(const struct mq_scheme_traits *s, const float *x, size_t
 			const struct mq_qparams *p, const float *importance, void *out, struct mq_err_acc *acc)
 {
 #ifdef MQ_HAVE_AVX2
+	if (mq_cpu_avx512() && (s->bits == 4 || s->bits == 8))
+		return pack_avx512(s, x, n, group, p, out, acc);
 	if (mq_cpu_avx2() && (s->bits == 4 || s->bits == 8))
 		return pack_avx2(s, x, n, group, p, out, acc);
 #endif

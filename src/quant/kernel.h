@@ -19,6 +19,7 @@
 #define MQ_KERNEL_H
 
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "scheme.h"
@@ -73,11 +74,14 @@ static inline void mq_lanes_end(struct mq_lanes *L, struct mq_err_acc *acc)
 
 /* 1 where the AVX2 paths may run: the CPU has AVX2 and F16C and MQ_NO_SIMD is unset (cpu.c, cached). */
 int mq_cpu_avx2(void);
+/* 1 where the AVX-512 paths may run: AVX-512 F, BW, VL, DQ besides, and no MQ_SIMD cap below it. */
+int mq_cpu_avx512(void);
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define MQ_HAVE_AVX2 1
 #include <immintrin.h>
 #define MQ_AVX2 __attribute__((target("avx2,f16c")))
+#define MQ_AVX512 __attribute__((target("avx2,f16c,avx512f,avx512bw,avx512vl,avx512dq")))
 
 /* The same sums, 8 lanes in registers: run sums ps, pe, lane max pm, float64 totals. */
 struct mq_lanes_avx2 {
@@ -91,13 +95,11 @@ MQ_AVX2 static inline void mq_lanes_avx2_init(struct mq_lanes_avx2 *V)
 	V->s_lo = V->s_hi = V->e_lo = V->e_hi = _mm256_setzero_pd();
 }
 
-/* Adds elements i .. i + 7 (i a multiple of 8), flushing when they end a run. */
-MQ_AVX2 static inline void mq_lanes_avx2_add(struct mq_lanes_avx2 *V, size_t i, __m256 x, __m256 d)
+/* Adds the squares xx = x * x and ee = e * e of elements i .. i + 7 (i a multiple of 8), flushing when they end a run. */
+MQ_AVX2 static inline void mq_lanes_avx2_squares(struct mq_lanes_avx2 *V, size_t i, __m256 xx, __m256 ee)
 {
-	__m256 e = _mm256_sub_ps(x, d);
-	V->ps = _mm256_add_ps(V->ps, _mm256_mul_ps(x, x));
-	V->pe = _mm256_add_ps(V->pe, _mm256_mul_ps(e, e));
-	V->pm = _mm256_max_ps(V->pm, _mm256_andnot_ps(_mm256_set1_ps(-0.0f), e));
+	V->ps = _mm256_add_ps(V->ps, xx);
+	V->pe = _mm256_add_ps(V->pe, ee);
 	if (i % MQ_RUN == MQ_RUN - MQ_LANES) {
 		V->s_lo = _mm256_add_pd(V->s_lo, _mm256_cvtps_pd(_mm256_castps256_ps128(V->ps)));
 		V->s_hi = _mm256_add_pd(V->s_hi, _mm256_cvtps_pd(_mm256_extractf128_ps(V->ps, 1)));
@@ -105,6 +107,14 @@ MQ_AVX2 static inline void mq_lanes_avx2_add(struct mq_lanes_avx2 *V, size_t i, 
 		V->e_hi = _mm256_add_pd(V->e_hi, _mm256_cvtps_pd(_mm256_extractf128_ps(V->pe, 1)));
 		V->ps = V->pe = _mm256_setzero_ps();
 	}
+}
+
+/* Adds elements i .. i + 7 (i a multiple of 8), flushing when they end a run. */
+MQ_AVX2 static inline void mq_lanes_avx2_add(struct mq_lanes_avx2 *V, size_t i, __m256 x, __m256 d)
+{
+	__m256 e = _mm256_sub_ps(x, d);
+	V->pm = _mm256_max_ps(V->pm, _mm256_andnot_ps(_mm256_set1_ps(-0.0f), e));
+	mq_lanes_avx2_squares(V, i, _mm256_mul_ps(x, x), _mm256_mul_ps(e, e));
 }
 
 /* Hands the state to the scalar lanes, which continue the row (its last n % 8 values) and end it. */
@@ -117,6 +127,57 @@ MQ_AVX2 static inline void mq_lanes_avx2_store(const struct mq_lanes_avx2 *V, st
 	_mm256_storeu_pd(L->s + 4, V->s_hi);
 	_mm256_storeu_pd(L->e, V->e_lo);
 	_mm256_storeu_pd(L->e + 4, V->e_hi);
+}
+
+/*
+ * The same sums fed 16 elements at a time, i .. i + 15 (i a multiple of 8):
+ * the products in 16 lanes, then the low half's (elements i .. i + 7) and the
+ * high half's (i + 8 .. i + 15) added to the 8 lane sums in that order, as
+ * element order asks; max |e| in 16 lanes, folded into 8 when the row ends
+ * (a max is exact in any order). Kernels mix it with the 8-wide form (v) on
+ * the same state, for a group's last block of 8.
+ */
+struct mq_lanes_avx512 {
+	struct mq_lanes_avx2 v;
+	__m512 pm;
+};
+
+MQ_AVX512 static inline void mq_lanes_avx512_init(struct mq_lanes_avx512 *W)
+{
+	mq_lanes_avx2_init(&W->v);
+	W->pm = _mm512_setzero_ps();
+}
+
+MQ_AVX512 static inline void mq_lanes_avx512_add(struct mq_lanes_avx512 *W, size_t i, __m512 x, __m512 d)
+{
+	__m512 e = _mm512_sub_ps(x, d);
+	__m512 xx = _mm512_mul_ps(x, x), ee = _mm512_mul_ps(e, e);
+	W->pm = _mm512_max_ps(W->pm, _mm512_abs_ps(e));
+	mq_lanes_avx2_squares(&W->v, i, _mm512_castps512_ps256(xx), _mm512_castps512_ps256(ee));
+	mq_lanes_avx2_squares(&W->v, i + MQ_LANES, _mm512_extractf32x8_ps(xx, 1), _mm512_extractf32x8_ps(ee, 1));
+}
+
+/* As mq_lanes_avx2_store, the 16 lanes of max |e| folded first. */
+MQ_AVX512 static inline void mq_lanes_avx512_store(const struct mq_lanes_avx512 *W, struct mq_lanes *L)
+{
+	struct mq_lanes_avx2 V = W->v;
+	__m256 m16 = _mm256_max_ps(_mm512_castps512_ps256(W->pm), _mm512_extractf32x8_ps(W->pm, 1));
+	V.pm = _mm256_max_ps(V.pm, m16);
+	mq_lanes_avx2_store(&V, L);
+}
+
+/*
+ * A hint to bring the line of floats at x + n + i into L2: in a block of rows
+ * back to back (how the pipeline and bench_kernel quantize), the next row's
+ * values, fetched from memory while this row is quantized from L1, so that
+ * the next row's range pass finds them in cache instead of waiting on memory
+ * (the vector loops call it once per 16 values). A prefetch never faults and
+ * changes no result; the address is formed as an integer, so no pointer goes
+ * beyond its array.
+ */
+static inline void mq_prefetch_next_row(const float *x, size_t n, size_t i)
+{
+	_mm_prefetch((const char *)(uintptr_t)((uintptr_t)x + (n + i) * sizeof(float)), _MM_HINT_T1);
 }
 
 /* ---- AVX2 helpers of the byte-code kernels (k_pack.c, k_fp8.c) ---- */

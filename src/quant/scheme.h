@@ -231,11 +231,15 @@ void mq_scheme_names(struct mq_buf *b);
 void mq_scheme_names_with(struct mq_buf *b, unsigned gran_bits);
 
 /*
- * "avx2" or "scalar": the fast kernels' path on this CPU. AVX2 and F16C are
- * required for "avx2"; MQ_NO_SIMD set (to anything) in the environment forces
- * "scalar". Read once, on first use, and cached in a static: the quant
- * layer's only global state, written before any kernel runs (the answer is the
- * same for every caller, so a race on the first call is benign).
+ * "avx512", "avx2" or "scalar": the fast kernels' path on this CPU
+ * (mq_dtype_simd, core/dtype.h). AVX2 and F16C are required for "avx2",
+ * AVX-512 F, BW, VL and DQ besides for "avx512"; MQ_NO_SIMD set (to anything)
+ * in the environment forces "scalar", MQ_SIMD=avx2 (or scalar) caps the path.
+ * Read once, on first use, and cached in a static: the layer's only global
+ * state, written before any kernel runs (the answer is the same for every
+ * caller, so a race on the first call is benign; mq_dtype_simd_cap, for tests
+ * and benchmarks, changes it while no kernel runs). Every path writes the
+ * same bits.
  */
 const char *mq_quant_kernel_name(void);
 

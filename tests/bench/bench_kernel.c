@@ -1,6 +1,7 @@
 /*
  * bench_kernel: the quantization kernel alone, and the memory-copy bandwidth
- * it is compared with. Prints one "name value" line per figure (GB/s of input).
+ * it is compared with. Prints one "name value" line per figure (GB/s of input)
+ * on the path this CPU takes, then each vector path's figures (see main).
  *   bench_kernel [MiB]     (default 512 MiB of float32 input, beyond any cache)
  * Rows are 4096 values: whole words for the packed rows (a multiple of 8),
  * and whole groups of 128 for the figures in groups.
@@ -110,23 +111,54 @@ static double kernel_bandwidth(enum mq_scheme scheme, enum mq_dtype in, size_t r
 	return (double)(n * esz) / best;
 }
 
+struct figure {
+	const char *name;
+	enum mq_scheme scheme;
+	enum mq_dtype in;
+	size_t group;
+};
+
+static const struct figure figures[] = {
+	{ "int8_f32_gbps", MQ_SCHEME_INT8, MQ_DTYPE_F32, 0 },
+	{ "int8_bf16_gbps", MQ_SCHEME_INT8, MQ_DTYPE_BF16, 0 },
+	{ "int8_asym_f32_gbps", MQ_SCHEME_INT8_ASYM, MQ_DTYPE_F32, 0 },
+	{ "int4_f32_gbps", MQ_SCHEME_INT4, MQ_DTYPE_F32, 0 },
+	{ "int4_g128_f32_gbps", MQ_SCHEME_INT4, MQ_DTYPE_F32, 128 },
+	{ "int4_g128_bf16_gbps", MQ_SCHEME_INT4, MQ_DTYPE_BF16, 128 },
+	{ "int4_asym_g128_f32_gbps", MQ_SCHEME_INT4_ASYM, MQ_DTYPE_F32, 128 },
+	{ "w8a16_g128_f32_gbps", MQ_SCHEME_W8A16, MQ_DTYPE_F32, 128 },
+	{ "fp8_f32_gbps", MQ_SCHEME_FP8, MQ_DTYPE_F32, 0 },
+	{ "fp8_bf16_gbps", MQ_SCHEME_FP8, MQ_DTYPE_BF16, 0 },
+};
+#define N_FIGURES (sizeof(figures) / sizeof(figures[0]))
+
+/*
+ * Every figure on the path this CPU takes (the plain "name value" lines scripts/bench.sh reads),
+ * then, where the CPU has more than one vector path, on each of them ("name_avx2 value",
+ * "name_avx512 value"): the same bits on every path, only the speed differs.
+ */
 int main(int argc, char **argv)
 {
 	size_t mib = argc > 1 ? (size_t)atoi(argv[1]) : 512;
 	size_t cols = 4096, rows = (mib << 20) / 4 / cols;
 	mq_f16_table();
+	const enum mq_simd top = mq_dtype_simd();
 	printf("kernel %s\n", mq_quant_kernel_name());
 	printf("memcpy_gbps %.3f\n", copy_bandwidth(mib << 20) / 1e9);
-	printf("int8_f32_gbps %.3f\n", kernel_bandwidth(MQ_SCHEME_INT8, MQ_DTYPE_F32, rows, cols, 0) / 1e9);
-	printf("int8_bf16_gbps %.3f\n", kernel_bandwidth(MQ_SCHEME_INT8, MQ_DTYPE_BF16, rows, cols, 0) / 1e9);
-	printf("int8_asym_f32_gbps %.3f\n", kernel_bandwidth(MQ_SCHEME_INT8_ASYM, MQ_DTYPE_F32, rows, cols, 0) / 1e9);
-	printf("int4_f32_gbps %.3f\n", kernel_bandwidth(MQ_SCHEME_INT4, MQ_DTYPE_F32, rows, cols, 0) / 1e9);
-	printf("int4_g128_f32_gbps %.3f\n", kernel_bandwidth(MQ_SCHEME_INT4, MQ_DTYPE_F32, rows, cols, 128) / 1e9);
-	printf("int4_g128_bf16_gbps %.3f\n", kernel_bandwidth(MQ_SCHEME_INT4, MQ_DTYPE_BF16, rows, cols, 128) / 1e9);
-	printf("int4_asym_g128_f32_gbps %.3f\n",
-	       kernel_bandwidth(MQ_SCHEME_INT4_ASYM, MQ_DTYPE_F32, rows, cols, 128) / 1e9);
-	printf("w8a16_g128_f32_gbps %.3f\n", kernel_bandwidth(MQ_SCHEME_W8A16, MQ_DTYPE_F32, rows, cols, 128) / 1e9);
-	printf("fp8_f32_gbps %.3f\n", kernel_bandwidth(MQ_SCHEME_FP8, MQ_DTYPE_F32, rows, cols, 0) / 1e9);
-	printf("fp8_bf16_gbps %.3f\n", kernel_bandwidth(MQ_SCHEME_FP8, MQ_DTYPE_BF16, rows, cols, 0) / 1e9);
+	double gbps[N_FIGURES][MQ_SIMD_AVX512 + 1];
+	for (size_t f = 0; f < N_FIGURES; f++) {
+		const struct figure *g = &figures[f];
+		gbps[f][top] = kernel_bandwidth(g->scheme, g->in, rows, cols, g->group) / 1e9;
+		printf("%s %.3f\n", g->name, gbps[f][top]);
+	}
+	if (top != MQ_SIMD_AVX512)
+		return 0;
+	mq_dtype_simd_cap(MQ_SIMD_AVX2);
+	for (size_t f = 0; f < N_FIGURES; f++)
+		gbps[f][MQ_SIMD_AVX2] = kernel_bandwidth(figures[f].scheme, figures[f].in, rows, cols, figures[f].group) / 1e9;
+	mq_dtype_simd_cap(MQ_SIMD_AVX512);
+	for (size_t f = 0; f < N_FIGURES; f++)
+		printf("%s_avx2 %.3f\n%s_avx512 %.3f\n", figures[f].name, gbps[f][MQ_SIMD_AVX2], figures[f].name,
+		       gbps[f][MQ_SIMD_AVX512]);
 	return 0;
 }

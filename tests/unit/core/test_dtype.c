@@ -74,6 +74,117 @@ static void test_dtype_bf16_rounds_to_nearest_even(void **state)
 	assert_true(out[0] == 1.0f && out[1] == -2.0f && out[2] == ldexpf(1.0f, -24));
 }
 
+/* ---- mq_dtype_widen: every vector path against the scalar conversions ---- */
+
+/* Caps the vector level at want; skips (saying so) when this CPU, or the environment, has not got it. */
+static void use_path(enum mq_simd want)
+{
+	mq_dtype_simd_cap(MQ_SIMD_AVX512);
+	if (mq_dtype_simd_cap(want) != want) {
+		print_message("path '%s' not available here (CPU, MQ_NO_SIMD or MQ_SIMD): skipped\n",
+			      mq_dtype_simd_name(want));
+		mq_dtype_simd_cap(MQ_SIMD_AVX512);
+		skip();
+	}
+}
+
+/*
+ * All 65536 bit patterns of a 16-bit format, widened in one call and in calls of every length
+ * up to 40 at odd offsets (the vector blocks' tails): the bits of the scalar conversion, NaNs
+ * (and their payloads, signalling ones included) too.
+ */
+static void widen_every_pattern(enum mq_dtype d, enum mq_simd path)
+{
+	use_path(path);
+	static uint16_t src[65536];
+	static float got[65536];
+	for (uint32_t h = 0; h < 65536; h++)
+		src[h] = (uint16_t)(h * 40503u); /* every pattern once, neighbours far apart */
+	mq_dtype_widen(d, src, got, 65536);
+	for (size_t at = 0; at + 40 <= 65536; at += 40 + 3) {
+		size_t n = at / 43 % 41;
+		mq_dtype_widen(d, src + at, got + at, n);
+	}
+	for (uint32_t i = 0; i < 65536; i++) {
+		float want = d == MQ_DTYPE_BF16 ? mq_bf16_to_f32(src[i]) : mq_f16_to_f32(src[i]);
+		if (mq_f32_bits(got[i]) != mq_f32_bits(want))
+			fail_msg("%s %04x on %s: got %08x want %08x", mq_dtype_name(d), src[i],
+				 mq_dtype_simd_name(path), mq_f32_bits(got[i]), mq_f32_bits(want));
+	}
+	mq_dtype_simd_cap(MQ_SIMD_AVX512);
+}
+
+/* Random float64 bit patterns (NaNs, infinities, subnormals, out of range) against the C cast. */
+static void widen_f64(enum mq_simd path)
+{
+	use_path(path);
+	static double src[4099];
+	static float got[4099];
+	uint64_t s = 99;
+	for (size_t i = 0; i < 4099; i++) {
+		s = s * 6364136223846793005u + 1442695040888963407u;
+		uint64_t bits = s;
+		if (i % 3 == 0) /* near float32's range and precision */
+			bits = (bits & 0x800fffffffffffffu) | (uint64_t)(0x380 + (s >> 52) % 0x100) << 52;
+		memcpy(&src[i], &bits, 8);
+	}
+	mq_dtype_widen(MQ_DTYPE_F64, src + 1, got + 1, 4098);
+	mq_dtype_widen(MQ_DTYPE_F64, src, got, 1);
+	for (size_t i = 0; i < 4099; i++) {
+		float want = (float)src[i];
+		assert_int_equal(mq_f32_bits(got[i]), mq_f32_bits(want));
+	}
+	mq_dtype_simd_cap(MQ_SIMD_AVX512);
+}
+
+static void test_dtype_widen_bf16_scalar(void **state)
+{
+	(void)state;
+	widen_every_pattern(MQ_DTYPE_BF16, MQ_SIMD_SCALAR);
+}
+
+static void test_dtype_widen_bf16_avx2(void **state)
+{
+	(void)state;
+	widen_every_pattern(MQ_DTYPE_BF16, MQ_SIMD_AVX2);
+}
+
+static void test_dtype_widen_bf16_avx512(void **state)
+{
+	(void)state;
+	widen_every_pattern(MQ_DTYPE_BF16, MQ_SIMD_AVX512);
+}
+
+static void test_dtype_widen_f16_scalar(void **state)
+{
+	(void)state;
+	widen_every_pattern(MQ_DTYPE_F16, MQ_SIMD_SCALAR);
+}
+
+static void test_dtype_widen_f16_avx2(void **state)
+{
+	(void)state;
+	widen_every_pattern(MQ_DTYPE_F16, MQ_SIMD_AVX2);
+}
+
+static void test_dtype_widen_f16_avx512(void **state)
+{
+	(void)state;
+	widen_every_pattern(MQ_DTYPE_F16, MQ_SIMD_AVX512);
+}
+
+static void test_dtype_widen_f64_avx2(void **state)
+{
+	(void)state;
+	widen_f64(MQ_SIMD_AVX2);
+}
+
+static void test_dtype_widen_f64_avx512(void **state)
+{
+	(void)state;
+	widen_f64(MQ_SIMD_AVX512);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -81,6 +192,14 @@ int main(void)
 		cmocka_unit_test(test_dtype_f16_round_trips_every_finite_value),
 		cmocka_unit_test(test_dtype_f16_rounding_matches_compiler),
 		cmocka_unit_test(test_dtype_bf16_rounds_to_nearest_even),
+		cmocka_unit_test(test_dtype_widen_bf16_scalar),
+		cmocka_unit_test(test_dtype_widen_bf16_avx2),
+		cmocka_unit_test(test_dtype_widen_bf16_avx512),
+		cmocka_unit_test(test_dtype_widen_f16_scalar),
+		cmocka_unit_test(test_dtype_widen_f16_avx2),
+		cmocka_unit_test(test_dtype_widen_f16_avx512),
+		cmocka_unit_test(test_dtype_widen_f64_avx2),
+		cmocka_unit_test(test_dtype_widen_f64_avx512),
 	};
 	return cmocka_run_group_tests_name("dtype", tests, NULL, NULL);
 }
