@@ -12,7 +12,6 @@
 #include <string.h>
 
 #include "crc.h"
-
 #include "pickle.h"
 #include "writer.h"
 

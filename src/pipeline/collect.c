@@ -7,7 +7,6 @@
 #include <unistd.h>
 
 #include "crc.h"
-
 #include "journal.h"
 #include "output.h"
 #include "report.h"

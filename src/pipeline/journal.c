@@ -1,7 +1,5 @@
 #include "journal.h"
 
-#include "bounds.h"
-
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -9,6 +7,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "bounds.h"
 #include "crc.h"
 
 #define MAGIC "mq-dist journal 1\n"

@@ -9,9 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "crc.h"
-
 #include "collect.h"
+#include "crc.h"
 #include "fileio.h"
 #include "journal.h"
 #include "metadata.h"

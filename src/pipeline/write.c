@@ -1,7 +1,6 @@
 #include "write.h"
 
 #include "crc.h"
-
 #include "metadata.h"
 #include "unit.h"
 
