@@ -1,12 +1,9 @@
-/* The source digests (XXH3-128, SHA-256) and the CRC-32 of outputs, against published values and zlib. */
+/* The source digests (XXH3-128, SHA-256) against published values, streamed and combined. */
 #include "test_util.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include <zlib.h>
-
-#include "crc.h"
 #include "digest.h"
 
 static void hex_of(enum mq_digest_algo a, const void *p, size_t n, char *out)
@@ -90,37 +87,12 @@ static void test_digest_slots(void **state)
 	assert_int_equal(mq_digest_parse("md5", &al), -1);
 }
 
-/* mq_crc32 is zlib's crc32 for every length and alignment, chained in pieces, and joined. */
-static void test_crc_matches_zlib(void **state)
-{
-	(void)state;
-	size_t n = (1u << 20) + 3;
-	unsigned char *b = malloc(n + 8);
-	assert_non_null(b);
-	srand(9);
-	for (size_t i = 0; i < n + 8; i++)
-		b[i] = (unsigned char)rand();
-	const size_t lens[] = { 0, 1, 3, 15, 16, 17, 31, 63, 64, 65, 255, 256, 4097, 65536, n };
-	for (size_t k = 0; k < sizeof(lens) / sizeof(lens[0]); k++)
-		for (size_t off = 0; off < 8; off += 3) {
-			const size_t len = lens[k];
-			const uint32_t z = (uint32_t)crc32(0L, b + off, (uInt)len);
-			assert_int_equal(mq_crc32(0, b + off, len), z);
-			const size_t cut = len / 3;
-			uint32_t a = mq_crc32(0, b + off, cut), c = mq_crc32(a, b + off + cut, len - cut);
-			assert_int_equal(c, z);
-			assert_int_equal(mq_crc32_combine(a, mq_crc32(0, b + off + cut, len - cut), len - cut), z);
-		}
-	free(b);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_digest_known_answers),
 		cmocka_unit_test(test_digest_streaming),
 		cmocka_unit_test(test_digest_slots),
-		cmocka_unit_test(test_crc_matches_zlib),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
