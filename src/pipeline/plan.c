@@ -521,7 +521,7 @@ static int size_buffers(struct mq_plan *p, const struct mq_manifest *m, uint64_t
 		} else {
 			rows = budget / per_row;
 			/* cache-sized blocks; the per-row overhead counts for the short rows of cast norms and biases */
-			uint64_t target = MQ_BLOCK_BYTES / (pt->row_bytes + MQ_ARENA_ROW_EXTRA);
+			uint64_t target = (pt->gptq ? MQ_BLOCK_BYTES : MQ_RTN_BLOCK_BYTES) / (pt->row_bytes + MQ_ARENA_ROW_EXTRA);
 			rows = rows < target ? rows : target;
 			rows = rows < unit_rows ? rows : unit_rows; /* a block never spans two units */
 			rows -= rows % pt->row_align;

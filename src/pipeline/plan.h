@@ -23,7 +23,14 @@
 #include "status.h"
 
 #define MQ_CHUNK_BYTES (16u << 20) /* rows per chunk = max(1, this / row bytes) */
-#define MQ_BLOCK_BYTES (2u << 20)  /* source bytes read at a time: stays in cache */
+/*
+ * Source bytes per block. Round to nearest reads each block's bytes once from
+ * memory (the hash) and then from cache (the range, the kernel), so its block
+ * with its widened copy stays well inside a core's L2. GPTQ sweeps larger
+ * blocks (its matrix products gain from them) and copies move 2 MiB at a time.
+ */
+#define MQ_BLOCK_BYTES (2u << 20)
+#define MQ_RTN_BLOCK_BYTES (256u << 10)
 #define MQ_PLAN_MAX_BYTES (1ull << 62) /* tensor data in or out: sizes and offsets never overflow */
 /*
  * The arena's regions (mq_plan_block_regions, carved by pipeline/unit.c)

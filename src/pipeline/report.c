@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "source.h"
 #include "status.h"
 
 static const char *const stat_names[MQ_STAT_COUNT] = {
@@ -150,11 +151,15 @@ void mq_report_plan(const struct mq_manifest *m, const struct mq_plan *p, const 
 	for (int t = 0; t < p->n_tensors; t++)
 		chunks += p->tensors[t].n_chunks;
 	uint64_t rank0_extra = 2 * header_len + chunks * 32 + (uint64_t)p->n_units * 24;
+	uint64_t window = 0; /* the input's mapped window (source.h): resident while it is read */
+	for (int f = 0; f < m->n_files; f++)
+		window = m->files[f].size > window ? m->files[f].size : window;
+	window = window < SOURCE_WINDOW ? window : SOURCE_WINDOW;
 	mq_print(stdout, "  %-6s %8s %12s %12s %14s\n", "rank", "units", "read MiB", "write MiB", "peak est. MiB");
 	uint64_t max_cost = 0, sum_cost = 0;
 	for (int r = 0; r < p->n_ranks; r++) {
 		const struct mq_rank_load *l = &p->ranks[r];
-		uint64_t est = p->arena_bytes + l->gptq_bytes + 2 * manifest + (r == 0 ? rank0_extra : 0);
+		uint64_t est = p->arena_bytes + window + l->gptq_bytes + 2 * manifest + (r == 0 ? rank0_extra : 0);
 		char gptq[48] = "";
 		if (p->n_gptq)
 			snprintf(gptq, sizeof(gptq), "  (GPTQ state %.1f MiB)", mib(l->gptq_bytes));
@@ -163,8 +168,9 @@ void mq_report_plan(const struct mq_manifest *m, const struct mq_plan *p, const 
 		max_cost = l->cost > max_cost ? l->cost : max_cost;
 		sum_cost += l->cost;
 	}
-	mq_print(stdout, "  (peak estimate = tensor buffers %.1f MiB + headers + about 40 MiB of MPI and libraries)\n",
-	       mib(p->arena_bytes));
+	mq_print(stdout,
+		 "  (peak estimate = tensor buffers %.1f MiB + input window %.1f MiB + headers + about 40 MiB of MPI and libraries)\n",
+		 mib(p->arena_bytes), mib(window));
 	if (sum_cost)
 		mq_print(stdout, "  load imbalance (max/mean work): %.3f\n",
 		       (double)max_cost * p->n_ranks / (double)sum_cost);

@@ -1,11 +1,8 @@
 #include "unit.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "collect.h"
 #include "crc.h"
@@ -14,70 +11,7 @@
 #include "gather.h"
 #include "output.h"
 #include "outspace.h"
-
-static int input_fd(struct run *r, int file)
-{
-	if (r->fds[file] < 0) {
-		const char *path = r->man.files[file].path;
-		r->fds[file] = open(path, O_RDONLY | O_CLOEXEC);
-		if (r->fds[file] < 0)
-			return mq_fail(&r->err, MQ_ERR_INPUT, "cannot open '%s': %s", path, strerror(errno));
-		(void)posix_fadvise(r->fds[file], 0, 0, POSIX_FADV_SEQUENTIAL); /* a hint: a larger read-ahead */
-	}
-	return r->fds[file];
-}
-
-struct reading {
-	struct run *r;
-	const struct mq_tensor *t;
-	int fd;
-};
-
-/*
- * Read-ahead for cold input: each read that crosses a boundary of the file's
- * READ_AHEAD windows asks the kernel for the two windows after it (WILLNEED starts
- * the disk reads and returns), so the disk works on the next window while this
- * rank quantizes the current one. A rank asks for at most two windows past its
- * unit's end, bytes the next unit's rank reads anyway.
- */
-#define READ_AHEAD (8u << 20)
-
-static void read_ahead(int fd, uint64_t pos, size_t n)
-{
-	for (uint64_t b = (pos / READ_AHEAD + 1) * READ_AHEAD; b <= pos + n; b += READ_AHEAD)
-		(void)posix_fadvise(fd, (off_t)b, 2 * READ_AHEAD, POSIX_FADV_WILLNEED);
-}
-
-/* n bytes at file position pos of the tensor's file (the gather module's reader too). */
-static int read_file_at(void *ctx, void *buf, size_t n, uint64_t pos)
-{
-	struct reading *rd = ctx;
-	struct run *r = rd->r;
-	size_t done;
-	read_ahead(rd->fd, pos, n);
-	int rc = mq_pread_full(rd->fd, buf, n, pos, &done);
-	r->stats[MQ_STAT_BYTES_READ] += (double)done;
-	if (rc) /* where the bytes stopped */
-		return mq_fail(&r->err, MQ_ERR_INPUT, "'%s': tensor '%s': cannot read bytes at %llu: %s",
-			       r->man.files[rd->t->file].path, rd->t->name, (unsigned long long)(pos + done),
-			       errno == 0 ? "unexpected end of file (was the file truncated?)" : strerror(errno));
-	return 0;
-}
-
-/* Bytes [off, off + n) of the tensor in row-major order: one read, or a gather of a strided view. */
-static int read_at(struct run *r, const struct mq_tensor *t, uint64_t off, void *buf, size_t n)
-{
-	double t0 = mq_comm_time();
-	struct reading rd = { r, t, input_fd(r, t->file) };
-	if (rd.fd < 0)
-		return r->err.code;
-	int rc = t->contiguous ? read_file_at(&rd, buf, n, t->offset + off)
-			       : mq_gather_read(&r->gather, t, off, buf, n, read_file_at, &rd);
-	if (rc && !r->err.code)
-		mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory reading tensor '%s'", t->name);
-	r->stats[MQ_STAT_T_READ] += mq_comm_time() - t0;
-	return r->err.code;
-}
+#include "source.h"
 
 /* n bytes at absolute offset pos of file `file` of the output. */
 int unit_write_at(struct run *r, int file, uint64_t pos, const void *buf, size_t n)
@@ -127,8 +61,9 @@ static int copy_unit(struct run *r, const struct mq_unit *u, struct chunk_hasher
 	for (uint64_t off = begin; off < end;) {
 		size_t n = (size_t)(end - off < r->plan.arena_bytes ? end - off : r->plan.arena_bytes);
 		n -= n % mq_dtype_size(t->dtype); /* whole elements, for strided views */
-		if (read_at(r, t, off, r->arena, n) || hash_block(r, ch, r->arena, n, off + n == end) ||
-		    write_out(r, pt->out_data, off, r->arena, n))
+		const void *in;
+		if (source_view(r, t, off, n, r->arena, &in) || hash_block(r, ch, in, n, off + n == end) ||
+		    write_out(r, pt->out_data, off, in, n))
 			return r->err.code;
 		off += n;
 		collect_poll(r, 0);
@@ -139,8 +74,10 @@ static int copy_unit(struct run *r, const struct mq_unit *u, struct chunk_hasher
 }
 
 struct blocks {
-	void *src;         /* source rows as stored */
-	float *x;          /* the same rows as float32 (aliases src for F32) */
+	void *src;         /* room for the source rows as stored, if they are read rather than mapped */
+	const void *in;    /* the block's source rows as stored (src, or the mapped window) */
+	float *wide;       /* room for the rows widened to float32 (aliases src for F32) */
+	const float *x;    /* the rows as float32: wide, or in for F32 */
 	void *q;           /* quantized rows */
 	struct mq_qparams *p; /* per group of each row */
 	void *scales;      /* the groups' scales as stored */
@@ -158,7 +95,7 @@ static struct blocks carve(struct run *r, const struct mq_plan_tensor *pt, enum 
 	unsigned char *a = r->arena;
 	mq_plan_block_regions(&r->plan, pt, dt, pt->block_rows, &g);
 	MQ_ASSERT(g.end <= r->plan.arena_bytes);
-	return (struct blocks){ a + g.src, (float *)(void *)(a + g.x), a + g.q, (struct mq_qparams *)(void *)(a + g.params),
+	return (struct blocks){ a + g.src, a + g.src, (float *)(void *)(a + g.x), (const float *)(void *)(a + g.x), a + g.q, (struct mq_qparams *)(void *)(a + g.params),
 				a + g.scales, a + g.zero_points, (float *)(void *)(a + g.what), (float *)(void *)(a + g.xq),
 				(float *)(void *)(a + g.rtn), (struct mq_qparams *)(void *)(a + g.rtn_params), a + g.scratch };
 }
@@ -189,23 +126,28 @@ static int row_range(struct run *r, const struct mq_tensor *t, const struct mq_p
 	return 0;
 }
 
+/* A block's rows, hashed, and widened to float32 unless `widen` is 0 (fused_rows widens row by row). */
 static int load_block(struct run *r, const struct mq_tensor *t, const struct mq_plan_tensor *pt,
-		      const struct blocks *b, uint64_t row, uint64_t n, struct chunk_hasher *ch)
+		      struct blocks *b, uint64_t row, uint64_t n, struct chunk_hasher *ch, int widen)
 {
 	size_t bytes = (size_t)(n * pt->row_bytes);
-	if (read_at(r, t, row * pt->row_bytes, b->src, bytes))
+	if (source_view(r, t, row * pt->row_bytes, bytes, b->src, &b->in))
 		return r->err.code;
 	/* the block's rows chunk by chunk: a block of packed zero points' whole words may cross a chunk's end */
 	for (uint64_t at = row; ch && at < row + n;) {
 		uint64_t chunk_end = (at / pt->chunk_rows + 1) * pt->chunk_rows, end = chunk_end < row + n ? chunk_end : row + n;
-		if (hash_block(r, ch, (const char *)b->src + (at - row) * pt->row_bytes, (size_t)((end - at) * pt->row_bytes),
+		if (hash_block(r, ch, (const char *)b->in + (at - row) * pt->row_bytes, (size_t)((end - at) * pt->row_bytes),
 			       end == chunk_end || end == pt->n_rows))
 			return r->err.code;
 		at = end;
 	}
+	if (t->dtype == MQ_DTYPE_F32 || !widen) {
+		b->x = b->in;
+		return 0;
+	}
 	double t0 = mq_comm_time();
-	if (t->dtype != MQ_DTYPE_F32)
-		mq_dtype_widen(t->dtype, b->src, b->x, (size_t)(n * pt->row_elems));
+	mq_dtype_widen(t->dtype, b->in, b->wide, (size_t)(n * pt->row_elems));
+	b->x = b->wide;
 	r->stats[MQ_STAT_T_QUANT] += mq_comm_time() - t0;
 	return 0;
 }
@@ -261,7 +203,7 @@ static int write_params(struct run *r, const struct mq_tensor *t, const struct m
 }
 
 /* Pass 1 of a per-tensor unit: the exact range of the whole tensor (and the digests). */
-static int tensor_range(struct run *r, const struct mq_unit *u, const struct blocks *b, struct chunk_hasher *ch,
+static int tensor_range(struct run *r, const struct mq_unit *u, struct blocks *b, struct chunk_hasher *ch,
 			struct mq_range *whole)
 {
 	const struct mq_tensor *t = &r->man.tensors[u->tensor];
@@ -271,7 +213,7 @@ static int tensor_range(struct run *r, const struct mq_unit *u, const struct blo
 		uint64_t n = u->row_end - row < pt->block_rows ? u->row_end - row : pt->block_rows;
 		uint64_t to_chunk_end = (row / pt->chunk_rows + 1) * pt->chunk_rows - row;
 		n = n < to_chunk_end ? n : to_chunk_end; /* a block never straddles two chunk digests */
-		if (load_block(r, t, pt, b, row, n, ch))
+		if (load_block(r, t, pt, b, row, n, ch, 1))
 			return r->err.code;
 		for (uint64_t k = 0; k < n; k++)
 			if (row_range(r, t, pt, row + k, b->x + k * pt->row_elems, whole))
@@ -304,6 +246,33 @@ static int quant_rows(struct run *r, const struct mq_unit *u, const struct block
 		si->dequantize(si, (const char *)b->q + k * out_row, n_elems, group,
 			       b->p + (per_tensor ? 0 : k * pt->row_groups), b->what + k * n_elems);
 	return outspace_sums(r, u->tensor, b->x, b->what, n, oacc);
+}
+
+/*
+ * Round to nearest on n rows as stored (a narrower dtype than float32): each
+ * row is widened into the first row of b->wide, which stays in L1 while its
+ * range, parameters and codes are made; then the block's codes are written.
+ * The codes, parameters and error sums are quant_rows' exactly.
+ */
+static int fused_rows(struct run *r, const struct mq_tensor *t, const struct mq_plan_tensor *pt,
+		      const struct blocks *b, uint64_t row, uint64_t n, struct mq_err_acc *acc)
+{
+	const struct mq_scheme_traits *si = mq_scheme_get(r->plan.scheme);
+	const size_t n_elems = (size_t)pt->row_elems, groups = (size_t)pt->row_groups;
+	const size_t out_row = (size_t)mq_scheme_bytes(si, n_elems);
+	for (uint64_t k = 0; k < n; k++) {
+		const void *in = (const char *)b->in + k * pt->row_bytes;
+		const float *x = in;
+		if (t->dtype != MQ_DTYPE_F32) {
+			mq_dtype_widen(t->dtype, in, b->wide, n_elems);
+			x = b->wide;
+		}
+		if (row_params(r, t, pt, row + k, x, b->p + k * groups))
+			return r->err.code;
+		mq_scheme_quantize(si, x, n_elems, n_elems / groups, b->p + k * groups, NULL, (char *)b->q + k * out_row,
+				   acc);
+	}
+	return write_out(r, pt->out_data, row * out_row, b->q, n * out_row);
 }
 
 /*
@@ -368,11 +337,11 @@ static int gptq_unit(struct run *r, const struct mq_unit *u, struct chunk_hasher
 	struct blocks b = carve(r, pt, t->dtype);
 	for (uint64_t row = u->row_begin; row < u->row_end;) {
 		uint64_t n = u->row_end - row < pt->block_rows ? u->row_end - row : pt->block_rows;
-		if (load_block(r, t, pt, &b, row, n, ch))
+		if (load_block(r, t, pt, &b, row, n, ch, 1))
 			return r->err.code;
-		double t0 = mq_comm_time();
+		double t0 = mq_comm_time(), w0 = r->stats[MQ_STAT_T_WRITE];
 		int rc = gptq_block(r, u, g, &b, row, n, acc, oacc, rec);
-		double dt = mq_comm_time() - t0;
+		double dt = mq_comm_time() - t0 - (r->stats[MQ_STAT_T_WRITE] - w0); /* its writes are write_s */
 		r->stats[MQ_STAT_T_QUANT] += dt;
 		rec->gptq_seconds += dt;
 		if (rc || write_params(r, t, pt, &b, row, n))
@@ -404,18 +373,20 @@ static int quant_unit(struct run *r, const struct mq_unit *u, struct chunk_hashe
 		return r->err.code;
 	const struct mq_qparams tensor_qp = p->per_tensor ? si->params(si, &whole, mq_scheme_scale_dtype(si, t->dtype))
 							  : (struct mq_qparams){ 1.0f, 0 };
+	/* narrower dtypes, row by row, where nothing needs the block as float32 afterwards */
+	const int fused = !p->per_tensor && pt->calib != MQ_CALIB_STATIC;
 	for (uint64_t row = u->row_begin; row < u->row_end;) {
 		uint64_t n = u->row_end - row < pt->block_rows ? u->row_end - row : pt->block_rows;
-		if (load_block(r, t, pt, &b, row, n, p->per_tensor ? NULL : ch))
+		if (load_block(r, t, pt, &b, row, n, p->per_tensor ? NULL : ch, !fused))
 			return r->err.code;
-		double t0 = mq_comm_time();
-		for (uint64_t k = 0; k < n && !p->per_tensor; k++)
+		double t0 = mq_comm_time(), w0 = r->stats[MQ_STAT_T_WRITE];
+		for (uint64_t k = 0; k < n && !p->per_tensor && !fused; k++)
 			if (row_params(r, t, pt, row + k, b.x + k * pt->row_elems, b.p + k * pt->row_groups))
 				return r->err.code;
 		if (p->per_tensor)
 			b.p[0] = tensor_qp;
-		int rc = quant_rows(r, u, &b, row, n, acc, oacc);
-		r->stats[MQ_STAT_T_QUANT] += mq_comm_time() - t0;
+		int rc = fused ? fused_rows(r, t, pt, &b, row, n, acc) : quant_rows(r, u, &b, row, n, acc, oacc);
+		r->stats[MQ_STAT_T_QUANT] += mq_comm_time() - t0 - (r->stats[MQ_STAT_T_WRITE] - w0); /* writes: write_s */
 		if (rc || (!p->per_tensor && write_params(r, t, pt, &b, row, n)))
 			return r->err.code;
 		row += n;
@@ -442,7 +413,8 @@ int unit_hash(struct run *r, const struct mq_unit *u, struct chunk_hasher *ch)
 		for (uint64_t off = c * pt->chunk_rows * pt->row_bytes; off < end;) {
 			size_t n = (size_t)(end - off < r->plan.arena_bytes ? end - off : r->plan.arena_bytes);
 			n -= n % es;
-			if (read_at(r, t, off, r->arena, n) || hash_block(r, ch, r->arena, n, off + n == end))
+			const void *in;
+			if (source_view(r, t, off, n, r->arena, &in) || hash_block(r, ch, in, n, off + n == end))
 				return r->err.code;
 			off += n;
 			collect_poll(r, 0);
@@ -451,6 +423,24 @@ int unit_hash(struct run *r, const struct mq_unit *u, struct chunk_hasher *ch)
 		}
 	}
 	return 0;
+}
+
+struct unit_job {
+	const struct mq_unit *u;
+	struct chunk_hasher *ch;
+	struct mq_err_acc *acc;
+	struct mq_out_sums *oacc;
+	struct unit_record *rec;
+};
+
+static int unit_body(struct run *r, void *arg)
+{
+	const struct unit_job *j = arg;
+	if (r->hash_only)
+		return unit_hash(r, j->u, j->ch);
+	if (r->plan.tensors[j->u->tensor].action == MQ_ACT_QUANT)
+		return quant_unit(r, j->u, j->ch, j->acc, j->oacc, j->rec);
+	return copy_unit(r, j->u, j->ch);
 }
 
 static int do_unit(struct run *r, int id, struct unit_record *rec)
@@ -468,9 +458,8 @@ static int do_unit(struct run *r, int id, struct unit_record *rec)
 		r->ucrc[k] = 0;
 		r->ucrc_len[k] = 0;
 	}
-	int rc = r->hash_only ? unit_hash(r, u, &ch)
-		 : r->plan.tensors[u->tensor].action == MQ_ACT_QUANT ? quant_unit(r, u, &ch, &acc, &oacc, rec)
-								      : copy_unit(r, u, &ch);
+	struct unit_job job = { u, &ch, &acc, &oacc, rec };
+	int rc = source_guarded(r, unit_body, &job);
 	if (ch.open)
 		mq_hasher_release(&ch.h);
 	rec->failed = rc != 0;
@@ -566,10 +555,6 @@ void unit_release(struct run *r)
 {
 	gptq_release(r);
 	mq_gather_free(r->gather);
-	if (r->fds)
-		for (int f = 0; f < r->man.n_files; f++)
-			if (r->fds[f] >= 0)
-				close(r->fds[f]);
-	free(r->fds);
+	source_release(r);
 	free(r->arena);
 }

@@ -1,8 +1,8 @@
 /*
- * unit: this rank's work, one unit after another: read the unit's rows
- * (whole reads, or gathers of a strided view), hash each chunk while its
- * bytes are in cache, widen to float32, quantize or copy, and write the
- * bytes at their planned offsets; then send the unit's record (collect.c).
+ * unit: this rank's work, one unit after another: see the unit's rows in
+ * place or read them (source.h), hash each chunk's bytes first, widen rows to
+ * float32, quantize or copy while they are in cache, and write the bytes at
+ * their planned offsets; then send the unit's record (collect.c).
  * The up-to-date check and the resume check hash without writing.
  */
 #ifndef MQ_UNIT_H

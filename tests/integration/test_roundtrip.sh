@@ -89,6 +89,47 @@ fi
 make_model "$WORK/odd.safetensors" --dtype F32 --hidden 1250 --layers 1 --seed 6
 roundtrip odd-rows-tensor "$WORK/odd.safetensors" --granularity=tensor --memory-budget=4 --no-default-excludes
 
+# The input read in place (a mapped window: the default) and copied (MQ_READ=pread) give the same
+# bytes, for every dtype, a sharded model, per-tensor scales, casts and copies.
+same_read() {
+    local name=$1 input=$2 ref=$3
+    shift 3
+    if MQ_READ=pread mq 2 "$input" -o "$WORK/$name.pread.safetensors" -q "$@" &&
+        cmp -s "$ref" "$WORK/$name.pread.safetensors"; then
+        pass "$name: the same bytes with MQ_READ=pread"
+    else
+        fail "$name: MQ_READ=pread gave other bytes or failed ($(head -c 300 "$WORK/last.err"))"
+    fi
+}
+same_read f32-int8 "$WORK/f32.safetensors" "$WORK/f32-int8.n1.safetensors"
+same_read bf16-int8 "$WORK/bf16.safetensors" "$WORK/bf16-int8.n1.safetensors"
+same_read sharded-int8 "$WORK/sharded/model.safetensors.index.json" "$WORK/sharded-int8.n1.safetensors"
+same_read bf16-int8-tensor "$WORK/bf16.safetensors" "$WORK/bf16-int8-tensor.n1.safetensors" --granularity=tensor
+same_read f16-bf16 "$WORK/f16.safetensors" "$WORK/f16-bf16.n1.safetensors" --scheme=bf16
+# Tensor data not aligned for its dtype (the format allows it: a header of 8k+2 bytes, and a 3-byte
+# tensor before a BF16 one) is copied, not viewed in place: the same bytes on both paths, and the
+# client's check.
+"$MQ_PYTHON" - "$WORK/unaligned.safetensors" <<'PY'
+import json, struct, sys
+import numpy as np
+rng = np.random.default_rng(7)
+w = rng.standard_normal((96, 160)).astype(np.float32)
+b = (rng.standard_normal((64, 96)).astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)
+tensors = [("a.tag", "U8", [3], np.array([1, 2, 3], np.uint8).tobytes()),
+           ("model.layers.0.mlp.down_proj.weight", "BF16", [64, 96], b.tobytes()),
+           ("model.layers.0.mlp.up_proj.weight", "F32", [96, 160], w.tobytes())]
+header, data = {}, b""
+for name, dt, shape, raw in tensors:
+    header[name] = {"dtype": dt, "shape": shape, "data_offsets": [len(data), len(data) + len(raw)]}
+    data += raw
+text = json.dumps(header).encode()
+text += b" " * ((2 - len(text)) % 8)  # 8 + len(text) is 2 mod 8: the F32 data starts off 4-byte alignment
+with open(sys.argv[1], "wb") as f:
+    f.write(struct.pack("<Q", len(text)) + text + data)
+PY
+roundtrip unaligned "$WORK/unaligned.safetensors"
+same_read unaligned "$WORK/unaligned.safetensors" "$WORK/unaligned.n1.safetensors"
+
 # The input is never modified.
 sum_before=$(sha256sum "$WORK/f32.safetensors" | cut -d' ' -f1)
 mq 3 "$WORK/f32.safetensors" -o "$WORK/again.safetensors" -q
