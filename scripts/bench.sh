@@ -15,7 +15,9 @@
 # the machine's sgemm rate), then end to end a model of 4 such layers at -n 1 and -n 2 (4 GiB of
 # calibration inputs on disk).
 # Usage: scripts/bench.sh [SIZE_MIB]      (env MQ_BENCH_DIR: where the models go;
-#                                          MQ_BENCH_PARTS: "weights lowbit pt calib gptq", the default, or some)
+#                                          MQ_BENCH_PARTS: "weights lowbit pt calib gptq", the default, or some,
+#                                          and "scale" for a model larger than memory, MQ_BENCH_SCALE_GIB;
+#                                          MQ_BENCH_FOLIOS=large: rewrite each model with 8 MiB writes first)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SIZE=${1:-2048}
@@ -42,6 +44,26 @@ for k in int8_f32_gbps int8_bf16_gbps int8_asym_f32_gbps int4_g128_f32_gbps int4
     echo "kernel $k: $v GB/s = $(ratio "$v") x copy bandwidth"
 done
 
+# What the output's writes cost before mq-dist does anything: 1 GiB written to a new file (fresh
+# page-cache pages: on a virtual machine whose host takes freed memory back, each first touch is a
+# host fault) and then over the same, now cached, pages.
+probe="$DIR/write-probe.bin"
+rm -f "$probe"
+sync
+new=$(dd if=/dev/zero of="$probe" bs=1M count=1024 2>&1 | awk '/copied/ {print $(NF-1), $NF}')
+again=$(dd if=/dev/zero of="$probe" bs=1M count=1024 conv=notrunc 2>&1 | awk '/copied/ {print $(NF-1), $NF}')
+rm -f "$probe"
+echo "page-cache writes (dd, 1 MiB writes): new pages $new, cached pages $again"
+# The page cache holds a file in folios of up to 2 MiB; the hash reads a mapped window about twice as
+# fast from 2 MiB folios as from 4 KiB pages. A file written with large writes (a download, dd) gets
+# large folios; one read back in after eviction may not. MQ_BENCH_FOLIOS=large rewrites each model
+# with 8 MiB writes first (the same bytes), so that runs compare like with like.
+folios() { awk '/FileHugePages/ {printf "%.0f MiB", $2 / 1024}' /proc/meminfo; }
+large_folios() {
+    [ "${MQ_BENCH_FOLIOS:-}" = large ] || return 0
+    dd if="$1" of="$1.tmp" bs=8M status=none && mv "$1.tmp" "$1"
+}
+
 PARTS=${MQ_BENCH_PARTS:-weights lowbit pt calib gptq}
 gbps_of() { "$PY" -c 'import json, sys; r = json.load(open(sys.argv[1]))
 print("%.3f %.1f" % (r["input_gb_per_s_without_sync"], max(q["peak_rss_bytes"] for q in r["per_rank"]) / 2**20))' "$1"; }
@@ -51,6 +73,8 @@ for dtype in ${DTYPES-F32 BF16}; do
     [ -f "$model" ] || "$PY" "$ROOT/scripts/make_model.py" "$model" --dtype "$dtype" --size-mib "$SIZE" \
         --hidden 4096 --outliers --seed 42
     cat "$model" >/dev/null # page-cache hot
+    large_folios "$model"
+    echo "$dtype model: $(($(stat -c %s "$model") >> 20)) MiB; page cache in 2 MiB folios (all files): $(folios)"
     # the peer: per-channel int8 in torch on the same file, best of 3
     PEER=0
     for rep in 1 2 3; do
@@ -239,6 +263,41 @@ print("%.2f" % r["total_s"], "%.2f" % max(p["calibrate_s"] for p in r["per_rank"
 esac
 # Calibration: activations of at least 1 GiB for a model's Linear layers, at two row counts; peak
 # RSS must not grow with the rows.
+# Scale (only when MQ_BENCH_PARTS names "scale": it needs the disk space): an F32 model larger than
+# the machine's memory (MQ_BENCH_SCALE_GIB, 34 by default), read cold, on -n 2 and -n 1, next to the
+# disk's own sequential read rate of the same file (dd after eviction), with the peak RSS per rank.
+case " $PARTS " in
+*" scale "*)
+    GIB=${MQ_BENCH_SCALE_GIB:-34}
+    smodel="$DIR/scale-$GIB.safetensors"
+    [ -f "$smodel" ] || "$PY" "$ROOT/scripts/make_model.py" "$smodel" --dtype F32 --size-mib $((GIB * 1024)) \
+        --hidden 8192 --seed 43 >/dev/null
+    evict() {
+        sync
+        "$PY" -c 'import os, sys; fd = os.open(sys.argv[1], os.O_RDONLY); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)' "$1"
+    }
+    evict "$smodel"
+    disk=$(dd if="$smodel" of=/dev/null bs=8M 2>&1 | awk '/copied/ {print $(NF-1), $NF}')
+    echo "scale: $(($(stat -c %s "$smodel") >> 30)) GiB F32 model, machine memory $(awk '/MemTotal/ {printf "%.0f", $2 / 2^20}' /proc/meminfo) GiB; the disk reads it cold at $disk (dd, 8 MiB reads)"
+    for n in 2 1; do
+        out="$DIR/scale-out.safetensors"
+        rm -f "$out"
+        evict "$smodel"
+        mpirun -n $n "$BIN" "$smodel" -o "$out" -q --report "$DIR/scale-report.json"
+        "$PY" - "$DIR/scale-report.json" "$n" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+p = max(r["per_rank"], key=lambda q: q["total_s"])
+rss = [q["peak_rss_bytes"] / 2**20 for q in r["per_rank"]]
+print("scale -n %s: cold %.3f GB/s of input without the fsync (%.3f with it), %.1f s; peak RSS per rank %s MiB; "
+      "slowest rank: read %.2f hash %.2f quant %.2f write %.2f, fsync %.2f s" % (sys.argv[2],
+      r["input_gb_per_s_without_sync"], r["input_gb_per_s"], p["total_s"], " ".join("%.0f" % x for x in rss),
+      p["read_s"], p["hash_s"], p["quantize_s"], p["write_s"], r["sync_s"]))
+PY
+        rm -f "$out"
+    done
+    ;;
+esac
 case " $PARTS " in *" calib "*) ;; *) exit 0 ;; esac
 cmodel="$DIR/calib-model.safetensors"
 [ -f "$cmodel" ] || "$PY" "$ROOT/scripts/make_model.py" "$cmodel" --dtype F32 --hidden 1024 --layers 2 --seed 7

@@ -10,6 +10,7 @@
 #include "buf.h"
 #include "source.h"
 #include "status.h"
+#include "unit.h"
 
 static const char *const stat_names[MQ_STAT_COUNT] = {
 	[MQ_STAT_T_TOTAL] = "total_s",
@@ -27,6 +28,7 @@ static const char *const stat_names[MQ_STAT_COUNT] = {
 	[MQ_STAT_T_SYNC] = "sync_s",
 	[MQ_STAT_BYTES_READ] = "bytes_read",
 	[MQ_STAT_BYTES_WRITTEN] = "bytes_written",
+	[MQ_STAT_WRITES] = "write_calls",
 	[MQ_STAT_CALIB_BYTES] = "calib_bytes_read",
 	[MQ_STAT_PEAK_RSS] = "peak_rss_bytes",
 	[MQ_STAT_UNITS] = "units",
@@ -155,11 +157,12 @@ void mq_report_plan(const struct mq_manifest *m, const struct mq_plan *p, const 
 	for (int f = 0; f < m->n_files; f++)
 		window = m->files[f].size > window ? m->files[f].size : window;
 	window = window < SOURCE_WINDOW ? window : SOURCE_WINDOW;
+	const uint64_t staging = (uint64_t)UNIT_OUTPUTS * UNIT_STAGE; /* unit.h: the writes gathered */
 	mq_print(stdout, "  %-6s %8s %12s %12s %14s\n", "rank", "units", "read MiB", "write MiB", "peak est. MiB");
 	uint64_t max_cost = 0, sum_cost = 0;
 	for (int r = 0; r < p->n_ranks; r++) {
 		const struct mq_rank_load *l = &p->ranks[r];
-		uint64_t est = p->arena_bytes + window + l->gptq_bytes + 2 * manifest + (r == 0 ? rank0_extra : 0);
+		uint64_t est = p->arena_bytes + window + staging + l->gptq_bytes + 2 * manifest + (r == 0 ? rank0_extra : 0);
 		char gptq[48] = "";
 		if (p->n_gptq)
 			snprintf(gptq, sizeof(gptq), "  (GPTQ state %.1f MiB)", mib(l->gptq_bytes));
@@ -169,8 +172,8 @@ void mq_report_plan(const struct mq_manifest *m, const struct mq_plan *p, const 
 		sum_cost += l->cost;
 	}
 	mq_print(stdout,
-		 "  (peak estimate = tensor buffers %.1f MiB + input window %.1f MiB + headers + about 40 MiB of MPI and libraries)\n",
-		 mib(p->arena_bytes), mib(window));
+		 "  (peak estimate = tensor buffers %.1f MiB + input window %.1f MiB + write staging %.1f MiB + headers + about 40 MiB of MPI and libraries)\n",
+		 mib(p->arena_bytes), mib(window), mib(staging));
 	if (sum_cost)
 		mq_print(stdout, "  load imbalance (max/mean work): %.3f\n",
 		       (double)max_cost * p->n_ranks / (double)sum_cost);

@@ -99,6 +99,9 @@ struct run {
 	uint32_t ucrc[UNIT_OUTPUTS];  /* the unit in progress: CRC-32 per data/scale/zero-point tensor */
 	uint64_t ucrc_len[UNIT_OUTPUTS];
 	int ucrc_out[UNIT_OUTPUTS];   /* its output tensors, -1 if none */
+	unsigned char *stage;         /* its bytes per output tensor, UNIT_STAGE each, gathered into large writes */
+	size_t stage_len[UNIT_OUTPUTS];
+	uint64_t stage_pos[UNIT_OUTPUTS]; /* where the staged bytes go in their file */
 	int interrupted;              /* this rank stopped taking units on SIGUSR1 */
 	int unit_failed;              /* a unit of this rank failed (or its buffers could not be had) */
 	struct unit_record *unit_full; /* the record of the unit in progress, with room for its digests */

@@ -20,7 +20,35 @@ int unit_write_at(struct run *r, int file, uint64_t pos, const void *buf, size_t
 	int rc = mq_comm_file_write(r->fh[file], pos, buf, n, &r->err);
 	r->stats[MQ_STAT_T_WRITE] += mq_comm_time() - t0;
 	r->stats[MQ_STAT_BYTES_WRITTEN] += (double)n;
+	r->stats[MQ_STAT_WRITES]++;
 	return rc;
+}
+
+/* The staged bytes of the unit's k-th output tensor, written. */
+static int stage_flush(struct run *r, int k)
+{
+	size_t n = r->stage_len[k];
+	r->stage_len[k] = 0;
+	return n ? unit_write_at(r, r->files.file_of[r->ucrc_out[k]], r->stage_pos[k], r->stage + (size_t)k * UNIT_STAGE, n)
+		 : 0;
+}
+
+/* n bytes for file position pos of the unit's k-th output tensor: staged, or written if they do not fit. */
+static int stage_put(struct run *r, int k, uint64_t pos, const void *buf, size_t n)
+{
+	if (r->stage_len[k] && (r->stage_pos[k] + r->stage_len[k] != pos || r->stage_len[k] + n > UNIT_STAGE) &&
+	    stage_flush(r, k))
+		return r->err.code;
+	const int file = r->files.file_of[r->ucrc_out[k]];
+	if (!r->stage || n >= UNIT_STAGE)
+		return unit_write_at(r, file, pos, buf, n);
+	double t0 = mq_comm_time();
+	if (!r->stage_len[k])
+		r->stage_pos[k] = pos;
+	memcpy(r->stage + (size_t)k * UNIT_STAGE + r->stage_len[k], buf, n);
+	r->stage_len[k] += n;
+	r->stats[MQ_STAT_T_WRITE] += mq_comm_time() - t0; /* its bytes are counted when they are written */
+	return 0;
 }
 
 /* Bytes of output tensor o from its byte off on, in order within a unit (the unit's CRC follows them). */
@@ -30,6 +58,7 @@ static int write_out(struct run *r, int o, uint64_t off, const void *buf, size_t
 		if (r->ucrc_out[k] == o) {
 			r->ucrc[k] = mq_crc32(r->ucrc[k], buf, n);
 			r->ucrc_len[k] += n;
+			return stage_put(r, k, r->out_pos[o] + off, buf, n);
 		}
 	return unit_write_at(r, r->files.file_of[o], r->out_pos[o] + off, buf, n);
 }
@@ -95,7 +124,8 @@ static struct blocks carve(struct run *r, const struct mq_plan_tensor *pt, enum 
 	unsigned char *a = r->arena;
 	mq_plan_block_regions(&r->plan, pt, dt, pt->block_rows, &g);
 	MQ_ASSERT(g.end <= r->plan.arena_bytes);
-	return (struct blocks){ a + g.src, a + g.src, (float *)(void *)(a + g.x), (const float *)(void *)(a + g.x), a + g.q, (struct mq_qparams *)(void *)(a + g.params),
+	float *wide = (float *)(void *)(a + g.x);
+	return (struct blocks){ a + g.src, a + g.src, wide, wide, a + g.q, (struct mq_qparams *)(void *)(a + g.params),
 				a + g.scales, a + g.zero_points, (float *)(void *)(a + g.what), (float *)(void *)(a + g.xq),
 				(float *)(void *)(a + g.rtn), (struct mq_qparams *)(void *)(a + g.rtn_params), a + g.scratch };
 }
@@ -460,6 +490,11 @@ static int do_unit(struct run *r, int id, struct unit_record *rec)
 	}
 	struct unit_job job = { u, &ch, &acc, &oacc, rec };
 	int rc = source_guarded(r, unit_body, &job);
+	for (int k = 0; k < UNIT_OUTPUTS; k++) /* the unit's bytes are in the file before its record leaves */
+		if (rc)
+			r->stage_len[k] = 0;
+		else
+			rc = stage_flush(r, k);
 	if (ch.open)
 		mq_hasher_release(&ch.h);
 	rec->failed = rc != 0;
@@ -525,6 +560,8 @@ int unit_work(struct run *r)
 	r->unit_full = malloc(rec_len);
 	free(r->arena);
 	r->arena = malloc((size_t)p->arena_bytes + UNIT_ARENA_SLACK);
+	free(r->stage);
+	r->stage = malloc((size_t)UNIT_OUTPUTS * UNIT_STAGE); /* without it, every write goes out as it comes */
 	/* Without buffers this rank still reports every unit (as skipped), or rank 0 would wait forever. */
 	r->unit_failed = 0;
 	if (!r->unit_full || !r->arena)
@@ -557,4 +594,6 @@ void unit_release(struct run *r)
 	mq_gather_free(r->gather);
 	source_release(r);
 	free(r->arena);
+	free(r->stage);
+	r->stage = NULL;
 }

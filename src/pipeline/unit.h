@@ -19,6 +19,12 @@
  */
 #define UNIT_ALIGN MQ_ARENA_ALIGN /* plan.h */
 #define UNIT_ARENA_SLACK (4 * UNIT_ALIGN) /* carve() rounds each of its four regions up */
+/*
+ * A unit's writes of each of its output tensors are gathered into writes of
+ * up to this many bytes (a parallel file system wants few large requests),
+ * and flushed before its record is sent.
+ */
+#define UNIT_STAGE (1u << 20)
 
 /* Chunk digests of a unit: one SHA-256 per chunk, blocks fed in order. */
 struct chunk_hasher {
