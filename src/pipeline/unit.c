@@ -279,10 +279,11 @@ static int quant_rows(struct run *r, const struct mq_unit *u, const struct block
 }
 
 /*
- * Round to nearest on n rows as stored (a narrower dtype than float32): each
- * row is widened into the first row of b->wide, which stays in L1 while its
- * range, parameters and codes are made; then the block's codes are written.
- * The codes, parameters and error sums are quant_rows' exactly.
+ * Round to nearest on n rows as stored, one row at a time: a narrower dtype's
+ * row is widened into the first row of b->wide, and the row (widened, or
+ * float32 as stored) stays in L1 while its range, parameters and codes are
+ * made; then the block's codes are written. The codes, parameters and error
+ * sums are those of the row_params and quant_rows passes exactly.
  */
 static int fused_rows(struct run *r, const struct mq_tensor *t, const struct mq_plan_tensor *pt,
 		      const struct blocks *b, uint64_t row, uint64_t n, struct mq_err_acc *acc)
@@ -403,7 +404,7 @@ static int quant_unit(struct run *r, const struct mq_unit *u, struct chunk_hashe
 		return r->err.code;
 	const struct mq_qparams tensor_qp = p->per_tensor ? si->params(si, &whole, mq_scheme_scale_dtype(si, t->dtype))
 							  : (struct mq_qparams){ 1.0f, 0 };
-	/* narrower dtypes, row by row, where nothing needs the block as float32 afterwards */
+	/* row by row, where nothing needs the whole block as float32 afterwards */
 	const int fused = !p->per_tensor && pt->calib != MQ_CALIB_STATIC;
 	for (uint64_t row = u->row_begin; row < u->row_end;) {
 		uint64_t n = u->row_end - row < pt->block_rows ? u->row_end - row : pt->block_rows;
