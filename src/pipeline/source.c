@@ -152,25 +152,22 @@ int source_view(struct run *r, const struct mq_tensor *t, uint64_t off, size_t n
 	}
 	const uint64_t pos = t->offset + off;
 	const int f = t->file;
-	if (S.mode == 2 || !t->contiguous || n == 0 || pos % mq_dtype_size(t->dtype) != 0 ||
-	    (S.unmappable && S.unmappable[f])) {
-		*p = buf;
-		return source_read(r, t, off, buf, n);
+	if (S.mode == 1 && t->contiguous && n && pos % mq_dtype_size(t->dtype) == 0 && !(S.unmappable && S.unmappable[f])) {
+		double t0 = mq_comm_time();
+		int fd = input_fd(r, f);
+		if (fd < 0)
+			return r->err.code;
+		if ((S.file == f && pos >= S.begin && pos + n <= S.begin + S.len) || map_window(r, f, fd, pos, n)) {
+			read_ahead(fd, pos, n);
+			S.t = t;
+			*p = S.base + (pos - S.begin);
+			r->stats[MQ_STAT_BYTES_READ] += (double)n;
+			r->stats[MQ_STAT_T_READ] += mq_comm_time() - t0;
+			return 0;
+		}
 	}
-	double t0 = mq_comm_time();
-	int fd = input_fd(r, f);
-	if (fd < 0)
-		return r->err.code;
-	if ((S.file != f || pos < S.begin || pos + n > S.begin + S.len) && !map_window(r, f, fd, pos, n)) {
-		*p = buf;
-		return source_read(r, t, off, buf, n);
-	}
-	read_ahead(fd, pos, n);
-	S.t = t;
-	*p = S.base + (pos - S.begin);
-	r->stats[MQ_STAT_BYTES_READ] += (double)n;
-	r->stats[MQ_STAT_T_READ] += mq_comm_time() - t0;
-	return 0;
+	*p = buf;
+	return source_read(r, t, off, buf, n);
 }
 
 int source_guarded(struct run *r, int (*fn)(struct run *r, void *arg), void *arg)

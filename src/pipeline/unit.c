@@ -172,7 +172,7 @@ static int load_block(struct run *r, const struct mq_tensor *t, const struct mq_
 		at = end;
 	}
 	if (t->dtype == MQ_DTYPE_F32 || !widen) {
-		b->x = b->in;
+		b->x = t->dtype == MQ_DTYPE_F32 ? b->in : NULL; /* unwidened rows are no float32 rows */
 		return 0;
 	}
 	double t0 = mq_comm_time();
