@@ -12,22 +12,6 @@
 
 #include "config.h"
 
-/*
- * Limits on --include and --exclude patterns, checked before regcomp sees
- * them. glibc's regcomp writes a repeated subexpression out once per
- * repetition and builds closures over the copies, so its time and memory grow
- * with the product of nested repetitions: 'a' and 24 stacked '+' (each one
- * doubles the copies) take gigabytes and seconds, and a{1,32767} alone 2 GiB.
- * Refused: stacked quantifiers (a++, a*{2}: undefined in POSIX anyway),
- * back-references (not POSIX extended), a bound above MQ_REGEX_MAX_REPEAT,
- * a pattern longer than MQ_REGEX_MAX_LEN, and one whose repetitions, written
- * out, exceed MQ_REGEX_MAX_COPIES atoms (an atom counts once, times 2 under
- * each *, + or ?, times m under each {n,m}).
- */
-#define MQ_REGEX_MAX_LEN 1024     /* bytes */
-#define MQ_REGEX_MAX_REPEAT 255   /* POSIX's smallest RE_DUP_MAX */
-#define MQ_REGEX_MAX_COPIES 2048  /* regcomp then stays within about 40 MiB and 0.05 s */
-
 /* Parses argv. On a usage error returns MQ_ERR_USAGE with a message. */
 int mq_options_parse(int argc, char **argv, struct mq_options *o, struct mq_error *err);
 void mq_options_print_help(FILE *fp);

@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "options.h"
+#include "options_regex.h"
 
 static int parse(struct mq_options *o, struct mq_error *e, int argc, const char **argv)
 {
