@@ -15,6 +15,7 @@
 #include "inspect_folder.h"
 #include "manifest.h"
 #include "options.h"
+#include "plot.h"
 #include "scheme.h"
 #include "status.h"
 #include "torch.h"
@@ -498,6 +499,33 @@ static int print_json(const char *path, const struct mq_manifest *m, const struc
 }
 
 /* A model folder's config.json, whole (it is small: at most MQ_MAX_HEADER_BYTES). */
+/* --plot: the SVG of the file's per-layer records, titled with its name, scheme and aggregate figures. */
+static int print_plot(const char *path, const struct mq_manifest *m, const struct file_info *fi, FILE *out,
+		      struct mq_error *err)
+{
+	const cJSON *mq = m->n_files == 1 && meta_str(fi[0].meta, "mq_dist_version") ? fi[0].meta : NULL;
+	struct mq_plot p;
+	if (mq_plot_from_records(mq ? meta_str(mq, "layers") : NULL, path, &p, err))
+		return err->code;
+	char scheme[128], sub[320];
+	double db, ratio;
+	scheme_text(mq, scheme, sizeof(scheme));
+	int k = snprintf(sub, sizeof(sub), "%s; %d quantized layers", scheme, p.n);
+	if (meta_num(mq, "sqnr_db", &db) == 0 && k > 0 && (size_t)k < sizeof(sub))
+		k += snprintf(sub + k, sizeof(sub) - (size_t)k, "; aggregate SQNR %.2f dB", db);
+	if (meta_num(mq, "compression_ratio", &ratio) == 0 && k > 0 && (size_t)k < sizeof(sub))
+		snprintf(sub + k, sizeof(sub) - (size_t)k, "; %.2fx smaller", ratio);
+	const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+	struct mq_buf b = MQ_BUF_INIT;
+	mq_plot_svg(&b, &p, base, sub);
+	mq_plot_release(&p);
+	int rc = mq_buf_ok(&b) ? 0 : mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+	if (!rc && (fwrite(b.data, 1, b.len, out) != b.len || fflush(out) != 0))
+		rc = mq_fail(err, MQ_ERR_OUTPUT, "inspect --plot: cannot write the picture: %s", strerror(errno));
+	mq_buf_release(&b);
+	return rc;
+}
+
 static int read_config(const struct mq_hf_folder *f, char **text, size_t *len, struct mq_error *err)
 {
 	struct mq_buf path = MQ_BUF_INIT;
@@ -514,9 +542,10 @@ static int read_config(const struct mq_hf_folder *f, char **text, size_t *len, s
 int mq_inspect(const struct mq_options *o, FILE *out, struct mq_error *err)
 {
 	if (mq_calib_is_hdf5(o->input)) {
-		if (o->verbose || o->json)
+		if (o->verbose || o->json || o->plot)
 			return mq_fail(err, MQ_ERR_USAGE, "inspect '%s': --%s applies to model files; a calibration file's "
-				       "statistics are printed as text", o->input, o->json ? "json" : "verbose");
+				       "statistics are printed as text", o->input,
+				       o->json ? "json" : o->plot ? "plot" : "verbose");
 		return mq_calib_inspect(o->input, &o->observer, !o->act_asymmetric, o->calib_samples, out, err);
 	}
 	struct mq_hf_folder folder;
@@ -545,9 +574,11 @@ int mq_inspect(const struct mq_options *o, FILE *out, struct mq_error *err)
 		rc = load_file_info(&m.files[n_loaded], &fi[n_loaded], err);
 	if (!rc && o->json)
 		rc = print_json(o->input, &m, fi, out, err);
+	else if (!rc && o->plot)
+		rc = print_plot(o->input, &m, fi, out, err);
 	else if (!rc)
 		print_text(o->input, &m, fi, o->verbose, out);
-	if (!rc && is_folder && !o->json)
+	if (!rc && is_folder && !o->json && !o->plot)
 		rc = mq_inspect_folder(&folder, &m, config, config_len, out, err);
 	if (is_folder)
 		mq_hf_folder_release(&folder);

@@ -13,7 +13,7 @@
 
 enum opt_id {
 	OPT_OUTPUT, OPT_SCHEME, OPT_GRANULARITY, OPT_GROUP_SIZE, OPT_CLIP, OPT_METHOD, OPT_DAMP, OPT_BLOCK_SIZE, OPT_ACTORDER, OPT_GPTQ_SCALES, OPT_KEEP_UNFIT, OPT_MAX_SHARD, OPT_INCLUDE, OPT_EXCLUDE, OPT_NO_DEFAULT_EXCLUDES,
-	OPT_FORCE, OPT_DRY_RUN, OPT_REPORT, OPT_BUDGET, OPT_NO_SYNC, OPT_NO_CHECKSUM, OPT_DIGEST, OPT_OBSERVER, OPT_ACT, OPT_CALIB_SAMPLES, OPT_CALIB, OPT_CALIB_MISSING, OPT_JOB, OPT_GROUPS, OPT_VERBOSE, OPT_JSON, OPT_QUIET, OPT_HELP, OPT_VERSION,
+	OPT_FORCE, OPT_DRY_RUN, OPT_REPORT, OPT_BUDGET, OPT_NO_SYNC, OPT_NO_CHECKSUM, OPT_DIGEST, OPT_OBSERVER, OPT_ACT, OPT_CALIB_SAMPLES, OPT_CALIB, OPT_CALIB_MISSING, OPT_JOB, OPT_GROUPS, OPT_VERBOSE, OPT_JSON, OPT_PLOT, OPT_QUIET, OPT_HELP, OPT_VERSION,
 };
 
 /* Where an option applies besides quantizing: inspect of a model file, of a calibration file. */
@@ -100,6 +100,9 @@ static const struct opt {
 	  "inspect: also print every metadata value in full (the per-layer records)" },
 	{ OPT_JSON, 0, "json", NULL, FOR_INSPECT_MODEL,
 	  "inspect: print one JSON document (summary, metadata, tensors) for scripts" },
+	{ OPT_PLOT, 0, "plot", NULL, FOR_INSPECT_MODEL,
+	  "inspect: print an SVG picture of a file mq-dist wrote: each quantized layer's SQNR and bits per weight "
+	  "along the model's depth (redirect it to a .svg file)" },
 	{ OPT_QUIET, 'q', "quiet", NULL, FOR_ALL, "print errors only" },
 	{ OPT_HELP, 'h', "help", NULL, FOR_ALL, "show this help" },
 	{ OPT_VERSION, 'V', "version", NULL, FOR_ALL, "show the version" },
@@ -142,7 +145,7 @@ void mq_options_print_help(FILE *fp)
 	fprintf(fp,
 		"usage: mpirun -n N mq-dist [options] MODEL\n"
 		"       mpirun -n N mq-dist [options] --job JOB.json [--groups K]\n"
-		"       mq-dist inspect [--verbose | --json] MODEL\n"
+		"       mq-dist inspect [--verbose | --json | --plot] MODEL\n"
 		"       mq-dist inspect [--observer NAME] [--act TYPE] [--calib-samples N]\n"
 		"                       FILE.h5\n\n");
 	print_words(fp, 0, 0, "Quantizes the weights of a model (MODEL is a .safetensors file, a sharded model's "
@@ -379,6 +382,7 @@ static int apply(struct mq_options *o, const struct opt *op, const char *val, st
 		return 0;
 	case OPT_VERBOSE: o->verbose = 1; return 0;
 	case OPT_JSON: o->json = 1; return 0;
+	case OPT_PLOT: o->plot = 1; return 0;
 	case OPT_QUIET: o->quiet = 1; return 0;
 	case OPT_HELP: o->command = MQ_CMD_HELP; return 0;
 	case OPT_VERSION: o->command = MQ_CMD_VERSION; return 0;
@@ -455,8 +459,8 @@ int mq_options_parse(int argc, char **argv, struct mq_options *o, struct mq_erro
 		if (op->applies & (o->command == MQ_CMD_INSPECT ? FOR_INSPECT_MODEL | FOR_INSPECT_CALIB : FOR_RUN))
 			rc = apply(o, op, a[k].value, err);
 		else if (o->command == MQ_CMD_INSPECT)
-			rc = mq_fail(err, MQ_ERR_USAGE, "inspect does not take --%s (it takes --verbose or --json for a model "
-				     "file, and --observer, --act and --calib-samples for a calibration file)", op->long_name);
+			rc = mq_fail(err, MQ_ERR_USAGE, "inspect does not take --%s (it takes --verbose, --json or --plot for a "
+				     "model file, and --observer, --act and --calib-samples for a calibration file)", op->long_name);
 		else
 			rc = mq_fail(err, MQ_ERR_USAGE, "--%s applies to inspect only: mq-dist inspect --%s MODEL", op->long_name,
 				     op->long_name);
@@ -471,8 +475,8 @@ int mq_options_parse(int argc, char **argv, struct mq_options *o, struct mq_erro
 	if (o->command == MQ_CMD_INSPECT) {
 		if (!o->input)
 			return mq_fail(err, MQ_ERR_USAGE, "inspect: no file given");
-		if (o->verbose && o->json)
-			return mq_fail(err, MQ_ERR_USAGE, "inspect: give --verbose or --json, not both (--json holds everything)");
+		if (o->verbose + o->json + o->plot > 1)
+			return mq_fail(err, MQ_ERR_USAGE, "inspect: give one of --verbose, --json and --plot (--json holds everything)");
 		if (o->act_none)
 			return mq_fail(err, MQ_ERR_USAGE, "inspect --act none: inspect shows int8 or int8-asym parameters; use one");
 		return 0;

@@ -56,6 +56,7 @@ struct mq_options {
 	int act_none;            /* --act none: no activation scales */
 	int calib_options;       /* --observer, --act, --calib-samples or --calib-missing given */
 	int verbose, json;       /* inspect of a model file: every metadata value in full; one JSON document */
+	int plot;                /* inspect --plot: an SVG of the per-layer records */
 	uint64_t calib_samples;  /* cap on calibration rows, 0: all */
 	const char *report;      /* run report path, or NULL */
 	const char *job;         /* --job FILE.json, or NULL */

@@ -135,7 +135,7 @@ width=$(awk '{ if (length($0) > m) m = length($0) } END { print m }' "$WORK/help
 flat=$(tr -s ' \n' ' ' <"$WORK/help")
 if [ "$width" -lt 80 ] && grep -qF "weights-only (quantize its weights without activation scales)" <<<"$flat" \
     && grep -qF "mq-dist inspect [--observer NAME] [--act TYPE] [--calib-samples N] FILE.h5" <<<"$flat" \
-    && grep -qF "mq-dist inspect [--verbose | --json] MODEL" <<<"$flat" && grep -qF "STEM.SCHEME.safetensors" <<<"$flat" \
+    && grep -qF "mq-dist inspect [--verbose | --json | --plot] MODEL" <<<"$flat" && grep -qF "STEM.SCHEME.safetensors" <<<"$flat" \
     && ! grep -qF -- "-n, --dry-run" <<<"$flat"; then
     pass "--help: at most $width columns, --calib-missing in full, inspect's options in the usage"
 else
@@ -193,6 +193,43 @@ PY
 else
     fail "inspect --json: exit $?: $(head -c 300 "$WORK/inspect.err")"
 fi
+# inspect --plot: an SVG whose points and bars are the file's own per-layer records, in depth order.
+if "$MQ_DIST" inspect --plot "$WORK/m.int8.safetensors" >"$WORK/plot.svg" 2>"$WORK/plot.err" \
+    && "$MQ_DIST" inspect --plot "$WORK/m.int8.safetensors" | cmp -s - "$WORK/plot.svg"; then
+    "$MQ_PYTHON" - "$WORK/plot.svg" "$WORK/m.int8.safetensors" <<'PY' && pass "inspect --plot: a well-formed SVG of every quantized layer's SQNR and bits, in depth order, the same bytes twice" || fail "inspect --plot"
+import json, math, re, struct, sys
+import xml.etree.ElementTree as ET
+ns = "{http://www.w3.org/2000/svg}"
+root = ET.parse(sys.argv[1]).getroot()
+assert root.tag == ns + "svg"
+raw = open(sys.argv[2], "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]
+meta = json.loads(raw[8:8 + n])["__metadata__"]
+layers = {k: r for k, r in json.loads(meta["layers"]).items() if r["action"] == "quantized"}
+def natural(s):
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
+order = sorted(layers, key=natural)
+bars = [e for e in root.iter(ns + "rect") if e.get("class") == "bits"]
+points = [e for e in root.iter(ns + "circle") if e.get("class") == "layer"]
+assert len(bars) == len(layers) == len(points), (len(bars), len(points), len(layers))
+for e, name in zip(bars, order):
+    r = layers[name]
+    bpw = r["bytes_out"] * 8 / math.prod(r["shape"])
+    assert e.find(ns + "title").text == "%s: %.2f dB, %.3f bits per weight" % (name, r["sqnr_db"], bpw), e.find(ns + "title").text
+xs = [float(e.get("cx")) for e in points]
+assert xs == sorted(xs)
+# a higher SQNR is drawn higher (a smaller y)
+by = sorted(zip((layers[nm]["sqnr_db"] for nm in order), (float(e.get("cy")) for e in points)))
+assert all(a[1] >= b[1] for a, b in zip(by, by[1:])), by
+PY
+else
+    fail "inspect --plot: exit $?: $(head -c 300 "$WORK/plot.err")"
+fi
+"$MQ_DIST" inspect --plot "$WORK/m.safetensors" >/dev/null 2>"$WORK/plot-in.err"
+rc=$?
+[ "$rc" -eq 3 ] && grep -qF "m.safetensors': its metadata has no per-layer records" "$WORK/plot-in.err" \
+    && pass "inspect --plot of a file mq-dist did not write: exit 3, the file named" \
+    || fail "inspect --plot of the input: exit $rc: $(head -c 300 "$WORK/plot-in.err")"
 "$MQ_DIST" inspect "$WORK/hf/pytorch_model.bin" --json >"$WORK/inspect-pt.json" 2>&1 && "$MQ_PYTHON" -c '
 import json, sys
 d = json.load(open(sys.argv[1]))

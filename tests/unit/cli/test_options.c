@@ -152,7 +152,8 @@ static void test_options_inspect_takes_its_own_options(void **state)
 	expect_usage(5, (const char *[]){ "mq-dist", "inspect", "-o", "x.pt", "m" }, "inspect does not take --output");
 	expect_usage(4, (const char *[]){ "mq-dist", "inspect", "--calib-missing=error", "m" }, "inspect does not take --calib-missing");
 	expect_usage(5, (const char *[]){ "mq-dist", "inspect", "--job", "j.json", "m" }, "inspect does not take --job");
-	expect_usage(5, (const char *[]){ "mq-dist", "inspect", "--verbose", "--json", "m" }, "not both");
+	expect_usage(5, (const char *[]){ "mq-dist", "inspect", "--verbose", "--json", "m" }, "give one of --verbose, --json and --plot");
+	expect_usage(5, (const char *[]){ "mq-dist", "inspect", "--plot", "--json", "m" }, "give one of");
 	expect_usage(5, (const char *[]){ "mq-dist", "inspect", "--act", "none", "c.h5" }, "inspect --act none");
 	expect_usage(2, (const char *[]){ "mq-dist", "inspect" }, "inspect: no file given");
 	expect_usage(3, (const char *[]){ "mq-dist", "--verbose", "m" }, "--verbose applies to inspect only");
@@ -188,7 +189,7 @@ static void test_options_help_fits_and_says_it_all(void **state)
 	}
 	flat[k] = '\0';
 	static const char *const needles[] = {
-		"mq-dist inspect [--verbose | --json] MODEL",
+		"mq-dist inspect [--verbose | --json | --plot] MODEL",
 		"mq-dist inspect [--observer NAME] [--act TYPE] [--calib-samples N] FILE.h5",
 		"weights-only (quantize its weights without activation scales)",
 		"STEM.SCHEME.safetensors, STEM being the input's name without .safetensors",
