@@ -107,7 +107,7 @@ void mq_plot_release(struct mq_plot *p)
 	memset(p, 0, sizeof(*p));
 }
 
-static void add_xml(struct mq_buf *b, const char *s)
+void mq_plot_add_xml(struct mq_buf *b, const char *s)
 {
 	for (; *s; s++) {
 		switch (*s) {
@@ -198,7 +198,7 @@ static void depth_axis(struct mq_buf *b, const struct mq_plot *p, int y)
 static void tooltip(struct mq_buf *b, const struct mq_plot_layer *l)
 {
 	mq_buf_adds(b, "<title>");
-	add_xml(b, l->name);
+	mq_plot_add_xml(b, l->name);
 	if (isfinite(l->sqnr_db))
 		mq_buf_addf(b, ": %.2f dB, %.3f bits per weight</title>", l->sqnr_db, l->bpw);
 	else
@@ -257,9 +257,9 @@ void mq_plot_svg(struct mq_buf *b, const struct mq_plot *p, const char *title, c
 		    "font-family=\"sans-serif\">\n", W, H, W, H);
 	mq_buf_addf(b, "<rect width=\"%d\" height=\"%d\" fill=\"#fff\"/>\n", W, H);
 	mq_buf_addf(b, "<text x=\"%d\" y=\"20\" font-size=\"15\" font-weight=\"bold\">", LEFT);
-	add_xml(b, title);
+	mq_plot_add_xml(b, title);
 	mq_buf_addf(b, "</text>\n<text x=\"%d\" y=\"36\" font-size=\"12\" fill=\"#555\">", LEFT);
-	add_xml(b, subtitle);
+	mq_plot_add_xml(b, subtitle);
 	mq_buf_adds(b, "</text>\n");
 	static const struct {
 		const char *text;

@@ -38,6 +38,8 @@ void mq_plot_release(struct mq_plot *p);
 
 /* The full picture, a standalone SVG document, titled `title` with `subtitle` under it. */
 void mq_plot_svg(struct mq_buf *b, const struct mq_plot *p, const char *title, const char *subtitle);
+/* s as XML (and HTML) text or attribute value: <, >, & and " escaped, control characters left out. */
+void mq_plot_add_xml(struct mq_buf *b, const char *s);
 /* A 160 x 28 inline <svg> element of the SQNR along the depth (a flat line where all are equal). */
 void mq_plot_sparkline(struct mq_buf *b, const struct mq_plot *p);
 

@@ -374,8 +374,50 @@ RC=$?
 expect_rc "job with a NaN model" 8
 check "job with a NaN model: report" jc report "$WORK" "$G/seq/report" "$G/seq.json" g1=ok bad=failed:4 g2=ok g3=ok g4=ok
 bad_line "job with a NaN model"
-[ "$(ls -A "$G/seq" | tr '\n' ' ')" = "g1.safetensors g2.pt g3.safetensors g4.safetensors report.json report.md " ] &&
+[ "$(ls -A "$G/seq" | tr '\n' ' ')" = "g1.safetensors g2.pt g3.safetensors g4.safetensors report-plots report.html report.json report.md " ] &&
     pass "the job went on after the failure; nothing left of the failed model" || fail "seq folder: $(ls -A "$G/seq" | tr '\n' ' ')"
+# The report's pictures: one SVG per model that ran, linked from the Markdown and from the HTML page,
+# whose rows carry each model's sparkline (its weakest layer marked with the worst layer's name).
+"$MQ_PYTHON" - "$G/seq" <<'PY' && pass "zoo report pictures: a plot per model, linked from the Markdown and the HTML page, a sparkline per row" || fail "zoo report pictures"
+import html.parser, json, os, sys
+import xml.etree.ElementTree as ET
+d = sys.argv[1]
+rep = json.load(open(os.path.join(d, "report.json")))
+md = open(os.path.join(d, "report.md")).read()
+class Page(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.rows, self.links, self.svgs, self.titles, self.in_title = 0, [], 0, [], False
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        self.rows += tag == "tr"
+        self.svgs += tag == "svg"
+        if tag == "a":
+            self.links.append(a["href"])
+        self.in_title = tag == "title"
+    def handle_data(self, data):
+        if self.in_title:
+            self.titles.append(data)
+    def handle_endtag(self, tag):
+        self.in_title = False
+page = Page()
+page.feed(open(os.path.join(d, "report.html")).read())
+models = rep["models"]
+ran = [m for m in models if m["status"] == "ok"]
+assert page.rows == len(models) + 1, page.rows
+assert page.svgs == len(ran) == 4, (page.svgs, len(ran))
+for m in models:
+    if m["status"] != "ok":
+        assert "plot" not in m, m
+        continue
+    link = m["plot"]
+    assert link == "report-plots/%s.svg" % m["name"], link
+    assert link in page.links and "[plot](%s)" % link in md, link
+    root = ET.parse(os.path.join(d, link)).getroot()
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    assert any(t.startswith(m["worst_layer"] + ": %.2f dB" % m["worst_layer_sqnr_db"]) for t in page.titles), m["name"]
+assert sorted(os.listdir(os.path.join(d, "report-plots"))) == sorted(m["name"] + ".svg" for m in ran)
+PY
 [ "$(jc meta "$G/seq/g3.safetensors" fingerprint)" = none ] && pass "no-checksum: fingerprint none" ||
     fail "no-checksum fingerprint: $(jc meta "$G/seq/g3.safetensors" fingerprint)"
 
