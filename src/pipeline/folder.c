@@ -96,7 +96,7 @@ static int split_sibling(const struct run *r, int i)
 /* A scheme and options whose folder vLLM would refuse or misread (LOWBIT.md A.1, A.4). */
 static int check_loadable(const struct run *r, struct mq_error *err)
 {
-	const struct mq_scheme_traits *si = mq_scheme_get(r->plan.scheme);
+	const struct mq_scheme_traits *si = mq_scheme_get(r->plan.q.scheme);
 	if (si->acts == MQ_ACTS_INT8 && !si->symmetric)
 		return mq_fail(err, MQ_ERR_USAGE,
 			"a model folder of %s would not load: vLLM's int8 W8A8 layers take symmetric weights only; use int8, or w8a16-asym for 8-bit weights with zero points",
@@ -121,7 +121,7 @@ int folder_check_plan(struct run *r)
 	const struct mq_manifest *m = &r->man;
 	if (check_loadable(r, err))
 		return err->code;
-	if (mq_scheme_get(r->plan.scheme)->granularities) { /* the config the folder will get, built before any work */
+	if (mq_scheme_get(r->plan.q.scheme)->granularities) { /* the config the folder will get, built before any work */
 		cJSON *qc = NULL;
 		char **names = NULL;
 		quant_config(r, &qc, &names);
@@ -206,15 +206,15 @@ static void release_names(char **names)
 static int quant_config(struct run *r, cJSON **qc, char ***names)
 {
 	const struct mq_plan *p = &r->plan;
-	const struct mq_scheme_traits *si = mq_scheme_get(p->scheme);
+	const struct mq_scheme_traits *si = mq_scheme_get(p->q.scheme); /* one config group: the run's default spec */
 	static const char *const strategy[] = { [MQ_GRAN_NONE] = "tensor", [MQ_GRAN_TENSOR] = "tensor",
 						[MQ_GRAN_CHANNEL] = "channel", [MQ_GRAN_GROUP] = "group" };
 	struct mq_hf_quant q;
 	memset(&q, 0, sizeof(q));
 	/* fp8 without activations is compressed-tensors' naive-quantized (float-quantized needs them) */
 	q.format = si->acts == MQ_ACTS_FP8 && r->opt->act_none ? "naive-quantized" : si->ct_format;
-	q.weights = (struct mq_hf_args){ si->ct_type, si->bits, si->symmetric, strategy[p->granularity],
-					 (int)p->group_size, NULL };
+	q.weights = (struct mq_hf_args){ si->ct_type, si->bits, si->symmetric, strategy[p->q.granularity],
+					 (int)p->q.group_size, NULL };
 	if (si->acts != MQ_ACTS_NONE && !r->opt->act_none) {
 		q.input = p->n_calibrated ? MQ_HF_INPUT_STATIC_TENSOR : MQ_HF_INPUT_DYNAMIC_TOKEN;
 		q.input_args = (struct mq_hf_args){ si->ct_type, 8, !p->act_asymmetric, NULL, 0, NULL };
@@ -233,7 +233,7 @@ static int quant_config(struct run *r, cJSON **qc, char ***names)
 /* config.json: the input's, with the scheme's quantization_config (a cast's is copied as it is). */
 static int write_config(struct run *r)
 {
-	if (!mq_scheme_get(r->plan.scheme)->granularities)
+	if (!mq_scheme_get(r->plan.q.scheme)->granularities)
 		return copy_file(r, "config.json");
 	struct mq_buf out = MQ_BUF_INIT, path = MQ_BUF_INIT;
 	cJSON *qc = NULL;

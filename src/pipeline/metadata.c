@@ -126,11 +126,11 @@ static void calib_record_json(const struct mq_plan *p, int i, const struct mq_te
 static void layers_json(const struct mq_manifest *m, const struct mq_plan *p, const struct mq_options *o,
 			const struct mq_tensor_result *res, struct mq_buf *b)
 {
-	const struct mq_scheme_traits *si = mq_scheme_get(p->scheme);
 	mq_buf_adds(b, "{");
 	for (int i = 0; i < p->n_tensors; i++) {
 		const struct mq_tensor *t = &m->tensors[i];
 		const struct mq_plan_tensor *pt = &p->tensors[i];
+		const struct mq_scheme_traits *si = mq_scheme_get(pt->q.scheme);
 		int q = pt->action == MQ_ACT_QUANT;
 		if (i)
 			mq_buf_adds(b, ",");
@@ -155,8 +155,8 @@ static void layers_json(const struct mq_manifest *m, const struct mq_plan *p, co
 		}
 		mq_buf_addf(b, ",\"%s\":", mq_digest_key(o->digest));
 		digest_json(b, o, res ? res[i].sha256 : NULL);
-		if (q && p->granularity == MQ_GRAN_GROUP)
-			mq_buf_addf(b, ",\"group_size\":%llu", (unsigned long long)p->group_size);
+		if (q && pt->q.granularity == MQ_GRAN_GROUP)
+			mq_buf_addf(b, ",\"group_size\":%llu", (unsigned long long)pt->q.group_size);
 		if (q && o->clip != MQ_CLIP_NONE)
 			mq_buf_addf(b, ",\"clip\":\"%s\"", mq_clip_name(o->clip));
 		if (o->calib && q)
@@ -242,7 +242,7 @@ static void calib_keys(const struct mq_plan *p, const struct mq_options *o, cons
 	mq_buf_adds(b, ",");
 	kv(b, "observer", v);
 	mq_buf_adds(b, ",");
-	const enum mq_acts acts = o->act_none ? MQ_ACTS_NONE : mq_scheme_get(p->scheme)->acts;
+	const enum mq_acts acts = o->act_none ? MQ_ACTS_NONE : mq_scheme_get(p->q.scheme)->acts;
 	kv(b, "activation_dtype", acts == MQ_ACTS_NONE ? "none" : acts == MQ_ACTS_FP8 ? "float8_e4m3fn" : "int8");
 	if (acts != MQ_ACTS_NONE) { /* compressed-tensors' input_activations "symmetric" */
 		mq_buf_adds(b, ",");
@@ -289,7 +289,7 @@ void mq_metadata_fingerprint(const struct mq_plan *p, const struct mq_options *o
 static void metadata_object(const struct mq_manifest *m, const struct mq_plan *p, const struct mq_options *o,
 			    const struct mq_tensor_result *res, const char *calib_digest, struct mq_buf *b)
 {
-	const struct mq_scheme_traits *si = mq_scheme_get(p->scheme);
+	const struct mq_scheme_traits *si = mq_scheme_get(p->q.scheme); /* the run's default spec */
 	char v[64];
 	mq_buf_adds(b, "{");
 	kv(b, "format", "pt");
@@ -300,10 +300,10 @@ static void metadata_object(const struct mq_manifest *m, const struct mq_plan *p
 	mq_buf_adds(b, ",");
 	kv(b, "symmetric", si->symmetric ? "true" : "false");
 	mq_buf_adds(b, ",");
-	kv(b, "per_channel", p->granularity == MQ_GRAN_CHANNEL ? "true" : "false");
+	kv(b, "per_channel", p->q.granularity == MQ_GRAN_CHANNEL ? "true" : "false");
 	mq_buf_adds(b, ",");
-	if (p->granularity == MQ_GRAN_GROUP) {
-		mq_buf_addf(b, "\"group_size\":\"%llu\",", (unsigned long long)p->group_size);
+	if (p->q.granularity == MQ_GRAN_GROUP) {
+		mq_buf_addf(b, "\"group_size\":\"%llu\",", (unsigned long long)p->q.group_size);
 	}
 	struct mq_buf inner = MQ_BUF_INIT;
 	selected_json(m, p, &inner);

@@ -12,7 +12,7 @@
 /* x -> dequant(quant(x)) with the layer's static activation parameters, on the activations' grid. */
 static void fake_quant(const struct run *r, int t, const float *x, float *out, size_t n)
 {
-	const struct mq_scheme_traits *si = mq_scheme_get(r->plan.scheme);
+	const struct mq_scheme_traits *si = mq_scheme_get(r->plan.tensors[t].q.scheme);
 	if (si->acts == MQ_ACTS_FP8) { /* the e4m3 grid: the fp8 row itself, with the activations' scale */
 		const struct mq_qparams qp = { (float)r->layers[t].act_scale, 0 };
 		unsigned char codes[256];

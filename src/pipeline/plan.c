@@ -135,19 +135,18 @@ static void chunking(const struct mq_tensor *t, struct mq_plan_tensor *pt)
 	pt->n_chunks = (pt->n_rows + pt->chunk_rows - 1) / pt->chunk_rows;
 }
 
-/* Why s cannot store a tensor of rows x cols as vLLM loads it, into why; 0 if it can. */
-static int unfit(const struct mq_plan *p, const struct mq_scheme_traits *s, int packed_zp, uint64_t rows,
-		 uint64_t cols, char *why, size_t cap)
+/* Why s cannot store tensor pt (n_rows x row_elems, with its spec) as vLLM loads it, into why; 0 if it can. */
+static int unfit(const struct mq_plan_tensor *pt, const struct mq_scheme_traits *s, int packed_zp, char *why, size_t cap)
 {
-	if (p->granularity == MQ_GRAN_GROUP && cols % p->group_size)
-		snprintf(why, cap, "its %llu inputs are not a multiple of the group size %llu", (unsigned long long)cols,
-			 (unsigned long long)p->group_size);
-	else if (cols % (uint64_t)s->pack)
+	if (pt->q.granularity == MQ_GRAN_GROUP && pt->row_elems % pt->q.group_size)
+		snprintf(why, cap, "its %llu inputs are not a multiple of the group size %llu",
+			 (unsigned long long)pt->row_elems, (unsigned long long)pt->q.group_size);
+	else if (pt->row_elems % (uint64_t)s->pack)
 		snprintf(why, cap, "its %llu inputs are not a multiple of %d (%d-bit values, %d to a 32-bit word)",
-			 (unsigned long long)cols, s->pack, s->bits, s->pack);
-	else if (packed_zp && rows % (uint64_t)s->pack)
+			 (unsigned long long)pt->row_elems, s->pack, s->bits, s->pack);
+	else if (packed_zp && pt->n_rows % (uint64_t)s->pack)
 		snprintf(why, cap, "its %llu outputs are not a multiple of %d (zero points are packed along the outputs)",
-			 (unsigned long long)rows, s->pack);
+			 (unsigned long long)pt->n_rows, s->pack);
 	else
 		return 0;
 	return 1;
@@ -162,7 +161,7 @@ static int unfit(const struct mq_plan *p, const struct mq_scheme_traits *s, int 
 static int plan_groups(struct mq_plan *p, const struct mq_tensor *t, const struct mq_options *o,
 		       struct mq_plan_tensor *pt, struct mq_error *err)
 {
-	const struct mq_scheme_traits *si = mq_scheme_get(p->scheme);
+	const struct mq_scheme_traits *si = mq_scheme_get(pt->q.scheme);
 	const struct mq_companion *zp = mq_scheme_part(si, MQ_PART_ZERO_POINT);
 	int packed_zp = zp && zp->shape_rule == MQ_PART_SHAPE_GROUPS_PACKED;
 	char why[160];
@@ -171,7 +170,7 @@ static int plan_groups(struct mq_plan *p, const struct mq_tensor *t, const struc
 	pt->unit_chunks = 1;
 	if (pt->action != MQ_ACT_QUANT || si->pack == 1)
 		return 0;
-	if (unfit(p, si, packed_zp, pt->n_rows, pt->row_elems, why, sizeof(why))) {
+	if (unfit(pt, si, packed_zp, why, sizeof(why))) {
 		if (!o->keep_unfit)
 			return mq_fail(err, MQ_ERR_INPUT,
 				"tensor '%s' [%llu, %llu]: the %s scheme cannot store it as vLLM loads it: %s; choose another --group-size, keep it with --exclude '%s', or keep every such weight unquantized with --keep-unfit",
@@ -183,8 +182,8 @@ static int plan_groups(struct mq_plan *p, const struct mq_tensor *t, const struc
 		p->n_quantized--;
 		return pt->reason ? 0 : mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
 	}
-	if (p->granularity == MQ_GRAN_GROUP)
-		pt->row_groups = pt->row_elems / p->group_size;
+	if (pt->q.granularity == MQ_GRAN_GROUP)
+		pt->row_groups = pt->row_elems / pt->q.group_size;
 	if (packed_zp) { /* units of whole chunks (the source digests' own) that end on whole words */
 		pt->row_align = (uint64_t)si->pack;
 		while (pt->unit_chunks * pt->chunk_rows % pt->row_align)
@@ -275,10 +274,10 @@ static int plan_outputs(struct mq_plan *p, const struct mq_manifest *m, int i, i
 	static const enum mq_role role[] = { [MQ_PART_DATA] = MQ_ROLE_WEIGHT, [MQ_PART_SCALE] = MQ_ROLE_SCALE,
 					     [MQ_PART_ZERO_POINT] = MQ_ROLE_ZERO_POINT, [MQ_PART_SHAPE] = MQ_ROLE_SHAPE };
 	const struct mq_tensor *t = &m->tensors[i];
-	const struct mq_scheme_traits *si = mq_scheme_get(p->scheme);
+	const struct mq_spec *q = &p->tensors[i].q;
+	const struct mq_scheme_traits *si = mq_scheme_get(q->scheme);
 	if (p->tensors[i].action == MQ_ACT_KEEP)
 		return add_out(p, cap, t->name, "", t->dtype, t->ndim, t->shape, i, MQ_ROLE_COPY, err);
-	enum mq_granularity g = p->granularity;
 	char *base = weight_stem(t->name);
 	if (!base)
 		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
@@ -286,7 +285,7 @@ static int plan_outputs(struct mq_plan *p, const struct mq_manifest *m, int i, i
 	for (int k = 0; k < si->n_outputs && !rc; k++) {
 		const struct mq_companion *c = &si->outputs[k];
 		uint64_t shape[MQ_MAX_DIMS];
-		int nd = mq_companion_shape(si, c, g, p->group_size, t->ndim, t->shape, shape);
+		int nd = mq_companion_shape(si, c, q->granularity, q->group_size, t->ndim, t->shape, shape);
 		rc = add_out(p, cap, c->suffix ? base : t->name, c->suffix ? c->suffix : "",
 			     mq_companion_dtype(si, c, t->dtype), nd, shape, i, role[c->part], err);
 	}
@@ -346,7 +345,7 @@ static int make_units(struct mq_plan *p, struct mq_error *err)
 	uint64_t total = 0;
 	for (int i = 0; i < p->n_tensors; i++) {
 		const struct mq_plan_tensor *pt = &p->tensors[i];
-		int whole = pt->action == MQ_ACT_QUANT && p->per_tensor;
+		int whole = pt->action == MQ_ACT_QUANT && pt->q.per_tensor;
 		total += whole ? (pt->n_chunks ? 1 : 0) : (pt->n_chunks + pt->unit_chunks - 1) / pt->unit_chunks;
 	}
 	if (total > 100000000u)
@@ -356,7 +355,7 @@ static int make_units(struct mq_plan *p, struct mq_error *err)
 		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
 	for (int i = 0; i < p->n_tensors; i++) {
 		struct mq_plan_tensor *pt = &p->tensors[i];
-		int whole = pt->action == MQ_ACT_QUANT && p->per_tensor;
+		int whole = pt->action == MQ_ACT_QUANT && pt->q.per_tensor;
 		uint64_t step = whole ? pt->n_chunks : pt->unit_chunks;
 		pt->first_unit = p->n_units;
 		for (uint64_t c = 0; c < pt->n_chunks; c += step) {
@@ -429,7 +428,7 @@ static uint64_t align_up(uint64_t n)
 void mq_plan_block_regions(const struct mq_plan *p, const struct mq_plan_tensor *pt, enum mq_dtype dt,
 			   uint64_t rows, struct mq_block_regions *b)
 {
-	const struct mq_scheme_traits *si = mq_scheme_get(p->scheme);
+	const struct mq_scheme_traits *si = mq_scheme_get(pt->q.scheme);
 	uint64_t groups = rows * pt->row_groups, off = 0;
 	b->src = (size_t)off;
 	off += align_up(rows * pt->row_bytes);
@@ -571,7 +570,7 @@ static int plan_calib(struct mq_plan *p, const struct mq_manifest *m, const stru
 	pt->calib = MQ_CALIB_STATIC;
 	pt->cinfo = *ci;
 	pt->calib_rows = o->calib_samples && o->calib_samples < cs->shape[0] ? o->calib_samples : cs->shape[0];
-	pt->act_rank = o->act_none || mq_scheme_get(o->scheme)->acts == MQ_ACTS_NONE ? -1 : 0; /* owner assigned below */
+	pt->act_rank = o->act_none || mq_scheme_get(pt->q.scheme)->acts == MQ_ACTS_NONE ? -1 : 0; /* owner assigned below */
 	pt->gptq = o->method == MQ_METHOD_GPTQ;
 	p->n_calibrated++;
 	p->n_gptq += pt->gptq;
@@ -635,11 +634,11 @@ int mq_plan_build(const struct mq_manifest *m, const struct mq_options *o, int n
 	memset(p, 0, sizeof(*p));
 	MQ_ASSERT(n_ranks > 0);
 	p->n_ranks = n_ranks;
-	p->scheme = o->scheme;
+	p->q.scheme = o->scheme;
 	/* per tensor only where the scheme has that granularity (options.c refuses it elsewhere) */
-	p->per_tensor = mq_scheme_get(o->scheme)->granularities & MQ_GRAN_BIT(MQ_GRAN_TENSOR) ? o->per_tensor : 0;
-	p->granularity = mq_scheme_granularity(mq_scheme_get(o->scheme), p->per_tensor, o->group_size);
-	p->group_size = p->granularity != MQ_GRAN_GROUP ? 0 : o->group_size > 0 ? (uint64_t)o->group_size : MQ_GROUP_DEFAULT;
+	p->q.per_tensor = mq_scheme_get(o->scheme)->granularities & MQ_GRAN_BIT(MQ_GRAN_TENSOR) ? o->per_tensor : 0;
+	p->q.granularity = mq_scheme_granularity(mq_scheme_get(o->scheme), p->q.per_tensor, o->group_size);
+	p->q.group_size = p->q.granularity != MQ_GRAN_GROUP ? 0 : o->group_size > 0 ? (uint64_t)o->group_size : MQ_GROUP_DEFAULT;
 	p->act_asymmetric = o->act_asymmetric;
 	p->gptq_block = o->gptq.block ? o->gptq.block : MQ_GPTQ_BLOCK_DEFAULT;
 	p->n_tensors = m->n_tensors;
@@ -653,6 +652,7 @@ int mq_plan_build(const struct mq_manifest *m, const struct mq_options *o, int n
 		pt->out_data = pt->out_scale = pt->out_zero_point = -1;
 		pt->out_input_scale = pt->out_input_zero_point = pt->out_shape = -1;
 		pt->act_rank = pt->gptq_rank = -1;
+		pt->q = p->q; /* today every tensor gets the run's default spec */
 		pt->reason = select_tensor(&m->tensors[i], o, &pt->action);
 		if (!pt->reason)
 			return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");

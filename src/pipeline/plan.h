@@ -42,11 +42,20 @@
 #define MQ_ARENA_ROW_EXTRA (8 + 3 * MQ_ARENA_ALIGN)
 
 enum mq_action { MQ_ACT_KEEP, MQ_ACT_QUANT };
+
+/* What one quantized tensor is stored as: its scheme and the granularity of its parameters. */
+struct mq_spec {
+	enum mq_scheme scheme;
+	int per_tensor;                  /* one scale (and zero point) for the whole tensor */
+	enum mq_granularity granularity; /* of the scheme's parameters */
+	uint64_t group_size;             /* values per group with MQ_GRAN_GROUP, else 0 */
+};
 enum mq_calib_state { MQ_CALIB_NONE, MQ_CALIB_STATIC, MQ_CALIB_MISSING };
 
 struct mq_plan_tensor {
 	int src;                /* index in the manifest (tensors are in name order) */
 	enum mq_action action;
+	struct mq_spec q;       /* set for every tensor, meaningful where action == MQ_ACT_QUANT */
 	char *reason;           /* owned, e.g. "default exclusion 'embed'" */
 	uint64_t n_rows;        /* rows of the chunking: shape[0], or 1 for a scalar */
 	uint64_t row_bytes;     /* source bytes per row */
@@ -88,10 +97,7 @@ struct mq_rank_load {
 
 struct mq_plan {
 	int n_ranks;
-	enum mq_scheme scheme;
-	int per_tensor;
-	enum mq_granularity granularity; /* of the scheme's parameters */
-	uint64_t group_size;             /* values per group with MQ_GRAN_GROUP, else 0 */
+	struct mq_spec q;                /* the run's default (from the options), which every quantized tensor gets today */
 	int act_asymmetric;              /* input zero points (--act int8-asym) */
 	int n_tensors;                   /* = manifest tensors */
 	struct mq_plan_tensor *tensors;

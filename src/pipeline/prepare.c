@@ -21,7 +21,7 @@ static int observe_layer(struct run *r, int i, struct mq_layer_state *out)
 		out->act_threshold = r->opt->act_asymmetric ? (double)(res.hi - res.lo) : (double)res.threshold;
 		out->act_scale = (double)res.qp.scale;
 		out->act_zero_point = (double)res.qp.zero_point;
-		const struct mq_scheme_traits *si = mq_scheme_get(r->plan.scheme);
+		const struct mq_scheme_traits *si = mq_scheme_get(pt->q.scheme);
 		if (si->acts == MQ_ACTS_FP8) { /* the same threshold on the e4m3 grid: T / 448 */
 			struct mq_range t;
 			mq_range_init(&t);

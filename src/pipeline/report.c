@@ -68,12 +68,12 @@ char *mq_report_size(uint64_t bytes, char *buf, size_t cap)
 	return buf;
 }
 
-/* " per channel", " per tensor", or nothing for a scheme without parameters (a cast). */
+/* The run's default spec: " per channel", " per tensor", or nothing for a scheme without parameters (a cast). */
 static const char *granularity_text(const struct mq_plan *p)
 {
 	static const char *const text[] = { [MQ_GRAN_NONE] = "", [MQ_GRAN_TENSOR] = " per tensor",
 					    [MQ_GRAN_CHANNEL] = " per channel", [MQ_GRAN_GROUP] = " per group" };
-	return text[p->granularity];
+	return text[p->q.granularity];
 }
 
 static double mib(uint64_t b)
@@ -99,7 +99,7 @@ void mq_report_progress(const struct mq_manifest *m, const struct mq_plan *p, in
 		char cal[256] = "";
 		if (pt->calib == MQ_CALIB_STATIC && pt->act_rank >= 0)
 			snprintf(cal, sizeof(cal), "  output %.2f dB (%s %.2f dB)", mq_sqnr_db(r->out_signal, r->out_noise_w),
-				 mq_scheme_get(p->scheme)->acts == MQ_ACTS_FP8 ? "FP8 W8A8" : "W8A8",
+				 mq_scheme_get(pt->q.scheme)->acts == MQ_ACTS_FP8 ? "FP8 W8A8" : "W8A8",
 				 mq_sqnr_db(r->out_signal, r->out_noise_wa));
 		else if (pt->calib == MQ_CALIB_STATIC && pt->gptq && r->gptq >= 2)
 			snprintf(cal, sizeof(cal), "  output %.2f dB  gptq failed: rounded to nearest (%s)",
@@ -119,10 +119,10 @@ void mq_report_progress(const struct mq_manifest *m, const struct mq_plan *p, in
 			snprintf(cal, sizeof(cal), "  output %.2f dB", mq_sqnr_db(r->out_signal, r->out_noise_w));
 		else if (pt->calib == MQ_CALIB_MISSING)
 			snprintf(cal, sizeof(cal), "  no calibration: weights only");
-		const struct mq_scheme_traits *si = mq_scheme_get(p->scheme);
+		const struct mq_scheme_traits *si = mq_scheme_get(pt->q.scheme);
 		char to[48]; /* a packed scheme by name: its storage (I32 words) says little */
-		if (si->pack > 1 && p->granularity == MQ_GRAN_GROUP)
-			snprintf(to, sizeof(to), "%s g%llu", si->name, (unsigned long long)p->group_size);
+		if (si->pack > 1 && pt->q.granularity == MQ_GRAN_GROUP)
+			snprintf(to, sizeof(to), "%s g%llu", si->name, (unsigned long long)pt->q.group_size);
 		else
 			snprintf(to, sizeof(to), "%s", si->pack > 1 ? si->name : mq_dtype_name(si->storage));
 		mq_info("[%*d/%d] %s %s %s -> %s  sqnr %s%s  %.2f -> %.2f MiB\n", w, done, p->n_tensors, t->name, shape,
@@ -136,7 +136,7 @@ void mq_report_progress(const struct mq_manifest *m, const struct mq_plan *p, in
 void mq_report_plan(const struct mq_manifest *m, const struct mq_plan *p, const struct mq_options *o,
 		    uint64_t out_size, const char *output)
 {
-	const struct mq_scheme_traits *si = mq_scheme_get(p->scheme);
+	const struct mq_scheme_traits *si = mq_scheme_get(p->q.scheme);
 	uint64_t header_len = out_size - p->bytes_out; /* headers, metadata, and for .pt the archive's records */
 	mq_print(stdout, "plan for %s -> %s (dry run: nothing written)\n", o->input, output);
 	mq_print(stdout, "  scheme %s%s, %d tensors: %d quantized, %d kept; %d work units over %d ranks\n", si->name,
@@ -223,7 +223,7 @@ static double max_over(const double *stats, int n, int k, double *sum)
 void mq_report_summary(const struct mq_manifest *m, const struct mq_plan *p, const struct mq_tensor_result *res,
 		       const double *stats, const char *output)
 {
-	const struct mq_scheme_traits *si = mq_scheme_get(p->scheme);
+	const struct mq_scheme_traits *si = mq_scheme_get(p->q.scheme);
 	double total = stats[MQ_STAT_T_TOTAL], sum;
 	double rss = max_over(stats, p->n_ranks, MQ_STAT_PEAK_RSS, &sum);
 	mq_info("\n");

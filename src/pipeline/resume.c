@@ -59,7 +59,7 @@ static uint64_t slot_offset(const struct run *r, const struct mq_unit *u, int k)
 	const struct mq_plan_tensor *pt = &r->plan.tensors[u->tensor];
 	int outs[UNIT_OUTPUTS];
 	unit_outputs(pt, outs);
-	if (k > 0 && r->plan.per_tensor) /* one scale (and zero point) for the whole tensor, at its start */
+	if (k > 0 && pt->q.per_tensor) /* one scale (and zero point) for the whole tensor, at its start */
 		return 0;
 	const struct mq_out_tensor *o = &r->plan.out[outs[k]];
 	/* the bytes of row_align rows (one row, or a word of packed zero points) times the unit's first */

@@ -147,7 +147,7 @@ static int row_range(struct run *r, const struct mq_tensor *t, const struct mq_p
 	size_t bad;
 	if (mq_range_update(rg, x, (size_t)pt->row_elems, &bad))
 		return data_error(r, t, row, x, bad);
-	float limit = mq_scheme_get(r->plan.scheme)->limit;
+	float limit = mq_scheme_get(pt->q.scheme)->limit;
 	if (mq_f32_from_bits(rg->absmax_bits) > limit) {
 		for (size_t k = 0; k < pt->row_elems; k++)
 			if (x[k] > limit || x[k] < -limit)
@@ -186,7 +186,7 @@ static int load_block(struct run *r, const struct mq_tensor *t, const struct mq_
 static int row_params(struct run *r, const struct mq_tensor *t, const struct mq_plan_tensor *pt, uint64_t row,
 		      const float *x, struct mq_qparams *p)
 {
-	const struct mq_scheme_traits *si = mq_scheme_get(r->plan.scheme);
+	const struct mq_scheme_traits *si = mq_scheme_get(pt->q.scheme);
 	const enum mq_dtype sd = mq_scheme_scale_dtype(si, t->dtype);
 	struct mq_range rg;
 	mq_range_init(&rg);
@@ -215,7 +215,7 @@ static int row_params(struct run *r, const struct mq_tensor *t, const struct mq_
 static int write_params(struct run *r, const struct mq_tensor *t, const struct mq_plan_tensor *pt,
 			const struct blocks *b, uint64_t row, uint64_t n)
 {
-	const struct mq_scheme_traits *si = mq_scheme_get(r->plan.scheme);
+	const struct mq_scheme_traits *si = mq_scheme_get(pt->q.scheme);
 	const uint64_t groups = n * pt->row_groups;
 	if (pt->out_scale >= 0) {
 		size_t len = mq_scales_store(mq_scheme_scale_dtype(si, t->dtype), b->p, (size_t)groups, b->scales);
@@ -261,10 +261,10 @@ static int quant_rows(struct run *r, const struct mq_unit *u, const struct block
 		      struct mq_err_acc *acc, struct mq_out_sums *oacc)
 {
 	const struct mq_plan_tensor *pt = &r->plan.tensors[u->tensor];
-	const struct mq_scheme_traits *si = mq_scheme_get(r->plan.scheme);
+	const struct mq_scheme_traits *si = mq_scheme_get(pt->q.scheme);
 	const size_t n_elems = (size_t)pt->row_elems, group = (size_t)(pt->row_elems / pt->row_groups);
 	const size_t out_row = (size_t)mq_scheme_bytes(si, n_elems);
-	const int per_tensor = r->plan.per_tensor;
+	const int per_tensor = pt->q.per_tensor;
 	for (uint64_t k = 0; k < n; k++)
 		mq_scheme_quantize(si, b->x + k * n_elems, n_elems, group, b->p + (per_tensor ? 0 : k * pt->row_groups),
 				   NULL, (char *)b->q + k * out_row, acc);
@@ -288,7 +288,7 @@ static int quant_rows(struct run *r, const struct mq_unit *u, const struct block
 static int fused_rows(struct run *r, const struct mq_tensor *t, const struct mq_plan_tensor *pt,
 		      const struct blocks *b, uint64_t row, uint64_t n, struct mq_err_acc *acc)
 {
-	const struct mq_scheme_traits *si = mq_scheme_get(r->plan.scheme);
+	const struct mq_scheme_traits *si = mq_scheme_get(pt->q.scheme);
 	const size_t n_elems = (size_t)pt->row_elems, groups = (size_t)pt->row_groups;
 	const size_t out_row = (size_t)mq_scheme_bytes(si, n_elems);
 	for (uint64_t k = 0; k < n; k++) {
@@ -316,7 +316,7 @@ static int gptq_block(struct run *r, const struct mq_unit *u, const struct mq_gp
 {
 	const struct mq_tensor *t = &r->man.tensors[u->tensor];
 	const struct mq_plan_tensor *pt = &r->plan.tensors[u->tensor];
-	const struct mq_scheme_traits *si = mq_scheme_get(r->plan.scheme);
+	const struct mq_scheme_traits *si = mq_scheme_get(pt->q.scheme);
 	const size_t n_elems = (size_t)pt->row_elems, groups = (size_t)pt->row_groups, group = n_elems / groups;
 	const size_t out_row = (size_t)mq_scheme_bytes(si, n_elems);
 	for (uint64_t k = 0; k < n; k++) /* the range checks, and round to nearest's parameters */
@@ -396,36 +396,36 @@ static int quant_unit(struct run *r, const struct mq_unit *u, struct chunk_hashe
 		return gptq_unit(r, u, ch, acc, oacc, rec);
 	const struct mq_tensor *t = &r->man.tensors[u->tensor];
 	const struct mq_plan_tensor *pt = &r->plan.tensors[u->tensor];
-	const struct mq_plan *p = &r->plan;
-	const struct mq_scheme_traits *si = mq_scheme_get(p->scheme);
+	const struct mq_spec *q = &pt->q;
+	const struct mq_scheme_traits *si = mq_scheme_get(q->scheme);
 	struct blocks b = carve(r, pt, t->dtype);
 	struct mq_range whole;
-	if (p->per_tensor && tensor_range(r, u, &b, ch, &whole))
+	if (q->per_tensor && tensor_range(r, u, &b, ch, &whole))
 		return r->err.code;
-	const struct mq_qparams tensor_qp = p->per_tensor ? si->params(si, &whole, mq_scheme_scale_dtype(si, t->dtype))
+	const struct mq_qparams tensor_qp = q->per_tensor ? si->params(si, &whole, mq_scheme_scale_dtype(si, t->dtype))
 							  : (struct mq_qparams){ 1.0f, 0 };
 	/* row by row, where nothing needs the whole block as float32 afterwards */
-	const int fused = !p->per_tensor && pt->calib != MQ_CALIB_STATIC;
+	const int fused = !q->per_tensor && pt->calib != MQ_CALIB_STATIC;
 	for (uint64_t row = u->row_begin; row < u->row_end;) {
 		uint64_t n = u->row_end - row < pt->block_rows ? u->row_end - row : pt->block_rows;
-		if (load_block(r, t, pt, &b, row, n, p->per_tensor ? NULL : ch, !fused))
+		if (load_block(r, t, pt, &b, row, n, q->per_tensor ? NULL : ch, !fused))
 			return r->err.code;
 		double t0 = mq_comm_time(), w0 = r->stats[MQ_STAT_T_WRITE];
-		for (uint64_t k = 0; k < n && !p->per_tensor && !fused; k++)
+		for (uint64_t k = 0; k < n && !q->per_tensor && !fused; k++)
 			if (row_params(r, t, pt, row + k, b.x + k * pt->row_elems, b.p + k * pt->row_groups))
 				return r->err.code;
-		if (p->per_tensor)
+		if (q->per_tensor)
 			b.p[0] = tensor_qp;
 		int rc = fused ? fused_rows(r, t, pt, &b, row, n, acc) : quant_rows(r, u, &b, row, n, acc, oacc);
 		r->stats[MQ_STAT_T_QUANT] += mq_comm_time() - t0 - (r->stats[MQ_STAT_T_WRITE] - w0); /* writes: write_s */
-		if (rc || (!p->per_tensor && write_params(r, t, pt, &b, row, n)))
+		if (rc || (!q->per_tensor && write_params(r, t, pt, &b, row, n)))
 			return r->err.code;
 		row += n;
 		collect_poll(r, 0);
 		if (r->cancelled)
 			return MQ_ERR_INTERNAL;
 	}
-	if (p->per_tensor) {
+	if (q->per_tensor) {
 		b.p[0] = tensor_qp;
 		return write_params(r, t, pt, &b, 0, 1);
 	}
