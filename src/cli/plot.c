@@ -125,7 +125,7 @@ void mq_plot_add_xml(struct mq_buf *b, const char *s)
 /* The SQNR's extent, to a multiple of 5 dB, at least 5 dB wide; 0 if no layer has a figure. */
 static int db_range(const struct mq_plot *p, double *lo, double *hi)
 {
-	double mn = INFINITY, mx = -INFINITY;
+	double mn = (double)INFINITY, mx = -(double)INFINITY;
 	for (int i = 0; i < p->n; i++)
 		if (isfinite(p->layers[i].sqnr_db)) {
 			mn = fmin(mn, p->layers[i].sqnr_db);

@@ -39,7 +39,7 @@ static void make(struct problem *p, uint32_t *seed, int ties)
 static double exhaustive(const struct problem *p, uint64_t budget)
 {
 	int c[MAX_ITEMS] = { 0 };
-	double best = INFINITY;
+	double best = (double)INFINITY;
 	for (;;) {
 		uint64_t b = 0;
 		double e = 0;
@@ -76,7 +76,7 @@ static double widest(const struct problem *p)
 {
 	double w = 0;
 	for (int i = 0; i < p->n_items; i++) {
-		double mn = INFINITY, mx = 0;
+		double mn = (double)INFINITY, mx = 0;
 		for (int c = 0; c < p->items[i].n; c++) {
 			mn = fmin(mn, p->error[i][c]);
 			mx = fmax(mx, p->error[i][c]);
@@ -201,7 +201,7 @@ static void test_budget_refusals(void **state)
 {
 	(void)state;
 	const uint64_t b[2] = { 8, 16 };
-	const double e[2] = { 1, 0 }, bad[2] = { NAN, 0 }, neg[2] = { -1, 0 };
+	const double e[2] = { 1, 0 }, bad[2] = { (double)NAN, 0 }, neg[2] = { -1, 0 };
 	struct mq_budget_item it[2] = { { 2, b, e }, { 2, b, e } };
 	int choice[2];
 	struct mq_budget_result res;
