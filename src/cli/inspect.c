@@ -216,6 +216,8 @@ static void scheme_text(const cJSON *mq, char *s, size_t cap)
 	enum mq_scheme sc;
 	if (!name)
 		snprintf(s, cap, "not recorded");
+	else if (strcmp(name, "mixed") == 0)
+		snprintf(s, cap, "mixed (each layer's record names its scheme; see mixed_precision)");
 	else if (mq_scheme_parse(name, &sc) == 0 && !mq_scheme_get(sc)->granularities)
 		snprintf(s, cap, "%s (a cast)", name);
 	else

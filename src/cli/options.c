@@ -7,12 +7,13 @@
 #include <strings.h>
 
 #include "buf.h"
+#include "options_budget.h"
 #include "options_method.h"
 #include "options_regex.h"
 
 
 enum opt_id {
-	OPT_OUTPUT, OPT_SCHEME, OPT_GRANULARITY, OPT_GROUP_SIZE, OPT_CLIP, OPT_METHOD, OPT_DAMP, OPT_BLOCK_SIZE, OPT_ACTORDER, OPT_GPTQ_SCALES, OPT_KEEP_UNFIT, OPT_MAX_SHARD, OPT_INCLUDE, OPT_EXCLUDE, OPT_NO_DEFAULT_EXCLUDES,
+	OPT_OUTPUT, OPT_SCHEME, OPT_GRANULARITY, OPT_GROUP_SIZE, OPT_CLIP, OPT_METHOD, OPT_DAMP, OPT_BLOCK_SIZE, OPT_ACTORDER, OPT_GPTQ_SCALES, OPT_KEEP_UNFIT, OPT_MAX_SHARD, OPT_TARGET_BPW, OPT_TARGET_SIZE, OPT_CANDIDATES, OPT_INCLUDE, OPT_EXCLUDE, OPT_NO_DEFAULT_EXCLUDES,
 	OPT_FORCE, OPT_DRY_RUN, OPT_REPORT, OPT_BUDGET, OPT_NO_SYNC, OPT_NO_CHECKSUM, OPT_DIGEST, OPT_OBSERVER, OPT_ACT, OPT_CALIB_SAMPLES, OPT_CALIB, OPT_CALIB_MISSING, OPT_JOB, OPT_GROUPS, OPT_VERBOSE, OPT_JSON, OPT_PLOT, OPT_QUIET, OPT_HELP, OPT_VERSION,
 };
 
@@ -62,6 +63,16 @@ static const struct opt {
 	{ OPT_MAX_SHARD, 0, "max-shard-size", "SIZE", FOR_RUN,
 	  "folder output: at most SIZE bytes of tensors per shard (a larger tensor gets a shard alone): a "
 	  "number of bytes, or with kB, MB, GB (powers of 1000) or KiB, MiB, GiB (of 1024); default 5GB" },
+	{ OPT_TARGET_BPW, 0, "target-bpw", "B", FOR_RUN,
+	  "mixed precision: give each quantized weight one of --candidates so that they take at most B bits per "
+	  "weight on average (scales and zero points included) with the least total squared error, measured on "
+	  "the weights in a first pass (see README, \"Mixed precision\")" },
+	{ OPT_TARGET_SIZE, 0, "target-size", "SIZE", FOR_RUN,
+	  "mixed precision as --target-bpw, to at most SIZE bytes of tensor data in the output (5GB, 800MiB)" },
+	{ OPT_CANDIDATES, 0, "candidates", "LIST", FOR_RUN,
+	  "with a target: the schemes a weight may get, separated by commas (default " MQ_DEFAULT_CANDIDATES
+	  "); a scheme of groups takes -g32, -g64, -g128 or -channel; fused projections (q/k/v, gate/up) get one "
+	  "scheme together" },
 	{ OPT_KEEP_UNFIT, 0, "keep-unfit", NULL, FOR_RUN,
 	  "keep a weight whose shape the scheme cannot store as vLLM loads it (in not divisible by the group "
 	  "size or by 8, out not by 8 with zero points) unquantized, instead of stopping with an error" },
@@ -305,20 +316,9 @@ static int apply_calib(struct mq_options *o, enum opt_id id, const char *val, st
 /* --max-shard-size: bytes, or a number with a decimal (kB, MB, GB) or binary (KiB, MiB, GiB) unit. */
 static int apply_shard_size(struct mq_options *o, const char *val, struct mq_error *err)
 {
-	static const struct { const char *unit; unsigned long long mult; } units[] = {
-		{ "", 1 }, { "B", 1 }, { "kB", 1000ull }, { "KB", 1000ull }, { "MB", 1000000ull }, { "GB", 1000000000ull },
-		{ "KiB", 1ull << 10 }, { "MiB", 1ull << 20 }, { "GiB", 1ull << 30 },
-	};
-	char *end = NULL;
-	errno = 0;
-	unsigned long long v = strtoull(val, &end, 10);
-	for (size_t i = 0; end != val && !errno && i < sizeof(units) / sizeof(units[0]); i++) {
-		if (strcmp(end, units[i].unit) == 0 && v > 0 && v <= (1ull << 50) / units[i].mult) {
-			o->max_shard = v * units[i].mult;
-			return 0;
-		}
-	}
-	return mq_fail(err, MQ_ERR_USAGE, "--max-shard-size '%s': give a positive size such as 5GB, 500MB or 2GiB", val);
+	if (mq_options_parse_size(val, &o->max_shard))
+		return mq_fail(err, MQ_ERR_USAGE, "--max-shard-size '%s': give a positive size such as 5GB, 500MB or 2GiB", val);
+	return 0;
 }
 
 /* One option's value into o (the table's switch: one case per option). */
@@ -327,7 +327,7 @@ static int apply(struct mq_options *o, const struct opt *op, const char *val, st
 	unsigned long long v = 0;
 	switch (op->id) {
 	case OPT_OUTPUT: return apply_output(o, val, err);
-	case OPT_SCHEME: return apply_scheme(o, val, err);
+	case OPT_SCHEME: o->scheme_given = 1; return apply_scheme(o, val, err);
 	case OPT_GRANULARITY: return apply_granularity(o, val, err);
 	case OPT_GROUP_SIZE:
 		if (strcmp(val, "channel") == 0) {
@@ -344,6 +344,8 @@ static int apply(struct mq_options *o, const struct opt *op, const char *val, st
 	case OPT_METHOD: case OPT_DAMP: case OPT_GPTQ_SCALES: case OPT_BLOCK_SIZE: case OPT_ACTORDER:
 		return mq_options_apply_method(o, op->long_name, val, err);
 	case OPT_MAX_SHARD: return apply_shard_size(o, val, err);
+	case OPT_TARGET_BPW: case OPT_TARGET_SIZE: case OPT_CANDIDATES:
+		return mq_options_apply_budget(o, op->long_name, val, err);
 	case OPT_CLIP:
 		if (strcmp(val, "minmax") == 0) {
 			o->clip = MQ_CLIP_NONE;
@@ -492,7 +494,9 @@ int mq_options_parse(int argc, char **argv, struct mq_options *o, struct mq_erro
 		return mq_fail(err, MQ_ERR_USAGE, "no model given (see --help)");
 	if (o->calib_options && !o->calib)
 		return mq_fail(err, MQ_ERR_USAGE, "--observer, --act, --calib-samples and --calib-missing need --calib FILE.h5");
-	return check_scheme_options(o, err);
+	if (mq_options_check_budget(o, err))
+		return err->code;
+	return mq_options_mixed(o) ? 0 : check_scheme_options(o, err);
 }
 
 int mq_options_split(int argc, char **argv, int first, struct mq_optarg **out, int *n, struct mq_error *err)

@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -53,8 +54,10 @@ static char *default_folder(const struct mq_options *o)
 		n--;
 	struct mq_buf b = MQ_BUF_INIT;
 	mq_buf_add(&b, o->input, n);
-	mq_buf_addf(&b, "-%s", mq_scheme_get(o->scheme)->name);
-	if (o->per_tensor)
+	mq_buf_addf(&b, "-%s", mq_options_mixed(o) ? "mixed" : mq_scheme_get(o->scheme)->name);
+	if (mq_options_mixed(o))
+		;
+	else if (o->per_tensor)
 		mq_buf_adds(&b, "-per-tensor");
 	if (o->group_size == MQ_GROUP_CHANNEL)
 		mq_buf_adds(&b, "-channel");
@@ -84,7 +87,7 @@ char *mq_options_default_output(const struct mq_options *o, int torch_input)
 	const struct mq_scheme_traits *si = mq_scheme_get(o->scheme);
 	struct mq_buf b = MQ_BUF_INIT;
 	mq_buf_add(&b, in, n);
-	mq_buf_addf(&b, ".%s%s%s", si->name, o->per_tensor ? "-per-tensor" : "", ext);
+	mq_buf_addf(&b, ".%s%s%s", mq_options_mixed(o) ? "mixed" : si->name, o->per_tensor ? "-per-tensor" : "", ext);
 	if (!mq_buf_ok(&b)) {
 		mq_buf_release(&b);
 		return NULL;
@@ -107,13 +110,29 @@ void mq_options_json(const struct mq_options *o, struct mq_buf *b)
 {
 	const struct mq_scheme_traits *si = mq_scheme_get(o->scheme);
 	mq_buf_adds(b, "{\"scheme\":");
-	mq_buf_add_json_str(b, si->name);
+	mq_buf_add_json_str(b, mq_options_mixed(o) ? "mixed" : si->name);
 	enum mq_granularity g = mq_scheme_granularity(si, o->per_tensor, o->group_size);
-	mq_buf_addf(b, ",\"granularity\":\"%s\"", mq_granularity_name(g));
+	if (mq_options_mixed(o))
+		g = MQ_GRAN_NONE; /* each candidate names its own */
+	else
+		mq_buf_addf(b, ",\"granularity\":\"%s\"", mq_granularity_name(g));
 	if (g == MQ_GRAN_GROUP) /* only here: the options of the other schemes keep their bytes */
 		mq_buf_addf(b, ",\"group_size\":%d", o->group_size > 0 ? o->group_size : MQ_GROUP_DEFAULT);
 	if (o->clip != MQ_CLIP_NONE)
 		mq_buf_addf(b, ",\"clip\":\"%s\"", mq_clip_name(o->clip));
+	if (mq_options_mixed(o)) { /* only here: a uniform run's options keep their bytes */
+		if (o->target_bpw > 0)
+			mq_buf_addf(b, ",\"target_bpw\":%.17g", o->target_bpw);
+		else
+			mq_buf_addf(b, ",\"target_size\":%llu", (unsigned long long)o->target_size);
+		mq_buf_adds(b, ",\"candidates\":[");
+		for (int k = 0; k < o->n_candidates; k++) {
+			char name[48];
+			mq_candidate_name(&o->candidates[k], name, sizeof(name));
+			mq_buf_addf(b, "%s\"%s\"", k ? "," : "", name);
+		}
+		mq_buf_adds(b, "]");
+	}
 	if (o->method == MQ_METHOD_GPTQ) /* only here, as group_size */
 		mq_buf_addf(b, ",\"method\":\"gptq\",\"damp\":%.17g,\"block_size\":%llu,\"actorder\":\"%s\",\"gptq_scales\":\"%s\"",
 			    o->gptq.damp, (unsigned long long)o->gptq.block,
@@ -135,4 +154,42 @@ void mq_options_json(const struct mq_options *o, struct mq_buf *b)
 			    (unsigned long long)o->calib_samples, o->calib_weights_only ? "weights-only" : "error");
 	}
 	mq_buf_adds(b, "}");
+}
+
+void mq_candidate_name(const struct mq_candidate *c, char *out, size_t cap)
+{
+	const char *name = mq_scheme_get(c->scheme)->name;
+	if (c->group_size == MQ_GROUP_CHANNEL)
+		snprintf(out, cap, "%s-channel", name);
+	else if (c->group_size > 0)
+		snprintf(out, cap, "%s-g%d", name, c->group_size);
+	else
+		snprintf(out, cap, "%s", name);
+}
+
+int mq_candidate_parse(const char *name, struct mq_candidate *c)
+{
+	char base[48];
+	size_t n = strlen(name);
+	if (n == 0 || n >= sizeof(base))
+		return -1;
+	memcpy(base, name, n + 1);
+	c->group_size = 0;
+	char *dash = strrchr(base, '-');
+	if (dash && strcmp(dash, "-channel") == 0) {
+		c->group_size = MQ_GROUP_CHANNEL;
+		*dash = '\0';
+	} else if (dash && (strcmp(dash, "-g32") == 0 || strcmp(dash, "-g64") == 0 || strcmp(dash, "-g128") == 0)) {
+		c->group_size = atoi(dash + 2);
+		*dash = '\0';
+	}
+	if (mq_scheme_parse(base, &c->scheme))
+		return -1;
+	const struct mq_scheme_traits *si = mq_scheme_get(c->scheme);
+	const int groups = (si->granularities & MQ_GRAN_BIT(MQ_GRAN_GROUP)) != 0;
+	if (c->group_size && !groups)
+		return -1; /* "int8-g128": int8 takes no groups */
+	if (groups && !c->group_size)
+		c->group_size = MQ_GROUP_DEFAULT; /* "int4" is int4-g128, as --scheme int4 */
+	return 0;
 }

@@ -29,6 +29,18 @@ enum mq_command {
 	MQ_CMD_VERSION,
 };
 
+/*
+ * One scheme a mixed-precision run may give a weight (--candidates): a row of
+ * the scheme table and, for a scheme of groups, its group size.
+ */
+struct mq_candidate {
+	enum mq_scheme scheme;
+	int group_size;          /* schemes of groups: 32, 64, 128 or MQ_GROUP_CHANNEL; others 0 */
+};
+#define MQ_MAX_CANDIDATES 8
+/* The candidates when --candidates is not given: "int4-g128,int8,bf16". */
+#define MQ_DEFAULT_CANDIDATES "int4-g128,int8,bf16"
+
 struct mq_options {
 	enum mq_command command;
 	const char *input;       /* model path (argv storage) */
@@ -66,7 +78,23 @@ struct mq_options {
 	int folder_output;       /* set with it: the output is a model folder (Linear weights only, by default) */
 	uint64_t memory_budget;  /* bytes of tensor buffers per rank */
 	uint64_t max_shard;      /* folder output: bytes of tensor data per shard at most */
+	/* mixed precision (options_budget.c): each weight gets the candidate that fits a size budget best */
+	double target_bpw;       /* --target-bpw: bits per quantized weight, scales included (0: not given) */
+	uint64_t target_size;    /* --target-size: bytes of tensor data in the output (0: not given) */
+	int n_candidates;        /* set with a target: --candidates, or MQ_DEFAULT_CANDIDATES */
+	struct mq_candidate candidates[MQ_MAX_CANDIDATES];
+	int scheme_given;        /* --scheme was given (a target picks the schemes itself) */
 };
+
+/* A mixed-precision run: --target-bpw or --target-size was given. */
+static inline int mq_options_mixed(const struct mq_options *o)
+{
+	return o->target_bpw > 0 || o->target_size > 0;
+}
+/* A candidate's name as --candidates spells it: "int8", "int4-g128", "w8a16-channel". */
+void mq_candidate_name(const struct mq_candidate *c, char *out, size_t cap);
+/* Parses one such name into *c: 0, or -1 for a name that is no scheme (or a group size it does not take). */
+int mq_candidate_parse(const char *name, struct mq_candidate *c);
 
 /*
  * Output formats are told by the output name's extension, case-sensitively

@@ -75,6 +75,22 @@ static int fused_family(const char *name, size_t *stem)
 	return -1;
 }
 
+int folder_fused_leader(const struct mq_manifest *m, int i)
+{
+	size_t stem;
+	int f = fused_family(m->tensors[i].name, &stem);
+	for (int k = 0; f >= 0 && k < 3 && fused[f][k]; k++) {
+		struct mq_buf b = MQ_BUF_INIT;
+		mq_buf_add(&b, m->tensors[i].name, stem);
+		mq_buf_adds(&b, fused[f][k]);
+		int j = mq_buf_ok(&b) ? mq_manifest_find(m, b.data) : -1;
+		mq_buf_release(&b);
+		if (j >= 0)
+			return j;
+	}
+	return i;
+}
+
 /* The first sibling of weight i (a later tensor of its family, by name lookup) whose fate differs, or -1. */
 static int split_sibling(const struct run *r, int i)
 {

@@ -22,6 +22,13 @@ int folder_check_output(struct run *r);
  * and gate/up (which vLLM fuses) share one fate.
  */
 int folder_check_plan(struct run *r);
+/*
+ * The first tensor of the manifest's tensors that vLLM fuses with tensor i
+ * into one layer (q/k/v into qkv_proj, gate/up into gate_up_proj): the
+ * first of q_proj, k_proj, v_proj (gate_proj, up_proj) the manifest holds
+ * beside it, or i itself.
+ */
+int folder_fused_leader(const struct mq_manifest *m, int i);
 /* Rank 0, after the shards: config.json, the index and the copied files, into the partial folder. */
 int output_folder_finish(struct run *r);
 

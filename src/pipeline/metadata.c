@@ -122,6 +122,57 @@ static void calib_record_json(const struct mq_plan *p, int i, const struct mq_te
 	}
 }
 
+/* A number to 4 decimals, or null where it is not finite (the SQNR of an exact candidate). */
+static void finite_json(struct mq_buf *b, double v)
+{
+	if (isfinite(v))
+		mq_buf_addf(b, "%.4f", v);
+	else
+		mq_buf_adds(b, "null");
+}
+
+/* Mixed precision: what each candidate measured on tensor i, and the one chosen (known before the header is reserved). */
+static void candidates_json(const struct mq_plan_choice *mix, int i, struct mq_buf *b)
+{
+	const int K = mix->n_candidates;
+	int any = 0;
+	for (int k = 0; k < K; k++) {
+		uint64_t bytes = mix->bytes[(size_t)i * K + k];
+		if (bytes == UINT64_MAX)
+			continue;
+		mq_buf_addf(b, "%s\"%s\":{\"bytes\":%llu,\"sqnr_db\":", any++ ? "," : ",\"candidates\":{", mix->name[k],
+			    (unsigned long long)bytes);
+		finite_json(b, mq_sqnr_db(mix->signal[i], mix->noise[(size_t)i * K + k]));
+		mq_buf_adds(b, "}");
+	}
+	if (any)
+		mq_buf_adds(b, "}");
+	if (mix->chosen[i] >= 0)
+		mq_buf_addf(b, ",\"chosen\":\"%s\"", mix->name[mix->chosen[i]]);
+}
+
+/* Mixed precision's summary: the budget, what it chose and how close to the least error it came. */
+static void mixed_json(const struct mq_manifest *m, const struct mq_plan *p, struct mq_buf *b)
+{
+	const struct mq_plan_choice *mix = p->mix;
+	int count[MQ_MAX_CANDIDATES] = { 0 };
+	uint64_t elems = 0, qbytes = 0;
+	for (int i = 0; i < p->n_tensors; i++)
+		if (mix->chosen[i] >= 0) {
+			count[mix->chosen[i]]++;
+			elems += m->tensors[i].nbytes / mq_dtype_size(m->tensors[i].dtype);
+			qbytes += p->tensors[i].bytes_out;
+		}
+	mq_buf_addf(b, "{\"target_bytes\":%llu,\"bytes\":%llu,\"bits_per_weight\":", (unsigned long long)mix->target,
+		    (unsigned long long)mix->chosen_bytes);
+	finite_json(b, elems ? 8.0 * (double)qbytes / (double)elems : (double)NAN);
+	mq_buf_addf(b, ",\"error\":%.9g,\"lower_bound\":%.9g,\"items\":%d,\"solver\":\"%s\",\"chosen\":{", mix->error,
+		    mix->lower_bound, mix->n_items, "multiple-choice knapsack: convex-hull greedy, then single changes");
+	for (int k = 0; k < mix->n_candidates; k++)
+		mq_buf_addf(b, "%s\"%s\":%d", k ? "," : "", mix->name[k], count[k]);
+	mq_buf_adds(b, "}}");
+}
+
 /* The per-tensor records: {"name": {...}, ...} in name order. */
 static void layers_json(const struct mq_manifest *m, const struct mq_plan *p, const struct mq_options *o,
 			const struct mq_tensor_result *res, struct mq_buf *b)
@@ -155,8 +206,12 @@ static void layers_json(const struct mq_manifest *m, const struct mq_plan *p, co
 		}
 		mq_buf_addf(b, ",\"%s\":", mq_digest_key(o->digest));
 		digest_json(b, o, res ? res[i].sha256 : NULL);
+		if (q && p->mix)
+			mq_buf_addf(b, ",\"scheme\":\"%s\"", si->name);
 		if (q && pt->q.granularity == MQ_GRAN_GROUP)
 			mq_buf_addf(b, ",\"group_size\":%llu", (unsigned long long)pt->q.group_size);
+		if (p->mix)
+			candidates_json(p->mix, i, b);
 		if (q && o->clip != MQ_CLIP_NONE)
 			mq_buf_addf(b, ",\"clip\":\"%s\"", mq_clip_name(o->clip));
 		if (o->calib && q)
@@ -291,21 +346,30 @@ static void metadata_object(const struct mq_manifest *m, const struct mq_plan *p
 {
 	const struct mq_scheme_traits *si = mq_scheme_get(p->q.scheme); /* the run's default spec */
 	char v[64];
+	struct mq_buf inner = MQ_BUF_INIT;
 	mq_buf_adds(b, "{");
 	kv(b, "format", "pt");
 	mq_buf_adds(b, ",");
-	kv(b, "quantization_dtype", si->quant_dtype);
-	mq_buf_adds(b, ",");
-	kv(b, "scheme", si->name);
-	mq_buf_adds(b, ",");
-	kv(b, "symmetric", si->symmetric ? "true" : "false");
-	mq_buf_adds(b, ",");
-	kv(b, "per_channel", p->q.granularity == MQ_GRAN_CHANNEL ? "true" : "false");
-	mq_buf_adds(b, ",");
-	if (p->q.granularity == MQ_GRAN_GROUP) {
-		mq_buf_addf(b, "\"group_size\":\"%llu\",", (unsigned long long)p->q.group_size);
+	if (p->mix) { /* each layer's record names its scheme */
+		kv(b, "quantization_dtype", "mixed");
+		mq_buf_adds(b, ",");
+		kv(b, "scheme", "mixed");
+		mq_buf_adds(b, ",");
+		mixed_json(m, p, &inner);
+		kv_json(b, "mixed_precision", &inner);
+		mq_buf_adds(b, ",");
+	} else {
+		kv(b, "quantization_dtype", si->quant_dtype);
+		mq_buf_adds(b, ",");
+		kv(b, "scheme", si->name);
+		mq_buf_adds(b, ",");
+		kv(b, "symmetric", si->symmetric ? "true" : "false");
+		mq_buf_adds(b, ",");
+		kv(b, "per_channel", p->q.granularity == MQ_GRAN_CHANNEL ? "true" : "false");
+		mq_buf_adds(b, ",");
 	}
-	struct mq_buf inner = MQ_BUF_INIT;
+	if (!p->mix && p->q.granularity == MQ_GRAN_GROUP)
+		mq_buf_addf(b, "\"group_size\":\"%llu\",", (unsigned long long)p->q.group_size);
 	selected_json(m, p, &inner);
 	kv_json(b, "selected_layers", &inner);
 	mq_buf_adds(b, ",");

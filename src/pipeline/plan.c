@@ -1,6 +1,5 @@
 #include "plan.h"
 
-#include <regex.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,108 +7,6 @@
 
 #include "buf.h"
 #include "lpt.h"
-
-static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
-static char *fmt(const char *f, ...)
-{
-	struct mq_buf s = MQ_BUF_INIT;
-	va_list ap;
-	va_start(ap, f);
-	mq_buf_vaddf(&s, f, ap);
-	va_end(ap);
-	return mq_buf_ok(&s) ? mq_buf_detach(&s, NULL) : NULL;
-}
-
-static int matches(const char *re, const char *name)
-{
-	regex_t r;
-	if (regcomp(&r, re, REG_EXTENDED | REG_NOSUB))
-		return 0; /* options.c validated every pattern */
-	int hit = regexec(&r, name, 0, NULL, 0) == 0;
-	regfree(&r);
-	return hit;
-}
-
-static int ends_with_weight(const char *n)
-{
-	size_t l = strlen(n);
-	return l > 7 && strcmp(n + l - 7, ".weight") == 0;
-}
-
-/*
- * The user's rules: --exclude keeps a tensor; with --include, only a match
- * is taken. *decided says whether they settled the tensor's fate (in *act,
- * with the reason returned).
- */
-static char *user_rules(const struct mq_tensor *t, const struct mq_options *o, enum mq_action *act, int *decided)
-{
-	*decided = 1;
-	for (int i = 0; i < o->n_excludes; i++)
-		if (matches(o->excludes[i], t->name))
-			return fmt("--exclude '%s'", o->excludes[i]);
-	if (o->n_includes) {
-		for (int i = 0; i < o->n_includes; i++) {
-			if (matches(o->includes[i], t->name)) {
-				*act = MQ_ACT_QUANT;
-				return fmt("--include '%s'", o->includes[i]);
-			}
-		}
-		return fmt("no --include matches");
-	}
-	*decided = 0;
-	return NULL;
-}
-
-/*
- * A cast's fate: like model.to(dtype), every floating-point tensor of any
- * shape and name is cast, unless --exclude keeps it or --include does not
- * pick it. The default exclusions (embeddings, lm_head) guard integer
- * quantization and do not apply (README, "Selection").
- */
-static char *select_cast(const struct mq_tensor *t, const struct mq_options *o, enum mq_action *act)
-{
-	*act = MQ_ACT_KEEP;
-	if (!mq_dtype_is_float(t->dtype))
-		return fmt("dtype %s is not a floating-point type", mq_dtype_name(t->dtype));
-	int decided;
-	char *why = user_rules(t, o, act, &decided);
-	if (decided)
-		return why;
-	*act = MQ_ACT_QUANT;
-	return fmt("floating-point tensor (cast)");
-}
-
-/* Decides one tensor's fate; the first rule that applies wins (README, "Selection"). */
-static char *select_tensor(const struct mq_tensor *t, const struct mq_options *o, enum mq_action *act)
-{
-	const enum mq_select sel = mq_scheme_get(o->scheme)->select;
-	if (sel == MQ_SELECT_FLOATS)
-		return select_cast(t, o, act);
-	*act = MQ_ACT_KEEP;
-	if (!mq_dtype_is_float(t->dtype))
-		return fmt("dtype %s is not quantized", mq_dtype_name(t->dtype));
-	if (sel == MQ_SELECT_LINEAR && t->ndim != 2)
-		return fmt("%d-D tensor (the scheme takes Linear weights [out, in] only)", t->ndim);
-	if (t->ndim != 2 && t->ndim != 4)
-		return fmt("%d-D tensor", t->ndim);
-	if (!ends_with_weight(t->name))
-		return fmt("name does not end in .weight");
-	if (t->nbytes == 0)
-		return fmt("empty tensor");
-	int decided;
-	char *why = user_rules(t, o, act, &decided);
-	if (decided)
-		return why;
-	if (o->folder_output && t->ndim != 2)
-		return fmt("%d-D weight (a model folder quantizes Linear layers only, as compressed-tensors does; --include takes it)",
-			   t->ndim);
-	if (!o->no_default_excludes)
-		for (int i = 0; i < mq_n_default_excludes; i++)
-			if (matches(mq_default_excludes[i], t->name))
-				return fmt("default exclusion '%s'", mq_default_excludes[i]);
-	*act = MQ_ACT_QUANT;
-	return fmt("Linear or Conv weight");
-}
 
 static void chunking(const struct mq_tensor *t, struct mq_plan_tensor *pt)
 {
@@ -177,7 +74,7 @@ static int plan_groups(struct mq_plan *p, const struct mq_tensor *t, const struc
 				t->name, (unsigned long long)pt->n_rows, (unsigned long long)pt->row_elems, si->name, why,
 				t->name);
 		free(pt->reason);
-		pt->reason = fmt("kept by --keep-unfit: %s", why);
+		pt->reason = mq_plan_fmt("kept by --keep-unfit: %s", why);
 		pt->action = MQ_ACT_KEEP;
 		p->n_quantized--;
 		return pt->reason ? 0 : mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
@@ -628,12 +525,77 @@ static int assign_act(struct mq_plan *p, const struct mq_manifest *m, struct mq_
 	return 0;
 }
 
+static int build_plan(const struct mq_manifest *m, const struct mq_options *o, int n_ranks,
+			      const struct mq_calib_info *calib, const struct mq_plan_choice *mix, struct mq_plan *p,
+			      struct mq_error *err);
+
+int mq_plan_spec_fits(const struct mq_plan_tensor *pt, const struct mq_tensor *t, const struct mq_spec *q)
+{
+	const struct mq_scheme_traits *si = mq_scheme_get(q->scheme);
+	const struct mq_companion *zp = mq_scheme_part(si, MQ_PART_ZERO_POINT);
+	struct mq_plan_tensor c = *pt;
+	char why[160];
+	c.q = *q;
+	if ((si->select == MQ_SELECT_LINEAR && t->ndim != 2) || !mq_dtype_is_float(t->dtype))
+		return 0;
+	return si->pack == 1 || !unfit(&c, si, zp && zp->shape_rule == MQ_PART_SHAPE_GROUPS_PACKED, why, sizeof(why));
+}
+
+uint64_t mq_plan_spec_bytes(const struct mq_tensor *t, const struct mq_spec *q)
+{
+	const struct mq_scheme_traits *si = mq_scheme_get(q->scheme);
+	uint64_t total = 0;
+	for (int k = 0; k < si->n_outputs; k++) {
+		const struct mq_companion *c = &si->outputs[k];
+		uint64_t shape[MQ_MAX_DIMS];
+		int ovf, nd = mq_companion_shape(si, c, q->granularity, q->group_size, t->ndim, t->shape, shape);
+		total += mq_shape_numel(shape, nd, &ovf) * mq_dtype_size(mq_companion_dtype(si, c, t->dtype));
+	}
+	return total;
+}
+
+/* A tensor's spec: the run's, or a mixed plan's choice (before it, a cast's: measuring writes nothing). */
+static int tensor_spec(struct mq_plan *p, const struct mq_options *o, const struct mq_plan_choice *mix, int i)
+{
+	struct mq_plan_tensor *pt = &p->tensors[i];
+	pt->q = p->q;
+	if (!mq_options_mixed(o) || pt->action != MQ_ACT_QUANT)
+		return 0;
+	if (!mix) {
+		pt->q = (struct mq_spec){ MQ_SCHEME_BF16, 0, MQ_GRAN_NONE, 0 };
+		return 0;
+	}
+	if (mix->chosen[i] >= 0) {
+		pt->q = mix->spec[mix->chosen[i]];
+		return 0;
+	}
+	free(pt->reason);
+	pt->reason = mq_plan_fmt("none of --candidates can store it as vLLM loads it");
+	pt->action = MQ_ACT_KEEP;
+	p->n_quantized--;
+	return pt->reason ? 0 : -1;
+}
+
 int mq_plan_build(const struct mq_manifest *m, const struct mq_options *o, int n_ranks,
 		  const struct mq_calib_info *calib, struct mq_plan *p, struct mq_error *err)
+{
+	return build_plan(m, o, n_ranks, calib, NULL, p, err);
+}
+
+int mq_plan_build_mixed(const struct mq_manifest *m, const struct mq_options *o, int n_ranks,
+			const struct mq_plan_choice *mix, struct mq_plan *p, struct mq_error *err)
+{
+	return build_plan(m, o, n_ranks, NULL, mix, p, err);
+}
+
+static int build_plan(const struct mq_manifest *m, const struct mq_options *o, int n_ranks,
+			      const struct mq_calib_info *calib, const struct mq_plan_choice *mix, struct mq_plan *p,
+			      struct mq_error *err)
 {
 	memset(p, 0, sizeof(*p));
 	MQ_ASSERT(n_ranks > 0);
 	p->n_ranks = n_ranks;
+	p->mix = mix;
 	p->q.scheme = o->scheme;
 	/* per tensor only where the scheme has that granularity (options.c refuses it elsewhere) */
 	p->q.per_tensor = mq_scheme_get(o->scheme)->granularities & MQ_GRAN_BIT(MQ_GRAN_TENSOR) ? o->per_tensor : 0;
@@ -652,11 +614,10 @@ int mq_plan_build(const struct mq_manifest *m, const struct mq_options *o, int n
 		pt->out_data = pt->out_scale = pt->out_zero_point = -1;
 		pt->out_input_scale = pt->out_input_zero_point = pt->out_shape = -1;
 		pt->act_rank = pt->gptq_rank = -1;
-		pt->q = p->q; /* today every tensor gets the run's default spec */
-		pt->reason = select_tensor(&m->tensors[i], o, &pt->action);
-		if (!pt->reason)
-			return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
+		pt->reason = mq_plan_select(&m->tensors[i], o, &pt->action);
 		p->n_quantized += pt->action == MQ_ACT_QUANT;
+		if (!pt->reason || tensor_spec(p, o, mix, i))
+			return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
 		chunking(&m->tensors[i], pt);
 		if (plan_groups(p, &m->tensors[i], o, pt, err))
 			return err->code;

@@ -95,8 +95,30 @@ struct mq_rank_load {
 	uint64_t gptq_bytes;    /* the largest GPTQ state it holds at once */
 };
 
+/*
+ * A mixed-precision run's choice (pipeline/choose.c), owned by the run: the
+ * candidates, and per manifest tensor the one it got and what each would
+ * cost and give, measured on its weights.
+ */
+struct mq_plan_choice {
+	int n_candidates;
+	struct mq_spec spec[MQ_MAX_CANDIDATES];
+	char name[MQ_MAX_CANDIDATES][48]; /* as --candidates spells them */
+	int *chosen;            /* per tensor: a candidate, or -1 (not quantized) */
+	uint64_t *bytes;        /* per tensor x candidate: its output bytes; UINT64_MAX where it does not fit */
+	double *noise;          /* per tensor x candidate: the squared error, sum of (w - q)^2 */
+	double *signal;         /* per tensor: sum of w^2 */
+	uint64_t target;        /* the budget: bytes of tensor data in the whole output */
+	uint64_t fixed_bytes;   /* of it, the tensors that are kept as they are */
+	uint64_t chosen_bytes;  /* the chosen plan's tensor data */
+	double error, lower_bound; /* its total error, and the least any choice within the budget can have */
+	int n_items;            /* the knapsack's items (fused projections are one) */
+	int promoted;           /* layers --min-sqnr moved to a wider candidate */
+};
+
 struct mq_plan {
 	int n_ranks;
+	const struct mq_plan_choice *mix; /* a mixed-precision plan's choice, NULL for a uniform one (not owned) */
 	struct mq_spec q;                /* the run's default (from the options), which every quantized tensor gets today */
 	int act_asymmetric;              /* input zero points (--act int8-asym) */
 	int n_tensors;                   /* = manifest tensors */
@@ -148,6 +170,22 @@ struct mq_block_regions {
 };
 void mq_plan_block_regions(const struct mq_plan *p, const struct mq_plan_tensor *pt, enum mq_dtype dt,
 			   uint64_t rows, struct mq_block_regions *b);
+
+/*
+ * A mixed-precision plan: each quantized tensor with its chosen candidate's
+ * spec (mix), or before the choice (mix NULL, with a target in o) a plan
+ * for measuring them, its tensors chunked as any plan's.
+ */
+int mq_plan_build_mixed(const struct mq_manifest *m, const struct mq_options *o, int n_ranks,
+			const struct mq_plan_choice *mix, struct mq_plan *p, struct mq_error *err);
+/* Whether q can store tensor t (plan tensor pt) as vLLM loads it, and what it would take of the output. */
+int mq_plan_spec_fits(const struct mq_plan_tensor *pt, const struct mq_tensor *t, const struct mq_spec *q);
+uint64_t mq_plan_spec_bytes(const struct mq_tensor *t, const struct mq_spec *q);
+
+/* plan_select.c: tensor t's fate (README, "Selection") into *act, and the reason (malloc'd, NULL: out of memory). */
+char *mq_plan_select(const struct mq_tensor *t, const struct mq_options *o, enum mq_action *act);
+/* A malloc'd printf (NULL: out of memory). */
+char *mq_plan_fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
 
 /* calib: per manifest tensor, what the calibration file holds (NULL without --calib). */
 int mq_plan_build(const struct mq_manifest *m, const struct mq_options *o, int n_ranks,

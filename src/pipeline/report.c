@@ -17,6 +17,7 @@ static const char *const stat_names[MQ_STAT_COUNT] = {
 	[MQ_STAT_T_MANIFEST] = "manifest_s",
 	[MQ_STAT_T_PLAN] = "plan_s",
 	[MQ_STAT_T_WORK] = "work_s",
+	[MQ_STAT_T_CHOOSE] = "choose_s",
 	[MQ_STAT_T_READ] = "read_s",
 	[MQ_STAT_T_HASH] = "hash_s",
 	[MQ_STAT_T_QUANT] = "quantize_s",
@@ -228,8 +229,19 @@ void mq_report_summary(const struct mq_manifest *m, const struct mq_plan *p, con
 	double rss = max_over(stats, p->n_ranks, MQ_STAT_PEAK_RSS, &sum);
 	mq_info("\n");
 	mq_info("wrote %s\n", output);
-	mq_info("  %d tensors: %d quantized (%s%s), %d kept, on %d rank%s\n", p->n_tensors, p->n_quantized,
-		si->name, granularity_text(p),
+	char what[256];
+	if (p->mix) { /* "mixed: int4-g128 11, int8 17" */
+		int count[MQ_MAX_CANDIDATES] = { 0 }, k = snprintf(what, sizeof(what), "mixed:");
+		for (int i = 0; i < p->n_tensors; i++)
+			count[p->mix->chosen[i] >= 0 ? p->mix->chosen[i] : 0] += p->mix->chosen[i] >= 0;
+		for (int c = 0, any = 0; c < p->mix->n_candidates && k < (int)sizeof(what); c++)
+			if (count[c])
+				k += snprintf(what + k, sizeof(what) - (size_t)k, "%s %s %d", any++ ? "," : "", p->mix->name[c],
+					      count[c]);
+	} else {
+		snprintf(what, sizeof(what), "%s%s", si->name, granularity_text(p));
+	}
+	mq_info("  %d tensors: %d quantized (%s), %d kept, on %d rank%s\n", p->n_tensors, p->n_quantized, what,
 		p->n_tensors - p->n_quantized, p->n_ranks, p->n_ranks == 1 ? "" : "s");
 	mq_info("  size %.3f MiB -> %.3f MiB, compression %.3fx\n", mib(p->bytes_in), mib(p->bytes_out),
 		p->bytes_out ? (double)p->bytes_in / (double)p->bytes_out : 1.0);

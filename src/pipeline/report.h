@@ -18,6 +18,7 @@ enum mq_stat {
 	MQ_STAT_T_TOTAL,
 	MQ_STAT_T_MANIFEST,
 	MQ_STAT_T_PLAN,
+	MQ_STAT_T_CHOOSE, /* mixed precision's pass over the weights (its reads are also in read_s) */
 	MQ_STAT_T_WORK,
 	MQ_STAT_T_READ,
 	MQ_STAT_T_HASH,

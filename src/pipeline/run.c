@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "choose.h"
 #include "collect.h"
 #include "metadata.h"
 #include "output.h"
@@ -83,10 +84,24 @@ static int phase_plan(struct run *r)
 		r->opt->folder_output = r->writer->folder;
 	if (!r->err.code && r->rank == 0 && !output_check(r))
 		folder_check_output(r);
+	if (!r->err.code && mq_options_mixed(r->opt) && r->opt->folder_output)
+		mq_fail(&r->err, MQ_ERR_USAGE,
+			"a model folder of a mixed-precision choice is not written yet: give an output file (-o OUT.safetensors)");
+	/* a mixed-precision plan is placed once its schemes are chosen (choose.c) */
 	if (!r->err.code && !mq_plan_build(&r->man, r->opt, r->size, r->cinfo, &r->plan, &r->err) &&
-	    (!r->opt->folder_output || !folder_check_plan(r)))
+	    !mq_options_mixed(r->opt) && (!r->opt->folder_output || !folder_check_plan(r)))
 		output_place(r);
 	r->stats[MQ_STAT_T_PLAN] = mq_comm_time() - t0;
+	return mq_comm_agree(r->comm, &r->err);
+}
+
+/* Mixed precision: the candidates measured, the schemes chosen, and the rebuilt plan placed. */
+static int phase_choose(struct run *r)
+{
+	double t0 = mq_comm_time();
+	if (!choose_schemes(r) && (!r->opt->folder_output || !folder_check_plan(r)))
+		output_place(r);
+	r->stats[MQ_STAT_T_PLAN] += mq_comm_time() - t0 - r->stats[MQ_STAT_T_CHOOSE];
 	return mq_comm_agree(r->comm, &r->err);
 }
 
@@ -179,6 +194,7 @@ static void release(struct run *r)
 	output_release(r);
 	resume_release(r);
 	mq_plan_release(&r->plan);
+	choose_release(r);
 	mq_manifest_release(&r->man);
 }
 
@@ -188,7 +204,7 @@ static int quantize(struct run *r)
 	output_catch_stop();
 	if (phase_manifest(r) || phase_calib(r) || phase_plan(r))
 		return r->err.code;
-	if (r->opt->dry_run) {
+	if (r->opt->dry_run && !mq_options_mixed(r->opt)) {
 		if (r->rank == 0)
 			mq_report_plan(&r->man, &r->plan, r->opt, r->out_size, r->output);
 		return 0;
@@ -198,8 +214,15 @@ static int quantize(struct run *r)
 		mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
 	for (int f = 0; r->fds && f < r->man.n_files; f++)
 		r->fds[f] = -1;
+	if (mq_comm_agree(r->comm, &r->err) || (mq_options_mixed(r->opt) && phase_choose(r)))
+		return r->err.code;
+	if (r->opt->dry_run) { /* mixed precision: the plan as chosen (the weights were read, nothing is written) */
+		if (r->rank == 0)
+			mq_report_plan(&r->man, &r->plan, r->opt, r->out_size, r->output);
+		return 0;
+	}
 	int skip = 0;
-	if (mq_comm_agree(r->comm, &r->err) || (r->opt->job_mode && resume_up_to_date(r, &skip)))
+	if (r->opt->job_mode && resume_up_to_date(r, &skip))
 		return r->err.code;
 	if (skip) {
 		r->skipped = 1;

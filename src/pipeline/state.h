@@ -63,6 +63,7 @@ struct run {
 	struct mq_options *opt;       /* the caller's; the run sets only its out_format */
 	struct mq_manifest man;
 	struct mq_plan plan;
+	struct mq_plan_choice *mix;   /* choose.c: a mixed-precision run's choice (the plan points at it) */
 	double stats[MQ_STAT_COUNT];
 	struct mq_error err;
 	int skipped;                  /* job mode: the output was up to date */

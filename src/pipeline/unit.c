@@ -182,8 +182,7 @@ static int load_block(struct run *r, const struct mq_tensor *t, const struct mq_
 	return 0;
 }
 
-/* The parameters of each group of one row (range checks first, with the row's own element numbers). */
-static int row_params(struct run *r, const struct mq_tensor *t, const struct mq_plan_tensor *pt, uint64_t row,
+int unit_row_params(struct run *r, const struct mq_tensor *t, const struct mq_plan_tensor *pt, uint64_t row,
 		      const float *x, struct mq_qparams *p)
 {
 	const struct mq_scheme_traits *si = mq_scheme_get(pt->q.scheme);
@@ -193,7 +192,7 @@ static int row_params(struct run *r, const struct mq_tensor *t, const struct mq_
 	if (row_range(r, t, pt, row, x, &rg))
 		return r->err.code;
 	const size_t group = (size_t)(pt->row_elems / pt->row_groups);
-	if (r->opt->clip == MQ_CLIP_MSE) {
+	if (r->opt->clip == MQ_CLIP_MSE && si->granularities) { /* a cast (mixed precision's) has no range */
 		for (uint64_t g = 0; g < pt->row_groups; g++)
 			p[g] = mq_clip_mse(si, x + g * group, group, sd, NULL, NULL);
 		return 0;
@@ -298,7 +297,7 @@ static int fused_rows(struct run *r, const struct mq_tensor *t, const struct mq_
 			mq_dtype_widen(t->dtype, in, b->wide, n_elems);
 			x = b->wide;
 		}
-		if (row_params(r, t, pt, row + k, x, b->p + k * groups))
+		if (unit_row_params(r, t, pt, row + k, x, b->p + k * groups))
 			return r->err.code;
 		mq_scheme_quantize(si, x, n_elems, n_elems / groups, b->p + k * groups, NULL, (char *)b->q + k * out_row,
 				   acc);
@@ -320,7 +319,7 @@ static int gptq_block(struct run *r, const struct mq_unit *u, const struct mq_gp
 	const size_t n_elems = (size_t)pt->row_elems, groups = (size_t)pt->row_groups, group = n_elems / groups;
 	const size_t out_row = (size_t)mq_scheme_bytes(si, n_elems);
 	for (uint64_t k = 0; k < n; k++) /* the range checks, and round to nearest's parameters */
-		if (row_params(r, t, pt, row + k, b->x + k * n_elems, b->rtn_p + k * groups))
+		if (unit_row_params(r, t, pt, row + k, b->x + k * n_elems, b->rtn_p + k * groups))
 			return r->err.code;
 	mq_gptq_sweep(g, &r->opt->gptq, si, mq_scheme_scale_dtype(si, t->dtype), group, b->x, n, b->p, b->xq,
 		      &rec->gptq_loss, b->scratch);
@@ -412,7 +411,7 @@ static int quant_unit(struct run *r, const struct mq_unit *u, struct chunk_hashe
 			return r->err.code;
 		double t0 = mq_comm_time(), w0 = r->stats[MQ_STAT_T_WRITE];
 		for (uint64_t k = 0; k < n && !q->per_tensor && !fused; k++)
-			if (row_params(r, t, pt, row + k, b.x + k * pt->row_elems, b.p + k * pt->row_groups))
+			if (unit_row_params(r, t, pt, row + k, b.x + k * pt->row_elems, b.p + k * pt->row_groups))
 				return r->err.code;
 		if (q->per_tensor)
 			b.p[0] = tensor_qp;

@@ -49,6 +49,14 @@ int unit_hash(struct run *r, const struct mq_unit *u, struct chunk_hasher *ch);
 /* n bytes at absolute offset pos of the output file (timed and counted). */
 int unit_write_at(struct run *r, int file, uint64_t pos, const void *buf, size_t n);
 
+/*
+ * The parameters of each group of one row x of tensor t as pt's spec stores
+ * it, into p (pt->row_groups of them), after the range checks (a NaN, an
+ * Inf or a value beyond the scheme's range is a data error naming the row
+ * and element).
+ */
+int unit_row_params(struct run *r, const struct mq_tensor *t, const struct mq_plan_tensor *pt, uint64_t row,
+		    const float *x, struct mq_qparams *p);
 /* Closes the input files and frees the buffers. */
 void unit_release(struct run *r);
 
