@@ -148,7 +148,8 @@ static cJSON *group_json(const struct mq_hf_quant *q)
 	add(g, "input_activations", input_json(q));
 	cJSON_AddNullToObject(g, "output_activations");
 	const char *linear = "Linear";
-	add(g, "targets", cJSON_CreateStringArray(&linear, 1));
+	add(g, "targets", q->targets ? cJSON_CreateStringArray(q->targets, (int)q->n_targets)
+				     : cJSON_CreateStringArray(&linear, 1));
 	add(g, "weights", args_json(w, w->strategy, w->group_size, 0, w->observer ? w->observer : "minmax"));
 	return g;
 }
@@ -161,19 +162,44 @@ static int complete(const cJSON *o, int n_keys)
 
 int mq_hf_quant_config(const struct mq_hf_quant *q, cJSON **out, struct mq_error *err)
 {
+	return mq_hf_quant_config_groups(q, 1, out, err);
+}
+
+int mq_hf_quant_config_groups(const struct mq_hf_quant *q, size_t n, cJSON **out, struct mq_error *err)
+{
 	*out = NULL;
-	int rc = check_quant(q, err);
+	int rc = n ? 0 : bad_quant(err, "no config group");
+	for (size_t k = 0; k < n && !rc; k++) {
+		rc = check_quant(&q[k], err);
+		for (size_t t = 0; !rc && q[k].targets && t < q[k].n_targets; t++)
+			if (!q[k].targets[t] || !*q[k].targets[t])
+				rc = bad_quant(err, "a target is empty");
+		if (!rc && n > 1 && (!q[k].targets || !q[k].n_targets))
+			rc = bad_quant(err, "groups of a mixed-precision config name their modules");
+	}
 	if (rc)
 		return rc;
+	const char *format = q[0].format;
+	for (size_t k = 1; k < n; k++)
+		if (strcmp(q[k].format, format) != 0)
+			format = "mixed-precision";
 	cJSON *o = cJSON_CreateObject(), *groups = cJSON_AddObjectToObject(o, "config_groups");
-	cJSON *g = group_json(q);
-	add(groups, "group_0", g);
-	g = cJSON_GetObjectItemCaseSensitive(groups, "group_0");
-	cJSON_AddStringToObject(o, "format", q->format);
+	int whole = 1;
+	for (size_t k = 0; k < n; k++) {
+		char name[32];
+		snprintf(name, sizeof(name), "group_%zu", k);
+		add(groups, name, group_json(&q[k]));
+		const cJSON *g = cJSON_GetObjectItemCaseSensitive(groups, name);
+		whole = whole && g && complete(g, 5) && complete(cJSON_GetObjectItemCaseSensitive(g, "weights"), 10) &&
+			(!q[k].input || complete(cJSON_GetObjectItemCaseSensitive(g, "input_activations"), 10)) &&
+			(size_t)cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(g, "targets")) ==
+				(q[k].targets ? q[k].n_targets : 1);
+	}
+	cJSON_AddStringToObject(o, "format", format);
 	cJSON_AddNullToObject(o, "global_compression_ratio");
 	cJSON *ign = cJSON_AddArrayToObject(o, "ignore");
-	for (size_t i = 0; i < q->n_ignore; i++) {
-		cJSON *s = cJSON_CreateString(q->ignore[i]);
+	for (size_t i = 0; i < q[0].n_ignore; i++) {
+		cJSON *s = cJSON_CreateString(q[0].ignore[i]);
 		if (!cJSON_AddItemToArray(ign, s))
 			cJSON_Delete(s);
 	}
@@ -183,10 +209,7 @@ int mq_hf_quant_config(const struct mq_hf_quant *q, cJSON **out, struct mq_error
 	cJSON_AddObjectToObject(o, "sparsity_config");
 	cJSON_AddObjectToObject(o, "transform_config");
 	cJSON_AddStringToObject(o, "version", CT_VERSION);
-	cJSON *w = cJSON_GetObjectItemCaseSensitive(g, "weights");
-	if (!complete(o, 10) || !complete(groups, 1) || !complete(g, 5) || !complete(w, 10) ||
-	    (size_t)cJSON_GetArraySize(ign) != q->n_ignore ||
-	    (q->input && !complete(cJSON_GetObjectItemCaseSensitive(g, "input_activations"), 10))) {
+	if (!whole || !complete(o, 10) || !complete(groups, (int)n) || (size_t)cJSON_GetArraySize(ign) != q[0].n_ignore) {
 		cJSON_Delete(o);
 		return mq_fail(err, MQ_ERR_INTERNAL, "out of memory");
 	}

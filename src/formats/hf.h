@@ -74,6 +74,8 @@ struct mq_hf_quant {
 	struct mq_hf_args input_args;  /* type, num_bits, symmetric, observer; used when input != NONE */
 	const char *const *ignore;     /* exact module names kept unquantized ("lm_head"), written in this order */
 	size_t n_ignore;
+	const char *const *targets;    /* the group's targets: exact module names, in this order; NULL: ["Linear"] */
+	size_t n_targets;
 };
 
 /*
@@ -89,6 +91,13 @@ struct mq_hf_quant {
  * caller: MQ_ERR_INTERNAL, naming the field.
  */
 int mq_hf_quant_config(const struct mq_hf_quant *q, cJSON **out, struct mq_error *err);
+/*
+ * The same for a mixed-precision model: one group per q[k] ("group_0" ...,
+ * each with its own format and targets, which must be explicit module
+ * names), "ignore" from q[0], and the top-level "format" the groups' one
+ * if they agree, else "mixed-precision" (vLLM then reads each group's).
+ */
+int mq_hf_quant_config_groups(const struct mq_hf_quant *q, size_t n, cJSON **out, struct mq_error *err);
 
 /* ---- JSON as Python writes it -------------------------------------------- */
 

@@ -110,9 +110,8 @@ static int split_sibling(const struct run *r, int i)
 }
 
 /* A scheme and options whose folder vLLM would refuse or misread (LOWBIT.md A.1, A.4). */
-static int check_loadable(const struct run *r, struct mq_error *err)
+static int check_loadable(const struct run *r, const struct mq_scheme_traits *si, struct mq_error *err)
 {
-	const struct mq_scheme_traits *si = mq_scheme_get(r->plan.q.scheme);
 	if (si->acts == MQ_ACTS_INT8 && !si->symmetric)
 		return mq_fail(err, MQ_ERR_USAGE,
 			"a model folder of %s would not load: vLLM's int8 W8A8 layers take symmetric weights only; use int8, or w8a16-asym for 8-bit weights with zero points",
@@ -130,14 +129,16 @@ static int check_loadable(const struct run *r, struct mq_error *err)
 
 static int quant_config(struct run *r, cJSON **qc, char ***names);
 static void release_names(char **names);
+static int has_groups(const struct run *r);
 
 int folder_check_plan(struct run *r)
 {
 	struct mq_error *err = &r->err;
 	const struct mq_manifest *m = &r->man;
-	if (check_loadable(r, err))
-		return err->code;
-	if (mq_scheme_get(r->plan.q.scheme)->granularities) { /* the config the folder will get, built before any work */
+	for (int k = 0; k < (r->plan.mix ? r->plan.mix->n_candidates : 1); k++) /* mixed precision: each candidate */
+		if (check_loadable(r, mq_scheme_get(r->plan.mix ? r->plan.mix->spec[k].scheme : r->plan.q.scheme), err))
+			return err->code;
+	if (has_groups(r)) { /* the config the folder will get, built before any work */
 		cJSON *qc = NULL;
 		char **names = NULL;
 		quant_config(r, &qc, &names);
@@ -218,38 +219,83 @@ static void release_names(char **names)
 	free(names);
 }
 
-/* The scheme's quantization_config, with `ignore` the Linear modules kept (names in *names, to free). */
+/* One scheme's config group (spec q), without its ignore and targets. */
+static void quant_group(const struct run *r, const struct mq_spec *spec, struct mq_hf_quant *q)
+{
+	const struct mq_plan *p = &r->plan;
+	const struct mq_scheme_traits *si = mq_scheme_get(spec->scheme);
+	static const char *const strategy[] = { [MQ_GRAN_NONE] = "tensor", [MQ_GRAN_TENSOR] = "tensor",
+						[MQ_GRAN_CHANNEL] = "channel", [MQ_GRAN_GROUP] = "group" };
+	memset(q, 0, sizeof(*q));
+	/* fp8 without activations is compressed-tensors' naive-quantized (float-quantized needs them) */
+	q->format = si->acts == MQ_ACTS_FP8 && r->opt->act_none ? "naive-quantized" : si->ct_format;
+	q->weights = (struct mq_hf_args){ si->ct_type, si->bits, si->symmetric, strategy[spec->granularity],
+					  (int)spec->group_size, NULL };
+	if (si->acts != MQ_ACTS_NONE && !r->opt->act_none) {
+		q->input = p->n_calibrated ? MQ_HF_INPUT_STATIC_TENSOR : MQ_HF_INPUT_DYNAMIC_TOKEN;
+		q->input_args = (struct mq_hf_args){ si->ct_type, 8, !p->act_asymmetric, NULL, 0, NULL };
+	}
+}
+
+/* A Linear weight stored unquantized: kept, or (mixed precision) cast. */
+static int plain_linear(const struct mq_tensor *t, const struct mq_plan_tensor *pt)
+{
+	struct mq_plan_tensor kept = *pt;
+	kept.action = pt->action == MQ_ACT_QUANT && !mq_scheme_get(pt->q.scheme)->granularities ? MQ_ACT_KEEP : pt->action;
+	return kept_linear(t, &kept);
+}
+
+/* Whether the folder's config.json gets a quantization_config: some weight is stored with scales. */
+static int has_groups(const struct run *r)
+{
+	for (int i = 0; i < r->plan.n_tensors; i++)
+		if (r->plan.tensors[i].action == MQ_ACT_QUANT && mq_scheme_get(r->plan.tensors[i].q.scheme)->granularities)
+			return 1;
+	return 0;
+}
+
+/*
+ * The quantization_config, with `ignore` the Linear modules stored
+ * unquantized (names in *names, to free): one group targeting Linear, or for
+ * mixed precision one per chosen candidate with scales, its modules named.
+ */
 static int quant_config(struct run *r, cJSON **qc, char ***names)
 {
 	const struct mq_plan *p = &r->plan;
-	const struct mq_scheme_traits *si = mq_scheme_get(p->q.scheme); /* one config group: the run's default spec */
-	static const char *const strategy[] = { [MQ_GRAN_NONE] = "tensor", [MQ_GRAN_TENSOR] = "tensor",
-						[MQ_GRAN_CHANNEL] = "channel", [MQ_GRAN_GROUP] = "group" };
-	struct mq_hf_quant q;
-	memset(&q, 0, sizeof(q));
-	/* fp8 without activations is compressed-tensors' naive-quantized (float-quantized needs them) */
-	q.format = si->acts == MQ_ACTS_FP8 && r->opt->act_none ? "naive-quantized" : si->ct_format;
-	q.weights = (struct mq_hf_args){ si->ct_type, si->bits, si->symmetric, strategy[p->q.granularity],
-					 (int)p->q.group_size, NULL };
-	if (si->acts != MQ_ACTS_NONE && !r->opt->act_none) {
-		q.input = p->n_calibrated ? MQ_HF_INPUT_STATIC_TENSOR : MQ_HF_INPUT_DYNAMIC_TOKEN;
-		q.input_args = (struct mq_hf_args){ si->ct_type, 8, !p->act_asymmetric, NULL, 0, NULL };
-	}
-	*names = calloc((size_t)p->n_tensors + 1, sizeof(char *));
+	const int K = p->mix ? p->mix->n_candidates : 1;
+	struct mq_hf_quant q[MQ_MAX_CANDIDATES];
+	size_t n = 0, at = 0;
+	*names = calloc((size_t)p->n_tensors * 2 + 1, sizeof(char *)); /* the ignored, then each group's targets */
 	if (!*names)
 		return mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
 	for (int i = 0; i < p->n_tensors; i++)
-		if (kept_linear(&r->man.tensors[i], &p->tensors[i]) &&
-		    !((*names)[q.n_ignore++] = mq_plan_layer_name(r->man.tensors[i].name)))
+		if (plain_linear(&r->man.tensors[i], &p->tensors[i]) &&
+		    !((*names)[at++] = mq_plan_layer_name(r->man.tensors[i].name)))
 			return mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
-	q.ignore = (const char *const *)*names;
-	return mq_hf_quant_config(&q, qc, &r->err);
+	const size_t n_ignore = at;
+	for (int k = 0; k < K; k++) {
+		const struct mq_spec *spec = p->mix ? &p->mix->spec[k] : &p->q;
+		if (!mq_scheme_get(spec->scheme)->granularities)
+			continue;
+		quant_group(r, spec, &q[n]);
+		q[n].targets = p->mix ? (const char *const *)*names + at : NULL;
+		for (int i = 0; p->mix && i < p->n_tensors; i++)
+			if (p->mix->chosen[i] == k && !((*names)[at++] = mq_plan_layer_name(r->man.tensors[i].name)))
+				return mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
+		q[n].n_targets = p->mix ? (size_t)((const char *const *)*names + at - q[n].targets) : 0;
+		n += !p->mix || q[n].n_targets;
+	}
+	if (!n)
+		return mq_fail(&r->err, MQ_ERR_INTERNAL, "quantization_config: no weight has scales");
+	q[0].ignore = (const char *const *)*names;
+	q[0].n_ignore = n_ignore;
+	return mq_hf_quant_config_groups(q, n, qc, &r->err);
 }
 
 /* config.json: the input's, with the scheme's quantization_config (a cast's is copied as it is). */
 static int write_config(struct run *r)
 {
-	if (!mq_scheme_get(r->plan.q.scheme)->granularities)
+	if (!has_groups(r))
 		return copy_file(r, "config.json");
 	struct mq_buf out = MQ_BUF_INIT, path = MQ_BUF_INIT;
 	cJSON *qc = NULL;

@@ -84,9 +84,6 @@ static int phase_plan(struct run *r)
 		r->opt->folder_output = r->writer->folder;
 	if (!r->err.code && r->rank == 0 && !output_check(r))
 		folder_check_output(r);
-	if (!r->err.code && mq_options_mixed(r->opt) && r->opt->folder_output)
-		mq_fail(&r->err, MQ_ERR_USAGE,
-			"a model folder of a mixed-precision choice is not written yet: give an output file (-o OUT.safetensors)");
 	/* a mixed-precision plan is placed once its schemes are chosen (choose.c) */
 	if (!r->err.code && !mq_plan_build(&r->man, r->opt, r->size, r->cinfo, &r->plan, &r->err) &&
 	    !mq_options_mixed(r->opt) && (!r->opt->folder_output || !folder_check_plan(r)))

@@ -391,22 +391,22 @@ static void test_hf_quant_config_refuses_what_loaders_refuse(void **state)
 		struct mq_hf_quant q;
 		const char *msg;
 	} cases[] = {
-		{ { "dense", int4, 0, { 0 }, NULL, 0 }, "format is not" },
-		{ { "int-quantized", int8, 0, { 0 }, NULL, 0 }, "need input activations" },
-		{ { "pack-quantized", int4, dyn, int8, NULL, 0 }, "input activations need format" },
-		{ { "naive-quantized", int4, 0, { 0 }, NULL, 0 }, "naive-quantized float weights" },
-		{ { "float-quantized", int8, dyn, fp8, NULL, 0 }, "float-quantized float weights" },
-		{ { "int-quantized", int8, dyn, fp8, NULL, 0 }, "int-quantized int weights and input" },
-		{ { "pack-quantized", { "int", 4, 1, "group", 0, NULL }, 0, { 0 }, NULL, 0 }, "group_size must be > 0" },
-		{ { "pack-quantized", { "int", 8, 1, "channel", 128, NULL }, 0, { 0 }, NULL, 0 }, "group_size must be > 0" },
-		{ { "pack-quantized", { "int", 4, 1, "block", 0, NULL }, 0, { 0 }, NULL, 0 }, "weights strategy" },
-		{ { "pack-quantized", { "int", 9, 1, "channel", 0, NULL }, 0, { 0 }, NULL, 0 }, "num_bits 1..8" },
-		{ { "naive-quantized", { "float", 4, 1, "channel", 0, NULL }, 0, { 0 }, NULL, 0 }, "takes num_bits 8" },
-		{ { "naive-quantized", { "float", 8, 0, "channel", 0, NULL }, 0, { 0 }, NULL, 0 }, "and symmetric" },
-		{ { "int-quantized", int4, dyn, int8, NULL, 0 }, "take num_bits 8" },
-		{ { "int-quantized", int8, dyn, { "int", 8, 1, NULL, 0, "minmax" }, NULL, 0 }, "take no observer" },
-		{ { "int-quantized", int8, 7, int8, NULL, 0 }, "unknown input" },
-		{ { "pack-quantized", int4, 0, { 0 }, empty, 1 }, "ignore entry is empty" },
+		{ { "dense", int4, 0, { 0 }, NULL, 0, NULL, 0 }, "format is not" },
+		{ { "int-quantized", int8, 0, { 0 }, NULL, 0, NULL, 0 }, "need input activations" },
+		{ { "pack-quantized", int4, dyn, int8, NULL, 0, NULL, 0 }, "input activations need format" },
+		{ { "naive-quantized", int4, 0, { 0 }, NULL, 0, NULL, 0 }, "naive-quantized float weights" },
+		{ { "float-quantized", int8, dyn, fp8, NULL, 0, NULL, 0 }, "float-quantized float weights" },
+		{ { "int-quantized", int8, dyn, fp8, NULL, 0, NULL, 0 }, "int-quantized int weights and input" },
+		{ { "pack-quantized", { "int", 4, 1, "group", 0, NULL }, 0, { 0 }, NULL, 0, NULL, 0 }, "group_size must be > 0" },
+		{ { "pack-quantized", { "int", 8, 1, "channel", 128, NULL }, 0, { 0 }, NULL, 0, NULL, 0 }, "group_size must be > 0" },
+		{ { "pack-quantized", { "int", 4, 1, "block", 0, NULL }, 0, { 0 }, NULL, 0, NULL, 0 }, "weights strategy" },
+		{ { "pack-quantized", { "int", 9, 1, "channel", 0, NULL }, 0, { 0 }, NULL, 0, NULL, 0 }, "num_bits 1..8" },
+		{ { "naive-quantized", { "float", 4, 1, "channel", 0, NULL }, 0, { 0 }, NULL, 0, NULL, 0 }, "takes num_bits 8" },
+		{ { "naive-quantized", { "float", 8, 0, "channel", 0, NULL }, 0, { 0 }, NULL, 0, NULL, 0 }, "and symmetric" },
+		{ { "int-quantized", int4, dyn, int8, NULL, 0, NULL, 0 }, "take num_bits 8" },
+		{ { "int-quantized", int8, dyn, { "int", 8, 1, NULL, 0, "minmax" }, NULL, 0, NULL, 0 }, "take no observer" },
+		{ { "int-quantized", int8, 7, int8, NULL, 0, NULL, 0 }, "unknown input" },
+		{ { "pack-quantized", int4, 0, { 0 }, empty, 1, NULL, 0 }, "ignore entry is empty" },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct mq_error e = { 0 };
@@ -418,6 +418,53 @@ static void test_hf_quant_config_refuses_what_loaders_refuse(void **state)
 		if (!strstr(e.msg, cases[i].msg) || !strstr(e.msg, "quantization_config"))
 			fail_msg("case %zu: %s", i, e.msg);
 	}
+}
+
+/*
+ * A mixed-precision config: a group per scheme with its modules named, the
+ * top-level format "mixed-precision" where the groups' formats differ (the
+ * group's own where they agree), ignore from the first; a group without
+ * targets is refused where there are several.
+ */
+static void test_hf_mixed_groups_name_their_modules(void **state)
+{
+	(void)state;
+	static const char *const t4[] = { "model.layers.0.mlp.down_proj", "model.layers.1.mlp.down_proj" };
+	static const char *const t8[] = { "model.layers.0.self_attn.q_proj" };
+	struct mq_hf_quant q[2] = { w4a16, { "int-quantized", { "int", 8, 1, "channel", 0, NULL }, MQ_HF_INPUT_DYNAMIC_TOKEN,
+					     { "int", 8, 1, NULL, 0, NULL }, NULL, 0, t8, 1 } };
+	q[0].targets = t4;
+	q[0].n_targets = 2;
+	struct mq_error e = { 0 };
+	cJSON *qc = NULL;
+	assert_int_equal(mq_hf_quant_config_groups(q, 2, &qc, &e), 0);
+	const cJSON *groups = cJSON_GetObjectItemCaseSensitive(qc, "config_groups");
+	assert_int_equal(cJSON_GetArraySize(groups), 2);
+	assert_string_equal(cJSON_GetObjectItemCaseSensitive(qc, "format")->valuestring, "mixed-precision");
+	const cJSON *g0 = cJSON_GetObjectItemCaseSensitive(groups, "group_0"), *g1 = cJSON_GetObjectItemCaseSensitive(groups, "group_1");
+	assert_string_equal(cJSON_GetObjectItemCaseSensitive(g0, "format")->valuestring, "pack-quantized");
+	assert_string_equal(cJSON_GetObjectItemCaseSensitive(g1, "format")->valuestring, "int-quantized");
+	const cJSON *targets = cJSON_GetObjectItemCaseSensitive(g0, "targets");
+	assert_int_equal(cJSON_GetArraySize(targets), 2);
+	assert_string_equal(cJSON_GetArrayItem(targets, 1)->valuestring, t4[1]);
+	assert_int_equal(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(g0, "weights"), "num_bits")->valueint, 4);
+	assert_int_equal(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(g1, "weights"), "num_bits")->valueint, 8);
+	assert_true(cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(g1, "input_activations")));
+	assert_string_equal(cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(qc, "ignore"), 0)->valuestring, "lm_head");
+	cJSON_Delete(qc);
+	/* two groups of one format keep it at the top */
+	struct mq_hf_quant same[2] = { q[0], q[0] };
+	same[1].targets = t8;
+	same[1].n_targets = 1;
+	same[1].weights.group_size = 64;
+	assert_int_equal(mq_hf_quant_config_groups(same, 2, &qc, &e), 0);
+	assert_string_equal(cJSON_GetObjectItemCaseSensitive(qc, "format")->valuestring, "pack-quantized");
+	cJSON_Delete(qc);
+	qc = NULL;
+	q[1].targets = NULL;
+	assert_int_equal(mq_hf_quant_config_groups(q, 2, &qc, &e), MQ_ERR_INTERNAL);
+	assert_null(qc);
+	assert_non_null(strstr(e.msg, "name their modules"));
 }
 
 /* ---- the printer ---------------------------------------------------------- */
@@ -1211,6 +1258,7 @@ int main(void)
 		cmocka_unit_test(test_hf_w8a8_int8_dynamic_input),
 		cmocka_unit_test(test_hf_fp8_static_and_dynamic_input),
 		cmocka_unit_test(test_hf_quant_config_refuses_what_loaders_refuse),
+		cmocka_unit_test(test_hf_mixed_groups_name_their_modules),
 		cmocka_unit_test(test_hf_json_print_writes_what_python_writes),
 		cmocka_unit_test(test_hf_config_rewrite_matches_python_for_a_llama_config),
 		cmocka_unit_test(test_hf_config_rewrite_replaces_an_empty_quantization_config),
