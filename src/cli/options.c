@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -13,7 +14,7 @@
 
 
 enum opt_id {
-	OPT_OUTPUT, OPT_SCHEME, OPT_GRANULARITY, OPT_GROUP_SIZE, OPT_CLIP, OPT_METHOD, OPT_DAMP, OPT_BLOCK_SIZE, OPT_ACTORDER, OPT_GPTQ_SCALES, OPT_KEEP_UNFIT, OPT_MAX_SHARD, OPT_TARGET_BPW, OPT_TARGET_SIZE, OPT_CANDIDATES, OPT_INCLUDE, OPT_EXCLUDE, OPT_NO_DEFAULT_EXCLUDES,
+	OPT_OUTPUT, OPT_SCHEME, OPT_GRANULARITY, OPT_GROUP_SIZE, OPT_CLIP, OPT_METHOD, OPT_DAMP, OPT_BLOCK_SIZE, OPT_ACTORDER, OPT_GPTQ_SCALES, OPT_KEEP_UNFIT, OPT_MAX_SHARD, OPT_TARGET_BPW, OPT_TARGET_SIZE, OPT_CANDIDATES, OPT_MIN_SQNR, OPT_FAIL_BELOW, OPT_INCLUDE, OPT_EXCLUDE, OPT_NO_DEFAULT_EXCLUDES,
 	OPT_FORCE, OPT_DRY_RUN, OPT_REPORT, OPT_BUDGET, OPT_NO_SYNC, OPT_NO_CHECKSUM, OPT_DIGEST, OPT_OBSERVER, OPT_ACT, OPT_CALIB_SAMPLES, OPT_CALIB, OPT_CALIB_MISSING, OPT_JOB, OPT_GROUPS, OPT_VERBOSE, OPT_JSON, OPT_PLOT, OPT_QUIET, OPT_HELP, OPT_VERSION,
 };
 
@@ -73,6 +74,12 @@ static const struct opt {
 	  "with a target: the schemes a weight may get, separated by commas (default " MQ_DEFAULT_CANDIDATES
 	  "); a scheme of groups takes -g32, -g64, -g128 or -channel; fused projections (q/k/v, gate/up) get one "
 	  "scheme together" },
+	{ OPT_MIN_SQNR, 0, "min-sqnr", "DB", FOR_RUN,
+	  "with a target: no weight gets a candidate whose measured SQNR is below DB: it takes the smallest one "
+	  "that reaches DB, or, if none does, stays as it is; each such weight is recorded as promoted" },
+	{ OPT_FAIL_BELOW, 0, "fail-below", "DB", FOR_RUN,
+	  "end the run with exit code 9, writing nothing, if a quantized layer's SQNR is below DB (the layers "
+	  "are listed)" },
 	{ OPT_KEEP_UNFIT, 0, "keep-unfit", NULL, FOR_RUN,
 	  "keep a weight whose shape the scheme cannot store as vLLM loads it (in not divisible by the group "
 	  "size or by 8, out not by 8 with zero points) unquantized, instead of stopping with an error" },
@@ -195,7 +202,7 @@ void mq_options_print_help(FILE *fp)
 	fputc('\n', fp);
 	print_words(fp, 0, 0, "exit codes: 0 success, 2 usage error, 3 bad input file, 4 bad tensor data (NaN, Inf, "
 		    "overflow), 5 output problem, 6 internal or MPI error, 7 interrupted by SIGUSR1 (rerun to resume), "
-		    "8 some models of a job failed");
+		    "8 some models of a job failed, 9 a layer below --fail-below");
 }
 
 static int push(const char ***arr, int *n, const char *v, struct mq_error *err)
@@ -344,7 +351,7 @@ static int apply(struct mq_options *o, const struct opt *op, const char *val, st
 	case OPT_METHOD: case OPT_DAMP: case OPT_GPTQ_SCALES: case OPT_BLOCK_SIZE: case OPT_ACTORDER:
 		return mq_options_apply_method(o, op->long_name, val, err);
 	case OPT_MAX_SHARD: return apply_shard_size(o, val, err);
-	case OPT_TARGET_BPW: case OPT_TARGET_SIZE: case OPT_CANDIDATES:
+	case OPT_TARGET_BPW: case OPT_TARGET_SIZE: case OPT_CANDIDATES: case OPT_MIN_SQNR: case OPT_FAIL_BELOW:
 		return mq_options_apply_budget(o, op->long_name, val, err);
 	case OPT_CLIP:
 		if (strcmp(val, "minmax") == 0) {
@@ -438,6 +445,7 @@ int mq_options_parse(int argc, char **argv, struct mq_options *o, struct mq_erro
 	o->scheme = default_scheme;
 	o->memory_budget = 256ull << 20;
 	o->max_shard = 5000000000ull; /* 5GB, as transformers' save_pretrained */
+	o->min_sqnr = o->fail_below = (double)NAN;
 	o->gptq = (struct mq_gptq_opts){ .damp = 0.01, .block = MQ_GPTQ_BLOCK_DEFAULT, .actorder = MQ_ACTORDER_STATIC,
 					 .scales = MQ_GPTQ_SCALES_ORIGINAL };
 	o->command = MQ_CMD_RUN;

@@ -79,6 +79,12 @@ int mq_options_apply_budget(struct mq_options *o, const char *name, const char *
 	char *end = NULL;
 	errno = 0;
 	double b = strtod(val, &end);
+	if (strcmp(name, "min-sqnr") == 0 || strcmp(name, "fail-below") == 0) {
+		if (errno || end == val || *end || !isfinite(b) || b < -100 || b > 300)
+			return mq_fail(err, MQ_ERR_USAGE, "--%s '%s': give an SQNR in dB, a number from -100 to 300 (such as 20)", name, val);
+		*(strcmp(name, "min-sqnr") == 0 ? &o->min_sqnr : &o->fail_below) = b;
+		return 0;
+	}
 	if (errno || end == val || *end || !isfinite(b) || b <= 0 || b > 64)
 		return mq_fail(err, MQ_ERR_USAGE, "--target-bpw '%s': give the bits per weight, a number above 0 and up to 64 (such as 4.5)", val);
 	o->target_bpw = b;
@@ -87,9 +93,13 @@ int mq_options_apply_budget(struct mq_options *o, const char *name, const char *
 
 int mq_options_check_budget(struct mq_options *o, struct mq_error *err)
 {
+	if (!mq_options_mixed(o) && o->n_candidates)
+		return mq_fail(err, MQ_ERR_USAGE, "--candidates needs a budget: --target-bpw B or --target-size SIZE");
+	if (!mq_options_mixed(o) && o->min_sqnr == o->min_sqnr)
+		return mq_fail(err, MQ_ERR_USAGE,
+			"--min-sqnr chooses among candidates: give a budget (--target-bpw B or --target-size SIZE); --fail-below gates a run of one scheme");
 	if (!mq_options_mixed(o))
-		return o->n_candidates ? mq_fail(err, MQ_ERR_USAGE, "--candidates needs a budget: --target-bpw B or --target-size SIZE")
-				       : 0;
+		return 0;
 	if (o->target_bpw > 0 && o->target_size)
 		return mq_fail(err, MQ_ERR_USAGE, "give one of --target-bpw and --target-size");
 	if (o->scheme_given)

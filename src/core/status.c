@@ -32,6 +32,7 @@ int mq_status_exit_code(int code)
 	case MQ_ERR_OUTPUT: return 5;
 	case MQ_ERR_INTERRUPTED: return 7;
 	case MQ_ERR_MODELS: return 8;
+	case MQ_ERR_QUALITY: return 9;
 	default: return 6;
 	}
 }
@@ -46,6 +47,7 @@ const char *mq_status_name(int code)
 	case MQ_ERR_OUTPUT: return "output";
 	case MQ_ERR_INTERRUPTED: return "interrupted";
 	case MQ_ERR_MODELS: return "models failed";
+	case MQ_ERR_QUALITY: return "quality";
 	default: return "internal";
 	}
 }

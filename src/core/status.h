@@ -21,6 +21,7 @@ enum mq_status {
 	MQ_ERR_INTERNAL = -6, /* MPI failure, out of memory, broken invariant */
 	MQ_ERR_INTERRUPTED = -7, /* stopped by SIGUSR1 (preemption); the partial output can be resumed */
 	MQ_ERR_MODELS = -8,   /* job: at least one model failed (the others ran) */
+	MQ_ERR_QUALITY = -9,  /* a layer's SQNR is below --fail-below (nothing is written) */
 };
 
 #define MQ_ERROR_MAX 1024

@@ -5,6 +5,7 @@
 
 #include "budget.h"
 #include "folder.h"
+#include "metadata.h"
 #include "source.h"
 #include "unit.h"
 
@@ -32,11 +33,13 @@ static int setup(struct run *r, struct mq_plan_choice *mix)
 		mix->spec[k] = (struct mq_spec){ c->scheme, 0, g, g == MQ_GRAN_GROUP ? (uint64_t)c->group_size : 0 };
 		mq_candidate_name(c, mix->name[k], sizeof(mix->name[k]));
 	}
+	mix->floor = o->min_sqnr;
+	mix->gate = calloc((size_t)n + 1, 1);
 	mix->chosen = malloc(((size_t)n + 1) * sizeof(int));
 	mix->bytes = malloc(((size_t)n * K + 1) * sizeof(uint64_t));
 	mix->noise = calloc((size_t)n * K + 1, sizeof(double));
 	mix->signal = calloc((size_t)n + 1, sizeof(double));
-	if (!mix->chosen || !mix->bytes || !mix->noise || !mix->signal)
+	if (!mix->gate || !mix->chosen || !mix->bytes || !mix->noise || !mix->signal)
 		return mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
 	for (int i = 0; i < n; i++) {
 		const struct mq_plan_tensor *pt = &r->plan.tensors[i];
@@ -131,7 +134,7 @@ static int measure(struct run *r, struct measure *ms)
 }
 
 /* The item (knapsack entry) of each quantized tensor: fused projections share one, if a candidate fits them all. */
-static int make_items(struct run *r, const struct mq_plan_choice *mix, int *item_of, unsigned *mask)
+static int make_items(struct run *r, const struct mq_plan_choice *mix, int gated, int *item_of, unsigned *mask)
 {
 	const int n = r->man.n_tensors, K = mix->n_candidates;
 	int *leader_item = malloc(((size_t)n + 1) * sizeof(int));
@@ -145,8 +148,9 @@ static int make_items(struct run *r, const struct mq_plan_choice *mix, int *item
 		common[i] = ~0u; /* the candidates that fit every member of i's family so far */
 	for (int i = 0; i < n; i++) {
 		unsigned m = 0;
-		for (int k = 0; k < K; k++)
-			m |= mix->bytes[(size_t)i * K + k] != UINT64_MAX ? 1u << k : 0;
+		for (int k = 0; k < K; k++) /* it fits, and with --min-sqnr (measured) it reaches the floor */
+			m |= mix->bytes[(size_t)i * K + k] != UINT64_MAX &&
+			     (!gated || !(mq_sqnr_db(mix->signal[i], mix->noise[(size_t)i * K + k]) < mix->floor)) ? 1u << k : 0;
 		mask[i] = m;
 		leader_item[i] = -1;
 		if (r->plan.tensors[i].action == MQ_ACT_QUANT && m)
@@ -194,13 +198,20 @@ static void print_bpw(char *out, size_t cap, uint64_t bytes, uint64_t elems)
 	snprintf(out, cap, "%.3f bits per weight", elems ? 8.0 * (double)bytes / (double)elems : 0.0);
 }
 
-static int plan_items(struct run *r, struct mq_plan_choice *mix, struct items *it)
+/*
+ * The items and the budget they share: the target less what the kept
+ * tensors take. gated: the second time, after the measurement, with
+ * --min-sqnr's floor (the target stays as the first time set it).
+ */
+static int plan_items(struct run *r, struct mq_plan_choice *mix, struct items *it, int gated)
 {
 	const struct mq_options *o = r->opt;
 	const int n = r->man.n_tensors, K = mix->n_candidates;
+	free(it->item_of);
+	free(it->mask);
 	it->item_of = malloc(((size_t)n + 1) * sizeof(int));
 	it->mask = malloc(((size_t)n + 1) * sizeof(unsigned));
-	if (!it->item_of || !it->mask || (it->n = make_items(r, mix, it->item_of, it->mask)) < 0)
+	if (!it->item_of || !it->mask || (it->n = make_items(r, mix, gated, it->item_of, it->mask)) < 0)
 		return mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
 	uint64_t fixed = 0, elems = 0, least = 0;
 	for (int i = 0; i < n; i++) {
@@ -217,27 +228,45 @@ static int plan_items(struct run *r, struct mq_plan_choice *mix, struct items *i
 		least += small;
 	}
 	mix->fixed_bytes = fixed;
-	it->min_bytes = least; /* a family shares its smallest only if it is the same for all: close enough for the check */
-	if (o->target_size) {
-		mix->target = o->target_size;
-		it->budget = o->target_size > fixed ? o->target_size - fixed : 0;
-	} else {
-		it->budget = (uint64_t)(o->target_bpw * (double)elems / 8.0);
-		mix->target = fixed + it->budget;
-	}
-	if (!it->n)
+	it->min_bytes = least;
+	if (!gated)
+		mix->target = o->target_size ? o->target_size : fixed + (uint64_t)(o->target_bpw * (double)elems / 8.0);
+	it->budget = mix->target > fixed ? mix->target - fixed : 0;
+	if (!it->n && !gated)
 		return mq_fail(&r->err, MQ_ERR_INPUT, "'%s': no weight is selected for quantization, so there is nothing for --target-%s to choose",
 			       r->opt->input, o->target_size ? "size" : "bpw");
-	if (least > it->budget || (o->target_size && o->target_size < fixed)) {
+	if (least > it->budget || mix->target < fixed) {
 		char need[48], have[48];
 		print_bpw(need, sizeof(need), least, elems);
 		print_bpw(have, sizeof(have), it->budget, elems);
 		return mq_fail(&r->err, MQ_ERR_USAGE,
-			"--target-%s: the smallest candidates take %llu bytes of tensor data (%s, the kept tensors' %llu bytes besides), more than the budget of %llu bytes (%s); raise the target, or add a smaller scheme to --candidates",
-			o->target_size ? "size" : "bpw", (unsigned long long)(least + fixed), need, (unsigned long long)fixed,
-			(unsigned long long)mix->target, have);
+			"--target-%s: the weights take at least %llu bytes on their smallest candidates%s (%s), and the tensors kept as they are %llu bytes: more than the target of %llu bytes (%s for the weights); raise the target%s",
+			o->target_size ? "size" : "bpw", (unsigned long long)least, gated ? " that reach --min-sqnr" : "", need,
+			(unsigned long long)fixed, (unsigned long long)mix->target, have,
+			gated ? ", or lower --min-sqnr" : ", or add a smaller scheme to --candidates");
 	}
 	return 0;
+}
+
+/* --min-sqnr's verdict per tensor (mix->gate): promoted past its smallest candidate, or kept as it is. */
+static void mark_gate(struct run *r, struct mq_plan_choice *mix, const struct items *before, const struct items *after)
+{
+	const int K = mix->n_candidates;
+	for (int i = 0; i < r->man.n_tensors; i++) {
+		mix->gate[i] = 0;
+		if (before->item_of[i] < 0)
+			continue;
+		if (after->item_of[i] < 0) {
+			mix->gate[i] = 2;
+			continue;
+		}
+		int small = -1;
+		for (int k = 0; k < K; k++)
+			if (before->mask[i] >> k & 1 &&
+			    (small < 0 || mix->bytes[(size_t)i * K + k] < mix->bytes[(size_t)i * K + small]))
+				small = k;
+		mix->gate[i] = !(after->mask[i] >> small & 1);
+	}
 }
 
 /* The global candidate of item choice l (the l-th set bit of mask). */
@@ -250,9 +279,19 @@ static int nth_bit(unsigned mask, int l)
 }
 
 /* Rank 0: the knapsack over the items, and the choice of each tensor (mix->chosen). */
-static int solve(struct run *r, struct mq_plan_choice *mix, const struct items *it)
+static int solve(struct run *r, struct mq_plan_choice *mix, struct items *it)
 {
 	const int n = r->man.n_tensors, K = mix->n_candidates;
+	if (mix->floor == mix->floor) { /* --min-sqnr: the candidates below it leave the items */
+		struct items gated = { 0, NULL, NULL, 0, 0 };
+		if (!plan_items(r, mix, &gated, 1))
+			mark_gate(r, mix, it, &gated);
+		free(it->item_of);
+		free(it->mask);
+		*it = gated;
+		if (r->err.code)
+			return r->err.code;
+	}
 	struct mq_budget_item *items = calloc((size_t)it->n + 1, sizeof(*items));
 	uint64_t *bytes = calloc((size_t)it->n * K + 1, sizeof(uint64_t));
 	double *error = calloc((size_t)it->n * K + 1, sizeof(double));
@@ -327,7 +366,8 @@ struct verdict {
 static int share(struct run *r, struct mq_plan_choice *mix)
 {
 	const int n = r->man.n_tensors;
-	size_t len = sizeof(struct verdict) + (size_t)n * sizeof(int32_t);
+	size_t len = sizeof(struct verdict) + (size_t)n * (sizeof(int32_t) + 1);
+	char *gate_at;
 	char *blob = NULL;
 	if (r->rank == 0) {
 		blob = malloc(len);
@@ -339,6 +379,7 @@ static int share(struct run *r, struct mq_plan_choice *mix)
 			int32_t c = mix->chosen[i];
 			memcpy(blob + sizeof(v) + (size_t)i * sizeof(c), &c, sizeof(c));
 		}
+		memcpy(blob + sizeof(v) + (size_t)n * sizeof(int32_t), mix->gate, (size_t)n);
 	}
 	if (mq_comm_bcast_blob(r->comm, &blob, &len, &r->err) == 0 && r->rank != 0) {
 		struct verdict v;
@@ -352,6 +393,8 @@ static int share(struct run *r, struct mq_plan_choice *mix)
 			memcpy(&c, blob + sizeof(v) + (size_t)i * sizeof(c), sizeof(c));
 			mix->chosen[i] = c;
 		}
+		gate_at = blob + sizeof(v) + (size_t)n * sizeof(int32_t);
+		memcpy(mix->gate, gate_at, (size_t)n);
 	}
 	free(blob);
 	return r->err.code;
@@ -387,7 +430,7 @@ int choose_schemes(struct run *r)
 	r->mix = mix;
 	if (!mix)
 		mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
-	else if (!setup(r, mix) && !plan_items(r, mix, &it) && !(ms.sums = calloc(n_sums + 1, sizeof(double))))
+	else if (!setup(r, mix) && !plan_items(r, mix, &it, 0) && !(ms.sums = calloc(n_sums + 1, sizeof(double))))
 		mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
 	if (!r->err.code)
 		measure(r, &ms);
@@ -429,6 +472,7 @@ void choose_release(struct run *r)
 	struct mq_plan_choice *mix = r->mix;
 	if (!mix)
 		return;
+	free(mix->gate);
 	free(mix->chosen);
 	free(mix->bytes);
 	free(mix->noise);

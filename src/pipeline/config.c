@@ -132,6 +132,8 @@ void mq_options_json(const struct mq_options *o, struct mq_buf *b)
 			mq_buf_addf(b, "%s\"%s\"", k ? "," : "", name);
 		}
 		mq_buf_adds(b, "]");
+		if (o->min_sqnr == o->min_sqnr)
+			mq_buf_addf(b, ",\"min_sqnr\":%.17g", o->min_sqnr);
 	}
 	if (o->method == MQ_METHOD_GPTQ) /* only here, as group_size */
 		mq_buf_addf(b, ",\"method\":\"gptq\",\"damp\":%.17g,\"block_size\":%llu,\"actorder\":\"%s\",\"gptq_scales\":\"%s\"",

@@ -84,6 +84,8 @@ struct mq_options {
 	int n_candidates;        /* set with a target: --candidates, or MQ_DEFAULT_CANDIDATES */
 	struct mq_candidate candidates[MQ_MAX_CANDIDATES];
 	int scheme_given;        /* --scheme was given (a target picks the schemes itself) */
+	double min_sqnr;         /* --min-sqnr: no weight gets a candidate below it (with a target; NAN: none) */
+	double fail_below;       /* --fail-below: a quantized layer below it fails the run (NAN: none) */
 };
 
 /* A mixed-precision run: --target-bpw or --target-size was given. */

@@ -149,14 +149,20 @@ static void candidates_json(const struct mq_plan_choice *mix, int i, struct mq_b
 		mq_buf_adds(b, "}");
 	if (mix->chosen[i] >= 0)
 		mq_buf_addf(b, ",\"chosen\":\"%s\"", mix->name[mix->chosen[i]]);
+	if (mix->gate[i]) /* --min-sqnr took it past its smallest candidate, or kept it as it is */
+		mq_buf_addf(b, ",\"promoted\":\"%s\"", mix->gate[i] == 2 ? "kept" : "wider");
 }
 
 /* Mixed precision's summary: the budget, what it chose and how close to the least error it came. */
 static void mixed_json(const struct mq_manifest *m, const struct mq_plan *p, struct mq_buf *b)
 {
 	const struct mq_plan_choice *mix = p->mix;
-	int count[MQ_MAX_CANDIDATES] = { 0 };
+	int count[MQ_MAX_CANDIDATES] = { 0 }, promoted = 0, kept = 0;
 	uint64_t elems = 0, qbytes = 0;
+	for (int i = 0; i < p->n_tensors; i++) {
+		promoted += mix->gate[i] == 1;
+		kept += mix->gate[i] == 2;
+	}
 	for (int i = 0; i < p->n_tensors; i++)
 		if (mix->chosen[i] >= 0) {
 			count[mix->chosen[i]]++;
@@ -166,8 +172,11 @@ static void mixed_json(const struct mq_manifest *m, const struct mq_plan *p, str
 	mq_buf_addf(b, "{\"target_bytes\":%llu,\"bytes\":%llu,\"bits_per_weight\":", (unsigned long long)mix->target,
 		    (unsigned long long)mix->chosen_bytes);
 	finite_json(b, elems ? 8.0 * (double)qbytes / (double)elems : (double)NAN);
-	mq_buf_addf(b, ",\"error\":%.9g,\"lower_bound\":%.9g,\"items\":%d,\"solver\":\"%s\",\"chosen\":{", mix->error,
+	mq_buf_addf(b, ",\"error\":%.9g,\"lower_bound\":%.9g,\"items\":%d,\"solver\":\"%s\"", mix->error,
 		    mix->lower_bound, mix->n_items, "multiple-choice knapsack: convex-hull greedy, then single changes");
+	if (mix->floor == mix->floor)
+		mq_buf_addf(b, ",\"min_sqnr\":%.4f,\"promoted\":%d,\"kept_by_min_sqnr\":%d", mix->floor, promoted, kept);
+	mq_buf_adds(b, ",\"chosen\":{");
 	for (int k = 0; k < mix->n_candidates; k++)
 		mq_buf_addf(b, "%s\"%s\":%d", k ? "," : "", mix->name[k], count[k]);
 	mq_buf_adds(b, "}}");

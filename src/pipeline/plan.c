@@ -570,7 +570,8 @@ static int tensor_spec(struct mq_plan *p, const struct mq_options *o, const stru
 		return 0;
 	}
 	free(pt->reason);
-	pt->reason = mq_plan_fmt("none of --candidates can store it as vLLM loads it");
+	pt->reason = mix->gate[i] == 2 ? mq_plan_fmt("--min-sqnr %.2f: no candidate reaches it", mix->floor)
+				       : mq_plan_fmt("none of --candidates can store it as vLLM loads it");
 	pt->action = MQ_ACT_KEEP;
 	p->n_quantized--;
 	return pt->reason ? 0 : -1;

@@ -113,7 +113,8 @@ struct mq_plan_choice {
 	uint64_t chosen_bytes;  /* the chosen plan's tensor data */
 	double error, lower_bound; /* its total error, and the least any choice within the budget can have */
 	int n_items;            /* the knapsack's items (fused projections are one) */
-	int promoted;           /* layers --min-sqnr moved to a wider candidate */
+	double floor;           /* --min-sqnr (NAN: none) */
+	unsigned char *gate;    /* per tensor: 1 --min-sqnr moved it past its smallest candidate, 2 kept it as it is */
 };
 
 struct mq_plan {
