@@ -8,6 +8,7 @@
 
 #include "crc.h"
 #include "journal.h"
+#include "metadata.h"
 #include "output.h"
 #include "report.h"
 
@@ -209,4 +210,29 @@ int collect_setup(struct run *r)
 		if (p->tensors[t].n_units == 0)
 			finish_tensor(r, t);
 	return 0;
+}
+
+int collect_quality_gate(struct run *r)
+{
+	const double floor = r->opt->fail_below;
+	if (r->rank == 0 && floor == floor) {
+		struct mq_buf b = MQ_BUF_INIT;
+		int n = 0;
+		for (int i = 0; i < r->plan.n_tensors; i++) {
+			const struct mq_tensor_result *res = &r->res[i];
+			double db = mq_sqnr_db(res->signal, res->noise);
+			if (r->plan.tensors[i].action != MQ_ACT_QUANT || !(db < floor))
+				continue;
+			if (n++ < 8)
+				mq_buf_addf(&b, "%s'%s' (%.2f dB)", n > 1 ? ", " : "", r->man.tensors[i].name, db);
+		}
+		if (n > 8)
+			mq_buf_addf(&b, " and %d more", n - 8);
+		if (n)
+			mq_fail(&r->err, MQ_ERR_QUALITY,
+				"%d quantized layer%s below --fail-below %.2f dB: %s; nothing was written (choose a wider scheme, keep them with --exclude, or with a target give --min-sqnr)",
+				n, n == 1 ? " is" : "s are", floor, b.data ? b.data : "");
+		mq_buf_release(&b);
+	}
+	return mq_comm_agree(r->comm, &r->err);
 }

@@ -36,4 +36,7 @@ void collect_cancel_all(struct run *r);
  */
 void run_test_stop_at(int n_journaled);
 
+/* --fail-below: rank 0 lists the quantized layers under it, and the run ends (all ranks) before its output is committed. */
+int collect_quality_gate(struct run *r);
+
 #endif
