@@ -201,6 +201,21 @@ int output_check(struct run *r)
 	if (same_file(out, r->opt->input))
 		return mq_fail(&r->err, MQ_ERR_OUTPUT, "output '%s' is the input; choose another -o", out);
 	struct stat st;
+	if (!r->opt->dry_run) { /* its folder, checked before any work (a mixed choice reads the weights first) */
+		size_t n = strlen(out);
+		while (n > 1 && out[n - 1] == '/')
+			n--;
+		while (n > 0 && out[n - 1] != '/')
+			n--;
+		char *dir = n > 1 ? strndup(out, n - 1) : strdup(n ? "/" : ".");
+		if (!dir)
+			return mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
+		if (access(dir, W_OK | X_OK) != 0)
+			mq_fail(&r->err, MQ_ERR_OUTPUT, "cannot create the output in folder '%s': %s", dir, strerror(errno));
+		free(dir);
+		if (r->err.code)
+			return r->err.code;
+	}
 	if (stat(out, &st) == 0) {
 		if (S_ISDIR(st.st_mode) != (r->writer->folder != 0))
 			return mq_fail(&r->err, MQ_ERR_OUTPUT, r->writer->folder

@@ -211,18 +211,19 @@ static int quantize(struct run *r)
 		mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
 	for (int f = 0; r->fds && f < r->man.n_files; f++)
 		r->fds[f] = -1;
-	if (mq_comm_agree(r->comm, &r->err) || (mq_options_mixed(r->opt) && phase_choose(r)))
+	int skip = 0;
+	/* the fingerprint does not depend on a mixed choice: an up-to-date output is skipped before it is made */
+	if (mq_comm_agree(r->comm, &r->err) || (r->opt->job_mode && !r->opt->dry_run && resume_up_to_date(r, &skip)))
+		return r->err.code;
+	if (skip) {
+		r->skipped = 1;
+		return 0;
+	}
+	if (mq_options_mixed(r->opt) && phase_choose(r))
 		return r->err.code;
 	if (r->opt->dry_run) { /* mixed precision: the plan as chosen (the weights were read, nothing is written) */
 		if (r->rank == 0)
 			mq_report_plan(&r->man, &r->plan, r->opt, r->out_size, r->output);
-		return 0;
-	}
-	int skip = 0;
-	if (r->opt->job_mode && resume_up_to_date(r, &skip))
-		return r->err.code;
-	if (skip) {
-		r->skipped = 1;
 		return 0;
 	}
 	if (prepare_layers(r))
