@@ -79,6 +79,76 @@ static void test_options_errors_name_the_option(void **state)
 	expect_usage(3, (const char *[]){ "mq-dist", "--force=1", "m" }, "takes no value");
 }
 
+/* Mixed precision's options: the budget, the candidates' names, the gates, and what goes with what. */
+static void test_options_mixed_precision(void **state)
+{
+	(void)state;
+	struct mq_options o;
+	struct mq_error e;
+	const char *a[] = { "mq-dist", "--target-bpw", "4.5", "m.safetensors" };
+	assert_int_equal(parse(&o, &e, 4, a), 0);
+	assert_true(mq_options_mixed(&o));
+	assert_true(o.target_bpw == 4.5 && o.target_size == 0);
+	assert_int_equal(o.n_candidates, 3); /* the default list */
+	char name[48];
+	const char *want[] = { "int4-g128", "int8", "bf16" };
+	for (int k = 0; k < 3; k++) {
+		mq_candidate_name(&o.candidates[k], name, sizeof(name));
+		assert_string_equal(name, want[k]);
+	}
+	assert_true(o.min_sqnr != o.min_sqnr && o.fail_below != o.fail_below); /* NAN: not given */
+	char *out = mq_options_default_output(&o, 0);
+	assert_string_equal(out, "m.mixed.safetensors");
+	free(out);
+	struct mq_buf j = MQ_BUF_INIT;
+	mq_options_json(&o, &j);
+	assert_non_null(strstr(j.data, "\"scheme\":\"mixed\""));
+	assert_non_null(strstr(j.data, "\"target_bpw\":4.5,\"candidates\":[\"int4-g128\",\"int8\",\"bf16\"]"));
+	mq_buf_release(&j);
+	mq_options_release(&o);
+
+	const char *b[] = { "mq-dist", "--target-size", "2GiB", "--candidates", "int4-g64,w8a16-channel,int4,fp8",
+			    "--min-sqnr", "12.5", "--fail-below=8", "m.safetensors" };
+	assert_int_equal(parse(&o, &e, 9, b), 0);
+	assert_true(o.target_size == 2ull << 30);
+	assert_int_equal(o.n_candidates, 4);
+	assert_int_equal(o.candidates[0].group_size, 64);
+	assert_int_equal(o.candidates[1].group_size, MQ_GROUP_CHANNEL);
+	assert_int_equal(o.candidates[2].group_size, 128); /* int4 alone is int4-g128, as --scheme int4 */
+	assert_int_equal(o.candidates[3].scheme, MQ_SCHEME_FP8);
+	assert_true(o.min_sqnr == 12.5 && o.fail_below == 8);
+	mq_options_release(&o);
+
+	const char *c[] = { "mq-dist", "-s", "int4", "--fail-below", "10", "m.safetensors" }; /* a uniform run's gate */
+	assert_int_equal(parse(&o, &e, 6, c), 0);
+	assert_false(mq_options_mixed(&o));
+	assert_true(o.fail_below == 10);
+	mq_options_release(&o);
+
+	const char *d1[] = { "mq-dist", "--target-bpw", "0", "m" };
+	expect_usage(4, d1, "--target-bpw '0'");
+	const char *d2[] = { "mq-dist", "--target-bpw", "4", "--target-size", "1GB", "m" };
+	expect_usage(6, d2, "one of --target-bpw and --target-size");
+	const char *d3[] = { "mq-dist", "--candidates", "int8", "m" };
+	expect_usage(4, d3, "--candidates needs a budget");
+	const char *d4[] = { "mq-dist", "--target-bpw", "4", "--candidates", "int8-g64", "m" };
+	expect_usage(6, d4, "'int8-g64' is not a scheme");
+	const char *d5[] = { "mq-dist", "--target-bpw", "4", "--candidates", "int8,int4,int8", "m" };
+	expect_usage(6, d5, "'int8' is given twice");
+	const char *d6[] = { "mq-dist", "--target-bpw", "4", "-s", "int8", "m" };
+	expect_usage(6, d6, "--scheme gives every weight one scheme");
+	const char *d7[] = { "mq-dist", "--target-bpw", "4", "--group-size", "64", "m" };
+	expect_usage(6, d7, "each candidate names its grouping");
+	const char *d8[] = { "mq-dist", "--min-sqnr", "12", "m" };
+	expect_usage(4, d8, "--min-sqnr chooses among candidates");
+	const char *d9[] = { "mq-dist", "--target-size", "5XB", "m" };
+	expect_usage(4, d9, "--target-size '5XB'");
+	const char *d10[] = { "mq-dist", "--target-bpw", "4", "--method", "gptq", "--calib", "c.h5", "m" };
+	expect_usage(8, d10, "do not go with them yet");
+	const char *d11[] = { "mq-dist", "--fail-below", "x", "m" };
+	expect_usage(4, d11, "--fail-below 'x'");
+}
+
 static void test_options_output_name_picks_the_format(void **state)
 {
 	(void)state;
@@ -306,6 +376,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_options_defaults_and_values),
 		cmocka_unit_test(test_options_errors_name_the_option),
+		cmocka_unit_test(test_options_mixed_precision),
 		cmocka_unit_test(test_options_output_name_picks_the_format),
 		cmocka_unit_test(test_options_unwritable_output_names_refused),
 		cmocka_unit_test(test_options_dash_n_explained),

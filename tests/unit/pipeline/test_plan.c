@@ -294,6 +294,70 @@ static void test_plan_refuses_input_sums_past_2e62(void **state)
 }
 
 /* A calibration entry for every quantized weight of m: `rows` Linear rows, chunked by 64. */
+/*
+ * Mixed precision: before the choice, the measuring plan takes the weights
+ * any candidate may (conv included) and chunks them as a uniform plan does;
+ * with a choice, each tensor gets its candidate's spec, its bytes_out is
+ * what mq_plan_spec_bytes said, and a tensor without one is kept.
+ */
+static void test_plan_mixed_takes_each_tensors_choice(void **state)
+{
+	(void)state;
+	struct mq_manifest m;
+	struct mq_options o;
+	struct mq_plan p, u;
+	struct mq_error e = { 0 };
+	make_manifest(&m, model, N_MODEL);
+	default_options(&o);
+	assert_int_equal(mq_plan_build(&m, &o, 1, NULL, &u, &e), 0); /* uniform int8, for the units */
+	o.target_bpw = 6;
+	o.n_candidates = 2;
+	o.candidates[0] = (struct mq_candidate){ MQ_SCHEME_INT4, 64 };
+	o.candidates[1] = (struct mq_candidate){ MQ_SCHEME_INT8, 0 };
+	assert_int_equal(mq_plan_build_mixed(&m, &o, 3, NULL, &p, &e), 0);
+	assert_null(p.mix);
+	assert_int_equal(p.n_quantized, u.n_quantized);
+	assert_int_equal(p.n_units, u.n_units);
+	for (int k = 0; k < p.n_units; k++)
+		assert_true(p.units[k].row_begin == u.units[k].row_begin && p.units[k].row_end == u.units[k].row_end);
+	const int conv = mq_manifest_find(&m, "model.conv.weight"), down = mq_manifest_find(&m, "model.layers.0.mlp.down_proj.weight");
+	const struct mq_spec i4 = { MQ_SCHEME_INT4, 0, MQ_GRAN_GROUP, 64 }, i8 = { MQ_SCHEME_INT8, 0, MQ_GRAN_CHANNEL, 0 };
+	assert_false(mq_plan_spec_fits(&p.tensors[conv], &m.tensors[conv], &i4)); /* int4 takes Linear weights only */
+	assert_true(mq_plan_spec_fits(&p.tensors[conv], &m.tensors[conv], &i8));
+	assert_true(mq_plan_spec_fits(&p.tensors[down], &m.tensors[down], &i4));
+	assert_int_equal(mq_plan_spec_bytes(&m.tensors[down], &i4), 64 * 256 / 2 + 64 * 4 * 4 + 16); /* codes, F32 scales, shape */
+	mq_plan_release(&p);
+
+	struct mq_plan_choice mix;
+	memset(&mix, 0, sizeof(mix));
+	int chosen[N_MODEL];
+	unsigned char gate[N_MODEL] = { 0 };
+	for (int i = 0; i < N_MODEL; i++)
+		chosen[i] = u.tensors[i].action == MQ_ACT_QUANT ? (i == conv ? 1 : 0) : -1;
+	const int q = mq_manifest_find(&m, "model.layers.0.self_attn.q_proj.weight");
+	chosen[q] = -1; /* no candidate: kept */
+	mix.n_candidates = 2;
+	mix.spec[0] = i4;
+	mix.spec[1] = i8;
+	mix.chosen = chosen;
+	mix.gate = gate;
+	mix.floor = (double)NAN;
+	assert_int_equal(mq_plan_build_mixed(&m, &o, 2, &mix, &p, &e), 0);
+	assert_ptr_equal(p.mix, &mix);
+	assert_int_equal(p.n_quantized, u.n_quantized - 1);
+	assert_int_equal(p.tensors[down].q.scheme, MQ_SCHEME_INT4);
+	assert_int_equal(p.tensors[down].q.group_size, 64);
+	assert_int_equal(p.tensors[down].row_groups, 4);
+	assert_int_equal(p.tensors[down].bytes_out, mq_plan_spec_bytes(&m.tensors[down], &i4));
+	assert_int_equal(p.tensors[conv].q.scheme, MQ_SCHEME_INT8);
+	assert_int_equal(p.tensors[conv].bytes_out, mq_plan_spec_bytes(&m.tensors[conv], &i8));
+	assert_int_equal(p.tensors[q].action, MQ_ACT_KEEP);
+	assert_string_equal(p.tensors[q].reason, "none of --candidates can store it as vLLM loads it");
+	mq_plan_release(&p);
+	mq_plan_release(&u);
+	mq_manifest_release(&m);
+}
+
 static struct mq_calib_info *calib_all(const struct mq_manifest *m, uint64_t rows)
 {
 	struct mq_calib_info *ci = calloc((size_t)m->n_tensors + 1, sizeof(*ci));
@@ -405,6 +469,7 @@ int main(void)
 		cmocka_unit_test(test_plan_per_tensor_keeps_tensors_whole),
 		cmocka_unit_test(test_plan_refuses_rows_over_budget_and_name_clashes),
 		cmocka_unit_test(test_plan_gptq_owners_waves_and_budget),
+		cmocka_unit_test(test_plan_mixed_takes_each_tensors_choice),
 	};
 	return cmocka_run_group_tests_name("plan", tests, NULL, NULL);
 }
