@@ -1,6 +1,8 @@
 #include "command.h"
 
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "inspect.h"
@@ -31,6 +33,45 @@ static void inspect_file(const struct mq_options *o, struct mq_error *err)
 
 
 /* One command line on the communicator; prints the error on rank 0 (prefixed with the model's name in a job). */
+/*
+ * Rank 0, with --report R.json: R.svg beside it, the picture inspect --plot
+ * draws of the output (written to a temporary name, then renamed). A
+ * picture that cannot be written is a warning: the model is done.
+ */
+static void report_picture(const struct mq_options *run)
+{
+	struct mq_options o;
+	struct mq_error e = { 0 };
+	memset(&o, 0, sizeof(o));
+	o.command = MQ_CMD_INSPECT;
+	o.input = run->output;
+	o.plot = 1;
+	size_t n = strlen(run->report);
+	if (n > 5 && strcmp(run->report + n - 5, ".json") == 0)
+		n -= 5;
+	char *svg = malloc(n + 5), *tmp = malloc(n + 9);
+	if (!svg || !tmp || !o.input) {
+		free(svg);
+		free(tmp);
+		return;
+	}
+	snprintf(svg, n + 5, "%.*s.svg", (int)n, run->report);
+	snprintf(tmp, n + 9, "%.*s.svg.tmp", (int)n, run->report);
+	FILE *f = fopen(tmp, "w");
+	if (!f)
+		mq_fail(&e, MQ_ERR_OUTPUT, "cannot write '%s': %s", tmp, strerror(errno));
+	else if (mq_inspect(&o, f, &e) | fclose(f))
+		mq_fail(&e, MQ_ERR_OUTPUT, "cannot write '%s'", tmp);
+	else if (rename(tmp, svg) != 0)
+		mq_fail(&e, MQ_ERR_OUTPUT, "cannot rename '%s' to '%s': %s", tmp, svg, strerror(errno));
+	if (e.code) {
+		remove(tmp);
+		mq_print(stderr, "mq-dist: warning: the report's picture: %s\n", e.msg);
+	}
+	free(svg);
+	free(tmp);
+}
+
 int mq_command_run(struct mq_comm *c, int argc, char **argv, const char *model, struct mq_model_outcome *out)
 {
 	struct mq_options opt;
@@ -56,7 +97,8 @@ int mq_command_run(struct mq_comm *c, int argc, char **argv, const char *model, 
 			mq_comm_agree(c, &err);
 			break;
 		case MQ_CMD_RUN:
-			mq_run_model(c, &opt, &skipped, &err);
+			if (!mq_run_model(c, &opt, &skipped, &err) && rank == 0 && opt.report && !opt.dry_run && !skipped)
+				report_picture(&opt);
 			break;
 		}
 	}

@@ -209,6 +209,26 @@ static int dtype_order(const struct summary *s, enum mq_dtype *order)
 	return n;
 }
 
+/* A mixed-precision file's schemes: "mixed (int4-g128 for 11 layers, int8 for 17)", from its summary. */
+static void mixed_text(const char *summary, char *s, size_t cap)
+{
+	cJSON *j = summary ? cJSON_Parse(summary) : NULL;
+	const cJSON *chosen = cJSON_GetObjectItemCaseSensitive(j, "chosen"), *c;
+	int k = snprintf(s, cap, "mixed (");
+	size_t start = (size_t)k;
+	cJSON_ArrayForEach(c, chosen) {
+		if (!cJSON_IsNumber(c) || c->valueint <= 0 || (size_t)k >= cap)
+			continue;
+		k += snprintf(s + k, cap - (size_t)k, "%s%s for %d%s", (size_t)k > start ? ", " : "", c->string, c->valueint,
+			      (size_t)k > start ? "" : " layers");
+	}
+	if ((size_t)k == start)
+		snprintf(s, cap, "mixed");
+	else if ((size_t)k < cap)
+		snprintf(s + k, cap - (size_t)k, ")");
+	cJSON_Delete(j);
+}
+
 /* "int8 (symmetric, per channel)", "fp16 (a cast)", or the scheme as recorded. */
 static void scheme_text(const cJSON *mq, char *s, size_t cap)
 {
@@ -217,7 +237,7 @@ static void scheme_text(const cJSON *mq, char *s, size_t cap)
 	if (!name)
 		snprintf(s, cap, "not recorded");
 	else if (strcmp(name, "mixed") == 0)
-		snprintf(s, cap, "mixed (each layer's record names its scheme; see mixed_precision)");
+		mixed_text(meta_str(mq, "mixed_precision"), s, cap);
 	else if (mq_scheme_parse(name, &sc) == 0 && !mq_scheme_get(sc)->granularities)
 		snprintf(s, cap, "%s (a cast)", name);
 	else
@@ -505,7 +525,8 @@ static int print_json(const char *path, const struct mq_manifest *m, const struc
 static int print_plot(const char *path, const struct mq_manifest *m, const struct file_info *fi, FILE *out,
 		      struct mq_error *err)
 {
-	const cJSON *mq = m->n_files == 1 && meta_str(fi[0].meta, "mq_dist_version") ? fi[0].meta : NULL;
+	/* every shard of an mq-dist model folder holds the whole metadata */
+	const cJSON *mq = m->n_files >= 1 && meta_str(fi[0].meta, "mq_dist_version") ? fi[0].meta : NULL;
 	struct mq_plot p;
 	if (mq_plot_from_records(mq ? meta_str(mq, "layers") : NULL, path, &p, err))
 		return err->code;

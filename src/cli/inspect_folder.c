@@ -16,12 +16,16 @@
 #include "fileio.h"
 
 #define MAX_PROBLEMS 20
+#define MAX_GROUPS 16
 
+/* One config group (a mixed-precision config has one per scheme, each naming its modules). */
 struct qc {
-	const char *format, *strategy;
+	const char *name, *format, *strategy;
 	int bits, symmetric, group_size, is_float;
 	int input;                      /* 0 none, 1 dynamic, 2 static */
-	const cJSON *ignore;
+	const cJSON *ignore;            /* the config's */
+	const cJSON *targets;
+	int n_modules;                  /* Linear modules it took in the check */
 };
 
 static const cJSON *get(const cJSON *o, const char *k)
@@ -38,15 +42,14 @@ static int ignored(const struct qc *q, const char *module)
 	return 0;
 }
 
-/* quantization_config's group_0 into q; 0, or -1 where it is not one mq-dist can check. */
-static int read_qc(const cJSON *cfg, struct qc *q)
+/* One config group g into q; 0, or -1 where it is not one mq-dist can check. */
+static int read_group(const cJSON *qc, const cJSON *g, struct qc *q)
 {
-	const cJSON *qc = get(cfg, "quantization_config");
-	const cJSON *g = get(get(qc, "config_groups"), "group_0");
 	const cJSON *w = get(g, "weights"), *in = get(g, "input_activations");
 	memset(q, 0, sizeof(*q));
 	if (!cJSON_IsObject(w))
 		return -1;
+	q->name = g->string;
 	q->format = cJSON_GetStringValue(get(g, "format"));
 	q->format = q->format ? q->format : cJSON_GetStringValue(get(qc, "format"));
 	q->strategy = cJSON_GetStringValue(get(w, "strategy"));
@@ -57,7 +60,37 @@ static int read_qc(const cJSON *cfg, struct qc *q)
 	q->is_float = type && strcmp(type, "float") == 0;
 	q->input = !cJSON_IsObject(in) ? 0 : cJSON_IsTrue(get(in, "dynamic")) ? 1 : 2;
 	q->ignore = get(qc, "ignore");
-	return q->format && q->strategy && q->bits ? 0 : -1;
+	q->targets = get(g, "targets");
+	return q->format && q->strategy && q->bits && cJSON_IsArray(q->targets) ? 0 : -1;
+}
+
+/* quantization_config's groups into q (room for MAX_GROUPS); their number, or -1 where one cannot be checked. */
+static int read_qc(const cJSON *cfg, struct qc *q)
+{
+	const cJSON *qc = get(cfg, "quantization_config"), *g;
+	int n = 0;
+	cJSON_ArrayForEach(g, get(qc, "config_groups"))
+		if (n == MAX_GROUPS || read_group(qc, g, &q[n++]))
+			return -1;
+	return n ? n : -1;
+}
+
+/* The group of a module: the one that names it, else one that targets the Linear class; NULL if none. */
+static struct qc *group_of(struct qc *q, int n, const char *module)
+{
+	struct qc *linear = NULL;
+	for (int k = 0; k < n; k++) {
+		const cJSON *e;
+		cJSON_ArrayForEach(e, q[k].targets) {
+			if (!cJSON_IsString(e))
+				continue;
+			if (strcmp(e->valuestring, module) == 0)
+				return &q[k];
+			if (strcmp(e->valuestring, "Linear") == 0 && !linear)
+				linear = &q[k];
+		}
+	}
+	return linear;
 }
 
 /* One expected tensor: present, with the dtype (or either of two) and shape. */
@@ -111,9 +144,12 @@ static void check_module(const struct mq_manifest *m, const struct qc *q, const 
 		expect(m, module, "input_scale", MQ_DTYPE_F32, md, 1, one, problems, n);
 }
 
-/* The module of a Linear's tensor ("P.weight", "P.weight_packed" -> "P"), or NULL; shape out via *out, *in. */
-static char *linear_module(const struct mq_manifest *m, const struct mq_tensor *t, const struct qc *q, uint64_t *out,
-			   uint64_t *in, enum mq_dtype *md)
+/*
+ * The module of a Linear's tensor ("P.weight", "P.weight_packed" -> "P"),
+ * or NULL; its group into *q (NULL if none takes it), its shape via *out, *in.
+ */
+static char *linear_module(const struct mq_manifest *m, const struct mq_tensor *t, struct qc *groups, int n_groups,
+			   struct qc **qp, uint64_t *out, uint64_t *in, enum mq_dtype *md)
 {
 	size_t n = strlen(t->name);
 	int packed = n > 14 && strcmp(t->name + n - 14, ".weight_packed") == 0;
@@ -122,8 +158,9 @@ static char *linear_module(const struct mq_manifest *m, const struct mq_tensor *
 		return NULL;
 	size_t stem = n - (packed ? 14 : 7);
 	char *module = strndup(t->name, stem);
+	const struct qc *q = *qp = module ? group_of(groups, n_groups, module) : NULL;
 	*out = t->shape[0];
-	*in = packed ? t->shape[1] * (uint64_t)(32 / (q->bits ? q->bits : 4)) : t->shape[1];
+	*in = packed ? t->shape[1] * (uint64_t)(32 / (q && q->bits ? q->bits : 4)) : t->shape[1];
 	*md = t->dtype;
 	if (module && packed) { /* the model's dtype: its scale's */
 		struct mq_buf s = MQ_BUF_INIT;
@@ -151,14 +188,29 @@ static unsigned tp_sizes(const char *module, uint64_t out, uint64_t in, int grou
 	return ok;
 }
 
-static void print_config(const struct qc *q, FILE *out)
+static void print_group(const struct qc *q, FILE *out, const char *lead)
 {
-	fprintf(out, "  quantization_config: %s, weights %s %d-bit %s, %s", q->format, q->is_float ? "float" : "int",
+	fprintf(out, "%s%s, weights %s %d-bit %s, %s", lead, q->format, q->is_float ? "float" : "int",
 		q->bits, q->symmetric ? "symmetric" : "asymmetric", q->strategy);
 	if (q->group_size > 0)
 		fprintf(out, " of %d", q->group_size);
 	fprintf(out, ", input activations %s\n", q->input == 0 ? "not quantized" : q->input == 1 ? "dynamic per token"
 										      : "static per tensor");
+}
+
+static void print_config(const struct qc *q, int n, const char *format, FILE *out)
+{
+	if (n == 1) {
+		print_group(q, out, "  quantization_config: ");
+	} else {
+		fprintf(out, "  quantization_config: %s, %d groups:\n", format ? format : "?", n);
+		for (int k = 0; k < n; k++) {
+			char lead[96];
+			snprintf(lead, sizeof(lead), "    %s (%d modules): ", q[k].name ? q[k].name : "?",
+				 cJSON_GetArraySize(q[k].targets));
+			print_group(&q[k], out, lead);
+		}
+	}
 	fprintf(out, "  ignored (kept unquantized):");
 	const cJSON *e;
 	int k = 0;
@@ -175,32 +227,39 @@ int mq_inspect_folder(const struct mq_hf_folder *f, const struct mq_manifest *m,
 		f->n_shards == 1 ? "" : "s", f->n_copy, f->n_copy == 1 ? "" : "s");
 	for (size_t i = 0; i < f->n_skipped; i++)
 		fprintf(out, "  not part of the model: %s (%s)\n", f->skipped[i].path, f->skipped[i].why);
-	struct qc q;
-	if (!cfg || read_qc(cfg, &q)) {
+	struct qc groups[MAX_GROUPS];
+	const int n_groups = cfg ? read_qc(cfg, groups) : -1;
+	if (n_groups < 1) {
 		fprintf(out, "  config.json: %s\n", cfg ? "no quantization_config mq-dist can read (not quantized, or another format)"
 							: "not valid JSON");
 		cJSON_Delete(cfg);
 		return 0;
 	}
-	print_config(&q, out);
+	print_config(groups, n_groups, cJSON_GetStringValue(get(get(cfg, "quantization_config"), "format")), out);
+	const struct qc *q0 = &groups[0];
 	struct mq_buf problems = MQ_BUF_INIT;
 	int n_problems = 0, n_quant = 0, n_ign = 0;
 	unsigned tp = 1 | 2 | 4 | 8;
 	for (int i = 0; i < m->n_tensors; i++) {
 		uint64_t o = 0, in = 0;
 		enum mq_dtype md;
-		char *module = linear_module(m, &m->tensors[i], &q, &o, &in, &md);
+		struct qc *q = NULL;
+		char *module = linear_module(m, &m->tensors[i], groups, n_groups, &q, &o, &in, &md);
 		if (!module)
 			continue;
-		if (ignored(&q, module)) {
+		if (ignored(q0, module)) {
 			n_ign++;
 			if (mq_manifest_find(m, m->tensors[i].name) >= 0 && strstr(m->tensors[i].name, ".weight_packed"))
 				n_problems++, mq_buf_addf(&problems, "    %s is in ignore but quantized\n", module);
+		} else if (strstr(m->tensors[i].name, "embed") == NULL && !q) {
+			if (n_problems++ < MAX_PROBLEMS)
+				mq_buf_addf(&problems, "    %s: in no config group's targets, nor in ignore\n", module);
 		} else if (strstr(m->tensors[i].name, "embed") == NULL) {
 			n_quant++;
-			check_module(m, &q, module, o, in, md, &problems, &n_problems);
-			if (strcmp(q.format, "pack-quantized") == 0)
-				tp &= tp_sizes(module, o, in, q.group_size);
+			q->n_modules++;
+			check_module(m, q, module, o, in, md, &problems, &n_problems);
+			if (strcmp(q->format, "pack-quantized") == 0)
+				tp &= tp_sizes(module, o, in, q->group_size);
 		}
 		free(module);
 	}
@@ -209,8 +268,11 @@ int mq_inspect_folder(const struct mq_hf_folder *f, const struct mq_manifest *m,
 	if (n_problems)
 		fprintf(out, "%s%s", problems.data ? problems.data : "",
 			n_problems > MAX_PROBLEMS ? "    (more not shown)\n" : "");
-	if (strcmp(q.format, "pack-quantized") == 0) {
-		fprintf(out, "  tensor-parallel sizes vLLM's Marlin kernels take:");
+	int packs = 0;
+	for (int k = 0; k < n_groups; k++)
+		packs += strcmp(groups[k].format, "pack-quantized") == 0 && groups[k].n_modules;
+	if (packs) {
+		fprintf(out, "  tensor-parallel sizes vLLM's Marlin kernels take%s:", n_groups > 1 ? " (the packed layers)" : "");
 		for (unsigned t = 1; t <= 8; t *= 2)
 			if (tp & t)
 				fprintf(out, " %u", t);

@@ -68,7 +68,7 @@ int mq_plot_from_records(const char *json, const char *what, struct mq_plot *p, 
 	if (!cJSON_IsObject(j)) {
 		cJSON_Delete(j);
 		return mq_fail(err, MQ_ERR_INPUT, "'%s': its metadata has no per-layer records (\"layers\"): was it written "
-			       "by mq-dist, as one file?", what);
+			       "by mq-dist?", what);
 	}
 	p->layers = calloc((size_t)cJSON_GetArraySize(j) + 1, sizeof(*p->layers));
 	int rc = p->layers ? 0 : mq_fail(err, MQ_ERR_INTERNAL, "out of memory");

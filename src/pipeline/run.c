@@ -278,6 +278,8 @@ int mq_run_model(struct mq_comm *c, struct mq_options *o, int *skipped, struct m
 		r.ucrc_out[k] = -1;
 	r.journal_fd = r.lock_fd = -1;
 	quantize(&r);
+	if (!o->output && r.output) /* the default output's path, for the caller (the report's picture) */
+		o->output = strdup(r.output);
 	*skipped = r.skipped;
 	*err = r.err;
 	release(&r);
