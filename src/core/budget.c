@@ -18,6 +18,10 @@ struct cand {
 	int index;
 };
 
+/* The dynamic programme's table: items x budget units, one byte each (16 MiB), and the least units it is run with. */
+#define MQ_BUDGET_DP_CELLS (16u << 20)
+#define MQ_BUDGET_DP_MIN 1024u
+
 static int cmp_candidate(const void *a, const void *b)
 {
 	const struct cand *x = a, *y = b;
@@ -140,6 +144,96 @@ static void improve(const struct mq_budget_item *items, int n_items, uint64_t bu
 	}
 }
 
+/*
+ * The exact knapsack by dynamic programming over sizes in units of `unit`
+ * bytes (each candidate's size rounded up, so a choice that fits in units
+ * fits in bytes): dp[c], the least error of the items so far within c units,
+ * a row per item of the candidate taken, then the choice read back from the
+ * full budget. Returns its error (INFINITY where it cannot run: out of
+ * memory, or more than 255 candidates in an item).
+ */
+static double dp_choice(const struct mq_budget_item *items, int n_items, uint64_t budget, uint64_t unit, int *choice)
+{
+	const size_t cap = (size_t)(budget / unit) + 1;
+	double *dp = malloc(cap * sizeof(double)), *next = malloc(cap * sizeof(double));
+	unsigned char *took = malloc((size_t)n_items * cap + 1);
+	double best = (double)INFINITY;
+	if (!dp || !next || !took)
+		goto out;
+	for (size_t c = 0; c < cap; c++)
+		dp[c] = 0;
+	for (int i = 0; i < n_items; i++) {
+		const struct mq_budget_item *it = &items[i];
+		if (it->n > 255)
+			goto out;
+		for (size_t c = 0; c < cap; c++) {
+			double v = (double)INFINITY;
+			unsigned char k = 0;
+			for (int j = 0; j < it->n; j++) {
+				uint64_t w = it->bytes[j] / unit + (it->bytes[j] % unit != 0);
+				if (w <= c && dp[c - w] + it->error[j] < v) {
+					v = dp[c - w] + it->error[j];
+					k = (unsigned char)j;
+				}
+			}
+			next[c] = v;
+			took[(size_t)i * cap + c] = k;
+		}
+		double *t = dp;
+		dp = next;
+		next = t;
+	}
+	best = dp[cap - 1];
+	size_t c = cap - 1;
+	for (int i = n_items - 1; i >= 0 && isfinite(best); i--) {
+		int j = took[(size_t)i * cap + c];
+		choice[i] = j;
+		c -= (size_t)(items[i].bytes[j] / unit + (items[i].bytes[j] % unit != 0));
+	}
+out:
+	free(dp);
+	free(next);
+	free(took);
+	return best;
+}
+
+/*
+ * Where the table fits in MQ_BUDGET_DP_CELLS with at least MQ_BUDGET_DP_MIN
+ * units of budget, the dynamic programme's choice replaces the greedy one if
+ * it has less error (then single changes use what the rounding left); with
+ * units of one byte it is the optimum, and the bound becomes its error.
+ */
+static void refine(const struct mq_budget_item *items, int n_items, uint64_t budget, int *choice,
+		   struct mq_budget_result *res)
+{
+	const uint64_t per_item = MQ_BUDGET_DP_CELLS / (uint64_t)(n_items ? n_items : 1);
+	if (n_items == 0 || per_item < MQ_BUDGET_DP_MIN)
+		return;
+	uint64_t unit = budget / per_item + 1;
+	int *alt = malloc(((size_t)n_items + 1) * sizeof(int));
+	double e = alt ? dp_choice(items, n_items, budget, unit, alt) : (double)INFINITY;
+	if (isfinite(e)) {
+		uint64_t b = 0;
+		double err = 0;
+		for (int i = 0; i < n_items; i++) {
+			b += items[i].bytes[alt[i]];
+			err += items[i].error[alt[i]];
+		}
+		improve(items, n_items, budget, alt, b);
+		err = 0;
+		for (int i = 0; i < n_items; i++)
+			err += items[i].error[alt[i]];
+		if (err < res->error) {
+			for (int i = 0; i < n_items; i++)
+				choice[i] = alt[i];
+			res->error = err;
+		}
+		if (unit == 1 && res->error > res->lower_bound) /* exact: nothing within the budget does better */
+			res->lower_bound = res->error;
+	}
+	free(alt);
+}
+
 int mq_budget_solve(const struct mq_budget_item *items, int n_items, uint64_t budget, int *choice,
 		    struct mq_budget_result *res)
 {
@@ -187,11 +281,16 @@ int mq_budget_solve(const struct mq_budget_item *items, int n_items, uint64_t bu
 	for (int i = 0; i < n_items; i++)
 		choice[i] = hull[first[i] + (size_t)pos[i]];
 	improve(items, n_items, budget, choice, total);
+	for (int i = 0; i < n_items; i++)
+		res->error += items[i].error[choice[i]];
+	refine(items, n_items, budget, choice, res);
+	res->error = 0;
 	for (int i = 0; i < n_items; i++) { /* the totals in item order */
 		res->bytes += items[i].bytes[choice[i]];
 		res->error += items[i].error[choice[i]];
 	}
 	res->lower_bound = res->lower_bound > 0 ? res->lower_bound : 0;
+	res->lower_bound = res->lower_bound < res->error ? res->lower_bound : res->error; /* rounding of the subtractions */
 	res->gap = res->error > res->lower_bound ? res->error - res->lower_bound : 0;
 	rc = 0;
 out:

@@ -6,8 +6,7 @@
  * such as fused projections, their sizes and errors added up) and its
  * candidates the schemes it may get.
  *
- * The method, deterministic and in O(N k log(N k)) for N items of at most k
- * candidates:
+ * The method, deterministic:
  *   1. Each item's candidates are reduced to its efficient frontier (the
  *      lower convex hull of (bytes, error)): the steps up that hull give less
  *      and less error per extra byte.
@@ -19,10 +18,19 @@
  *      bound on any choice's error, and it is reported.
  *   3. Single changes of one item to any candidate, frontier or not, are then
  *      made while one lowers the error and fits (the largest saving first, at
- *      most 256 changes).
- * The result is within the error of one step of the bound (the step that
- * did not fit), and is exact where the budget falls on the frontier's
- * corners; `gap` says how far above the bound it ended.
+ *      most 256 changes). Steps 1-3 take O(N k log(N k)) for N items of at
+ *      most k candidates.
+ *   4. Where a table of N x U cells fits in 16 MiB with U >= 1024, a dynamic
+ *      programme over the budget in U units (each size rounded up to whole
+ *      units, so its choice fits in bytes) finds the least error of that
+ *      coarser problem in O(N U k); followed by single changes, it replaces
+ *      the greedy choice if it has less error. With units of one byte (a
+ *      budget of at most U bytes) it is the exact optimum, and the bound is
+ *      raised to it.
+ * The greedy result is within the error of one step of the bound (the step
+ * that did not fit); the programme mends what one step cannot (a large step
+ * that no longer fits after small ones took the room). `gap` says how far
+ * above the bound the result ended.
  */
 #ifndef MQ_BUDGET_H
 #define MQ_BUDGET_H

@@ -190,6 +190,26 @@ static int replaceable_folder(struct run *r)
 		r->output);
 }
 
+/* Rank 0: the folder the output goes in exists and may be written (before any work: a mixed choice reads the weights first). */
+int output_check_dir(struct run *r)
+{
+	const char *out = r->output;
+	if (r->opt->dry_run)
+		return 0;
+	size_t n = strlen(out);
+	while (n > 1 && out[n - 1] == '/')
+		n--;
+	while (n > 0 && out[n - 1] != '/')
+		n--;
+	char *dir = n > 1 ? strndup(out, n - 1) : strdup(n ? "/" : ".");
+	if (!dir)
+		return mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
+	if (access(dir, W_OK | X_OK) != 0)
+		mq_fail(&r->err, MQ_ERR_OUTPUT, "cannot create the output in folder '%s': %s", dir, strerror(errno));
+	free(dir);
+	return r->err.code;
+}
+
 /* Rank 0: refuse to overwrite the input or, without --force, an existing file. */
 int output_check(struct run *r)
 {
@@ -201,21 +221,6 @@ int output_check(struct run *r)
 	if (same_file(out, r->opt->input))
 		return mq_fail(&r->err, MQ_ERR_OUTPUT, "output '%s' is the input; choose another -o", out);
 	struct stat st;
-	if (!r->opt->dry_run) { /* its folder, checked before any work (a mixed choice reads the weights first) */
-		size_t n = strlen(out);
-		while (n > 1 && out[n - 1] == '/')
-			n--;
-		while (n > 0 && out[n - 1] != '/')
-			n--;
-		char *dir = n > 1 ? strndup(out, n - 1) : strdup(n ? "/" : ".");
-		if (!dir)
-			return mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
-		if (access(dir, W_OK | X_OK) != 0)
-			mq_fail(&r->err, MQ_ERR_OUTPUT, "cannot create the output in folder '%s': %s", dir, strerror(errno));
-		free(dir);
-		if (r->err.code)
-			return r->err.code;
-	}
 	if (stat(out, &st) == 0) {
 		if (S_ISDIR(st.st_mode) != (r->writer->folder != 0))
 			return mq_fail(&r->err, MQ_ERR_OUTPUT, r->writer->folder

@@ -19,6 +19,8 @@ extern volatile sig_atomic_t mq_units_journaled;
 
 /* Rank 0: refuse to overwrite the input or, without --force, an existing file. */
 int output_check(struct run *r);
+/* Rank 0: the output's folder exists and is writable (not checked for a dry run). */
+int output_check_dir(struct run *r);
 /* Every rank: the header reservation and each output tensor's file offset (r->out_pos, r->out_size). */
 int output_place(struct run *r);
 /* Rank 0: the output must fit in its file system's free space before it is reserved. */

@@ -134,14 +134,31 @@ void mq_report_progress(const struct mq_manifest *m, const struct mq_plan *p, in
 	}
 }
 
+/* The plan's schemes: "int8 per channel", or "mixed: int4-g128 11, int8 17" (the layers each candidate got). */
+static void scheme_text(const struct mq_plan *p, char *what, size_t cap)
+{
+	if (!p->mix) {
+		snprintf(what, cap, "%s%s", mq_scheme_get(p->q.scheme)->name, granularity_text(p));
+		return;
+	}
+	int count[MQ_MAX_CANDIDATES] = { 0 }, k = snprintf(what, cap, "mixed:");
+	for (int i = 0; i < p->n_tensors; i++)
+		if (p->mix->chosen[i] >= 0)
+			count[p->mix->chosen[i]]++;
+	for (int c = 0, any = 0; c < p->mix->n_candidates && k > 0 && (size_t)k < cap; c++)
+		if (count[c])
+			k += snprintf(what + k, cap - (size_t)k, "%s %s %d", any++ ? "," : "", p->mix->name[c], count[c]);
+}
+
 void mq_report_plan(const struct mq_manifest *m, const struct mq_plan *p, const struct mq_options *o,
 		    uint64_t out_size, const char *output)
 {
-	const struct mq_scheme_traits *si = mq_scheme_get(p->q.scheme);
 	uint64_t header_len = out_size - p->bytes_out; /* headers, metadata, and for .pt the archive's records */
 	mq_print(stdout, "plan for %s -> %s (dry run: nothing written)\n", o->input, output);
-	mq_print(stdout, "  scheme %s%s, %d tensors: %d quantized, %d kept; %d work units over %d ranks\n", si->name,
-	       granularity_text(p), p->n_tensors, p->n_quantized,
+	char what[256];
+	scheme_text(p, what, sizeof(what));
+	mq_print(stdout, "  scheme %s, %d tensors: %d quantized, %d kept; %d work units over %d ranks\n", what,
+	       p->n_tensors, p->n_quantized,
 	       p->n_tensors - p->n_quantized, p->n_units, p->n_ranks);
 	mq_print(stdout, "  tensor data %.3f MiB -> %.3f MiB, compression %.3fx; output file %llu bytes (headers and metadata %llu)\n",
 	       mib(p->bytes_in), mib(p->bytes_out), p->bytes_out ? (double)p->bytes_in / (double)p->bytes_out : 1.0,
@@ -224,23 +241,12 @@ static double max_over(const double *stats, int n, int k, double *sum)
 void mq_report_summary(const struct mq_manifest *m, const struct mq_plan *p, const struct mq_tensor_result *res,
 		       const double *stats, const char *output)
 {
-	const struct mq_scheme_traits *si = mq_scheme_get(p->q.scheme);
 	double total = stats[MQ_STAT_T_TOTAL], sum;
 	double rss = max_over(stats, p->n_ranks, MQ_STAT_PEAK_RSS, &sum);
 	mq_info("\n");
 	mq_info("wrote %s\n", output);
 	char what[256];
-	if (p->mix) { /* "mixed: int4-g128 11, int8 17" */
-		int count[MQ_MAX_CANDIDATES] = { 0 }, k = snprintf(what, sizeof(what), "mixed:");
-		for (int i = 0; i < p->n_tensors; i++)
-			count[p->mix->chosen[i] >= 0 ? p->mix->chosen[i] : 0] += p->mix->chosen[i] >= 0;
-		for (int c = 0, any = 0; c < p->mix->n_candidates && k < (int)sizeof(what); c++)
-			if (count[c])
-				k += snprintf(what + k, sizeof(what) - (size_t)k, "%s %s %d", any++ ? "," : "", p->mix->name[c],
-					      count[c]);
-	} else {
-		snprintf(what, sizeof(what), "%s%s", si->name, granularity_text(p));
-	}
+	scheme_text(p, what, sizeof(what));
 	mq_info("  %d tensors: %d quantized (%s), %d kept, on %d rank%s\n", p->n_tensors, p->n_quantized, what,
 		p->n_tensors - p->n_quantized, p->n_ranks, p->n_ranks == 1 ? "" : "s");
 	mq_info("  size %.3f MiB -> %.3f MiB, compression %.3fx\n", mib(p->bytes_in), mib(p->bytes_out),

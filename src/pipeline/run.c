@@ -82,8 +82,8 @@ static int phase_plan(struct run *r)
 		r->opt->out_format = r->writer->name;
 	if (r->writer)
 		r->opt->folder_output = r->writer->folder;
-	if (!r->err.code && r->rank == 0 && !output_check(r))
-		folder_check_output(r);
+	if (!r->err.code && r->rank == 0 && !output_check(r) && !folder_check_output(r))
+		output_check_dir(r);
 	/* a mixed-precision plan is placed once its schemes are chosen (choose.c) */
 	if (!r->err.code && !mq_plan_build(&r->man, r->opt, r->size, r->cinfo, &r->plan, &r->err) &&
 	    !mq_options_mixed(r->opt) && (!r->opt->folder_output || !folder_check_plan(r)))
