@@ -75,37 +75,37 @@ static int fused_family(const char *name, size_t *stem)
 	return -1;
 }
 
-int folder_fused_leader(const struct mq_manifest *m, int i)
+/* Tensor i's fused siblings (itself included) in the family's order: their manifest indices into sib (-1: absent). */
+static int siblings(const struct mq_manifest *m, int i, int sib[3])
 {
 	size_t stem;
-	int f = fused_family(m->tensors[i].name, &stem);
+	int f = fused_family(m->tensors[i].name, &stem), n = 0;
 	for (int k = 0; f >= 0 && k < 3 && fused[f][k]; k++) {
 		struct mq_buf b = MQ_BUF_INIT;
 		mq_buf_add(&b, m->tensors[i].name, stem);
 		mq_buf_adds(&b, fused[f][k]);
-		int j = mq_buf_ok(&b) ? mq_manifest_find(m, b.data) : -1;
+		sib[n++] = mq_buf_ok(&b) ? mq_manifest_find(m, b.data) : -1;
 		mq_buf_release(&b);
-		if (j >= 0)
-			return j;
 	}
+	return n;
+}
+
+int folder_fused_leader(const struct mq_manifest *m, int i)
+{
+	int sib[3], n = siblings(m, i, sib);
+	for (int k = 0; k < n; k++)
+		if (sib[k] >= 0)
+			return sib[k];
 	return i;
 }
 
 /* The first sibling of weight i (a later tensor of its family, by name lookup) whose fate differs, or -1. */
 static int split_sibling(const struct run *r, int i)
 {
-	const struct mq_manifest *m = &r->man;
-	size_t stem;
-	int f = fused_family(m->tensors[i].name, &stem);
-	for (int k = 0; f >= 0 && k < 3 && fused[f][k]; k++) {
-		struct mq_buf b = MQ_BUF_INIT;
-		mq_buf_add(&b, m->tensors[i].name, stem);
-		mq_buf_adds(&b, fused[f][k]);
-		int j = mq_buf_ok(&b) ? mq_manifest_find(m, b.data) : -1;
-		mq_buf_release(&b);
-		if (j > i && r->plan.tensors[j].action != r->plan.tensors[i].action)
-			return j;
-	}
+	int sib[3], n = siblings(&r->man, i, sib);
+	for (int k = 0; k < n; k++)
+		if (sib[k] > i && r->plan.tensors[sib[k]].action != r->plan.tensors[i].action)
+			return sib[k];
 	return -1;
 }
 
