@@ -14,7 +14,7 @@
 
 
 enum opt_id {
-	OPT_OUTPUT, OPT_SCHEME, OPT_GRANULARITY, OPT_GROUP_SIZE, OPT_CLIP, OPT_METHOD, OPT_DAMP, OPT_BLOCK_SIZE, OPT_ACTORDER, OPT_GPTQ_SCALES, OPT_KEEP_UNFIT, OPT_MAX_SHARD, OPT_TARGET_BPW, OPT_TARGET_SIZE, OPT_CANDIDATES, OPT_MIN_SQNR, OPT_FAIL_BELOW, OPT_INCLUDE, OPT_EXCLUDE, OPT_NO_DEFAULT_EXCLUDES,
+	OPT_OUTPUT, OPT_SCHEME, OPT_GRANULARITY, OPT_GROUP_SIZE, OPT_CLIP, OPT_METHOD, OPT_DAMP, OPT_BLOCK_SIZE, OPT_ACTORDER, OPT_GPTQ_SCALES, OPT_KEEP_UNFIT, OPT_MAX_SHARD, OPT_TARGET_BPW, OPT_TARGET_SIZE, OPT_CANDIDATES, OPT_MIN_SQNR, OPT_FAIL_BELOW, OPT_MEASURE_EVERY, OPT_INCLUDE, OPT_EXCLUDE, OPT_NO_DEFAULT_EXCLUDES,
 	OPT_FORCE, OPT_DRY_RUN, OPT_REPORT, OPT_BUDGET, OPT_NO_SYNC, OPT_NO_CHECKSUM, OPT_DIGEST, OPT_OBSERVER, OPT_ACT, OPT_CALIB_SAMPLES, OPT_CALIB, OPT_CALIB_MISSING, OPT_JOB, OPT_GROUPS, OPT_VERBOSE, OPT_JSON, OPT_PLOT, OPT_QUIET, OPT_HELP, OPT_VERSION,
 };
 
@@ -74,6 +74,10 @@ static const struct opt {
 	  "with a target: the schemes a weight may get, separated by commas (default " MQ_DEFAULT_CANDIDATES
 	  "); a scheme of groups takes -g32, -g64, -g128 or -channel; fused projections (q/k/v, gate/up) get one "
 	  "scheme together" },
+	{ OPT_MEASURE_EVERY, 0, "measure-every", "N", FOR_RUN,
+	  "with a target: measure the candidates on every N-th row of each weight (default 8; 1: every row), "
+	  "or fewer so that at least 512 rows are measured (a smaller weight whole), the sums scaled to the whole "
+	  "weight" },
 	{ OPT_MIN_SQNR, 0, "min-sqnr", "DB", FOR_RUN,
 	  "with a target: no weight gets a candidate whose measured SQNR is below DB: it takes the smallest one "
 	  "that reaches DB, or, if none does, stays as it is; each such weight is recorded as promoted" },
@@ -351,7 +355,7 @@ static int apply(struct mq_options *o, const struct opt *op, const char *val, st
 	case OPT_METHOD: case OPT_DAMP: case OPT_GPTQ_SCALES: case OPT_BLOCK_SIZE: case OPT_ACTORDER:
 		return mq_options_apply_method(o, op->long_name, val, err);
 	case OPT_MAX_SHARD: return apply_shard_size(o, val, err);
-	case OPT_TARGET_BPW: case OPT_TARGET_SIZE: case OPT_CANDIDATES: case OPT_MIN_SQNR: case OPT_FAIL_BELOW:
+	case OPT_TARGET_BPW: case OPT_TARGET_SIZE: case OPT_CANDIDATES: case OPT_MIN_SQNR: case OPT_FAIL_BELOW: case OPT_MEASURE_EVERY:
 		return mq_options_apply_budget(o, op->long_name, val, err);
 	case OPT_CLIP:
 		if (strcmp(val, "minmax") == 0) {
@@ -446,6 +450,7 @@ int mq_options_parse(int argc, char **argv, struct mq_options *o, struct mq_erro
 	o->memory_budget = 256ull << 20;
 	o->max_shard = 5000000000ull; /* 5GB, as transformers' save_pretrained */
 	o->min_sqnr = o->fail_below = (double)NAN;
+	o->measure_every = MQ_MEASURE_EVERY_DEFAULT;
 	o->gptq = (struct mq_gptq_opts){ .damp = 0.01, .block = MQ_GPTQ_BLOCK_DEFAULT, .actorder = MQ_ACTORDER_STATIC,
 					 .scales = MQ_GPTQ_SCALES_ORIGINAL };
 	o->command = MQ_CMD_RUN;

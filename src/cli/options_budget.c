@@ -70,6 +70,16 @@ int mq_options_apply_budget(struct mq_options *o, const char *name, const char *
 {
 	if (strcmp(name, "candidates") == 0)
 		return apply_candidates(o, val, err);
+	if (strcmp(name, "measure-every") == 0) {
+		char *e = NULL;
+		errno = 0;
+		long v = *val >= '0' && *val <= '9' ? strtol(val, &e, 10) : 0;
+		if (errno || !e || *e || v < 1 || v > 1024)
+			return mq_fail(err, MQ_ERR_USAGE, "--measure-every '%s': give a whole number from 1 (every row) to 1024", val);
+		o->measure_every = (int)v;
+		o->measure_given = 1;
+		return 0;
+	}
 	if (strcmp(name, "target-size") == 0) {
 		if (mq_options_parse_size(val, &o->target_size))
 			return mq_fail(err, MQ_ERR_USAGE, "--target-size '%s': give a positive size such as 5GB, 500MB or 2GiB",
@@ -93,6 +103,8 @@ int mq_options_apply_budget(struct mq_options *o, const char *name, const char *
 
 int mq_options_check_budget(struct mq_options *o, struct mq_error *err)
 {
+	if (!mq_options_mixed(o) && o->measure_given)
+		return mq_fail(err, MQ_ERR_USAGE, "--measure-every needs a budget: --target-bpw B or --target-size SIZE");
 	if (!mq_options_mixed(o) && o->n_candidates)
 		return mq_fail(err, MQ_ERR_USAGE, "--candidates needs a budget: --target-bpw B or --target-size SIZE");
 	if (!mq_options_mixed(o) && o->min_sqnr == o->min_sqnr)

@@ -18,8 +18,8 @@ struct cand {
 	int index;
 };
 
-/* The dynamic programme's table: items x budget units, one byte each (16 MiB), and the least units it is run with. */
-#define MQ_BUDGET_DP_CELLS (16u << 20)
+/* The dynamic programme's table: items x budget units, one byte each (4 MiB), and the least units it is run with. */
+#define MQ_BUDGET_DP_CELLS (4u << 20)
 #define MQ_BUDGET_DP_MIN 1024u
 
 static int cmp_candidate(const void *a, const void *b)
@@ -157,6 +157,7 @@ static double dp_choice(const struct mq_budget_item *items, int n_items, uint64_
 	const size_t cap = (size_t)(budget / unit) + 1;
 	double *dp = malloc(cap * sizeof(double)), *next = malloc(cap * sizeof(double));
 	unsigned char *took = malloc((size_t)n_items * cap + 1);
+	uint64_t w[256];
 	double best = (double)INFINITY;
 	if (!dp || !next || !took)
 		goto out;
@@ -166,13 +167,14 @@ static double dp_choice(const struct mq_budget_item *items, int n_items, uint64_
 		const struct mq_budget_item *it = &items[i];
 		if (it->n > 255)
 			goto out;
+		for (int j = 0; j < it->n; j++)
+			w[j] = it->bytes[j] / unit + (it->bytes[j] % unit != 0);
 		for (size_t c = 0; c < cap; c++) {
 			double v = (double)INFINITY;
 			unsigned char k = 0;
 			for (int j = 0; j < it->n; j++) {
-				uint64_t w = it->bytes[j] / unit + (it->bytes[j] % unit != 0);
-				if (w <= c && dp[c - w] + it->error[j] < v) {
-					v = dp[c - w] + it->error[j];
+				if (w[j] <= c && dp[c - w[j]] + it->error[j] < v) {
+					v = dp[c - w[j]] + it->error[j];
 					k = (unsigned char)j;
 				}
 			}

@@ -20,7 +20,7 @@
  *      made while one lowers the error and fits (the largest saving first, at
  *      most 256 changes). Steps 1-3 take O(N k log(N k)) for N items of at
  *      most k candidates.
- *   4. Where a table of N x U cells fits in 16 MiB with U >= 1024, a dynamic
+ *   4. Where a table of N x U cells fits in 4 MiB with U >= 1024, a dynamic
  *      programme over the budget in U units (each size rounded up to whole
  *      units, so its choice fits in bytes) finds the least error of that
  *      coarser problem in O(N U k); followed by single changes, it replaces

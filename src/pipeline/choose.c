@@ -52,7 +52,19 @@ static int setup(struct run *r, struct mq_plan_choice *mix)
 	return 0;
 }
 
-/* One unit's rows, each seen once and quantized by every candidate that fits its tensor; only the sums are kept. */
+/*
+ * The rows of a tensor the candidates are measured on: every n-th, n being
+ * --measure-every or less, so that at least MIN_MEASURED rows are seen
+ * (a tensor of up to that many rows is measured whole).
+ */
+#define MIN_MEASURED 512u
+static uint64_t stride(const struct run *r, const struct mq_plan_tensor *pt)
+{
+	uint64_t n = pt->n_rows / MIN_MEASURED, every = (uint64_t)r->opt->measure_every;
+	return n < 1 ? 1 : n < every ? n : every;
+}
+
+/* One unit's sampled rows, each seen once and quantized by every candidate that fits its tensor; only the sums are kept. */
 static int measure_unit(struct run *r, void *arg)
 {
 	struct measure *ms = arg;
@@ -72,30 +84,26 @@ static int measure_unit(struct run *r, void *arg)
 		as[k].row_groups = as[k].q.granularity == MQ_GRAN_GROUP ? pt->row_elems / as[k].q.group_size : 1;
 	}
 	const size_t n_elems = (size_t)pt->row_elems;
-	uint64_t per = MQ_RTN_BLOCK_BYTES / pt->row_bytes;
-	per = per ? per : 1;
-	for (uint64_t row = u->row_begin; row < u->row_end;) {
-		uint64_t n = u->row_end - row < per ? u->row_end - row : per;
-		const void *in;
-		if (source_view(r, t, row * pt->row_bytes, (size_t)(n * pt->row_bytes), ms->src, &in))
+	const uint64_t every = stride(r, pt);
+	/* the rows a multiple of --measure-every (of the tensor's own numbering: the same for any rank count) */
+	for (uint64_t row = (u->row_begin + every - 1) / every * every; row < u->row_end; row += every) {
+		/* a copy: a mapped window would fault each sampled row's pages in alone */
+		const void *in = ms->src;
+		if (source_read(r, t, row * pt->row_bytes, ms->src, (size_t)pt->row_bytes))
 			return r->err.code;
-		for (uint64_t k = 0; k < n; k++) {
-			const void *rp = (const char *)in + k * pt->row_bytes;
-			const float *x = rp;
-			if (t->dtype != MQ_DTYPE_F32) {
-				mq_dtype_widen(t->dtype, rp, ms->row, n_elems);
-				x = ms->row;
-			}
-			for (int c = 0; c < K; c++) {
-				if (!fits[c])
-					continue;
-				if (unit_row_params(r, t, &as[c], row + k, x, ms->p))
-					return r->err.code;
-				mq_scheme_quantize(mq_scheme_get(as[c].q.scheme), x, n_elems, n_elems / as[c].row_groups, ms->p,
-						   NULL, ms->q, &acc[c]);
-			}
+		const float *x = in;
+		if (t->dtype != MQ_DTYPE_F32) {
+			mq_dtype_widen(t->dtype, in, ms->row, n_elems);
+			x = ms->row;
 		}
-		row += n;
+		for (int c = 0; c < K; c++) {
+			if (!fits[c])
+				continue;
+			if (unit_row_params(r, t, &as[c], row, x, ms->p))
+				return r->err.code;
+			mq_scheme_quantize(mq_scheme_get(as[c].q.scheme), x, n_elems, n_elems / as[c].row_groups, ms->p, NULL,
+					   ms->q, &acc[c]);
+		}
 	}
 	double *out = ms->sums + (size_t)ms->unit * (K + 1);
 	out[0] = first >= 0 ? acc[first].signal : 0;
@@ -113,9 +121,8 @@ static int measure(struct run *r, struct measure *ms)
 		const struct mq_plan_tensor *pt = &p->tensors[i];
 		if (pt->action != MQ_ACT_QUANT || !pt->n_chunks)
 			continue;
-		uint64_t per = MQ_RTN_BLOCK_BYTES / pt->row_bytes;
 		row_elems = pt->row_elems > row_elems ? pt->row_elems : row_elems;
-		block = (per ? per : 1) * pt->row_bytes > block ? (per ? per : 1) * pt->row_bytes : block;
+		block = pt->row_bytes > block ? pt->row_bytes : block; /* one row is seen at a time */
 	}
 	ms->row = malloc((size_t)row_elems * sizeof(float));
 	ms->q = malloc((size_t)row_elems * sizeof(float)); /* no candidate stores more than 4 bytes a value */
@@ -451,6 +458,13 @@ int choose_schemes(struct run *r)
 		mix->signal[i] += all[(size_t)u * (K + 1)];
 		for (int k = 0; k < K; k++)
 			mix->noise[(size_t)i * K + k] += all[(size_t)u * (K + 1) + 1 + k];
+	}
+	for (int i = 0; i < r->plan.n_tensors; i++) { /* the sampled rows' sums, scaled to the whole tensor */
+		const uint64_t rows = r->plan.tensors[i].n_rows, every = stride(r, &r->plan.tensors[i]);
+		const double f = rows ? (double)rows / (double)((rows + every - 1) / every) : 1.0;
+		mix->signal[i] *= f;
+		for (int k = 0; k < K; k++)
+			mix->noise[(size_t)i * K + k] *= f;
 	}
 	if (r->rank == 0 && !solve(r, mix, &it) && !r->opt->quiet)
 		tell(r, mix);

@@ -132,6 +132,7 @@ void mq_options_json(const struct mq_options *o, struct mq_buf *b)
 			mq_buf_addf(b, "%s\"%s\"", k ? "," : "", name);
 		}
 		mq_buf_adds(b, "]");
+		mq_buf_addf(b, ",\"measure_every\":%d", o->measure_every);
 		if (o->min_sqnr == o->min_sqnr)
 			mq_buf_addf(b, ",\"min_sqnr\":%.17g", o->min_sqnr);
 	}

@@ -38,6 +38,8 @@ struct mq_candidate {
 	int group_size;          /* schemes of groups: 32, 64, 128 or MQ_GROUP_CHANNEL; others 0 */
 };
 #define MQ_MAX_CANDIDATES 8
+/* --measure-every when not given: the candidates' errors from every 8th row of a weight */
+#define MQ_MEASURE_EVERY_DEFAULT 8
 /* The candidates when --candidates is not given: "int4-g128,int8,bf16". */
 #define MQ_DEFAULT_CANDIDATES "int4-g128,int8,bf16"
 
@@ -84,6 +86,8 @@ struct mq_options {
 	int n_candidates;        /* set with a target: --candidates, or MQ_DEFAULT_CANDIDATES */
 	struct mq_candidate candidates[MQ_MAX_CANDIDATES];
 	int scheme_given;        /* --scheme was given (a target picks the schemes itself) */
+	int measure_every;       /* --measure-every: the candidates are measured on every N-th row (default 8) */
+	int measure_given;       /* it was given (it needs a target) */
 	double min_sqnr;         /* --min-sqnr: no weight gets a candidate below it (with a target; NAN: none) */
 	double fail_below;       /* --fail-below: a quantized layer below it fails the run (NAN: none) */
 };
