@@ -44,6 +44,12 @@ void mq_linalg_gemm_sums(const float *x, const float *xh, const float *w, const 
 	}
 }
 
+void mq_linalg_gemm_nt(const float *x, const float *w, uint64_t m, uint64_t n, uint64_t k, float *y)
+{
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)n, (int)k, 1.0f, x, (int)k, w, (int)k, 0.0f,
+		    y, (int)n);
+}
+
 void mq_linalg_syrk_add(float *h, uint64_t n, const float *x, uint64_t m)
 {
 	cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)n, (int)m, 1.0f, x, (int)n, 1.0f, h, (int)n);

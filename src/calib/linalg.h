@@ -33,6 +33,9 @@ void mq_linalg_im2col(const float *x, const struct mq_calib_info *ci, uint64_t c
 void mq_linalg_gemm_sums(const float *x, const float *xh, const float *w, const float *wh, uint64_t m, uint64_t n,
 			 uint64_t k, float *y, float *yw, float *ywa, struct mq_out_sums *acc);
 
+/* y = x wᵀ for m rows of x and n rows of w (both k wide): m * n floats. */
+void mq_linalg_gemm_nt(const float *x, const float *w, uint64_t m, uint64_t n, uint64_t k, float *y);
+
 /*
  * h += xᵀ x for m rows of x (n wide): the upper triangle of the row-major
  * n × n h (BLAS syrk; the lower triangle is not touched).

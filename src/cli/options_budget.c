@@ -121,9 +121,12 @@ int mq_options_check_budget(struct mq_options *o, struct mq_error *err)
 	if (o->per_tensor || o->group_size || o->channel_given)
 		return mq_fail(err, MQ_ERR_USAGE,
 			"--granularity and --group-size do not go with a target: each candidate names its grouping (int4-g64, w8a16-channel)");
-	if (o->calib || o->method != MQ_METHOD_RTN)
+	if (o->method != MQ_METHOD_RTN)
 		return mq_fail(err, MQ_ERR_USAGE,
-			"--target-bpw and --target-size choose from the weights' own error: --calib and --method gptq do not go with them yet");
+			"--method gptq does not go with --target-bpw or --target-size yet: the candidates are measured rounded to nearest (drop --method, or quantize with one --scheme)");
+	if (o->calib && o->calib_weights_only)
+		return mq_fail(err, MQ_ERR_USAGE,
+			"--calib-missing=weights-only does not go with a target: with --calib the candidates' errors are measured on the layers' outputs, which a layer without calibration has none of; capture it or leave it out with --exclude");
 	if (!o->n_candidates && apply_candidates(o, MQ_DEFAULT_CANDIDATES, err))
 		return err->code;
 	return 0;

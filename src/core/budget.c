@@ -199,11 +199,23 @@ out:
 	return best;
 }
 
+static uint64_t gcd(uint64_t a, uint64_t b)
+{
+	while (b) {
+		uint64_t t = a % b;
+		a = b;
+		b = t;
+	}
+	return a;
+}
+
 /*
  * Where the table fits in MQ_BUDGET_DP_CELLS with at least MQ_BUDGET_DP_MIN
  * units of budget, the dynamic programme's choice replaces the greedy one if
- * it has less error (then single changes use what the rounding left); with
- * units of one byte it is the optimum, and the bound becomes its error.
+ * it has less error (then single changes use what the rounding left). In
+ * units of the sizes' greatest common divisor (where the budget in them
+ * fits the table) nothing is rounded: it is the optimum, and the bound
+ * becomes its error.
  */
 static void refine(const struct mq_budget_item *items, int n_items, uint64_t budget, int *choice,
 		   struct mq_budget_result *res)
@@ -211,7 +223,13 @@ static void refine(const struct mq_budget_item *items, int n_items, uint64_t bud
 	const uint64_t per_item = MQ_BUDGET_DP_CELLS / (uint64_t)(n_items ? n_items : 1);
 	if (n_items == 0 || per_item < MQ_BUDGET_DP_MIN)
 		return;
-	uint64_t unit = budget / per_item + 1;
+	uint64_t g = 0; /* the sizes' common divisor: in its units the programme is as exact as in bytes */
+	for (int i = 0; i < n_items; i++)
+		for (int j = 0; j < items[i].n; j++)
+			g = gcd(g, items[i].bytes[j]);
+	g = g ? g : 1;
+	const int exact = budget / g < per_item;
+	uint64_t unit = exact ? g : budget / per_item + 1;
 	int *alt = malloc(((size_t)n_items + 1) * sizeof(int));
 	double e = alt ? dp_choice(items, n_items, budget, unit, alt) : (double)INFINITY;
 	if (isfinite(e)) {
@@ -230,7 +248,7 @@ static void refine(const struct mq_budget_item *items, int n_items, uint64_t bud
 				choice[i] = alt[i];
 			res->error = err;
 		}
-		if (unit == 1 && res->error > res->lower_bound) /* exact: nothing within the budget does better */
+		if (exact && res->error > res->lower_bound) /* exact: nothing within the budget does better */
 			res->lower_bound = res->error;
 	}
 	free(alt);

@@ -6,6 +6,8 @@
 #include "budget.h"
 #include "folder.h"
 #include "metadata.h"
+#include "outspace.h"
+#include "prepare.h"
 #include "source.h"
 #include "unit.h"
 
@@ -18,7 +20,34 @@ struct measure {
 	void *q;               /* one row's codes */
 	struct mq_qparams *p;  /* one row's group parameters */
 	int unit;              /* the unit in hand */
+	/* --calib: the sampled rows of a calibrated tensor are gathered and measured in output space */
+	struct outspace_act *act; /* per tensor x candidate: how it quantizes the activations */
+	float *w;              /* up to batch sampled rows, as float32 */
+	float *wh[MQ_MAX_CANDIDATES]; /* and as each candidate dequantizes them */
+	uint64_t batch;
 };
+
+/*
+ * Sampled rows gathered per output-space measurement: with the candidates'
+ * copies at most 8 MiB (a number of the shapes and candidates only, so the
+ * same batches for any rank count).
+ */
+#define BATCH_BYTES (8u << 20)
+static uint64_t batch_rows(uint64_t row_elems, int n_cand)
+{
+	uint64_t b = BATCH_BYTES / (row_elems * 4 * (uint64_t)(n_cand + 1));
+	return b ? b : 1;
+}
+
+/* Output space: the gathered rows of unit ms->unit against each candidate's, added to signal and noise. */
+static int flush(struct run *r, struct measure *ms, const int *fits, uint64_t nb, double *signal, double *noise)
+{
+	const int t = r->plan.units[ms->unit].tensor, K = ms->mix->n_candidates;
+	const float *wh[MQ_MAX_CANDIDATES];
+	for (int k = 0; k < K; k++)
+		wh[k] = fits[k] ? ms->wh[k] : NULL;
+	return nb ? outspace_candidates(r, t, ms->w, wh, ms->act + (size_t)t * K, K, nb, signal, noise) : 0;
+}
 
 /* The candidates' specs and names, and per quantized tensor what each would store it in (UINT64_MAX: unfit). */
 static int setup(struct run *r, struct mq_plan_choice *mix)
@@ -34,6 +63,7 @@ static int setup(struct run *r, struct mq_plan_choice *mix)
 		mq_candidate_name(c, mix->name[k], sizeof(mix->name[k]));
 	}
 	mix->floor = o->min_sqnr;
+	mix->output_space = o->calib != NULL;
 	mix->gate = calloc((size_t)n + 1, 1);
 	mix->chosen = malloc(((size_t)n + 1) * sizeof(int));
 	mix->bytes = malloc(((size_t)n * K + 1) * sizeof(uint64_t));
@@ -85,6 +115,9 @@ static int measure_unit(struct run *r, void *arg)
 	}
 	const size_t n_elems = (size_t)pt->row_elems;
 	const uint64_t every = stride(r, pt);
+	const int outspace = pt->calib == MQ_CALIB_STATIC;
+	double signal = 0, noise[MQ_MAX_CANDIDATES] = { 0 };
+	uint64_t nb = 0;
 	/* the rows a multiple of --measure-every (of the tensor's own numbering: the same for any rank count) */
 	for (uint64_t row = (u->row_begin + every - 1) / every * every; row < u->row_end; row += every) {
 		/* a copy: a mapped window would fault each sampled row's pages in alone */
@@ -101,15 +134,71 @@ static int measure_unit(struct run *r, void *arg)
 				continue;
 			if (unit_row_params(r, t, &as[c], row, x, ms->p))
 				return r->err.code;
-			mq_scheme_quantize(mq_scheme_get(as[c].q.scheme), x, n_elems, n_elems / as[c].row_groups, ms->p, NULL,
-					   ms->q, &acc[c]);
+			const struct mq_scheme_traits *si = mq_scheme_get(as[c].q.scheme);
+			const size_t group = n_elems / as[c].row_groups;
+			mq_scheme_quantize(si, x, n_elems, group, ms->p, NULL, ms->q, &acc[c]);
+			if (outspace)
+				si->dequantize(si, ms->q, n_elems, group, ms->p, ms->wh[c] + nb * n_elems);
+		}
+		if (outspace) {
+			memcpy(ms->w + nb * n_elems, x, n_elems * sizeof(float));
+			if (++nb == ms->batch && flush(r, ms, fits, nb, &signal, noise))
+				return r->err.code;
+			nb = nb == ms->batch ? 0 : nb;
 		}
 	}
+	if (outspace && flush(r, ms, fits, nb, &signal, noise))
+		return r->err.code;
 	double *out = ms->sums + (size_t)ms->unit * (K + 1);
-	out[0] = first >= 0 ? acc[first].signal : 0;
+	out[0] = outspace ? signal : first >= 0 ? acc[first].signal : 0;
 	for (int c = 0; c < K; c++)
-		out[1 + c] = acc[c].noise;
+		out[1 + c] = outspace ? noise[c] : acc[c].noise;
 	return 0;
+}
+
+/*
+ * --calib: how each candidate that quantizes activations with static
+ * parameters would quantize each calibrated tensor's (the observer over its
+ * calibration rows, on the candidate's grid), so that its measured error is
+ * the layer's as it will run. Tensor i is observed by rank i mod size and the
+ * others get zeros, so the sum over the ranks is exact.
+ */
+static int observe(struct run *r, struct measure *ms)
+{
+	const int n = r->plan.n_tensors, K = ms->mix->n_candidates;
+	struct mq_layer_state *mine = calloc((size_t)n * K + 1, sizeof(*mine));
+	struct mq_layer_state *all = calloc((size_t)n * K + 1, sizeof(*all));
+	ms->act = calloc((size_t)n * K + 1, sizeof(*ms->act));
+	if (!mine || !all || !ms->act)
+		mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
+	for (int i = 0; i < n && !r->err.code; i++) {
+		const struct mq_plan_tensor *pt = &r->plan.tensors[i];
+		for (int k = 0; k < K && pt->calib == MQ_CALIB_STATIC && !r->opt->act_none; k++) {
+			const struct mq_scheme_traits *si = mq_scheme_get(ms->mix->spec[k].scheme);
+			if (si->acts == MQ_ACTS_NONE || ms->mix->bytes[(size_t)i * K + k] == UINT64_MAX)
+				continue;
+			ms->act[(size_t)i * K + k].si = si;
+			int same = -1; /* a candidate before it on the same grid: the same parameters */
+			for (int j = 0; j < k && same < 0; j++)
+				same = ms->act[(size_t)i * K + j].si && ms->act[(size_t)i * K + j].si->acts == si->acts ? j : -1;
+			if (i % r->size != r->rank)
+				continue;
+			if (same >= 0)
+				mine[(size_t)i * K + k] = mine[(size_t)i * K + same];
+			else if (prepare_observe(r, i, si, &mine[(size_t)i * K + k]))
+				break;
+		}
+	}
+	if (!mq_comm_agree(r->comm, &r->err))
+		mq_comm_allreduce_sum(r->comm, (const double *)mine, (double *)all,
+				      (int)((size_t)n * K * (sizeof(*all) / sizeof(double))), &r->err);
+	for (size_t j = 0; !r->err.code && j < (size_t)n * K; j++) {
+		ms->act[j].scale = all[j].act_scale;
+		ms->act[j].zero_point = all[j].act_zero_point;
+	}
+	free(mine);
+	free(all);
+	return mq_comm_agree(r->comm, &r->err);
 }
 
 /* This rank's units of quantized tensors, measured; the others stay zero in sums. */
@@ -130,6 +219,16 @@ static int measure(struct run *r, struct measure *ms)
 	ms->src = malloc((size_t)block);
 	if (!ms->row || !ms->q || !ms->p || !ms->src)
 		return mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
+	if (r->opt->calib) {
+		const int K = ms->mix->n_candidates;
+		ms->batch = batch_rows(row_elems, K);
+		ms->w = malloc((size_t)(ms->batch * row_elems) * sizeof(float));
+		for (int k = 0; k < K; k++)
+			if (!(ms->wh[k] = malloc((size_t)(ms->batch * row_elems) * sizeof(float))))
+				return mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
+		if (!ms->w)
+			return mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
+	}
 	for (int id = 0; id < p->n_units && !r->err.code; id++) {
 		const struct mq_unit *u = &p->units[id];
 		if (u->rank != r->rank || p->tensors[u->tensor].action != MQ_ACT_QUANT)
@@ -429,7 +528,7 @@ int choose_schemes(struct run *r)
 {
 	double t0 = mq_comm_time();
 	struct mq_plan_choice *mix = calloc(1, sizeof(*mix));
-	struct measure ms = { mix, NULL, NULL, NULL, NULL, NULL, 0 };
+	struct measure ms = { .mix = mix };
 	struct items it = { 0, NULL, NULL, 0, 0 };
 	double *all = NULL;
 	const int K = r->opt->n_candidates;
@@ -439,12 +538,9 @@ int choose_schemes(struct run *r)
 		mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
 	else if (!setup(r, mix) && !plan_items(r, mix, &it, 0) && !(ms.sums = calloc(n_sums + 1, sizeof(double))))
 		mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
-	if (!r->err.code)
-		measure(r, &ms);
-	free(ms.row);
-	free(ms.q);
-	free(ms.p);
-	free(ms.src);
+	if (mq_comm_agree(r->comm, &r->err) || (r->opt->calib && observe(r, &ms)))
+		goto out;
+	measure(r, &ms);
 	if (mq_comm_agree(r->comm, &r->err))
 		goto out;
 	if (!(all = malloc((n_sums + 1) * sizeof(double))))
@@ -471,8 +567,16 @@ int choose_schemes(struct run *r)
 	if (mq_comm_agree(r->comm, &r->err) || share(r, mix) || mq_comm_agree(r->comm, &r->err))
 		goto out;
 	mq_plan_release(&r->plan);
-	mq_plan_build_mixed(&r->man, r->opt, r->size, mix, &r->plan, &r->err);
+	mq_plan_build_mixed(&r->man, r->opt, r->size, r->cinfo, mix, &r->plan, &r->err);
 out:
+	free(ms.row);
+	free(ms.q);
+	free(ms.p);
+	free(ms.src);
+	free(ms.w);
+	for (int k = 0; k < K; k++)
+		free(ms.wh[k]);
+	free(ms.act);
 	free(ms.sums);
 	free(all);
 	free(it.item_of);

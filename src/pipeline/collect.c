@@ -220,11 +220,15 @@ int collect_quality_gate(struct run *r)
 		int n = 0;
 		for (int i = 0; i < r->plan.n_tensors; i++) {
 			const struct mq_tensor_result *res = &r->res[i];
-			double db = mq_sqnr_db(res->signal, res->noise);
-			if (r->plan.tensors[i].action != MQ_ACT_QUANT || !(db < floor))
+			const struct mq_plan_tensor *pt = &r->plan.tensors[i];
+			const int out = pt->calib == MQ_CALIB_STATIC; /* calibrated: the output's SQNR, as it will run */
+			double db = out ? mq_sqnr_db(res->out_signal, pt->act_rank >= 0 ? res->out_noise_wa : res->out_noise_w)
+					: mq_sqnr_db(res->signal, res->noise);
+			if (pt->action != MQ_ACT_QUANT || !(db < floor))
 				continue;
 			if (n++ < 8)
-				mq_buf_addf(&b, "%s'%s' (%.2f dB)", n > 1 ? ", " : "", r->man.tensors[i].name, db);
+				mq_buf_addf(&b, "%s'%s' (%.2f dB%s)", n > 1 ? ", " : "", r->man.tensors[i].name, db,
+					    out ? " of its output" : "");
 		}
 		if (n > 8)
 			mq_buf_addf(&b, " and %d more", n - 8);

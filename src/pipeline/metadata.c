@@ -31,8 +31,8 @@ double mq_metadata_output_sqnr(const struct mq_plan *p, const struct mq_tensor_r
 	for (int i = 0; i < p->n_tensors; i++) {
 		if (p->tensors[i].calib != MQ_CALIB_STATIC)
 			continue;
-		s += res[i].out_signal;
-		n += with_act ? res[i].out_noise_wa : res[i].out_noise_w;
+		s += res[i].out_signal; /* with_act: as each layer runs, its activations quantized where it quantizes them */
+		n += with_act && p->tensors[i].act_rank >= 0 ? res[i].out_noise_wa : res[i].out_noise_w;
 	}
 	return p->n_calibrated ? mq_sqnr_db(s, n) : (double)NAN;
 }
@@ -172,8 +172,9 @@ static void mixed_json(const struct mq_manifest *m, const struct mq_plan *p, str
 	mq_buf_addf(b, "{\"target_bytes\":%llu,\"bytes\":%llu,\"bits_per_weight\":", (unsigned long long)mix->target,
 		    (unsigned long long)mix->chosen_bytes);
 	finite_json(b, elems ? 8.0 * (double)qbytes / (double)elems : (double)NAN);
-	mq_buf_addf(b, ",\"error\":%.9g,\"lower_bound\":%.9g,\"items\":%d,\"solver\":\"%s\"", mix->error,
-		    mix->lower_bound, mix->n_items, "multiple-choice knapsack: convex-hull greedy, then single changes");
+	mq_buf_addf(b, ",\"error\":%.9g,\"error_space\":\"%s\",\"lower_bound\":%.9g,\"items\":%d,\"solver\":\"%s\"",
+		    mix->error, mix->output_space ? "output" : "weight", mix->lower_bound, mix->n_items,
+		    "multiple-choice knapsack: convex-hull greedy and single changes, then a dynamic programme over the budget in coarse units where its table fits, the one with less error");
 	if (mix->floor == mix->floor)
 		mq_buf_addf(b, ",\"min_sqnr\":%.4f,\"promoted\":%d,\"kept_by_min_sqnr\":%d", mix->floor, promoted, kept);
 	mq_buf_adds(b, ",\"chosen\":{");
@@ -306,8 +307,15 @@ static void calib_keys(const struct mq_plan *p, const struct mq_options *o, cons
 	mq_buf_adds(b, ",");
 	kv(b, "observer", v);
 	mq_buf_adds(b, ",");
-	const enum mq_acts acts = o->act_none ? MQ_ACTS_NONE : mq_scheme_get(p->q.scheme)->acts;
-	kv(b, "activation_dtype", acts == MQ_ACTS_NONE ? "none" : acts == MQ_ACTS_FP8 ? "float8_e4m3fn" : "int8");
+	enum mq_acts acts = o->act_none ? MQ_ACTS_NONE : mq_scheme_get(p->q.scheme)->acts;
+	int kinds = 0; /* a mixed plan: the chosen schemes' activations (1 << enum mq_acts) */
+	for (int i = 0; p->mix && !o->act_none && i < p->n_tensors; i++)
+		kinds |= p->tensors[i].action == MQ_ACT_QUANT ? 1 << mq_scheme_get(p->tensors[i].q.scheme)->acts : 0;
+	kinds &= ~(1 << MQ_ACTS_NONE);
+	if (p->mix)
+		acts = kinds & (1 << MQ_ACTS_INT8) ? MQ_ACTS_INT8 : kinds ? MQ_ACTS_FP8 : MQ_ACTS_NONE;
+	kv(b, "activation_dtype", kinds & (kinds - 1) ? "mixed" : acts == MQ_ACTS_NONE ? "none"
+					: acts == MQ_ACTS_FP8 ? "float8_e4m3fn" : "int8");
 	if (acts != MQ_ACTS_NONE) { /* compressed-tensors' input_activations "symmetric" */
 		mq_buf_adds(b, ",");
 		kv(b, "activation_symmetric", o->act_asymmetric ? "false" : "true");

@@ -28,4 +28,19 @@ int outspace_read(struct run *r, struct mq_calib_layer *l, int t, uint64_t row, 
 /* Adds the sums of tensor t's rows w / wh (n rows) into acc. */
 int outspace_sums(struct run *r, int t, const float *w, const float *wh, uint64_t n, struct mq_out_sums *acc);
 
+/* How a candidate quantizes a layer's activations: si NULL for not at all, else on si's grid with static parameters. */
+struct outspace_act {
+	const struct mq_scheme_traits *si;
+	double scale, zero_point;
+};
+
+/*
+ * Mixed precision: the output-space sums of n weight rows w against n_cand
+ * candidates' dequantized rows wh[k] (NULL: not measured), over tensor t's
+ * calibration rows in the same fixed blocks: *signal += the sum of Y², and
+ * noise[k] += the sum of (Y - Ŷk)², Ŷk = act_k(X) wh[k]ᵀ.
+ */
+int outspace_candidates(struct run *r, int t, const float *w, const float *const *wh, const struct outspace_act *act,
+			int n_cand, uint64_t n, double *signal, double *noise);
+
 #endif

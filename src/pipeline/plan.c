@@ -584,9 +584,10 @@ int mq_plan_build(const struct mq_manifest *m, const struct mq_options *o, int n
 }
 
 int mq_plan_build_mixed(const struct mq_manifest *m, const struct mq_options *o, int n_ranks,
-			const struct mq_plan_choice *mix, struct mq_plan *p, struct mq_error *err)
+			const struct mq_calib_info *calib, const struct mq_plan_choice *mix, struct mq_plan *p,
+			struct mq_error *err)
 {
-	return build_plan(m, o, n_ranks, NULL, mix, p, err);
+	return build_plan(m, o, n_ranks, calib, mix, p, err);
 }
 
 static int build_plan(const struct mq_manifest *m, const struct mq_options *o, int n_ranks,

@@ -106,8 +106,9 @@ struct mq_plan_choice {
 	char name[MQ_MAX_CANDIDATES][48]; /* as --candidates spells them */
 	int *chosen;            /* per tensor: a candidate, or -1 (not quantized) */
 	uint64_t *bytes;        /* per tensor x candidate: its output bytes; UINT64_MAX where it does not fit */
-	double *noise;          /* per tensor x candidate: the squared error, sum of (w - q)^2 */
-	double *signal;         /* per tensor: sum of w^2 */
+	double *noise;          /* per tensor x candidate: the squared error, sum of (w - q)^2, or with --calib of the outputs */
+	double *signal;         /* per tensor: sum of w^2 (or of the outputs Y^2) */
+	int output_space;       /* --calib: the errors are of the layers' outputs over the calibration rows */
 	uint64_t target;        /* the budget: bytes of tensor data in the whole output */
 	uint64_t fixed_bytes;   /* of it, the tensors that are kept as they are */
 	uint64_t chosen_bytes;  /* the chosen plan's tensor data */
@@ -175,10 +176,12 @@ void mq_plan_block_regions(const struct mq_plan *p, const struct mq_plan_tensor 
 /*
  * A mixed-precision plan: each quantized tensor with its chosen candidate's
  * spec (mix), or before the choice (mix NULL, with a target in o) a plan
- * for measuring them, its tensors chunked as any plan's.
+ * for measuring them, its tensors chunked as any plan's. calib as for
+ * mq_plan_build.
  */
 int mq_plan_build_mixed(const struct mq_manifest *m, const struct mq_options *o, int n_ranks,
-			const struct mq_plan_choice *mix, struct mq_plan *p, struct mq_error *err);
+			const struct mq_calib_info *calib, const struct mq_plan_choice *mix, struct mq_plan *p,
+			struct mq_error *err);
 /* Whether q can store tensor t (plan tensor pt) as vLLM loads it, and what it would take of the output. */
 int mq_plan_spec_fits(const struct mq_plan_tensor *pt, const struct mq_tensor *t, const struct mq_spec *q);
 uint64_t mq_plan_spec_bytes(const struct mq_tensor *t, const struct mq_spec *q);

@@ -7,8 +7,7 @@
 #define STATE_DOUBLES (sizeof(struct mq_layer_state) / sizeof(double))
 _Static_assert(sizeof(struct mq_layer_state) % sizeof(double) == 0, "layer state travels as doubles");
 
-/* The owner rank: what the layer's static activation parameters are (the observer over its calibration rows). */
-static int observe_layer(struct run *r, int i, struct mq_layer_state *out)
+int prepare_observe(struct run *r, int i, const struct mq_scheme_traits *si, struct mq_layer_state *out)
 {
 	const struct mq_plan_tensor *pt = &r->plan.tensors[i];
 	char *layer = mq_plan_layer_name(r->man.tensors[i].name);
@@ -21,7 +20,6 @@ static int observe_layer(struct run *r, int i, struct mq_layer_state *out)
 		out->act_threshold = r->opt->act_asymmetric ? (double)(res.hi - res.lo) : (double)res.threshold;
 		out->act_scale = (double)res.qp.scale;
 		out->act_zero_point = (double)res.qp.zero_point;
-		const struct mq_scheme_traits *si = mq_scheme_get(pt->q.scheme);
 		if (si->acts == MQ_ACTS_FP8) { /* the same threshold on the e4m3 grid: T / 448 */
 			struct mq_range t;
 			mq_range_init(&t);
@@ -47,7 +45,7 @@ int prepare_layers(struct run *r)
 	for (size_t i = 0; i < n && !r->err.code; i++) {
 		const struct mq_plan_tensor *pt = &r->plan.tensors[i];
 		if (pt->act_rank == r->rank && pt->calib == MQ_CALIB_STATIC)
-			observe_layer(r, (int)i, &mine[i]);
+			prepare_observe(r, (int)i, mq_scheme_get(pt->q.scheme), &mine[i]);
 	}
 	/* one rank holds each value and the others zero, so the sum is exact */
 	if (!mq_comm_agree(r->comm, &r->err))

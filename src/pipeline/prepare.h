@@ -15,4 +15,10 @@
 /* Collective: r->layers for every plan tensor (zeros where nothing was prepared). */
 int prepare_layers(struct run *r);
 
+/*
+ * Tensor i's static activation parameters on the activations' grid of
+ * weight scheme si: the observer over its calibration rows.
+ */
+int prepare_observe(struct run *r, int i, const struct mq_scheme_traits *si, struct mq_layer_state *out);
+
 #endif

@@ -294,6 +294,166 @@ refuse "--target-bpw and --target-size together" \
     "--target-bpw.*--target-size|--target-size.*--target-bpw" --target-bpw 6 --target-size 3MB
 refuse "--target-bpw 0" "--target-bpw" --target-bpw 0
 
+# ---------------------------------------------------------------- --calib: output-space choices
+# A Llama-shaped F32 model whose MLP weights have 1024 rows (so the choice samples every 2nd row of
+# them) and synthetic calibration for every quantized layer (make_calibration.py).  With --calib
+# the int8 candidate is W8A8 with static input scales, and every candidate's error is measured on
+# the layer's outputs as it will run.
+CAL="$WORK/cal"
+MCC="$HERE/mixed_calib_check.py"
+"$MQ_PYTHON" "$MAKE_HF" "$CAL" --dtype F32 --layers 2 --hidden 256 --intermediate 1024 --shards 1 --seed 5 \
+    >/dev/null && "$MQ_PYTHON" "$MQ_SCRIPTS/make_calibration.py" "$CAL/model.safetensors" "$WORK/cal.h5" \
+    --rows 192 --seed 3 >/dev/null || fail "calib: the model or its calibration could not be made"
+CM="$CAL/model.safetensors"
+# as_run FILE: the aggregate output-space SQNR as the layers run (activations quantized where they are)
+as_run() {
+    local w wa
+    { read -r w; read -r wa; } < <(meta "$1" output_sqnr_db_w output_sqnr_db_wa)
+    case $wa in MISSING|null|nan|"") echo "$w" ;; *) echo "$wa" ;; esac
+}
+# mcc NAME ARGS...: mixed_calib_check.py must pass; its last lines are shown on a failure
+mcc() {
+    local name=$1
+    shift
+    if MQ_SCRIPTS="$MQ_SCRIPTS" "$MQ_PYTHON" "$MCC" "$@" >"$WORK/mcc.log" 2>&1; then
+        pass "$name ($(tail -n 1 "$WORK/mcc.log" | sed 's/^mixed_calib_check: //'); $(tail -n 2 "$WORK/mcc.log" | head -n 1))"
+    else
+        fail "$name"
+        grep -m 8 "FAIL\|Error\|error" "$WORK/mcc.log" | sed 's/^/    /'
+    fi
+}
+declare -A CSIZE CSQNR
+for s in int8 int4; do
+    run "calib -s $s" 1 "$CM" --calib "$WORK/cal.h5" -s $s -o "$WORK/cal.$s.safetensors" || continue
+    CSIZE[$s]=$(meta "$WORK/cal.$s.safetensors" quantized_size_bytes)
+    CSQNR[$s]=$(as_run "$WORK/cal.$s.safetensors")
+    # at uniform s's size, measured on every row: the knapsack's errors are the layers' own
+    run "calib at uniform $s's size" 2 "$CM" --calib "$WORK/cal.h5" --target-size "${CSIZE[$s]}" --measure-every 1 \
+        -o "$WORK/cal.at-$s.safetensors" || continue
+    q=$(as_run "$WORK/cal.at-$s.safetensors")
+    if ge "$q" "${CSQNR[$s]}"; then
+        pass "calib: at uniform $s's ${CSIZE[$s]} bytes, output SQNR $q dB >= uniform $s's ${CSQNR[$s]} dB"
+    else
+        fail "calib: at uniform $s's ${CSIZE[$s]} bytes, output SQNR $q dB < uniform $s's ${CSQNR[$s]} dB"
+    fi
+    mcc "calib at-$s: each candidate's output-space SQNR = the reference's, the chosen = the layer's own" \
+        outspace "$CM" "$WORK/cal.h5" "$WORK/cal.at-$s.safetensors" --measure-every 1
+done
+if [ -n "${CSIZE[int8]:-}" ] && [ -n "${CSIZE[int4]:-}" ]; then
+    CMID=$(( (CSIZE[int8] + CSIZE[int4]) / 2 ))
+    same_bytes "calib.mid" 1 2 3 -- "$CM" --calib "$WORK/cal.h5" --target-size "$CMID"
+    if [ -f "$WORK/calib.mid.n1.safetensors" ]; then
+        mcc "calib mid: the candidates measured on every 2nd row of the 1024-row weights, against the reference" \
+            outspace "$CM" "$WORK/cal.h5" "$WORK/calib.mid.n1.safetensors"
+        [ "$(meta "$WORK/calib.mid.n1.safetensors" quantized_size_bytes)" -le "$CMID" ] &&
+            pass "calib mid: within the target of $CMID bytes" || fail "calib mid: above the target of $CMID bytes"
+        # the choice differs from the weights' own: the W8A8 layers' activations count
+        run "calib mid without --calib" 2 "$CM" --target-size "$CMID" -o "$WORK/cal.w.safetensors" &&
+            if "$MQ_PYTHON" - "$WORK/calib.mid.n1.safetensors" "$WORK/cal.w.safetensors" <<'EOF'
+import json, struct, sys
+def chosen(p):
+    f = open(p, "rb")
+    m = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))["__metadata__"]
+    return {k: v.get("chosen") for k, v in json.loads(m["layers"]).items()}, json.loads(m["mixed_precision"])
+(a, ma), (b, mb) = chosen(sys.argv[1]), chosen(sys.argv[2])
+sys.exit(0 if a != b and ma["error_space"] == "output" and mb["error_space"] == "weight" else 1)
+EOF
+            then
+                pass "calib mid: the output-space choice is not the weight-space one (error_space output / weight)"
+            else
+                fail "calib mid: the same choice with and without --calib, or error_space wrong"
+            fi
+    fi
+    # a model folder: one config group per scheme, the W8A8 group with static input scales
+    if run "calib folder" 2 "$CAL" --calib "$WORK/cal.h5" --target-size "$CMID" -o "$WORK/cal-out"; then
+        if "$MQ_PYTHON" - "$WORK/cal-out" "$WORK/calib.mid.n1.safetensors" <<'EOF'
+import glob, json, os, struct, sys
+out, ref = sys.argv[1], sys.argv[2]
+def head(p):
+    f = open(p, "rb")
+    return json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
+tensors, recs = {}, {}
+for p in glob.glob(os.path.join(out, "*.safetensors")):
+    h = head(p)
+    m = h.pop("__metadata__", {})
+    tensors.update(h)
+    recs.update(json.loads(m.get("layers", "{}")))
+want = {k[:-len(".weight")]: v.get("chosen") for k, v in json.loads(head(ref)["__metadata__"]["layers"]).items()
+        if "candidates" in v}
+qc = json.load(open(os.path.join(out, "config.json")))["quantization_config"]
+bad = []
+seen = {}
+for g in qc["config_groups"].values():
+    ia = g.get("input_activations")
+    for t in g["targets"]:
+        seen[t] = (g["weights"]["num_bits"], ia)
+for mod, ch in want.items():
+    if ch == "int8":
+        s = seen.get(mod)
+        if not s or s[0] != 8 or not s[1] or s[1].get("dynamic") is not False or mod + ".input_scale" not in tensors:
+            bad.append("%s: int8 but %r, input_scale %s" % (mod, s, mod + ".input_scale" in tensors))
+    elif ch == "int4-g128":
+        s = seen.get(mod)
+        if not s or s[0] != 4 or s[1] is not None or mod + ".weight_packed" not in tensors:
+            bad.append("%s: int4 but %r" % (mod, s))
+    elif mod not in qc.get("ignore", []):
+        bad.append("%s: %s, not in ignore" % (mod, ch))
+if set(seen) != {m for m, c in want.items() if c in ("int8", "int4-g128")}:
+    bad.append("targets %s" % sorted(set(seen) ^ {m for m, c in want.items() if c in ("int8", "int4-g128")}))
+if qc.get("format") != "mixed-precision" and len(qc["config_groups"]) > 1:
+    bad.append("format %r" % qc.get("format"))
+for b in bad:
+    print(b)
+sys.exit(1 if bad else 0)
+EOF
+        then
+            pass "calib folder: the file's choice, one group per scheme with its modules, W8A8 static with input_scale"
+        else
+            fail "calib folder: config.json groups against the choice"
+        fi
+        if "$MQ_DIST" inspect "$WORK/cal-out" >"$WORK/insp.log" 2>&1; then
+            pass "calib folder: mq-dist inspect checks every module against its group"
+        else
+            fail "calib folder: mq-dist inspect: $(grep -m 2 -i 'problem\|error' "$WORK/insp.log")"
+        fi
+    fi
+fi
+
+# ---------------------------------------------------------------- --min-sqnr and --fail-below
+# weight space on the F32 model of the suites, output space with --calib
+if run "--min-sqnr 20" 2 "$F32" --target-bpw 12 --min-sqnr 20 -o "$WORK/floor.w.safetensors"; then
+    mcc "--min-sqnr 20: every choice reaches it, promotions recorded and counted" floor "$WORK/floor.w.safetensors" 20
+fi
+if run "--calib --min-sqnr 18" 2 "$CM" --calib "$WORK/cal.h5" --target-bpw 14 --min-sqnr 18 \
+    -o "$WORK/floor.c.safetensors"; then
+    mcc "--calib --min-sqnr 18: on the outputs' SQNR" floor "$WORK/floor.c.safetensors" 18
+fi
+# gate NAME PATTERN ARGS...: exit 9, PATTERN on stderr, nothing left in the output's folder
+gate() {
+    local name=$1 pattern=$2 dir="$WORK/gate" rc
+    shift 2
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    mq 2 "$@" -o "$dir/out.safetensors" -q
+    rc=$?
+    if [ $rc -eq 9 ] && grep -qE -- "$pattern" "$WORK/last.err" && [ -z "$(ls -A "$dir")" ]; then
+        pass "$name: exit 9, lists the layers, no output"
+    else
+        fail "$name: exit $rc (expected 9), left '$(ls -A "$dir" | tr '\n' ' ')': $(grep -m 1 error "$WORK/last.err" | head -c 300)"
+    fi
+}
+gate "-s int4 --fail-below 20" "below --fail-below 20.00 dB: '[^']+' \([0-9.]+ dB\)" "$F32" -s int4 --fail-below 20
+gate "--calib -s int8 --fail-below 20 (the W8A8 outputs)" "dB of its output" "$CM" --calib "$WORK/cal.h5" -s int8 \
+    --fail-below 20
+if run "-s int8 --fail-below 20 (weights 31+ dB)" 2 "$CM" -s int8 --fail-below 20 -o "$WORK/fb.ok.safetensors"; then
+    pass "-s int8 --fail-below 20 without --calib: the weights' SQNR passes, exit 0"
+fi
+refuse "--min-sqnr too high for the target" "lower --min-sqnr" --target-bpw 5 --min-sqnr 40
+refuse "--min-sqnr without a target" "--min-sqnr" --min-sqnr 20 -s int8
+refuse "--calib-missing=weights-only with a target" "--calib-missing" --target-bpw 6 --calib "$WORK/cal.h5" \
+    --calib-missing=weights-only
+refuse "--method gptq with a target" "--method gptq" --target-bpw 6 --calib "$WORK/cal.h5" --method gptq
+
 D="$WORK/dry"
 mkdir -p "$D"
 mq 2 "$F32" --dry-run --target-bpw 6 -o "$D/out.safetensors"

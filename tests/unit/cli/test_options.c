@@ -119,6 +119,11 @@ static void test_options_mixed_precision(void **state)
 	assert_true(o.min_sqnr == 12.5 && o.fail_below == 8);
 	mq_options_release(&o);
 
+	const char *cal[] = { "mq-dist", "--target-bpw", "5", "--calib", "c.h5", "m.safetensors" }; /* output space */
+	assert_int_equal(parse(&o, &e, 6, cal), 0);
+	assert_true(mq_options_mixed(&o) && o.calib && strcmp(o.calib, "c.h5") == 0);
+	mq_options_release(&o);
+
 	const char *c[] = { "mq-dist", "-s", "int4", "--fail-below", "10", "m.safetensors" }; /* a uniform run's gate */
 	assert_int_equal(parse(&o, &e, 6, c), 0);
 	assert_false(mq_options_mixed(&o));
@@ -144,7 +149,9 @@ static void test_options_mixed_precision(void **state)
 	const char *d9[] = { "mq-dist", "--target-size", "5XB", "m" };
 	expect_usage(4, d9, "--target-size '5XB'");
 	const char *d10[] = { "mq-dist", "--target-bpw", "4", "--method", "gptq", "--calib", "c.h5", "m" };
-	expect_usage(8, d10, "do not go with them yet");
+	expect_usage(8, d10, "--method gptq does not go with --target-bpw");
+	const char *d12[] = { "mq-dist", "--target-bpw", "4", "--calib", "c.h5", "--calib-missing", "weights-only", "m" };
+	expect_usage(8, d12, "--calib-missing=weights-only does not go with a target");
 	const char *d11[] = { "mq-dist", "--fail-below", "x", "m" };
 	expect_usage(4, d11, "--fail-below 'x'");
 }

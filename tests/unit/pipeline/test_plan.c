@@ -314,7 +314,7 @@ static void test_plan_mixed_takes_each_tensors_choice(void **state)
 	o.n_candidates = 2;
 	o.candidates[0] = (struct mq_candidate){ MQ_SCHEME_INT4, 64 };
 	o.candidates[1] = (struct mq_candidate){ MQ_SCHEME_INT8, 0 };
-	assert_int_equal(mq_plan_build_mixed(&m, &o, 3, NULL, &p, &e), 0);
+	assert_int_equal(mq_plan_build_mixed(&m, &o, 3, NULL, NULL, &p, &e), 0);
 	assert_null(p.mix);
 	assert_int_equal(p.n_quantized, u.n_quantized);
 	assert_int_equal(p.n_units, u.n_units);
@@ -342,7 +342,7 @@ static void test_plan_mixed_takes_each_tensors_choice(void **state)
 	mix.chosen = chosen;
 	mix.gate = gate;
 	mix.floor = (double)NAN;
-	assert_int_equal(mq_plan_build_mixed(&m, &o, 2, &mix, &p, &e), 0);
+	assert_int_equal(mq_plan_build_mixed(&m, &o, 2, NULL, &mix, &p, &e), 0);
 	assert_ptr_equal(p.mix, &mix);
 	assert_int_equal(p.n_quantized, u.n_quantized - 1);
 	assert_int_equal(p.tensors[down].q.scheme, MQ_SCHEME_INT4);
