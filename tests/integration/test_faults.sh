@@ -4,7 +4,8 @@
 # leaves the partial output and its journal, and the rerun (on 2 ranks) resumes to the bytes of
 # an uninterrupted run. A user's cancel: Ctrl-C of mpirun (the ranks get SIGTERM) and SIGTERM
 # keep them once a unit is journaled, and rank 0 says where; SIGTERM before any unit is
-# journaled, and SIGINT to the ranks, remove them.
+# journaled, and SIGINT to the ranks, remove them. A mixed-precision run killed mid-way resumes
+# on another rank count to the uninterrupted bytes.
 # No timing assumptions: rank 0 stops itself once the journal holds N units (MQ_TEST_STOP_AT), so
 # the run cannot end before the fault is fired on it.
 . "$(dirname "$0")/lib.sh"
@@ -229,11 +230,38 @@ if [ "$STOPPED" = 1 ]; then
         fail "gptq rerun differs from the uninterrupted run"
 fi
 end_run
+# Mixed precision (--target-bpw): kill -9 of rank 1 once 2 units are journaled, on 3 ranks; the
+# rerun on 2 ranks measures the candidates again (the same rows for any rank count, so the same
+# choice and the same fingerprint), verifies the journaled units and gives the bytes of an
+# uninterrupted run.
+X="$O/x.safetensors"
+MIXED=(--target-bpw 6)
+mq 2 "$F/in.safetensors" "${MIXED[@]}" -o "$F/ref-mixed.safetensors" -q ||
+    fail "mixed reference run: $(head -c 300 "$WORK/last.err")"
+start 2 3 "$F/in.safetensors" "${MIXED[@]}" -o "$X" -q
+if [ "$STOPPED" = 1 ]; then
+    p0=$(pid_of 0)
+    kill -KILL "$(pid_of 1)"
+    kill -CONT "$p0" 2>/dev/null
+    end_run
+    [ $RC -ne 0 ] && [ ! -e "$X" ] && kept && pass "mixed, kill -9 of rank 1: exit $RC, partial output and journal kept" ||
+        fail "mixed, kill -9 of rank 1: exit $RC, folder: $(listing)"
+    mq 2 "$F/in.safetensors" "${MIXED[@]}" -o "$X"
+    rc=$?
+    k=$(resumed)
+    [ $rc -eq 0 ] && [ "${k:-0}" -ge 2 ] && pass "mixed rerun: $k journaled units verified, exit 0" ||
+        fail "mixed rerun: exit $rc, resumed '${k:-no resuming line}' units: $(head -c 300 "$WORK/last.err")"
+    cmp -s "$X" "$F/ref-mixed.safetensors" && pass "mixed rerun = uninterrupted run" ||
+        fail "mixed rerun differs from the uninterrupted run"
+    [ "$(listing)" = "x.safetensors " ] && pass "mixed rerun left nothing else" || fail "mixed rerun left: $(listing)"
+fi
+end_run
 # The input shrinks during the run: rank 0 (the only rank) stops itself once 2 units are
 # journaled, the test cuts a copy of the input to a quarter, and rank 0 goes on. Read in place (the
 # default: its next touch of a page past the new end raises SIGBUS) or copied (MQ_READ=pread: a
 # short read), the run fails with exit 3, says which file and tensor and what happened, and leaves
 # no output.
+X="$O/x.safetensors"
 rm -f "$X" "$O"/.x*
 for rd in map pread; do
     cp "$F/in.safetensors" "$F/shrink.safetensors"

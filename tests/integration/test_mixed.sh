@@ -26,6 +26,16 @@
 # the smallest candidates, --scheme, --group-size or --granularity with a target, --candidates
 # without a target, a group on a scheme that takes none, a candidate twice, both targets.
 # --dry-run with a target writes nothing.
+# With --calib (a Llama-shaped model with 1024-row MLP weights and make_calibration.py's
+# activations): at the sizes of uniform int8 (W8A8, static input scales) and int4 the output SQNR
+# as the layers run is at least theirs; every candidate's figure against a float64 reference of
+# its output error on the sampled rows (mixed_calib_check.py outspace, W8A8 with the observer's
+# scale); -n 1/2/3 identity; the choice differs from the weight-space one; the model folder's
+# config groups and input scales follow the choice and `mq-dist inspect` accepts it.  Gates:
+# --min-sqnr on weights and on outputs (every choice reaches the floor, promotions recorded and
+# counted: mixed_calib_check.py floor), --fail-below exit 9 on weights and on calibrated outputs,
+# and the refusals of --min-sqnr too high, without a target, --calib-missing=weights-only and
+# --method gptq with a target.
 . "$(dirname "$0")/lib.sh"
 # One machine needs no munge authentication between mpirun and its ranks (where munge is
 # installed but its daemon is down, PMIx retries it for 2 s at every start).
