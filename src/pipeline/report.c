@@ -150,6 +150,27 @@ static void scheme_text(const struct mq_plan *p, char *what, size_t cap)
 			k += snprintf(what + k, cap - (size_t)k, "%s %s %d", any++ ? "," : "", p->mix->name[c], count[c]);
 }
 
+/* Mixed precision with --min-sqnr: the weights it promoted and those it kept, named (the first few). */
+static void floor_lines(const struct mq_manifest *m, const struct mq_plan *p)
+{
+	if (!p->mix || p->mix->floor != p->mix->floor)
+		return;
+	for (int g = 1; g <= 2; g++) {
+		struct mq_buf b = MQ_BUF_INIT;
+		int n = 0;
+		for (int i = 0; i < p->n_tensors; i++)
+			if (p->mix->gate[i] == g && n++ < 6)
+				mq_buf_addf(&b, "%s%s", n > 1 ? ", " : "", m->tensors[i].name);
+		if (n > 6)
+			mq_buf_addf(&b, " and %d more", n - 6);
+		if (n)
+			mq_info("  --min-sqnr %.2f dB: %d weight%s %s: %s\n", p->mix->floor, n, n == 1 ? "" : "s",
+				g == 1 ? "promoted past the smallest candidate" : "kept as they are (no candidate reaches it)",
+				b.data ? b.data : "");
+		mq_buf_release(&b);
+	}
+}
+
 void mq_report_plan(const struct mq_manifest *m, const struct mq_plan *p, const struct mq_options *o,
 		    uint64_t out_size, const char *output)
 {
@@ -249,6 +270,7 @@ void mq_report_summary(const struct mq_manifest *m, const struct mq_plan *p, con
 	scheme_text(p, what, sizeof(what));
 	mq_info("  %d tensors: %d quantized (%s), %d kept, on %d rank%s\n", p->n_tensors, p->n_quantized, what,
 		p->n_tensors - p->n_quantized, p->n_ranks, p->n_ranks == 1 ? "" : "s");
+	floor_lines(m, p);
 	mq_info("  size %.3f MiB -> %.3f MiB, compression %.3fx\n", mib(p->bytes_in), mib(p->bytes_out),
 		p->bytes_out ? (double)p->bytes_in / (double)p->bytes_out : 1.0);
 	double agg = mq_metadata_aggregate_sqnr(p, res);

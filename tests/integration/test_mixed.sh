@@ -434,9 +434,14 @@ fi
 if run "--min-sqnr 20" 2 "$F32" --target-bpw 12 --min-sqnr 20 -o "$WORK/floor.w.safetensors"; then
     mcc "--min-sqnr 20: every choice reaches it, promotions recorded and counted" floor "$WORK/floor.w.safetensors" 20
 fi
-if run "--calib --min-sqnr 18" 2 "$CM" --calib "$WORK/cal.h5" --target-bpw 14 --min-sqnr 18 \
-    -o "$WORK/floor.c.safetensors"; then
+if mq 2 "$CM" --calib "$WORK/cal.h5" --target-bpw 14 --min-sqnr 18 -o "$WORK/floor.c.safetensors"; then
     mcc "--calib --min-sqnr 18: on the outputs' SQNR" floor "$WORK/floor.c.safetensors" 18
+    n=$(sed -n 's/.*"promoted":\([0-9]*\).*/\1/p' <<<"$(meta "$WORK/floor.c.safetensors" mixed_precision)")
+    grep -qE -- "--min-sqnr 18.00 dB: ${n:-x} weights promoted past the smallest candidate: model\.layers\." \
+        "$WORK/last.out" "$WORK/last.err" && pass "--calib --min-sqnr 18: the summary names the $n promoted weights" ||
+        fail "--calib --min-sqnr 18: no summary line for the ${n:-?} promotions"
+else
+    fail "--calib --min-sqnr 18: exit $? ($(grep -m 1 error "$WORK/last.err" | head -c 300))"
 fi
 # gate NAME PATTERN ARGS...: exit 9, PATTERN on stderr, nothing left in the output's folder
 gate() {
