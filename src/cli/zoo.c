@@ -89,6 +89,8 @@ static void md_cell(struct mq_buf *b, const char *s)
 struct figures {
 	cJSON *meta;            /* the output's metadata, NULL if it failed; owns scheme */
 	const char *scheme;
+	char shown[200];        /* the scheme as the tables show it: a mixed plan's counts ("mixed: int4-g128 12, int8 16") */
+	cJSON *chosen;          /* a mixed plan's counts per candidate (owned), NULL otherwise */
 	double before, after;   /* MiB */
 	double ratio;           /* before / after */
 	double sqnr;            /* dB, aggregate */
@@ -98,7 +100,24 @@ struct figures {
 	char link[320];         /* its picture, relative to the report's folder; "" if none */
 };
 
-/* The figures of a model that ran (or was up to date); release them with cJSON_Delete(f->meta). */
+/* f->shown and f->chosen: the scheme, or for a mixed plan the candidates chosen and how many layers each. */
+static void shown_scheme(struct figures *f)
+{
+	const char *mp = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(f->meta, "mixed_precision"));
+	cJSON *mix = mp && f->scheme && strcmp(f->scheme, "mixed") == 0 ? cJSON_Parse(mp) : NULL;
+	const cJSON *c = cJSON_GetObjectItemCaseSensitive(mix, "chosen"), *k;
+	int n = snprintf(f->shown, sizeof(f->shown), "%s", f->scheme ? f->scheme : "-"), any = 0;
+	f->chosen = cJSON_IsObject(c) ? cJSON_Duplicate(c, 1) : NULL;
+	cJSON_ArrayForEach(k, f->chosen) {
+		if (!cJSON_IsNumber(k) || k->valuedouble < 1 || n < 0 || (size_t)n >= sizeof(f->shown))
+			continue;
+		n += snprintf(f->shown + n, sizeof(f->shown) - (size_t)n, "%s %s %d", any++ ? "," : ":", k->string,
+			      (int)k->valuedouble);
+	}
+	cJSON_Delete(mix);
+}
+
+/* The figures of a model that ran (or was up to date); release them with cJSON_Delete(f->meta) and f->chosen. */
 static void figures_read(const struct mq_zoo_entry *e, struct figures *f)
 {
 	struct mq_error me = { 0 };
@@ -110,6 +129,7 @@ static void figures_read(const struct mq_zoo_entry *e, struct figures *f)
 	f->ratio = meta_num(f->meta, "compression_ratio");
 	f->sqnr = meta_num(f->meta, "sqnr_db");
 	f->scheme = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(f->meta, "scheme"));
+	shown_scheme(f);
 	worst_layer(f->meta, f->worst, sizeof(f->worst), &f->worst_db);
 	const char *layers = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(f->meta, "layers"));
 	f->link[0] = '\0';
@@ -144,7 +164,7 @@ static int write_plot(const char *prefix, int i, const struct mq_zoo_entry *e, s
 		mk = errno;
 	path.len = 0;
 	mq_buf_addf(&path, "%.*s%s", (int)(base - prefix), prefix, f->link);
-	mq_buf_addf(&sub, "%s; %d quantized layers", f->scheme ? f->scheme : "?", f->plot.n);
+	mq_buf_addf(&sub, "%s; %d quantized layers", f->shown, f->plot.n);
 	if (!isnan(f->sqnr))
 		mq_buf_addf(&sub, "; aggregate SQNR %.2f dB", f->sqnr);
 	mq_plot_svg(&svg, &f->plot, e->name, sub.data ? sub.data : "");
@@ -170,6 +190,8 @@ static cJSON *model_json(const struct mq_zoo_entry *e, const struct figures *f)
 		cJSON_AddStringToObject(m, "error", e->message);
 	if (f->scheme)
 		cJSON_AddStringToObject(m, "scheme", f->scheme);
+	if (f->chosen)
+		cJSON_AddItemToObject(m, "mixed_chosen", cJSON_Duplicate(f->chosen, 1));
 	if (!isnan(f->before)) {
 		cJSON_AddNumberToObject(m, "size_before_mib", f->before);
 		cJSON_AddNumberToObject(m, "size_after_mib", f->after);
@@ -195,7 +217,7 @@ static void model_md_row(struct mq_buf *md, const struct mq_zoo_entry *e, const 
 	md_cell(md, e->name);
 	snprintf(cell, sizeof(cell), "%s%s%s", zoo_status(e), e->code ? ": " : "", e->code ? e->message : "");
 	md_cell(md, cell);
-	md_cell(md, f->scheme ? f->scheme : "-");
+	md_cell(md, f->shown);
 	snprintf(cell, sizeof(cell), isnan(f->before) ? "-" : "%.1f MiB", f->before);
 	md_cell(md, cell);
 	snprintf(cell, sizeof(cell), isnan(f->after) ? "-" : "%.1f MiB", f->after);
@@ -263,7 +285,7 @@ static void html_row(struct mq_buf *h, const struct mq_zoo_entry *e, const struc
 	html_cell(h, NULL, e->name);
 	snprintf(cell, sizeof(cell), "%s%s%s", zoo_status(e), e->code ? ": " : "", e->code ? e->message : "");
 	html_cell(h, e->code ? "failed" : NULL, cell);
-	html_cell(h, NULL, f->scheme ? f->scheme : "-");
+	html_cell(h, NULL, f->shown);
 	snprintf(cell, sizeof(cell), isnan(f->before) ? "-" : "%.1f MiB", f->before);
 	html_cell(h, "n", cell);
 	snprintf(cell, sizeof(cell), isnan(f->after) ? "-" : "%.1f MiB", f->after);
@@ -356,6 +378,7 @@ int mq_report_zoo(const char *prefix, const char *job_file, const struct mq_zoo_
 		html_row(&html, e, &f);
 		mq_plot_release(&f.plot);
 		cJSON_Delete(f.meta);
+		cJSON_Delete(f.chosen);
 	}
 	report_summary(root, &md, &html, n, &t);
 	char *json = cJSON_Print(root);

@@ -655,4 +655,35 @@ else
     [ -z "$(find "$R/jo" -name '.*')" ] && pass "job rerun: no partial left" || fail "job rerun left: $(ls -A "$R/jo")"
 fi
 
+# A mixed-precision model in a job (--target-bpw as a job option): the Markdown and HTML tables
+# show the candidates chosen and how many layers each got, as the output's mixed_precision says,
+# and the JSON report carries the counts (mixed_chosen).
+MZ="$WORK/mz"
+mkdir -p "$MZ"
+make_model "$MZ/m.safetensors" --seed 31 --hidden 256 >/dev/null
+cat >"$MZ/job.json" <<'EOF'
+{"report": "report", "models": [
+ {"name": "mx", "input": "m.safetensors", "output": "mx.safetensors", "options": {"target-bpw": 6}},
+ {"name": "u8", "input": "m.safetensors", "output": "u8.safetensors", "options": {"scheme": "int8"}}]}
+EOF
+if mq 2 --job "$MZ/job.json" -q; then
+    "$MQ_PYTHON" - "$MZ" <<'PY' && pass "job with a mixed model: the tables show its chosen counts, report.json has them" ||
+import json, os, struct, sys
+d = sys.argv[1]
+f = open(os.path.join(d, "mx.safetensors"), "rb")
+meta = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))["__metadata__"]
+chosen = json.loads(meta["mixed_precision"])["chosen"]
+shown = "mixed: " + ", ".join("%s %d" % (k, v) for k, v in chosen.items() if v)
+rep = {m["name"]: m for m in json.load(open(os.path.join(d, "report.json")))["models"]}
+assert rep["mx"]["scheme"] == "mixed" and rep["mx"]["mixed_chosen"] == chosen, rep["mx"]
+assert "mixed_chosen" not in rep["u8"] and rep["u8"]["scheme"] == "int8", rep["u8"]
+md = open(os.path.join(d, "report.md")).read()
+assert "| mx | ok | %s |" % shown in md and "| u8 | ok | int8 |" in md, md
+assert "<td>mx</td><td>ok</td><td>%s</td>" % shown in open(os.path.join(d, "report.html")).read()
+PY
+        fail "job with a mixed model: the report's scheme cells or mixed_chosen"
+else
+    fail "job with a mixed model: exit $? ($(grep -m 1 error "$WORK/last.err" | head -c 300))"
+fi
+
 finish
