@@ -5,7 +5,12 @@
 # can be read off, and the cost of the choice: each mixed run's time (its candidate pass, choose_s,
 # included) over the uniform int8 run's. Times leave out the output's fsync (on a virtual disk it
 # times the disk) and are the best of 3 runs.
-# Usage: scripts/bench_mixed.sh [LAYERS]   (env MQ_BENCH_DIR: where the model goes; MQ_BENCH_RANKS: "1 2")
+# With MQ_BENCH_CALIB=ROWS, the same with synthetic calibration (scripts/make_calibration.py, ROWS
+# rows per layer, made once): uniform int8 (W8A8, static input scales) and int4 with --calib, and
+# --target-size at the middle budget with --calib, where every candidate is measured on the layers'
+# outputs; the output SQNR as the layers run, and the time over the calibrated int8 run's.
+# Usage: scripts/bench_mixed.sh [LAYERS]   (env MQ_BENCH_DIR: where the model goes; MQ_BENCH_RANKS: "1 2";
+#        MQ_BENCH_CALIB: calibration rows, 0 (default) for none; MQ_BENCH_WEIGHTS=0 leaves out the weight-space part)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 LAYERS=${1:-8}
@@ -43,7 +48,9 @@ with open(sys.argv[2], "rb") as f:
     n = struct.unpack("<Q", f.read(8))[0]
     meta = json.loads(f.read(n))["__metadata__"]
 choose = max(p.get("choose_s", 0.0) for p in r["per_rank"])
-print("%.3f %s %s %.3f" % (r["total_s"] - r["sync_s"], meta["quantized_size_bytes"], meta["sqnr_db"], choose))
+wa = meta.get("output_sqnr_db_wa", "nan")
+out = wa if wa not in ("nan", "null", "") else meta.get("output_sqnr_db_w", "-")
+print("%.3f %s %s %.3f %s" % (r["total_s"] - r["sync_s"], meta["quantized_size_bytes"], meta["sqnr_db"], choose, out))
 PY
 )
         if [ -z "$best" ] || awk -v a="${line%% *}" -v b="${best%% *}" 'BEGIN { exit !(a < b) }'; then best=$line; fi
@@ -52,6 +59,7 @@ PY
 }
 
 for n in ${MQ_BENCH_RANKS:-1 2}; do
+    [ "${MQ_BENCH_WEIGHTS:-1}" = 0 ] && break
     read -r t8 s8 q8 _ < <(run "$n" "$DIR/mixed-u8.safetensors" -s int8)
     read -r t4 s4 q4 _ < <(run "$n" "$DIR/mixed-u4.safetensors" -s int4)
     printf '%-3s %-26s %12s %8s %10s %9s %10s\n' n run "tensor bytes" "SQNR dB" "seconds" "x int8" "choose_s"
@@ -69,4 +77,22 @@ for n in ${MQ_BENCH_RANKS:-1 2}; do
     done
     [ $mono = 1 ] && echo "n=$n: SQNR rises with the budget (monotone)" || echo "n=$n: SQNR NOT MONOTONE in the budget"
 done
+ROWS=${MQ_BENCH_CALIB:-0}
+if [ "$ROWS" -gt 0 ]; then
+    cal="$DIR/mixed-llama-$LAYERS-calib-$ROWS.h5"
+    [ -f "$cal" ] || "$PY" "$ROOT/scripts/make_calibration.py" "$in" "$cal" --rows "$ROWS" --seed 7
+    echo "# calibration: $ROWS rows per layer ($(du -b "$cal" | cut -f1) bytes)"
+    for n in ${MQ_BENCH_RANKS:-1 2}; do
+        read -r t8 s8 _ _ o8 < <(run "$n" "$DIR/mixed-u8.safetensors" -s int8 --calib "$cal")
+        read -r t4 s4 _ _ o4 < <(run "$n" "$DIR/mixed-u4.safetensors" -s int4 --calib "$cal")
+        target=$(( (s4 + s8) / 2 ))
+        read -r t s _ c o < <(run "$n" "$DIR/mixed-m.safetensors" --target-size "$target" --calib "$cal")
+        printf '%-3s %-34s %12s %14s %10s %9s %10s\n' n run "tensor bytes" "output SQNR dB" "seconds" "x int8" "choose_s"
+        printf '%-3s %-34s %12s %14.2f %10s %9s %10s\n' "$n" "--calib uniform int8 (W8A8)" "$s8" "$o8" "$t8" 1.00 -
+        printf '%-3s %-34s %12s %14.2f %10s %9.2f %10s\n' "$n" "--calib uniform int4 g128" "$s4" "$o4" "$t4" \
+            "$(awk -v a="$t4" -v b="$t8" 'BEGIN { print a / b }')" -
+        printf '%-3s %-34s %12s %14.2f %10s %9.2f %10s\n' "$n" "--calib --target-size $target" "$s" "$o" "$t" \
+            "$(awk -v a="$t" -v b="$t8" 'BEGIN { print a / b }')" "$c"
+    done
+fi
 rm -f "$DIR"/mixed-u8.safetensors "$DIR"/mixed-u4.safetensors "$DIR"/mixed-m.safetensors "$DIR/mixed-report.json"

@@ -11,9 +11,12 @@ written in blocks so that memory stays small whatever the size:
   (kh // 2, kw // 2), dilation (1, 1) and groups 1, as capture_calibration.py writes them.
 
   make_calibration.py MODEL.safetensors OUT.h5 --rows 16384 [--seed 0] [--skip REGEX] [--conv-size 8]
+
+MODEL may also be a sharded model's model.safetensors.index.json (every shard's weights).
 """
 import argparse
 import json
+import os
 import re
 import struct
 
@@ -43,6 +46,21 @@ def write_group(h5, layer, rng, rows, row_shape):
     return h5[layer]
 
 
+def tensors(path):
+    """name -> header entry of a .safetensors file, or of every shard of a model.safetensors.index.json."""
+    if path.endswith(".json"):
+        with open(path) as f:
+            shards = sorted(set(json.load(f)["weight_map"].values()))
+        base = os.path.dirname(path)
+        out = {}
+        for s in shards:
+            out.update(tensors(os.path.join(base, s)))
+        return out
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        return json.loads(f.read(n))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model")
@@ -52,9 +70,7 @@ def main():
     ap.add_argument("--skip", default=r"embed|lm_head", help="layers to leave out (regex)")
     ap.add_argument("--conv-size", type=int, default=8, help="height and width of Conv inputs")
     a = ap.parse_args()
-    with open(a.model, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
+    header = tensors(a.model)
     rng = np.random.default_rng(a.seed)
     with h5py.File(a.out, "w") as h5:
         h5.attrs["model"] = a.model.rsplit("/", 1)[-1]

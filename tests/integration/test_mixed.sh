@@ -349,6 +349,12 @@ for s in int8 int4; do
     mcc "calib at-$s: each candidate's output-space SQNR = the reference's, the chosen = the layer's own" \
         outspace "$CM" "$WORK/cal.h5" "$WORK/cal.at-$s.safetensors" --measure-every 1
 done
+# fp8 (e4m3 activations with a static scale) among the candidates, every row measured
+if run "calib fp8 candidates" 2 "$CM" --calib "$WORK/cal.h5" --target-bpw 9 --candidates fp8,int4-g128,bf16 \
+    --measure-every 1 -o "$WORK/cal.fp8.safetensors"; then
+    mcc "calib fp8,int4-g128,bf16: the references, and each chosen fp8 figure = the layer's own W8A8 one" \
+        outspace "$CM" "$WORK/cal.h5" "$WORK/cal.fp8.safetensors" --measure-every 1
+fi
 if [ -n "${CSIZE[int8]:-}" ] && [ -n "${CSIZE[int4]:-}" ]; then
     CMID=$(( (CSIZE[int8] + CSIZE[int4]) / 2 ))
     same_bytes "calib.mid" 1 2 3 -- "$CM" --calib "$WORK/cal.h5" --target-size "$CMID"
