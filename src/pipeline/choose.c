@@ -22,6 +22,7 @@ struct measure {
 	int unit;              /* the unit in hand */
 	/* --calib: the sampled rows of a calibrated tensor are gathered and measured in output space */
 	struct outspace_act *act; /* per tensor x candidate: how it quantizes the activations */
+	struct mq_layer_state *state; /* and the observed parameters (the chosen ones become r->layers) */
 	float *w;              /* up to batch sampled rows, as float32 */
 	float *wh[MQ_MAX_CANDIDATES]; /* and as each candidate dequantizes them */
 	uint64_t batch;
@@ -142,9 +143,11 @@ static int measure_unit(struct run *r, void *arg)
 		}
 		if (outspace) {
 			memcpy(ms->w + nb * n_elems, x, n_elems * sizeof(float));
-			if (++nb == ms->batch && flush(r, ms, fits, nb, &signal, noise))
-				return r->err.code;
-			nb = nb == ms->batch ? 0 : nb;
+			if (++nb == ms->batch) {
+				if (flush(r, ms, fits, nb, &signal, noise))
+					return r->err.code;
+				nb = 0;
+			}
 		}
 	}
 	if (outspace && flush(r, ms, fits, nb, &signal, noise))
@@ -167,7 +170,7 @@ static int observe(struct run *r, struct measure *ms)
 {
 	const int n = r->plan.n_tensors, K = ms->mix->n_candidates;
 	struct mq_layer_state *mine = calloc((size_t)n * K + 1, sizeof(*mine));
-	struct mq_layer_state *all = calloc((size_t)n * K + 1, sizeof(*all));
+	struct mq_layer_state *all = ms->state = calloc((size_t)n * K + 1, sizeof(*all));
 	ms->act = calloc((size_t)n * K + 1, sizeof(*ms->act));
 	if (!mine || !all || !ms->act)
 		mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
@@ -197,8 +200,26 @@ static int observe(struct run *r, struct measure *ms)
 		ms->act[j].zero_point = all[j].act_zero_point;
 	}
 	free(mine);
-	free(all);
 	return mq_comm_agree(r->comm, &r->err);
+}
+
+/*
+ * --calib: each layer's static activation parameters as its chosen candidate
+ * observed them, as prepare_layers would observe them again (the same
+ * observer, rows and grid), so that it need not read the calibration rows a
+ * second time.
+ */
+static int hand_over_layers(struct run *r, const struct measure *ms)
+{
+	const int n = r->plan.n_tensors, K = ms->mix->n_candidates;
+	if (!(r->layers = calloc((size_t)n + 1, sizeof(*r->layers))))
+		return mq_fail(&r->err, MQ_ERR_INTERNAL, "out of memory");
+	for (int i = 0; i < n; i++) {
+		const int c = ms->mix->chosen[i];
+		if (c >= 0 && ms->act[(size_t)i * K + c].si)
+			r->layers[i] = ms->state[(size_t)i * K + c];
+	}
+	return 0;
 }
 
 /* This rank's units of quantized tensors, measured; the others stay zero in sums. */
@@ -567,7 +588,8 @@ int choose_schemes(struct run *r)
 	if (mq_comm_agree(r->comm, &r->err) || share(r, mix) || mq_comm_agree(r->comm, &r->err))
 		goto out;
 	mq_plan_release(&r->plan);
-	mq_plan_build_mixed(&r->man, r->opt, r->size, r->cinfo, mix, &r->plan, &r->err);
+	if (!mq_plan_build_mixed(&r->man, r->opt, r->size, r->cinfo, mix, &r->plan, &r->err) && ms.state)
+		hand_over_layers(r, &ms);
 out:
 	free(ms.row);
 	free(ms.q);
@@ -577,6 +599,7 @@ out:
 	for (int k = 0; k < K; k++)
 		free(ms.wh[k]);
 	free(ms.act);
+	free(ms.state);
 	free(ms.sums);
 	free(all);
 	free(it.item_of);

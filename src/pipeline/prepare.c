@@ -36,6 +36,8 @@ int prepare_layers(struct run *r)
 {
 	if (!r->opt->calib && r->method->needs == MQ_NEED_NONE)
 		return 0;
+	if (r->layers) /* mixed precision with --calib: the choice observed them (choose.c), on every rank */
+		return 0;
 	double t0 = mq_comm_time();
 	size_t n = (size_t)r->plan.n_tensors;
 	struct mq_layer_state *mine = calloc(n + 1, sizeof(*mine));

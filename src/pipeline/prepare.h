@@ -12,7 +12,7 @@
 
 #include "state.h"
 
-/* Collective: r->layers for every plan tensor (zeros where nothing was prepared). */
+/* Collective: r->layers for every plan tensor (zeros where nothing was prepared), unless the choice of schemes set it. */
 int prepare_layers(struct run *r);
 
 /*
