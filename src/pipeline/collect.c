@@ -222,7 +222,7 @@ int collect_quality_gate(struct run *r)
 			const struct mq_tensor_result *res = &r->res[i];
 			const struct mq_plan_tensor *pt = &r->plan.tensors[i];
 			const int out = pt->calib == MQ_CALIB_STATIC; /* calibrated: the output's SQNR, as it will run */
-			double db = out ? mq_sqnr_db(res->out_signal, pt->act_rank >= 0 ? res->out_noise_wa : res->out_noise_w)
+			double db = out ? mq_sqnr_db(res->out_signal, mq_metadata_output_noise(pt, res, 1))
 					: mq_sqnr_db(res->signal, res->noise);
 			if (pt->action != MQ_ACT_QUANT || !(db < floor))
 				continue;

@@ -25,14 +25,19 @@ double mq_metadata_aggregate_sqnr(const struct mq_plan *p, const struct mq_tenso
 	return p->n_quantized ? mq_sqnr_db(s, n) : (double)NAN;
 }
 
+double mq_metadata_output_noise(const struct mq_plan_tensor *pt, const struct mq_tensor_result *r, int with_act)
+{
+	return with_act && pt->act_rank >= 0 ? r->out_noise_wa : r->out_noise_w;
+}
+
 double mq_metadata_output_sqnr(const struct mq_plan *p, const struct mq_tensor_result *res, int with_act)
 {
 	double s = 0.0, n = 0.0;
 	for (int i = 0; i < p->n_tensors; i++) {
 		if (p->tensors[i].calib != MQ_CALIB_STATIC)
 			continue;
-		s += res[i].out_signal; /* with_act: as each layer runs, its activations quantized where it quantizes them */
-		n += with_act && p->tensors[i].act_rank >= 0 ? res[i].out_noise_wa : res[i].out_noise_w;
+		s += res[i].out_signal;
+		n += mq_metadata_output_noise(&p->tensors[i], &res[i], with_act);
 	}
 	return p->n_calibrated ? mq_sqnr_db(s, n) : (double)NAN;
 }

@@ -76,8 +76,14 @@ int mq_metadata_object(const struct mq_manifest *m, const struct mq_plan *p, con
 		       const struct mq_tensor_result *res, const char *calib_digest, uint64_t pad_to,
 		       struct mq_buf *out, struct mq_error *err);
 
-/* Aggregate output-space SQNR over calibrated layers (weights only, or weights and activations). */
+/*
+ * Aggregate output-space SQNR over calibrated layers: weights only, or
+ * (with_act) as each layer runs, its activations quantized where it
+ * quantizes them.
+ */
 double mq_metadata_output_sqnr(const struct mq_plan *p, const struct mq_tensor_result *res, int with_act);
+/* A calibrated layer's output noise, the same way: Σ(Y - Ŷ)² of its weights, or as it runs. */
+double mq_metadata_output_noise(const struct mq_plan_tensor *pt, const struct mq_tensor_result *r, int with_act);
 
 /*
  * Length of the reserved header (object_only: of the metadata object alone):
