@@ -3,8 +3,9 @@
 # default), then for -n 1 and -n 2 prints the end-to-end input GB/s (page-cache-hot input, output
 # written to the page cache; the output's fsync is timed on its own and left out of the GB/s, since
 # on a virtual disk it times the disk), the peak RSS per rank and the output SHA-256, next to the
-# single-core memory-copy bandwidth, the kernel's own GB/s, and a peer (scripts/peer_torch.py:
-# per-channel int8 in torch on the same file). Two modes: "durable" is the default command
+# single-core memory-copy bandwidth, the kernel's own GB/s, a peer (scripts/peer_torch.py:
+# per-channel int8 in torch on the same file) and the I/O floor (the input read once and the output's
+# bytes written, by dd, nothing computed: no run can beat it on this machine). Two modes: "durable" is the default command
 # (digests of the source, output flushed to disk before the rename); "fast" adds --no-checksum
 # --no-sync.
 # Dirty pages are flushed (sync) before every run, so runs do not pay for each other's writes.
@@ -64,6 +65,23 @@ large_folios() {
     dd if="$1" of="$1.tmp" bs=8M status=none && mv "$1.tmp" "$1"
 }
 
+# GB/s of input for reading file $1 once (dd to /dev/null) and then writing $2 bytes to a new file, best of 3.
+io_floor() {
+    local best=0 t0 t1 g
+    for rep in 1 2 3; do
+        rm -f "$DIR/floor-out.bin"
+        sync
+        t0=$(date +%s.%N)
+        dd if="$1" of=/dev/null bs=8M status=none
+        dd if=/dev/zero of="$DIR/floor-out.bin" bs=1M count=$((($2 + 1048575) >> 20)) status=none
+        t1=$(date +%s.%N)
+        g=$(awk -v n="$(stat -c %s "$1")" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", n / (b - a) / 1e9 }')
+        if awk -v a="$g" -v b="$best" 'BEGIN { exit !(a > b) }'; then best=$g; fi
+    done
+    rm -f "$DIR/floor-out.bin"
+    echo "$best"
+}
+
 PARTS=${MQ_BENCH_PARTS:-weights lowbit pt calib gptq}
 gbps_of() { "$PY" -c 'import json, sys; r = json.load(open(sys.argv[1]))
 print("%.3f %.1f" % (r["input_gb_per_s_without_sync"], max(q["peak_rss_bytes"] for q in r["per_rank"]) / 2**20))' "$1"; }
@@ -85,8 +103,16 @@ for dtype in ${DTYPES-F32 BF16}; do
     done
     rm -f "$DIR/peer-out.pt"
     echo "$dtype peer (torch $("$PY" -c 'import torch; print(torch.__version__)'), per-channel int8, one thread): $PEER GB/s = $(ratio "$PEER") x copy"
-    printf '%-6s %-3s %-8s %8s %8s %8s %8s %12s  %-16s  %s\n' model n mode "GB/s" "x copy" "x peer" "fsync s" \
-        "peak RSS MiB" "output sha256" "time split (slowest rank)"
+    # The I/O floor: reading the input once and writing an int8 output's bytes (one per weight) with
+    # nothing computed, best of 3, in the order a run does them. Each write goes to a new file just
+    # after the last was deleted, as the runs below do: on a virtual machine that hands freed memory
+    # back to its host, the write's speed depends on that (see the page-cache line above).
+    esz=4
+    [ "$dtype" = BF16 ] && esz=2
+    FLOOR=$(io_floor "$model" $(($(stat -c %s "$model") / esz)))
+    echo "$dtype I/O floor (dd: the input read once, the output's bytes written): $FLOOR GB/s of input = $(ratio "$FLOOR") x copy"
+    printf '%-6s %-3s %-8s %8s %8s %8s %8s %8s %12s  %-16s  %s\n' model n mode "GB/s" "x copy" "x peer" "x floor" \
+        "fsync s" "peak RSS MiB" "output sha256" "time split (slowest rank)"
     for n in 1 2; do
         for mode in durable fast; do
             extra=()
@@ -113,8 +139,9 @@ rss = max(q["peak_rss_bytes"] for q in r["per_rank"]) / 2**20
 print("%.2f" % r["sync_s"], "%.1f" % rss, "read %.2f hash %.2f quant %.2f write %.2f finish %.2f of %.2f s" % (
       p["read_s"], p["hash_s"], p["quantize_s"], p["write_s"], p["finish_s"], p["total_s"]))' "$DIR/report-best.json")
             sum=$(sha256sum "$out" | cut -c1-16)
-            printf '%-6s %-3s %-8s %8.3f %8s %8s %8s %12s  %s  %s\n' "$dtype" "$n" "$mode" "$best" "$(ratio "$best")" \
-                "$(awk -v a="$best" -v b="$PEER" 'BEGIN { printf "%.2f", a / b }')" "$fsync" "$rss" "$sum" "$split"
+            printf '%-6s %-3s %-8s %8.3f %8s %8s %8s %8s %12s  %s  %s\n' "$dtype" "$n" "$mode" "$best" "$(ratio "$best")" \
+                "$(awk -v a="$best" -v b="$PEER" 'BEGIN { printf "%.2f", a / b }')" \
+                "$(awk -v a="$best" -v b="$FLOOR" 'BEGIN { printf "%.2f", a / b }')" "$fsync" "$rss" "$sum" "$split"
         done
     done
     for mode in durable fast; do

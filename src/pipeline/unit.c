@@ -278,14 +278,18 @@ static int quant_rows(struct run *r, const struct mq_unit *u, const struct block
 }
 
 /*
- * Round to nearest on n rows as stored, one row at a time: a narrower dtype's
- * row is widened into the first row of b->wide, and the row (widened, or
- * float32 as stored) stays in L1 while its range, parameters and codes are
- * made; then the block's codes are written. The codes, parameters and error
- * sums are those of the row_params and quant_rows passes exactly.
+ * Round to nearest on n rows as stored, one row at a time: the row is hashed
+ * (its first read, from memory), a narrower dtype's row is widened into the
+ * first row of b->wide, and the row (widened, or float32 as stored) stays in
+ * L1 while its range, parameters and codes are made; then the block's codes
+ * are written. The kernel prefetches the next row of the block while it
+ * quantizes this one, so the memory reads overlap the arithmetic instead of
+ * a hash pass over the whole block waiting on them first. The codes,
+ * parameters and error sums are those of the row_params and quant_rows
+ * passes exactly, and the digests those of load_block's.
  */
 static int fused_rows(struct run *r, const struct mq_tensor *t, const struct mq_plan_tensor *pt,
-		      const struct blocks *b, uint64_t row, uint64_t n, struct mq_err_acc *acc)
+		      const struct blocks *b, uint64_t row, uint64_t n, struct chunk_hasher *ch, struct mq_err_acc *acc)
 {
 	const struct mq_scheme_traits *si = mq_scheme_get(pt->q.scheme);
 	const size_t n_elems = (size_t)pt->row_elems, groups = (size_t)pt->row_groups;
@@ -293,6 +297,9 @@ static int fused_rows(struct run *r, const struct mq_tensor *t, const struct mq_
 	for (uint64_t k = 0; k < n; k++) {
 		const void *in = (const char *)b->in + k * pt->row_bytes;
 		const float *x = in;
+		const uint64_t next = row + k + 1;
+		if (ch && hash_block(r, ch, in, (size_t)pt->row_bytes, next % pt->chunk_rows == 0 || next == pt->n_rows))
+			return r->err.code;
 		if (t->dtype != MQ_DTYPE_F32) {
 			mq_dtype_widen(t->dtype, in, b->wide, n_elems);
 			x = b->wide;
@@ -407,16 +414,17 @@ static int quant_unit(struct run *r, const struct mq_unit *u, struct chunk_hashe
 	const int fused = !q->per_tensor && pt->calib != MQ_CALIB_STATIC;
 	for (uint64_t row = u->row_begin; row < u->row_end;) {
 		uint64_t n = u->row_end - row < pt->block_rows ? u->row_end - row : pt->block_rows;
-		if (load_block(r, t, pt, &b, row, n, q->per_tensor ? NULL : ch, !fused))
+		if (load_block(r, t, pt, &b, row, n, q->per_tensor || fused ? NULL : ch, !fused))
 			return r->err.code;
-		double t0 = mq_comm_time(), w0 = r->stats[MQ_STAT_T_WRITE];
+		double t0 = mq_comm_time(), w0 = r->stats[MQ_STAT_T_WRITE], h0 = r->stats[MQ_STAT_T_HASH];
 		for (uint64_t k = 0; k < n && !q->per_tensor && !fused; k++)
 			if (unit_row_params(r, t, pt, row + k, b.x + k * pt->row_elems, b.p + k * pt->row_groups))
 				return r->err.code;
 		if (q->per_tensor)
 			b.p[0] = tensor_qp;
-		int rc = fused ? fused_rows(r, t, pt, &b, row, n, acc) : quant_rows(r, u, &b, row, n, acc, oacc);
-		r->stats[MQ_STAT_T_QUANT] += mq_comm_time() - t0 - (r->stats[MQ_STAT_T_WRITE] - w0); /* writes: write_s */
+		int rc = fused ? fused_rows(r, t, pt, &b, row, n, ch, acc) : quant_rows(r, u, &b, row, n, acc, oacc);
+		/* its writes are write_s, fused_rows' digests hash_s */
+		r->stats[MQ_STAT_T_QUANT] += mq_comm_time() - t0 - (r->stats[MQ_STAT_T_WRITE] - w0) - (r->stats[MQ_STAT_T_HASH] - h0);
 		if (rc || (!q->per_tensor && write_params(r, t, pt, &b, row, n)))
 			return r->err.code;
 		row += n;
