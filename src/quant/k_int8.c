@@ -56,44 +56,60 @@ void mq_int8_dequantize(const struct mq_scheme_traits *s, const void *q, size_t 
 }
 
 #ifdef MQ_HAVE_AVX2
-/* Quantizes 8 values; returns them dequantized, stores the integers. */
-MQ_AVX2 static inline __m256 q8_int(__m256 x, __m256 inv, __m256 zp, __m256 lo, __m256 hi, __m256 scale,
-				    void *out)
+/*
+ * The vector kernels clamp v = x / scale to the group's integer bounds
+ * qmin - zp and qmax - zp before they round it (to nearest even, as lrintf
+ * in the default mode): rounding is monotone and leaves integers where they
+ * are, so that is the reference's clamp(round(v) + zp) - zp exactly, in two
+ * fewer instructions than rounding first. The dequantized value is that
+ * integer r times the scale, as mq_dequant forms it.
+ */
+struct int8_group {
+	float inv, lo, hi, scale;
+	int32_t zp;
+};
+
+static inline struct int8_group int8_group_of(const struct mq_scheme_traits *s, struct mq_qparams pg)
 {
-	__m256 q = _mm256_round_ps(_mm256_mul_ps(x, inv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-	q = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(q, zp), lo), hi);
-	__m256i qi = _mm256_cvtps_epi32(q);
-	__m128i w = _mm_packs_epi32(_mm256_castsi256_si128(qi), _mm256_extracti128_si256(qi, 1));
-	__m128i b = _mm_packs_epi16(w, w);
-	_mm_storel_epi64((__m128i *)out, b);
-	return _mm256_mul_ps(_mm256_sub_ps(q, zp), scale);
+	return (struct int8_group){ 1.0f / pg.scale, (float)(s->qmin - pg.zero_point), (float)(s->qmax - pg.zero_point),
+				    pg.scale, pg.zero_point };
+}
+
+/* Quantizes 8 values; returns them dequantized, stores the codes r + zp. */
+MQ_AVX2 static inline __m256 q8_int(__m256 x, __m256 inv, __m256 lo, __m256 hi, __m256i zp, __m256 scale, void *out)
+{
+	__m256i r = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(x, inv), lo), hi));
+	__m256i q = _mm256_add_epi32(r, zp);
+	__m128i w = _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
+	_mm_storel_epi64((__m128i *)out, _mm_packs_epi16(w, w));
+	return _mm256_mul_ps(_mm256_cvtepi32_ps(r), scale);
 }
 
 /* As q8_int, 16 values. */
-MQ_AVX512 static inline __m512 q16_int(__m512 x, __m512 inv, __m512 zp, __m512 lo, __m512 hi, __m512 scale,
+MQ_AVX512 static inline __m512 q16_int(__m512 x, __m512 inv, __m512 lo, __m512 hi, __m512i zp, __m512 scale,
 				       void *out)
 {
-	__m512 q = _mm512_roundscale_ps(_mm512_mul_ps(x, inv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-	q = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(q, zp), lo), hi);
-	_mm_storeu_si128((__m128i *)out, _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(q)));
-	return _mm512_mul_ps(_mm512_sub_ps(q, zp), scale);
+	__m512i r = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(x, inv), lo), hi));
+	_mm_storeu_si128((__m128i *)out, _mm512_cvtsepi32_epi8(_mm512_add_epi32(r, zp)));
+	return _mm512_mul_ps(_mm512_cvtepi32_ps(r), scale);
 }
 
 /* Elements [i, end) of one group, end - i a multiple of 8: 16 at a time, a last 8 with q8_int. */
-MQ_AVX512 static size_t int8_group_avx512(const float *x, size_t n, size_t i, size_t end, struct mq_qparams pg,
-					  __m512 lo, __m512 hi, int8_t *out, struct mq_lanes_avx512 *W)
+MQ_AVX512 static size_t int8_group_avx512(const float *x, size_t n, size_t i, size_t end, struct int8_group g,
+					  int8_t *out, struct mq_lanes_avx512 *W)
 {
-	const __m512 inv = _mm512_set1_ps(1.0f / pg.scale), scale = _mm512_set1_ps(pg.scale);
-	const __m512 zp = _mm512_set1_ps((float)pg.zero_point);
+	const __m512 inv = _mm512_set1_ps(g.inv), scale = _mm512_set1_ps(g.scale);
+	const __m512 lo = _mm512_set1_ps(g.lo), hi = _mm512_set1_ps(g.hi);
+	const __m512i zp = _mm512_set1_epi32(g.zp);
 	for (; i + 16 <= end; i += 16) {
 		__m512 xv = _mm512_loadu_ps(x + i);
 		mq_prefetch_next_row(x, n, i);
-		mq_lanes_avx512_add(W, i, xv, q16_int(xv, inv, zp, lo, hi, scale, out + i));
+		mq_lanes_avx512_add(W, i, xv, q16_int(xv, inv, lo, hi, zp, scale, out + i));
 	}
 	if (i < end) {
-		__m256 xv = _mm256_loadu_ps(x + i), zp8 = _mm512_castps512_ps256(zp);
-		__m256 d = q8_int(xv, _mm512_castps512_ps256(inv), zp8, _mm512_castps512_ps256(lo),
-				  _mm512_castps512_ps256(hi), _mm512_castps512_ps256(scale), out + i);
+		__m256 xv = _mm256_loadu_ps(x + i);
+		__m256 d = q8_int(xv, _mm512_castps512_ps256(inv), _mm512_castps512_ps256(lo), _mm512_castps512_ps256(hi),
+				  _mm512_castsi512_si256(zp), _mm512_castps512_ps256(scale), out + i);
 		mq_lanes_avx2_add(&W->v, i, xv, d);
 		i += MQ_LANES;
 	}
@@ -104,12 +120,11 @@ MQ_AVX512 static size_t int8_avx512(const struct mq_scheme_traits *s, const floa
 				    const struct mq_qparams *p, int8_t *out, struct mq_err_acc *acc)
 {
 	const size_t span = mq_vector_span(n, group);
-	const __m512 lo = _mm512_set1_ps((float)s->qmin), hi = _mm512_set1_ps((float)s->qmax);
 	struct mq_lanes_avx512 W;
 	mq_lanes_avx512_init(&W);
 	for (size_t i = 0; i < span;) {
 		size_t end = i + group < span ? i + group : span;
-		i = int8_group_avx512(x, n, i, end, p[i / group], lo, hi, out, &W);
+		i = int8_group_avx512(x, n, i, end, int8_group_of(s, p[i / group]), out, &W);
 	}
 	struct mq_lanes L;
 	mq_lanes_avx512_store(&W, &L);
@@ -122,19 +137,19 @@ MQ_AVX2 static size_t int8_avx2(const struct mq_scheme_traits *s, const float *x
 				const struct mq_qparams *p, int8_t *out, struct mq_err_acc *acc)
 {
 	const size_t span = mq_vector_span(n, group);
-	const __m256 lo = _mm256_set1_ps((float)s->qmin), hi = _mm256_set1_ps((float)s->qmax);
 	struct mq_lanes_avx2 V;
 	mq_lanes_avx2_init(&V);
 	for (size_t i = 0; i < span;) {
-		const struct mq_qparams pg = p[i / group];
-		const __m256 inv = _mm256_set1_ps(1.0f / pg.scale), scale = _mm256_set1_ps(pg.scale);
-		const __m256 zp = _mm256_set1_ps((float)pg.zero_point);
+		const struct int8_group g = int8_group_of(s, p[i / group]);
+		const __m256 inv = _mm256_set1_ps(g.inv), scale = _mm256_set1_ps(g.scale);
+		const __m256 lo = _mm256_set1_ps(g.lo), hi = _mm256_set1_ps(g.hi);
+		const __m256i zp = _mm256_set1_epi32(g.zp);
 		size_t end = i + group < span ? i + group : span;
 		for (; i < end; i += MQ_LANES) {
 			__m256 xv = _mm256_loadu_ps(x + i);
 			if (i % 16 == 0)
 				mq_prefetch_next_row(x, n, i);
-			mq_lanes_avx2_add(&V, i, xv, q8_int(xv, inv, zp, lo, hi, scale, out + i));
+			mq_lanes_avx2_add(&V, i, xv, q8_int(xv, inv, lo, hi, zp, scale, out + i));
 		}
 	}
 	struct mq_lanes L;
