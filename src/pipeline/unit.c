@@ -145,9 +145,10 @@ static int row_range(struct run *r, const struct mq_tensor *t, const struct mq_p
 		     const float *x, struct mq_range *rg)
 {
 	size_t bad;
-	if (mq_range_update(rg, x, (size_t)pt->row_elems, &bad))
+	const struct mq_scheme_traits *si = mq_scheme_get(pt->q.scheme);
+	if ((si->symmetric ? mq_range_update_abs : mq_range_update)(rg, x, (size_t)pt->row_elems, &bad))
 		return data_error(r, t, row, x, bad);
-	float limit = mq_scheme_get(pt->q.scheme)->limit;
+	float limit = si->limit;
 	if (mq_f32_from_bits(rg->absmax_bits) > limit) {
 		for (size_t k = 0; k < pt->row_elems; k++)
 			if (x[k] > limit || x[k] < -limit)
@@ -204,7 +205,7 @@ int unit_row_params(struct run *r, const struct mq_tensor *t, const struct mq_pl
 	for (uint64_t g = 0; g < pt->row_groups; g++) {
 		size_t bad;
 		mq_range_init(&rg);
-		mq_range_update(&rg, x + g * group, group, &bad); /* finite: the row's check passed */
+		(si->symmetric ? mq_range_update_abs : mq_range_update)(&rg, x + g * group, group, &bad); /* finite: checked */
 		p[g] = si->params(si, &rg, sd);
 	}
 	return 0;

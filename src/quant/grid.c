@@ -12,6 +12,7 @@
 
 #ifdef MQ_HAVE_AVX2
 static size_t range_avx2(const float *x, size_t n, uint32_t *amax, int32_t *mn, int32_t *mx);
+static size_t absmax_avx2(const float *x, size_t n, uint32_t *amax);
 #endif
 
 void mq_range_init(struct mq_range *r)
@@ -31,7 +32,8 @@ static size_t first_non_finite(const uint32_t *u, size_t n)
 	return i;
 }
 
-int mq_range_update(struct mq_range *r, const float *x, size_t n, size_t *bad)
+/* mq_range_update, and with keys 0 mq_range_update_abs. */
+static int range_fold(struct mq_range *r, const float *x, size_t n, size_t *bad, int keys)
 {
 	if (n == 0)
 		return 0;
@@ -41,14 +43,14 @@ int mq_range_update(struct mq_range *r, const float *x, size_t n, size_t *bad)
 	int32_t mn = r->min_key, mx = r->max_key;
 #ifdef MQ_HAVE_AVX2
 	if (mq_cpu_avx2())
-		i0 = range_avx2(x, n, &amax, &mn, &mx);
+		i0 = keys ? range_avx2(x, n, &amax, &mn, &mx) : absmax_avx2(x, n, &amax);
 #endif
 	for (size_t i = i0; i < n; i++) {
 		uint32_t a = u[i] & 0x7fffffffu;
 		amax = a > amax ? a : amax;
 		int32_t k = (int32_t)(u[i] ^ ((uint32_t)((int32_t)u[i] >> 31) & 0x7fffffffu));
-		mn = k < mn ? k : mn;
-		mx = k > mx ? k : mx;
+		mn = keys && k < mn ? k : mn;
+		mx = keys && k > mx ? k : mx;
 	}
 	if (amax >= 0x7f800000u) { /* a NaN or an Inf somewhere: find the first */
 		size_t i = first_non_finite(u, n);
@@ -62,6 +64,16 @@ int mq_range_update(struct mq_range *r, const float *x, size_t n, size_t *bad)
 	r->max_key = mx;
 	r->empty = 0;
 	return 0;
+}
+
+int mq_range_update(struct mq_range *r, const float *x, size_t n, size_t *bad)
+{
+	return range_fold(r, x, n, bad, 1);
+}
+
+int mq_range_update_abs(struct mq_range *r, const float *x, size_t n, size_t *bad)
+{
+	return range_fold(r, x, n, bad, 0);
 }
 
 struct mq_qparams mq_grid_qparams(int symmetric, float amax, float lo, float hi, int qmin, int qmax,
@@ -122,6 +134,21 @@ MQ_AVX2 static size_t range_avx2(const float *x, size_t n, uint32_t *amax_out, i
 		*mn_out = b[l] < *mn_out ? b[l] : *mn_out;
 		*mx_out = c[l] > *mx_out ? c[l] : *mx_out;
 	}
+	return i;
+}
+
+/* As range_avx2, max |x| alone (its bits: an unsigned integer max). */
+MQ_AVX2 static size_t absmax_avx2(const float *x, size_t n, uint32_t *amax_out)
+{
+	const __m256i abs_mask = _mm256_set1_epi32(0x7fffffff);
+	__m256i amax = _mm256_set1_epi32((int)*amax_out);
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8)
+		amax = _mm256_max_epu32(amax, _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(const void *)(x + i)), abs_mask));
+	uint32_t a[8];
+	_mm256_storeu_si256((__m256i *)(void *)a, amax);
+	for (int l = 0; l < 8; l++)
+		*amax_out = a[l] > *amax_out ? a[l] : *amax_out;
 	return i;
 }
 #endif

@@ -71,6 +71,12 @@ void mq_range_init(struct mq_range *r);
  * its index in *bad. Exact and order-independent (integer max/min).
  */
 int mq_range_update(struct mq_range *r, const float *x, size_t n, size_t *bad);
+/*
+ * As mq_range_update, for a symmetric scheme, whose parameters read only
+ * absmax_bits: folds max |x| and makes the same NaN/Inf check, and leaves
+ * min_key and max_key as they were (one vector max per 8 values, not three).
+ */
+int mq_range_update_abs(struct mq_range *r, const float *x, size_t n, size_t *bad);
 
 /*
  * The parameters of an integer grid [qmin, qmax] (the formulas above): for a

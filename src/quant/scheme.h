@@ -138,7 +138,7 @@ struct mq_scheme_traits {
 	const char *ct_format;       /* compressed-tensors format: "int-quantized", "pack-quantized", ... */
 	enum mq_acts acts;           /* the input activations */
 	int bits;                    /* bits of one value */
-	int symmetric;               /* 1: no zero point */
+	int symmetric;               /* 1: no zero point, and params reads only the range's absmax_bits */
 	enum mq_float_format float_format; /* MQ_FLOAT_NONE: an integer grid [qmin, qmax] */
 	unsigned granularities;      /* MQ_GRAN_BIT()s the scheme takes; 0: no parameters (scale 1) */
 	enum mq_select select;       /* the tensors it takes by default */

@@ -104,7 +104,10 @@ static void test_kernel_avx512_matches_reference(void **state)
 	check_path(MQ_SIMD_AVX512);
 }
 
-/* mq_range_update on one path against the scalar path: the same range, the same first bad index. */
+/*
+ * mq_range_update on one path against the scalar path: the same range, the same first bad index;
+ * and mq_range_update_abs on the path against both.
+ */
 static void check_range(enum mq_simd path)
 {
 	use_path(path);
@@ -128,6 +131,19 @@ static void check_range(enum mq_simd path)
 		assert_int_equal(ret[0], ret[1]);
 		assert_int_equal(bad[0], bad[1]);
 		assert_memory_equal(&r[0], &r[1], sizeof(r[0])); /* on failure: untouched by either */
+		/* the absmax-only fold, scalar and on this path: the same absmax and first bad index, keys untouched */
+		for (int k = 0; k < 2; k++) {
+			struct mq_range a;
+			size_t abad = 0;
+			mq_dtype_simd_cap(k ? path : MQ_SIMD_SCALAR);
+			mq_range_init(&a);
+			assert_int_equal(mq_range_update_abs(&a, x, n, &abad), ret[0]);
+			assert_int_equal(abad, bad[0]);
+			assert_int_equal(a.absmax_bits, r[0].absmax_bits);
+			assert_int_equal(a.min_key, INT32_MAX);
+			assert_int_equal(a.max_key, INT32_MIN);
+			assert_int_equal(a.empty, r[0].empty);
+		}
 	}
 	mq_dtype_simd_cap(MQ_SIMD_AVX512);
 }
