@@ -103,10 +103,10 @@ MQ_AVX2 static inline __m256 q8_bf16(__m256 x, void *out)
 MQ_AVX2 static MQ_INLINE size_t cast_avx2(const float *x, size_t n, uint16_t *out, struct mq_err_acc *acc,
 					  __m256 (*q8)(__m256, void *), uint16_t (*to)(float), float (*from)(uint16_t))
 {
-	const size_t n8 = n - n % MQ_LANES;
+	const size_t n8 = n - n % MQ_STEP;
 	struct mq_lanes_avx2 V;
 	mq_lanes_avx2_init(&V);
-	for (size_t i = 0; i < n8; i += MQ_LANES) {
+	for (size_t i = 0; i < n8; i += MQ_STEP) {
 		__m256 xv = _mm256_loadu_ps(x + i);
 		mq_lanes_avx2_add(&V, i, xv, q8(xv, out + i));
 	}

@@ -145,27 +145,32 @@ MQ_AVX512 static inline __m512 fp8_values16(__m512i r)
 	return _mm512_or_ps(v, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_srli_epi32(r, 7), 31)));
 }
 
-/* Values [i, end) of one group, end - i a multiple of 8: 16 at a time, a last 8 as fp8_avx2 does. */
+/*
+ * Values [i, end) of one group, end - i a multiple of 8: 16 at a time where they fill
+ * the 16 lanes, a block of 8 as fp8_avx2 does at either edge of a group that cuts them.
+ */
 MQ_AVX512 static size_t fp8_group_avx512(const float *x, size_t n, size_t i, size_t end, float scale1, uint8_t *out,
 					 struct mq_lanes_avx512 *W)
 {
 	const __m512 top = _mm512_set1_ps(FP8_MAX), bottom = _mm512_set1_ps(-FP8_MAX), scale = _mm512_set1_ps(scale1);
-	for (; i + 16 <= end; i += 16) {
-		__m512 xv = _mm512_loadu_ps(x + i);
-		mq_prefetch_next_row(x, n, i);
-		__m512 y = _mm512_min_ps(_mm512_max_ps(_mm512_div_ps(xv, scale), bottom), top);
-		__m512i r = fp8_codes16(y);
-		_mm_storeu_si128((__m128i *)(void *)(out + i), _mm512_cvtepi32_epi8(r));
-		mq_lanes_avx512_add(W, i, xv, _mm512_mul_ps(fp8_values16(r), scale));
-	}
-	if (i < end) {
+	for (;;) {
+		for (; i % MQ_LANES == 0 && i + MQ_LANES <= end; i += MQ_LANES) {
+			__m512 xv = _mm512_loadu_ps(x + i);
+			mq_prefetch_next_row(x, n, i);
+			__m512 y = _mm512_min_ps(_mm512_max_ps(_mm512_div_ps(xv, scale), bottom), top);
+			__m512i r = fp8_codes16(y);
+			_mm_storeu_si128((__m128i *)(void *)(out + i), _mm512_cvtepi32_epi8(r));
+			mq_lanes_avx512_add(W, i, xv, _mm512_mul_ps(fp8_values16(r), scale));
+		}
+		if (i >= end)
+			break;
 		__m256 xv = _mm256_loadu_ps(x + i), s8 = _mm512_castps512_ps256(scale);
 		__m256 y = _mm256_min_ps(_mm256_max_ps(_mm256_div_ps(xv, s8), _mm512_castps512_ps256(bottom)),
 					 _mm512_castps512_ps256(top));
 		__m256i r = fp8_codes(y);
 		_mm_storel_epi64((__m128i *)(void *)(out + i), mq_avx2_bytes8(r));
-		mq_lanes_avx2_add(&W->v, i, xv, _mm256_mul_ps(fp8_values(r), s8));
-		i += MQ_LANES;
+		mq_lanes_avx512_add8(W, i, xv, _mm256_mul_ps(fp8_values(r), s8));
+		i += MQ_STEP;
 	}
 	return i;
 }
@@ -197,7 +202,7 @@ MQ_AVX2 static size_t fp8_avx2(const float *x, size_t n, size_t group, const str
 	for (size_t i = 0; i < span;) {
 		const __m256 scale = _mm256_set1_ps(p[i / group].scale);
 		size_t end = i + group < span ? i + group : span;
-		for (; i < end; i += MQ_LANES) {
+		for (; i < end; i += MQ_STEP) {
 			__m256 xv = _mm256_loadu_ps(x + i);
 			if (i % 16 == 0)
 				mq_prefetch_next_row(x, n, i);

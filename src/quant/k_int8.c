@@ -94,24 +94,29 @@ MQ_AVX512 static inline __m512 q16_int(__m512 x, __m512 inv, __m512 lo, __m512 h
 	return _mm512_mul_ps(_mm512_cvtepi32_ps(r), scale);
 }
 
-/* Elements [i, end) of one group, end - i a multiple of 8: 16 at a time, a last 8 with q8_int. */
+/*
+ * Elements [i, end) of one group, end - i a multiple of 8: 16 at a time where they
+ * fill the 16 lanes, a block of 8 with q8_int at either edge of a group that cuts them.
+ */
 MQ_AVX512 static size_t int8_group_avx512(const float *x, size_t n, size_t i, size_t end, struct int8_group g,
 					  int8_t *out, struct mq_lanes_avx512 *W)
 {
 	const __m512 inv = _mm512_set1_ps(g.inv), scale = _mm512_set1_ps(g.scale);
 	const __m512 lo = _mm512_set1_ps(g.lo), hi = _mm512_set1_ps(g.hi);
 	const __m512i zp = _mm512_set1_epi32(g.zp);
-	for (; i + 16 <= end; i += 16) {
-		__m512 xv = _mm512_loadu_ps(x + i);
-		mq_prefetch_next_row(x, n, i);
-		mq_lanes_avx512_add(W, i, xv, q16_int(xv, inv, lo, hi, zp, scale, out + i));
-	}
-	if (i < end) {
+	for (;;) {
+		for (; i % MQ_LANES == 0 && i + MQ_LANES <= end; i += MQ_LANES) {
+			__m512 xv = _mm512_loadu_ps(x + i);
+			mq_prefetch_next_row(x, n, i);
+			mq_lanes_avx512_add(W, i, xv, q16_int(xv, inv, lo, hi, zp, scale, out + i));
+		}
+		if (i >= end)
+			break;
 		__m256 xv = _mm256_loadu_ps(x + i);
 		__m256 d = q8_int(xv, _mm512_castps512_ps256(inv), _mm512_castps512_ps256(lo), _mm512_castps512_ps256(hi),
 				  _mm512_castsi512_si256(zp), _mm512_castps512_ps256(scale), out + i);
-		mq_lanes_avx2_add(&W->v, i, xv, d);
-		i += MQ_LANES;
+		mq_lanes_avx512_add8(W, i, xv, d);
+		i += MQ_STEP;
 	}
 	return i;
 }
@@ -145,11 +150,20 @@ MQ_AVX2 static size_t int8_avx2(const struct mq_scheme_traits *s, const float *x
 		const __m256 lo = _mm256_set1_ps(g.lo), hi = _mm256_set1_ps(g.hi);
 		const __m256i zp = _mm256_set1_epi32(g.zp);
 		size_t end = i + group < span ? i + group : span;
-		for (; i < end; i += MQ_LANES) {
-			__m256 xv = _mm256_loadu_ps(x + i);
-			if (i % 16 == 0)
+		for (;;) {
+			for (; i % MQ_LANES == 0 && i + MQ_LANES <= end; i += MQ_LANES) { /* both halves of the lanes */
 				mq_prefetch_next_row(x, n, i);
+				for (int h = 0; h < 2; h++) {
+					__m256 xv = _mm256_loadu_ps(x + i + h * MQ_STEP);
+					mq_lanes_avx2_half(&V, h, xv, q8_int(xv, inv, lo, hi, zp, scale, out + i + h * MQ_STEP));
+				}
+				mq_lanes_avx2_flush(&V, i + MQ_STEP);
+			}
+			if (i >= end)
+				break;
+			__m256 xv = _mm256_loadu_ps(x + i);
 			mq_lanes_avx2_add(&V, i, xv, q8_int(xv, inv, lo, hi, zp, scale, out + i));
+			i += MQ_STEP;
 		}
 	}
 	struct mq_lanes L;

@@ -122,27 +122,32 @@ struct pack_consts {
 	unsigned bits;
 };
 
-/* Values [i, end) of one group, end - i a multiple of 8: 16 at a time, a last 8 with pack8_codes. */
+/*
+ * Values [i, end) of one group, end - i a multiple of 8: 16 at a time where they fill
+ * the 16 lanes, a block of 8 with pack8_codes at either edge of a group that cuts them.
+ */
 MQ_AVX512 static size_t pack_group_avx512(const float *x, size_t n, size_t i, size_t end, struct mq_qparams pg,
 					  const struct pack_consts *k, unsigned char *o, struct mq_lanes_avx512 *W)
 {
 	const __m512 scale = _mm512_set1_ps(pg.scale), zp = _mm512_set1_ps((float)pg.zero_point);
-	for (; i + 16 <= end; i += 16) {
-		__m512 xv = _mm512_loadu_ps(x + i);
-		__m512i u;
-		mq_prefetch_next_row(x, n, i);
-		mq_lanes_avx512_add(W, i, xv, pack16_codes(xv, scale, zp, k->lo, k->hi, k->offset, &u));
-		pack16_store(u, k->four, o + i * k->bits / 8);
-	}
-	if (i < end) {
+	for (;;) {
+		for (; i % MQ_LANES == 0 && i + MQ_LANES <= end; i += MQ_LANES) {
+			__m512 xv = _mm512_loadu_ps(x + i);
+			__m512i u;
+			mq_prefetch_next_row(x, n, i);
+			mq_lanes_avx512_add(W, i, xv, pack16_codes(xv, scale, zp, k->lo, k->hi, k->offset, &u));
+			pack16_store(u, k->four, o + i * k->bits / 8);
+		}
+		if (i >= end)
+			break;
 		__m256 xv = _mm256_loadu_ps(x + i);
 		__m256i u;
 		__m256 d = pack8_codes(xv, _mm512_castps512_ps256(scale), _mm512_castps512_ps256(zp),
 				       _mm512_castps512_ps256(k->lo), _mm512_castps512_ps256(k->hi),
 				       _mm512_castsi512_si256(k->offset), &u);
-		mq_lanes_avx2_add(&W->v, i, xv, d);
+		mq_lanes_avx512_add8(W, i, xv, d);
 		pack8_store(u, k->four, o + i * k->bits / 8);
-		i += MQ_LANES;
+		i += MQ_STEP;
 	}
 	return i;
 }
@@ -180,7 +185,7 @@ MQ_AVX2 static size_t pack_avx2(const struct mq_scheme_traits *s, const float *x
 		const struct mq_qparams pg = p[i / group];
 		const __m256 scale = _mm256_set1_ps(pg.scale), zp = _mm256_set1_ps((float)pg.zero_point);
 		size_t end = i + group < span ? i + group : span;
-		for (; i < end; i += MQ_LANES) {
+		for (; i < end; i += MQ_STEP) {
 			__m256 xv = _mm256_loadu_ps(x + i);
 			__m256i u;
 			if (i % 16 == 0)

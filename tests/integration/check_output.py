@@ -499,7 +499,7 @@ def sum_bound(total, n_terms):
     """Bound on |mq-dist's error sum - the exact sum| for a sum of n_terms non-negative squares
     x^2 or e^2.  mq-dist (quant/kernel.h) forms e = x - dequant in float32 (exact by Sterbenz's lemma
     but at the edge of a binade: one rounding, two once squared), rounds each square to float32
-    and adds 8 of them per lane and run of 64 in float32: gamma_10(2^-24) relative in all.  The
+    and adds 8 of them per lane and run of 128 (16 lanes) in float32: gamma_10(2^-24) relative in all.  The
     run sums are added in float64 (lanes, rows, units, tensors): at most gamma_n(2^-53); a square
     that underflows float32 loses at most 2^-150.  The reference forms the squares exactly in
     float64 and sums them there (gamma_n(2^-53) again)."""

@@ -216,7 +216,7 @@ def sums(x, deq):
 def deviations(signal, noise, dsq, n):
     """How far mq-dist's signal and noise sums may be from the exact ones: it forms x - deq in float32
     (within 2^-24 (|x - deq| + |deq|) of the exact difference, whether deq is rounded first or not;
-    |x| is added for margin) and sums the squares in float32 runs of 64, 8 lanes (gamma_10(2^-24)),
+    |x| is added for margin) and sums the squares in float32 runs of 128, 16 lanes (gamma_10(2^-24)),
     then in float64 (gamma_n(2^-53)); a square that underflows float32 loses at most 2^-150
     (check_output.sum_bound)."""
     g = gamma(10, U32) + 2 * gamma(max(n, 1), U64)
