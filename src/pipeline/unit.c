@@ -146,7 +146,7 @@ static int row_range(struct run *r, const struct mq_tensor *t, const struct mq_p
 {
 	size_t bad;
 	const struct mq_scheme_traits *si = mq_scheme_get(pt->q.scheme);
-	if ((si->symmetric ? mq_range_update_abs : mq_range_update)(rg, x, (size_t)pt->row_elems, &bad))
+	if (mq_scheme_range_update(si, rg, x, (size_t)pt->row_elems, &bad))
 		return data_error(r, t, row, x, bad);
 	float limit = si->limit;
 	if (mq_f32_from_bits(rg->absmax_bits) > limit) {
@@ -205,7 +205,7 @@ int unit_row_params(struct run *r, const struct mq_tensor *t, const struct mq_pl
 	for (uint64_t g = 0; g < pt->row_groups; g++) {
 		size_t bad;
 		mq_range_init(&rg);
-		(si->symmetric ? mq_range_update_abs : mq_range_update)(&rg, x + g * group, group, &bad); /* finite: checked */
+		mq_scheme_range_update(si, &rg, x + g * group, group, &bad); /* finite: the row's check passed */
 		p[g] = si->params(si, &rg, sd);
 	}
 	return 0;
@@ -425,7 +425,8 @@ static int quant_unit(struct run *r, const struct mq_unit *u, struct chunk_hashe
 			b.p[0] = tensor_qp;
 		int rc = fused ? fused_rows(r, t, pt, &b, row, n, ch, acc) : quant_rows(r, u, &b, row, n, acc, oacc);
 		/* its writes are write_s, fused_rows' digests hash_s */
-		r->stats[MQ_STAT_T_QUANT] += mq_comm_time() - t0 - (r->stats[MQ_STAT_T_WRITE] - w0) - (r->stats[MQ_STAT_T_HASH] - h0);
+		r->stats[MQ_STAT_T_QUANT] +=
+			mq_comm_time() - t0 - (r->stats[MQ_STAT_T_WRITE] - w0) - (r->stats[MQ_STAT_T_HASH] - h0);
 		if (rc || (!q->per_tensor && write_params(r, t, pt, &b, row, n)))
 			return r->err.code;
 		row += n;

@@ -143,8 +143,10 @@ MQ_AVX2 static size_t absmax_avx2(const float *x, size_t n, uint32_t *amax_out)
 	const __m256i abs_mask = _mm256_set1_epi32(0x7fffffff);
 	__m256i amax = _mm256_set1_epi32((int)*amax_out);
 	size_t i = 0;
-	for (; i + 8 <= n; i += 8)
-		amax = _mm256_max_epu32(amax, _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(const void *)(x + i)), abs_mask));
+	for (; i + 8 <= n; i += 8) {
+		__m256i u = _mm256_loadu_si256((const __m256i *)(const void *)(x + i));
+		amax = _mm256_max_epu32(amax, _mm256_and_si256(u, abs_mask));
+	}
 	uint32_t a[8];
 	_mm256_storeu_si256((__m256i *)(void *)a, amax);
 	for (int l = 0; l < 8; l++)

@@ -113,8 +113,9 @@ MQ_AVX512 static size_t int8_group_avx512(const float *x, size_t n, size_t i, si
 		if (i >= end)
 			break;
 		__m256 xv = _mm256_loadu_ps(x + i);
-		__m256 d = q8_int(xv, _mm512_castps512_ps256(inv), _mm512_castps512_ps256(lo), _mm512_castps512_ps256(hi),
-				  _mm512_castsi512_si256(zp), _mm512_castps512_ps256(scale), out + i);
+		__m256 d = q8_int(xv, _mm512_castps512_ps256(inv), _mm512_castps512_ps256(lo),
+				  _mm512_castps512_ps256(hi), _mm512_castsi512_si256(zp), _mm512_castps512_ps256(scale),
+				  out + i);
 		mq_lanes_avx512_add8(W, i, xv, d);
 		i += MQ_STEP;
 	}
@@ -154,8 +155,9 @@ MQ_AVX2 static size_t int8_avx2(const struct mq_scheme_traits *s, const float *x
 			for (; i % MQ_LANES == 0 && i + MQ_LANES <= end; i += MQ_LANES) { /* both halves of the lanes */
 				mq_prefetch_next_row(x, n, i);
 				for (int h = 0; h < 2; h++) {
-					__m256 xv = _mm256_loadu_ps(x + i + h * MQ_STEP);
-					mq_lanes_avx2_half(&V, h, xv, q8_int(xv, inv, lo, hi, zp, scale, out + i + h * MQ_STEP));
+					const size_t at = i + (size_t)h * MQ_STEP;
+					__m256 xv = _mm256_loadu_ps(x + at);
+					mq_lanes_avx2_half(&V, h, xv, q8_int(xv, inv, lo, hi, zp, scale, out + at));
 				}
 				mq_lanes_avx2_flush(&V, i + MQ_STEP);
 			}

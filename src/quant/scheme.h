@@ -220,6 +220,17 @@ static inline size_t mq_scheme_quantize(const struct mq_scheme_traits *s, const 
 }
 
 /*
+ * Folds n values into r as s's parameters need them (arguments and result as
+ * mq_range_update): max |x| alone for a symmetric scheme, whose params reads
+ * nothing else (mq_range_update_abs), the whole range otherwise.
+ */
+static inline int mq_scheme_range_update(const struct mq_scheme_traits *s, struct mq_range *r, const float *x, size_t n,
+					 size_t *bad)
+{
+	return (s->symmetric ? mq_range_update_abs : mq_range_update)(r, x, n, bad);
+}
+
+/*
  * --help's list of the schemes: "int8 (symmetric, default), int8-asym (with
  * zero points), fp16 or bf16 (casts)": each row's name and note, neighbours
  * with the same note listed together, dflt marked as the default.
