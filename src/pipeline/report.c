@@ -28,6 +28,7 @@ static const char *const stat_names[MQ_STAT_COUNT] = {
 	[MQ_STAT_T_FINISH] = "finish_s",
 	[MQ_STAT_T_SYNC] = "sync_s",
 	[MQ_STAT_BYTES_READ] = "bytes_read",
+	[MQ_STAT_READ_AHEAD] = "read_ahead_bytes",
 	[MQ_STAT_BYTES_WRITTEN] = "bytes_written",
 	[MQ_STAT_WRITES] = "write_calls",
 	[MQ_STAT_CALIB_BYTES] = "calib_bytes_read",

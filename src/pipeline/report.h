@@ -30,6 +30,7 @@ enum mq_stat {
 	MQ_STAT_T_FINISH,
 	MQ_STAT_T_SYNC, /* of finish: the output's fsyncs (on a virtual disk they time the disk) */
 	MQ_STAT_BYTES_READ,
+	MQ_STAT_READ_AHEAD, /* input bytes asked for ahead (POSIX_FADV_WILLNEED): 0 when the page cache held them */
 	MQ_STAT_BYTES_WRITTEN,
 	MQ_STAT_WRITES, /* write requests to the output (their mean size: bytes_written / write_calls) */
 	MQ_STAT_CALIB_BYTES,

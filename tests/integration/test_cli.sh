@@ -71,6 +71,41 @@ mean = p["bytes_written"] / p["write_calls"]
 print("write requests: %d, mean %.0f KiB" % (p["write_calls"], mean / 1024))
 assert mean > 256 * 1024, (p["write_calls"], p["bytes_written"])
 PY
+# Read-ahead (source.c): the windows ahead are asked for only where the page cache lacks some of their
+# pages. All pages cached: nothing asked for (on kernels with cachestat, 6.5 and later; older ones ask
+# for every window). The second half evicted: the windows that reach into it are asked for, each byte
+# at most once. Both outputs are the hot run's bytes.
+"$MQ_PYTHON" - "$WORK/w.safetensors" <<'PY'
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+os.fsync(fd)  # clean pages, so that the eviction below drops them
+while os.read(fd, 1 << 20):
+    pass
+PY
+mq 1 "$WORK/w.safetensors" -q --no-sync -o "$WORK/w.hot.safetensors" --report "$WORK/report-hot.json"
+"$MQ_PYTHON" - "$WORK/w.safetensors" <<'PY'
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+size = os.fstat(fd).st_size
+os.posix_fadvise(fd, size // 2, 0, os.POSIX_FADV_DONTNEED)
+PY
+mq 1 "$WORK/w.safetensors" -q --no-sync -o "$WORK/w.cold.safetensors" --report "$WORK/report-cold.json"
+"$MQ_PYTHON" - "$WORK/report-hot.json" "$WORK/report-cold.json" "$(stat -c %s "$WORK/w.safetensors")" <<'PY' &&
+import json, os, sys
+hot, cold = (json.load(open(f))["per_rank"][0]["read_ahead_bytes"] for f in sys.argv[1:3])
+size = int(sys.argv[3])
+release = tuple(int(x) for x in os.uname().release.split("-")[0].split(".")[:2])
+print("read-ahead asked for: %d bytes hot, %d bytes with the second half evicted (kernel %s)"
+      % (hot, cold, os.uname().release))
+if release >= (6, 5):
+    assert hot == 0, hot
+else:
+    print("kernel before 6.5: no cachestat, so the hot run asks for every window too")
+assert 0 < cold <= size + (16 << 20), (cold, size)  # two 8 MiB windows past the end at most
+PY
+    cmp -s "$WORK/w.hot.safetensors" "$WORK/w.cold.safetensors" && cmp -s "$WORK/w.hot.safetensors" "$WORK/w.int8.safetensors" \
+    && pass "read-ahead only where the page cache lacks pages; same output hot and cold" \
+    || fail "read-ahead: $(head -c 300 "$WORK/last.err")"
 mq 1 "$WORK/m.safetensors" -q --no-sync --force -o "$WORK/nosync.safetensors" --report "$WORK/report-nosync.json"
 "$MQ_PYTHON" -c 'import json, sys; r = json.load(open(sys.argv[1])); assert r["sync_s"] == 0, r["sync_s"]' \
     "$WORK/report-nosync.json" && pass "--no-sync: the report's sync_s is 0" ||
