@@ -4,7 +4,8 @@
 # written to the page cache; the output's fsync is timed on its own and left out of the GB/s, since
 # on a virtual disk it times the disk), the peak RSS per rank and the output SHA-256, next to the
 # single-core memory-copy bandwidth, the kernel's own GB/s, a peer (scripts/peer_torch.py:
-# per-channel int8 in torch on the same file) and the I/O floor (the input read once and the output's
+# per-channel int8 in torch on the same file), the wall-clock GB/s timed around mpirun (start-up
+# included, the fsync not) and the I/O floor (the input read once and the output's
 # bytes written, by dd, nothing computed: no run can beat it on this machine). Two modes: "durable" is the default command
 # (digests of the source, output flushed to disk before the rename); "fast" adds --no-checksum
 # --no-sync.
@@ -55,6 +56,20 @@ new=$(dd if=/dev/zero of="$probe" bs=1M count=1024 2>&1 | awk '/copied/ {print $
 again=$(dd if=/dev/zero of="$probe" bs=1M count=1024 conv=notrunc 2>&1 | awk '/copied/ {print $(NF-1), $NF}')
 rm -f "$probe"
 echo "page-cache writes (dd, 1 MiB writes): new pages $new, cached pages $again"
+# Start-up, a fixed cost of every run that the report's times leave out (they start after MPI_Init):
+# mpirun -n 1 of mq-dist --version, best of 3, with the MPI's default transports and with ob1 (shared
+# memory only, enough on one node: it skips the probe of the network devices that UCX makes).
+startup() {
+    local best=999 t0 t1
+    for rep in 1 2 3; do
+        t0=$(date +%s.%N)
+        mpirun -n 1 "$@" "$BIN" --version >/dev/null
+        t1=$(date +%s.%N)
+        best=$(awk -v a="$t0" -v b="$t1" -v c="$best" 'BEGIN { d = b - a; printf "%.3f", d < c ? d : c }')
+    done
+    echo "$best"
+}
+echo "start-up (mpirun -n 1 mq-dist --version): $(startup) s; with --mca pml ob1: $(startup --mca pml ob1) s"
 # The page cache holds a file in folios of up to 2 MiB; the hash reads a mapped window about twice as
 # fast from 2 MiB folios as from 4 KiB pages. A file written with large writes (a download, dd) gets
 # large folios; one read back in after eviction may not. MQ_BENCH_FOLIOS=large rewrites each model
@@ -111,8 +126,8 @@ for dtype in ${DTYPES-F32 BF16}; do
     [ "$dtype" = BF16 ] && esz=2
     FLOOR=$(io_floor "$model" $(($(stat -c %s "$model") / esz)))
     echo "$dtype I/O floor (dd: the input read once, the output's bytes written): $FLOOR GB/s of input = $(ratio "$FLOOR") x copy"
-    printf '%-6s %-3s %-8s %8s %8s %8s %8s %8s %12s  %-16s  %s\n' model n mode "GB/s" "x copy" "x peer" "x floor" \
-        "fsync s" "peak RSS MiB" "output sha256" "time split (slowest rank)"
+    printf '%-6s %-3s %-8s %8s %8s %8s %8s %8s %8s %12s  %-16s  %s\n' model n mode "GB/s" "x copy" "x peer" "x floor" \
+        "wall" "fsync s" "peak RSS MiB" "output sha256" "time split (slowest rank)"
     for n in 1 2; do
         for mode in durable fast; do
             extra=()
@@ -122,26 +137,34 @@ for dtype in ${DTYPES-F32 BF16}; do
             for rep in 1 2 3; do
                 rm -f "$out"
                 sync
+                t0=$(date +%s.%N)
                 mpirun -n $n "$BIN" "$model" -o "$out" -q --report "$DIR/report-$rep.json" "${extra[@]}"
+                t1=$(date +%s.%N)
+                echo "$t0 $t1" >"$DIR/wall-$rep.txt"
                 # GB/s without the output's fsync, which on a virtual disk times the disk (its own column)
                 gbps=$("$PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))["input_gb_per_s_without_sync"])' \
                     "$DIR/report-$rep.json")
                 if awk -v a="$gbps" -v b="$best" 'BEGIN { exit !(a > b) }'; then
                     best=$gbps
                     cp "$DIR/report-$rep.json" "$DIR/report-best.json"
+                    cp "$DIR/wall-$rep.txt" "$DIR/wall-best.txt"
                 fi
             done
             # the slowest rank's time split, and the largest peak RSS, of the best run
-            read -r fsync rss split < <("$PY" -c 'import json, sys
+            # and its wall-clock rate from outside (mpirun's start-up and MPI_Init included), less the fsync
+            read -r fsync rss wall split < <("$PY" -c 'import json, sys
 r = json.load(open(sys.argv[1]))
+t0, t1 = (float(x) for x in open(sys.argv[2]).read().split())
 p = max(r["per_rank"], key=lambda p: p["total_s"])
 rss = max(q["peak_rss_bytes"] for q in r["per_rank"]) / 2**20
-print("%.2f" % r["sync_s"], "%.1f" % rss, "read %.2f hash %.2f quant %.2f write %.2f finish %.2f of %.2f s" % (
-      p["read_s"], p["hash_s"], p["quantize_s"], p["write_s"], p["finish_s"], p["total_s"]))' "$DIR/report-best.json")
+print("%.2f" % r["sync_s"], "%.1f" % rss, "%.3f" % (r["bytes_in"] / (t1 - t0 - r["sync_s"]) / 1e9),
+      "read %.2f hash %.2f quant %.2f write %.2f finish %.2f of %.2f s" % (
+      p["read_s"], p["hash_s"], p["quantize_s"], p["write_s"], p["finish_s"], p["total_s"]))' \
+                "$DIR/report-best.json" "$DIR/wall-best.txt")
             sum=$(sha256sum "$out" | cut -c1-16)
-            printf '%-6s %-3s %-8s %8.3f %8s %8s %8s %8s %12s  %s  %s\n' "$dtype" "$n" "$mode" "$best" "$(ratio "$best")" \
+            printf '%-6s %-3s %-8s %8.3f %8s %8s %8s %8s %8s %12s  %s  %s\n' "$dtype" "$n" "$mode" "$best" "$(ratio "$best")" \
                 "$(awk -v a="$best" -v b="$PEER" 'BEGIN { printf "%.2f", a / b }')" \
-                "$(awk -v a="$best" -v b="$FLOOR" 'BEGIN { printf "%.2f", a / b }')" "$fsync" "$rss" "$sum" "$split"
+                "$(awk -v a="$best" -v b="$FLOOR" 'BEGIN { printf "%.2f", a / b }')" "$wall" "$fsync" "$rss" "$sum" "$split"
         done
     done
     for mode in durable fast; do
