@@ -8,7 +8,9 @@
  */
 #include "test_util.h"
 
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "scheme.h"
 
@@ -105,6 +107,114 @@ static void test_kernel_avx512_matches_reference(void **state)
 }
 
 /*
+ * Near ties, where a kernel that rounds x * (1/s) instead of the reference's x / s (the AVX2
+ * pack kernel, which divides only a block with a value too near a tie) would round apart. Rows
+ * of values within 6 ulps of every tie the scale reaches (k + 1/2 times the scale for an
+ * integer grid; the midpoints of e4m3's values, subnormal ones included, for fp8), both signs,
+ * framed by the group's largest and smallest values so that the scale is known first; every
+ * scheme with a grid, on each path.
+ */
+static int cmp_float(const void *a, const void *b)
+{
+	float x = *(const float *)a, y = *(const float *)b;
+	return (x > y) - (x < y);
+}
+
+/* The ties of the scheme's grid, in units of the scale: n of them into t. */
+static size_t grid_ties(const struct mq_scheme_traits *s, float *t, size_t cap)
+{
+	size_t n = 0;
+	if (s->storage == MQ_DTYPE_F8_E4M3) {
+		float v[128];
+		size_t nv = 0;
+		for (int e = 0; e < 16; e++) /* e4m3fn: subnormals m/8 * 2^-6, normals (1 + m/8) * 2^(e-7), up to 448 */
+			for (int m = 0; m < 8; m++)
+				if (!(e == 15 && m == 7))
+					v[nv++] = e ? ldexpf(1.0f + (float)m / 8.0f, e - 7) : ldexpf((float)m / 8.0f, -6);
+		qsort(v, nv, sizeof(v[0]), cmp_float);
+		for (size_t k = 0; k + 1 < nv && n + 2 <= cap; k++) {
+			t[n++] = (v[k] + v[k + 1]) / 2.0f; /* exact: one more bit */
+			t[n++] = -(v[k] + v[k + 1]) / 2.0f;
+		}
+		t[n++] = ldexpf(1.0f, -6); /* where the conversion turns to its subnormal rounding */
+		t[n++] = -ldexpf(1.0f, -6);
+	} else {
+		for (int k = -300; k < 300 && n < cap; k++)
+			t[n++] = (float)k + 0.5f;
+	}
+	return n;
+}
+
+static float step_ulps(float x, int j)
+{
+	for (; j > 0; j--)
+		x = nextafterf(x, INFINITY);
+	for (; j < 0; j++)
+		x = nextafterf(x, -INFINITY);
+	return x;
+}
+
+static void check_ties(enum mq_simd path)
+{
+	use_path(path);
+	static float x[4096], cand[20000], ties[1024];
+	static const float tops[] = { 1.0f, 0.7310585f, 3.3e-3f, 123.4f };
+	const size_t n = 4096;
+	size_t rows = 0;
+	for (int si = 0; si < mq_scheme_count(); si++) {
+		const struct mq_scheme_traits *s = mq_scheme_get((enum mq_scheme)si);
+		if (!s->quantize || (s->qmax == 0 && s->storage != MQ_DTYPE_F8_E4M3))
+			continue;
+		const size_t nt = grid_ties(s, ties, sizeof(ties) / sizeof(ties[0]));
+		for (size_t ti = 0; ti < sizeof(tops) / sizeof(tops[0]); ti++) {
+			for (size_t group = 128; group <= n; group = group == 128 ? n : 2 * n) {
+				if (group != n && !s->granularities)
+					continue;
+				const float top = tops[ti], bottom = -0.9f * tops[ti];
+				/* the scale the frame gives: the row's values lie within it, so the row's range is the frame's */
+				struct mq_range r;
+				size_t bad, nc = 0;
+				const float frame[2] = { top, bottom };
+				mq_range_init(&r);
+				assert_int_equal(mq_range_update(&r, frame, 2, &bad), 0);
+				const struct mq_qparams p = s->params(s, &r, MQ_DTYPE_F32);
+				for (size_t k = 0; k < nt; k++)
+					for (int j = -6; j <= 6; j++) {
+						float v = step_ulps(ties[k] * p.scale, j);
+						if (v <= top && v >= bottom && nc < sizeof(cand) / sizeof(cand[0]))
+							cand[nc++] = v;
+					}
+				assert_true(nc > 0);
+				/* every candidate in some row: rows of groups, each group framed */
+				for (size_t used = 0; used < nc; rows++) {
+					for (size_t i = 0; i < n; i++) {
+						if (i % group < 2)
+							x[i] = i % group ? bottom : top;
+						else
+							x[i] = cand[used++ % nc];
+					}
+					check_row(s, x, n, group);
+				}
+			}
+		}
+	}
+	print_message("near-tie rows on %s: %zu\n", mq_dtype_simd_name(path), rows);
+	mq_dtype_simd_cap(MQ_SIMD_AVX512);
+}
+
+static void test_kernel_ties_avx2(void **state)
+{
+	(void)state;
+	check_ties(MQ_SIMD_AVX2);
+}
+
+static void test_kernel_ties_avx512(void **state)
+{
+	(void)state;
+	check_ties(MQ_SIMD_AVX512);
+}
+
+/*
  * mq_range_update on one path against the scalar path: the same range, the same first bad index;
  * and mq_range_update_abs on the path against both.
  */
@@ -165,6 +275,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_kernel_avx2_matches_reference),
 		cmocka_unit_test(test_kernel_avx512_matches_reference),
+		cmocka_unit_test(test_kernel_ties_avx2),
+		cmocka_unit_test(test_kernel_ties_avx512),
 		cmocka_unit_test(test_kernel_range_avx2),
 		cmocka_unit_test(test_kernel_range_avx512),
 	};
