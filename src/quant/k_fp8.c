@@ -84,54 +84,61 @@ size_t mq_fp8_quantize_ref(const struct mq_scheme_traits *s, const float *x, siz
 
 #ifdef MQ_HAVE_AVX2
 /*
- * mq_fp8_from_f32 on 8 lanes, step for step: the sign set aside, NaN (0x7f)
- * from 480 up, below 2^-6 the FPU's addition of 2^14 (the same rounding as
- * the scalar addition), else the integer round to nearest even; the branches
- * become blends. Returns the codes, one per int32 lane, in [0, 255].
+ * mq_fp8_from_f32 on 8 lanes of y clamped to +-448 (so never the NaN code),
+ * step for step: the sign set aside, the integer round to nearest even, and
+ * where a lane is below 2^-6 (zero included) the FPU's addition of 2^14 (the
+ * same rounding as the scalar addition), blended in; a block with no such
+ * lane, the common case, skips that step. Returns the codes, one per int32
+ * lane, in [0, 255].
  */
 MQ_AVX2 static inline __m256i fp8_codes(__m256 y)
 {
 	const __m256i sign = _mm256_and_si256(_mm256_castps_si256(y), _mm256_set1_epi32(INT32_MIN));
 	const __m256i a = _mm256_xor_si256(_mm256_castps_si256(y), sign);
-	const __m256 denorm = _mm256_castsi256_ps(_mm256_set1_epi32(141 << 23));
-	__m256i sub = _mm256_castps_si256(_mm256_add_ps(_mm256_castsi256_ps(a), denorm));
-	sub = _mm256_sub_epi32(sub, _mm256_set1_epi32(141 << 23));
 	__m256i odd = _mm256_and_si256(_mm256_srli_epi32(a, 20), _mm256_set1_epi32(1));
 	__m256i nrm = _mm256_add_epi32(a, _mm256_set1_epi32((int)(((uint32_t)(7 - 127) << 23) + 0x7ffffu)));
-	nrm = _mm256_srli_epi32(_mm256_add_epi32(nrm, odd), 20);
-	__m256i r = _mm256_blendv_epi8(nrm, sub, _mm256_cmpgt_epi32(_mm256_set1_epi32(121 << 23), a));
-	r = _mm256_blendv_epi8(r, _mm256_set1_epi32(0x7f), _mm256_cmpgt_epi32(a, _mm256_set1_epi32((1087 << 20) - 1)));
+	__m256i r = _mm256_srli_epi32(_mm256_add_epi32(nrm, odd), 20);
+	const __m256i tiny = _mm256_cmpgt_epi32(_mm256_set1_epi32(121 << 23), a);
+	if (!_mm256_testz_si256(tiny, tiny)) {
+		const __m256 denorm = _mm256_castsi256_ps(_mm256_set1_epi32(141 << 23));
+		__m256i sub = _mm256_castps_si256(_mm256_add_ps(_mm256_castsi256_ps(a), denorm));
+		r = _mm256_blendv_epi8(r, _mm256_sub_epi32(sub, _mm256_set1_epi32(141 << 23)), tiny);
+	}
 	return _mm256_or_si256(r, _mm256_srli_epi32(sign, 24));
 }
 
 /*
  * The exact values of codes r (mq_fp8_to_f32, but for 0x7f, which a clamped
  * value never gets): a normal code's bits shifted into a float32 with the
- * exponent rebiased (+120), a subnormal's m * 2^-9, the sign put back.
+ * exponent rebiased (+120), a subnormal's m * 2^-9 (blended in only where a
+ * block has one, zero included), the sign put back.
  */
 MQ_AVX2 static inline __m256 fp8_values(__m256i r)
 {
 	const __m256i mag = _mm256_and_si256(r, _mm256_set1_epi32(0x7f));
-	__m256 nrm = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_slli_epi32(mag, 20), _mm256_set1_epi32(120 << 23)));
-	__m256 sub = _mm256_mul_ps(_mm256_cvtepi32_ps(mag), _mm256_set1_ps(0.001953125f)); /* m < 8 here */
-	__m256 v = _mm256_blendv_ps(nrm, sub, _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(8), mag)));
+	__m256 v = _mm256_castsi256_ps(_mm256_add_epi32(_mm256_slli_epi32(mag, 20), _mm256_set1_epi32(120 << 23)));
+	const __m256i tiny = _mm256_cmpgt_epi32(_mm256_set1_epi32(8), mag);
+	if (!_mm256_testz_si256(tiny, tiny)) {
+		__m256 sub = _mm256_mul_ps(_mm256_cvtepi32_ps(mag), _mm256_set1_ps(0.001953125f)); /* m < 8 here */
+		v = _mm256_blendv_ps(v, sub, _mm256_castsi256_ps(tiny));
+	}
 	return _mm256_or_ps(v, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_srli_epi32(r, 7), 31)));
 }
 
-/* fp8_codes on 16 lanes, the blends as masked moves. */
+/* fp8_codes on 16 lanes, the blend a masked move. */
 MQ_AVX512 static inline __m512i fp8_codes16(__m512 y)
 {
 	const __m512i sign = _mm512_and_si512(_mm512_castps_si512(y), _mm512_set1_epi32(INT32_MIN));
 	const __m512i a = _mm512_xor_si512(_mm512_castps_si512(y), sign);
-	const __m512 denorm = _mm512_castsi512_ps(_mm512_set1_epi32(141 << 23));
-	__m512i sub = _mm512_castps_si512(_mm512_add_ps(_mm512_castsi512_ps(a), denorm));
-	sub = _mm512_sub_epi32(sub, _mm512_set1_epi32(141 << 23));
 	__m512i odd = _mm512_and_si512(_mm512_srli_epi32(a, 20), _mm512_set1_epi32(1));
 	__m512i nrm = _mm512_add_epi32(a, _mm512_set1_epi32((int)(((uint32_t)(7 - 127) << 23) + 0x7ffffu)));
-	nrm = _mm512_srli_epi32(_mm512_add_epi32(nrm, odd), 20);
-	__m512i r = _mm512_mask_mov_epi32(nrm, _mm512_cmplt_epi32_mask(a, _mm512_set1_epi32(121 << 23)), sub);
-	r = _mm512_mask_mov_epi32(r, _mm512_cmpgt_epi32_mask(a, _mm512_set1_epi32((1087 << 20) - 1)),
-				  _mm512_set1_epi32(0x7f));
+	__m512i r = _mm512_srli_epi32(_mm512_add_epi32(nrm, odd), 20);
+	const __mmask16 tiny = _mm512_cmplt_epi32_mask(a, _mm512_set1_epi32(121 << 23));
+	if (tiny) {
+		const __m512 denorm = _mm512_castsi512_ps(_mm512_set1_epi32(141 << 23));
+		__m512i sub = _mm512_castps_si512(_mm512_add_ps(_mm512_castsi512_ps(a), denorm));
+		r = _mm512_mask_sub_epi32(r, tiny, sub, _mm512_set1_epi32(141 << 23));
+	}
 	return _mm512_or_si512(r, _mm512_srli_epi32(sign, 24));
 }
 
@@ -139,9 +146,10 @@ MQ_AVX512 static inline __m512i fp8_codes16(__m512 y)
 MQ_AVX512 static inline __m512 fp8_values16(__m512i r)
 {
 	const __m512i mag = _mm512_and_si512(r, _mm512_set1_epi32(0x7f));
-	__m512 nrm = _mm512_castsi512_ps(_mm512_add_epi32(_mm512_slli_epi32(mag, 20), _mm512_set1_epi32(120 << 23)));
-	__m512 sub = _mm512_mul_ps(_mm512_cvtepi32_ps(mag), _mm512_set1_ps(0.001953125f)); /* m < 8 here */
-	__m512 v = _mm512_mask_mov_ps(nrm, _mm512_cmplt_epi32_mask(mag, _mm512_set1_epi32(8)), sub);
+	__m512 v = _mm512_castsi512_ps(_mm512_add_epi32(_mm512_slli_epi32(mag, 20), _mm512_set1_epi32(120 << 23)));
+	const __mmask16 tiny = _mm512_cmplt_epi32_mask(mag, _mm512_set1_epi32(8));
+	if (tiny)
+		v = _mm512_mask_mul_ps(v, tiny, _mm512_cvtepi32_ps(mag), _mm512_set1_ps(0.001953125f)); /* m < 8 */
 	return _mm512_or_ps(v, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_srli_epi32(r, 7), 31)));
 }
 
