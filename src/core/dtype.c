@@ -147,7 +147,7 @@ const float *mq_f16_table(void)
 #ifdef MQ_DTYPE_X86
 /*
  * What the CPU and the OS allow, read from cpuid and XCR0 directly (clang 14
- * knows no "f16c" feature name): AVX2 and F16C with the YMM state saved
+ * knows no "f16c" feature name): AVX2, FMA and F16C with the YMM state saved
  * (XCR0 bits 1, 2); AVX-512 F, BW, VL, DQ with the opmask and ZMM state too
  * (bits 5, 6, 7).
  */
@@ -156,7 +156,7 @@ static enum mq_simd cpu_simd(void)
 	unsigned a, b, c, d;
 	if (!__get_cpuid(1, &a, &b, &c, &d))
 		return MQ_SIMD_SCALAR;
-	if (!(c & bit_OSXSAVE) || !(c & bit_AVX) || !(c & bit_F16C))
+	if (!(c & bit_OSXSAVE) || !(c & bit_AVX) || !(c & bit_F16C) || !(c & bit_FMA))
 		return MQ_SIMD_SCALAR;
 	unsigned xcr0_lo, xcr0_hi;
 	__asm__ __volatile__("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
