@@ -83,14 +83,14 @@ MQ_AVX2 static inline __m256 pack8_codes(__m256 x, __m256 scale, __m256 zp, __m2
  * less than 2^-14 apart: where q's clamped value lies more than 2^-14 from
  * every half-integer, v rounds to the same integer (rounding, then the
  * clamp, is the clamp, then rounding, as in k_int8). A lane nearer a
- * half-integer than that (about one in 16,000 values, and every exact tie)
+ * half-integer than that (about one value in 8,000, and every exact tie)
  * fails the test, and its block of 8 is divided after all. The codes and
  * the error sums are the reference's, bit for bit; the test in
  * test_kernel.c puts values within a few ulps of the half-integers. The
  * AVX2 kernel takes this form, as it is the faster there (one row of 4096
- * in L2 on a Sapphire Rapids core: int4 0.31 ns per value against 0.38 by
- * division); the AVX-512 kernel divides, since its division was the faster
- * (0.245 against 0.258 with the same test on 16 lanes).
+ * in L2 on an AMD EPYC core of the Zen 4 generation: int4 0.33 ns per value
+ * against 0.38 by division); the AVX-512 kernel divides, since its division
+ * was the faster (0.256 against 0.263 with the same test on 16 lanes).
  */
 #define PACK_TIE_MARGIN 0.00006103515625f /* 2^-14 */
 #define PACK_FAST_BOUND 256.0f             /* the clamp bounds' largest magnitude for the form above */
