@@ -324,10 +324,11 @@ int output_open_parts(struct run *r)
 int output_close_parts(struct run *r, int sync)
 {
 	for (int f = 0; r->fh && f < r->files.n_files; f++) {
-		double t0 = mq_comm_time();
-		if (sync && !r->err.code)
+		if (sync && !r->err.code) { /* timed only when it runs: sync_s is exactly 0 with --no-sync */
+			double t0 = mq_comm_time();
 			mq_comm_file_sync(r->fh[f], &r->err);
-		r->stats[MQ_STAT_T_SYNC] += mq_comm_time() - t0;
+			r->stats[MQ_STAT_T_SYNC] += mq_comm_time() - t0;
+		}
 		struct mq_error e = { 0 };
 		mq_comm_file_close(&r->fh[f], r->err.code ? &e : &r->err);
 	}

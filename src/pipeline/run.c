@@ -148,10 +148,11 @@ static int phase_finish(struct run *r)
 			output_folder_finish(r);
 		if (!r->err.code)
 			output_commit(r);
-		double t1 = mq_comm_time();
-		if (!r->err.code && !r->opt->no_sync)
+		if (!r->err.code && !r->opt->no_sync) {
+			double t1 = mq_comm_time();
 			output_sync_dir(r->output);
-		r->stats[MQ_STAT_T_SYNC] += mq_comm_time() - t1;
+			r->stats[MQ_STAT_T_SYNC] += mq_comm_time() - t1;
+		}
 		if (!r->err.code) {
 			output_guard_tmp(NULL, NULL);
 			close(r->journal_fd);
