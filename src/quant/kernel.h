@@ -8,8 +8,9 @@
  * The order of the error sums: element i of a row goes to lane i % 16.
  * Within each run of 128 elements a lane sums in float32 (x*x and e*e,
  * e = x - dequant(q) in float32, each square added with one rounding, a
- * fused multiply-add, in element order: 8 terms per lane and run); at the end of each run, and of the row, the lane sums are added to
- * float64 lane totals. The row's totals are the lanes added pairwise, each
+ * fused multiply-add, in element order: 8 terms per lane and run); at the
+ * end of each run, and of the row, the lane sums are added to float64 lane
+ * totals. The row's totals are the lanes added pairwise, each
  * half of 8 as ((0+1)+(2+3))+((4+5)+(6+7)), then the two halves; max_abs is
  * the max over lanes. Every kernel follows this order, so a fast kernel
  * agrees with its reference bit for bit, and a vector kernel needs no
