@@ -245,11 +245,24 @@ static void widen_f64(const double *s, float *dst, size_t i, size_t n)
  * all the same); f64 is vcvtpd2ps, the same rounding (MXCSR's, to nearest)
  * and NaN quieting as the scalar cast's cvtsd2ss. Each returns how far it
  * got; the scalar loops finish.
+ *
+ * Each also hints the source line n values on from the one it reads into L2,
+ * once per 64 bytes of source: in a block of rows back to back that is the
+ * next row, fetched from memory while this one is quantized. The kernels'
+ * own hint (mq_prefetch_next_row) cannot do it for a widened row: it points
+ * past the widened copy, which is no source. A hint never faults.
  */
+static inline void prefetch_next(const void *s, size_t n, size_t i, size_t elem)
+{
+	if (i * elem % 64 == 0)
+		_mm_prefetch((const char *)(uintptr_t)((uintptr_t)s + (n + i) * elem), _MM_HINT_T1);
+}
+
 MQ_AVX2 static size_t widen_bf16_avx2(const uint16_t *s, float *dst, size_t n)
 {
 	size_t i = 0;
 	for (; i + 8 <= n; i += 8) {
+		prefetch_next(s, n, i, 2);
 		__m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)(s + i)));
 		_mm256_storeu_si256((__m256i *)(void *)(dst + i), _mm256_slli_epi32(w, 16));
 	}
@@ -261,6 +274,7 @@ MQ_AVX2 static size_t widen_f16_avx2(const uint16_t *s, float *dst, size_t n)
 	const __m128i mag = _mm_set1_epi16(0x7fff), inf = _mm_set1_epi16(0x7c00);
 	size_t i = 0;
 	for (; i + 8 <= n; i += 8) {
+		prefetch_next(s, n, i, 2);
 		__m128i h = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
 		if (_mm_movemask_epi8(_mm_cmpgt_epi16(_mm_and_si128(h, mag), inf)))
 			widen_f16(s, dst, i, i + 8);
@@ -273,8 +287,10 @@ MQ_AVX2 static size_t widen_f16_avx2(const uint16_t *s, float *dst, size_t n)
 MQ_AVX2 static size_t widen_f64_avx2(const double *s, float *dst, size_t n)
 {
 	size_t i = 0;
-	for (; i + 4 <= n; i += 4)
+	for (; i + 4 <= n; i += 4) {
+		prefetch_next(s, n, i, 8);
 		_mm_storeu_ps(dst + i, _mm256_cvtpd_ps(_mm256_loadu_pd(s + i)));
+	}
 	return i;
 }
 
@@ -282,6 +298,7 @@ MQ_AVX512 static size_t widen_bf16_avx512(const uint16_t *s, float *dst, size_t 
 {
 	size_t i = 0;
 	for (; i + 16 <= n; i += 16) {
+		prefetch_next(s, n, i, 2);
 		__m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(const void *)(s + i)));
 		_mm512_storeu_si512((void *)(dst + i), _mm512_slli_epi32(w, 16));
 	}
@@ -293,6 +310,7 @@ MQ_AVX512 static size_t widen_f16_avx512(const uint16_t *s, float *dst, size_t n
 	const __m256i mag = _mm256_set1_epi16(0x7fff), inf = _mm256_set1_epi16(0x7c00);
 	size_t i = 0;
 	for (; i + 16 <= n; i += 16) {
+		prefetch_next(s, n, i, 2);
 		__m256i h = _mm256_loadu_si256((const __m256i *)(const void *)(s + i));
 		if (_mm256_cmpgt_epi16_mask(_mm256_and_si256(h, mag), inf))
 			widen_f16(s, dst, i, i + 16);
@@ -305,8 +323,10 @@ MQ_AVX512 static size_t widen_f16_avx512(const uint16_t *s, float *dst, size_t n
 MQ_AVX512 static size_t widen_f64_avx512(const double *s, float *dst, size_t n)
 {
 	size_t i = 0;
-	for (; i + 8 <= n; i += 8)
+	for (; i + 8 <= n; i += 8) {
+		prefetch_next(s, n, i, 8);
 		_mm256_storeu_ps(dst + i, _mm512_cvtpd_ps(_mm512_loadu_pd(s + i)));
+	}
 	return i;
 }
 

@@ -54,7 +54,8 @@ const float *mq_f16_table(void);
 
 /*
  * Widen n elements of a float dtype (F32, F16, BF16; F64 narrowed, to nearest) into dst. Vector
- * paths (mq_dtype_simd) give the scalar conversions' bits exactly, NaN payloads included.
+ * paths (mq_dtype_simd) give the scalar conversions' bits exactly, NaN payloads included, and
+ * hint the n source elements after src into L2 (in a block of rows, the next row) as they go.
  */
 void mq_dtype_widen(enum mq_dtype d, const void *src, float *dst, size_t n);
 
