@@ -279,6 +279,28 @@ static int quant_rows(struct run *r, const struct mq_unit *u, const struct block
 }
 
 /*
+ * A bfloat16 row of one group straight from its bits, where the scheme has
+ * such a kernel (quantize_bf16) and no --clip search needs the row as
+ * float32: its range, parameters and codes, with no widened copy; the same
+ * as the widened row's (the kernel tests compare them). 0 when done; 1 when
+ * the row is to be widened after all, a NaN, an Inf or a value beyond the
+ * scheme's limit, which unit_row_params then reports.
+ */
+static int bf16_row(const struct mq_tensor *t, const struct mq_plan_tensor *pt, const struct mq_scheme_traits *si,
+		    const uint16_t *x, struct mq_qparams *p, void *q, struct mq_err_acc *acc)
+{
+	struct mq_range rg;
+	size_t bad;
+	mq_range_init(&rg);
+	if (mq_scheme_range_update_bf16(si, &rg, x, (size_t)pt->row_elems, &bad) ||
+	    mq_f32_from_bits(rg.absmax_bits) > si->limit)
+		return 1;
+	p[0] = si->params(si, &rg, mq_scheme_scale_dtype(si, t->dtype));
+	si->quantize_bf16(si, x, (size_t)pt->row_elems, (size_t)pt->row_elems, p, q, acc);
+	return 0;
+}
+
+/*
  * Round to nearest on n rows as stored, one row at a time: the row is hashed
  * (its first read, from memory), a narrower dtype's row is widened into the
  * first row of b->wide, and the row (widened, or float32 as stored) stays in
@@ -295,12 +317,16 @@ static int fused_rows(struct run *r, const struct mq_tensor *t, const struct mq_
 	const struct mq_scheme_traits *si = mq_scheme_get(pt->q.scheme);
 	const size_t n_elems = (size_t)pt->row_elems, groups = (size_t)pt->row_groups;
 	const size_t out_row = (size_t)mq_scheme_bytes(si, n_elems);
+	const int direct = t->dtype == MQ_DTYPE_BF16 && si->quantize_bf16 && groups == 1 &&
+			   !(r->opt->clip == MQ_CLIP_MSE && si->granularities);
 	for (uint64_t k = 0; k < n; k++) {
 		const void *in = (const char *)b->in + k * pt->row_bytes;
 		const float *x = in;
 		const uint64_t next = row + k + 1;
 		if (ch && hash_block(r, ch, in, (size_t)pt->row_bytes, next % pt->chunk_rows == 0 || next == pt->n_rows))
 			return r->err.code;
+		if (direct && !bf16_row(t, pt, si, in, b->p + k * groups, (char *)b->q + k * out_row, acc))
+			continue;
 		if (t->dtype != MQ_DTYPE_F32) {
 			mq_dtype_widen(t->dtype, in, b->wide, n_elems);
 			x = b->wide;

@@ -3,15 +3,25 @@
  * (the row's qmin and qmax): the int8 and int8-asym rows. The reference
  * quantizes one value at a time with the library's rounding (lrintf); the
  * AVX2 kernel 8 at a time, bit for bit the same codes and error sums, and
- * hands the row's last n % 8 values to the reference.
+ * hands the row's last n % 8 values to the reference. The same kernels also
+ * read bfloat16 rows as stored (mq_int8_quantize_bf16), widening each value
+ * as they load it.
  */
 #include "kernel.h"
 
 #include <stdint.h>
 
+#define MQ_INLINE inline __attribute__((always_inline))
+
+/* Element i of row x: float32 as stored, or (bf16) a bfloat16's bits widened (exact). */
+static MQ_INLINE float int8_at(const void *x, size_t i, int bf16)
+{
+	return bf16 ? mq_bf16_to_f32(((const uint16_t *)x)[i]) : ((const float *)x)[i];
+}
+
 /* Elements [i, n) of the row, group by group, into out and L. */
-static void int8_span(const struct mq_scheme_traits *s, const float *x, size_t i, size_t n, size_t group,
-		      const struct mq_qparams *p, int8_t *out, struct mq_lanes *L)
+static MQ_INLINE void int8_span(const struct mq_scheme_traits *s, const void *xs, int bf16, size_t i, size_t n,
+				size_t group, const struct mq_qparams *p, int8_t *out, struct mq_lanes *L)
 {
 	while (i < n) {
 		const struct mq_qparams pg = p[i / group];
@@ -19,10 +29,11 @@ static void int8_span(const struct mq_scheme_traits *s, const float *x, size_t i
 		size_t end = (i / group + 1) * group;
 		end = end < n ? end : n;
 		for (; i < end; i++) {
-			long q = lrintf(x[i] * inv) + pg.zero_point;
+			const float x = int8_at(xs, i, bf16);
+			long q = lrintf(x * inv) + pg.zero_point;
 			q = q < s->qmin ? s->qmin : q > s->qmax ? s->qmax : q;
 			out[i] = (int8_t)q;
-			mq_lanes_add(L, i, x[i], mq_dequant(pg, (int32_t)q));
+			mq_lanes_add(L, i, x, mq_dequant(pg, (int32_t)q));
 		}
 	}
 }
@@ -40,7 +51,17 @@ size_t mq_int8_quantize_ref(const struct mq_scheme_traits *s, const float *x, si
 	(void)importance; /* round to nearest: every value on its own */
 	struct mq_lanes L;
 	mq_lanes_init(&L);
-	int8_span(s, x, 0, n, group, p, out, &L);
+	int8_span(s, x, 0, 0, n, group, p, out, &L);
+	mq_lanes_end(&L, acc);
+	return n;
+}
+
+static size_t int8_bf16_ref(const struct mq_scheme_traits *s, const uint16_t *x, size_t n, size_t group,
+			    const struct mq_qparams *p, void *out, struct mq_err_acc *acc)
+{
+	struct mq_lanes L;
+	mq_lanes_init(&L);
+	int8_span(s, x, 1, 0, n, group, p, out, &L);
 	mq_lanes_end(&L, acc);
 	return n;
 }
@@ -85,6 +106,32 @@ MQ_AVX2 static inline __m256 q8_int(__m256 x, __m256 inv, __m256 lo, __m256 hi, 
 	return _mm256_mul_ps(_mm256_cvtepi32_ps(r), scale);
 }
 
+/* 8 values of row x from element i, as float32 (bf16: bfloat16 bits, widened). */
+MQ_AVX2 static MQ_INLINE __m256 load8(const void *x, size_t i, int bf16)
+{
+	if (!bf16)
+		return _mm256_loadu_ps((const float *)x + i);
+	__m128i h = _mm_loadu_si128((const __m128i *)(const void *)((const uint16_t *)x + i));
+	return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+MQ_AVX512 static MQ_INLINE __m512 load16(const void *x, size_t i, int bf16)
+{
+	if (!bf16)
+		return _mm512_loadu_ps((const float *)x + i);
+	__m256i h = _mm256_loadu_si256((const __m256i *)(const void *)((const uint16_t *)x + i));
+	return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+/* The next row's hint (mq_prefetch_next_row) for element i of a row of either width, once per line. */
+static MQ_INLINE void int8_prefetch(const void *x, size_t n, size_t i, int bf16)
+{
+	if (!bf16)
+		mq_prefetch_next_row(x, n, i);
+	else if (i % 32 == 0)
+		_mm_prefetch((const char *)(uintptr_t)((uintptr_t)x + (n + i) * sizeof(uint16_t)), _MM_HINT_T1);
+}
+
 /* As q8_int, 16 values. */
 MQ_AVX512 static inline __m512 q16_int(__m512 x, __m512 inv, __m512 lo, __m512 hi, __m512i zp, __m512 scale,
 				       void *out)
@@ -98,21 +145,21 @@ MQ_AVX512 static inline __m512 q16_int(__m512 x, __m512 inv, __m512 lo, __m512 h
  * Elements [i, end) of one group, end - i a multiple of 8: 16 at a time where they
  * fill the 16 lanes, a block of 8 with q8_int at either edge of a group that cuts them.
  */
-MQ_AVX512 static size_t int8_group_avx512(const float *x, size_t n, size_t i, size_t end, struct int8_group g,
-					  int8_t *out, struct mq_lanes_avx512 *W)
+MQ_AVX512 static MQ_INLINE size_t int8_group_avx512(const void *x, int bf16, size_t n, size_t i, size_t end,
+						  struct int8_group g, int8_t *out, struct mq_lanes_avx512 *W)
 {
 	const __m512 inv = _mm512_set1_ps(g.inv), scale = _mm512_set1_ps(g.scale);
 	const __m512 lo = _mm512_set1_ps(g.lo), hi = _mm512_set1_ps(g.hi);
 	const __m512i zp = _mm512_set1_epi32(g.zp);
 	for (;;) {
 		for (; i % MQ_LANES == 0 && i + MQ_LANES <= end; i += MQ_LANES) {
-			__m512 xv = _mm512_loadu_ps(x + i);
-			mq_prefetch_next_row(x, n, i);
+			__m512 xv = load16(x, i, bf16);
+			int8_prefetch(x, n, i, bf16);
 			mq_lanes_avx512_add(W, i, xv, q16_int(xv, inv, lo, hi, zp, scale, out + i));
 		}
 		if (i >= end)
 			break;
-		__m256 xv = _mm256_loadu_ps(x + i);
+		__m256 xv = load8(x, i, bf16);
 		__m256 d = q8_int(xv, _mm512_castps512_ps256(inv), _mm512_castps512_ps256(lo),
 				  _mm512_castps512_ps256(hi), _mm512_castsi512_si256(zp), _mm512_castps512_ps256(scale),
 				  out + i);
@@ -122,25 +169,27 @@ MQ_AVX512 static size_t int8_group_avx512(const float *x, size_t n, size_t i, si
 	return i;
 }
 
-MQ_AVX512 static size_t int8_avx512(const struct mq_scheme_traits *s, const float *x, size_t n, size_t group,
-				    const struct mq_qparams *p, int8_t *out, struct mq_err_acc *acc)
+/* The row x (float32, or bf16: bfloat16 bits) on AVX-512; the tail past the vector span by the reference. */
+MQ_AVX512 static MQ_INLINE size_t int8_avx512_of(const struct mq_scheme_traits *s, const void *x, int bf16, size_t n,
+						 size_t group, const struct mq_qparams *p, int8_t *out,
+						 struct mq_err_acc *acc)
 {
 	const size_t span = mq_vector_span(n, group);
 	struct mq_lanes_avx512 W;
 	mq_lanes_avx512_init(&W);
 	for (size_t i = 0; i < span;) {
 		size_t end = i + group < span ? i + group : span;
-		i = int8_group_avx512(x, n, i, end, int8_group_of(s, p[i / group]), out, &W);
+		i = int8_group_avx512(x, bf16, n, i, end, int8_group_of(s, p[i / group]), out, &W);
 	}
 	struct mq_lanes L;
 	mq_lanes_avx512_store(&W, &L);
-	int8_span(s, x, span, n, group, p, out, &L);
+	int8_span(s, x, bf16, span, n, group, p, out, &L);
 	mq_lanes_end(&L, acc);
 	return n;
 }
 
-MQ_AVX2 static size_t int8_avx2(const struct mq_scheme_traits *s, const float *x, size_t n, size_t group,
-				const struct mq_qparams *p, int8_t *out, struct mq_err_acc *acc)
+MQ_AVX2 static MQ_INLINE size_t int8_avx2_of(const struct mq_scheme_traits *s, const void *x, int bf16, size_t n,
+					     size_t group, const struct mq_qparams *p, int8_t *out, struct mq_err_acc *acc)
 {
 	const size_t span = mq_vector_span(n, group);
 	struct mq_lanes_avx2 V;
@@ -153,26 +202,50 @@ MQ_AVX2 static size_t int8_avx2(const struct mq_scheme_traits *s, const float *x
 		size_t end = i + group < span ? i + group : span;
 		for (;;) {
 			for (; i % MQ_LANES == 0 && i + MQ_LANES <= end; i += MQ_LANES) { /* both halves of the lanes */
-				mq_prefetch_next_row(x, n, i);
+				int8_prefetch(x, n, i, bf16);
 				for (int h = 0; h < 2; h++) {
 					const size_t at = i + (size_t)h * MQ_STEP;
-					__m256 xv = _mm256_loadu_ps(x + at);
+					__m256 xv = load8(x, at, bf16);
 					mq_lanes_avx2_half(&V, h, xv, q8_int(xv, inv, lo, hi, zp, scale, out + at));
 				}
 				mq_lanes_avx2_flush(&V, i + MQ_STEP);
 			}
 			if (i >= end)
 				break;
-			__m256 xv = _mm256_loadu_ps(x + i);
+			__m256 xv = load8(x, i, bf16);
 			mq_lanes_avx2_add(&V, i, xv, q8_int(xv, inv, lo, hi, zp, scale, out + i));
 			i += MQ_STEP;
 		}
 	}
 	struct mq_lanes L;
 	mq_lanes_avx2_store(&V, &L);
-	int8_span(s, x, span, n, group, p, out, &L);
+	int8_span(s, x, bf16, span, n, group, p, out, &L);
 	mq_lanes_end(&L, acc);
 	return n;
+}
+
+MQ_AVX512 static size_t int8_avx512(const struct mq_scheme_traits *s, const float *x, size_t n, size_t group,
+				    const struct mq_qparams *p, int8_t *out, struct mq_err_acc *acc)
+{
+	return int8_avx512_of(s, x, 0, n, group, p, out, acc);
+}
+
+MQ_AVX512 static size_t int8_bf16_avx512(const struct mq_scheme_traits *s, const uint16_t *x, size_t n, size_t group,
+					 const struct mq_qparams *p, int8_t *out, struct mq_err_acc *acc)
+{
+	return int8_avx512_of(s, x, 1, n, group, p, out, acc);
+}
+
+MQ_AVX2 static size_t int8_avx2(const struct mq_scheme_traits *s, const float *x, size_t n, size_t group,
+				const struct mq_qparams *p, int8_t *out, struct mq_err_acc *acc)
+{
+	return int8_avx2_of(s, x, 0, n, group, p, out, acc);
+}
+
+MQ_AVX2 static size_t int8_bf16_avx2(const struct mq_scheme_traits *s, const uint16_t *x, size_t n, size_t group,
+				     const struct mq_qparams *p, int8_t *out, struct mq_err_acc *acc)
+{
+	return int8_avx2_of(s, x, 1, n, group, p, out, acc);
 }
 #endif
 
@@ -186,4 +259,21 @@ size_t mq_int8_quantize(const struct mq_scheme_traits *s, const float *x, size_t
 		return int8_avx2(s, x, n, group, p, out, acc);
 #endif
 	return mq_int8_quantize_ref(s, x, n, group, p, importance, out, acc);
+}
+
+/*
+ * A row stored as bfloat16, quantized from its bits: each vector load widens
+ * 16 (8) values in two instructions where the pipeline's widening pass
+ * stored the whole row as float32 for the range and the kernel to read back.
+ */
+size_t mq_int8_quantize_bf16(const struct mq_scheme_traits *s, const uint16_t *x, size_t n, size_t group,
+			     const struct mq_qparams *p, void *out, struct mq_err_acc *acc)
+{
+#ifdef MQ_HAVE_AVX2
+	if (mq_cpu_avx512())
+		return int8_bf16_avx512(s, x, n, group, p, out, acc);
+	if (mq_cpu_avx2())
+		return int8_bf16_avx2(s, x, n, group, p, out, acc);
+#endif
+	return int8_bf16_ref(s, x, n, group, p, out, acc);
 }

@@ -297,6 +297,8 @@ size_t mq_int8_quantize_ref(const struct mq_scheme_traits *s, const float *x, si
 			    const struct mq_qparams *p, const float *importance, void *out, struct mq_err_acc *acc);
 size_t mq_int8_quantize(const struct mq_scheme_traits *s, const float *x, size_t n, size_t group,
 			const struct mq_qparams *p, const float *importance, void *out, struct mq_err_acc *acc);
+size_t mq_int8_quantize_bf16(const struct mq_scheme_traits *s, const uint16_t *x, size_t n, size_t group,
+			     const struct mq_qparams *p, void *out, struct mq_err_acc *acc);
 void mq_int8_dequantize(const struct mq_scheme_traits *s, const void *q, size_t n, size_t group,
 			const struct mq_qparams *p, float *out);
 float mq_int8_fake(const struct mq_scheme_traits *s, float x, struct mq_qparams p);

@@ -77,6 +77,13 @@ int mq_range_update(struct mq_range *r, const float *x, size_t n, size_t *bad);
  * min_key and max_key as they were (one vector max per 8 values, not three).
  */
 int mq_range_update_abs(struct mq_range *r, const float *x, size_t n, size_t *bad);
+/*
+ * The two above on a bfloat16 row as stored (x its bits): the range, the
+ * result and *bad those of the row widened to float32, without the widened
+ * copy (on 16-bit lanes: a bfloat16 value's float32 bits are its own, shifted).
+ */
+int mq_range_update_bf16(struct mq_range *r, const uint16_t *x, size_t n, size_t *bad);
+int mq_range_update_abs_bf16(struct mq_range *r, const uint16_t *x, size_t n, size_t *bad);
 
 /*
  * The parameters of an integer grid [qmin, qmax] (the formulas above): for a

@@ -4,7 +4,7 @@
  * path this CPU (or MQ_NO_SIMD, MQ_SIMD) has not got is skipped, saying so. Rows of every length
  * to 300 and longer ones (every n % 8 and n % 16 tail), groups of 8, 24, 32, 40, 128 and one per
  * row (groups not a multiple of 16 end on a block of 8), outliers, all-zero rows, ties. Also
- * mq_range_update on each path.
+ * mq_range_update on each path, and the bfloat16 kernels and ranges against the rows widened.
  */
 #include "test_util.h"
 
@@ -270,6 +270,106 @@ static void test_kernel_range_avx512(void **state)
 	check_range(MQ_SIMD_AVX512);
 }
 
+/*
+ * The bfloat16 entry points (a scheme's quantize_bf16, mq_range_update_bf16 and _abs_bf16) on
+ * each path against the row widened to float32 and the float32 reference and scalar range: the
+ * same codes, the same error sums' bits, the same range or the same first NaN/Inf (bfloat16's
+ * Inf, quiet and signalling NaNs, either sign), and a range left as it was on failure.
+ */
+static void check_bf16(enum mq_simd path)
+{
+	use_path(path);
+	static const size_t groups[] = { 8, 24, 32, 40, 128, 0 };
+	static const uint16_t bad_bits[] = { 0x7f80, 0xff80, 0x7fc0, 0xffc1, 0x7f81 };
+	static float x[MAX_N], w[MAX_N];
+	static uint16_t h[MAX_N];
+	static unsigned char got[MAX_N], want[MAX_N];
+	static struct mq_qparams p[MAX_N];
+	uint32_t seed = 77;
+	size_t rows = 0;
+	for (size_t n = 1; n <= MAX_N; n += n < 300 ? 1 : n < 1100 ? 61 : 499) {
+		for (int kind = 0; kind < 4; kind++) {
+			make_row(x, n, kind, &seed);
+			for (size_t i = 0; i < n; i++) {
+				h[i] = mq_f32_to_bf16(x[i]);
+				w[i] = mq_bf16_to_f32(h[i]);
+			}
+			for (int si = 0; si < mq_scheme_count(); si++) {
+				const struct mq_scheme_traits *s = mq_scheme_get((enum mq_scheme)si);
+				if (!s->quantize_bf16)
+					continue;
+				for (size_t gi = 0; gi < sizeof(groups) / sizeof(groups[0]); gi++) {
+					const size_t group = groups[gi] ? groups[gi] : n;
+					if (groups[gi] && (n % group || !s->granularities))
+						continue;
+					for (size_t g = 0; g * group < n; g++) {
+						struct mq_range r, rb;
+						size_t bad, len = n - g * group < group ? n - g * group : group;
+						mq_range_init(&r);
+						mq_range_init(&rb);
+						assert_int_equal(mq_scheme_range_update(s, &r, w + g * group, len, &bad), 0);
+						assert_int_equal(mq_scheme_range_update_bf16(s, &rb, h + g * group, len, &bad), 0);
+						assert_memory_equal(&r, &rb, sizeof(r));
+						p[g] = s->params(s, &r, MQ_DTYPE_BF16);
+					}
+					struct mq_err_acc a = { 0.5, 0.25, 0.0 }, b = a;
+					assert_int_equal(s->quantize_bf16(s, h, n, group, p, got, &a), n);
+					assert_int_equal(s->quantize_ref(s, w, n, group, p, NULL, want, &b), n);
+					if (memcmp(got, want, n) || memcmp(&a, &b, sizeof(a)))
+						fail_msg("%s bf16 on %s: n %zu group %zu: differs from the widened row's reference (%s)",
+							 s->name, mq_quant_kernel_name(), n, group,
+							 memcmp(got, want, n) ? "codes" : "error sums");
+					rows++;
+				}
+			}
+			/* the full range of the row, then with a NaN or an Inf planted at half of the rows */
+			size_t at = lcg(&seed) % (2 * n);
+			if (at < n)
+				h[at] = bad_bits[lcg(&seed) % (sizeof(bad_bits) / sizeof(bad_bits[0]))];
+			if (at + 5 < n)
+				h[at + 5] = 0x7f80;
+			for (size_t i = 0; i < n; i++)
+				w[i] = mq_bf16_to_f32(h[i]);
+			for (int keys = 0; keys < 2; keys++) {
+				struct mq_range r, rb;
+				size_t bad = 0, badb = 0;
+				mq_range_init(&r);
+				mq_range_init(&rb);
+				const float before[2] = { 0.25f, -0.125f }; /* folded first: the bf16 fold adds to a range */
+				assert_int_equal(mq_range_update(&r, before, 2, &bad), 0);
+				assert_int_equal(mq_range_update(&rb, before, 2, &bad), 0);
+				mq_dtype_simd_cap(MQ_SIMD_SCALAR);
+				int want_rc = (keys ? mq_range_update : mq_range_update_abs)(&r, w, n, &bad);
+				mq_dtype_simd_cap(path);
+				int got_rc = (keys ? mq_range_update_bf16 : mq_range_update_abs_bf16)(&rb, h, n, &badb);
+				assert_int_equal(got_rc, want_rc);
+				assert_int_equal(badb, bad);
+				assert_memory_equal(&r, &rb, sizeof(r));
+			}
+		}
+	}
+	print_message("bf16 rows on %s: %zu\n", mq_dtype_simd_name(path), rows);
+	mq_dtype_simd_cap(MQ_SIMD_AVX512);
+}
+
+static void test_kernel_bf16_scalar(void **state)
+{
+	(void)state;
+	check_bf16(MQ_SIMD_SCALAR);
+}
+
+static void test_kernel_bf16_avx2(void **state)
+{
+	(void)state;
+	check_bf16(MQ_SIMD_AVX2);
+}
+
+static void test_kernel_bf16_avx512(void **state)
+{
+	(void)state;
+	check_bf16(MQ_SIMD_AVX512);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -279,6 +379,9 @@ int main(void)
 		cmocka_unit_test(test_kernel_ties_avx512),
 		cmocka_unit_test(test_kernel_range_avx2),
 		cmocka_unit_test(test_kernel_range_avx512),
+		cmocka_unit_test(test_kernel_bf16_scalar),
+		cmocka_unit_test(test_kernel_bf16_avx2),
+		cmocka_unit_test(test_kernel_bf16_avx512),
 	};
 	return cmocka_run_group_tests_name("kernel", tests, NULL, NULL);
 }
