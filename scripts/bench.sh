@@ -70,6 +70,12 @@ startup() {
     echo "$best"
 }
 echo "start-up (mpirun -n 1 mq-dist --version): $(startup) s; with --mca pml ob1: $(startup --mca pml ob1) s"
+# Open MPI's PMIx tries munge's socket for about 2 s at every start where munge is installed but its
+# daemon is not running (a Slurm machine whose munged stopped), then goes on without it.
+if [ -x /usr/sbin/munged ] && ! pgrep -x munged >/dev/null && [ -z "${PMIX_MCA_psec:-}" ]; then
+    echo "note: munge is installed but munged is not running: every start above waited for it;" \
+        "start munged, or export PMIX_MCA_psec=native"
+fi
 # The page cache holds a file in folios of up to 2 MiB; the hash reads a mapped window about twice as
 # fast from 2 MiB folios as from 4 KiB pages. A file written with large writes (a download, dd) gets
 # large folios; one read back in after eviction may not. MQ_BENCH_FOLIOS=large rewrites each model

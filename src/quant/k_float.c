@@ -8,8 +8,6 @@
 
 #include <stdint.h>
 
-#define MQ_INLINE inline __attribute__((always_inline))
-
 struct mq_qparams mq_float_params(const struct mq_scheme_traits *s, const struct mq_range *r, enum mq_dtype scale_dtype)
 {
 	(void)s;

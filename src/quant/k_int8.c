@@ -11,14 +11,6 @@
 
 #include <stdint.h>
 
-#define MQ_INLINE inline __attribute__((always_inline))
-
-/* Element i of row x: float32 as stored, or (bf16) a bfloat16's bits widened (exact). */
-static MQ_INLINE float int8_at(const void *x, size_t i, int bf16)
-{
-	return bf16 ? mq_bf16_to_f32(((const uint16_t *)x)[i]) : ((const float *)x)[i];
-}
-
 /* Elements [i, n) of the row, group by group, into out and L. */
 static MQ_INLINE void int8_span(const struct mq_scheme_traits *s, const void *xs, int bf16, size_t i, size_t n,
 				size_t group, const struct mq_qparams *p, int8_t *out, struct mq_lanes *L)
@@ -29,7 +21,7 @@ static MQ_INLINE void int8_span(const struct mq_scheme_traits *s, const void *xs
 		size_t end = (i / group + 1) * group;
 		end = end < n ? end : n;
 		for (; i < end; i++) {
-			const float x = int8_at(xs, i, bf16);
+			const float x = mq_row_at(xs, i, bf16);
 			long q = lrintf(x * inv) + pg.zero_point;
 			q = q < s->qmin ? s->qmin : q > s->qmax ? s->qmax : q;
 			out[i] = (int8_t)q;
@@ -106,32 +98,6 @@ MQ_AVX2 static inline __m256 q8_int(__m256 x, __m256 inv, __m256 lo, __m256 hi, 
 	return _mm256_mul_ps(_mm256_cvtepi32_ps(r), scale);
 }
 
-/* 8 values of row x from element i, as float32 (bf16: bfloat16 bits, widened). */
-MQ_AVX2 static MQ_INLINE __m256 load8(const void *x, size_t i, int bf16)
-{
-	if (!bf16)
-		return _mm256_loadu_ps((const float *)x + i);
-	__m128i h = _mm_loadu_si128((const __m128i *)(const void *)((const uint16_t *)x + i));
-	return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-}
-
-MQ_AVX512 static MQ_INLINE __m512 load16(const void *x, size_t i, int bf16)
-{
-	if (!bf16)
-		return _mm512_loadu_ps((const float *)x + i);
-	__m256i h = _mm256_loadu_si256((const __m256i *)(const void *)((const uint16_t *)x + i));
-	return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-}
-
-/* The next row's hint (mq_prefetch_next_row) for element i of a row of either width, once per line. */
-static MQ_INLINE void int8_prefetch(const void *x, size_t n, size_t i, int bf16)
-{
-	if (!bf16)
-		mq_prefetch_next_row(x, n, i);
-	else if (i % 32 == 0)
-		_mm_prefetch((const char *)(uintptr_t)((uintptr_t)x + (n + i) * sizeof(uint16_t)), _MM_HINT_T1);
-}
-
 /* As q8_int, 16 values. */
 MQ_AVX512 static inline __m512 q16_int(__m512 x, __m512 inv, __m512 lo, __m512 hi, __m512i zp, __m512 scale,
 				       void *out)
@@ -153,13 +119,13 @@ MQ_AVX512 static MQ_INLINE size_t int8_group_avx512(const void *x, int bf16, siz
 	const __m512i zp = _mm512_set1_epi32(g.zp);
 	for (;;) {
 		for (; i % MQ_LANES == 0 && i + MQ_LANES <= end; i += MQ_LANES) {
-			__m512 xv = load16(x, i, bf16);
-			int8_prefetch(x, n, i, bf16);
+			__m512 xv = mq_load16(x, i, bf16);
+			mq_prefetch_next_row_of(x, n, i, bf16);
 			mq_lanes_avx512_add(W, i, xv, q16_int(xv, inv, lo, hi, zp, scale, out + i));
 		}
 		if (i >= end)
 			break;
-		__m256 xv = load8(x, i, bf16);
+		__m256 xv = mq_load8(x, i, bf16);
 		__m256 d = q8_int(xv, _mm512_castps512_ps256(inv), _mm512_castps512_ps256(lo),
 				  _mm512_castps512_ps256(hi), _mm512_castsi512_si256(zp), _mm512_castps512_ps256(scale),
 				  out + i);
@@ -202,17 +168,17 @@ MQ_AVX2 static MQ_INLINE size_t int8_avx2_of(const struct mq_scheme_traits *s, c
 		size_t end = i + group < span ? i + group : span;
 		for (;;) {
 			for (; i % MQ_LANES == 0 && i + MQ_LANES <= end; i += MQ_LANES) { /* both halves of the lanes */
-				int8_prefetch(x, n, i, bf16);
+				mq_prefetch_next_row_of(x, n, i, bf16);
 				for (int h = 0; h < 2; h++) {
 					const size_t at = i + (size_t)h * MQ_STEP;
-					__m256 xv = load8(x, at, bf16);
+					__m256 xv = mq_load8(x, at, bf16);
 					mq_lanes_avx2_half(&V, h, xv, q8_int(xv, inv, lo, hi, zp, scale, out + at));
 				}
 				mq_lanes_avx2_flush(&V, i + MQ_STEP);
 			}
 			if (i >= end)
 				break;
-			__m256 xv = load8(x, i, bf16);
+			__m256 xv = mq_load8(x, i, bf16);
 			mq_lanes_avx2_add(&V, i, xv, q8_int(xv, inv, lo, hi, zp, scale, out + i));
 			i += MQ_STEP;
 		}
