@@ -70,10 +70,10 @@ startup() {
     echo "$best"
 }
 echo "start-up (mpirun -n 1 mq-dist --version): $(startup) s; with --mca pml ob1: $(startup --mca pml ob1) s"
-# Open MPI's PMIx tries munge's socket for about 2 s at every start where munge is installed but its
-# daemon is not running (a Slurm machine whose munged stopped), then goes on without it.
-if [ -x /usr/sbin/munged ] && ! pgrep -x munged >/dev/null && [ -z "${PMIX_MCA_psec:-}" ]; then
-    echo "note: munge is installed but munged is not running: every start above waited for it;" \
+# Open MPI's PMIx retries munge's socket for about 2 s at every start where the socket outlives its
+# daemon (a killed munged on a Slurm machine), then goes on without it.
+if [ -S /run/munge/munge.socket.2 ] && ! pgrep -x munged >/dev/null && [ -z "${PMIX_MCA_psec:-}" ]; then
+    echo "note: munge's socket is there but munged is not running: every start above waited for it;" \
         "start munged, or export PMIX_MCA_psec=native"
 fi
 # The page cache holds a file in folios of up to 2 MiB; the hash reads a mapped window about twice as
