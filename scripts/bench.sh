@@ -72,7 +72,7 @@ startup() {
 echo "start-up (mpirun -n 1 mq-dist --version): $(startup) s; with --mca pml ob1: $(startup --mca pml ob1) s"
 # Open MPI's PMIx retries munge's socket for about 2 s at every start where the socket outlives its
 # daemon (a killed munged on a Slurm machine), then goes on without it.
-if [ -S /run/munge/munge.socket.2 ] && ! pgrep -x munged >/dev/null && [ -z "${PMIX_MCA_psec:-}" ]; then
+if [ -S /run/munge/munge.socket.2 ] && [ -z "${PMIX_MCA_psec:-}" ] && ! munge -n >/dev/null 2>&1; then
     echo "note: munge's socket is there but munged is not running: every start above waited for it;" \
         "start munged, or export PMIX_MCA_psec=native"
 fi
