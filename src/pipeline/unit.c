@@ -279,15 +279,15 @@ static int quant_rows(struct run *r, const struct mq_unit *u, const struct block
 }
 
 /*
- * A bfloat16 row straight from its bits, where the scheme has such a kernel
- * (quantize_bf16) and no --clip search needs the row as float32: its range,
- * its groups' parameters and its codes, with no widened copy; the same as
- * unit_row_params and the kernel give the widened row (the kernel tests
- * compare them). 0 when done; 1 when the row is to be widened after all, a
- * NaN, an Inf or a value beyond the scheme's limit, which unit_row_params
- * then reports.
+ * A row of 16-bit floats (bfloat16 or fp16) straight from its bits, where the
+ * scheme has such a kernel (quantize_half) and no --clip search needs the row
+ * as float32: its range, its groups' parameters and its codes, with no
+ * widened copy; the same as unit_row_params and the kernel give the widened
+ * row (the kernel tests compare them). 0 when done; 1 when the row is to be
+ * widened after all, a NaN, an Inf or a value beyond the scheme's limit,
+ * which unit_row_params then reports.
  */
-static int bf16_row(const struct mq_tensor *t, const struct mq_plan_tensor *pt, const struct mq_scheme_traits *si,
+static int half_row(const struct mq_tensor *t, const struct mq_plan_tensor *pt, const struct mq_scheme_traits *si,
 		    const uint16_t *x, struct mq_qparams *p, void *q, struct mq_err_acc *acc)
 {
 	const enum mq_dtype sd = mq_scheme_scale_dtype(si, t->dtype);
@@ -295,18 +295,19 @@ static int bf16_row(const struct mq_tensor *t, const struct mq_plan_tensor *pt, 
 	struct mq_range rg;
 	size_t bad;
 	mq_range_init(&rg);
-	if (mq_scheme_range_update_bf16(si, &rg, x, n, &bad) || mq_f32_from_bits(rg.absmax_bits) > si->limit)
+	if (mq_scheme_range_update_half(si, &rg, x, t->dtype, n, &bad) || mq_f32_from_bits(rg.absmax_bits) > si->limit)
 		return 1;
 	if (pt->row_groups == 1) {
 		p[0] = si->params(si, &rg, sd);
 	} else {
 		for (uint64_t g = 0; g < pt->row_groups; g++) {
 			mq_range_init(&rg);
-			mq_scheme_range_update_bf16(si, &rg, x + g * group, group, &bad); /* finite: the row's check passed */
+			/* finite: the row's check passed */
+			mq_scheme_range_update_half(si, &rg, x + g * group, t->dtype, group, &bad);
 			p[g] = si->params(si, &rg, sd);
 		}
 	}
-	si->quantize_bf16(si, x, n, group, p, q, acc);
+	si->quantize_half(si, x, t->dtype, n, group, p, q, acc);
 	return 0;
 }
 
@@ -327,7 +328,7 @@ static int fused_rows(struct run *r, const struct mq_tensor *t, const struct mq_
 	const struct mq_scheme_traits *si = mq_scheme_get(pt->q.scheme);
 	const size_t n_elems = (size_t)pt->row_elems, groups = (size_t)pt->row_groups;
 	const size_t out_row = (size_t)mq_scheme_bytes(si, n_elems);
-	const int direct = t->dtype == MQ_DTYPE_BF16 && si->quantize_bf16 &&
+	const int direct = (t->dtype == MQ_DTYPE_BF16 || t->dtype == MQ_DTYPE_F16) && si->quantize_half &&
 			   !(r->opt->clip == MQ_CLIP_MSE && si->granularities);
 	for (uint64_t k = 0; k < n; k++) {
 		const void *in = (const char *)b->in + k * pt->row_bytes;
@@ -335,7 +336,7 @@ static int fused_rows(struct run *r, const struct mq_tensor *t, const struct mq_
 		const uint64_t next = row + k + 1;
 		if (ch && hash_block(r, ch, in, (size_t)pt->row_bytes, next % pt->chunk_rows == 0 || next == pt->n_rows))
 			return r->err.code;
-		if (direct && !bf16_row(t, pt, si, in, b->p + k * groups, (char *)b->q + k * out_row, acc))
+		if (direct && !half_row(t, pt, si, in, b->p + k * groups, (char *)b->q + k * out_row, acc))
 			continue;
 		if (t->dtype != MQ_DTYPE_F32) {
 			mq_dtype_widen(t->dtype, in, b->wide, n_elems);

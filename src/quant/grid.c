@@ -9,12 +9,13 @@
 
 #include <float.h>
 #include <stdint.h>
+#include <string.h>
 
 #ifdef MQ_HAVE_AVX2
 static size_t range_avx2(const float *x, size_t n, uint32_t *amax, int32_t *mn, int32_t *mx);
 static size_t absmax_avx2(const float *x, size_t n, uint32_t *amax);
-static size_t range_bf16_avx2(const uint16_t *x, size_t n, uint16_t *amax, int16_t *mn, int16_t *mx);
-static size_t absmax_bf16_avx2(const uint16_t *x, size_t n, uint16_t *amax);
+static size_t range_half_avx2(const uint16_t *x, size_t n, uint16_t *amax, int16_t *mn, int16_t *mx);
+static size_t absmax_half_avx2(const uint16_t *x, size_t n, uint16_t *amax);
 #endif
 
 void mq_range_init(struct mq_range *r)
@@ -79,52 +80,70 @@ int mq_range_update_abs(struct mq_range *r, const float *x, size_t n, size_t *ba
 }
 
 /*
- * A bfloat16 value b widens to the float32 bits b << 16. So max |x| is the
- * max of b & 0x7fff, shifted; and the order key of the widened value is the
- * 16-bit key of b in the high half, with ones in the low half where the sign
- * is set: one monotone map, so the keys' min and max are those of the
- * 16-bit keys, mapped. The folds run on 16-bit lanes, 16 values per AVX2
- * register, and the result is then folded into r as the widened row's would.
+ * A 16-bit float (bfloat16 or fp16) is sign and magnitude, as float32 is, and
+ * widens exactly and in order: so max |x| is the max of b & 0x7fff, widened,
+ * and the order key of the widened value is that of the value whose 16-bit
+ * key is the least (the greatest) of the row's keys, widened. The folds run
+ * on 16-bit lanes, 16 values per AVX2 register, and the result is then folded
+ * into r as the widened row's would be. Widened, a bfloat16 b is the float32
+ * bits b << 16; an fp16 needs its conversion (subnormals become normal), done
+ * on the three values found, not on the row.
  */
-static int16_t bf16_key(uint16_t b)
+static int16_t half_key(uint16_t b)
 {
 	return (int16_t)(b ^ ((b & 0x8000u) ? 0x7fffu : 0u));
 }
 
-static int32_t bf16_key_widened(int16_t k)
+/* The float32 bits of the 16-bit float b of dtype src (BF16 or F16). */
+static uint32_t half_widened_bits(uint16_t b, enum mq_dtype src)
 {
-	return (int32_t)(((uint32_t)(uint16_t)k << 16) | (k < 0 ? 0xffffu : 0u));
+	if (src == MQ_DTYPE_BF16)
+		return (uint32_t)b << 16;
+	const float f = mq_f16_to_f32(b);
+	uint32_t u;
+	memcpy(&u, &f, sizeof(u));
+	return u;
 }
 
-static int range_fold_bf16(struct mq_range *r, const uint16_t *x, size_t n, size_t *bad, int keys)
+/* The float32 order key of the widened value whose 16-bit key is k. */
+static int32_t half_key_widened(int16_t k, enum mq_dtype src)
+{
+	const uint16_t b = (uint16_t)(k < 0 ? (uint16_t)k ^ 0x7fffu : (uint16_t)k);
+	const uint32_t u = half_widened_bits(b, src);
+	return (int32_t)(u ^ ((u & 0x80000000u) ? 0x7fffffffu : 0u));
+}
+
+static int range_fold_half(struct mq_range *r, const uint16_t *x, enum mq_dtype src, size_t n, size_t *bad, int keys)
 {
 	if (n == 0)
 		return 0;
+	/* the first non-finite magnitude: bfloat16's exponent of all ones is float32's, fp16's 0x7c00 */
+	const uint16_t inf = src == MQ_DTYPE_F16 ? 0x7c00u : 0x7f80u;
 	size_t i0 = 0;
 	uint16_t amax = 0;
 	int16_t mn = INT16_MAX, mx = INT16_MIN;
 #ifdef MQ_HAVE_AVX2
 	if (mq_cpu_avx2())
-		i0 = keys ? range_bf16_avx2(x, n, &amax, &mn, &mx) : absmax_bf16_avx2(x, n, &amax);
+		i0 = keys ? range_half_avx2(x, n, &amax, &mn, &mx) : absmax_half_avx2(x, n, &amax);
 #endif
 	for (size_t i = i0; i < n; i++) {
 		uint16_t a = x[i] & 0x7fffu;
-		int16_t k = bf16_key(x[i]);
+		int16_t k = half_key(x[i]);
 		amax = a > amax ? a : amax;
 		mn = k < mn ? k : mn;
 		mx = k > mx ? k : mx;
 	}
-	if (amax >= 0x7f80u) { /* a NaN or an Inf: the first, as the widened row's check finds it */
+	if (amax >= inf) { /* a NaN or an Inf: the first, as the widened row's check finds it */
 		size_t i = 0;
-		while ((x[i] & 0x7fffu) < 0x7f80u)
+		while ((x[i] & 0x7fffu) < inf)
 			i++;
 		*bad = i;
 		return -1;
 	}
-	const uint32_t a32 = (uint32_t)amax << 16;
+	const uint32_t a32 = half_widened_bits(amax, src);
 	r->absmax_bits = a32 > r->absmax_bits ? a32 : r->absmax_bits;
 	if (keys) {
-		const int32_t lo = bf16_key_widened(mn), hi = bf16_key_widened(mx);
+		const int32_t lo = half_key_widened(mn, src), hi = half_key_widened(mx, src);
 		r->min_key = lo < r->min_key ? lo : r->min_key;
 		r->max_key = hi > r->max_key ? hi : r->max_key;
 	}
@@ -132,14 +151,14 @@ static int range_fold_bf16(struct mq_range *r, const uint16_t *x, size_t n, size
 	return 0;
 }
 
-int mq_range_update_bf16(struct mq_range *r, const uint16_t *x, size_t n, size_t *bad)
+int mq_range_update_half(struct mq_range *r, const uint16_t *x, enum mq_dtype src, size_t n, size_t *bad)
 {
-	return range_fold_bf16(r, x, n, bad, 1);
+	return range_fold_half(r, x, src, n, bad, 1);
 }
 
-int mq_range_update_abs_bf16(struct mq_range *r, const uint16_t *x, size_t n, size_t *bad)
+int mq_range_update_abs_half(struct mq_range *r, const uint16_t *x, enum mq_dtype src, size_t n, size_t *bad)
 {
-	return range_fold_bf16(r, x, n, bad, 0);
+	return range_fold_half(r, x, src, n, bad, 0);
 }
 
 struct mq_qparams mq_grid_qparams(int symmetric, float amax, float lo, float hi, int qmin, int qmax,
@@ -220,8 +239,8 @@ MQ_AVX2 static size_t absmax_avx2(const float *x, size_t n, uint32_t *amax_out)
 	return i;
 }
 
-/* As range_avx2 (and with keys 0 absmax_avx2), on bfloat16 bits: 16 values a register, in the 16-bit forms above. */
-MQ_AVX2 static inline __attribute__((always_inline)) size_t fold_bf16_avx2(const uint16_t *x, size_t n, uint16_t *amax_out,
+/* As range_avx2 (and with keys 0 absmax_avx2), on 16-bit float bits: 16 values a register, in the 16-bit forms above. */
+MQ_AVX2 static inline __attribute__((always_inline)) size_t fold_half_avx2(const uint16_t *x, size_t n, uint16_t *amax_out,
 									  int16_t *mn_out, int16_t *mx_out, int keys)
 {
 	const __m256i abs_mask = _mm256_set1_epi16(0x7fff);
@@ -250,14 +269,14 @@ MQ_AVX2 static inline __attribute__((always_inline)) size_t fold_bf16_avx2(const
 	return i;
 }
 
-MQ_AVX2 static size_t range_bf16_avx2(const uint16_t *x, size_t n, uint16_t *amax, int16_t *mn, int16_t *mx)
+MQ_AVX2 static size_t range_half_avx2(const uint16_t *x, size_t n, uint16_t *amax, int16_t *mn, int16_t *mx)
 {
-	return fold_bf16_avx2(x, n, amax, mn, mx, 1);
+	return fold_half_avx2(x, n, amax, mn, mx, 1);
 }
 
-MQ_AVX2 static size_t absmax_bf16_avx2(const uint16_t *x, size_t n, uint16_t *amax)
+MQ_AVX2 static size_t absmax_half_avx2(const uint16_t *x, size_t n, uint16_t *amax)
 {
 	int16_t mn = INT16_MAX, mx = INT16_MIN; /* not folded */
-	return fold_bf16_avx2(x, n, amax, &mn, &mx, 0);
+	return fold_half_avx2(x, n, amax, &mn, &mx, 0);
 }
 #endif

@@ -6,7 +6,7 @@
  * The AVX2 kernel runs the same integer recipe 8 values at a time, bit for bit
  * the same codes and error sums, and hands what its blocks of 8 do not cover
  * (the last n % 8 values, groups not a multiple of 8) to the reference. The
- * same kernels read bfloat16 rows as stored (mq_fp8_quantize_bf16).
+ * same kernels read bfloat16 and fp16 rows as stored (mq_fp8_quantize_half).
  */
 #include "kernel.h"
 
@@ -59,11 +59,11 @@ struct mq_qparams mq_fp8_params(const struct mq_scheme_traits *s, const struct m
 }
 
 /* Values [i, n) of the row into out and L: divide by the group's scale, clamp, convert. */
-static MQ_INLINE void fp8_span(const void *xs, int bf16, size_t i, size_t n, size_t group,
+static MQ_INLINE void fp8_span(const void *xs, enum mq_dtype src, size_t i, size_t n, size_t group,
 				const struct mq_qparams *p, uint8_t *out, struct mq_lanes *L)
 {
 	for (; i < n; i++) {
-		const float scale = p[i / group].scale, x = mq_row_at(xs, i, bf16);
+		const float scale = p[i / group].scale, x = mq_row_at(xs, i, src);
 		float y = x / scale;
 		y = y < -FP8_MAX ? -FP8_MAX : y > FP8_MAX ? FP8_MAX : y;
 		out[i] = mq_fp8_from_f32(y);
@@ -78,17 +78,17 @@ size_t mq_fp8_quantize_ref(const struct mq_scheme_traits *s, const float *x, siz
 	(void)importance;
 	struct mq_lanes L;
 	mq_lanes_init(&L);
-	fp8_span(x, 0, 0, n, group, p, out, &L);
+	fp8_span(x, MQ_DTYPE_F32, 0, n, group, p, out, &L);
 	mq_lanes_end(&L, acc);
 	return n;
 }
 
-static size_t fp8_bf16_ref(const uint16_t *x, size_t n, size_t group, const struct mq_qparams *p, uint8_t *out,
-			   struct mq_err_acc *acc)
+static size_t fp8_half_ref(const uint16_t *x, enum mq_dtype src, size_t n, size_t group,
+			   const struct mq_qparams *p, uint8_t *out, struct mq_err_acc *acc)
 {
 	struct mq_lanes L;
 	mq_lanes_init(&L);
-	fp8_span(x, 1, 0, n, group, p, out, &L);
+	fp8_span(x, src, 0, n, group, p, out, &L);
 	mq_lanes_end(&L, acc);
 	return n;
 }
@@ -168,14 +168,14 @@ MQ_AVX512 static inline __m512 fp8_values16(__m512i r)
  * Values [i, end) of one group, end - i a multiple of 8: 16 at a time where they fill
  * the 16 lanes, a block of 8 as fp8_avx2 does at either edge of a group that cuts them.
  */
-MQ_AVX512 static MQ_INLINE size_t fp8_group_avx512(const void *x, int bf16, size_t n, size_t i, size_t end,
+MQ_AVX512 static MQ_INLINE size_t fp8_group_avx512(const void *x, enum mq_dtype src, size_t n, size_t i, size_t end,
 						 float scale1, uint8_t *out, struct mq_lanes_avx512 *W)
 {
 	const __m512 top = _mm512_set1_ps(FP8_MAX), bottom = _mm512_set1_ps(-FP8_MAX), scale = _mm512_set1_ps(scale1);
 	for (;;) {
 		for (; i % MQ_LANES == 0 && i + MQ_LANES <= end; i += MQ_LANES) {
-			__m512 xv = mq_load16(x, i, bf16);
-			mq_prefetch_next_row_of(x, n, i, bf16);
+			__m512 xv = mq_load16(x, i, src);
+			mq_prefetch_next_row_of(x, n, i, src);
 			__m512 y = _mm512_min_ps(_mm512_max_ps(_mm512_div_ps(xv, scale), bottom), top);
 			__m512i r = fp8_codes16(y);
 			_mm_storeu_si128((__m128i *)(void *)(out + i), _mm512_cvtepi32_epi8(r));
@@ -183,7 +183,7 @@ MQ_AVX512 static MQ_INLINE size_t fp8_group_avx512(const void *x, int bf16, size
 		}
 		if (i >= end)
 			break;
-		__m256 xv = mq_load8(x, i, bf16), s8 = _mm512_castps512_ps256(scale);
+		__m256 xv = mq_load8(x, i, src), s8 = _mm512_castps512_ps256(scale);
 		__m256 y = _mm256_min_ps(_mm256_max_ps(_mm256_div_ps(xv, s8), _mm512_castps512_ps256(bottom)),
 					 _mm512_castps512_ps256(top));
 		__m256i r = fp8_codes(y);
@@ -194,7 +194,7 @@ MQ_AVX512 static MQ_INLINE size_t fp8_group_avx512(const void *x, int bf16, size
 	return i;
 }
 
-MQ_AVX512 static MQ_INLINE size_t fp8_avx512_of(const void *x, int bf16, size_t n, size_t group,
+MQ_AVX512 static MQ_INLINE size_t fp8_avx512_of(const void *x, enum mq_dtype src, size_t n, size_t group,
 					       const struct mq_qparams *p, uint8_t *out, struct mq_err_acc *acc)
 {
 	const size_t span = mq_vector_span(n, group);
@@ -202,16 +202,16 @@ MQ_AVX512 static MQ_INLINE size_t fp8_avx512_of(const void *x, int bf16, size_t 
 	mq_lanes_avx512_init(&W);
 	for (size_t i = 0; i < span;) {
 		size_t end = i + group < span ? i + group : span;
-		i = fp8_group_avx512(x, bf16, n, i, end, p[i / group].scale, out, &W);
+		i = fp8_group_avx512(x, src, n, i, end, p[i / group].scale, out, &W);
 	}
 	struct mq_lanes L;
 	mq_lanes_avx512_store(&W, &L);
-	fp8_span(x, bf16, span, n, group, p, out, &L);
+	fp8_span(x, src, span, n, group, p, out, &L);
 	mq_lanes_end(&L, acc);
 	return n;
 }
 
-MQ_AVX2 static MQ_INLINE size_t fp8_avx2_of(const void *x, int bf16, size_t n, size_t group,
+MQ_AVX2 static MQ_INLINE size_t fp8_avx2_of(const void *x, enum mq_dtype src, size_t n, size_t group,
 					   const struct mq_qparams *p, uint8_t *out, struct mq_err_acc *acc)
 {
 	const size_t span = mq_vector_span(n, group);
@@ -222,9 +222,9 @@ MQ_AVX2 static MQ_INLINE size_t fp8_avx2_of(const void *x, int bf16, size_t n, s
 		const __m256 scale = _mm256_set1_ps(p[i / group].scale);
 		size_t end = i + group < span ? i + group : span;
 		for (; i < end; i += MQ_STEP) {
-			__m256 xv = mq_load8(x, i, bf16);
+			__m256 xv = mq_load8(x, i, src);
 			if (i % 16 == 0)
-				mq_prefetch_next_row_of(x, n, i, bf16);
+				mq_prefetch_next_row_of(x, n, i, src);
 			__m256 y = _mm256_min_ps(_mm256_max_ps(_mm256_div_ps(xv, scale), bottom), top);
 			__m256i r = fp8_codes(y);
 			_mm_storel_epi64((__m128i *)(void *)(out + i), mq_avx2_bytes8(r));
@@ -233,7 +233,7 @@ MQ_AVX2 static MQ_INLINE size_t fp8_avx2_of(const void *x, int bf16, size_t n, s
 	}
 	struct mq_lanes L;
 	mq_lanes_avx2_store(&V, &L);
-	fp8_span(x, bf16, span, n, group, p, out, &L);
+	fp8_span(x, src, span, n, group, p, out, &L);
 	mq_lanes_end(&L, acc);
 	return n;
 }
@@ -241,39 +241,43 @@ MQ_AVX2 static MQ_INLINE size_t fp8_avx2_of(const void *x, int bf16, size_t n, s
 MQ_AVX512 static size_t fp8_avx512(const float *x, size_t n, size_t group, const struct mq_qparams *p, uint8_t *out,
 				   struct mq_err_acc *acc)
 {
-	return fp8_avx512_of(x, 0, n, group, p, out, acc);
+	return fp8_avx512_of(x, MQ_DTYPE_F32, n, group, p, out, acc);
 }
 
-MQ_AVX512 static size_t fp8_bf16_avx512(const uint16_t *x, size_t n, size_t group, const struct mq_qparams *p,
-					uint8_t *out, struct mq_err_acc *acc)
+MQ_AVX512 static size_t fp8_half_avx512(const uint16_t *x, enum mq_dtype src, size_t n, size_t group,
+					const struct mq_qparams *p, uint8_t *out, struct mq_err_acc *acc)
 {
-	return fp8_avx512_of(x, 1, n, group, p, out, acc);
+	if (src == MQ_DTYPE_F16)
+		return fp8_avx512_of(x, MQ_DTYPE_F16, n, group, p, out, acc);
+	return fp8_avx512_of(x, MQ_DTYPE_BF16, n, group, p, out, acc);
 }
 
 MQ_AVX2 static size_t fp8_avx2(const float *x, size_t n, size_t group, const struct mq_qparams *p, uint8_t *out,
 			       struct mq_err_acc *acc)
 {
-	return fp8_avx2_of(x, 0, n, group, p, out, acc);
+	return fp8_avx2_of(x, MQ_DTYPE_F32, n, group, p, out, acc);
 }
 
-MQ_AVX2 static size_t fp8_bf16_avx2(const uint16_t *x, size_t n, size_t group, const struct mq_qparams *p,
-				    uint8_t *out, struct mq_err_acc *acc)
+MQ_AVX2 static size_t fp8_half_avx2(const uint16_t *x, enum mq_dtype src, size_t n, size_t group,
+				    const struct mq_qparams *p, uint8_t *out, struct mq_err_acc *acc)
 {
-	return fp8_avx2_of(x, 1, n, group, p, out, acc);
+	if (src == MQ_DTYPE_F16)
+		return fp8_avx2_of(x, MQ_DTYPE_F16, n, group, p, out, acc);
+	return fp8_avx2_of(x, MQ_DTYPE_BF16, n, group, p, out, acc);
 }
 #endif
 
-size_t mq_fp8_quantize_bf16(const struct mq_scheme_traits *s, const uint16_t *x, size_t n, size_t group,
-			    const struct mq_qparams *p, void *out, struct mq_err_acc *acc)
+size_t mq_fp8_quantize_half(const struct mq_scheme_traits *s, const uint16_t *x, enum mq_dtype src, size_t n,
+			    size_t group, const struct mq_qparams *p, void *out, struct mq_err_acc *acc)
 {
 	(void)s;
 #ifdef MQ_HAVE_AVX2
 	if (mq_cpu_avx512())
-		return fp8_bf16_avx512(x, n, group, p, out, acc);
+		return fp8_half_avx512(x, src, n, group, p, out, acc);
 	if (mq_cpu_avx2())
-		return fp8_bf16_avx2(x, n, group, p, out, acc);
+		return fp8_half_avx2(x, src, n, group, p, out, acc);
 #endif
-	return fp8_bf16_ref(x, n, group, p, out, acc);
+	return fp8_half_ref(x, src, n, group, p, out, acc);
 }
 
 size_t mq_fp8_quantize(const struct mq_scheme_traits *s, const float *x, size_t n, size_t group,

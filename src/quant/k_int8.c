@@ -4,15 +4,15 @@
  * quantizes one value at a time with the library's rounding (lrintf); the
  * AVX2 kernel 8 at a time, bit for bit the same codes and error sums, and
  * hands the row's last n % 8 values to the reference. The same kernels also
- * read bfloat16 rows as stored (mq_int8_quantize_bf16), widening each value
- * as they load it.
+ * read bfloat16 and fp16 rows as stored (mq_int8_quantize_half), widening
+ * each value as they load it.
  */
 #include "kernel.h"
 
 #include <stdint.h>
 
 /* Elements [i, n) of the row, group by group, into out and L. */
-static MQ_INLINE void int8_span(const struct mq_scheme_traits *s, const void *xs, int bf16, size_t i, size_t n,
+static MQ_INLINE void int8_span(const struct mq_scheme_traits *s, const void *xs, enum mq_dtype src, size_t i, size_t n,
 				size_t group, const struct mq_qparams *p, int8_t *out, struct mq_lanes *L)
 {
 	while (i < n) {
@@ -21,7 +21,7 @@ static MQ_INLINE void int8_span(const struct mq_scheme_traits *s, const void *xs
 		size_t end = (i / group + 1) * group;
 		end = end < n ? end : n;
 		for (; i < end; i++) {
-			const float x = mq_row_at(xs, i, bf16);
+			const float x = mq_row_at(xs, i, src);
 			long q = lrintf(x * inv) + pg.zero_point;
 			q = q < s->qmin ? s->qmin : q > s->qmax ? s->qmax : q;
 			out[i] = (int8_t)q;
@@ -43,17 +43,17 @@ size_t mq_int8_quantize_ref(const struct mq_scheme_traits *s, const float *x, si
 	(void)importance; /* round to nearest: every value on its own */
 	struct mq_lanes L;
 	mq_lanes_init(&L);
-	int8_span(s, x, 0, 0, n, group, p, out, &L);
+	int8_span(s, x, MQ_DTYPE_F32, 0, n, group, p, out, &L);
 	mq_lanes_end(&L, acc);
 	return n;
 }
 
-static size_t int8_bf16_ref(const struct mq_scheme_traits *s, const uint16_t *x, size_t n, size_t group,
-			    const struct mq_qparams *p, void *out, struct mq_err_acc *acc)
+static size_t int8_half_ref(const struct mq_scheme_traits *s, const uint16_t *x, enum mq_dtype src, size_t n,
+			    size_t group, const struct mq_qparams *p, void *out, struct mq_err_acc *acc)
 {
 	struct mq_lanes L;
 	mq_lanes_init(&L);
-	int8_span(s, x, 1, 0, n, group, p, out, &L);
+	int8_span(s, x, src, 0, n, group, p, out, &L);
 	mq_lanes_end(&L, acc);
 	return n;
 }
@@ -111,7 +111,7 @@ MQ_AVX512 static inline __m512 q16_int(__m512 x, __m512 inv, __m512 lo, __m512 h
  * Elements [i, end) of one group, end - i a multiple of 8: 16 at a time where they
  * fill the 16 lanes, a block of 8 with q8_int at either edge of a group that cuts them.
  */
-MQ_AVX512 static MQ_INLINE size_t int8_group_avx512(const void *x, int bf16, size_t n, size_t i, size_t end,
+MQ_AVX512 static MQ_INLINE size_t int8_group_avx512(const void *x, enum mq_dtype src, size_t n, size_t i, size_t end,
 						  struct int8_group g, int8_t *out, struct mq_lanes_avx512 *W)
 {
 	const __m512 inv = _mm512_set1_ps(g.inv), scale = _mm512_set1_ps(g.scale);
@@ -119,13 +119,13 @@ MQ_AVX512 static MQ_INLINE size_t int8_group_avx512(const void *x, int bf16, siz
 	const __m512i zp = _mm512_set1_epi32(g.zp);
 	for (;;) {
 		for (; i % MQ_LANES == 0 && i + MQ_LANES <= end; i += MQ_LANES) {
-			__m512 xv = mq_load16(x, i, bf16);
-			mq_prefetch_next_row_of(x, n, i, bf16);
+			__m512 xv = mq_load16(x, i, src);
+			mq_prefetch_next_row_of(x, n, i, src);
 			mq_lanes_avx512_add(W, i, xv, q16_int(xv, inv, lo, hi, zp, scale, out + i));
 		}
 		if (i >= end)
 			break;
-		__m256 xv = mq_load8(x, i, bf16);
+		__m256 xv = mq_load8(x, i, src);
 		__m256 d = q8_int(xv, _mm512_castps512_ps256(inv), _mm512_castps512_ps256(lo),
 				  _mm512_castps512_ps256(hi), _mm512_castsi512_si256(zp), _mm512_castps512_ps256(scale),
 				  out + i);
@@ -135,8 +135,8 @@ MQ_AVX512 static MQ_INLINE size_t int8_group_avx512(const void *x, int bf16, siz
 	return i;
 }
 
-/* The row x (float32, or bf16: bfloat16 bits) on AVX-512; the tail past the vector span by the reference. */
-MQ_AVX512 static MQ_INLINE size_t int8_avx512_of(const struct mq_scheme_traits *s, const void *x, int bf16, size_t n,
+/* The row x (float32, or the bits of a 16-bit float src) on AVX-512; the tail past the vector span by the reference. */
+MQ_AVX512 static MQ_INLINE size_t int8_avx512_of(const struct mq_scheme_traits *s, const void *x, enum mq_dtype src, size_t n,
 						 size_t group, const struct mq_qparams *p, int8_t *out,
 						 struct mq_err_acc *acc)
 {
@@ -145,16 +145,16 @@ MQ_AVX512 static MQ_INLINE size_t int8_avx512_of(const struct mq_scheme_traits *
 	mq_lanes_avx512_init(&W);
 	for (size_t i = 0; i < span;) {
 		size_t end = i + group < span ? i + group : span;
-		i = int8_group_avx512(x, bf16, n, i, end, int8_group_of(s, p[i / group]), out, &W);
+		i = int8_group_avx512(x, src, n, i, end, int8_group_of(s, p[i / group]), out, &W);
 	}
 	struct mq_lanes L;
 	mq_lanes_avx512_store(&W, &L);
-	int8_span(s, x, bf16, span, n, group, p, out, &L);
+	int8_span(s, x, src, span, n, group, p, out, &L);
 	mq_lanes_end(&L, acc);
 	return n;
 }
 
-MQ_AVX2 static MQ_INLINE size_t int8_avx2_of(const struct mq_scheme_traits *s, const void *x, int bf16, size_t n,
+MQ_AVX2 static MQ_INLINE size_t int8_avx2_of(const struct mq_scheme_traits *s, const void *x, enum mq_dtype src, size_t n,
 					     size_t group, const struct mq_qparams *p, int8_t *out, struct mq_err_acc *acc)
 {
 	const size_t span = mq_vector_span(n, group);
@@ -168,24 +168,24 @@ MQ_AVX2 static MQ_INLINE size_t int8_avx2_of(const struct mq_scheme_traits *s, c
 		size_t end = i + group < span ? i + group : span;
 		for (;;) {
 			for (; i % MQ_LANES == 0 && i + MQ_LANES <= end; i += MQ_LANES) { /* both halves of the lanes */
-				mq_prefetch_next_row_of(x, n, i, bf16);
+				mq_prefetch_next_row_of(x, n, i, src);
 				for (int h = 0; h < 2; h++) {
 					const size_t at = i + (size_t)h * MQ_STEP;
-					__m256 xv = mq_load8(x, at, bf16);
+					__m256 xv = mq_load8(x, at, src);
 					mq_lanes_avx2_half(&V, h, xv, q8_int(xv, inv, lo, hi, zp, scale, out + at));
 				}
 				mq_lanes_avx2_flush(&V, i + MQ_STEP);
 			}
 			if (i >= end)
 				break;
-			__m256 xv = mq_load8(x, i, bf16);
+			__m256 xv = mq_load8(x, i, src);
 			mq_lanes_avx2_add(&V, i, xv, q8_int(xv, inv, lo, hi, zp, scale, out + i));
 			i += MQ_STEP;
 		}
 	}
 	struct mq_lanes L;
 	mq_lanes_avx2_store(&V, &L);
-	int8_span(s, x, bf16, span, n, group, p, out, &L);
+	int8_span(s, x, src, span, n, group, p, out, &L);
 	mq_lanes_end(&L, acc);
 	return n;
 }
@@ -193,25 +193,31 @@ MQ_AVX2 static MQ_INLINE size_t int8_avx2_of(const struct mq_scheme_traits *s, c
 MQ_AVX512 static size_t int8_avx512(const struct mq_scheme_traits *s, const float *x, size_t n, size_t group,
 				    const struct mq_qparams *p, int8_t *out, struct mq_err_acc *acc)
 {
-	return int8_avx512_of(s, x, 0, n, group, p, out, acc);
+	return int8_avx512_of(s, x, MQ_DTYPE_F32, n, group, p, out, acc);
 }
 
-MQ_AVX512 static size_t int8_bf16_avx512(const struct mq_scheme_traits *s, const uint16_t *x, size_t n, size_t group,
-					 const struct mq_qparams *p, int8_t *out, struct mq_err_acc *acc)
+MQ_AVX512 static size_t int8_half_avx512(const struct mq_scheme_traits *s, const uint16_t *x, enum mq_dtype src,
+					 size_t n, size_t group, const struct mq_qparams *p, int8_t *out,
+					 struct mq_err_acc *acc)
 {
-	return int8_avx512_of(s, x, 1, n, group, p, out, acc);
+	if (src == MQ_DTYPE_F16)
+		return int8_avx512_of(s, x, MQ_DTYPE_F16, n, group, p, out, acc);
+	return int8_avx512_of(s, x, MQ_DTYPE_BF16, n, group, p, out, acc);
 }
 
 MQ_AVX2 static size_t int8_avx2(const struct mq_scheme_traits *s, const float *x, size_t n, size_t group,
 				const struct mq_qparams *p, int8_t *out, struct mq_err_acc *acc)
 {
-	return int8_avx2_of(s, x, 0, n, group, p, out, acc);
+	return int8_avx2_of(s, x, MQ_DTYPE_F32, n, group, p, out, acc);
 }
 
-MQ_AVX2 static size_t int8_bf16_avx2(const struct mq_scheme_traits *s, const uint16_t *x, size_t n, size_t group,
-				     const struct mq_qparams *p, int8_t *out, struct mq_err_acc *acc)
+MQ_AVX2 static size_t int8_half_avx2(const struct mq_scheme_traits *s, const uint16_t *x, enum mq_dtype src,
+				     size_t n, size_t group, const struct mq_qparams *p, int8_t *out,
+				     struct mq_err_acc *acc)
 {
-	return int8_avx2_of(s, x, 1, n, group, p, out, acc);
+	if (src == MQ_DTYPE_F16)
+		return int8_avx2_of(s, x, MQ_DTYPE_F16, n, group, p, out, acc);
+	return int8_avx2_of(s, x, MQ_DTYPE_BF16, n, group, p, out, acc);
 }
 #endif
 
@@ -228,18 +234,19 @@ size_t mq_int8_quantize(const struct mq_scheme_traits *s, const float *x, size_t
 }
 
 /*
- * A row stored as bfloat16, quantized from its bits: each vector load widens
- * 16 (8) values in two instructions where the pipeline's widening pass
- * stored the whole row as float32 for the range and the kernel to read back.
+ * A row stored as bfloat16 or fp16 (src), quantized from its bits: each
+ * vector load widens 16 (8) values in one or two instructions where the
+ * pipeline's widening pass stored the whole row as float32 for the range and
+ * the kernel to read back.
  */
-size_t mq_int8_quantize_bf16(const struct mq_scheme_traits *s, const uint16_t *x, size_t n, size_t group,
-			     const struct mq_qparams *p, void *out, struct mq_err_acc *acc)
+size_t mq_int8_quantize_half(const struct mq_scheme_traits *s, const uint16_t *x, enum mq_dtype src, size_t n,
+			     size_t group, const struct mq_qparams *p, void *out, struct mq_err_acc *acc)
 {
 #ifdef MQ_HAVE_AVX2
 	if (mq_cpu_avx512())
-		return int8_bf16_avx512(s, x, n, group, p, out, acc);
+		return int8_half_avx512(s, x, src, n, group, p, out, acc);
 	if (mq_cpu_avx2())
-		return int8_bf16_avx2(s, x, n, group, p, out, acc);
+		return int8_half_avx2(s, x, src, n, group, p, out, acc);
 #endif
-	return int8_bf16_ref(s, x, n, group, p, out, acc);
+	return int8_half_ref(s, x, src, n, group, p, out, acc);
 }

@@ -5,8 +5,8 @@
  * time; the AVX2 kernel 8 at a time (one word of int4, two of int8), bit for
  * bit the same words and error sums, and hands what its blocks of 8 do not
  * cover (the last 4 values of an int8 row, groups not a multiple of 8) to the
- * reference. The same kernels read bfloat16 rows as stored
- * (mq_pack_quantize_bf16).
+ * reference. The same kernels read bfloat16 and fp16 rows as stored
+ * (mq_pack_quantize_half).
  */
 #include "kernel.h"
 
@@ -21,7 +21,7 @@ static inline int32_t pack_code(const struct mq_scheme_traits *s, float x, struc
 }
 
 /* Values [i, n) of the row (i a multiple of s->pack), group by group, into the words out and L. */
-static MQ_INLINE void pack_span(const struct mq_scheme_traits *s, const void *x, int bf16, size_t i, size_t n,
+static MQ_INLINE void pack_span(const struct mq_scheme_traits *s, const void *x, enum mq_dtype src, size_t i, size_t n,
 				 size_t group, const struct mq_qparams *p, uint32_t *out, struct mq_lanes *L)
 {
 	const unsigned bits = (unsigned)s->bits, per = (unsigned)s->pack;
@@ -30,7 +30,7 @@ static MQ_INLINE void pack_span(const struct mq_scheme_traits *s, const void *x,
 		uint32_t w = 0;
 		for (unsigned j = 0; j < per; j++) {
 			const struct mq_qparams pg = p[(i + j) / group];
-			const float v = mq_row_at(x, i + j, bf16);
+			const float v = mq_row_at(x, i + j, src);
 			int32_t q = pack_code(s, v, pg);
 			w |= (uint32_t)(q + offset) << (j * bits);
 			mq_lanes_add(L, i + j, v, mq_dequant(pg, q));
@@ -54,17 +54,17 @@ size_t mq_pack_quantize_ref(const struct mq_scheme_traits *s, const float *x, si
 	(void)importance; /* round to nearest: every value on its own */
 	struct mq_lanes L;
 	mq_lanes_init(&L);
-	pack_span(s, x, 0, 0, n, group, p, out, &L);
+	pack_span(s, x, MQ_DTYPE_F32, 0, n, group, p, out, &L);
 	mq_lanes_end(&L, acc);
 	return (size_t)mq_scheme_bytes(s, n);
 }
 
-static size_t pack_bf16_ref(const struct mq_scheme_traits *s, const uint16_t *x, size_t n, size_t group,
-			    const struct mq_qparams *p, void *out, struct mq_err_acc *acc)
+static size_t pack_half_ref(const struct mq_scheme_traits *s, const uint16_t *x, enum mq_dtype src, size_t n,
+			    size_t group, const struct mq_qparams *p, void *out, struct mq_err_acc *acc)
 {
 	struct mq_lanes L;
 	mq_lanes_init(&L);
-	pack_span(s, x, 1, 0, n, group, p, out, &L);
+	pack_span(s, x, src, 0, n, group, p, out, &L);
 	mq_lanes_end(&L, acc);
 	return (size_t)mq_scheme_bytes(s, n);
 }
@@ -187,22 +187,22 @@ static inline struct pack_fast pack_fast_of(const struct mq_scheme_traits *s, st
  * Values [i, end) of one group, end - i a multiple of 8: 16 at a time where they fill
  * the 16 lanes, a block of 8 with pack8_codes at either edge of a group that cuts them.
  */
-MQ_AVX512 static MQ_INLINE size_t pack_group_avx512(const void *x, int bf16, size_t n, size_t i, size_t end,
+MQ_AVX512 static MQ_INLINE size_t pack_group_avx512(const void *x, enum mq_dtype src, size_t n, size_t i, size_t end,
 						  struct mq_qparams pg, const struct pack_consts *k, unsigned char *o,
 						  struct mq_lanes_avx512 *W)
 {
 	const __m512 scale = _mm512_set1_ps(pg.scale), zp = _mm512_set1_ps((float)pg.zero_point);
 	for (;;) {
 		for (; i % MQ_LANES == 0 && i + MQ_LANES <= end; i += MQ_LANES) {
-			__m512 xv = mq_load16(x, i, bf16);
+			__m512 xv = mq_load16(x, i, src);
 			__m512i u;
-			mq_prefetch_next_row_of(x, n, i, bf16);
+			mq_prefetch_next_row_of(x, n, i, src);
 			mq_lanes_avx512_add(W, i, xv, pack16_codes(xv, scale, zp, k->lo, k->hi, k->offset, &u));
 			pack16_store(u, k->four, o + i * k->bits / 8);
 		}
 		if (i >= end)
 			break;
-		__m256 xv = mq_load8(x, i, bf16);
+		__m256 xv = mq_load8(x, i, src);
 		__m256i u;
 		__m256 d = pack8_codes(xv, _mm512_castps512_ps256(scale), _mm512_castps512_ps256(zp),
 				       _mm512_castps512_ps256(k->lo), _mm512_castps512_ps256(k->hi),
@@ -214,7 +214,7 @@ MQ_AVX512 static MQ_INLINE size_t pack_group_avx512(const void *x, int bf16, siz
 	return i;
 }
 
-MQ_AVX512 static MQ_INLINE size_t pack_avx512_of(const struct mq_scheme_traits *s, const void *x, int bf16, size_t n,
+MQ_AVX512 static MQ_INLINE size_t pack_avx512_of(const struct mq_scheme_traits *s, const void *x, enum mq_dtype src, size_t n,
 						 size_t group, const struct mq_qparams *p, void *out,
 						 struct mq_err_acc *acc)
 {
@@ -225,16 +225,16 @@ MQ_AVX512 static MQ_INLINE size_t pack_avx512_of(const struct mq_scheme_traits *
 	mq_lanes_avx512_init(&W);
 	for (size_t i = 0; i < span;) {
 		size_t end = i + group < span ? i + group : span;
-		i = pack_group_avx512(x, bf16, n, i, end, p[i / group], &k, out, &W);
+		i = pack_group_avx512(x, src, n, i, end, p[i / group], &k, out, &W);
 	}
 	struct mq_lanes L;
 	mq_lanes_avx512_store(&W, &L);
-	pack_span(s, x, bf16, span, n, group, p, out, &L);
+	pack_span(s, x, src, span, n, group, p, out, &L);
 	mq_lanes_end(&L, acc);
 	return (size_t)mq_scheme_bytes(s, n);
 }
 
-MQ_AVX2 static MQ_INLINE size_t pack_avx2_of(const struct mq_scheme_traits *s, const void *x, int bf16, size_t n,
+MQ_AVX2 static MQ_INLINE size_t pack_avx2_of(const struct mq_scheme_traits *s, const void *x, enum mq_dtype src, size_t n,
 					     size_t group, const struct mq_qparams *p, void *out, struct mq_err_acc *acc)
 {
 	const size_t span = mq_vector_span(n, group);
@@ -252,10 +252,10 @@ MQ_AVX2 static MQ_INLINE size_t pack_avx2_of(const struct mq_scheme_traits *s, c
 		const __m256i zp_offset = _mm256_set1_epi32(fg.zp_offset);
 		size_t end = i + group < span ? i + group : span;
 		for (; i < end; i += MQ_STEP) {
-			__m256 xv = mq_load8(x, i, bf16), d;
+			__m256 xv = mq_load8(x, i, src), d;
 			__m256i u;
 			if (i % 16 == 0)
-				mq_prefetch_next_row_of(x, n, i, bf16);
+				mq_prefetch_next_row_of(x, n, i, src);
 			if (!fg.ok || !pack8_fast(xv, inv, scale, flo, fhi, zp_offset, &u, &d))
 				d = pack8_codes(xv, scale, zp, lo, hi, offset, &u);
 			mq_lanes_avx2_add(&V, i, xv, d);
@@ -264,7 +264,7 @@ MQ_AVX2 static MQ_INLINE size_t pack_avx2_of(const struct mq_scheme_traits *s, c
 	}
 	struct mq_lanes L;
 	mq_lanes_avx2_store(&V, &L);
-	pack_span(s, x, bf16, span, n, group, p, out, &L);
+	pack_span(s, x, src, span, n, group, p, out, &L);
 	mq_lanes_end(&L, acc);
 	return (size_t)mq_scheme_bytes(s, n);
 }
@@ -272,38 +272,44 @@ MQ_AVX2 static MQ_INLINE size_t pack_avx2_of(const struct mq_scheme_traits *s, c
 MQ_AVX512 static size_t pack_avx512(const struct mq_scheme_traits *s, const float *x, size_t n, size_t group,
 				    const struct mq_qparams *p, void *out, struct mq_err_acc *acc)
 {
-	return pack_avx512_of(s, x, 0, n, group, p, out, acc);
+	return pack_avx512_of(s, x, MQ_DTYPE_F32, n, group, p, out, acc);
 }
 
-MQ_AVX512 static size_t pack_bf16_avx512(const struct mq_scheme_traits *s, const uint16_t *x, size_t n, size_t group,
-					 const struct mq_qparams *p, void *out, struct mq_err_acc *acc)
+MQ_AVX512 static size_t pack_half_avx512(const struct mq_scheme_traits *s, const uint16_t *x, enum mq_dtype src,
+					 size_t n, size_t group, const struct mq_qparams *p, void *out,
+					 struct mq_err_acc *acc)
 {
-	return pack_avx512_of(s, x, 1, n, group, p, out, acc);
+	if (src == MQ_DTYPE_F16)
+		return pack_avx512_of(s, x, MQ_DTYPE_F16, n, group, p, out, acc);
+	return pack_avx512_of(s, x, MQ_DTYPE_BF16, n, group, p, out, acc);
 }
 
 MQ_AVX2 static size_t pack_avx2(const struct mq_scheme_traits *s, const float *x, size_t n, size_t group,
 				const struct mq_qparams *p, void *out, struct mq_err_acc *acc)
 {
-	return pack_avx2_of(s, x, 0, n, group, p, out, acc);
+	return pack_avx2_of(s, x, MQ_DTYPE_F32, n, group, p, out, acc);
 }
 
-MQ_AVX2 static size_t pack_bf16_avx2(const struct mq_scheme_traits *s, const uint16_t *x, size_t n, size_t group,
-				     const struct mq_qparams *p, void *out, struct mq_err_acc *acc)
+MQ_AVX2 static size_t pack_half_avx2(const struct mq_scheme_traits *s, const uint16_t *x, enum mq_dtype src,
+				     size_t n, size_t group, const struct mq_qparams *p, void *out,
+				     struct mq_err_acc *acc)
 {
-	return pack_avx2_of(s, x, 1, n, group, p, out, acc);
+	if (src == MQ_DTYPE_F16)
+		return pack_avx2_of(s, x, MQ_DTYPE_F16, n, group, p, out, acc);
+	return pack_avx2_of(s, x, MQ_DTYPE_BF16, n, group, p, out, acc);
 }
 #endif
 
-size_t mq_pack_quantize_bf16(const struct mq_scheme_traits *s, const uint16_t *x, size_t n, size_t group,
-			     const struct mq_qparams *p, void *out, struct mq_err_acc *acc)
+size_t mq_pack_quantize_half(const struct mq_scheme_traits *s, const uint16_t *x, enum mq_dtype src, size_t n,
+			     size_t group, const struct mq_qparams *p, void *out, struct mq_err_acc *acc)
 {
 #ifdef MQ_HAVE_AVX2
 	if (mq_cpu_avx512() && (s->bits == 4 || s->bits == 8))
-		return pack_bf16_avx512(s, x, n, group, p, out, acc);
+		return pack_half_avx512(s, x, src, n, group, p, out, acc);
 	if (mq_cpu_avx2() && (s->bits == 4 || s->bits == 8))
-		return pack_bf16_avx2(s, x, n, group, p, out, acc);
+		return pack_half_avx2(s, x, src, n, group, p, out, acc);
 #endif
-	return pack_bf16_ref(s, x, n, group, p, out, acc);
+	return pack_half_ref(s, x, src, n, group, p, out, acc);
 }
 
 size_t mq_pack_quantize(const struct mq_scheme_traits *s, const float *x, size_t n, size_t group,

@@ -72,10 +72,17 @@ static inline void mq_lanes_add(struct mq_lanes *L, size_t i, float x, float d)
 
 #define MQ_INLINE inline __attribute__((always_inline))
 
-/* Element i of row x: float32 as stored, or (bf16) a bfloat16's bits widened (exact). */
-static MQ_INLINE float mq_row_at(const void *x, size_t i, int bf16)
+/*
+ * Element i of row x: float32 as stored (src MQ_DTYPE_F32), or a 16-bit float's bits widened
+ * (MQ_DTYPE_BF16, MQ_DTYPE_F16; exact).
+ */
+static MQ_INLINE float mq_row_at(const void *x, size_t i, enum mq_dtype src)
 {
-	return bf16 ? mq_bf16_to_f32(((const uint16_t *)x)[i]) : ((const float *)x)[i];
+	if (src == MQ_DTYPE_BF16)
+		return mq_bf16_to_f32(((const uint16_t *)x)[i]);
+	if (src == MQ_DTYPE_F16)
+		return mq_f16_to_f32(((const uint16_t *)x)[i]);
+	return ((const float *)x)[i];
 }
 
 /* The 16 lane totals v added in the fixed pairwise order. */
@@ -270,30 +277,35 @@ static inline void mq_prefetch_next_row(const float *x, size_t n, size_t i)
 }
 
 /*
- * The kernels that also read bfloat16 rows as stored (the schemes' quantize_bf16) are written once
- * for both widths, with bf16 a constant of each caller, so the compiler makes two kernels: element
- * i of row x (mq_row_at), 8 or 16 of them, and the next row's hint once per line of either width.
+ * The kernels that also read 16-bit float rows as stored (the schemes' quantize_half) are written
+ * once for every source, with src a constant of each caller, so the compiler makes one kernel per
+ * source: element i of row x (mq_row_at), 8 or 16 of them (a bfloat16 widens by a shift, an fp16
+ * by F16C's conversion, both exact), and the next row's hint once per line of either width.
  */
-MQ_AVX2 static MQ_INLINE __m256 mq_load8(const void *x, size_t i, int bf16)
+MQ_AVX2 static MQ_INLINE __m256 mq_load8(const void *x, size_t i, enum mq_dtype src)
 {
-	if (!bf16)
+	if (src == MQ_DTYPE_F32)
 		return _mm256_loadu_ps((const float *)x + i);
 	__m128i h = _mm_loadu_si128((const __m128i *)(const void *)((const uint16_t *)x + i));
+	if (src == MQ_DTYPE_F16)
+		return _mm256_cvtph_ps(h);
 	return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
 
-MQ_AVX512 static MQ_INLINE __m512 mq_load16(const void *x, size_t i, int bf16)
+MQ_AVX512 static MQ_INLINE __m512 mq_load16(const void *x, size_t i, enum mq_dtype src)
 {
-	if (!bf16)
+	if (src == MQ_DTYPE_F32)
 		return _mm512_loadu_ps((const float *)x + i);
 	__m256i h = _mm256_loadu_si256((const __m256i *)(const void *)((const uint16_t *)x + i));
+	if (src == MQ_DTYPE_F16)
+		return _mm512_cvtph_ps(h);
 	return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
 /* mq_prefetch_next_row for element i (a multiple of 16) of a row of either width. */
-static MQ_INLINE void mq_prefetch_next_row_of(const void *x, size_t n, size_t i, int bf16)
+static MQ_INLINE void mq_prefetch_next_row_of(const void *x, size_t n, size_t i, enum mq_dtype src)
 {
-	if (!bf16)
+	if (src == MQ_DTYPE_F32)
 		mq_prefetch_next_row(x, n, i);
 	else if (i % 32 == 0)
 		_mm_prefetch((const char *)(uintptr_t)((uintptr_t)x + (n + i) * sizeof(uint16_t)), _MM_HINT_T1);
@@ -335,8 +347,8 @@ size_t mq_int8_quantize_ref(const struct mq_scheme_traits *s, const float *x, si
 			    const struct mq_qparams *p, const float *importance, void *out, struct mq_err_acc *acc);
 size_t mq_int8_quantize(const struct mq_scheme_traits *s, const float *x, size_t n, size_t group,
 			const struct mq_qparams *p, const float *importance, void *out, struct mq_err_acc *acc);
-size_t mq_int8_quantize_bf16(const struct mq_scheme_traits *s, const uint16_t *x, size_t n, size_t group,
-			     const struct mq_qparams *p, void *out, struct mq_err_acc *acc);
+size_t mq_int8_quantize_half(const struct mq_scheme_traits *s, const uint16_t *x, enum mq_dtype src, size_t n,
+			     size_t group, const struct mq_qparams *p, void *out, struct mq_err_acc *acc);
 void mq_int8_dequantize(const struct mq_scheme_traits *s, const void *q, size_t n, size_t group,
 			const struct mq_qparams *p, float *out);
 float mq_int8_fake(const struct mq_scheme_traits *s, float x, struct mq_qparams p);
@@ -353,8 +365,8 @@ size_t mq_pack_quantize_ref(const struct mq_scheme_traits *s, const float *x, si
 			    const struct mq_qparams *p, const float *importance, void *out, struct mq_err_acc *acc);
 size_t mq_pack_quantize(const struct mq_scheme_traits *s, const float *x, size_t n, size_t group,
 			const struct mq_qparams *p, const float *importance, void *out, struct mq_err_acc *acc);
-size_t mq_pack_quantize_bf16(const struct mq_scheme_traits *s, const uint16_t *x, size_t n, size_t group,
-			     const struct mq_qparams *p, void *out, struct mq_err_acc *acc);
+size_t mq_pack_quantize_half(const struct mq_scheme_traits *s, const uint16_t *x, enum mq_dtype src, size_t n,
+			     size_t group, const struct mq_qparams *p, void *out, struct mq_err_acc *acc);
 void mq_pack_dequantize(const struct mq_scheme_traits *s, const void *q, size_t n, size_t group,
 			const struct mq_qparams *p, float *out);
 float mq_pack_fake(const struct mq_scheme_traits *s, float x, struct mq_qparams p);
@@ -370,8 +382,8 @@ size_t mq_fp8_quantize_ref(const struct mq_scheme_traits *s, const float *x, siz
 			   const struct mq_qparams *p, const float *importance, void *out, struct mq_err_acc *acc);
 size_t mq_fp8_quantize(const struct mq_scheme_traits *s, const float *x, size_t n, size_t group,
 		       const struct mq_qparams *p, const float *importance, void *out, struct mq_err_acc *acc);
-size_t mq_fp8_quantize_bf16(const struct mq_scheme_traits *s, const uint16_t *x, size_t n, size_t group,
-			    const struct mq_qparams *p, void *out, struct mq_err_acc *acc);
+size_t mq_fp8_quantize_half(const struct mq_scheme_traits *s, const uint16_t *x, enum mq_dtype src, size_t n,
+			    size_t group, const struct mq_qparams *p, void *out, struct mq_err_acc *acc);
 void mq_fp8_dequantize(const struct mq_scheme_traits *s, const void *q, size_t n, size_t group,
 		       const struct mq_qparams *p, float *out);
 uint8_t mq_fp8_from_f32(float x);

@@ -78,12 +78,13 @@ int mq_range_update(struct mq_range *r, const float *x, size_t n, size_t *bad);
  */
 int mq_range_update_abs(struct mq_range *r, const float *x, size_t n, size_t *bad);
 /*
- * The two above on a bfloat16 row as stored (x its bits): the range, the
- * result and *bad those of the row widened to float32, without the widened
- * copy (on 16-bit lanes: a bfloat16 value's float32 bits are its own, shifted).
+ * The two above on a row of 16-bit floats as stored (x their bits, src
+ * MQ_DTYPE_BF16 or MQ_DTYPE_F16): the range, the result and *bad those of the
+ * row widened to float32, without the widened copy (on 16-bit lanes: both
+ * formats are sign and magnitude and widen in order).
  */
-int mq_range_update_bf16(struct mq_range *r, const uint16_t *x, size_t n, size_t *bad);
-int mq_range_update_abs_bf16(struct mq_range *r, const uint16_t *x, size_t n, size_t *bad);
+int mq_range_update_half(struct mq_range *r, const uint16_t *x, enum mq_dtype src, size_t n, size_t *bad);
+int mq_range_update_abs_half(struct mq_range *r, const uint16_t *x, enum mq_dtype src, size_t n, size_t *bad);
 
 /*
  * The parameters of an integer grid [qmin, qmax] (the formulas above): for a

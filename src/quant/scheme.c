@@ -41,7 +41,7 @@ static const struct mq_companion packed_asym_outputs[] = { PACKED, SOURCE_SCALE,
 	.float_format = MQ_FLOAT_NONE, .granularities = GRAN_GROUP_OR_CHANNEL, .select = MQ_SELECT_LINEAR, \
 	.storage = MQ_DTYPE_I32, .pack = 32 / (b), .qmin = -(1 << ((b) - 1)), .qmax = (1 << ((b) - 1)) - 1, \
 	.limit = FLT_MAX, OUTPUTS(outs), .params = mq_grid_params, .quantize_ref = mq_pack_quantize_ref, \
-	.quantize = mq_pack_quantize, .quantize_bf16 = mq_pack_quantize_bf16, .dequantize = mq_pack_dequantize, .fake = mq_pack_fake }
+	.quantize = mq_pack_quantize, .quantize_half = mq_pack_quantize_half, .dequantize = mq_pack_dequantize, .fake = mq_pack_fake }
 #define FP16_LIMIT 65519.99609375f /* the largest float32 that rounds to a finite f16 (65504) */
 
 static const struct mq_scheme_traits rows[] = {
@@ -49,14 +49,14 @@ static const struct mq_scheme_traits rows[] = {
 		.ct_format = "int-quantized", .acts = MQ_ACTS_INT8, .bits = 8, .symmetric = 1, .float_format = MQ_FLOAT_NONE, .granularities = GRAN_TENSOR_OR_CHANNEL,
 		.select = MQ_SELECT_WEIGHTS, .storage = MQ_DTYPE_I8, .pack = 1, .qmin = -128, .qmax = 127,
 		.limit = FLT_MAX, OUTPUTS(symmetric_outputs), .params = mq_grid_params,
-		.quantize_ref = mq_int8_quantize_ref, .quantize = mq_int8_quantize, .quantize_bf16 = mq_int8_quantize_bf16,
+		.quantize_ref = mq_int8_quantize_ref, .quantize = mq_int8_quantize, .quantize_half = mq_int8_quantize_half,
 		.dequantize = mq_int8_dequantize, .fake = mq_int8_fake },
 	[MQ_SCHEME_INT8_ASYM] = { .name = "int8-asym", .help = "with zero points", .quant_dtype = "int8",
 		.ct_type = "int", .ct_format = "int-quantized", .acts = MQ_ACTS_INT8, .bits = 8, .symmetric = 0, .float_format = MQ_FLOAT_NONE,
 		.granularities = GRAN_TENSOR_OR_CHANNEL, .select = MQ_SELECT_WEIGHTS, .storage = MQ_DTYPE_I8,
 		.pack = 1, .qmin = -128, .qmax = 127, .limit = FLT_MAX, OUTPUTS(asymmetric_outputs),
 		.params = mq_grid_params, .quantize_ref = mq_int8_quantize_ref, .quantize = mq_int8_quantize,
-		.quantize_bf16 = mq_int8_quantize_bf16, .dequantize = mq_int8_dequantize, .fake = mq_int8_fake },
+		.quantize_half = mq_int8_quantize_half, .dequantize = mq_int8_dequantize, .fake = mq_int8_fake },
 	[MQ_SCHEME_FP16] = { .name = "fp16", .help = "casts", .quant_dtype = "float16", .ct_type = "float",
 		.ct_format = "dense", .acts = MQ_ACTS_NONE, .bits = 16, .symmetric = 1, .float_format = MQ_FLOAT_FP16, .granularities = 0,
 		.select = MQ_SELECT_FLOATS, .storage = MQ_DTYPE_F16, .pack = 1, .qmin = 0, .qmax = 0,
@@ -77,7 +77,7 @@ static const struct mq_scheme_traits rows[] = {
 		.float_format = MQ_FLOAT_E4M3, .granularities = GRAN_TENSOR_OR_CHANNEL, .select = MQ_SELECT_WEIGHTS,
 		.storage = MQ_DTYPE_F8_E4M3, .pack = 1, .qmin = 0, .qmax = 0, .limit = FLT_MAX,
 		OUTPUTS(symmetric_outputs), .params = mq_fp8_params, .quantize_ref = mq_fp8_quantize_ref,
-		.quantize = mq_fp8_quantize, .quantize_bf16 = mq_fp8_quantize_bf16, .dequantize = mq_fp8_dequantize },
+		.quantize = mq_fp8_quantize, .quantize_half = mq_fp8_quantize_half, .dequantize = mq_fp8_dequantize },
 #ifdef MQ_TEST_DUMMY_SCHEME
 	/* int8 on the narrow grid [-127, 127], with a plain scalar kernel and no fast one */
 	{ .name = "int8-dummy", .help = "test only", .quant_dtype = "int8", .ct_type = "int",

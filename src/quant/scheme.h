@@ -120,11 +120,12 @@ typedef size_t (*mq_quant_fn)(const struct mq_scheme_traits *s, const float *x, 
 			      const struct mq_qparams *p, const float *importance, void *out, struct mq_err_acc *acc);
 
 /*
- * As mq_quant_fn, for a row stored as bfloat16 (x its bits), with no importance: the codes and
- * error sums of the row widened to float32 and quantized, without the widened copy.
+ * As mq_quant_fn, for a row stored as 16-bit floats (x their bits, src MQ_DTYPE_BF16 or MQ_DTYPE_F16),
+ * with no importance: the codes and error sums of the row widened to float32 and quantized, without
+ * the widened copy.
  */
-typedef size_t (*mq_quant_bf16_fn)(const struct mq_scheme_traits *s, const uint16_t *x, size_t n, size_t group,
-				   const struct mq_qparams *p, void *out, struct mq_err_acc *acc);
+typedef size_t (*mq_quant_half_fn)(const struct mq_scheme_traits *s, const uint16_t *x, enum mq_dtype src, size_t n,
+				   size_t group, const struct mq_qparams *p, void *out, struct mq_err_acc *acc);
 
 /* Dequantizes n stored values q (groups as above) into out, the values the error sums saw. */
 typedef void (*mq_dequant_fn)(const struct mq_scheme_traits *s, const void *q, size_t n, size_t group,
@@ -158,7 +159,7 @@ struct mq_scheme_traits {
 	mq_params_fn params;         /* range of one group -> parameters */
 	mq_quant_fn quantize_ref;    /* the spec */
 	mq_quant_fn quantize;        /* fast, bit for bit the reference (on any CPU: it checks); NULL: none */
-	mq_quant_bf16_fn quantize_bf16; /* as quantize, on bfloat16 rows as stored; NULL: widen them first */
+	mq_quant_half_fn quantize_half; /* as quantize, on bfloat16 and fp16 rows as stored; NULL: widen them */
 	mq_dequant_fn dequantize;
 	mq_fake_fn fake;             /* integer grids: one value at a time; NULL: none (no GPTQ) */
 };
@@ -238,11 +239,11 @@ static inline int mq_scheme_range_update(const struct mq_scheme_traits *s, struc
 	return (s->symmetric ? mq_range_update_abs : mq_range_update)(r, x, n, bad);
 }
 
-/* As mq_scheme_range_update, on a bfloat16 row as stored (x its bits). */
-static inline int mq_scheme_range_update_bf16(const struct mq_scheme_traits *s, struct mq_range *r, const uint16_t *x,
-					      size_t n, size_t *bad)
+/* As mq_scheme_range_update, on a row of 16-bit floats (src BF16 or F16) as stored (x their bits). */
+static inline int mq_scheme_range_update_half(const struct mq_scheme_traits *s, struct mq_range *r, const uint16_t *x,
+					      enum mq_dtype src, size_t n, size_t *bad)
 {
-	return (s->symmetric ? mq_range_update_abs_bf16 : mq_range_update_bf16)(r, x, n, bad);
+	return (s->symmetric ? mq_range_update_abs_half : mq_range_update_half)(r, x, src, n, bad);
 }
 
 /*

@@ -59,18 +59,21 @@ nan 4 NaN at row
 inf 4 Inf at row
 KINDS
 
-# BF16 rows are quantized from their bits, with no float32 copy: a NaN or an Inf there is still
-# an error, and it names the same row and element as in the float32 file of the same seed.
-for kind in nan inf; do
-    make_model "$WORK/bf16-$kind.safetensors" --corrupt "$kind" --seed 8 --dtype BF16
-    for n in 1 2; do
-        expect_error "corrupt-bf16-$kind" 4 "at row" "$n" "$WORK/bf16-$kind.safetensors" -o "$OUT/o.safetensors"
-        got=$(grep -o "[A-Za-z]* at row [0-9]*, element [0-9]*" "$WORK/last.err")
-        mq 1 "$WORK/bad-$kind.safetensors" -o "$OUT/o.safetensors"
-        want=$(grep -o "[A-Za-z]* at row [0-9]*, element [0-9]*" "$WORK/last.err")
-        rm -rf "${OUT:?}"/* "$OUT"/.[!.]* 2>/dev/null
-        [ -n "$got" ] && [ "$got" = "$want" ] && pass "bf16-$kind (-n $n): '$got', as in float32" ||
-            fail "bf16-$kind (-n $n): '$got', float32 file: '$want'"
+# BF16 and F16 rows are quantized from their bits, with no float32 copy: a NaN or an Inf there is
+# still an error, and it names the same row and element as in the float32 file of the same seed.
+for dtype in BF16 F16; do
+    d=$(echo "$dtype" | tr 'A-Z' 'a-z')
+    for kind in nan inf; do
+        make_model "$WORK/$d-$kind.safetensors" --corrupt "$kind" --seed 8 --dtype "$dtype"
+        for n in 1 2; do
+            expect_error "corrupt-$d-$kind" 4 "at row" "$n" "$WORK/$d-$kind.safetensors" -o "$OUT/o.safetensors"
+            got=$(grep -o "[A-Za-z]* at row [0-9]*, element [0-9]*" "$WORK/last.err")
+            mq 1 "$WORK/bad-$kind.safetensors" -o "$OUT/o.safetensors"
+            want=$(grep -o "[A-Za-z]* at row [0-9]*, element [0-9]*" "$WORK/last.err")
+            rm -rf "${OUT:?}"/* "$OUT"/.[!.]* 2>/dev/null
+            [ -n "$got" ] && [ "$got" = "$want" ] && pass "$d-$kind (-n $n): '$got', as in float32" ||
+                fail "$d-$kind (-n $n): '$got', float32 file: '$want'"
+        done
     done
 done
 

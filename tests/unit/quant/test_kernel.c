@@ -271,16 +271,32 @@ static void test_kernel_range_avx512(void **state)
 }
 
 /*
- * The bfloat16 entry points (a scheme's quantize_bf16, mq_range_update_bf16 and _abs_bf16) on
- * each path against the row widened to float32 and the float32 reference and scalar range: the
- * same codes, the same error sums' bits, the same range or the same first NaN/Inf (bfloat16's
- * Inf, quiet and signalling NaNs, either sign), and a range left as it was on failure.
+ * The 16-bit float entry points (a scheme's quantize_half, mq_range_update_half and _abs_half),
+ * for bfloat16 and fp16 rows, on each path against the row widened to float32 and the float32
+ * reference and scalar range: the same codes, the same error sums' bits, the same range or the
+ * same first NaN/Inf (the format's Inf, quiet and signalling NaNs, either sign), and a range
+ * left as it was on failure. The tiny rows of fp16 are its subnormals and smallest normals,
+ * which F16C widens as the scalar conversion does.
  */
-static void check_bf16(enum mq_simd path)
+static uint16_t to_half(float x, enum mq_dtype src)
+{
+	return src == MQ_DTYPE_F16 ? mq_f32_to_f16(x) : mq_f32_to_bf16(x);
+}
+
+static float from_half(uint16_t h, enum mq_dtype src)
+{
+	return src == MQ_DTYPE_F16 ? mq_f16_to_f32(h) : mq_bf16_to_f32(h);
+}
+
+static void check_half(enum mq_simd path, enum mq_dtype src)
 {
 	use_path(path);
 	static const size_t groups[] = { 8, 24, 32, 40, 128, 0 };
-	static const uint16_t bad_bits[] = { 0x7f80, 0xff80, 0x7fc0, 0xffc1, 0x7f81 };
+	static const uint16_t bad_bf16[] = { 0x7f80, 0xff80, 0x7fc0, 0xffc1, 0x7f81 };
+	static const uint16_t bad_f16[] = { 0x7c00, 0xfc00, 0x7e00, 0xfe01, 0x7c01 };
+	const uint16_t *bad_bits = src == MQ_DTYPE_F16 ? bad_f16 : bad_bf16;
+	const uint16_t inf = src == MQ_DTYPE_F16 ? 0x7c00 : 0x7f80;
+	size_t subnormals = 0;
 	static float x[MAX_N], w[MAX_N];
 	static uint16_t h[MAX_N];
 	static unsigned char got[MAX_N], want[MAX_N];
@@ -291,12 +307,15 @@ static void check_bf16(enum mq_simd path)
 		for (int kind = 0; kind < 4; kind++) {
 			make_row(x, n, kind, &seed);
 			for (size_t i = 0; i < n; i++) {
-				h[i] = mq_f32_to_bf16(x[i]);
-				w[i] = mq_bf16_to_f32(h[i]);
+				if (kind == 3 && src == MQ_DTYPE_F16)
+					x[i] *= 2e26f; /* |x| < 1e-4: fp16's subnormals (below 2^-14) and beyond */
+				h[i] = to_half(x[i], src);
+				w[i] = from_half(h[i], src);
+				subnormals += src == MQ_DTYPE_F16 && (h[i] & 0x7c00u) == 0 && (h[i] & 0x3ffu) != 0;
 			}
 			for (int si = 0; si < mq_scheme_count(); si++) {
 				const struct mq_scheme_traits *s = mq_scheme_get((enum mq_scheme)si);
-				if (!s->quantize_bf16 || n % (size_t)s->pack)
+				if (!s->quantize_half || n % (size_t)s->pack)
 					continue;
 				for (size_t gi = 0; gi < sizeof(groups) / sizeof(groups[0]); gi++) {
 					const size_t group = groups[gi] ? groups[gi] : n;
@@ -308,16 +327,16 @@ static void check_bf16(enum mq_simd path)
 						mq_range_init(&r);
 						mq_range_init(&rb);
 						assert_int_equal(mq_scheme_range_update(s, &r, w + g * group, len, &bad), 0);
-						assert_int_equal(mq_scheme_range_update_bf16(s, &rb, h + g * group, len, &bad), 0);
+						assert_int_equal(mq_scheme_range_update_half(s, &rb, h + g * group, src, len, &bad), 0);
 						assert_memory_equal(&r, &rb, sizeof(r));
-						p[g] = s->params(s, &r, MQ_DTYPE_BF16);
+						p[g] = s->params(s, &r, src);
 					}
 					struct mq_err_acc a = { 0.5, 0.25, 0.0 }, b = a;
-					size_t n1 = s->quantize_bf16(s, h, n, group, p, got, &a);
+					size_t n1 = s->quantize_half(s, h, src, n, group, p, got, &a);
 					assert_int_equal(n1, s->quantize_ref(s, w, n, group, p, NULL, want, &b));
 					if (memcmp(got, want, n1) || memcmp(&a, &b, sizeof(a)))
-						fail_msg("%s bf16 on %s: n %zu group %zu: differs from the widened row's reference (%s)",
-							 s->name, mq_quant_kernel_name(), n, group,
+						fail_msg("%s %s on %s: n %zu group %zu: differs from the widened row's reference (%s)",
+							 s->name, mq_dtype_name(src), mq_quant_kernel_name(), n, group,
 							 memcmp(got, want, n1) ? "codes" : "error sums");
 					rows++;
 				}
@@ -325,49 +344,70 @@ static void check_bf16(enum mq_simd path)
 			/* the full range of the row, then with a NaN or an Inf planted at half of the rows */
 			size_t at = lcg(&seed) % (2 * n);
 			if (at < n)
-				h[at] = bad_bits[lcg(&seed) % (sizeof(bad_bits) / sizeof(bad_bits[0]))];
+				h[at] = bad_bits[lcg(&seed) % (sizeof(bad_bf16) / sizeof(bad_bf16[0]))];
 			if (at + 5 < n)
-				h[at + 5] = 0x7f80;
+				h[at + 5] = inf;
 			for (size_t i = 0; i < n; i++)
-				w[i] = mq_bf16_to_f32(h[i]);
+				w[i] = from_half(h[i], src);
 			for (int keys = 0; keys < 2; keys++) {
 				struct mq_range r, rb;
 				size_t bad = 0, badb = 0;
 				mq_range_init(&r);
 				mq_range_init(&rb);
-				const float before[2] = { 0.25f, -0.125f }; /* folded first: the bf16 fold adds to a range */
+				const float before[2] = { 0.25f, -0.125f }; /* folded first: the 16-bit fold adds to a range */
 				assert_int_equal(mq_range_update(&r, before, 2, &bad), 0);
 				assert_int_equal(mq_range_update(&rb, before, 2, &bad), 0);
 				mq_dtype_simd_cap(MQ_SIMD_SCALAR);
 				int want_rc = (keys ? mq_range_update : mq_range_update_abs)(&r, w, n, &bad);
 				mq_dtype_simd_cap(path);
-				int got_rc = (keys ? mq_range_update_bf16 : mq_range_update_abs_bf16)(&rb, h, n, &badb);
+				int got_rc = (keys ? mq_range_update_half : mq_range_update_abs_half)(&rb, h, src, n, &badb);
 				assert_int_equal(got_rc, want_rc);
 				assert_int_equal(badb, bad);
 				assert_memory_equal(&r, &rb, sizeof(r));
 			}
 		}
 	}
-	print_message("bf16 rows on %s: %zu\n", mq_dtype_simd_name(path), rows);
+	print_message("%s rows on %s: %zu (%zu fp16 subnormals)\n", mq_dtype_name(src), mq_dtype_simd_name(path), rows,
+		      subnormals);
+	if (src == MQ_DTYPE_F16)
+		assert_true(subnormals > 0);
 	mq_dtype_simd_cap(MQ_SIMD_AVX512);
 }
 
 static void test_kernel_bf16_scalar(void **state)
 {
 	(void)state;
-	check_bf16(MQ_SIMD_SCALAR);
+	check_half(MQ_SIMD_SCALAR, MQ_DTYPE_BF16);
+}
+
+static void test_kernel_f16_scalar(void **state)
+{
+	(void)state;
+	check_half(MQ_SIMD_SCALAR, MQ_DTYPE_F16);
 }
 
 static void test_kernel_bf16_avx2(void **state)
 {
 	(void)state;
-	check_bf16(MQ_SIMD_AVX2);
+	check_half(MQ_SIMD_AVX2, MQ_DTYPE_BF16);
+}
+
+static void test_kernel_f16_avx2(void **state)
+{
+	(void)state;
+	check_half(MQ_SIMD_AVX2, MQ_DTYPE_F16);
 }
 
 static void test_kernel_bf16_avx512(void **state)
 {
 	(void)state;
-	check_bf16(MQ_SIMD_AVX512);
+	check_half(MQ_SIMD_AVX512, MQ_DTYPE_BF16);
+}
+
+static void test_kernel_f16_avx512(void **state)
+{
+	(void)state;
+	check_half(MQ_SIMD_AVX512, MQ_DTYPE_F16);
 }
 
 int main(void)
@@ -382,6 +422,9 @@ int main(void)
 		cmocka_unit_test(test_kernel_bf16_scalar),
 		cmocka_unit_test(test_kernel_bf16_avx2),
 		cmocka_unit_test(test_kernel_bf16_avx512),
+		cmocka_unit_test(test_kernel_f16_scalar),
+		cmocka_unit_test(test_kernel_f16_avx2),
+		cmocka_unit_test(test_kernel_f16_avx512),
 	};
 	return cmocka_run_group_tests_name("kernel", tests, NULL, NULL);
 }
