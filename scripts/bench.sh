@@ -19,7 +19,8 @@
 # Usage: scripts/bench.sh [SIZE_MIB]      (env MQ_BENCH_DIR: where the models go;
 #                                          MQ_BENCH_PARTS: "weights lowbit pt calib gptq", the default, or some,
 #                                          and "scale" for a model larger than memory, MQ_BENCH_SCALE_GIB;
-#                                          MQ_BENCH_FOLIOS=large: rewrite each model with 8 MiB writes first)
+#                                          MQ_BENCH_FOLIOS=large: rewrite each model with 8 MiB writes first;
+#                                          MQ_BENCH_DTYPES: the models' dtypes, "F32 BF16" by default, or with F16)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SIZE=${1:-2048}
@@ -106,8 +107,9 @@ io_floor() {
 PARTS=${MQ_BENCH_PARTS:-weights lowbit pt calib gptq}
 gbps_of() { "$PY" -c 'import json, sys; r = json.load(open(sys.argv[1]))
 print("%.3f %.1f" % (r["input_gb_per_s_without_sync"], max(q["peak_rss_bytes"] for q in r["per_rank"]) / 2**20))' "$1"; }
-case " $PARTS " in *" weights "*) ;; *) DTYPES="" ;; esac
-for dtype in ${DTYPES-F32 BF16}; do
+DTYPES=${MQ_BENCH_DTYPES:-F32 BF16}
+case " $PARTS " in *" weights "*) WEIGHT_DTYPES=$DTYPES ;; *) WEIGHT_DTYPES="" ;; esac
+for dtype in $WEIGHT_DTYPES; do
     model="$DIR/bench-$dtype.safetensors"
     [ -f "$model" ] || "$PY" "$ROOT/scripts/make_model.py" "$model" --dtype "$dtype" --size-mib "$SIZE" \
         --hidden 4096 --outliers --seed 42
@@ -186,7 +188,7 @@ done
 case " $PARTS " in
 *" lowbit "*)
     printf '%-6s %-3s %-22s %8s %8s %12s  %s\n' model n scheme "GB/s" "x copy" "peak RSS MiB" "output sha256"
-    for dtype in F32 BF16; do
+    for dtype in $DTYPES; do
         model="$DIR/bench-$dtype.safetensors"
         [ -f "$model" ] || "$PY" "$ROOT/scripts/make_model.py" "$model" --dtype "$dtype" --size-mib "$SIZE" \
             --hidden 4096 --outliers --seed 42
