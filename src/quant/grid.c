@@ -8,6 +8,7 @@
 #include "kernel.h"
 
 #include <float.h>
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -169,6 +170,8 @@ struct mq_qparams mq_grid_qparams(int symmetric, float amax, float lo, float hi,
 		p.scale = amax / mq_grid_half_steps(qmin, qmax);
 	else
 		p.scale = (hi - lo) / (float)(qmax - qmin);
+	if (!symmetric && isinf(p.scale)) /* hi - lo beyond FLT_MAX (both ends near it): in two parts, finite */
+		p.scale = hi / (float)(qmax - qmin) - lo / (float)(qmax - qmin);
 	if (p.scale < FLT_EPSILON)
 		p.scale = FLT_EPSILON;
 	p.scale = mq_scale_round(scale_dtype, p.scale);

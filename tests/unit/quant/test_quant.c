@@ -163,6 +163,33 @@ static void test_quant_int8_asym_range(void **state)
 	assert_true(mq_dequant(p, q[1]) == 0.0f);
 }
 
+/*
+ * A range wider than float32 holds (both ends near FLT_MAX): the asymmetric scale
+ * (hi - lo) / 255 would be Inf, and every value would dequantize to NaN. The scale
+ * is the same quotient taken in two parts, finite, and the ends keep their codes.
+ */
+static void test_quant_asym_range_beyond_float_max(void **state)
+{
+	(void)state;
+	const enum mq_scheme schemes[] = { MQ_SCHEME_INT8_ASYM, MQ_SCHEME_INT4_ASYM };
+	for (size_t k = 0; k < sizeof(schemes) / sizeof(schemes[0]); k++) {
+		const struct mq_scheme_traits *s = row(schemes[k]);
+		float x[8] = { -3.0e38f, 0.0f, 1.0f, -1.0f, 2.5e38f, 3.0e38f, 1.0e38f, -1.0e38f };
+		struct mq_qparams p = params_of(s, x, 8);
+		assert_true(isfinite(p.scale) && p.scale > 0.0f);
+		assert_true(p.scale == 3.0e38f / (float)(s->qmax - s->qmin) + 3.0e38f / (float)(s->qmax - s->qmin));
+		uint32_t q[8];
+		struct mq_err_acc acc;
+		quant_both(s, x, 8, p, q, &acc);
+		float d[8];
+		s->dequantize(s, q, 8, 8, &p, d);
+		for (int i = 0; i < 8; i++) {
+			assert_true(isfinite(d[i]));
+			assert_true(fabsf(d[i] - x[i]) <= p.scale); /* within a step (zero point's rounding included) */
+		}
+	}
+}
+
 static void test_quant_range_reports_nan_and_inf(void **state)
 {
 	(void)state;
@@ -828,6 +855,7 @@ int main(void)
 		cmocka_unit_test(test_quant_one_outlier_dominates_scale),
 		cmocka_unit_test(test_quant_round_half_to_even),
 		cmocka_unit_test(test_quant_int8_asym_range),
+		cmocka_unit_test(test_quant_asym_range_beyond_float_max),
 		cmocka_unit_test(test_quant_range_reports_nan_and_inf),
 		cmocka_unit_test(test_quant_fast_kernel_matches_reference),
 		cmocka_unit_test(test_quant_fast_kernel_matches_reference_on_ties),
