@@ -10,7 +10,6 @@
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
-#include <string.h>
 
 #ifdef MQ_HAVE_AVX2
 static size_t range_avx2(const float *x, size_t n, uint32_t *amax, int32_t *mn, int32_t *mx);
@@ -95,23 +94,16 @@ static int16_t half_key(uint16_t b)
 	return (int16_t)(b ^ ((b & 0x8000u) ? 0x7fffu : 0u));
 }
 
-/* The float32 bits of the 16-bit float b of dtype src (BF16 or F16). */
-static uint32_t half_widened_bits(uint16_t b, enum mq_dtype src)
+/* The 16-bit float b of dtype src (BF16 or F16), widened (exact). */
+static float half_widened(uint16_t b, enum mq_dtype src)
 {
-	if (src == MQ_DTYPE_BF16)
-		return (uint32_t)b << 16;
-	const float f = mq_f16_to_f32(b);
-	uint32_t u;
-	memcpy(&u, &f, sizeof(u));
-	return u;
+	return src == MQ_DTYPE_BF16 ? mq_bf16_to_f32(b) : mq_f16_to_f32(b);
 }
 
 /* The float32 order key of the widened value whose 16-bit key is k. */
 static int32_t half_key_widened(int16_t k, enum mq_dtype src)
 {
-	const uint16_t b = (uint16_t)(k < 0 ? (uint16_t)k ^ 0x7fffu : (uint16_t)k);
-	const uint32_t u = half_widened_bits(b, src);
-	return (int32_t)(u ^ ((u & 0x80000000u) ? 0x7fffffffu : 0u));
+	return mq_float_key(half_widened((uint16_t)(k < 0 ? (uint16_t)k ^ 0x7fffu : (uint16_t)k), src));
 }
 
 static int range_fold_half(struct mq_range *r, const uint16_t *x, enum mq_dtype src, size_t n, size_t *bad, int keys)
@@ -141,7 +133,7 @@ static int range_fold_half(struct mq_range *r, const uint16_t *x, enum mq_dtype 
 		*bad = i;
 		return -1;
 	}
-	const uint32_t a32 = half_widened_bits(amax, src);
+	const uint32_t a32 = mq_f32_bits(half_widened(amax, src));
 	r->absmax_bits = a32 > r->absmax_bits ? a32 : r->absmax_bits;
 	if (keys) {
 		const int32_t lo = half_key_widened(mn, src), hi = half_key_widened(mx, src);
